@@ -1,0 +1,302 @@
+//! The decision "what happens to this event": a pure function of (integration, event, now).
+//!
+//! Steps 2–5 of DESIGN.md's order live here; authentication (1) is the request's, and dedupe (6)
+//! and enqueue (7) need the ledger and the queue, so the receiver does them with the job this
+//! returns.
+
+use crate::event::{EventError, ObjectEvent};
+use crate::integration::{Integration, Mode, Status};
+use crate::job::IngestJob;
+use crate::reason::{Outcome, Reason};
+use chrono::{DateTime, SecondsFormat, Utc};
+
+/// Either a job to dedupe and enqueue, or a final word on the event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Enqueue(Box<IngestJob>),
+    Refuse {
+        outcome: Outcome,
+        reason: Reason,
+        /// The event, when it could be parsed: logs name its bucket and key.
+        event: Option<Box<ObjectEvent>>,
+    },
+}
+
+fn refuse(outcome: Outcome, reason: Reason, event: ObjectEvent) -> Decision {
+    Decision::Refuse {
+        outcome,
+        reason,
+        event: Some(Box::new(event)),
+    }
+}
+
+pub fn decide(
+    integration: &Integration,
+    event: Result<ObjectEvent, EventError>,
+    now: DateTime<Utc>,
+) -> Decision {
+    // 2. parse and normalise
+    let event = match event {
+        Ok(event) => event,
+        Err(_) => {
+            return Decision::Refuse {
+                outcome: Outcome::Rejected,
+                reason: Reason::MalformedEvent,
+                event: None,
+            }
+        }
+    };
+    // 3. the event must be about this integration's account and bucket
+    if let (Some(expected), Some(actual)) = (&integration.account, &event.account) {
+        if expected != actual {
+            return refuse(Outcome::Rejected, Reason::AccountMismatch, event);
+        }
+    }
+    if event.bucket != integration.bucket {
+        return refuse(Outcome::Rejected, Reason::BucketMismatch, event);
+    }
+    // 4. mode and status
+    if integration.mode == Mode::Poll {
+        return refuse(Outcome::Rejected, Reason::ModeMismatch, event);
+    }
+    if integration.status == Status::Paused {
+        return refuse(Outcome::RetryLater, Reason::Paused, event);
+    }
+    // 5. skips
+    if let Some(reason) = skip_reason(integration, &event) {
+        return refuse(Outcome::Skipped, reason, event);
+    }
+    let received_at = now.to_rfc3339_opts(SecondsFormat::Millis, true);
+    Decision::Enqueue(Box::new(IngestJob::from_event(
+        &integration.id,
+        event,
+        received_at,
+    )))
+}
+
+fn skip_reason(integration: &Integration, event: &ObjectEvent) -> Option<Reason> {
+    let key = event.key.as_str();
+    if !event.created {
+        return Some(Reason::NotObjectCreated);
+    }
+    if let Some(prefix) = integration.prefix.as_deref() {
+        if !key.starts_with(prefix) {
+            return Some(Reason::PrefixFiltered);
+        }
+    }
+    if !integration.suffixes.is_empty()
+        && !integration
+            .suffixes
+            .iter()
+            .any(|suffix| key.ends_with(suffix.as_str()))
+    {
+        return Some(Reason::SuffixFiltered);
+    }
+    if event
+        .size
+        .is_some_and(|size| size > integration.max_object_bytes)
+    {
+        return Some(Reason::TooLarge);
+    }
+    if let Some(output) = integration.output_prefix.as_deref() {
+        if !output.is_empty() && key.starts_with(output) {
+            return Some(Reason::LoopProtection);
+        }
+    }
+    if key.ends_with('/') && event.size == Some(0) {
+        return Some(Reason::FolderMarker);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::integration::tests::sample;
+    use crate::integration::Provider;
+
+    fn event(key: &str, size: u64) -> ObjectEvent {
+        ObjectEvent {
+            provider: Provider::R2,
+            account: Some("acc".into()),
+            region: None,
+            bucket: "uploads".into(),
+            key: key.into(),
+            size: Some(size),
+            etag: Some("e".into()),
+            version_id: None,
+            sequencer: None,
+            action: "PutObject".into(),
+            created: true,
+            event_time: "2024-01-01T00:00:00Z".into(),
+            source_event_id: "m1".into(),
+        }
+    }
+
+    fn reason_of(decision: Decision) -> Option<(Outcome, Reason)> {
+        match decision {
+            Decision::Enqueue(_) => None,
+            Decision::Refuse {
+                outcome, reason, ..
+            } => Some((outcome, reason)),
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000, 0).unwrap()
+    }
+
+    #[test]
+    fn a_matching_created_event_becomes_a_job() {
+        let integration = sample(Provider::R2);
+        let Decision::Enqueue(job) = decide(&integration, Ok(event("a.pdf", 10)), now()) else {
+            panic!("expected a job");
+        };
+        assert_eq!(job.schema, "ingest-job/v1");
+        assert_eq!(job.key, "a.pdf");
+        assert_eq!(job.received_at, "2023-11-14T22:13:20.000Z");
+        assert_eq!(
+            job.job_id,
+            crate::job::job_id("int_test", "uploads", "a.pdf", "e")
+        );
+    }
+
+    #[test]
+    fn every_reason_in_its_place() {
+        use Outcome::*;
+        use Reason::*;
+        let base = sample(Provider::R2);
+        let with = |edit: &dyn Fn(&mut Integration)| {
+            let mut integration = base.clone();
+            edit(&mut integration);
+            integration
+        };
+        let cases: Vec<(
+            Integration,
+            Result<ObjectEvent, EventError>,
+            (Outcome, Reason),
+        )> = vec![
+            (
+                base.clone(),
+                Err(EventError::EmptyKey),
+                (Rejected, MalformedEvent),
+            ),
+            (
+                with(&|i| i.account = Some("other".into())),
+                Ok(event("a", 1)),
+                (Rejected, AccountMismatch),
+            ),
+            (
+                with(&|i| i.bucket = "other".into()),
+                Ok(event("a", 1)),
+                (Rejected, BucketMismatch),
+            ),
+            (
+                with(&|i| i.mode = Mode::Poll),
+                Ok(event("a", 1)),
+                (Rejected, ModeMismatch),
+            ),
+            (
+                with(&|i| i.status = Status::Paused),
+                Ok(event("a", 1)),
+                (RetryLater, Paused),
+            ),
+            (
+                base.clone(),
+                Ok(ObjectEvent {
+                    created: false,
+                    ..event("a", 1)
+                }),
+                (Skipped, NotObjectCreated),
+            ),
+            (
+                with(&|i| i.prefix = Some("in/".into())),
+                Ok(event("out/a", 1)),
+                (Skipped, PrefixFiltered),
+            ),
+            (
+                with(&|i| i.suffixes = vec![".pdf".into()]),
+                Ok(event("a.txt", 1)),
+                (Skipped, SuffixFiltered),
+            ),
+            (
+                with(&|i| i.max_object_bytes = 10),
+                Ok(event("a", 11)),
+                (Skipped, TooLarge),
+            ),
+            (
+                with(&|i| i.output_prefix = Some("results/".into())),
+                Ok(event("results/a", 1)),
+                (Skipped, LoopProtection),
+            ),
+            (
+                base.clone(),
+                Ok(event("folder/", 0)),
+                (Skipped, FolderMarker),
+            ),
+        ];
+        for (integration, event, expected) in cases {
+            assert_eq!(
+                reason_of(decide(&integration, event.clone(), now())),
+                Some(expected),
+                "{event:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn earlier_checks_win_over_later_ones() {
+        // Wrong bucket and paused: the mismatch is permanent, so it is named first.
+        let mut integration = sample(Provider::R2);
+        integration.bucket = "other".into();
+        integration.status = Status::Paused;
+        let deleted = ObjectEvent {
+            created: false,
+            ..event("a", 1)
+        };
+        assert_eq!(
+            reason_of(decide(&integration, Ok(deleted.clone()), now())),
+            Some((Outcome::Rejected, Reason::BucketMismatch))
+        );
+        // Paused before skips: a paused integration decides nothing yet.
+        integration.bucket = "uploads".into();
+        assert_eq!(
+            reason_of(decide(&integration, Ok(deleted), now())),
+            Some((Outcome::RetryLater, Reason::Paused))
+        );
+    }
+
+    #[test]
+    fn an_event_without_account_passes_the_account_check_and_sizes_at_the_limit_pass() {
+        let mut integration = sample(Provider::S3);
+        integration.account = Some("123".into());
+        integration.max_object_bytes = 10;
+        let e = ObjectEvent {
+            account: None,
+            ..event("k", 10)
+        };
+        assert!(matches!(
+            decide(&integration, Ok(e), now()),
+            Decision::Enqueue(_)
+        ));
+        // Unknown size (a CloudTrail copy) cannot be judged too large here.
+        let unknown = ObjectEvent {
+            size: None,
+            account: None,
+            ..event("k", 0)
+        };
+        assert!(matches!(
+            decide(&integration, Ok(unknown), now()),
+            Decision::Enqueue(_)
+        ));
+    }
+
+    #[test]
+    fn a_non_empty_folder_like_key_is_not_a_folder_marker() {
+        let integration = sample(Provider::R2);
+        assert!(matches!(
+            decide(&integration, Ok(event("odd/", 5)), now()),
+            Decision::Enqueue(_)
+        ));
+    }
+}

@@ -1,0 +1,30 @@
+//! Bucket Relay's wire contract, shared by the worker (wasm32) and the receiver (native).
+//!
+//! Everything here is pure: no I/O, no clock, no randomness. The receiver and the worker both
+//! depend on this crate, so the event formats, the Standard Webhooks signature, the secret
+//! derivation, the `ingest-job/v1` schema and the per-event decision cannot drift apart.
+//!
+//! - [`reason`]: the outcomes and the stable reason strings used in responses, logs and metrics.
+//! - [`integration`]: one customer bucket's configuration.
+//! - [`event`]: the normalised object event, and parsers for R2 notifications
+//!   ([`event::r2`]) and EventBridge S3 / CloudTrail events ([`event::eventbridge`]).
+//! - [`webhook`]: Standard Webhooks signing and verification.
+//! - [`secret`]: the event source secret derived from the master key.
+//! - [`job`]: the `ingest-job/v1` message and its deterministic `job_id`.
+//! - [`decide`]: the pure decision "what happens to this event".
+//! - [`wire`]: request and response bodies, header names and the events path.
+
+pub mod decide;
+pub mod event;
+pub mod integration;
+pub mod job;
+pub mod reason;
+pub mod secret;
+pub mod webhook;
+pub mod wire;
+
+pub use decide::{decide, Decision};
+pub use event::{EventError, ObjectEvent};
+pub use integration::{Integration, Mode, Provider, Status};
+pub use job::IngestJob;
+pub use reason::{Outcome, Reason};

@@ -1,0 +1,157 @@
+//! Outcomes and reasons: the stable snake_case words that responses, logs, metrics and docs share.
+//!
+//! A reason names *why* an event or a request ended the way it did. Adding a variant is a contract
+//! change: the README's reason table and the Terraform alarms are tested against [`Reason::ALL`].
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// What happened to one event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A new job was put on the ingest queue.
+    Accepted,
+    /// The same object version was already turned into a job; nothing was enqueued.
+    Duplicate,
+    /// Deliberately not turned into a job (filters, deletes, loop protection…).
+    Skipped,
+    /// The event can never become a job as sent (wrong bucket, malformed…): dead-letter it.
+    Rejected,
+    /// Not decided now (paused, a backend outage): send it again later.
+    RetryLater,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Accepted,
+        Outcome::Duplicate,
+        Outcome::Skipped,
+        Outcome::Rejected,
+        Outcome::RetryLater,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Skipped => "skipped",
+            Outcome::Rejected => "rejected",
+            Outcome::RetryLater => "retry_later",
+        }
+    }
+
+    /// Whether the sender may forget the event (ack it) after this outcome.
+    pub const fn is_final(self) -> bool {
+        !matches!(self, Outcome::RetryLater)
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+macro_rules! reasons {
+    ($( $(#[$doc:meta])* $variant:ident = $text:literal, )*) => {
+        /// Why a request or an event ended the way it did.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum Reason {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl Reason {
+            /// Every reason, in declaration order.
+            pub const ALL: &'static [Reason] = &[$(Reason::$variant,)*];
+
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Reason::$variant => $text,)*
+                }
+            }
+
+            pub fn parse(text: &str) -> Option<Reason> {
+                match text {
+                    $($text => Some(Reason::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+reasons! {
+    // Request-level: the whole request is refused before any event is looked at.
+    /// No valid signature or bearer secret for this integration (401).
+    InvalidSecret = "invalid_secret",
+    /// No integration with the id in the path (404).
+    UnknownIntegration = "unknown_integration",
+    /// The body is not a batch or an EventBridge event at all, or headers are malformed (400).
+    MalformedRequest = "malformed_request",
+    /// The body is larger than the 6 MB function URL limit (413).
+    PayloadTooLarge = "payload_too_large",
+    /// No route for this method and path (404 / 405).
+    NotFound = "not_found",
+    MethodNotAllowed = "method_not_allowed",
+    // Per event, in the decision order of DESIGN.md.
+    /// The event cannot be parsed into an object event.
+    MalformedEvent = "malformed_event",
+    /// The event names another account than the integration's.
+    AccountMismatch = "account_mismatch",
+    /// The event names another bucket than the integration's.
+    BucketMismatch = "bucket_mismatch",
+    /// The integration is in `poll` mode; events are not turned into jobs.
+    ModeMismatch = "mode_mismatch",
+    /// The integration is paused: retry later.
+    Paused = "paused",
+    /// A delete, lifecycle or other non-create action.
+    NotObjectCreated = "not_object_created",
+    /// The key is outside the integration's prefix.
+    PrefixFiltered = "prefix_filtered",
+    /// The key's suffix is not in the allow-list.
+    SuffixFiltered = "suffix_filtered",
+    /// The object is larger than `max_object_bytes`.
+    TooLarge = "too_large",
+    /// The key is under `output_prefix`, where the pipeline writes its results.
+    LoopProtection = "loop_protection",
+    /// A zero-byte key ending in `/`: a console "folder".
+    FolderMarker = "folder_marker",
+    /// This object version was already turned into a job.
+    Duplicate = "duplicate",
+    /// The same object version is being enqueued by a concurrent request: retry shortly.
+    InFlight = "in_flight",
+    /// A store, queue or key backend did not answer: retry later; nothing was lost.
+    BackendUnavailable = "backend_unavailable",
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_and_as_str_agree_for_every_reason() {
+        for reason in Reason::ALL {
+            let json = serde_json::to_string(reason).unwrap();
+            assert_eq!(json, format!("\"{}\"", reason.as_str()));
+            assert_eq!(Reason::parse(reason.as_str()), Some(*reason));
+        }
+    }
+
+    #[test]
+    fn serde_and_as_str_agree_for_every_outcome() {
+        for outcome in Outcome::ALL {
+            let json = serde_json::to_string(&outcome).unwrap();
+            assert_eq!(json, format!("\"{}\"", outcome.as_str()));
+        }
+        assert!(!Outcome::RetryLater.is_final());
+        assert!(Outcome::Rejected.is_final());
+    }
+}

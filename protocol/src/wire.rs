@@ -1,0 +1,146 @@
+//! What crosses the wire between the worker, EventBridge and the receiver: the events path,
+//! header names, request and response bodies, and which status answers what.
+
+use crate::reason::{Outcome, Reason};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+
+const EVENTS_PATH_PREFIX: &str = "/v1/integrations/";
+const EVENTS_PATH_SUFFIX: &str = "/events";
+pub const HEALTH_PATH: &str = "/healthz";
+
+/// The function URL's own request limit: larger bodies are answered 413 `payload_too_large`.
+pub const MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
+
+pub const HEADER_AUTHORIZATION: &str = "authorization";
+pub const BEARER_PREFIX: &str = "Bearer ";
+pub const HEADER_RETRY_AFTER: &str = "retry-after";
+/// What `Retry-After` says on a 503: paused integrations and backend outages.
+pub const RETRY_AFTER_SECONDS: u32 = 60;
+
+/// `/v1/integrations/{id}/events`
+pub fn events_path(integration_id: &str) -> String {
+    format!("{EVENTS_PATH_PREFIX}{integration_id}{EVENTS_PATH_SUFFIX}")
+}
+
+/// The integration id of an events path, or `None` for any other path.
+pub fn parse_events_path(path: &str) -> Option<&str> {
+    let id = path
+        .strip_prefix(EVENTS_PATH_PREFIX)?
+        .strip_suffix(EVENTS_PATH_SUFFIX)?;
+    (!id.is_empty() && !id.contains('/')).then_some(id)
+}
+
+/// The worker's request body: one entry per queue message.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WorkerBatch<'a> {
+    #[serde(borrow)]
+    pub events: Vec<BatchEvent<'a>>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BatchEvent<'a> {
+    /// The queue message id: results are matched back to messages by it.
+    #[serde(borrow)]
+    pub id: Cow<'a, str>,
+    /// The R2 notification exactly as the queue delivered it.
+    #[serde(borrow)]
+    pub notification: &'a RawValue,
+}
+
+/// One event's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventResult {
+    pub id: String,
+    pub outcome: Outcome,
+    pub reason: Option<Reason>,
+    pub job_id: Option<String>,
+}
+
+/// The answer to an authenticated request: one result per event, in request order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Results {
+    pub results: Vec<EventResult>,
+}
+
+/// Every error answer's body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: Reason,
+    pub detail: String,
+}
+
+/// The status of a request refused as a whole.
+pub const fn request_error_status(reason: Reason) -> u16 {
+    match reason {
+        Reason::InvalidSecret => 401,
+        Reason::UnknownIntegration | Reason::NotFound => 404,
+        Reason::MethodNotAllowed => 405,
+        Reason::PayloadTooLarge => 413,
+        Reason::BackendUnavailable | Reason::Paused | Reason::InFlight => 503,
+        _ => 400,
+    }
+}
+
+/// The status of a single EventBridge event's answer: it carries the outcome, so that
+/// EventBridge retries (5xx) exactly what must be sent again and dead-letters (4xx) the rest.
+pub const fn single_event_status(outcome: Outcome) -> u16 {
+    match outcome {
+        Outcome::Accepted | Outcome::Duplicate | Outcome::Skipped => 200,
+        Outcome::Rejected => 422,
+        Outcome::RetryLater => 503,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_path_round_trips_and_rejects_other_paths() {
+        assert_eq!(events_path("int_a1"), "/v1/integrations/int_a1/events");
+        assert_eq!(
+            parse_events_path("/v1/integrations/int_a1/events"),
+            Some("int_a1")
+        );
+        assert_eq!(parse_events_path("/v1/integrations//events"), None);
+        assert_eq!(parse_events_path("/v1/integrations/a/b/events"), None);
+        assert_eq!(parse_events_path("/v1/integrations/a"), None);
+    }
+
+    #[test]
+    fn results_serialize_with_null_reason_and_job_id() {
+        let results = Results {
+            results: vec![EventResult {
+                id: "m1".into(),
+                outcome: Outcome::Skipped,
+                reason: Some(Reason::SuffixFiltered),
+                job_id: None,
+            }],
+        };
+        assert_eq!(
+            serde_json::to_string(&results).unwrap(),
+            r#"{"results":[{"id":"m1","outcome":"skipped","reason":"suffix_filtered","job_id":null}]}"#
+        );
+    }
+
+    #[test]
+    fn batch_keeps_each_notification_byte_for_byte() {
+        let body = r#"{"events":[{"id":"m\"1","notification":{"key" : "a b"}}]}"#;
+        let batch: WorkerBatch = serde_json::from_str(body).unwrap();
+        assert_eq!(batch.events[0].id, "m\"1");
+        assert_eq!(batch.events[0].notification.get(), r#"{"key" : "a b"}"#);
+    }
+
+    #[test]
+    fn statuses_follow_design_md() {
+        assert_eq!(single_event_status(Outcome::Duplicate), 200);
+        assert_eq!(single_event_status(Outcome::Rejected), 422);
+        assert_eq!(single_event_status(Outcome::RetryLater), 503);
+        assert_eq!(request_error_status(Reason::InvalidSecret), 401);
+        assert_eq!(request_error_status(Reason::UnknownIntegration), 404);
+        assert_eq!(request_error_status(Reason::PayloadTooLarge), 413);
+        assert_eq!(request_error_status(Reason::MalformedRequest), 400);
+    }
+}
