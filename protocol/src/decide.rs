@@ -171,11 +171,12 @@ mod tests {
             edit(&mut integration);
             integration
         };
-        let cases: Vec<(
+        type Case = (
             Integration,
             Result<ObjectEvent, EventError>,
             (Outcome, Reason),
-        )> = vec![
+        );
+        let cases: Vec<Case> = vec![
             (
                 base.clone(),
                 Err(EventError::EmptyKey),

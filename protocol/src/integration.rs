@@ -44,7 +44,7 @@ macro_rules! text_enum {
         }
         impl fmt::Display for $ty {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
+                f.pad(self.as_str())
             }
         }
         impl std::str::FromStr for $ty {

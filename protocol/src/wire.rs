@@ -19,6 +19,12 @@ pub const HEADER_RETRY_AFTER: &str = "retry-after";
 /// What `Retry-After` says on a 503: paused integrations and backend outages.
 pub const RETRY_AFTER_SECONDS: u32 = 60;
 
+/// The worker's configuration names (wrangler.toml `[vars]` and its secret), printed by the
+/// receiver's `integrations create` so the two sides agree.
+pub const WORKER_VAR_RECEIVER_URL: &str = "RECEIVER_URL";
+pub const WORKER_VAR_INTEGRATION_ID: &str = "INTEGRATION_ID";
+pub const WORKER_SECRET_NAME: &str = "EVENT_SOURCE_SECRET";
+
 /// `/v1/integrations/{id}/events`
 pub fn events_path(integration_id: &str) -> String {
     format!("{EVENTS_PATH_PREFIX}{integration_id}{EVENTS_PATH_SUFFIX}")

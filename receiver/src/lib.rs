@@ -1,1 +1,21 @@
+//! Bucket Relay's receiver: verifies object-storage events and enqueues exactly one ingest job
+//! per object version.
+//!
+//! - [`handler`]: the one request handler, shared by both entry points.
+//! - [`serve`] and [`lambda`]: the two thin shells around it (plain HTTP, AWS Lambda).
+//! - [`auth`]: which secret a request proves, and who sent it.
+//! - [`backend`]: the store, ledger and queue traits and their adapters.
+//! - [`master_key`]: where the master key comes from.
+//! - [`cli`]: the `bucket-relay` command line; [`setup`]: what it prints for customers.
+//! - [`telemetry`]: JSON logs and CloudWatch metrics; [`env`]: the environment variables.
 
+pub mod auth;
+pub mod backend;
+pub mod cli;
+pub mod env;
+pub mod handler;
+pub mod lambda;
+pub mod master_key;
+pub mod serve;
+pub mod setup;
+pub mod telemetry;

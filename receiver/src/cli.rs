@@ -1,0 +1,562 @@
+//! The `bucket-relay` command line (DESIGN.md): `serve`, `integrations …` and `jobs list`.
+//!
+//! Every command takes `--data-dir` (env `RELAY_DATA_DIR`) and `--json`. Results go to stdout,
+//! errors to stderr with exit code 1. `create` and `rotate-secret` are the only commands that
+//! ever show a secret.
+
+use crate::backend::sqlite::Sqlite;
+use crate::backend::{Backends, Store};
+use crate::handler::Relay;
+use crate::master_key::{self, MasterKey, StaticKey};
+use crate::{env, setup, telemetry};
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use rand::distr::{Alphanumeric, SampleString};
+use relay_protocol::integration::{DEFAULT_MAX_OBJECT_BYTES, ID_PREFIX};
+use relay_protocol::{secret, Integration, Mode, Provider, Status};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+const DB_FILE: &str = "relay.db";
+const KEY_FILE: &str = "master.key";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bucket-relay",
+    version,
+    about = "Turns object-storage events into exactly one ingest job each."
+)]
+pub struct Cli {
+    /// Folder of the embedded store, ledger, queue and master key.
+    #[arg(long, global = true, env = env::DATA_DIR, default_value = ".relay")]
+    pub data_dir: PathBuf,
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the receiver over HTTP (or on Lambda, when AWS_LAMBDA_RUNTIME_API is set).
+    Serve(ServeArgs),
+    /// Create, inspect and change integrations (one per customer bucket).
+    #[command(subcommand)]
+    Integrations(IntegrationsCommand),
+    /// The embedded ingest queue.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[arg(long, env = env::LISTEN, default_value = "127.0.0.1:8787")]
+    pub listen: SocketAddr,
+    /// Log filter (`info`, `debug`, `bucket_relay=debug,warn`…).
+    #[arg(long, env = env::LOG, default_value = "info")]
+    pub log: String,
+    /// CloudWatch embedded metrics on stdout: `emf`, or `off`. Default: `emf` on Lambda only.
+    #[arg(long, env = env::METRICS)]
+    pub metrics: Option<Metrics>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Metrics {
+    Emf,
+    Off,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IntegrationsCommand {
+    /// Create an integration and print its secret and the customer's setup.
+    Create(CreateArgs),
+    List,
+    Show {
+        id: String,
+    },
+    /// Events answer `paused` (retry later) until `resume`.
+    Pause {
+        id: String,
+    },
+    Resume {
+        id: String,
+    },
+    SetMode {
+        id: String,
+        mode: Mode,
+    },
+    /// Issue a new secret; the old one keeps working for the grace period.
+    RotateSecret(RotateArgs),
+    Delete {
+        id: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    #[arg(long)]
+    pub provider: Provider,
+    #[arg(long)]
+    pub bucket: String,
+    /// R2 account id or AWS account id; events naming another are rejected.
+    #[arg(long)]
+    pub account: Option<String>,
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Only keys under this prefix become jobs.
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Allowed key suffix, e.g. `.pdf`; repeat for several.
+    #[arg(long = "suffix")]
+    pub suffixes: Vec<String>,
+    #[arg(long, default_value_t = DEFAULT_MAX_OBJECT_BYTES)]
+    pub max_object_bytes: u64,
+    /// Where the pipeline writes results into the bucket; never turned into jobs.
+    #[arg(long)]
+    pub output_prefix: Option<String>,
+    #[arg(long, default_value = "event")]
+    pub mode: Mode,
+    #[command(flatten)]
+    pub public: PublicUrl,
+}
+
+#[derive(Args, Debug)]
+pub struct RotateArgs {
+    pub id: String,
+    /// How long the previous secret keeps working (`24h`, `90m`, `7d`).
+    #[arg(long, default_value = "24h", conflicts_with = "now")]
+    pub grace: humantime::Duration,
+    /// Invalidate the previous secret at once.
+    #[arg(long)]
+    pub now: bool,
+    #[command(flatten)]
+    pub public: PublicUrl,
+}
+
+#[derive(Args, Debug)]
+pub struct PublicUrl {
+    /// The receiver's public base URL, for the customer setup.
+    #[arg(long = "receiver-url", env = env::PUBLIC_URL, default_value = "http://127.0.0.1:8787")]
+    pub url: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobsCommand {
+    /// Every job on the embedded queue, oldest first.
+    List,
+}
+
+/// A command's failure, printed on stderr.
+type CliResult = Result<(), String>;
+
+pub fn run(cli: Cli) -> ExitCode {
+    let lambda = std::env::var_os(env::LAMBDA_RUNTIME_API).is_some();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Some(Command::Serve(args)) => serve(&cli.data_dir, args, lambda).await,
+            None if lambda => serve(&cli.data_dir, default_serve_args(), true).await,
+            None => Err("no command given; see `bucket-relay --help`".into()),
+            Some(Command::Integrations(command)) => {
+                integrations(&cli.data_dir, cli.json, command).await
+            }
+            Some(Command::Jobs(JobsCommand::List)) => jobs_list(&cli.data_dir, cli.json).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => fail(message),
+    }
+}
+
+fn fail(message: String) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::FAILURE
+}
+
+fn default_serve_args() -> ServeArgs {
+    ServeArgs::parse_from_env()
+}
+
+impl ServeArgs {
+    /// `serve`'s arguments from the environment alone: how Lambda starts the binary.
+    fn parse_from_env() -> Self {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        Only::parse_from(["bucket-relay"]).args
+    }
+}
+
+struct Local {
+    db: Sqlite,
+    key_path: PathBuf,
+}
+
+fn open_local(data_dir: &Path) -> Result<Local, String> {
+    create_private_dir(data_dir)?;
+    let db = Sqlite::open(&data_dir.join(DB_FILE)).map_err(|e| e.to_string())?;
+    Ok(Local {
+        db,
+        key_path: data_dir.join(KEY_FILE),
+    })
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))
+}
+
+impl Local {
+    fn master_key(&self) -> Result<MasterKey, String> {
+        let key = master_key::load_or_create(&self.key_path)?;
+        if master_key::is_too_open(&self.key_path) {
+            eprintln!(
+                "warning: {} is readable by other users; run chmod 600 on it",
+                self.key_path.display()
+            );
+        }
+        Ok(key)
+    }
+}
+
+async fn serve(data_dir: &Path, args: ServeArgs, lambda: bool) -> CliResult {
+    telemetry::init_logging(&args.log);
+    let local = open_local(data_dir)?;
+    let key = local.master_key()?;
+    let db = Arc::new(local.db);
+    let backends = Backends {
+        store: db.clone(),
+        ledger: db.clone(),
+        queue: db,
+    };
+    let emit_metrics = args.metrics.map_or(lambda, |m| m == Metrics::Emf);
+    let relay = Arc::new(Relay::new(backends, Arc::new(StaticKey(key)), emit_metrics));
+    if lambda {
+        crate::lambda::run(relay).await.map_err(|e| e.to_string())
+    } else {
+        tracing::info!(message = "starting", data_dir = %data_dir.display(), listen = %args.listen);
+        crate::serve::run(relay, args.listen)
+            .await
+            .map_err(|e| format!("cannot serve on {}: {e}", args.listen))
+    }
+}
+
+async fn integrations(data_dir: &Path, json: bool, command: IntegrationsCommand) -> CliResult {
+    let local = open_local(data_dir)?;
+    let store = &local.db;
+    let now = Utc::now();
+    match command {
+        IntegrationsCommand::Create(args) => {
+            let integration = new_integration(args_to_fields(&args)?, now);
+            store.put(&integration).await.map_err(|e| e.to_string())?;
+            let key = local.master_key()?;
+            print_secret("Created", &integration, &key, &args.public.url, json);
+        }
+        IntegrationsCommand::List => {
+            let all = store.list().await.map_err(|e| e.to_string())?;
+            if json {
+                println!("{}", pretty(&all));
+            } else if all.is_empty() {
+                println!(
+                    "No integrations yet: create one with `bucket-relay integrations create`."
+                );
+            } else {
+                print_table(&all);
+            }
+        }
+        IntegrationsCommand::Show { id } => {
+            let integration = load(store, &id).await?;
+            if json {
+                println!("{}", pretty(&integration));
+            } else {
+                print_details(&integration);
+            }
+        }
+        IntegrationsCommand::Pause { id } => {
+            update(store, &id, json, now, |i| i.status = Status::Paused).await?
+        }
+        IntegrationsCommand::Resume { id } => {
+            update(store, &id, json, now, |i| i.status = Status::Active).await?
+        }
+        IntegrationsCommand::SetMode { id, mode } => {
+            update(store, &id, json, now, |i| i.mode = mode).await?
+        }
+        IntegrationsCommand::RotateSecret(args) => {
+            let mut integration = load(store, &args.id).await?;
+            integration.generation += 1;
+            integration.previous_generation_valid_until = if args.now {
+                None
+            } else {
+                let grace = chrono::Duration::from_std(*args.grace)
+                    .map_err(|_| format!("grace {} is too long", args.grace))?;
+                Some(now + grace)
+            };
+            integration.updated_at = now;
+            store.put(&integration).await.map_err(|e| e.to_string())?;
+            let key = local.master_key()?;
+            print_secret(
+                "Rotated the secret of",
+                &integration,
+                &key,
+                &args.public.url,
+                json,
+            );
+        }
+        IntegrationsCommand::Delete { id } => {
+            if !store.delete(&id).await.map_err(|e| e.to_string())? {
+                return Err(format!("no integration {id}"));
+            }
+            if json {
+                println!("{}", json!({"deleted": id}));
+            } else {
+                println!("Deleted integration {id}.");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The create flags, checked: what an integration is made from.
+struct Fields {
+    provider: Provider,
+    bucket: String,
+    account: Option<String>,
+    region: Option<String>,
+    prefix: Option<String>,
+    suffixes: Vec<String>,
+    max_object_bytes: u64,
+    output_prefix: Option<String>,
+    mode: Mode,
+}
+
+fn args_to_fields(args: &CreateArgs) -> Result<Fields, String> {
+    let non_empty = |value: &Option<String>| value.clone().filter(|v| !v.is_empty());
+    if args.bucket.trim().is_empty() {
+        return Err("--bucket must not be empty".into());
+    }
+    if args.suffixes.iter().any(|s| s.is_empty()) {
+        return Err("--suffix must not be empty".into());
+    }
+    if args.max_object_bytes == 0 {
+        return Err("--max-object-bytes must be at least 1".into());
+    }
+    Ok(Fields {
+        provider: args.provider,
+        bucket: args.bucket.clone(),
+        account: non_empty(&args.account),
+        region: non_empty(&args.region),
+        prefix: non_empty(&args.prefix),
+        suffixes: args.suffixes.clone(),
+        max_object_bytes: args.max_object_bytes,
+        output_prefix: non_empty(&args.output_prefix),
+        mode: args.mode,
+    })
+}
+
+fn new_integration(fields: Fields, now: DateTime<Utc>) -> Integration {
+    let random = Alphanumeric
+        .sample_string(&mut rand::rng(), 20)
+        .to_lowercase();
+    Integration {
+        id: format!("{ID_PREFIX}{random}"),
+        provider: fields.provider,
+        bucket: fields.bucket,
+        account: fields.account,
+        region: fields.region,
+        mode: fields.mode,
+        status: Status::Active,
+        prefix: fields.prefix,
+        suffixes: fields.suffixes,
+        max_object_bytes: fields.max_object_bytes,
+        output_prefix: fields.output_prefix,
+        generation: 1,
+        previous_generation_valid_until: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+async fn load(store: &dyn Store, id: &str) -> Result<Integration, String> {
+    store
+        .get(id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no integration {id}"))
+}
+
+async fn update(
+    store: &dyn Store,
+    id: &str,
+    json: bool,
+    now: DateTime<Utc>,
+    change: impl FnOnce(&mut Integration),
+) -> CliResult {
+    let mut integration = load(store, id).await?;
+    change(&mut integration);
+    integration.updated_at = now;
+    store.put(&integration).await.map_err(|e| e.to_string())?;
+    if json {
+        println!("{}", pretty(&integration));
+    } else {
+        println!(
+            "Integration {} is now {}, mode {}.",
+            integration.id, integration.status, integration.mode
+        );
+    }
+    Ok(())
+}
+
+fn print_secret(verb: &str, integration: &Integration, key: &MasterKey, url: &str, json: bool) {
+    let secret =
+        secret::event_source_secret(key.as_bytes(), &integration.id, integration.generation);
+    let instructions = setup::instructions(integration, &secret, url);
+    if json {
+        let doc = json!({
+            "id": integration.id,
+            "secret": secret,
+            "events_url": setup::events_url(url, &integration.id),
+            "integration": integration,
+            "setup": instructions,
+        });
+        println!("{}", pretty(&doc));
+        return;
+    }
+    println!(
+        "{verb} integration {} ({} bucket {}).\n",
+        integration.id, integration.provider, integration.bucket
+    );
+    println!(
+        "Event source secret (shown only now; store it on the customer's side):\n\n  {secret}\n"
+    );
+    if let Some(until) = integration.previous_generation_valid_until {
+        println!(
+            "The previous secret keeps working until {}.\n",
+            until.to_rfc3339()
+        );
+    }
+    print!("{instructions}");
+}
+
+fn print_table(all: &[Integration]) {
+    println!(
+        "{:<26} {:<8} {:<24} {:<6} {:<7} {:>4}  FILTERS",
+        "ID", "PROVIDER", "BUCKET", "MODE", "STATUS", "GEN"
+    );
+    for i in all {
+        println!(
+            "{:<26} {:<8} {:<24} {:<6} {:<7} {:>4}  {}",
+            i.id,
+            i.provider,
+            i.bucket,
+            i.mode,
+            i.status,
+            i.generation,
+            filters(i)
+        );
+    }
+}
+
+fn filters(i: &Integration) -> String {
+    let mut parts = Vec::new();
+    if let Some(prefix) = &i.prefix {
+        parts.push(format!("prefix={prefix}"));
+    }
+    if !i.suffixes.is_empty() {
+        parts.push(format!("suffix={}", i.suffixes.join(",")));
+    }
+    if let Some(output) = &i.output_prefix {
+        parts.push(format!("output={output}"));
+    }
+    if i.max_object_bytes != DEFAULT_MAX_OBJECT_BYTES {
+        parts.push(format!("max={}", i.max_object_bytes));
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+fn print_details(i: &Integration) {
+    let none = || "-".to_owned();
+    let rows = [
+        ("id", i.id.clone()),
+        ("provider", i.provider.to_string()),
+        ("bucket", i.bucket.clone()),
+        ("account", i.account.clone().unwrap_or_else(none)),
+        ("region", i.region.clone().unwrap_or_else(none)),
+        ("mode", i.mode.to_string()),
+        ("status", i.status.to_string()),
+        ("prefix", i.prefix.clone().unwrap_or_else(none)),
+        (
+            "suffixes",
+            if i.suffixes.is_empty() {
+                none()
+            } else {
+                i.suffixes.join(", ")
+            },
+        ),
+        ("max_object_bytes", i.max_object_bytes.to_string()),
+        (
+            "output_prefix",
+            i.output_prefix.clone().unwrap_or_else(none),
+        ),
+        ("generation", i.generation.to_string()),
+        (
+            "previous_valid_until",
+            i.previous_generation_valid_until
+                .map_or_else(none, |t| t.to_rfc3339()),
+        ),
+        ("created_at", i.created_at.to_rfc3339()),
+        ("updated_at", i.updated_at.to_rfc3339()),
+    ];
+    for (name, value) in rows {
+        println!("{name:<21} {value}");
+    }
+}
+
+async fn jobs_list(data_dir: &Path, json: bool) -> CliResult {
+    let local = open_local(data_dir)?;
+    let jobs = local.db.jobs().await.map_err(|e| e.to_string())?;
+    if json {
+        println!("{}", pretty(&jobs));
+        return Ok(());
+    }
+    if jobs.is_empty() {
+        println!("No jobs on the embedded queue.");
+        return Ok(());
+    }
+    println!(
+        "{:<32} {:<26} {:<20} {:>10}  KEY",
+        "JOB_ID", "INTEGRATION", "BUCKET", "SIZE"
+    );
+    for job in &jobs {
+        let size = job.size.map_or_else(|| "-".to_owned(), |s| s.to_string());
+        println!(
+            "{:<32} {:<26} {:<20} {:>10}  {}",
+            job.job_id, job.integration_id, job.bucket, size, job.key
+        );
+    }
+    Ok(())
+}
+
+fn pretty<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string_pretty(value).expect("CLI output serializes")
+}

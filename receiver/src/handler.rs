@@ -1,0 +1,456 @@
+//! The receiver's one handler: HTTP request in, HTTP response out.
+//!
+//! Data flows one way: route → size limit → integration → authenticate → parse → decide (pure,
+//! in `relay-protocol`) → dedupe (ledger) → enqueue (queue) → answer and log. The `serve` and
+//! Lambda entry points are thin shells that turn their request type into `http::Request<Bytes>`
+//! and call [`Relay::handle`]; nothing else differs between them.
+
+use crate::auth::{authenticate, Sender};
+use crate::backend::{BackendError, Backends, Claim};
+use crate::master_key::MasterKeySource;
+use crate::telemetry::Tally;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use relay_protocol::event::{eventbridge, r2, EventError, ObjectEvent};
+use relay_protocol::wire::{self, ErrorBody, EventResult, Results, WorkerBatch};
+use relay_protocol::{decide, Decision, IngestJob, Integration, Outcome, Reason};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Everything a request needs: the backends and the master key.
+pub struct Relay {
+    backends: Backends,
+    keys: Arc<dyn MasterKeySource>,
+    /// Print one CloudWatch EMF document per request (on by default on Lambda).
+    emit_metrics: bool,
+}
+
+/// A request refused as a whole, before or instead of per-event results.
+#[derive(Debug)]
+pub struct Refusal {
+    pub reason: Reason,
+    pub detail: String,
+}
+
+impl Refusal {
+    pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
+        Refusal {
+            reason,
+            detail: detail.into(),
+        }
+    }
+
+    fn unavailable(err: &BackendError) -> Self {
+        // The backend's own words stay in the log; the sender learns only that it may retry.
+        tracing::error!(message = "backend_unavailable", backend = err.backend, error = %err.detail);
+        Refusal::new(
+            Reason::BackendUnavailable,
+            format!("the {} backend is unavailable; retry later", err.backend),
+        )
+    }
+
+    /// The JSON error answer, with `Retry-After` on a 503.
+    pub fn into_response(self) -> http::Response<Bytes> {
+        let status = wire::request_error_status(self.reason);
+        let body = ErrorBody {
+            error: self.reason,
+            detail: self.detail,
+        };
+        json_response(status, &body)
+    }
+}
+
+/// One event on its way through the request.
+struct Item {
+    id: String,
+    outcome: Outcome,
+    reason: Option<Reason>,
+    job: Option<Box<IngestJob>>,
+    /// Bucket and key for the log, when the event could be parsed.
+    object: Option<(String, String)>,
+}
+
+impl Item {
+    fn refused(id: String, outcome: Outcome, reason: Reason, event: Option<&ObjectEvent>) -> Self {
+        Item {
+            id,
+            outcome,
+            reason: Some(reason),
+            job: None,
+            object: event.map(|e| (e.bucket.clone(), e.key.clone())),
+        }
+    }
+
+    fn settle(&mut self, outcome: Outcome, reason: Option<Reason>) {
+        self.outcome = outcome;
+        self.reason = reason;
+    }
+}
+
+impl Relay {
+    pub fn new(backends: Backends, keys: Arc<dyn MasterKeySource>, emit_metrics: bool) -> Self {
+        Relay {
+            backends,
+            keys,
+            emit_metrics,
+        }
+    }
+
+    pub async fn handle(&self, request: http::Request<Bytes>) -> http::Response<Bytes> {
+        let (parts, body) = request.into_parts();
+        self.handle_parts(&parts.method, parts.uri.path(), &parts.headers, &body)
+            .await
+    }
+
+    pub async fn handle_parts(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> http::Response<Bytes> {
+        if path == wire::HEALTH_PATH {
+            return if method == Method::GET || method == Method::HEAD {
+                json_response(200, &serde_json::json!({"status": "ok"}))
+            } else {
+                Refusal::new(Reason::MethodNotAllowed, "use GET").into_response()
+            };
+        }
+        let Some(integration_id) = wire::parse_events_path(path) else {
+            return Refusal::new(Reason::NotFound, format!("no route for {path}")).into_response();
+        };
+        if method != Method::POST {
+            return Refusal::new(Reason::MethodNotAllowed, "use POST").into_response();
+        }
+
+        let started = Instant::now();
+        let now = Utc::now();
+        let outcome = self.events(integration_id, headers, body, now).await;
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        match outcome {
+            Ok((sender, items)) => {
+                self.answer(integration_id, sender, items, body.len(), elapsed_ms, now)
+            }
+            Err(refusal) => {
+                tracing::warn!(
+                    message = "request",
+                    integration_id,
+                    status = wire::request_error_status(refusal.reason),
+                    error = refusal.reason.as_str(),
+                    detail = %refusal.detail,
+                    bytes = body.len(),
+                    duration_ms = elapsed_ms,
+                );
+                refusal.into_response()
+            }
+        }
+    }
+
+    async fn events(
+        &self,
+        integration_id: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<(Sender, Vec<Item>), Refusal> {
+        if body.len() > wire::MAX_BODY_BYTES {
+            return Err(too_large(body.len()));
+        }
+        let integration = self
+            .backends
+            .store
+            .get(integration_id)
+            .await
+            .map_err(|e| Refusal::unavailable(&e))?
+            .ok_or_else(|| {
+                Refusal::new(
+                    Reason::UnknownIntegration,
+                    format!("no integration {integration_id}"),
+                )
+            })?;
+        let master = self
+            .keys
+            .master_key()
+            .await
+            .map_err(|e| Refusal::unavailable(&e))?;
+        let sender = authenticate(&integration, &master, headers, body, now).map_err(|e| {
+            tracing::warn!(message = "auth_failed", integration_id, cause = e.0);
+            Refusal::new(
+                Reason::InvalidSecret,
+                "the request is not signed with this integration's secret",
+            )
+        })?;
+
+        let parsed = parse_events(sender, body)?;
+        let mut items: Vec<Item> = parsed
+            .into_iter()
+            .map(|(id, event)| decide_one(&integration, id, event, now))
+            .collect();
+        self.dedupe_and_enqueue(&mut items, now).await;
+        Ok((sender, items))
+    }
+
+    /// Steps 6 and 7: claim every job in the ledger, send the claimed ones, settle each event.
+    async fn dedupe_and_enqueue(&self, items: &mut [Item], now: DateTime<Utc>) {
+        // The same object twice in one batch is one job: the later copies are duplicates.
+        let mut seen = HashSet::new();
+        let mut pending = Vec::new();
+        for (index, item) in items.iter_mut().enumerate() {
+            if let Some(job) = &item.job {
+                if seen.insert(job.job_id.clone()) {
+                    pending.push(index);
+                } else {
+                    item.settle(Outcome::Duplicate, Some(Reason::Duplicate));
+                }
+            }
+        }
+        if pending.is_empty() {
+            return;
+        }
+
+        let jobs: Vec<&IngestJob> = pending.iter().map(|&i| job_of(&items[i])).collect();
+        let claims = match self.backends.ledger.claim(&jobs, now).await {
+            Ok(claims) => claims,
+            Err(err) => {
+                Refusal::unavailable(&err);
+                return settle_all(
+                    items,
+                    &pending,
+                    Outcome::RetryLater,
+                    Reason::BackendUnavailable,
+                );
+            }
+        };
+        let mut claimed = Vec::new();
+        for (&index, claim) in pending.iter().zip(claims) {
+            match claim {
+                Claim::Claimed => claimed.push(index),
+                Claim::Done => items[index].settle(Outcome::Duplicate, Some(Reason::Duplicate)),
+                Claim::InFlight => items[index].settle(Outcome::RetryLater, Some(Reason::InFlight)),
+            }
+        }
+        if claimed.is_empty() {
+            return;
+        }
+
+        let jobs: Vec<&IngestJob> = claimed.iter().map(|&i| job_of(&items[i])).collect();
+        let sent = match self.backends.queue.send(&jobs).await {
+            Ok(sent) => sent,
+            Err(err) => {
+                Refusal::unavailable(&err);
+                vec![Err(err.to_string()); jobs.len()]
+            }
+        };
+        let (mut done, mut failed) = (Vec::new(), Vec::new());
+        for (&index, result) in claimed.iter().zip(&sent) {
+            match result {
+                Ok(()) => done.push(index),
+                Err(why) => {
+                    tracing::error!(message = "enqueue_failed", job_id = %job_of(&items[index]).job_id, error = %why);
+                    failed.push(index);
+                }
+            }
+        }
+        if !failed.is_empty() {
+            let ids: Vec<&str> = failed
+                .iter()
+                .map(|&i| job_of(&items[i]).job_id.as_str())
+                .collect();
+            if let Err(err) = self.backends.ledger.release(&ids).await {
+                // The claims stay pending and lapse after their lease: the retry is only delayed.
+                Refusal::unavailable(&err);
+            }
+            settle_all(
+                items,
+                &failed,
+                Outcome::RetryLater,
+                Reason::BackendUnavailable,
+            );
+        }
+        if !done.is_empty() {
+            let ids: Vec<&str> = done
+                .iter()
+                .map(|&i| job_of(&items[i]).job_id.as_str())
+                .collect();
+            if let Err(err) = self.backends.ledger.complete(&ids, now).await {
+                // The jobs are on the queue, so the events are accepted; only a redelivery after
+                // the claim's lease could enqueue again, and the job id lets the pipeline see it.
+                Refusal::unavailable(&err);
+            }
+        }
+    }
+
+    fn answer(
+        &self,
+        integration_id: &str,
+        sender: Sender,
+        items: Vec<Item>,
+        bytes: usize,
+        elapsed_ms: f64,
+        now: DateTime<Utc>,
+    ) -> http::Response<Bytes> {
+        let mut tally = Tally::default();
+        for item in &items {
+            tally.add(item.outcome, item.reason);
+            log_event(integration_id, item);
+        }
+        let status = match (sender, items.first()) {
+            (Sender::EventBridge, Some(item)) => wire::single_event_status(item.outcome),
+            _ => 200,
+        };
+        tracing::info!(
+            message = "request",
+            integration_id,
+            sender = sender.as_str(),
+            status,
+            events = items.len(),
+            accepted = tally.count(Outcome::Accepted),
+            duplicate = tally.count(Outcome::Duplicate),
+            skipped = tally.count(Outcome::Skipped),
+            rejected = tally.count(Outcome::Rejected),
+            retry_later = tally.count(Outcome::RetryLater),
+            bytes,
+            duration_ms = elapsed_ms,
+        );
+        if self.emit_metrics {
+            println!("{}", tally.emf(now.timestamp_millis()));
+        }
+        let results = Results {
+            results: items
+                .into_iter()
+                .map(|item| EventResult {
+                    job_id: item.job.map(|job| job.job_id),
+                    id: item.id,
+                    outcome: item.outcome,
+                    reason: item.reason,
+                })
+                .collect(),
+        };
+        json_response(status, &results)
+    }
+}
+
+/// The events of a request, each with the id its sender knows it by.
+type ParsedEvents = Vec<(String, Result<ObjectEvent, EventError>)>;
+
+fn parse_events(sender: Sender, body: &[u8]) -> Result<ParsedEvents, Refusal> {
+    match sender {
+        Sender::Worker => {
+            let batch: WorkerBatch = serde_json::from_slice(body).map_err(|e| {
+                Refusal::new(Reason::MalformedRequest, format!("not a worker batch: {e}"))
+            })?;
+            Ok(batch
+                .events
+                .into_iter()
+                .map(|event| {
+                    let parsed = r2::parse(event.notification.get(), &event.id);
+                    (event.id.into_owned(), parsed)
+                })
+                .collect())
+        }
+        Sender::EventBridge => {
+            let text = std::str::from_utf8(body).map_err(|_| {
+                Refusal::new(Reason::MalformedRequest, "the body is not UTF-8 JSON")
+            })?;
+            let id = eventbridge::event_id(text).ok_or_else(|| {
+                Refusal::new(
+                    Reason::MalformedRequest,
+                    "not an EventBridge event: expected a JSON object with an \"id\"",
+                )
+            })?;
+            Ok(vec![(id, eventbridge::parse(text))])
+        }
+    }
+}
+
+fn decide_one(
+    integration: &Integration,
+    id: String,
+    event: Result<ObjectEvent, EventError>,
+    now: DateTime<Utc>,
+) -> Item {
+    if let Err(err) = &event {
+        tracing::debug!(message = "event_unparsed", integration_id = %integration.id, id = %id, error = %err);
+    }
+    match decide(integration, event, now) {
+        Decision::Enqueue(job) => Item {
+            id,
+            outcome: Outcome::Accepted,
+            reason: None,
+            object: Some((job.bucket.clone(), job.key.clone())),
+            job: Some(job),
+        },
+        Decision::Refuse {
+            outcome,
+            reason,
+            event,
+        } => Item::refused(id, outcome, reason, event.as_deref()),
+    }
+}
+
+fn job_of(item: &Item) -> &IngestJob {
+    item.job
+        .as_deref()
+        .expect("only items with a job are pending")
+}
+
+fn settle_all(items: &mut [Item], indices: &[usize], outcome: Outcome, reason: Reason) {
+    for &index in indices {
+        items[index].settle(outcome, Some(reason));
+    }
+}
+
+fn log_event(integration_id: &str, item: &Item) {
+    let (bucket, key) = item
+        .object
+        .as_ref()
+        .map_or(("", ""), |(b, k)| (b.as_str(), k.as_str()));
+    let reason = item.reason.map_or("", Reason::as_str);
+    let job_id = item.job.as_ref().map_or("", |job| job.job_id.as_str());
+    match item.outcome {
+        Outcome::Accepted => {}
+        Outcome::Duplicate => {
+            tracing::info!(message = "event_duplicate", integration_id, id = %item.id, reason, bucket, key, job_id)
+        }
+        Outcome::Skipped => {
+            tracing::info!(message = "event_skipped", integration_id, id = %item.id, reason, bucket, key)
+        }
+        Outcome::Rejected => {
+            tracing::warn!(message = "event_rejected", integration_id, id = %item.id, reason, bucket, key)
+        }
+        Outcome::RetryLater => {
+            tracing::warn!(message = "event_retry_later", integration_id, id = %item.id, reason, bucket, key)
+        }
+    }
+}
+
+/// The 413 answer, shared with the `serve` shell that stops reading early.
+pub fn too_large(bytes: usize) -> Refusal {
+    Refusal::new(
+        Reason::PayloadTooLarge,
+        format!(
+            "the body has {bytes} bytes or more; the limit is {} bytes",
+            wire::MAX_BODY_BYTES
+        ),
+    )
+}
+
+fn json_response<T: serde::Serialize>(status: u16, body: &T) -> http::Response<Bytes> {
+    let bytes = serde_json::to_vec(body).expect("answers always serialize");
+    let mut response = http::Response::new(Bytes::from(bytes));
+    *response.status_mut() = StatusCode::from_u16(status).expect("statuses are valid");
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if status == 503 {
+        headers.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(wire::RETRY_AFTER_SECONDS),
+        );
+    }
+    response
+}

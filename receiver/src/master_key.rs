@@ -1,0 +1,153 @@
+//! The master key every event source secret is derived from.
+//!
+//! Locally it lives in `<data-dir>/master.key` (hex, created 0600 on first run, never
+//! overwritten); on Lambda it comes from Secrets Manager. Either way the handler only sees a
+//! [`MasterKeySource`], and the key's bytes never reach a log line, an error or `Debug`.
+
+use crate::backend::BackendError;
+use async_trait::async_trait;
+use rand::RngCore;
+use std::fmt;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Bytes of a newly made master key.
+const KEY_BYTES: usize = 32;
+
+#[derive(Clone)]
+pub struct MasterKey(Arc<[u8]>);
+
+impl MasterKey {
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        MasterKey(Arc::from(bytes))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterKey(<redacted>)")
+    }
+}
+
+#[async_trait]
+pub trait MasterKeySource: Send + Sync {
+    async fn master_key(&self) -> Result<MasterKey, BackendError>;
+}
+
+/// A key already in memory: read from the key file at start-up.
+pub struct StaticKey(pub MasterKey);
+
+#[async_trait]
+impl MasterKeySource for StaticKey {
+    async fn master_key(&self) -> Result<MasterKey, BackendError> {
+        Ok(self.0.clone())
+    }
+}
+
+/// Reads the key file, creating it (mode 0600) with a fresh random key if there is none.
+///
+/// Creation writes a temporary file and hard-links it into place, so two processes starting at
+/// once agree on one key and nobody ever reads a half-written file.
+pub fn load_or_create(path: &Path) -> Result<MasterKey, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => return parse(path, &text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot read master key {}: {e}", path.display())),
+    }
+    let mut key = [0u8; KEY_BYTES];
+    rand::rng().fill_bytes(&mut key);
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        writeln!(file, "{}", hex(&key))?;
+        file.sync_all()?;
+        std::fs::hard_link(&tmp, path)
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    match written {
+        Ok(()) => Ok(MasterKey::from_bytes(&key)),
+        // Another process created it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read master key {}: {e}", path.display()))?;
+            parse(path, &text)
+        }
+        Err(e) => Err(format!("cannot create master key {}: {e}", path.display())),
+    }
+}
+
+/// Whether the key file can be read by anyone but its owner.
+pub fn is_too_open(path: &Path) -> bool {
+    std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o077 != 0)
+        .unwrap_or(false)
+}
+
+fn parse(path: &Path, text: &str) -> Result<MasterKey, String> {
+    let text = text.trim();
+    let bytes = unhex(text)
+        .filter(|bytes| bytes.len() >= 16)
+        .ok_or_else(|| {
+            format!(
+                "master key {} is not at least 16 bytes of hex (its content is not shown)",
+                path.display()
+            )
+        })?;
+    Ok(MasterKey::from_bytes(&bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_a_private_key_once_and_reads_the_same_key_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let first = load_or_create(&path).unwrap();
+        assert_eq!(first.as_bytes().len(), KEY_BYTES);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(!is_too_open(&path));
+        let again = load_or_create(&path).unwrap();
+        assert_eq!(first.as_bytes(), again.as_bytes());
+    }
+
+    #[test]
+    fn a_damaged_key_file_is_named_without_showing_its_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        std::fs::write(&path, "not-hex-secretvalue").unwrap();
+        let err = load_or_create(&path).unwrap_err();
+        assert!(err.contains("master.key"), "{err}");
+        assert!(!err.contains("secretvalue"), "{err}");
+        assert_eq!(
+            format!("{:?}", MasterKey::from_bytes(b"k")),
+            "MasterKey(<redacted>)"
+        );
+    }
+}

@@ -1,0 +1,128 @@
+//! Logs and metrics: what the on-call engineer reads.
+//!
+//! Logs are JSON lines on stdout, one per request (`request`) and one per event that was not
+//! accepted (`event_duplicate`, `event_skipped`, `event_rejected`, `event_retry_later`), each with
+//! the same reason words as the responses. Metrics are CloudWatch embedded-metric-format
+//! documents: one line per request with a count per outcome and per reason, which CloudWatch
+//! turns into metrics without any agent.
+
+use relay_protocol::{Outcome, Reason};
+use serde_json::{json, Map, Value};
+use tracing_subscriber::EnvFilter;
+
+/// The CloudWatch namespace of the receiver's metrics.
+pub const METRICS_NAMESPACE: &str = "BucketRelay";
+/// The one dimension every metric carries, so alarms can select it.
+pub const METRICS_DIMENSION: (&str, &str) = ("service", "bucket-relay");
+
+/// JSON logs to stdout, filtered by `RUST_LOG`-style directives (default `info`).
+pub fn init_logging(filter: &str) {
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout)
+        .try_init();
+}
+
+/// Counts of one request's events.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Tally {
+    outcomes: Vec<(Outcome, u32)>,
+    reasons: Vec<(Reason, u32)>,
+}
+
+impl Tally {
+    pub fn add(&mut self, outcome: Outcome, reason: Option<Reason>) {
+        bump(&mut self.outcomes, outcome);
+        if let Some(reason) = reason {
+            bump(&mut self.reasons, reason);
+        }
+    }
+
+    pub fn count(&self, outcome: Outcome) -> u32 {
+        self.outcomes
+            .iter()
+            .find(|(o, _)| *o == outcome)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// The embedded-metric-format document for these counts: metrics `events_<outcome>` and
+    /// `reason_<reason>`, unit Count, dimension `service`.
+    pub fn emf(&self, timestamp_ms: i64) -> Value {
+        let mut root = Map::new();
+        let mut metrics = Vec::new();
+        let named = self
+            .outcomes
+            .iter()
+            .map(|(o, n)| (format!("events_{o}"), *n))
+            .chain(
+                self.reasons
+                    .iter()
+                    .map(|(r, n)| (format!("reason_{r}"), *n)),
+            );
+        for (name, count) in named {
+            metrics.push(json!({"Name": name, "Unit": "Count"}));
+            root.insert(name, json!(count));
+        }
+        root.insert(METRICS_DIMENSION.0.into(), json!(METRICS_DIMENSION.1));
+        root.insert(
+            "_aws".into(),
+            json!({
+                "Timestamp": timestamp_ms,
+                "CloudWatchMetrics": [{
+                    "Namespace": METRICS_NAMESPACE,
+                    "Dimensions": [[METRICS_DIMENSION.0]],
+                    "Metrics": metrics,
+                }],
+            }),
+        );
+        Value::Object(root)
+    }
+}
+
+fn bump<T: PartialEq>(counts: &mut Vec<(T, u32)>, key: T) {
+    match counts.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, n)) => *n += 1,
+        None => counts.push((key, 1)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emf_document_names_every_counted_metric_once_with_its_value() {
+        let mut tally = Tally::default();
+        tally.add(Outcome::Accepted, None);
+        tally.add(Outcome::Accepted, None);
+        tally.add(Outcome::Rejected, Some(Reason::BucketMismatch));
+        let doc = tally.emf(1_700_000_000_000);
+        assert_eq!(doc["events_accepted"], 2);
+        assert_eq!(doc["events_rejected"], 1);
+        assert_eq!(doc["reason_bucket_mismatch"], 1);
+        assert_eq!(doc["service"], "bucket-relay");
+        let declared = &doc["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(declared["Namespace"], "BucketRelay");
+        let names: Vec<&str> = declared["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "events_accepted",
+                "events_rejected",
+                "reason_bucket_mismatch"
+            ]
+        );
+        assert_eq!(tally.count(Outcome::Accepted), 2);
+        assert_eq!(tally.count(Outcome::Skipped), 0);
+    }
+}
