@@ -1,6 +1,7 @@
 //! The decision "what happens to this event": a pure function of (integration, event, now).
 //!
-//! Steps 2–5 of DESIGN.md's order live here; authentication (1) is the request's, and dedupe (6)
+//! Steps 2–5 of DESIGN.md's order live here (step 3 also refuses an event from another kind of
+//! storage than the integration's: `provider_mismatch`); authentication (1) is the request's, and dedupe (6)
 //! and enqueue (7) need the ledger and the queue, so the receiver does them with the job this
 //! returns.
 
@@ -46,7 +47,10 @@ pub fn decide(
             }
         }
     };
-    // 3. the event must be about this integration's account and bucket
+    // 3. the event must be about this integration's storage, account and bucket
+    if event.provider != integration.provider {
+        return refuse(Outcome::Rejected, Reason::ProviderMismatch, event);
+    }
     if let (Some(expected), Some(actual)) = (&integration.account, &event.account) {
         if expected != actual {
             return refuse(Outcome::Rejected, Reason::AccountMismatch, event);
@@ -269,7 +273,7 @@ mod tests {
 
     #[test]
     fn an_event_without_account_passes_the_account_check_and_sizes_at_the_limit_pass() {
-        let mut integration = sample(Provider::S3);
+        let mut integration = sample(Provider::R2);
         integration.account = Some("123".into());
         integration.max_object_bytes = 10;
         let e = ObjectEvent {

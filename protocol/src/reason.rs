@@ -98,6 +98,8 @@ reasons! {
     // Per event, in the decision order of DESIGN.md.
     /// The event cannot be parsed into an object event.
     MalformedEvent = "malformed_event",
+    /// The event comes from another kind of storage (R2 vs S3) than the integration's.
+    ProviderMismatch = "provider_mismatch",
     /// The event names another account than the integration's.
     AccountMismatch = "account_mismatch",
     /// The event names another bucket than the integration's.

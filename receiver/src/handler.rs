@@ -43,8 +43,7 @@ impl Refusal {
     }
 
     fn unavailable(err: &BackendError) -> Self {
-        // The backend's own words stay in the log; the sender learns only that it may retry.
-        tracing::error!(message = "backend_unavailable", backend = err.backend, error = %err.detail);
+        log_backend_error(err);
         Refusal::new(
             Reason::BackendUnavailable,
             format!("the {} backend is unavailable; retry later", err.backend),
@@ -239,7 +238,7 @@ impl Relay {
         let sent = match self.backends.queue.send(&jobs).await {
             Ok(sent) => sent,
             Err(err) => {
-                Refusal::unavailable(&err);
+                log_backend_error(&err);
                 vec![Err(err.to_string()); jobs.len()]
             }
         };
@@ -260,7 +259,7 @@ impl Relay {
                 .collect();
             if let Err(err) = self.backends.ledger.release(&ids).await {
                 // The claims stay pending and lapse after their lease: the retry is only delayed.
-                Refusal::unavailable(&err);
+                log_backend_error(&err);
             }
             settle_all(
                 items,
@@ -277,7 +276,7 @@ impl Relay {
             if let Err(err) = self.backends.ledger.complete(&ids, now).await {
                 // The jobs are on the queue, so the events are accepted; only a redelivery after
                 // the claim's lease could enqueue again, and the job id lets the pipeline see it.
-                Refusal::unavailable(&err);
+                log_backend_error(&err);
             }
         }
     }
@@ -388,6 +387,11 @@ fn decide_one(
             event,
         } => Item::refused(id, outcome, reason, event.as_deref()),
     }
+}
+
+/// The backend's own words go to the log only; senders learn just that they may retry.
+fn log_backend_error(err: &BackendError) {
+    tracing::error!(message = "backend_unavailable", backend = err.backend, error = %err.detail);
 }
 
 fn job_of(item: &Item) -> &IngestJob {

@@ -1,0 +1,36 @@
+//! The README is the operator's reference: it must name every reason the receiver can answer
+//! with and every environment variable it reads, with the exact words the code uses.
+
+use bucket_relay::env;
+use relay_protocol::{Outcome, Reason};
+
+fn readme() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+    std::fs::read_to_string(path).expect("README.md at the repository root")
+}
+
+#[test]
+fn readme_names_every_reason_and_outcome() {
+    let readme = readme();
+    let missing: Vec<&str> = Reason::ALL
+        .iter()
+        .map(|r| r.as_str())
+        .chain(Outcome::ALL.iter().map(|o| o.as_str()))
+        .filter(|word| !readme.contains(&format!("`{word}`")))
+        .collect();
+    assert!(missing.is_empty(), "README.md does not name: {missing:?}");
+}
+
+#[test]
+fn readme_lists_every_environment_variable() {
+    let readme = readme();
+    let missing: Vec<&str> = env::ALL
+        .iter()
+        .copied()
+        .filter(|name| !readme.contains(&format!("| `{name}` |")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "README.md's configuration table lacks: {missing:?}"
+    );
+}

@@ -1,0 +1,380 @@
+"""The receiver end to end: the real binary over real HTTP, with the CLI on the same data dir.
+
+Each test states a behaviour an operator or a customer relies on, and checks the status code,
+the JSON body, and what landed (or did not land) on the embedded ingest queue.
+"""
+
+import datetime as dt
+import json
+import subprocess
+
+import pytest
+import requests
+from standardwebhooks.webhooks import Webhook
+
+from conftest import (SIGN_BIN, expected_job_id, r2_event, r2_notification, s3_object_created)
+
+JOB_FIELDS = {"schema", "job_id", "integration_id", "provider", "account", "region", "bucket", "key",
+              "size", "etag", "version_id", "sequencer", "action", "event_time", "received_at",
+              "source_event_id"}
+
+
+def results(response):
+    return response.json()["results"]
+
+
+def only(response):
+    (result,) = results(response)
+    return result
+
+
+# --- the happy path --------------------------------------------------------------------------
+
+def test_a_signed_r2_batch_becomes_exactly_the_expected_ingest_jobs(receiver):
+    created = receiver.create("r2", "uploads", "--account", "acc_r2")
+    events = [r2_event("in/a.pdf", message_id="m1"), r2_event("in/b.pdf", message_id="m2")]
+    response = receiver.post_batch(created["id"], created["secret"], events)
+
+    assert response.status_code == 200
+    assert [r["id"] for r in results(response)] == ["m1", "m2"]
+    assert all(r["outcome"] == "accepted" and r["reason"] is None for r in results(response))
+
+    jobs = receiver.jobs()
+    assert [j["key"] for j in jobs] == ["in/a.pdf", "in/b.pdf"]
+    job = jobs[0]
+    assert set(job) == JOB_FIELDS
+    assert job["schema"] == "ingest-job/v1"
+    assert job["integration_id"] == created["id"]
+    assert job["provider"] == "r2" and job["bucket"] == "uploads" and job["account"] == "acc_r2"
+    assert job["source_event_id"] == "m1" and job["action"] == "PutObject" and job["size"] == 1024
+    etag = events[0]["notification"]["object"]["eTag"]
+    assert job["job_id"] == expected_job_id(created["id"], "uploads", "in/a.pdf", etag)
+    assert results(response)[0]["job_id"] == job["job_id"]
+
+
+def test_an_eventbridge_s3_event_becomes_a_job_keyed_on_its_version(receiver):
+    created = receiver.create("s3", "docs", "--account", "123456789012", "--region", "eu-west-1")
+    event = s3_object_created("reports/2026.pdf", version_id="3HL4kqtJlcpXroDTDmJ", etag='"d41d8cd9-3"')
+    response = receiver.post_eventbridge(created["id"], created["secret"], event)
+
+    assert response.status_code == 200, response.text
+    result = only(response)
+    assert result["id"] == event["id"] and result["outcome"] == "accepted"
+    (job,) = receiver.jobs()
+    assert job["etag"] == "d41d8cd9-3", "quotes go, the multipart suffix stays"
+    assert job["version_id"] == "3HL4kqtJlcpXroDTDmJ" and job["sequencer"] == "0062E99A88DC407460"
+    assert job["job_id"] == expected_job_id(created["id"], "docs", "reports/2026.pdf", "3HL4kqtJlcpXroDTDmJ")
+
+
+def test_a_cloudtrail_put_object_becomes_a_job(receiver):
+    created = receiver.create("s3", "docs")
+    event = {
+        "version": "0", "id": "ct-evt-1", "detail-type": "AWS API Call via CloudTrail", "source": "aws.s3",
+        "account": "123456789012", "time": "2026-11-22T10:00:01Z", "region": "eu-west-1",
+        "detail": {"eventName": "PutObject", "eventTime": "2026-11-22T10:00:00Z", "awsRegion": "eu-west-1",
+                   "recipientAccountId": "123456789012",
+                   "requestParameters": {"bucketName": "docs", "key": "org/x y.pdf"},
+                   "responseElements": {"x-amz-version-id": "ver9"},
+                   "additionalEventData": {"bytesTransferredIn": 4096}},
+    }
+    response = receiver.post_eventbridge(created["id"], created["secret"], event)
+    assert response.status_code == 200 and only(response)["outcome"] == "accepted"
+    (job,) = receiver.jobs()
+    assert (job["key"], job["size"], job["version_id"], job["action"]) == ("org/x y.pdf", 4096, "ver9", "PutObject")
+
+
+@pytest.mark.parametrize("key", [
+    "in/with space.pdf",
+    "in/plus+sign.pdf",
+    "in/percent%20not-decoded%.pdf",
+    "in/résumé – 日本語 ✓.pdf",
+    "in/a+b c%2Bd/ü.pdf",
+])
+def test_keys_come_out_exactly_as_the_object_has_them(receiver, key):
+    r2 = receiver.create("r2", "uploads")
+    s3 = receiver.create("s3", "docs")
+    assert only(receiver.post_batch(r2["id"], r2["secret"], [r2_event(key)]))["outcome"] == "accepted"
+    assert only(receiver.post_eventbridge(s3["id"], s3["secret"], s3_object_created(key)))["outcome"] == "accepted"
+    assert [j["key"] for j in receiver.jobs()] == [key, key]
+
+
+# --- exactly once ----------------------------------------------------------------------------
+
+def test_a_redelivered_batch_is_answered_duplicate_and_enqueues_nothing_more(receiver):
+    created = receiver.create()
+    events = [r2_event("in/a.pdf", message_id="m1")]
+    first = only(receiver.post_batch(created["id"], created["secret"], events))
+    second = only(receiver.post_batch(created["id"], created["secret"], events))
+    assert first["outcome"] == "accepted"
+    assert (second["outcome"], second["reason"]) == ("duplicate", "duplicate")
+    assert second["job_id"] == first["job_id"]
+    assert len(receiver.jobs()) == 1
+
+
+def test_the_same_object_twice_in_one_batch_is_one_job(receiver):
+    created = receiver.create()
+    same = r2_notification("in/a.pdf", etag="e1")
+    events = [{"id": "m1", "notification": same}, {"id": "m2", "notification": same}]
+    answer = results(receiver.post_batch(created["id"], created["secret"], events))
+    assert [r["outcome"] for r in answer] == ["accepted", "duplicate"]
+    assert len(receiver.jobs()) == 1
+
+
+def test_a_new_version_of_the_same_key_is_a_new_job(receiver):
+    created = receiver.create()
+    events = [r2_event("in/a.pdf", etag="v1"), r2_event("in/a.pdf", etag="v2")]
+    answer = results(receiver.post_batch(created["id"], created["secret"], events))
+    assert [r["outcome"] for r in answer] == ["accepted", "accepted"]
+    assert len({j["job_id"] for j in receiver.jobs()}) == 2
+
+
+def test_a_redelivered_eventbridge_event_is_a_200_duplicate(receiver):
+    created = receiver.create("s3", "docs")
+    event = s3_object_created("a.pdf")
+    assert receiver.post_eventbridge(created["id"], created["secret"], event).status_code == 200
+    again = receiver.post_eventbridge(created["id"], created["secret"], event)
+    assert again.status_code == 200 and only(again)["outcome"] == "duplicate"
+    assert len(receiver.jobs()) == 1
+
+
+# --- every per-event reason ------------------------------------------------------------------
+
+@pytest.mark.parametrize("create_args, event_kwargs, key, reason", [
+    (["--account", "acc_r2"], {"account": "someone_else"}, "a.pdf", "account_mismatch"),
+    ([], {"bucket": "another-bucket"}, "a.pdf", "bucket_mismatch"),
+    (["--mode", "poll"], {}, "a.pdf", "mode_mismatch"),
+])
+def test_events_for_another_account_bucket_or_mode_are_rejected(receiver, create_args, event_kwargs, key, reason):
+    created = receiver.create("r2", "uploads", *create_args)
+    response = receiver.post_batch(created["id"], created["secret"], [r2_event(key, **event_kwargs)])
+    assert response.status_code == 200
+    assert (only(response)["outcome"], only(response)["reason"]) == ("rejected", reason)
+    assert receiver.jobs() == []
+    logged = [l for l in receiver.log_lines() if l.get("message") == "event_rejected"]
+    assert logged and logged[-1]["reason"] == reason and logged[-1]["key"] == key
+
+
+@pytest.mark.parametrize("create_args, key, event_kwargs, reason", [
+    ([], "a.pdf", {"action": "DeleteObject"}, "not_object_created"),
+    ([], "a.pdf", {"action": "LifecycleDeletion"}, "not_object_created"),
+    (["--prefix", "in/"], "out/a.pdf", {}, "prefix_filtered"),
+    (["--suffix", ".pdf", "--suffix", ".png"], "in/a.txt", {}, "suffix_filtered"),
+    (["--max-object-bytes", "1000"], "in/big.pdf", {"size": 1001}, "too_large"),
+    (["--output-prefix", "results/"], "results/a.pdf", {}, "loop_protection"),
+    ([], "in/folder/", {"size": 0}, "folder_marker"),
+])
+def test_filtered_events_are_skipped_with_their_reason_logged(receiver, create_args, key, event_kwargs, reason):
+    created = receiver.create("r2", "uploads", *create_args)
+    response = receiver.post_batch(created["id"], created["secret"], [r2_event(key, **event_kwargs)])
+    assert response.status_code == 200
+    result = only(response)
+    assert (result["outcome"], result["reason"], result["job_id"]) == ("skipped", reason, None)
+    assert receiver.jobs() == []
+    skipped = [l for l in receiver.log_lines() if l.get("message") == "event_skipped"]
+    assert skipped[-1]["reason"] == reason and skipped[-1]["key"] == key
+    assert skipped[-1]["integration_id"] == created["id"] and skipped[-1]["bucket"] == "uploads"
+
+
+def test_a_malformed_event_in_a_batch_is_rejected_alone(receiver):
+    created = receiver.create()
+    events = [{"id": "bad", "notification": {"action": "PutObject"}}, r2_event("in/ok.pdf", message_id="ok")]
+    answer = results(receiver.post_batch(created["id"], created["secret"], events))
+    assert [(r["id"], r["outcome"], r["reason"]) for r in answer] == [
+        ("bad", "rejected", "malformed_event"), ("ok", "accepted", None)]
+    assert len(receiver.jobs()) == 1
+
+
+def test_eventbridge_statuses_carry_the_outcome(receiver):
+    created = receiver.create("s3", "docs", "--suffix", ".pdf")
+    skipped = receiver.post_eventbridge(created["id"], created["secret"], s3_object_created("a.txt"))
+    assert skipped.status_code == 200 and only(skipped)["reason"] == "suffix_filtered"
+    wrong_bucket = receiver.post_eventbridge(created["id"], created["secret"], s3_object_created("a.pdf", bucket="x"))
+    assert wrong_bucket.status_code == 422 and only(wrong_bucket)["reason"] == "bucket_mismatch"
+    broken = s3_object_created("a.pdf")
+    del broken["detail"]["object"]
+    malformed = receiver.post_eventbridge(created["id"], created["secret"], broken)
+    assert malformed.status_code == 422 and only(malformed)["reason"] == "malformed_event"
+    assert only(malformed)["id"] == broken["id"]
+    assert receiver.jobs() == []
+
+
+# --- paused ----------------------------------------------------------------------------------
+
+def test_a_paused_integration_answers_retry_later_and_accepts_after_resume(receiver):
+    s3 = receiver.create("s3", "docs")
+    r2 = receiver.create("r2", "uploads")
+    receiver.cli("integrations", "pause", s3["id"])
+    receiver.cli("integrations", "pause", r2["id"])
+    event = s3_object_created("a.pdf")
+    batch = [r2_event("in/a.pdf", message_id="m1")]
+
+    paused = receiver.post_eventbridge(s3["id"], s3["secret"], event)
+    assert paused.status_code == 503
+    assert int(paused.headers["retry-after"]) > 0
+    assert (only(paused)["outcome"], only(paused)["reason"]) == ("retry_later", "paused")
+    paused_batch = receiver.post_batch(r2["id"], r2["secret"], batch)
+    assert paused_batch.status_code == 200 and only(paused_batch)["reason"] == "paused"
+    assert receiver.jobs() == []
+
+    receiver.cli("integrations", "resume", s3["id"])
+    receiver.cli("integrations", "resume", r2["id"])
+    assert receiver.post_eventbridge(s3["id"], s3["secret"], event).status_code == 200
+    assert only(receiver.post_batch(r2["id"], r2["secret"], batch))["outcome"] == "accepted"
+    assert len(receiver.jobs()) == 2
+
+
+# --- secrets ---------------------------------------------------------------------------------
+
+def test_rotation_with_grace_accepts_old_and_new_secrets(receiver):
+    created = receiver.create()
+    rotated = receiver.cli("integrations", "rotate-secret", created["id"], "--grace", "1h")
+    assert rotated["id"] == created["id"] and rotated["secret"] != created["secret"]
+    assert rotated["integration"]["generation"] == 2
+    old = receiver.post_batch(created["id"], created["secret"], [r2_event("in/old.pdf")])
+    new = receiver.post_batch(created["id"], rotated["secret"], [r2_event("in/new.pdf")])
+    assert (old.status_code, new.status_code) == (200, 200)
+    assert len(receiver.jobs()) == 2
+
+
+def test_an_s3_event_sent_to_an_r2_integration_is_rejected_not_enqueued(receiver):
+    created = receiver.create("r2", "uploads")
+    response = receiver.post_eventbridge(created["id"], created["secret"], s3_object_created("x.pdf", bucket="uploads"))
+    assert response.status_code == 422
+    assert (only(response)["outcome"], only(response)["reason"]) == ("rejected", "provider_mismatch")
+    assert receiver.jobs() == []
+
+
+def test_rotation_now_rejects_the_old_secret_at_once(receiver):
+    created = receiver.create()
+    rotated = receiver.cli("integrations", "rotate-secret", created["id"], "--now")
+    old = receiver.post_batch(created["id"], created["secret"], [r2_event("in/old.pdf")])
+    assert old.status_code == 401 and old.json()["error"] == "invalid_secret"
+    assert receiver.post_batch(created["id"], rotated["secret"], [r2_event("in/new.pdf")]).status_code == 200
+    assert [j["key"] for j in receiver.jobs()] == ["in/new.pdf"]
+
+
+@pytest.mark.parametrize("minutes", [-6, 6])
+def test_a_timestamp_more_than_five_minutes_off_is_401(receiver, minutes):
+    created = receiver.create()
+    when = dt.datetime.now(tz=dt.timezone.utc) + dt.timedelta(minutes=minutes)
+    response = receiver.post_batch(created["id"], created["secret"], [r2_event("a.pdf")], timestamp=when)
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_secret"
+    assert receiver.jobs() == []
+
+
+def test_a_wrong_secret_or_no_credentials_is_401_with_a_json_body(receiver):
+    created = receiver.create()
+    other = receiver.create()
+    wrong = receiver.post_batch(created["id"], other["secret"], [r2_event("a.pdf")])
+    assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_secret"
+    bare = requests.post(receiver.events_url(created["id"]), json={"events": []}, timeout=10)
+    assert bare.status_code == 401 and bare.json()["error"] == "invalid_secret"
+    bearer = receiver.post_eventbridge(created["id"], other["secret"], s3_object_created("a.pdf", bucket="uploads"))
+    assert bearer.status_code == 401
+    assert receiver.jobs() == []
+
+
+def test_secrets_and_signatures_never_reach_the_logs(receiver):
+    created = receiver.create()
+    response = receiver.post_batch(created["id"], created["secret"], [r2_event("a.pdf")])
+    signature_b64 = response.request.headers["webhook-signature"].split(",")[1]
+    receiver.post_batch(created["id"], "whsec_" + "QUFBQUFBQUFBQUFBQUFBQQ==", [r2_event("b.pdf")])
+    receiver.post_eventbridge(created["id"], created["secret"] + "x", s3_object_created("c", bucket="uploads"))
+    logs = receiver.logs()
+    assert created["id"] in logs, "the logs do name the integration"
+    for secret_text in (created["secret"], created["secret"].removeprefix("whsec_"), signature_b64,
+                        (receiver.data_dir / "master.key").read_text().strip()):
+        assert secret_text not in logs
+
+
+# --- request errors --------------------------------------------------------------------------
+
+def test_an_unknown_integration_is_404_with_a_json_body(receiver):
+    created = receiver.create()
+    response = receiver.post_batch("int_doesnotexist", created["secret"], [r2_event("a.pdf")])
+    assert response.status_code == 404
+    assert response.json() == {"error": "unknown_integration", "detail": "no integration int_doesnotexist"}
+
+
+def test_malformed_json_is_400_with_a_json_body(receiver):
+    created = receiver.create()
+    response = receiver.post_batch(created["id"], created["secret"], None, body='{"events": [')
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"] == "malformed_request" and response.json()["detail"]
+    eventbridge = receiver.post_eventbridge(created["id"], created["secret"], b"not json at all")
+    assert eventbridge.status_code == 400 and eventbridge.json()["error"] == "malformed_request"
+
+
+def test_a_7_mb_body_is_413_and_a_body_just_under_6_mb_is_read(receiver):
+    created = receiver.create()
+    big = b"x" * (7 * 1024 * 1024)
+    response = requests.post(receiver.events_url(created["id"]), data=big,
+                             headers={"content-type": "application/json"}, timeout=60)
+    assert response.status_code == 413
+    assert response.json()["error"] == "payload_too_large"
+    padding = "x" * (6 * 1024 * 1024 - 1000)
+    body = json.dumps({"events": [r2_event("in/a.pdf", message_id="m1")], "padding": padding})
+    assert len(body) <= 6 * 1024 * 1024
+    assert only(receiver.post_batch(created["id"], created["secret"], None, body=body))["outcome"] == "accepted"
+
+
+def test_unknown_routes_and_methods_are_named(receiver):
+    assert requests.get(f"{receiver.url}/nope", timeout=10).json()["error"] == "not_found"
+    wrong_method = requests.get(receiver.events_url("int_x"), timeout=10)
+    assert wrong_method.status_code == 405 and wrong_method.json()["error"] == "method_not_allowed"
+
+
+# --- logs and CLI ----------------------------------------------------------------------------
+
+def test_every_request_is_one_json_log_line_with_counts(receiver):
+    created = receiver.create("r2", "uploads", "--suffix", ".pdf")
+    events = [r2_event("a.pdf"), r2_event("b.txt"), r2_event("c.pdf", bucket="other")]
+    receiver.post_batch(created["id"], created["secret"], events)
+    (line,) = [l for l in receiver.log_lines() if l.get("message") == "request" and l.get("sender") == "worker"]
+    assert (line["status"], line["events"], line["accepted"], line["skipped"], line["rejected"]) == (200, 3, 1, 1, 1)
+    assert line["integration_id"] == created["id"]
+
+
+def test_the_cli_manages_integrations(receiver):
+    created = receiver.create("s3", "docs", "--prefix", "in/", "--suffix", ".pdf", "--region", "eu-west-1")
+    assert "Authorization" in created["setup"] and f"Bearer {created['secret']}" in created["setup"]
+    assert created["events_url"] == receiver.events_url(created["id"])
+    shown = receiver.cli("integrations", "show", created["id"])
+    assert "secret" not in json.dumps(shown), "show never prints a secret"
+    assert (shown["prefix"], shown["suffixes"], shown["status"]) == ("in/", [".pdf"], "active")
+    assert receiver.cli("integrations", "set-mode", created["id"], "poll")["mode"] == "poll"
+    assert [i["id"] for i in receiver.cli("integrations", "list")] == [created["id"]]
+    receiver.cli("integrations", "delete", created["id"])
+    assert receiver.cli("integrations", "list") == []
+    missing = receiver.cli("integrations", "show", created["id"], check=False)
+    assert missing.returncode == 1 and "no integration" in missing.stderr
+
+
+def test_r2_create_prints_the_wrangler_setup(receiver):
+    created = receiver.create("r2", "uploads")
+    setup = created["setup"]
+    assert f'RECEIVER_URL = "{receiver.url}"' in setup
+    assert f'INTEGRATION_ID = "{created["id"]}"' in setup
+    assert "wrangler secret put EVENT_SOURCE_SECRET" in setup
+
+
+def test_the_master_key_file_is_private(receiver):
+    receiver.create()
+    mode = (receiver.data_dir / "master.key").stat().st_mode & 0o777
+    assert mode == 0o600
+
+
+# --- signatures agree with the reference library both ways -----------------------------------
+
+def test_our_signatures_verify_with_the_standardwebhooks_reference_library():
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    body = '{"events":[{"id":"m1","notification":{"key":"a b+c"}}]}'
+    timestamp = int(dt.datetime.now(tz=dt.timezone.utc).timestamp())
+    ours = subprocess.run([str(SIGN_BIN), secret, "msg_1", str(timestamp)], input=body.encode(),
+                          capture_output=True, check=True).stdout.decode().strip()
+    headers = {"webhook-id": "msg_1", "webhook-timestamp": str(timestamp), "webhook-signature": ours}
+    Webhook(secret).verify(body, headers)  # raises on mismatch
+    reference = Webhook(secret).sign("msg_1", dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc), body)
+    assert ours == reference
