@@ -6,7 +6,7 @@
 //! parse the batch); `scripts/bench` prints the handler's cost per event and its ratio to it.
 
 use bucket_relay::backend::memory::{MemoryLedger, MemoryQueue, MemoryStore};
-use bucket_relay::backend::{Backends, Store};
+use bucket_relay::backend::Backends;
 use bucket_relay::handler::Relay;
 use bucket_relay::master_key::{MasterKey, StaticKey};
 use bytes::Bytes;
@@ -66,11 +66,9 @@ fn signed_request(body: &str) -> http::Request<Bytes> {
         .unwrap()
 }
 
-fn fresh_relay(runtime: &tokio::runtime::Runtime) -> Relay {
-    let store = Arc::new(MemoryStore::default());
-    runtime.block_on(store.put(&integration())).unwrap();
+fn fresh_relay() -> Relay {
     let backends = Backends {
-        store,
+        store: Arc::new(MemoryStore::with([integration()])),
         ledger: Arc::new(MemoryLedger::default()),
         queue: Arc::new(MemoryQueue::default()),
     };
@@ -109,7 +107,7 @@ fn bench(c: &mut Criterion) {
     // Every iteration gets a fresh ledger, so all 100 events are new objects and are enqueued.
     group.bench_function("handler_all_accepted", |b| {
         b.to_async(&runtime).iter_batched(
-            || (fresh_relay(&runtime), signed_request(&body)),
+            || (fresh_relay(), signed_request(&body)),
             |(relay, request)| async move {
                 let response = relay.handle(request).await;
                 assert_eq!(response.status(), 200);
@@ -121,7 +119,7 @@ fn bench(c: &mut Criterion) {
 
     // A redelivered batch: every event is a duplicate.
     group.bench_function("handler_all_duplicate", |b| {
-        let relay = fresh_relay(&runtime);
+        let relay = fresh_relay();
         runtime.block_on(relay.handle(signed_request(&body)));
         b.to_async(&runtime).iter_batched(
             || signed_request(&body),

@@ -67,7 +67,8 @@ struct Item {
     outcome: Outcome,
     reason: Option<Reason>,
     job: Option<Box<IngestJob>>,
-    /// Bucket and key for the log, when the event could be parsed.
+    /// Bucket and key for the log of a refused event, when it could be parsed (an event with a
+    /// job logs the job's).
     object: Option<(String, String)>,
 }
 
@@ -378,7 +379,7 @@ fn decide_one(
             id,
             outcome: Outcome::Accepted,
             reason: None,
-            object: Some((job.bucket.clone(), job.key.clone())),
+            object: None,
             job: Some(job),
         },
         Decision::Refuse {
@@ -407,10 +408,11 @@ fn settle_all(items: &mut [Item], indices: &[usize], outcome: Outcome, reason: R
 }
 
 fn log_event(integration_id: &str, item: &Item) {
-    let (bucket, key) = item
-        .object
-        .as_ref()
-        .map_or(("", ""), |(b, k)| (b.as_str(), k.as_str()));
+    let (bucket, key) = match (&item.job, &item.object) {
+        (Some(job), _) => (job.bucket.as_str(), job.key.as_str()),
+        (None, Some((bucket, key))) => (bucket.as_str(), key.as_str()),
+        (None, None) => ("", ""),
+    };
     let reason = item.reason.map_or("", Reason::as_str);
     let job_id = item.job.as_ref().map_or("", |job| job.job_id.as_str());
     match item.outcome {

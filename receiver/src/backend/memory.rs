@@ -10,6 +10,16 @@ use std::sync::Mutex;
 #[derive(Default)]
 pub struct MemoryStore(Mutex<BTreeMap<String, Integration>>);
 
+impl MemoryStore {
+    pub fn with(integrations: impl IntoIterator<Item = Integration>) -> Self {
+        let map = integrations
+            .into_iter()
+            .map(|i| (i.id.clone(), i))
+            .collect();
+        MemoryStore(Mutex::new(map))
+    }
+}
+
 #[async_trait]
 impl Store for MemoryStore {
     async fn get(&self, id: &str) -> Result<Option<Integration>, BackendError> {
