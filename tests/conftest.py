@@ -34,9 +34,10 @@ def free_port():
 class Receiver:
     """A running `bucket-relay serve` and the CLI pointed at the same data directory."""
 
-    def __init__(self, data_dir: Path, log_path: Path):
+    def __init__(self, data_dir: Path, log_path: Path, env=None):
         self.data_dir = data_dir
         self.log_path = log_path
+        self.env = {**os.environ, **(env or {})}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = None
@@ -48,6 +49,7 @@ class Receiver:
             [str(RELAY_BIN), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)],
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            env=self.env,
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -64,6 +66,12 @@ class Receiver:
             self.process.wait(timeout=10)
         if self.process:
             self.log.close()
+            self.process = None
+
+    def restart(self):
+        """A new process on the same data: a cold start."""
+        self.stop()
+        self.start()
 
     def logs(self):
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -77,7 +85,8 @@ class Receiver:
             [str(RELAY_BIN), "--data-dir", str(self.data_dir), "--json", *args],
             capture_output=True,
             text=True,
-            timeout=30,
+            timeout=60,
+            env=self.env,
         )
         if check and result.returncode != 0:
             raise AssertionError(f"bucket-relay {' '.join(args)} failed: {result.stderr}")
@@ -176,3 +185,111 @@ def expected_job_id(integration_id, bucket, key, version):
 
 def decode_secret(secret):
     return base64.b64decode(secret.removeprefix("whsec_"))
+
+
+# --- AWS: moto behind a counting proxy -------------------------------------------------------
+
+REGION = "us-east-1"
+AWS_TEST_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": REGION,
+                "AWS_DEFAULT_REGION": REGION}
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory):
+    """One moto server for the session; each test resets it."""
+    import sys
+    port = free_port()
+    server = Path(sys.executable).parent / "moto_server"
+    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")
+    process = subprocess.Popen([str(server), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            requests.get(f"{url}/moto-api/", timeout=1)
+            break
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    else:
+        raise RuntimeError("moto_server did not start")
+    yield port
+    process.terminate()
+    process.wait(timeout=10)
+    log.close()
+
+
+class AwsStack:
+    """Tables, queues and the master-key secret, as the Terraform stack makes them."""
+
+    def __init__(self, moto_port, fifo=False):
+        import boto3
+        os.environ.update(AWS_TEST_ENV)
+        endpoint = f"http://127.0.0.1:{moto_port}"
+        self.dynamodb = boto3.client("dynamodb", endpoint_url=endpoint, region_name=REGION)
+        self.sqs = boto3.client("sqs", endpoint_url=endpoint, region_name=REGION)
+        self.secrets = boto3.client("secretsmanager", endpoint_url=endpoint, region_name=REGION)
+        suffix = ".fifo" if fifo else ""
+        self.integrations_table = "relay-integrations"
+        self.ledger_table = "relay-ledger"
+        for table, key in ((self.integrations_table, "id"), (self.ledger_table, "job_id")):
+            self.dynamodb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
+                                       KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+                                       AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}])
+        dlq_attributes = {"FifoQueue": "true"} if fifo else {}
+        self.dlq_url = self.sqs.create_queue(QueueName=f"relay-ingest-dlq{suffix}", Attributes=dlq_attributes)["QueueUrl"]
+        dlq_arn = self.sqs.get_queue_attributes(QueueUrl=self.dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        attributes = {"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"})}
+        if fifo:
+            attributes["FifoQueue"] = "true"
+        self.queue_url = self.sqs.create_queue(QueueName=f"relay-ingest{suffix}", Attributes=attributes)["QueueUrl"]
+        self.secret_id = "relay/master-key"
+        self.secrets.create_secret(Name=self.secret_id, SecretString=os.urandom(32).hex())
+
+    def receiver_env(self, endpoint_port):
+        return {
+            **AWS_TEST_ENV,
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{endpoint_port}",
+            "RELAY_BACKEND": "aws",
+            "RELAY_INTEGRATIONS_TABLE": self.integrations_table,
+            "RELAY_LEDGER_TABLE": self.ledger_table,
+            "RELAY_QUEUE_URL": self.queue_url,
+            "RELAY_MASTER_KEY_SECRET_ID": self.secret_id,
+        }
+
+    def messages(self, queue_url=None, wait=0):
+        """Every message now visible on the queue (received, then left to reappear)."""
+        queue_url = queue_url or self.queue_url
+        found, seen = [], set()
+        for _ in range(20):
+            batch = self.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait,
+                                             VisibilityTimeout=30, AttributeNames=["All"],
+                                             MessageAttributeNames=["All"]).get("Messages", [])
+            fresh = [m for m in batch if m["MessageId"] not in seen]
+            if not fresh:
+                break
+            for m in fresh:
+                seen.add(m["MessageId"])
+                found.append(m)
+        return found
+
+
+@pytest.fixture
+def aws_stack(moto):
+    requests.post(f"http://127.0.0.1:{moto}/moto-api/reset", timeout=10)
+    return AwsStack(moto)
+
+
+@pytest.fixture
+def aws_proxy(moto):
+    from aws_proxy import CountingProxy
+    proxy = CountingProxy(moto).start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+def aws_receiver(tmp_path, aws_stack, aws_proxy):
+    r = Receiver(tmp_path / "relay", tmp_path / "serve.log", env=aws_stack.receiver_env(aws_proxy.port))
+    r.start()
+    yield r
+    r.stop()

@@ -4,10 +4,10 @@
 //! errors to stderr with exit code 1. `create` and `rotate-secret` are the only commands that
 //! ever show a secret.
 
-use crate::backend::sqlite::Sqlite;
-use crate::backend::{Backends, Store};
+use crate::backend::{Store, UsageCounts};
 use crate::handler::Relay;
-use crate::master_key::{self, MasterKey, StaticKey};
+use crate::master_key::MasterKey;
+use crate::wiring::{wire, BackendArgs, Wired};
 use crate::{env, setup, telemetry};
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -19,9 +19,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-
-const DB_FILE: &str = "relay.db";
-const KEY_FILE: &str = "master.key";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -36,6 +33,8 @@ pub struct Cli {
     /// Print one JSON document on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    #[command(flatten)]
+    pub backend: BackendArgs,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -88,6 +87,12 @@ pub enum IntegrationsCommand {
     SetMode {
         id: String,
         mode: Mode,
+    },
+    /// Events per outcome and reason over the last days, from the ledger.
+    Usage {
+        id: String,
+        #[arg(long, default_value_t = 30)]
+        days: u32,
     },
     /// Issue a new secret; the old one keeps working for the grace period.
     RotateSecret(RotateArgs),
@@ -163,14 +168,23 @@ pub fn run(cli: Cli) -> ExitCode {
         Err(e) => return fail(format!("cannot start the async runtime: {e}")),
     };
     let result = runtime.block_on(async {
-        match cli.command {
-            Some(Command::Serve(args)) => serve(&cli.data_dir, args, lambda).await,
-            None if lambda => serve(&cli.data_dir, default_serve_args(), true).await,
-            None => Err("no command given; see `bucket-relay --help`".into()),
-            Some(Command::Integrations(command)) => {
-                integrations(&cli.data_dir, cli.json, command).await
+        let (serve_args, command) = match cli.command {
+            Some(Command::Serve(args)) => (Some(args), None),
+            None if lambda => (Some(ServeArgs::parse_from_env()), None),
+            None => return Err("no command given; see `bucket-relay --help`".into()),
+            other => (None, other),
+        };
+        if let Some(args) = &serve_args {
+            telemetry::init_logging(&args.log);
+        }
+        let wired = wire(&cli.data_dir, &cli.backend).await?;
+        match (serve_args, command) {
+            (Some(args), _) => serve(wired, &cli.data_dir, args, lambda).await,
+            (None, Some(Command::Integrations(command))) => {
+                integrations(wired, cli.json, command).await
             }
-            Some(Command::Jobs(JobsCommand::List)) => jobs_list(&cli.data_dir, cli.json).await,
+            (None, Some(Command::Jobs(JobsCommand::List))) => jobs_list(wired, cli.json).await,
+            (None, None | Some(Command::Serve(_))) => unreachable!("serve was taken above"),
         }
     });
     match result {
@@ -182,10 +196,6 @@ pub fn run(cli: Cli) -> ExitCode {
 fn fail(message: String) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::FAILURE
-}
-
-fn default_serve_args() -> ServeArgs {
-    ServeArgs::parse_from_env()
 }
 
 impl ServeArgs {
@@ -200,54 +210,9 @@ impl ServeArgs {
     }
 }
 
-struct Local {
-    db: Sqlite,
-    key_path: PathBuf,
-}
-
-fn open_local(data_dir: &Path) -> Result<Local, String> {
-    create_private_dir(data_dir)?;
-    let db = Sqlite::open(&data_dir.join(DB_FILE)).map_err(|e| e.to_string())?;
-    Ok(Local {
-        db,
-        key_path: data_dir.join(KEY_FILE),
-    })
-}
-
-fn create_private_dir(dir: &Path) -> Result<(), String> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))
-}
-
-impl Local {
-    fn master_key(&self) -> Result<MasterKey, String> {
-        let key = master_key::load_or_create(&self.key_path)?;
-        if master_key::is_too_open(&self.key_path) {
-            eprintln!(
-                "warning: {} is readable by other users; run chmod 600 on it",
-                self.key_path.display()
-            );
-        }
-        Ok(key)
-    }
-}
-
-async fn serve(data_dir: &Path, args: ServeArgs, lambda: bool) -> CliResult {
-    telemetry::init_logging(&args.log);
-    let local = open_local(data_dir)?;
-    let key = local.master_key()?;
-    let db = Arc::new(local.db);
-    let backends = Backends {
-        store: db.clone(),
-        ledger: db.clone(),
-        queue: db,
-    };
+async fn serve(wired: Wired, data_dir: &Path, args: ServeArgs, lambda: bool) -> CliResult {
     let emit_metrics = args.metrics.map_or(lambda, |m| m == Metrics::Emf);
-    let relay = Arc::new(Relay::new(backends, Arc::new(StaticKey(key)), emit_metrics));
+    let relay = Arc::new(Relay::new(wired.backends, wired.keys, emit_metrics));
     if lambda {
         crate::lambda::run(relay).await.map_err(|e| e.to_string())
     } else {
@@ -258,15 +223,15 @@ async fn serve(data_dir: &Path, args: ServeArgs, lambda: bool) -> CliResult {
     }
 }
 
-async fn integrations(data_dir: &Path, json: bool, command: IntegrationsCommand) -> CliResult {
-    let local = open_local(data_dir)?;
-    let store = &local.db;
+async fn integrations(wired: Wired, json: bool, command: IntegrationsCommand) -> CliResult {
+    let store = wired.backends.store.as_ref();
+    let master_key = || async { wired.keys.master_key().await.map_err(|e| e.to_string()) };
     let now = Utc::now();
     match command {
         IntegrationsCommand::Create(args) => {
             let integration = new_integration(args_to_fields(&args)?, now);
             store.put(&integration).await.map_err(|e| e.to_string())?;
-            let key = local.master_key()?;
+            let key = master_key().await?;
             print_secret("Created", &integration, &key, &args.public.url, json);
         }
         IntegrationsCommand::List => {
@@ -298,6 +263,18 @@ async fn integrations(data_dir: &Path, json: bool, command: IntegrationsCommand)
         IntegrationsCommand::SetMode { id, mode } => {
             update(store, &id, json, now, |i| i.mode = mode).await?
         }
+        IntegrationsCommand::Usage { id, days } => {
+            load(store, &id).await?;
+            let until = now.date_naive();
+            let since = until - chrono::Duration::days(i64::from(days.max(1)) - 1);
+            let per_day = wired
+                .backends
+                .ledger
+                .usage(&id, since, until)
+                .await
+                .map_err(|e| e.to_string())?;
+            print_usage(&id, since, until, &per_day, json);
+        }
         IntegrationsCommand::RotateSecret(args) => {
             let mut integration = load(store, &args.id).await?;
             integration.generation += 1;
@@ -310,7 +287,7 @@ async fn integrations(data_dir: &Path, json: bool, command: IntegrationsCommand)
             };
             integration.updated_at = now;
             store.put(&integration).await.map_err(|e| e.to_string())?;
-            let key = local.master_key()?;
+            let key = master_key().await?;
             print_secret(
                 "Rotated the secret of",
                 &integration,
@@ -532,9 +509,15 @@ fn print_details(i: &Integration) {
     }
 }
 
-async fn jobs_list(data_dir: &Path, json: bool) -> CliResult {
-    let local = open_local(data_dir)?;
-    let jobs = local.db.jobs().await.map_err(|e| e.to_string())?;
+async fn jobs_list(wired: Wired, json: bool) -> CliResult {
+    let Some(db) = wired.embedded else {
+        return Err(
+            "jobs list reads the embedded queue; with --backend aws the jobs are on the SQS \
+             queue (aws sqs receive-message --queue-url …)"
+                .into(),
+        );
+    };
+    let jobs = db.jobs().await.map_err(|e| e.to_string())?;
     if json {
         println!("{}", pretty(&jobs));
         return Ok(());
@@ -555,6 +538,42 @@ async fn jobs_list(data_dir: &Path, json: bool) -> CliResult {
         );
     }
     Ok(())
+}
+
+fn print_usage(
+    id: &str,
+    since: chrono::NaiveDate,
+    until: chrono::NaiveDate,
+    per_day: &std::collections::BTreeMap<chrono::NaiveDate, UsageCounts>,
+    json: bool,
+) {
+    let mut totals = UsageCounts::new();
+    for counts in per_day.values() {
+        for (name, count) in counts {
+            *totals.entry(name.clone()).or_default() += count;
+        }
+    }
+    if json {
+        let doc = json!({
+            "integration_id": id,
+            "since": since.to_string(),
+            "until": until.to_string(),
+            "totals": totals,
+            "days": per_day.iter().map(|(d, c)| (d.to_string(), c)).collect::<std::collections::BTreeMap<_, _>>(),
+        });
+        println!("{}", pretty(&doc));
+        return;
+    }
+    println!("Events of {id} from {since} to {until} (UTC):\n");
+    if totals.is_empty() {
+        println!("  none");
+        return;
+    }
+    println!("  {:<12} {:<20} {:>10}", "OUTCOME", "REASON", "EVENTS");
+    for (name, count) in &totals {
+        let (outcome, reason) = name.split_once('/').unwrap_or((name, "-"));
+        println!("  {outcome:<12} {reason:<20} {count:>10}");
+    }
 }
 
 fn pretty<T: serde::Serialize>(value: &T) -> String {

@@ -10,8 +10,29 @@ pub const LOG: &str = "RELAY_LOG";
 pub const METRICS: &str = "RELAY_METRICS";
 /// The receiver's public base URL, printed in the customer setup by `create` / `rotate-secret`.
 pub const PUBLIC_URL: &str = "RELAY_PUBLIC_URL";
+/// `embedded` (default) or `aws`.
+pub const BACKEND: &str = "RELAY_BACKEND";
+/// DynamoDB table of integrations, with `RELAY_BACKEND=aws`.
+pub const INTEGRATIONS_TABLE: &str = "RELAY_INTEGRATIONS_TABLE";
+/// DynamoDB table of the processed-objects ledger and usage counts.
+pub const LEDGER_TABLE: &str = "RELAY_LEDGER_TABLE";
+/// SQS ingest queue URL.
+pub const QUEUE_URL: &str = "RELAY_QUEUE_URL";
+/// Secrets Manager secret id or ARN of the master key.
+pub const MASTER_KEY_SECRET_ID: &str = "RELAY_MASTER_KEY_SECRET_ID";
 /// Set by Lambda: when present, the handler runs through `lambda_http`.
 pub const LAMBDA_RUNTIME_API: &str = "AWS_LAMBDA_RUNTIME_API";
 
-/// Every variable above, for docs and tests.
-pub const ALL: [&str; 5] = [DATA_DIR, LISTEN, LOG, METRICS, PUBLIC_URL];
+/// Every variable the receiver reads, for docs and tests (Terraform sets the AWS ones).
+pub const ALL: [&str; 10] = [
+    DATA_DIR,
+    LISTEN,
+    LOG,
+    METRICS,
+    PUBLIC_URL,
+    BACKEND,
+    INTEGRATIONS_TABLE,
+    LEDGER_TABLE,
+    QUEUE_URL,
+    MASTER_KEY_SECRET_ID,
+];

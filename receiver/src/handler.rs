@@ -132,6 +132,7 @@ impl Relay {
         match outcome {
             Ok((sender, items)) => {
                 self.answer(integration_id, sender, items, body.len(), elapsed_ms, now)
+                    .await
             }
             Err(refusal) => {
                 tracing::warn!(
@@ -270,11 +271,8 @@ impl Relay {
             );
         }
         if !done.is_empty() {
-            let ids: Vec<&str> = done
-                .iter()
-                .map(|&i| job_of(&items[i]).job_id.as_str())
-                .collect();
-            if let Err(err) = self.backends.ledger.complete(&ids, now).await {
+            let jobs: Vec<&IngestJob> = done.iter().map(|&i| job_of(&items[i])).collect();
+            if let Err(err) = self.backends.ledger.complete(&jobs, now).await {
                 // The jobs are on the queue, so the events are accepted; only a redelivery after
                 // the claim's lease could enqueue again, and the job id lets the pipeline see it.
                 log_backend_error(&err);
@@ -282,7 +280,7 @@ impl Relay {
         }
     }
 
-    fn answer(
+    async fn answer(
         &self,
         integration_id: &str,
         sender: Sender,
@@ -316,6 +314,17 @@ impl Relay {
         );
         if self.emit_metrics {
             println!("{}", tally.emf(now.timestamp_millis()));
+        }
+        let usage = tally.usage_counts();
+        if !usage.is_empty() {
+            let ledger = &self.backends.ledger;
+            if let Err(err) = ledger
+                .record_usage(integration_id, now.date_naive(), &usage)
+                .await
+            {
+                // Usage is for reports; the events themselves are settled, so answer anyway.
+                log_backend_error(&err);
+            }
         }
         let results = Results {
             results: items

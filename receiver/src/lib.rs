@@ -6,6 +6,7 @@
 //! - [`auth`]: which secret a request proves, and who sent it.
 //! - [`backend`]: the store, ledger and queue traits and their adapters.
 //! - [`master_key`]: where the master key comes from.
+//! - [`wiring`]: which backends a command uses (embedded or AWS).
 //! - [`cli`]: the `bucket-relay` command line; [`setup`]: what it prints for customers.
 //! - [`telemetry`]: JSON logs and CloudWatch metrics; [`env`]: the environment variables.
 
@@ -19,3 +20,4 @@ pub mod master_key;
 pub mod serve;
 pub mod setup;
 pub mod telemetry;
+pub mod wiring;

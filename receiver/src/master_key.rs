@@ -94,16 +94,19 @@ pub fn is_too_open(path: &Path) -> bool {
 }
 
 fn parse(path: &Path, text: &str) -> Result<MasterKey, String> {
-    let text = text.trim();
-    let bytes = unhex(text)
+    from_hex(text).ok_or_else(|| {
+        format!(
+            "master key {} is not at least 16 bytes of hex (its content is not shown)",
+            path.display()
+        )
+    })
+}
+
+/// A key written as hex (surrounding white space allowed), at least 16 bytes long.
+pub fn from_hex(text: &str) -> Option<MasterKey> {
+    unhex(text.trim())
         .filter(|bytes| bytes.len() >= 16)
-        .ok_or_else(|| {
-            format!(
-                "master key {} is not at least 16 bytes of hex (its content is not shown)",
-                path.display()
-            )
-        })?;
-    Ok(MasterKey::from_bytes(&bytes))
+        .map(|bytes| MasterKey::from_bytes(&bytes))
 }
 
 fn hex(bytes: &[u8]) -> String {

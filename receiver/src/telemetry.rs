@@ -6,6 +6,7 @@
 //! documents: one line per request with a count per outcome and per reason, which CloudWatch
 //! turns into metrics without any agent.
 
+use crate::backend::{usage_key, UsageCounts};
 use relay_protocol::{Outcome, Reason};
 use serde_json::{json, Map, Value};
 use tracing_subscriber::EnvFilter;
@@ -33,6 +34,7 @@ pub fn init_logging(filter: &str) {
 pub struct Tally {
     outcomes: Vec<(Outcome, u32)>,
     reasons: Vec<(Reason, u32)>,
+    pairs: Vec<((Outcome, Option<Reason>), u32)>,
 }
 
 impl Tally {
@@ -41,6 +43,7 @@ impl Tally {
         if let Some(reason) = reason {
             bump(&mut self.reasons, reason);
         }
+        bump(&mut self.pairs, (outcome, reason));
     }
 
     pub fn count(&self, outcome: Outcome) -> u32 {
@@ -48,6 +51,14 @@ impl Tally {
             .iter()
             .find(|(o, _)| *o == outcome)
             .map_or(0, |(_, n)| *n)
+    }
+
+    /// The counts as the ledger's usage records them: by outcome and reason together.
+    pub fn usage_counts(&self) -> UsageCounts {
+        self.pairs
+            .iter()
+            .map(|((outcome, reason), n)| (usage_key(*outcome, *reason), u64::from(*n)))
+            .collect()
     }
 
     /// The embedded-metric-format document for these counts: metrics `events_<outcome>` and
@@ -124,5 +135,8 @@ mod tests {
         );
         assert_eq!(tally.count(Outcome::Accepted), 2);
         assert_eq!(tally.count(Outcome::Skipped), 0);
+        let usage = tally.usage_counts();
+        assert_eq!(usage["accepted"], 2);
+        assert_eq!(usage["rejected/bucket_mismatch"], 1);
     }
 }

@@ -1,8 +1,8 @@
 //! In-memory backends: the same semantics as the real ones, for tests and benchmarks.
 
-use super::{BackendError, Claim, Ledger, Queue, Store, CLAIM_LEASE};
+use super::{BackendError, Claim, Ledger, Queue, Store, UsageCounts, CLAIM_LEASE};
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use relay_protocol::{IngestJob, Integration};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -44,7 +44,10 @@ enum Entry {
 }
 
 #[derive(Default)]
-pub struct MemoryLedger(Mutex<HashMap<String, Entry>>);
+pub struct MemoryLedger {
+    entries: Mutex<HashMap<String, Entry>>,
+    usage: Mutex<BTreeMap<(String, NaiveDate), UsageCounts>>,
+}
 
 #[async_trait]
 impl Ledger for MemoryLedger {
@@ -53,7 +56,7 @@ impl Ledger for MemoryLedger {
         jobs: &[&IngestJob],
         now: DateTime<Utc>,
     ) -> Result<Vec<Claim>, BackendError> {
-        let mut map = self.0.lock().unwrap();
+        let mut map = self.entries.lock().unwrap();
         let claims = jobs
             .iter()
             .map(|job| match map.get(&job.job_id) {
@@ -69,19 +72,45 @@ impl Ledger for MemoryLedger {
             .collect();
         Ok(claims)
     }
-    async fn complete(&self, job_ids: &[&str], _now: DateTime<Utc>) -> Result<(), BackendError> {
-        let mut map = self.0.lock().unwrap();
-        for id in job_ids {
-            map.insert((*id).to_owned(), Entry::Done);
+    async fn complete(&self, jobs: &[&IngestJob], _now: DateTime<Utc>) -> Result<(), BackendError> {
+        let mut map = self.entries.lock().unwrap();
+        for job in jobs {
+            map.insert(job.job_id.clone(), Entry::Done);
         }
         Ok(())
     }
     async fn release(&self, job_ids: &[&str]) -> Result<(), BackendError> {
-        let mut map = self.0.lock().unwrap();
+        let mut map = self.entries.lock().unwrap();
         for id in job_ids {
             map.remove(*id);
         }
         Ok(())
+    }
+    async fn record_usage(
+        &self,
+        integration_id: &str,
+        day: NaiveDate,
+        counts: &UsageCounts,
+    ) -> Result<(), BackendError> {
+        let mut usage = self.usage.lock().unwrap();
+        let total = usage.entry((integration_id.to_owned(), day)).or_default();
+        for (name, count) in counts {
+            *total.entry(name.clone()).or_default() += count;
+        }
+        Ok(())
+    }
+    async fn usage(
+        &self,
+        integration_id: &str,
+        since: NaiveDate,
+        until: NaiveDate,
+    ) -> Result<BTreeMap<NaiveDate, UsageCounts>, BackendError> {
+        let usage = self.usage.lock().unwrap();
+        Ok(usage
+            .iter()
+            .filter(|((id, day), _)| id == integration_id && (since..=until).contains(day))
+            .map(|((_, day), counts)| (*day, counts.clone()))
+            .collect())
     }
 }
 

@@ -1,7 +1,8 @@
 //! The receiver's I/O, behind three small traits with one adapter per backend.
 //!
 //! - [`Store`]: integrations, by id.
-//! - [`Ledger`]: the processed-objects ledger that makes every object version one job.
+//! - [`Ledger`]: the processed-objects ledger that makes every object version one job, and the
+//!   per-day usage counts of every integration.
 //! - [`Queue`]: the ingest queue the pipeline reads.
 //!
 //! Adapters: [`sqlite`] (the embedded default: one local file, no services) and [`memory`]
@@ -14,12 +15,16 @@
 //! `in_flight` (retry later) and one after it re-claims and enqueues. So a crash can delay a job
 //! but never turn its retry into a `duplicate` that nobody enqueued.
 
+pub mod dynamodb;
 pub mod memory;
+pub mod secretsmanager;
 pub mod sqlite;
+pub mod sqs;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Duration, Utc};
-use relay_protocol::{IngestJob, Integration};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use relay_protocol::{IngestJob, Integration, Outcome, Reason};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// How long a pending claim blocks redeliveries of the same job before it may be re-claimed.
@@ -40,6 +45,20 @@ impl BackendError {
             backend,
             detail: detail.to_string(),
         }
+    }
+}
+
+impl BackendError {
+    /// An error with its whole source chain: an SDK's "service error" alone says nothing.
+    pub fn with_sources(backend: &'static str, error: &dyn std::error::Error) -> Self {
+        let mut detail = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            detail.push_str(": ");
+            detail.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        BackendError { backend, detail }
     }
 }
 
@@ -81,10 +100,35 @@ pub trait Ledger: Send + Sync {
         jobs: &[&IngestJob],
         now: DateTime<Utc>,
     ) -> Result<Vec<Claim>, BackendError>;
-    /// Marks claimed jobs as enqueued.
-    async fn complete(&self, job_ids: &[&str], now: DateTime<Utc>) -> Result<(), BackendError>;
+    /// Marks claimed jobs as enqueued, keeping their bucket and key for audit.
+    async fn complete(&self, jobs: &[&IngestJob], now: DateTime<Utc>) -> Result<(), BackendError>;
     /// Drops claims whose jobs could not be enqueued, so their retry is not a duplicate.
     async fn release(&self, job_ids: &[&str]) -> Result<(), BackendError>;
+    /// Adds one request's counts to the integration's usage of that day.
+    async fn record_usage(
+        &self,
+        integration_id: &str,
+        day: NaiveDate,
+        counts: &UsageCounts,
+    ) -> Result<(), BackendError>;
+    /// The integration's usage per day, for the days in `since..=until` that have any.
+    async fn usage(
+        &self,
+        integration_id: &str,
+        since: NaiveDate,
+        until: NaiveDate,
+    ) -> Result<BTreeMap<NaiveDate, UsageCounts>, BackendError>;
+}
+
+/// Event counts by `<outcome>` or `<outcome>/<reason>` (see [`usage_key`]).
+pub type UsageCounts = BTreeMap<String, u64>;
+
+/// The name under which usage counts an outcome and its reason.
+pub fn usage_key(outcome: Outcome, reason: Option<Reason>) -> String {
+    match reason {
+        Some(reason) => format!("{outcome}/{reason}"),
+        None => outcome.to_string(),
+    }
 }
 
 #[async_trait]

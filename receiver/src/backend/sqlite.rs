@@ -4,11 +4,14 @@
 //! request reads the integration afresh, so `pause` takes effect on the next request. Calls run
 //! on tokio's blocking pool so a slow disk never stalls the HTTP server's threads.
 
-use super::{BackendError, Claim, Ledger, Queue, Store, CLAIM_LEASE, LEDGER_RETENTION};
+use super::{
+    BackendError, Claim, Ledger, Queue, Store, UsageCounts, CLAIM_LEASE, LEDGER_RETENTION,
+};
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use relay_protocol::{IngestJob, Integration};
 use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -27,6 +30,13 @@ CREATE TABLE IF NOT EXISTS ledger (
     state          TEXT NOT NULL, -- 'pending' (claimed) or 'done' (enqueued)
     claimed_at_ms  INTEGER NOT NULL,
     expires_at_ms  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS usage (
+    integration_id TEXT NOT NULL,
+    day            TEXT NOT NULL, -- YYYY-MM-DD, UTC
+    name           TEXT NOT NULL, -- '<outcome>' or '<outcome>/<reason>'
+    count          INTEGER NOT NULL,
+    PRIMARY KEY (integration_id, day, name)
 );
 CREATE TABLE IF NOT EXISTS jobs (
     seq    INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -210,8 +220,8 @@ impl Ledger for Sqlite {
         .await
     }
 
-    async fn complete(&self, job_ids: &[&str], _now: DateTime<Utc>) -> Result<(), BackendError> {
-        let ids: Vec<String> = job_ids.iter().map(|id| (*id).to_owned()).collect();
+    async fn complete(&self, jobs: &[&IngestJob], _now: DateTime<Utc>) -> Result<(), BackendError> {
+        let ids: Vec<String> = jobs.iter().map(|job| job.job_id.clone()).collect();
         self.run(move |conn| {
             let tx = conn.transaction()?;
             for id in &ids {
@@ -235,6 +245,63 @@ impl Ledger for Sqlite {
             tx.commit()
         })
         .await
+    }
+
+    async fn record_usage(
+        &self,
+        integration_id: &str,
+        day: NaiveDate,
+        counts: &UsageCounts,
+    ) -> Result<(), BackendError> {
+        let (id, day) = (integration_id.to_owned(), day.to_string());
+        let counts = counts.clone();
+        self.run(move |conn| {
+            let tx = conn.transaction()?;
+            for (name, count) in &counts {
+                tx.execute(
+                    "INSERT INTO usage (integration_id, day, name, count) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (integration_id, day, name) DO UPDATE SET count = count + excluded.count",
+                    params![id, day, name, *count as i64],
+                )?;
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn usage(
+        &self,
+        integration_id: &str,
+        since: NaiveDate,
+        until: NaiveDate,
+    ) -> Result<BTreeMap<NaiveDate, UsageCounts>, BackendError> {
+        let (id, since, until) = (
+            integration_id.to_owned(),
+            since.to_string(),
+            until.to_string(),
+        );
+        let rows = self
+            .run(move |conn| {
+                let mut stmt = conn.prepare(
+                    "SELECT day, name, count FROM usage
+                     WHERE integration_id = ?1 AND day >= ?2 AND day <= ?3",
+                )?;
+                let rows = stmt.query_map(params![id, since, until], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, i64>(2)?,
+                    ))
+                })?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?;
+        let mut usage: BTreeMap<NaiveDate, UsageCounts> = BTreeMap::new();
+        for (day, name, count) in rows {
+            let day = day.parse().map_err(err)?;
+            usage.entry(day).or_default().insert(name, count as u64);
+        }
+        Ok(usage)
     }
 }
 
@@ -300,7 +367,7 @@ mod tests {
             db.claim(&[&a, &b], t0).await.unwrap(),
             [Claim::Claimed, Claim::Claimed]
         );
-        db.complete(&["a"], t0).await.unwrap();
+        db.complete(&[&a], t0).await.unwrap();
         assert_eq!(
             db.claim(&[&a, &b], t0).await.unwrap(),
             [Claim::Done, Claim::InFlight]
@@ -314,6 +381,22 @@ mod tests {
         // After the retention the ledger forgets, even a done job.
         let expired = t0 + LEDGER_RETENTION;
         assert_eq!(db.claim(&[&a], expired).await.unwrap(), [Claim::Claimed]);
+    }
+
+    #[tokio::test]
+    async fn usage_adds_up_per_day_and_integration() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Sqlite::open(&dir.path().join("relay.db")).unwrap();
+        let day = NaiveDate::from_ymd_opt(2026, 11, 22).unwrap();
+        let counts = |n| UsageCounts::from([("accepted".to_owned(), n)]);
+        db.record_usage("int_1", day, &counts(2)).await.unwrap();
+        db.record_usage("int_1", day, &counts(3)).await.unwrap();
+        db.record_usage("int_2", day, &counts(7)).await.unwrap();
+        db.record_usage("int_1", day.pred_opt().unwrap(), &counts(1))
+            .await
+            .unwrap();
+        let usage = db.usage("int_1", day, day).await.unwrap();
+        assert_eq!(usage, BTreeMap::from([(day, counts(5))]));
     }
 
     #[tokio::test]

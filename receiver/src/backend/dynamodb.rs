@@ -1,0 +1,380 @@
+//! DynamoDB: the integrations table and the processed-objects ledger.
+//!
+//! - Integrations: one item per integration, key `id`, the fields as attributes.
+//! - Ledger: one item per job, key `job_id`. A claim is a conditional `PutItem`
+//!   (`attribute_not_exists(job_id)`, or a lapsed claim, or an expired entry), so of N concurrent
+//!   deliveries of the same object exactly one wins. Completing writes the job's final item with
+//!   `BatchWriteItem` (25 per call). `expires_at` (epoch seconds) is the table's TTL attribute.
+//!   Usage counts live in the same table under `job_id = usage#<integration>#<day>`, one
+//!   `UpdateItem … ADD` per request.
+
+use super::{BackendError, Claim, Ledger, Store, UsageCounts, CLAIM_LEASE, LEDGER_RETENTION};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, PutRequest, ReturnValuesOnConditionCheckFailure, WriteRequest,
+};
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use relay_protocol::{IngestJob, Integration};
+use std::collections::{BTreeMap, HashMap};
+
+const BACKEND: &str = "dynamodb";
+/// The ledger's TTL attribute (epoch seconds), as the Terraform table declares it.
+pub const TTL_ATTRIBUTE: &str = "expires_at";
+/// Conditional puts in flight at once for one request's claims.
+const CLAIM_CONCURRENCY: usize = 16;
+/// `BatchWriteItem`'s limit.
+const BATCH_WRITE_MAX: usize = 25;
+/// Rounds of retrying a batch write's unprocessed items before giving up.
+const UNPROCESSED_RETRIES: u32 = 5;
+/// How long usage items are kept.
+const USAGE_RETENTION_DAYS: i64 = 400;
+
+const STATE_PENDING: &str = "pending";
+const STATE_DONE: &str = "done";
+
+fn err(e: impl std::fmt::Display) -> BackendError {
+    BackendError::new(BACKEND, e)
+}
+
+fn sdk_err<E: std::error::Error>(e: E) -> BackendError {
+    BackendError::with_sources(BACKEND, &e)
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: i64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn get(&self, id: &str) -> Result<Option<Integration>, BackendError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("id", s(id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        out.item
+            .map(|item| serde_dynamo::from_item(item).map_err(err))
+            .transpose()
+    }
+
+    async fn put(&self, integration: &Integration) -> Result<(), BackendError> {
+        let item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(integration).map_err(err)?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<Integration>, BackendError> {
+        let items: Vec<HashMap<String, AttributeValue>> = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(sdk_err)?;
+        let mut all: Vec<Integration> = items
+            .into_iter()
+            .map(|item| serde_dynamo::from_item(item).map_err(err))
+            .collect::<Result<_, _>>()?;
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(all)
+    }
+
+    async fn delete(&self, id: &str) -> Result<bool, BackendError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("id", s(id))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+}
+
+pub struct DynamoLedger {
+    client: Client,
+    table: String,
+}
+
+impl DynamoLedger {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoLedger {
+            client,
+            table: table.into(),
+        }
+    }
+
+    async fn claim_one(&self, job: &IngestJob, now: DateTime<Utc>) -> Result<Claim, BackendError> {
+        let now_ms = now.timestamp_millis();
+        let expires = (now + LEDGER_RETENTION).timestamp();
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("job_id", s(&job.job_id))
+            .item("state", s(STATE_PENDING))
+            .item("integration_id", s(&job.integration_id))
+            .item("bucket", s(&job.bucket))
+            .item("key", s(&job.key))
+            .item("claimed_at_ms", n(now_ms))
+            .item(TTL_ATTRIBUTE, n(expires))
+            .condition_expression(
+                "attribute_not_exists(job_id) OR #ttl <= :now_s \
+                 OR (#state = :pending AND claimed_at_ms <= :stale_ms)",
+            )
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":now_s", n(now.timestamp()))
+            .expression_attribute_values(":pending", s(STATE_PENDING))
+            .expression_attribute_values(":stale_ms", n(now_ms - CLAIM_LEASE.num_milliseconds()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let failure = match result {
+            Ok(_) => return Ok(Claim::Claimed),
+            Err(e) => e.into_service_error(),
+        };
+        if !failure.is_conditional_check_failed_exception() {
+            return Err(sdk_err(failure));
+        }
+        let old_state = match &failure {
+            aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(
+                e,
+            ) => e.item().and_then(|item| item.get("state")).cloned(),
+            _ => None,
+        };
+        let state = match old_state {
+            Some(state) => state,
+            None => self.current_state(&job.job_id).await?,
+        };
+        Ok(match state.as_s().map(String::as_str) {
+            Ok(STATE_DONE) => Claim::Done,
+            _ => Claim::InFlight,
+        })
+    }
+
+    /// The entry's state, for emulators that do not return the item on a failed condition.
+    async fn current_state(&self, job_id: &str) -> Result<AttributeValue, BackendError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("job_id", s(job_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(out
+            .item
+            .and_then(|mut item| item.remove("state"))
+            .unwrap_or_else(|| s(STATE_PENDING)))
+    }
+
+    async fn batch_write(&self, requests: Vec<WriteRequest>) -> Result<(), BackendError> {
+        for chunk in requests.chunks(BATCH_WRITE_MAX) {
+            let mut pending = chunk.to_vec();
+            for attempt in 0..=UNPROCESSED_RETRIES {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(sdk_err)?;
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut left| left.remove(&self.table))
+                    .unwrap_or_default();
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt == UNPROCESSED_RETRIES {
+                    return Err(err(format!(
+                        "{} ledger writes left unprocessed after {UNPROCESSED_RETRIES} retries",
+                        pending.len()
+                    )));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn usage_id(integration_id: &str, day: NaiveDate) -> String {
+    format!("usage#{integration_id}#{day}")
+}
+
+#[async_trait]
+impl Ledger for DynamoLedger {
+    async fn claim(
+        &self,
+        jobs: &[&IngestJob],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Claim>, BackendError> {
+        let claims: Vec<_> = jobs.iter().map(|job| self.claim_one(job, now)).collect();
+        stream::iter(claims)
+            .buffered(CLAIM_CONCURRENCY)
+            .try_collect()
+            .await
+    }
+
+    async fn complete(&self, jobs: &[&IngestJob], now: DateTime<Utc>) -> Result<(), BackendError> {
+        let expires = (now + LEDGER_RETENTION).timestamp();
+        let requests = jobs
+            .iter()
+            .map(|job| {
+                let item = HashMap::from([
+                    ("job_id".to_owned(), s(&job.job_id)),
+                    ("state".to_owned(), s(STATE_DONE)),
+                    ("outcome".to_owned(), s("accepted")),
+                    ("integration_id".to_owned(), s(&job.integration_id)),
+                    ("bucket".to_owned(), s(&job.bucket)),
+                    ("key".to_owned(), s(&job.key)),
+                    ("claimed_at_ms".to_owned(), n(now.timestamp_millis())),
+                    ("enqueued_at_ms".to_owned(), n(now.timestamp_millis())),
+                    (TTL_ATTRIBUTE.to_owned(), n(expires)),
+                ]);
+                let put = PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map_err(err)?;
+                Ok(WriteRequest::builder().put_request(put).build())
+            })
+            .collect::<Result<Vec<_>, BackendError>>()?;
+        self.batch_write(requests).await
+    }
+
+    async fn release(&self, job_ids: &[&str]) -> Result<(), BackendError> {
+        for id in job_ids {
+            let result = self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .key("job_id", s(*id))
+                .condition_expression("#state = :pending")
+                .expression_attribute_names("#state", "state")
+                .expression_attribute_values(":pending", s(STATE_PENDING))
+                .send()
+                .await;
+            if let Err(e) = result {
+                let e = e.into_service_error();
+                // Already gone, or done meanwhile: nothing to release.
+                if !e.is_conditional_check_failed_exception() {
+                    return Err(sdk_err(e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn record_usage(
+        &self,
+        integration_id: &str,
+        day: NaiveDate,
+        counts: &UsageCounts,
+    ) -> Result<(), BackendError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("job_id", s(usage_id(integration_id, day)))
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":iid", s(integration_id))
+            .expression_attribute_values(":day", s(day.to_string()))
+            .expression_attribute_values(
+                ":exp",
+                n(day
+                    .and_hms_opt(0, 0, 0)
+                    .expect("midnight exists")
+                    .and_utc()
+                    .timestamp()
+                    + USAGE_RETENTION_DAYS * 86_400),
+            );
+        let mut adds = Vec::new();
+        for (i, (name, count)) in counts.iter().enumerate() {
+            update = update
+                .expression_attribute_names(format!("#c{i}"), format!("count:{name}"))
+                .expression_attribute_values(format!(":c{i}"), n(*count as i64));
+            adds.push(format!("#c{i} :c{i}"));
+        }
+        update
+            .update_expression(format!(
+                "SET integration_id = :iid, #day = :day, #ttl = :exp ADD {}",
+                adds.join(", ")
+            ))
+            .expression_attribute_names("#day", "day")
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(())
+    }
+
+    async fn usage(
+        &self,
+        integration_id: &str,
+        since: NaiveDate,
+        until: NaiveDate,
+    ) -> Result<BTreeMap<NaiveDate, UsageCounts>, BackendError> {
+        let mut usage = BTreeMap::new();
+        let days: Vec<NaiveDate> = since.iter_days().take_while(|d| *d <= until).collect();
+        for day in days {
+            let out = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .key("job_id", s(usage_id(integration_id, day)))
+                .send()
+                .await
+                .map_err(sdk_err)?;
+            let Some(item) = out.item else { continue };
+            let counts: UsageCounts = item
+                .iter()
+                .filter_map(|(name, value)| {
+                    let name = name.strip_prefix("count:")?;
+                    let count = value.as_n().ok()?.parse().ok()?;
+                    Some((name.to_owned(), count))
+                })
+                .collect();
+            usage.insert(day, counts);
+        }
+        Ok(usage)
+    }
+}

@@ -1,0 +1,133 @@
+//! SQS: the ingest queue on AWS.
+//!
+//! Jobs go out with `SendMessageBatch`, 10 per call, each with the message attributes
+//! `integration_id` and `provider`. Entries SQS reports as failed are sent once more; what still
+//! fails is answered per job, so the handler releases those claims and answers `retry_later`.
+//! A FIFO queue (URL ending in `.fifo`) gets `MessageGroupId = integration_id` and
+//! `MessageDeduplicationId = job_id`, so even a redelivery within SQS's dedup window is dropped.
+
+use super::{BackendError, Queue};
+use async_trait::async_trait;
+use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::Client;
+use relay_protocol::job::{ATTRIBUTE_INTEGRATION_ID, ATTRIBUTE_PROVIDER};
+use relay_protocol::IngestJob;
+
+const BACKEND: &str = "sqs";
+/// `SendMessageBatch`'s limit.
+pub const BATCH_MAX: usize = 10;
+
+pub struct SqsQueue {
+    client: Client,
+    queue_url: String,
+    fifo: bool,
+}
+
+fn err(e: impl std::fmt::Display) -> BackendError {
+    BackendError::new(BACKEND, e)
+}
+
+fn sdk_err<E: std::error::Error>(e: E) -> BackendError {
+    BackendError::with_sources(BACKEND, &e)
+}
+
+fn attribute(value: &str) -> Result<MessageAttributeValue, BackendError> {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .map_err(err)
+}
+
+impl SqsQueue {
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        let queue_url = queue_url.into();
+        SqsQueue {
+            fifo: queue_url.ends_with(".fifo"),
+            client,
+            queue_url,
+        }
+    }
+
+    fn entry(
+        &self,
+        id: usize,
+        job: &IngestJob,
+    ) -> Result<SendMessageBatchRequestEntry, BackendError> {
+        let body = serde_json::to_string(job).map_err(err)?;
+        let mut entry = SendMessageBatchRequestEntry::builder()
+            .id(id.to_string())
+            .message_body(body)
+            .message_attributes(ATTRIBUTE_INTEGRATION_ID, attribute(&job.integration_id)?)
+            .message_attributes(ATTRIBUTE_PROVIDER, attribute(job.provider.as_str())?);
+        if self.fifo {
+            entry = entry
+                .message_group_id(&job.integration_id)
+                .message_deduplication_id(&job.job_id);
+        }
+        entry.build().map_err(err)
+    }
+
+    /// Sends up to 10 jobs; answers per job, retrying failed entries once.
+    async fn send_chunk(
+        &self,
+        jobs: &[&IngestJob],
+    ) -> Result<Vec<Result<(), String>>, BackendError> {
+        let mut answers: Vec<Result<(), String>> = vec![Err("not sent".into()); jobs.len()];
+        let mut todo: Vec<usize> = (0..jobs.len()).collect();
+        for _attempt in 0..2 {
+            let entries = todo
+                .iter()
+                .map(|&i| self.entry(i, jobs[i]))
+                .collect::<Result<Vec<_>, _>>()?;
+            let out = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(sdk_err)?;
+            for ok in out.successful() {
+                if let Ok(i) = ok.id().parse::<usize>() {
+                    answers[i] = Ok(());
+                }
+            }
+            todo.clear();
+            for failed in out.failed() {
+                let Ok(i) = failed.id().parse::<usize>() else {
+                    continue;
+                };
+                answers[i] = Err(format!(
+                    "{}: {}",
+                    failed.code(),
+                    failed.message().unwrap_or("no message")
+                ));
+                // A sender fault (a malformed entry) fails the same way again.
+                if !failed.sender_fault() {
+                    todo.push(i);
+                }
+            }
+            if todo.is_empty() {
+                break;
+            }
+        }
+        Ok(answers)
+    }
+}
+
+#[async_trait]
+impl Queue for SqsQueue {
+    async fn send(&self, jobs: &[&IngestJob]) -> Result<Vec<Result<(), String>>, BackendError> {
+        let mut answers = Vec::with_capacity(jobs.len());
+        for chunk in jobs.chunks(BATCH_MAX) {
+            match self.send_chunk(chunk).await {
+                Ok(chunk_answers) => answers.extend(chunk_answers),
+                // A chunk that could not be sent at all fails its jobs alone: the ones already
+                // on the queue stay accepted.
+                Err(e) => answers.extend(vec![Err(e.to_string()); chunk.len()]),
+            }
+        }
+        Ok(answers)
+    }
+}

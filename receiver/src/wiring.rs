@@ -1,0 +1,148 @@
+//! Which backends a command uses: the embedded default, or AWS.
+//!
+//! `--backend embedded` (the default) keeps everything in `--data-dir`: `relay.db` (SQLite) and
+//! `master.key`. `--backend aws` uses DynamoDB for integrations and the ledger, SQS for jobs and
+//! Secrets Manager for the master key; each name comes from a flag or its environment variable
+//! (see [`crate::env`]), and the AWS SDK's own variables (`AWS_REGION`, `AWS_ENDPOINT_URL`, …)
+//! are honoured, so a local emulator works the same way.
+
+use crate::backend::dynamodb::{DynamoLedger, DynamoStore};
+use crate::backend::secretsmanager::SecretsManagerKey;
+use crate::backend::sqlite::Sqlite;
+use crate::backend::sqs::SqsQueue;
+use crate::backend::Backends;
+use crate::env;
+use crate::master_key::{self, MasterKeySource, StaticKey};
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::BehaviorVersion;
+use clap::{Args, ValueEnum};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+const DB_FILE: &str = "relay.db";
+const KEY_FILE: &str = "master.key";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// One local folder, no services.
+    Embedded,
+    /// DynamoDB, SQS and Secrets Manager.
+    Aws,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct BackendArgs {
+    /// Where integrations, the ledger, jobs and the master key live.
+    #[arg(long, global = true, env = env::BACKEND, default_value = "embedded")]
+    pub backend: BackendKind,
+    /// DynamoDB table of integrations (key `id`), with --backend aws.
+    #[arg(long, global = true, env = env::INTEGRATIONS_TABLE)]
+    pub integrations_table: Option<String>,
+    /// DynamoDB table of the processed-objects ledger (key `job_id`, TTL `expires_at`).
+    #[arg(long, global = true, env = env::LEDGER_TABLE)]
+    pub ledger_table: Option<String>,
+    /// SQS ingest queue URL (a `.fifo` URL gets group and deduplication ids).
+    #[arg(long, global = true, env = env::QUEUE_URL)]
+    pub queue_url: Option<String>,
+    /// Secrets Manager secret id or ARN holding the master key (hex).
+    #[arg(long, global = true, env = env::MASTER_KEY_SECRET_ID)]
+    pub master_key_secret: Option<String>,
+}
+
+/// The backends of one process, and the embedded database when that is what they are.
+pub struct Wired {
+    pub backends: Backends,
+    pub keys: Arc<dyn MasterKeySource>,
+    pub embedded: Option<Sqlite>,
+}
+
+pub async fn wire(data_dir: &Path, args: &BackendArgs) -> Result<Wired, String> {
+    match args.backend {
+        BackendKind::Embedded => embedded(data_dir),
+        BackendKind::Aws => aws(args).await,
+    }
+}
+
+fn embedded(data_dir: &Path) -> Result<Wired, String> {
+    create_private_dir(data_dir)?;
+    let db = Sqlite::open(&data_dir.join(DB_FILE)).map_err(|e| e.to_string())?;
+    let key_path = data_dir.join(KEY_FILE);
+    let key = master_key::load_or_create(&key_path)?;
+    if master_key::is_too_open(&key_path) {
+        eprintln!(
+            "warning: {} is readable by other users; run chmod 600 on it",
+            key_path.display()
+        );
+    }
+    let shared = Arc::new(db.clone());
+    Ok(Wired {
+        backends: Backends {
+            store: shared.clone(),
+            ledger: shared.clone(),
+            queue: shared,
+        },
+        keys: Arc::new(StaticKey(key)),
+        embedded: Some(db),
+    })
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))
+}
+
+async fn aws(args: &BackendArgs) -> Result<Wired, String> {
+    let required = [
+        (&args.integrations_table, env::INTEGRATIONS_TABLE),
+        (&args.ledger_table, env::LEDGER_TABLE),
+        (&args.queue_url, env::QUEUE_URL),
+        (&args.master_key_secret, env::MASTER_KEY_SECRET_ID),
+    ];
+    let missing: Vec<&str> = required
+        .iter()
+        .filter(|(value, _)| value.as_deref().is_none_or(str::is_empty))
+        .map(|(_, name)| *name)
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "--backend aws needs {} (or the matching flags)",
+            missing.join(", ")
+        ));
+    }
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .operation_timeout(Duration::from_secs(10))
+                .build(),
+        )
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .load()
+        .await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let name = |value: &Option<String>| value.clone().unwrap_or_default();
+    Ok(Wired {
+        backends: Backends {
+            store: Arc::new(DynamoStore::new(
+                dynamodb.clone(),
+                name(&args.integrations_table),
+            )),
+            ledger: Arc::new(DynamoLedger::new(dynamodb, name(&args.ledger_table))),
+            queue: Arc::new(SqsQueue::new(
+                aws_sdk_sqs::Client::new(&config),
+                name(&args.queue_url),
+            )),
+        },
+        keys: Arc::new(SecretsManagerKey::new(
+            aws_sdk_secretsmanager::Client::new(&config),
+            name(&args.master_key_secret),
+        )),
+        embedded: None,
+    })
+}

@@ -1,0 +1,106 @@
+"""A counting, breakable HTTP proxy in front of the AWS emulator (moto).
+
+The receiver's AWS SDK talks to this proxy (AWS_ENDPOINT_URL), which forwards every request to
+moto unchanged. It counts calls per operation (from `X-Amz-Target`, e.g. `AmazonSQS.SendMessageBatch`),
+can answer one service's calls with 503 as an outage would, and can be stopped and restarted on
+the same port, so tests can take "AWS" away without wiping the emulator's state.
+"""
+
+import collections
+import http.client
+import http.server
+import threading
+
+SERVICES = {"AmazonSQS": "sqs", "DynamoDB_20120810": "dynamodb", "secretsmanager": "secretsmanager"}
+
+
+def operation_of(headers):
+    target = headers.get("X-Amz-Target", "")
+    prefix, _, operation = target.partition(".")
+    return SERVICES.get(prefix, prefix or "other"), operation or "unknown"
+
+
+class CountingProxy:
+    def __init__(self, upstream_port, port=0):
+        self.upstream_port = upstream_port
+        self.counts = collections.Counter()
+        self.failing = set()
+        self.lock = threading.Lock()
+        self.port = port
+        self.server = None
+
+    # --- control ---------------------------------------------------------------------------
+    def start(self):
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                proxy.forward(self)
+
+            do_GET = do_POST
+            do_PUT = do_POST
+            do_DELETE = do_POST
+
+        http.server.ThreadingHTTPServer.allow_reuse_address = True
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self):
+        """Takes the proxy down: the receiver's connections are refused until start()."""
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    def fail(self, service):
+        self.failing.add(service)
+
+    def heal(self):
+        self.failing.clear()
+
+    def reset_counts(self):
+        with self.lock:
+            self.counts.clear()
+
+    def count(self, service, operation=None):
+        with self.lock:
+            return sum(n for (s, o), n in self.counts.items() if s == service and operation in (None, o))
+
+    # --- forwarding --------------------------------------------------------------------------
+    def forward(self, handler):
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        service, operation = operation_of(handler.headers)
+        with self.lock:
+            self.counts[(service, operation)] += 1
+        if service in self.failing:
+            payload = b'{"__type":"ServiceUnavailable","message":"injected outage"}'
+            handler.send_response(503)
+            handler.send_header("Content-Type", "application/x-amz-json-1.0")
+            handler.send_header("Content-Length", str(len(payload)))
+            handler.end_headers()
+            handler.wfile.write(payload)
+            return
+        connection = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=30)
+        headers = {k: v for k, v in handler.headers.items() if k.lower() not in ("host", "connection")}
+        headers["Host"] = f"127.0.0.1:{self.upstream_port}"
+        connection.request(handler.command, handler.path, body=body, headers=headers)
+        response = connection.getresponse()
+        data = response.read()
+        handler.send_response(response.status)
+        for key, value in response.getheaders():
+            if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                handler.send_header(key, value)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+        connection.close()
+

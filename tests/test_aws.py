@@ -1,0 +1,174 @@
+"""The receiver on its AWS backends (DynamoDB, SQS, Secrets Manager), against the moto emulator.
+
+The receiver binary runs `serve --backend aws` with AWS_ENDPOINT_URL pointing at a counting proxy
+in front of moto, so tests can count its API calls and take "AWS" away and back.
+"""
+
+import json
+import threading
+
+import requests
+
+from conftest import AwsStack, Receiver, r2_event, s3_object_created
+
+
+def bodies(messages):
+    return [json.loads(m["Body"]) for m in messages]
+
+
+def results(response):
+    return response.json()["results"]
+
+
+def test_accepted_events_land_on_sqs_exactly_once_with_attributes(aws_receiver, aws_stack):
+    created = aws_receiver.create("r2", "uploads")
+    events = [r2_event(f"in/{name}.pdf") for name in ("a", "b c", "d+e")]
+    first = aws_receiver.post_batch(created["id"], created["secret"], events)
+    assert [r["outcome"] for r in results(first)] == ["accepted"] * 3
+    again = aws_receiver.post_batch(created["id"], created["secret"], events)
+    assert [r["outcome"] for r in results(again)] == ["duplicate"] * 3
+
+    messages = aws_stack.messages()
+    assert sorted(j["key"] for j in bodies(messages)) == ["in/a.pdf", "in/b c.pdf", "in/d+e.pdf"]
+    job = bodies(messages)[0]
+    assert job["schema"] == "ingest-job/v1" and job["integration_id"] == created["id"]
+    attributes = messages[0]["MessageAttributes"]
+    assert attributes["integration_id"]["StringValue"] == created["id"]
+    assert attributes["provider"]["StringValue"] == "r2"
+    assert {r["job_id"] for r in results(first)} == {j["job_id"] for j in bodies(messages)}
+
+
+def test_concurrent_identical_deliveries_yield_exactly_one_job(aws_receiver, aws_stack):
+    created = aws_receiver.create("s3", "docs")
+    event = s3_object_created("race/one.pdf")
+    answers, lock = [], threading.Lock()
+
+    def deliver():
+        response = aws_receiver.post_eventbridge(created["id"], created["secret"], event)
+        with lock:
+            answers.append((response.status_code, results(response)[0]["outcome"], results(response)[0]["reason"]))
+
+    threads = [threading.Thread(target=deliver) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    outcomes = [outcome for _, outcome, _ in answers]
+    assert outcomes.count("accepted") == 1, answers
+    # The others saw the winner's claim, finished (duplicate) or still in flight (retry later).
+    assert all(a in {(200, "duplicate", "duplicate"), (503, "retry_later", "in_flight"), (200, "accepted", None)}
+               for a in answers), answers
+    # EventBridge retries the 503s; by then they are duplicates.
+    retry = aws_receiver.post_eventbridge(created["id"], created["secret"], event)
+    assert results(retry)[0]["outcome"] == "duplicate"
+    assert len(aws_stack.messages()) == 1
+
+
+def test_a_fifo_queue_gets_group_and_deduplication_ids(tmp_path, moto, aws_proxy):
+    requests.post(f"http://127.0.0.1:{moto}/moto-api/reset", timeout=10)
+    stack = AwsStack(moto, fifo=True)
+    receiver = Receiver(tmp_path / "relay", tmp_path / "serve.log", env=stack.receiver_env(aws_proxy.port))
+    receiver.start()
+    try:
+        created = receiver.create("r2", "uploads")
+        response = receiver.post_batch(created["id"], created["secret"], [r2_event("in/a.pdf")])
+        (message,) = stack.messages()
+        assert message["Attributes"]["MessageGroupId"] == created["id"]
+        assert message["Attributes"]["MessageDeduplicationId"] == results(response)[0]["job_id"]
+    finally:
+        receiver.stop()
+
+
+def test_a_job_the_pipeline_keeps_failing_moves_to_the_dlq(aws_receiver, aws_stack):
+    created = aws_receiver.create("r2", "uploads")
+    aws_receiver.post_batch(created["id"], created["secret"], [r2_event("in/poison.pdf")])
+    # The pipeline receives it and never deletes it: after maxReceiveCount (2) it is redriven.
+    for _ in range(3):
+        aws_stack.sqs.receive_message(QueueUrl=aws_stack.queue_url, VisibilityTimeout=0, WaitTimeSeconds=0)
+    (dead,) = aws_stack.messages(aws_stack.dlq_url)
+    assert json.loads(dead["Body"])["key"] == "in/poison.pdf"
+    assert aws_stack.messages() == []
+
+
+def test_with_aws_down_the_receiver_answers_503_and_loses_nothing(aws_receiver, aws_stack, aws_proxy):
+    created = aws_receiver.create("s3", "docs")
+    event = s3_object_created("outage/a.pdf")
+    aws_proxy.stop()
+    try:
+        down = aws_receiver.post_eventbridge(created["id"], created["secret"], event)
+        assert down.status_code == 503 and int(down.headers["retry-after"]) > 0
+        assert down.json()["error"] == "backend_unavailable"
+        batch = aws_receiver.post_batch(created["id"], created["secret"], [r2_event("x.pdf")])
+        assert batch.status_code == 503
+    finally:
+        aws_proxy.start()
+    back = aws_receiver.post_eventbridge(created["id"], created["secret"], event)
+    assert back.status_code == 200 and results(back)[0]["outcome"] == "accepted"
+    assert [j["key"] for j in bodies(aws_stack.messages())] == ["outage/a.pdf"]
+    assert any(line.get("message") == "backend_unavailable" for line in aws_receiver.log_lines())
+
+
+def test_an_sqs_outage_is_retry_later_and_the_retry_is_accepted_not_duplicate(aws_receiver, aws_stack, aws_proxy):
+    created = aws_receiver.create("r2", "uploads")
+    events = [r2_event("in/a.pdf"), r2_event("in/b.pdf")]
+    aws_proxy.fail("sqs")
+    down = aws_receiver.post_batch(created["id"], created["secret"], events)
+    assert down.status_code == 200
+    assert [(r["outcome"], r["reason"]) for r in results(down)] == [("retry_later", "backend_unavailable")] * 2
+    aws_proxy.heal()
+    back = aws_receiver.post_batch(created["id"], created["secret"], events)
+    assert [r["outcome"] for r in results(back)] == ["accepted", "accepted"]
+    assert len(aws_stack.messages()) == 2
+
+
+def test_the_master_key_is_read_once_per_cold_start(aws_receiver, aws_proxy):
+    created = aws_receiver.create("r2", "uploads")  # the CLI is its own process: one read
+    aws_proxy.reset_counts()
+    for i in range(5):
+        aws_receiver.post_batch(created["id"], created["secret"], [r2_event(f"in/{i}.pdf")])
+    assert aws_proxy.count("secretsmanager", "GetSecretValue") == 1
+    aws_receiver.restart()
+    aws_receiver.post_batch(created["id"], created["secret"], [r2_event("in/after.pdf")])
+    aws_receiver.post_batch(created["id"], created["secret"], [r2_event("in/after2.pdf")])
+    assert aws_proxy.count("secretsmanager", "GetSecretValue") == 2
+
+
+def test_a_missing_master_key_answers_503_without_a_panic(aws_receiver, aws_stack):
+    created = aws_receiver.create("r2", "uploads")
+    aws_stack.secrets.delete_secret(SecretId=aws_stack.secret_id, ForceDeleteWithoutRecovery=True)
+    aws_receiver.restart()
+    response = aws_receiver.post_batch(created["id"], created["secret"], [r2_event("in/a.pdf")])
+    assert response.status_code == 503 and response.json()["error"] == "backend_unavailable"
+    assert aws_receiver.process.poll() is None, "the receiver keeps running"
+    errors = [l for l in aws_receiver.log_lines() if l.get("message") == "backend_unavailable"]
+    assert errors and errors[-1]["backend"] == "secretsmanager"
+
+
+def test_100_accepted_events_cost_10_sqs_calls(aws_receiver, aws_stack, aws_proxy):
+    created = aws_receiver.create("r2", "uploads")
+    aws_receiver.post_batch(created["id"], created["secret"], [r2_event("warm.pdf")])  # key, integration
+    aws_proxy.reset_counts()
+    events = [r2_event(f"in/{i:03}.pdf") for i in range(100)]
+    response = aws_receiver.post_batch(created["id"], created["secret"], events)
+    assert [r["outcome"] for r in results(response)] == ["accepted"] * 100
+    assert aws_proxy.count("sqs") == 10
+    assert aws_proxy.count("sqs", "SendMessageBatch") == 10
+    assert len(aws_stack.messages()) == 101
+
+
+def test_integrations_cli_and_usage_work_against_dynamodb(aws_receiver):
+    created = aws_receiver.create("r2", "uploads", "--suffix", ".pdf")
+    assert [i["id"] for i in aws_receiver.cli("integrations", "list")] == [created["id"]]
+    events = [r2_event("a.pdf"), r2_event("b.txt"), r2_event("c.pdf", bucket="elsewhere")]
+    aws_receiver.post_batch(created["id"], created["secret"], events)
+    aws_receiver.post_batch(created["id"], created["secret"], events[:1])
+    usage = aws_receiver.cli("integrations", "usage", created["id"], "--days", "7")
+    assert usage["totals"] == {"accepted": 1, "duplicate/duplicate": 1, "skipped/suffix_filtered": 1,
+                               "rejected/bucket_mismatch": 1}
+    aws_receiver.cli("integrations", "pause", created["id"])
+    assert aws_receiver.cli("integrations", "show", created["id"])["status"] == "paused"
+    paused = aws_receiver.post_batch(created["id"], created["secret"], [r2_event("d.pdf")])
+    assert results(paused)[0]["reason"] == "paused"
+    jobs = aws_receiver.cli("jobs", "list", check=False)
+    assert jobs.returncode == 1 and "SQS" in jobs.stderr

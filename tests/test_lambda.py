@@ -1,0 +1,80 @@
+"""The receiver as a Lambda behind a function URL: `cargo lambda watch` runs the real binary under
+the Lambda runtime API, so requests go through `lambda_http` exactly as on AWS, against the AWS
+backends on moto.
+"""
+
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+import requests
+
+from conftest import ROOT, Receiver, free_port, r2_event, s3_object_created
+
+FUNCTION = "bucket-relay"
+
+
+@pytest.fixture
+def function_url(tmp_path, aws_stack, aws_proxy):
+    cargo_lambda = shutil.which("cargo-lambda")
+    if cargo_lambda is None:
+        pytest.fail("cargo-lambda is missing: scripts/test installs it into the test venv")
+    port = free_port()
+    env_vars = aws_stack.receiver_env(aws_proxy.port)
+    args = ["cargo", "lambda", "watch", "-p", FUNCTION, "--bin", FUNCTION, "-A", "127.0.0.1", "-P", str(port)]
+    for name, value in env_vars.items():
+        args += ["--env-var", f"{name}={value}"]
+    log = open(tmp_path / "lambda.log", "wb")
+    process = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                               env={**os.environ, **env_vars}, start_new_session=True)
+    base = f"http://127.0.0.1:{port}/lambda-url/{FUNCTION}"
+    deadline = time.monotonic() + 600  # the first start may compile
+    try:
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{base}/healthz", timeout=30).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if process.poll() is not None:
+                pytest.fail(f"cargo lambda watch exited: {(tmp_path / 'lambda.log').read_text()}")
+            time.sleep(1)
+        else:
+            pytest.fail("the function URL never answered")
+        yield base
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(timeout=30)
+        log.close()
+
+
+def test_the_function_url_turns_signed_requests_into_sqs_jobs(tmp_path, function_url, aws_stack, aws_proxy):
+    # The CLI manages the same DynamoDB table the function reads.
+    cli = Receiver(tmp_path / "cli", tmp_path / "cli.log", env=aws_stack.receiver_env(aws_proxy.port))
+    r2 = cli.create("r2", "uploads")
+    s3 = cli.create("s3", "docs")
+    cli.url = function_url  # send through the function URL instead of `serve`
+
+    batch = cli.post_batch(r2["id"], r2["secret"], [r2_event("in/über plan+1.pdf", message_id="m1")])
+    assert batch.status_code == 200, batch.text
+    assert batch.json()["results"][0]["outcome"] == "accepted"
+
+    event = s3_object_created("reports/a b.pdf")
+    first = cli.post_eventbridge(s3["id"], s3["secret"], event)
+    again = cli.post_eventbridge(s3["id"], s3["secret"], event)
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert [a.json()["results"][0]["outcome"] for a in (first, again)] == ["accepted", "duplicate"]
+
+    paused = cli.cli("integrations", "pause", s3["id"])
+    assert paused["status"] == "paused"
+    retry = cli.post_eventbridge(s3["id"], s3["secret"], s3_object_created("reports/c.pdf"))
+    assert retry.status_code == 503 and retry.headers["retry-after"]
+
+    wrong = cli.post_eventbridge(s3["id"], r2["secret"], event)
+    assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_secret"
+
+    keys = sorted(m["Body"] for m in aws_stack.messages())
+    assert len(keys) == 2
+    assert any('"key":"in/über plan+1.pdf"' in body for body in keys)
