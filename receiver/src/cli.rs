@@ -411,6 +411,8 @@ fn print_secret(verb: &str, integration: &Integration, key: &MasterKey, url: &st
             "events_url": setup::events_url(url, &integration.id),
             "integration": integration,
             "setup": instructions,
+            "terraform": (integration.provider == Provider::S3)
+                .then(|| setup::s3_source_module(integration, url)),
         });
         println!("{}", pretty(&doc));
         return;

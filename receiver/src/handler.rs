@@ -135,6 +135,11 @@ impl Relay {
                     .await
             }
             Err(refusal) => {
+                if self.emit_metrics {
+                    let mut tally = Tally::default();
+                    tally.refused(refusal.reason);
+                    println!("{}", tally.emf(now.timestamp_millis()));
+                }
                 tracing::warn!(
                     message = "request",
                     integration_id,

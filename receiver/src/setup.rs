@@ -37,8 +37,51 @@ pub fn instructions(integration: &Integration, secret: &str, public_url: &str) -
              \n    Value:         {BEARER_PREFIX}{secret}\n\
              \n  API destination:\
              \n    Endpoint:      {url}\
-             \n    HTTP method:   POST\n",
+             \n    HTTP method:   POST\n\
+             \n  Or with Terraform (terraform/modules/s3-source); keep the secret out of version control:\n\
+             \n    export TF_VAR_bucket_relay_secret='{secret}'\n\
+             \n{block}",
             url = events_url(base, &integration.id),
+            block = indent(&s3_source_module(integration, public_url), 4),
         ),
     }
+}
+
+/// The customer's `module` block for `terraform/modules/s3-source`, with this integration's
+/// bucket, URL and filters; the secret comes from the `bucket_relay_secret` variable.
+pub fn s3_source_module(integration: &Integration, public_url: &str) -> String {
+    let quote = |text: &str| serde_json::to_string(text).expect("strings serialize");
+    let mut block = String::from(
+        "variable \"bucket_relay_secret\" {\n  type      = string\n  sensitive = true\n}\n\n",
+    );
+    block.push_str("module \"bucket_relay_source\" {\n");
+    block.push_str(
+        "  source              = \"<path to bucket-relay>/terraform/modules/s3-source\"\n",
+    );
+    block.push_str(&format!(
+        "  bucket_name         = {}\n",
+        quote(&integration.bucket)
+    ));
+    let url = events_url(public_url, &integration.id);
+    block.push_str(&format!("  events_url          = {}\n", quote(&url)));
+    block.push_str("  event_source_secret = var.bucket_relay_secret\n");
+    if let Some(prefix) = &integration.prefix {
+        block.push_str(&format!("  prefix              = {}\n", quote(prefix)));
+    }
+    if !integration.suffixes.is_empty() {
+        let list: Vec<String> = integration.suffixes.iter().map(|s| quote(s)).collect();
+        block.push_str(&format!("  suffixes            = [{}]\n", list.join(", ")));
+    }
+    block.push_str("}\n");
+    block
+}
+
+fn indent(text: &str, spaces: usize) -> String {
+    let pad = " ".repeat(spaces);
+    text.lines()
+        .map(|line| match line {
+            "" => "\n".to_owned(),
+            _ => format!("{pad}{line}\n"),
+        })
+        .collect()
 }

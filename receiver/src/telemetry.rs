@@ -46,6 +46,12 @@ impl Tally {
         bump(&mut self.pairs, (outcome, reason));
     }
 
+    /// A request refused as a whole (`invalid_secret`, `unknown_integration`…): its reason is
+    /// counted like an event's, so one alarm per reason covers both.
+    pub fn refused(&mut self, reason: Reason) {
+        bump(&mut self.reasons, reason);
+    }
+
     pub fn count(&self, outcome: Outcome) -> u32 {
         self.outcomes
             .iter()
@@ -135,6 +141,13 @@ mod tests {
         );
         assert_eq!(tally.count(Outcome::Accepted), 2);
         assert_eq!(tally.count(Outcome::Skipped), 0);
+        let mut refused = Tally::default();
+        refused.refused(Reason::InvalidSecret);
+        assert_eq!(refused.emf(0)["reason_invalid_secret"], 1);
+        assert!(
+            refused.usage_counts().is_empty(),
+            "usage counts events, not refusals"
+        );
         let usage = tally.usage_counts();
         assert_eq!(usage["accepted"], 2);
         assert_eq!(usage["rejected/bucket_mismatch"], 1);

@@ -1,0 +1,66 @@
+output "function_url" {
+  description = "The receiver's public base URL: give it to `integrations create --receiver-url` (RELAY_PUBLIC_URL)."
+  value       = aws_lambda_function_url.receiver.function_url
+}
+
+output "function_name" {
+  description = "Name of the receiver Lambda."
+  value       = aws_lambda_function.receiver.function_name
+}
+
+output "queue_url" {
+  description = "URL of the ingest queue the pipeline consumes."
+  value       = aws_sqs_queue.ingest.url
+}
+
+output "queue_arn" {
+  description = "ARN of the ingest queue (grant the pipeline sqs:ReceiveMessage / DeleteMessage on it)."
+  value       = aws_sqs_queue.ingest.arn
+}
+
+output "dlq_url" {
+  description = "URL of the ingest queue's dead-letter queue."
+  value       = aws_sqs_queue.dlq.url
+}
+
+output "integrations_table_name" {
+  description = "DynamoDB table of integrations."
+  value       = aws_dynamodb_table.integrations.name
+}
+
+output "ledger_table_name" {
+  description = "DynamoDB table of the processed-objects ledger and usage counts."
+  value       = aws_dynamodb_table.ledger.name
+}
+
+output "log_group_name" {
+  description = "CloudWatch log group of the receiver's JSON logs."
+  value       = aws_cloudwatch_log_group.receiver.name
+}
+
+output "master_key_secret_arn" {
+  description = "ARN of the Secrets Manager secret holding the master key."
+  value       = aws_secretsmanager_secret.master_key.arn
+}
+
+output "kms_key_arn" {
+  description = "ARN of the stack's KMS key."
+  value       = aws_kms_key.this.arn
+}
+
+output "alarm_topic_arn" {
+  description = "SNS topic every alarm notifies."
+  value       = aws_sns_topic.alarms.arn
+}
+
+output "cli_environment" {
+  description = "Environment for running `bucket-relay integrations …` against this stack from an operator's machine."
+  value = {
+    RELAY_BACKEND              = "aws"
+    RELAY_INTEGRATIONS_TABLE   = aws_dynamodb_table.integrations.name
+    RELAY_LEDGER_TABLE         = aws_dynamodb_table.ledger.name
+    RELAY_QUEUE_URL            = aws_sqs_queue.ingest.url
+    RELAY_MASTER_KEY_SECRET_ID = aws_secretsmanager_secret.master_key.arn
+    RELAY_PUBLIC_URL           = trimsuffix(aws_lambda_function_url.receiver.function_url, "/")
+  }
+}

@@ -1,0 +1,145 @@
+variable "name" {
+  description = "Prefix of every resource name (the Lambda, tables, queues, secret, alarms)."
+  type        = string
+  default     = "bucket-relay"
+
+  validation {
+    condition     = can(regex("^[a-zA-Z0-9-]{1,40}$", var.name))
+    error_message = "name must be 1 to 40 letters, digits or hyphens."
+  }
+}
+
+variable "lambda_zip_path" {
+  description = "Path to the deployable zip that scripts/package-lambda builds (target/lambda/bucket-relay/bootstrap.zip)."
+  type        = string
+
+  validation {
+    condition     = endswith(var.lambda_zip_path, ".zip")
+    error_message = "lambda_zip_path must point at the bootstrap .zip built by scripts/package-lambda."
+  }
+}
+
+variable "architecture" {
+  description = "Lambda architecture: x86_64 (the default build) or arm64 (scripts/package-lambda --arm64)."
+  type        = string
+  default     = "x86_64"
+
+  validation {
+    condition     = contains(["x86_64", "arm64"], var.architecture)
+    error_message = "architecture must be x86_64 or arm64."
+  }
+}
+
+variable "memory_size" {
+  description = "Lambda memory in MB. The receiver is CPU-light; more memory also buys more CPU."
+  type        = number
+  default     = 256
+
+  validation {
+    condition     = var.memory_size >= 128 && var.memory_size <= 10240
+    error_message = "memory_size must be between 128 and 10240 MB."
+  }
+}
+
+variable "timeout" {
+  description = "Lambda timeout in seconds. Keep it above the SDK's 10 s operation timeout."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.timeout >= 15 && var.timeout <= 900
+    error_message = "timeout must be between 15 and 900 seconds."
+  }
+}
+
+variable "reserved_concurrency" {
+  description = "Reserved concurrent executions: caps the receiver's share of the account and its load on DynamoDB and SQS."
+  type        = number
+  default     = 50
+
+  validation {
+    condition     = var.reserved_concurrency >= 1
+    error_message = "reserved_concurrency must be at least 1."
+  }
+}
+
+variable "log_level" {
+  description = "RELAY_LOG filter for the receiver's JSON logs (info, debug, bucket_relay=debug,warn…)."
+  type        = string
+  default     = "info"
+}
+
+variable "log_retention_days" {
+  description = "Days CloudWatch keeps the receiver's logs (a year by default: the audit trail of every refused event)."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be one of the values CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, …)."
+  }
+}
+
+variable "fifo_queue" {
+  description = "Make the ingest queue FIFO: jobs then carry MessageGroupId = integration id and MessageDeduplicationId = job id."
+  type        = bool
+  default     = false
+}
+
+variable "queue_visibility_timeout_seconds" {
+  description = "Visibility timeout of the ingest queue: how long the pipeline has to process a job before it is delivered again."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.queue_visibility_timeout_seconds >= 0 && var.queue_visibility_timeout_seconds <= 43200
+    error_message = "queue_visibility_timeout_seconds must be between 0 and 43200."
+  }
+}
+
+variable "max_receive_count" {
+  description = "Deliveries of a job to the pipeline before SQS moves it to the dead-letter queue."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.max_receive_count >= 1 && var.max_receive_count <= 1000
+    error_message = "max_receive_count must be between 1 and 1000."
+  }
+}
+
+variable "deletion_protection" {
+  description = "Protect the DynamoDB tables from deletion (turn off only to tear a test stack down)."
+  type        = bool
+  default     = true
+}
+
+variable "alarm_email" {
+  description = "Email address subscribed to the alarm topic; null for none (subscribe something else to the topic output)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.alarm_email == null || can(regex("^[^@\\s]+@[^@\\s]+$", var.alarm_email))
+    error_message = "alarm_email must be an email address or null."
+  }
+}
+
+variable "rejected_reason_alarms" {
+  description = "Reasons whose count raises an alarm when above zero in 5 minutes (metrics reason_<reason> in the BucketRelay namespace)."
+  type        = list(string)
+  default = [
+    "invalid_secret",
+    "malformed_event",
+    "provider_mismatch",
+    "account_mismatch",
+    "bucket_mismatch",
+    "mode_mismatch",
+  ]
+}
+
+variable "tags" {
+  description = "Tags for every resource."
+  type        = map(string)
+  default     = {}
+}

@@ -1,0 +1,134 @@
+# The customer side for an S3 bucket: S3 "Object Created" events → EventBridge rule → API
+# destination (Authorization: Bearer <event source secret>) → the Bucket Relay receiver. Events
+# EventBridge cannot deliver after its retries land in an encrypted SQS dead-letter queue.
+
+locals {
+  # EventBridge content filtering: prefix and suffix together need a wildcard pattern
+  # ("in/*.pdf"); a suffix list is an OR of patterns.
+  key_filters = (
+    var.prefix != null && length(var.suffixes) > 0 ? [for s in var.suffixes : { wildcard = "${var.prefix}*${s}" }] :
+    var.prefix != null ? [{ prefix = var.prefix }] :
+    length(var.suffixes) > 0 ? [for s in var.suffixes : { suffix = s }] :
+    null
+  )
+
+  detail = merge(
+    { bucket = { name = [var.bucket_name] } },
+    local.key_filters == null ? {} : { object = { key = local.key_filters } },
+  )
+}
+
+# Optional: S3 sends no events to EventBridge until this is on for the bucket.
+resource "aws_s3_bucket_notification" "eventbridge" {
+  count       = var.enable_bucket_eventbridge ? 1 : 0
+  bucket      = var.bucket_name
+  eventbridge = true
+}
+
+resource "aws_cloudwatch_event_rule" "object_created" {
+  name        = "${var.name}-object-created"
+  description = "New objects in ${var.bucket_name}, for Bucket Relay"
+  event_pattern = jsonencode({
+    source        = ["aws.s3"]
+    "detail-type" = ["Object Created"]
+    detail        = local.detail
+  })
+  tags = var.tags
+}
+
+resource "aws_cloudwatch_event_connection" "receiver" {
+  name               = "${var.name}-receiver"
+  description        = "Bucket Relay receiver: the integration's event source secret as a bearer token"
+  authorization_type = "API_KEY"
+
+  auth_parameters {
+    api_key {
+      key   = "Authorization"
+      value = "Bearer ${var.event_source_secret}"
+    }
+  }
+}
+
+resource "aws_cloudwatch_event_api_destination" "receiver" {
+  name                             = "${var.name}-receiver"
+  description                      = "Bucket Relay receiver events URL"
+  invocation_endpoint              = var.events_url
+  http_method                      = "POST"
+  invocation_rate_limit_per_second = var.invocation_rate_limit_per_second
+  connection_arn                   = aws_cloudwatch_event_connection.receiver.arn
+}
+
+resource "aws_sqs_queue" "dlq" {
+  name                      = "${var.name}-dlq"
+  message_retention_seconds = 1209600
+  kms_master_key_id         = var.dlq_kms_key_arn
+  sqs_managed_sse_enabled   = var.dlq_kms_key_arn == null ? true : null
+  tags                      = var.tags
+}
+
+data "aws_iam_policy_document" "dlq" {
+  statement {
+    sid       = "EventBridgeDeadLettersThisRule"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.dlq.arn]
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com"]
+    }
+    condition {
+      test     = "ArnEquals"
+      variable = "aws:SourceArn"
+      values   = [aws_cloudwatch_event_rule.object_created.arn]
+    }
+  }
+}
+
+resource "aws_sqs_queue_policy" "dlq" {
+  queue_url = aws_sqs_queue.dlq.id
+  policy    = data.aws_iam_policy_document.dlq.json
+}
+
+data "aws_iam_policy_document" "assume_events" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "invoke" {
+  name               = "${var.name}-invoke"
+  assume_role_policy = data.aws_iam_policy_document.assume_events.json
+  tags               = var.tags
+}
+
+data "aws_iam_policy_document" "invoke" {
+  statement {
+    sid       = "InvokeTheReceiver"
+    actions   = ["events:InvokeApiDestination"]
+    resources = ["${aws_cloudwatch_event_api_destination.receiver.arn}*"]
+  }
+}
+
+resource "aws_iam_role_policy" "invoke" {
+  name   = "${var.name}-invoke"
+  role   = aws_iam_role.invoke.id
+  policy = data.aws_iam_policy_document.invoke.json
+}
+
+resource "aws_cloudwatch_event_target" "receiver" {
+  rule     = aws_cloudwatch_event_rule.object_created.name
+  arn      = aws_cloudwatch_event_api_destination.receiver.arn
+  role_arn = aws_iam_role.invoke.arn
+
+  retry_policy {
+    maximum_event_age_in_seconds = var.maximum_event_age_seconds
+    maximum_retry_attempts       = var.maximum_retry_attempts
+  }
+
+  dead_letter_config {
+    arn = aws_sqs_queue.dlq.arn
+  }
+}

@@ -1,0 +1,29 @@
+output "rule_arn" {
+  description = "ARN of the EventBridge rule matching the bucket's Object Created events."
+  value       = aws_cloudwatch_event_rule.object_created.arn
+}
+
+output "api_destination_arn" {
+  description = "ARN of the API destination that calls the receiver."
+  value       = aws_cloudwatch_event_api_destination.receiver.arn
+}
+
+output "connection_arn" {
+  description = "ARN of the EventBridge connection holding the bearer secret (in a Secrets Manager secret EventBridge manages)."
+  value       = aws_cloudwatch_event_connection.receiver.arn
+}
+
+output "dlq_url" {
+  description = "Dead-letter queue of events EventBridge could not deliver: inspect and replay from here."
+  value       = aws_sqs_queue.dlq.url
+}
+
+output "dlq_arn" {
+  description = "ARN of the dead-letter queue."
+  value       = aws_sqs_queue.dlq.arn
+}
+
+output "role_arn" {
+  description = "ARN of the role EventBridge assumes to invoke the API destination."
+  value       = aws_iam_role.invoke.arn
+}

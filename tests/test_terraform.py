@@ -1,0 +1,297 @@
+"""Structural tests of terraform/: what `terraform validate` cannot run here, checked on the HCL.
+
+`terraform init` cannot download providers on these machines, so these tests parse the modules
+with python-hcl2 and hold them to the receiver's own sources of truth: the environment variable
+names (receiver/src/env.rs), the metric namespace and dimension (telemetry.rs), the reason
+strings (protocol/src/reason.rs), the bearer prefix (protocol/src/wire.rs) and the ledger's TTL
+attribute (backend/dynamodb.rs).
+"""
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import hcl2
+import pytest
+from hcl2 import SerializationOptions
+
+from conftest import RELAY_BIN, ROOT
+
+TF = ROOT / "terraform"
+MODULES = TF / "modules"
+OPTIONS = SerializationOptions(strip_string_quotes=True, explicit_blocks=False, with_comments=False)
+
+
+def parse(text):
+    return hcl2.loads(text, serialization_options=OPTIONS)
+
+
+def load_module(name):
+    """All blocks of a module's .tf files: {"resource": {type: {name: body}}, "data": …, …}."""
+    merged = {"resource": {}, "data": {}, "variable": {}, "output": {}, "locals": {}}
+    for path in sorted((MODULES / name).glob("*.tf")):
+        doc = parse(path.read_text())
+        for kind in ("resource", "data"):
+            for block in doc.get(kind, []):
+                for type_, named in block.items():
+                    merged[kind].setdefault(type_, {}).update(named)
+        for kind in ("variable", "output"):
+            for block in doc.get(kind, []):
+                merged[kind].update(block)
+        for block in doc.get("locals", []):
+            merged["locals"].update(block)
+    return merged
+
+
+def rust_constants(path, pattern):
+    return re.findall(pattern, (ROOT / path).read_text())
+
+
+RECEIVER_ENV = set(rust_constants("receiver/src/env.rs", r'pub const \w+: &str = "([A-Z_]+)";'))
+REASONS = set(rust_constants("protocol/src/reason.rs", r'\w+ = "([a-z_]+)",'))
+NAMESPACE = rust_constants("receiver/src/telemetry.rs", r'METRICS_NAMESPACE: &str = "([^"]+)"')[0]
+DIMENSION = rust_constants("receiver/src/telemetry.rs", r'METRICS_DIMENSION: \(&str, &str\) = \("([^"]+)", "([^"]+)"\)')[0]
+BEARER = rust_constants("protocol/src/wire.rs", r'BEARER_PREFIX: &str = "([^"]+)"')[0]
+TTL_ATTRIBUTE = rust_constants("receiver/src/backend/dynamodb.rs", r'TTL_ATTRIBUTE: &str = "([^"]+)"')[0]
+AWS_REQUIRED = {"RELAY_BACKEND", "RELAY_INTEGRATIONS_TABLE", "RELAY_LEDGER_TABLE", "RELAY_QUEUE_URL",
+                "RELAY_MASTER_KEY_SECRET_ID"}
+
+
+@pytest.fixture(scope="module")
+def receiver():
+    return load_module("receiver")
+
+
+@pytest.fixture(scope="module")
+def source():
+    return load_module("s3-source")
+
+
+def only(mapping):
+    (value,) = mapping.values()
+    return value
+
+
+def first(block):
+    return block[0] if isinstance(block, list) else block
+
+
+# --- the Lambda's environment is the receiver's documented list -----------------------------
+
+def test_the_lambda_gets_exactly_the_receivers_variable_names(receiver):
+    function = only(receiver["resource"]["aws_lambda_function"])
+    names = set(first(function["environment"])["variables"])
+    assert names <= RECEIVER_ENV, f"not read by the receiver: {names - RECEIVER_ENV}"
+    assert AWS_REQUIRED <= names, f"missing: {AWS_REQUIRED - names}"
+    assert first(function["environment"])["variables"]["RELAY_BACKEND"] == "aws"
+    assert function["runtime"] == "provided.al2023" and function["handler"] == "bootstrap"
+
+
+def test_the_cli_environment_output_uses_the_same_names(receiver):
+    names = set(receiver["output"]["cli_environment"]["value"])
+    assert AWS_REQUIRED <= names <= RECEIVER_ENV
+
+
+def test_the_readme_lists_every_variable_the_lambda_gets(receiver):
+    readme = (ROOT / "README.md").read_text()
+    function = only(receiver["resource"]["aws_lambda_function"])
+    for name in first(function["environment"])["variables"]:
+        assert f"| `{name}` |" in readme, name
+
+
+# --- least privilege -------------------------------------------------------------------------
+
+def identity_policies(module):
+    """The policy documents attached to roles: these must name exact actions and resources."""
+    documents = module["data"].get("aws_iam_policy_document", {})
+    attached = []
+    for policy in module["resource"].get("aws_iam_role_policy", {}).values():
+        match = re.fullmatch(r"\$\{data\.aws_iam_policy_document\.(\w+)\.json\}", policy["policy"])
+        assert match, f"role policies must come from a policy document: {policy['policy']}"
+        attached.append((match.group(1), documents[match.group(1)]))
+    return attached
+
+
+@pytest.mark.parametrize("module_name", ["receiver", "s3-source"])
+def test_role_policies_name_exact_actions_and_known_arns(module_name):
+    module = load_module(module_name)
+    policies = identity_policies(module)
+    assert policies, "each module attaches a role policy"
+    for name, document in policies:
+        for statement in document["statement"]:
+            for action in statement["actions"]:
+                assert "*" not in action, f"{name}: wildcard action {action}"
+            for resource in statement["resources"]:
+                assert resource != "*", f"{name}: resource * where the ARN is known"
+                assert resource.startswith("${"), f"{name}: hard-coded resource {resource}"
+
+
+def test_the_key_policy_gives_services_only_what_they_need(receiver):
+    document = receiver["data"]["aws_iam_policy_document"]["kms"]
+    for statement in document["statement"]:
+        principal = first(statement["principals"])
+        if {"*", "kms:*"} & set(statement["actions"]):
+            # Only the account root administers the key, as in AWS's default key policy.
+            assert principal["type"] == "AWS" and principal["identifiers"][0].endswith(":root")
+        assert principal["identifiers"] != ["*"]
+
+
+# --- queues: dead-letter queues and encryption -----------------------------------------------
+
+@pytest.mark.parametrize("module_name", ["receiver", "s3-source"])
+def test_every_queue_is_encrypted_and_has_or_is_a_dead_letter_queue(module_name):
+    module = load_module(module_name)
+    queues = module["resource"]["aws_sqs_queue"]
+    text = json.dumps(module["resource"])
+    for name, queue in queues.items():
+        encrypted = queue.get("kms_master_key_id") not in (None, "") or queue.get("sqs_managed_sse_enabled")
+        assert encrypted, f"queue {name} is not encrypted"
+        if "redrive_policy" in queue:
+            assert "deadLetterTargetArn" in queue["redrive_policy"]
+            continue
+        is_dlq = f"aws_sqs_queue.{name}.arn" in text
+        assert is_dlq, f"queue {name} has no dead-letter queue and is none"
+
+
+def test_the_ingest_queue_redrives_to_its_dlq(receiver):
+    ingest = receiver["resource"]["aws_sqs_queue"]["ingest"]
+    assert "aws_sqs_queue.dlq.arn" in ingest["redrive_policy"]
+
+
+# --- tables ----------------------------------------------------------------------------------
+
+def test_tables_have_recovery_encryption_and_the_ledger_ttl(receiver):
+    tables = receiver["resource"]["aws_dynamodb_table"]
+    for name, table in tables.items():
+        assert first(table["point_in_time_recovery"])["enabled"] is True, name
+        sse = first(table["server_side_encryption"])
+        assert sse["enabled"] is True and "aws_kms_key" in sse["kms_key_arn"], name
+    assert tables["integrations"]["hash_key"] == "id"
+    assert tables["ledger"]["hash_key"] == "job_id"
+    ttl = first(tables["ledger"]["ttl"])
+    assert ttl["attribute_name"] == TTL_ATTRIBUTE and ttl["enabled"] is True
+
+
+def test_the_key_rotates_and_encrypts_logs_topic_and_secret(receiver):
+    resources = receiver["resource"]
+    assert only(resources["aws_kms_key"])["enable_key_rotation"] is True
+    assert "aws_kms_key" in only(resources["aws_cloudwatch_log_group"])["kms_key_id"]
+    assert "aws_kms_key" in only(resources["aws_sns_topic"])["kms_master_key_id"]
+    assert "aws_kms_key" in only(resources["aws_secretsmanager_secret"])["kms_key_id"]
+
+
+# --- alarms ----------------------------------------------------------------------------------
+
+def test_every_alarm_the_runbook_needs_exists_and_notifies_the_topic(receiver):
+    alarms = receiver["resource"]["aws_cloudwatch_metric_alarm"]
+    by_metric = {(a["namespace"], a["metric_name"]): a for a in alarms.values()}
+    for key in [("AWS/SQS", "ApproximateNumberOfMessagesVisible"), ("AWS/Lambda", "Errors"),
+                ("AWS/Lambda", "Throttles"), ("AWS/Lambda", "Duration")]:
+        assert key in by_metric, f"missing alarm on {key}"
+    assert "aws_sqs_queue.dlq.name" in by_metric[("AWS/SQS", "ApproximateNumberOfMessagesVisible")]["dimensions"]["QueueName"]
+    assert "var.timeout" in str(by_metric[("AWS/Lambda", "Duration")]["threshold"])
+    for alarm in alarms.values():
+        assert alarm["alarm_actions"] == ["${aws_sns_topic.alarms.arn}"]
+
+
+def test_rejected_reason_alarms_read_the_receivers_embedded_metrics(receiver):
+    rejected = receiver["resource"]["aws_cloudwatch_metric_alarm"]["rejected"]
+    assert rejected["namespace"] in (NAMESPACE, "${local.metrics_ns}")
+    assert receiver["locals"]["metrics_ns"] == NAMESPACE
+    assert receiver["locals"]["metrics_dim"] == {DIMENSION[0]: DIMENSION[1]}
+    assert rejected["metric_name"] == "reason_${each.key}"
+    defaults = receiver["variable"]["rejected_reason_alarms"]["default"]
+    assert set(defaults) <= REASONS, f"not reasons the receiver emits: {set(defaults) - REASONS}"
+    assert {"invalid_secret", "bucket_mismatch", "malformed_event"} <= set(defaults)
+
+
+def test_the_function_url_is_public_because_the_secret_is_the_authentication(receiver):
+    url = only(receiver["resource"]["aws_lambda_function_url"])
+    assert url["authorization_type"] == "NONE"
+
+
+# --- the customer's S3 module ----------------------------------------------------------------
+
+def test_the_connection_sends_the_secret_as_a_bearer_token(source):
+    connection = only(source["resource"]["aws_cloudwatch_event_connection"])
+    assert connection["authorization_type"] == "API_KEY"
+    api_key = first(first(connection["auth_parameters"])["api_key"])
+    assert api_key["key"] == "Authorization"
+    assert api_key["value"] == BEARER + "${var.event_source_secret}"
+    assert source["variable"]["event_source_secret"]["sensitive"] is True
+
+
+def test_the_target_retries_for_a_day_and_dead_letters_the_rest(source):
+    target = only(source["resource"]["aws_cloudwatch_event_target"])
+    retry = first(target["retry_policy"])
+    assert retry["maximum_event_age_in_seconds"] == "${var.maximum_event_age_seconds}"
+    assert source["variable"]["maximum_event_age_seconds"]["default"] == 86400
+    assert source["variable"]["maximum_retry_attempts"]["default"] == 185
+    assert "aws_sqs_queue.dlq.arn" in first(target["dead_letter_config"])["arn"]
+
+
+def test_the_rule_matches_object_created_on_the_bucket(source):
+    rule = only(source["resource"]["aws_cloudwatch_event_rule"])
+    pattern = rule["event_pattern"]
+    assert '"aws.s3"' in pattern or "aws.s3" in pattern
+    assert "Object Created" in pattern
+
+
+@pytest.mark.parametrize("url, valid", [
+    ("https://abc.lambda-url.eu-west-1.on.aws/v1/integrations/int_abc123/events", True),
+    ("https://relay.example.com/prefix/v1/integrations/int_abc123/events", True),
+    ("http://abc.lambda-url.eu-west-1.on.aws/v1/integrations/int_abc123/events", False),
+    ("https://abc.lambda-url.eu-west-1.on.aws/", False),
+])
+def test_the_events_url_must_be_https_at_plan_time(source, url, valid):
+    condition = first(source["variable"]["events_url"]["validation"])["condition"]
+    regex = re.search(r'regex\("(.+)", var\.events_url\)', condition).group(1).replace("\\\\", "\\")
+    assert bool(re.fullmatch(regex, url)) is valid
+
+
+# --- shape: described variables, READMEs, examples, skips with reasons ----------------------
+
+@pytest.mark.parametrize("module_name", ["receiver", "s3-source"])
+def test_every_variable_and_output_is_described_and_in_the_readme(module_name):
+    module = load_module(module_name)
+    readme = (MODULES / module_name / "README.md").read_text()
+    for kind in ("variable", "output"):
+        for name, body in module[kind].items():
+            assert body.get("description"), f"{kind} {name} has no description"
+            assert f"`{name}`" in readme, f"README of {module_name} does not list {kind} {name}"
+
+
+@pytest.mark.parametrize("example", ["receiver-minimal", "receiver-complete", "s3-source-minimal", "s3-source-complete"])
+def test_examples_use_their_module(example):
+    doc = parse((TF / "examples" / example / "main.tf").read_text())
+    sources = [body["source"] for block in doc["module"] for body in block.values()]
+    assert sources == [f"../../modules/{example.rsplit('-', 1)[0]}"]
+
+
+def test_every_checkov_skip_carries_its_reason():
+    skips = [(path, line) for path in TF.rglob("*.tf") for line in path.read_text().splitlines()
+             if "checkov:skip=" in line]
+    assert skips, "the skip list is where the by-design exceptions are written down"
+    for path, line in skips:
+        match = re.search(r"checkov:skip=(CKV2?_AWS_\d+):\s*(.+)", line)
+        assert match and len(match.group(2)) >= 20, f"{path}: skip without a reason: {line.strip()}"
+
+
+def test_create_prints_a_module_block_the_s3_source_module_accepts(tmp_path, source):
+    result = subprocess.run(
+        [str(RELAY_BIN), "--data-dir", str(tmp_path), "--json", "integrations", "create", "--provider", "s3",
+         "--bucket", "docs", "--prefix", "in/", "--suffix", ".pdf", "--receiver-url", "https://relay.example.com"],
+        capture_output=True, text=True, check=True)
+    created = json.loads(result.stdout)
+    block = parse(created["terraform"])
+    (module,) = [body for entry in block["module"] for body in entry.values()]
+    assert module["source"].endswith("/terraform/modules/s3-source")
+    arguments = set(module) - {"source"}
+    assert arguments <= set(source["variable"]), arguments - set(source["variable"])
+    required = {name for name, v in source["variable"].items() if "default" not in v}
+    assert required <= arguments
+    assert module["events_url"] == created["events_url"]
+    assert (module["prefix"], module["suffixes"]) == ("in/", [".pdf"])
+    assert created["secret"] not in created["terraform"], "the secret stays out of the block"
+    assert f"TF_VAR_bucket_relay_secret='{created['secret']}'" in created["setup"]
