@@ -4,6 +4,11 @@ The receiver's AWS SDK talks to this proxy (AWS_ENDPOINT_URL), which forwards ev
 moto unchanged. It counts calls per operation (from `X-Amz-Target`, e.g. `AmazonSQS.SendMessageBatch`),
 can answer one service's calls with 503 as an outage would, and can be stopped and restarted on
 the same port, so tests can take "AWS" away without wiping the emulator's state.
+
+DynamoDB calls are forwarded one at a time: moto's server is threaded and checks a condition
+expression and writes the item without a lock, so two concurrent conditional `PutItem`s can both
+succeed there, which real DynamoDB never allows. Serialising them restores that atomicity; the
+receiver's own requests stay concurrent.
 """
 
 import collections
@@ -26,6 +31,7 @@ class CountingProxy:
         self.counts = collections.Counter()
         self.failing = set()
         self.lock = threading.Lock()
+        self.dynamodb_lock = threading.Lock()
         self.port = port
         self.server = None
 
@@ -89,12 +95,13 @@ class CountingProxy:
             handler.end_headers()
             handler.wfile.write(payload)
             return
-        connection = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=30)
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in ("host", "connection")}
         headers["Host"] = f"127.0.0.1:{self.upstream_port}"
-        connection.request(handler.command, handler.path, body=body, headers=headers)
-        response = connection.getresponse()
-        data = response.read()
+        if service == "dynamodb":
+            with self.dynamodb_lock:
+                response, data = self.upstream(handler.command, handler.path, body, headers)
+        else:
+            response, data = self.upstream(handler.command, handler.path, body, headers)
         handler.send_response(response.status)
         for key, value in response.getheaders():
             if key.lower() not in ("transfer-encoding", "connection", "content-length"):
@@ -102,5 +109,13 @@ class CountingProxy:
         handler.send_header("Content-Length", str(len(data)))
         handler.end_headers()
         handler.wfile.write(data)
-        connection.close()
+
+    def upstream(self, method, path, body, headers):
+        connection = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=30)
+        try:
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            return response, response.read()
+        finally:
+            connection.close()
 
