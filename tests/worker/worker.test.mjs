@@ -1,0 +1,320 @@
+// The worker end to end: its real release WASM in workerd (Miniflare 4) against the real
+// `bucket-relay serve` binary. Each test puts R2-notification-shaped messages on the worker's
+// queue (local R2 emits no notifications, see TOOLCHAIN.md), runs the consumer on the batch, and
+// checks the worker's acks, retries and dead-letters, the requests the receiver saw, and the jobs
+// that came out on the receiver's queue.
+
+import { after, before, beforeEach, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, existsSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { Miniflare } from "miniflare";
+
+const ROOT = path.resolve(import.meta.dirname, "../..");
+const RELAY_BIN = path.join(process.env.RELAY_BIN_DIR ?? path.join(ROOT, "target/debug"), "bucket-relay");
+const BUILD = path.join(ROOT, "worker/build");
+const QUEUE = "r2-events";
+const DLQ = "r2-events-dlq";
+
+function freePort() {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** A running receiver (`bucket-relay serve`) and its CLI on the same data directory. */
+class Receiver {
+  constructor(env = {}) {
+    this.dir = mkdtempSync(path.join(tmpdir(), "relay-"));
+    this.env = { ...process.env, ...env };
+    this.logPath = path.join(this.dir, "serve.log");
+    this.logText = "";
+  }
+
+  async start() {
+    this.port ??= await freePort();
+    this.url = `http://127.0.0.1:${this.port}`;
+    this.process = spawn(RELAY_BIN, ["serve", "--listen", `127.0.0.1:${this.port}`, "--data-dir", this.dir], {
+      env: this.env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    this.process.stdout.on("data", (chunk) => (this.logText += chunk));
+    this.process.stderr.on("data", (chunk) => (this.logText += chunk));
+    for (let i = 0; i < 200; i++) {
+      try {
+        if ((await fetch(`${this.url}/healthz`)).ok) return;
+      } catch {}
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`receiver did not start:\n${this.logText}`);
+  }
+
+  async stop() {
+    if (!this.process || this.process.exitCode !== null) return;
+    const exited = new Promise((resolve) => this.process.once("exit", resolve));
+    this.process.kill("SIGTERM");
+    await exited;
+  }
+
+  cli(...args) {
+    const out = execFileSync(RELAY_BIN, ["--data-dir", this.dir, "--json", ...args], { env: this.env });
+    return JSON.parse(out.toString());
+  }
+
+  jobs() {
+    return this.cli("jobs", "list");
+  }
+
+  /** The receiver's `request` log lines: one per HTTP request the worker made. */
+  requests() {
+    return this.logText
+      .split("\n")
+      .filter((line) => line.startsWith("{"))
+      .map((line) => JSON.parse(line))
+      .filter((line) => line.message === "request");
+  }
+}
+
+function notification(key, { action = "PutObject", bucket = "uploads", size = 1024, etag } = {}) {
+  const object = { key };
+  if (!action.startsWith("Delete") && action !== "LifecycleDeletion") {
+    object.size = size;
+    object.eTag = etag ?? Buffer.from(key).toString("hex").slice(0, 32).padEnd(32, "0");
+  }
+  return { account: "acc_r2", action, bucket, object, eventTime: "2026-11-22T10:00:00.000Z" };
+}
+
+let nextId = 0;
+function message(body, ageSeconds = 1) {
+  nextId += 1;
+  return { id: `msg-${nextId}`, timestamp: new Date(Date.now() - ageSeconds * 1000), body, attempts: 1 };
+}
+
+/** Miniflare with the worker's release build and a recorder for its dead-letter queue. */
+async function startWorker(bindings) {
+  const mf = new Miniflare({
+    workers: [
+      {
+        name: "relay",
+        modules: true,
+        scriptPath: path.join(BUILD, "index.js"),
+        modulesRoot: BUILD,
+        modulesRules: [
+          { type: "ESModule", include: ["**/*.js"] },
+          { type: "CompiledWasm", include: ["**/*.wasm"] },
+        ],
+        compatibilityDate: "2026-01-01",
+        bindings,
+        queueConsumers: { [QUEUE]: { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 10, deadLetterQueue: DLQ } },
+        queueProducers: { DEAD_LETTER_QUEUE: DLQ },
+      },
+      {
+        name: "dlq-recorder",
+        modules: true,
+        script: `export default {
+          async queue(batch, env) {
+            for (const m of batch.messages) { await env.SEEN.put(m.body.object.key, JSON.stringify(m.body)); m.ack(); }
+          },
+        };`,
+        compatibilityDate: "2026-01-01",
+        queueConsumers: { [DLQ]: { maxBatchSize: 10, maxBatchTimeout: 0.2 } },
+        kvNamespaces: ["SEEN"],
+      },
+    ],
+  });
+  await mf.ready;
+  return mf;
+}
+
+async function runBatch(mf, messages) {
+  const worker = await mf.getWorker("relay");
+  return worker.queue(QUEUE, messages);
+}
+
+async function deadLettered(mf, key) {
+  const kv = await mf.getKVNamespace("SEEN", "dlq-recorder");
+  for (let i = 0; i < 100; i++) {
+    const value = await kv.get(key);
+    if (value !== null) return JSON.parse(value);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return null;
+}
+
+function sorted(list) {
+  return [...list].sort();
+}
+
+before(() => {
+  assert.ok(existsSync(path.join(BUILD, "index.js")), "build the worker first (scripts/test does)");
+  assert.ok(existsSync(RELAY_BIN), "build the receiver first (scripts/test does)");
+});
+
+describe("the worker in workerd against the real receiver", () => {
+  let receiver, mf, integration;
+
+  const bindings = (overrides = {}) => ({
+    RECEIVER_URL: receiver.url,
+    INTEGRATION_ID: integration.id,
+    EVENT_SOURCE_SECRET: integration.secret,
+    ALLOW_INSECURE_RECEIVER: "true",
+    ...overrides,
+  });
+
+  beforeEach(async () => {
+    await receiver?.stop();
+    await mf?.dispose();
+    receiver = new Receiver();
+    await receiver.start();
+    integration = receiver.cli("integrations", "create", "--provider", "r2", "--bucket", "uploads", "--suffix", ".pdf");
+    mf = await startWorker(bindings());
+  });
+
+  after(async () => {
+    await mf?.dispose();
+    await receiver?.stop();
+  });
+
+  test("a batch becomes one signed request and exactly the expected jobs, all acked", async () => {
+    const keys = ["in/a.pdf", "in/with space+plus%20.pdf", "in/résumé ü.pdf"];
+    const messages = keys.map((key) => message(notification(key)));
+    const result = await runBatch(mf, messages);
+
+    assert.equal(result.outcome, "ok");
+    assert.deepEqual(sorted(result.explicitAcks), sorted(messages.map((m) => m.id)));
+    assert.deepEqual(result.retryMessages, []);
+    assert.equal(receiver.requests().length, 1, "exactly one subrequest per batch");
+    assert.deepEqual(sorted(receiver.jobs().map((j) => j.key)), sorted(keys));
+    assert.deepEqual(sorted(receiver.jobs().map((j) => j.source_event_id)), sorted(messages.map((m) => m.id)));
+  });
+
+  test("a redelivered batch is acked as duplicates and adds no job", async () => {
+    const messages = [message(notification("in/a.pdf")), message(notification("in/b.pdf"))];
+    await runBatch(mf, messages);
+    const again = await runBatch(mf, messages);
+    assert.deepEqual(sorted(again.explicitAcks), sorted(messages.map((m) => m.id)));
+    assert.equal(receiver.jobs().length, 2);
+    assert.equal(receiver.requests().length, 2);
+  });
+
+  test("skipped and filtered messages are acked, rejected ones dead-lettered then acked", async () => {
+    const accepted = message(notification("in/ok.pdf"));
+    const skipped = message(notification("in/notes.txt")); // the receiver's suffix filter
+    const deleted = message(notification("in/old.pdf", { action: "DeleteObject" })); // the worker's filter
+    const rejected = message(notification("in/other.pdf", { bucket: "someone-elses" }));
+    const result = await runBatch(mf, [accepted, skipped, deleted, rejected]);
+
+    assert.deepEqual(sorted(result.explicitAcks), sorted([accepted.id, skipped.id, deleted.id, rejected.id]));
+    assert.deepEqual(result.retryMessages, []);
+    assert.deepEqual(receiver.jobs().map((j) => j.key), ["in/ok.pdf"]);
+    const dead = await deadLettered(mf, "in/other.pdf");
+    assert.deepEqual(dead, rejected.body, "the original notification is in the dead-letter queue");
+    assert.equal(await deadLettered(mf, "in/notes.txt"), null, "skipped events are not dead-lettered");
+    // The worker filtered the delete itself: only three events reached the receiver.
+    assert.equal(receiver.requests()[0].events, 3);
+  });
+
+  test("with the receiver down every message is retried with a delay growing with its age, then accepted once", async () => {
+    const young = message(notification("in/a.pdf"), 30);
+    const old = message(notification("in/b.pdf"), 600);
+    await receiver.stop();
+
+    const down = await runBatch(mf, [young, old]);
+    assert.deepEqual(down.explicitAcks, []);
+    const delays = Object.fromEntries(down.retryMessages.map((r) => [r.msgId, r.delaySeconds]));
+    assert.ok(delays[young.id] >= 30 && delays[young.id] < 60, `young: ${delays[young.id]}`);
+    assert.ok(delays[old.id] >= 600 && delays[old.id] < 700, `old: ${delays[old.id]}`);
+
+    await receiver.start();
+    const back = await runBatch(mf, [young, old]);
+    assert.deepEqual(sorted(back.explicitAcks), sorted([young.id, old.id]));
+    const again = await runBatch(mf, [young, old]);
+    assert.deepEqual(sorted(again.explicitAcks), sorted([young.id, old.id]));
+    assert.deepEqual(sorted(receiver.jobs().map((j) => j.key)), ["in/a.pdf", "in/b.pdf"]);
+  });
+
+  test("a receiver answering 503 gets every message retried, none acked", async () => {
+    // The real receiver on AWS backends that cannot be reached answers 503 backend_unavailable.
+    const unreachable = new Receiver({
+      RELAY_BACKEND: "aws", RELAY_INTEGRATIONS_TABLE: "t", RELAY_LEDGER_TABLE: "l",
+      RELAY_QUEUE_URL: "http://127.0.0.1:9/q", RELAY_MASTER_KEY_SECRET_ID: "s",
+      AWS_ENDPOINT_URL: "http://127.0.0.1:9", AWS_REGION: "us-east-1",
+      AWS_ACCESS_KEY_ID: "test", AWS_SECRET_ACCESS_KEY: "test",
+    });
+    await unreachable.start();
+    const worker503 = await startWorker(bindings({ RECEIVER_URL: unreachable.url }));
+    try {
+      const messages = [message(notification("in/a.pdf"), 120)];
+      const result = await runBatch(worker503, messages);
+      assert.deepEqual(result.explicitAcks, []);
+      assert.equal(result.retryMessages.length, 1);
+      assert.ok(result.retryMessages[0].delaySeconds >= 120);
+      assert.equal(unreachable.requests()[0].status, 503);
+    } finally {
+      await worker503.dispose();
+      await unreachable.stop();
+    }
+  });
+
+  test("a wrong secret is retried and never acked", async () => {
+    const other = receiver.cli("integrations", "create", "--provider", "r2", "--bucket", "uploads");
+    const wrong = await startWorker(bindings({ EVENT_SOURCE_SECRET: other.secret }));
+    try {
+      const result = await runBatch(wrong, [message(notification("in/a.pdf"))]);
+      assert.deepEqual(result.explicitAcks, []);
+      assert.equal(result.retryMessages.length, 1);
+      assert.equal(receiver.requests()[0].status, 401);
+      assert.deepEqual(receiver.jobs(), []);
+    } finally {
+      await wrong.dispose();
+    }
+  });
+
+  test("a paused integration is retried, then accepted after resume", async () => {
+    receiver.cli("integrations", "pause", integration.id);
+    const messages = [message(notification("in/a.pdf"))];
+    const paused = await runBatch(mf, messages);
+    assert.deepEqual(paused.explicitAcks, []);
+    assert.equal(paused.retryMessages.length, 1);
+
+    receiver.cli("integrations", "resume", integration.id);
+    const resumed = await runBatch(mf, messages);
+    assert.deepEqual(resumed.explicitAcks, [messages[0].id]);
+    assert.deepEqual(receiver.jobs().map((j) => j.key), ["in/a.pdf"]);
+  });
+
+  test("a missing secret or a plain-http receiver is a loud configuration error, never a drop", async () => {
+    for (const overrides of [{ EVENT_SOURCE_SECRET: "" }, { ALLOW_INSECURE_RECEIVER: "false" }]) {
+      const broken = await startWorker(bindings(overrides));
+      try {
+        const result = await runBatch(broken, [message(notification("in/a.pdf"))]);
+        assert.deepEqual(result.explicitAcks, []);
+        assert.equal(result.retryMessages.length, 1);
+        const health = await broken.dispatchFetch("http://worker/healthz");
+        assert.equal(health.status, 503);
+        assert.equal((await health.json()).status, "misconfigured");
+      } finally {
+        await broken.dispose();
+      }
+    }
+    assert.equal(receiver.requests().length, 0, "nothing was sent");
+  });
+
+  test("/healthz reports the configuration without the secret", async () => {
+    const response = await mf.dispatchFetch("http://worker/healthz");
+    const body = await response.text();
+    assert.equal(response.status, 200);
+    const health = JSON.parse(body);
+    assert.equal(health.integration_id, integration.id);
+    assert.equal(health.receiver_host, "127.0.0.1");
+    assert.equal(health.secret_set, true);
+    assert.ok(!body.includes(integration.secret.slice(6)), "the secret never appears");
+  });
+});

@@ -1,0 +1,426 @@
+//! The worker's pure core: configuration, filters, backoff, and what to do with each message
+//! once the receiver has answered. No I/O and no Workers types, so it is unit-tested natively;
+//! `lib.rs` is the thin shell that reads the queue, calls the receiver and acks or retries.
+
+use relay_protocol::wire::{
+    EventResult, Results, WORKER_SECRET_NAME, WORKER_VAR_INTEGRATION_ID, WORKER_VAR_RECEIVER_URL,
+};
+use relay_protocol::{Outcome, Reason};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+
+/// `"true"` allows a plain-http receiver on 127.0.0.1 / localhost (local tests only).
+pub const VAR_ALLOW_INSECURE: &str = "ALLOW_INSECURE_RECEIVER";
+/// Comma-separated R2 actions to forward (default: the object-create ones).
+pub const VAR_ACTIONS: &str = "FORWARD_ACTIONS";
+/// Only keys under this prefix are forwarded.
+pub const VAR_PREFIX: &str = "KEY_PREFIX";
+/// Comma-separated key suffixes to forward, e.g. `.pdf,.png`.
+pub const VAR_SUFFIXES: &str = "KEY_SUFFIXES";
+/// The dead-letter queue producer binding for rejected events.
+pub const DLQ_BINDING: &str = "DEAD_LETTER_QUEUE";
+
+/// Actions forwarded when `FORWARD_ACTIONS` is not set.
+pub const DEFAULT_ACTIONS: [&str; 3] = ["PutObject", "CopyObject", "CompleteMultipartUpload"];
+/// Shortest retry delay, and the longest (Cloudflare Queues' limit: 12 h).
+pub const MIN_RETRY_SECONDS: u32 = 10;
+pub const MAX_RETRY_SECONDS: u32 = 12 * 60 * 60;
+
+/// The worker's configuration, checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// `RECEIVER_URL/v1/integrations/INTEGRATION_ID/events`
+    pub events_url: String,
+    pub receiver_host: String,
+    pub integration_id: String,
+    pub secret: String,
+    pub actions: Vec<String>,
+    pub prefix: Option<String>,
+    pub suffixes: Vec<String>,
+}
+
+/// Why the worker cannot forward: each is logged, and every message is retried (never dropped)
+/// until the configuration is fixed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    Missing(&'static str),
+    SecretNotWhsec,
+    NotHttps(String),
+    InsecureNotLocal(String),
+    BadUrl(String),
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::Missing(name) => write!(f, "{name} is not set"),
+            ConfigError::SecretNotWhsec => {
+                write!(f, "{WORKER_SECRET_NAME} is not a whsec_… secret")
+            }
+            ConfigError::NotHttps(url) => write!(
+                f,
+                "{WORKER_VAR_RECEIVER_URL} {url} is not https (plain http only for 127.0.0.1 / localhost with {VAR_ALLOW_INSECURE}=true)"
+            ),
+            ConfigError::InsecureNotLocal(url) => write!(
+                f,
+                "{VAR_ALLOW_INSECURE}=true allows plain http only for 127.0.0.1 / localhost, not {url}"
+            ),
+            ConfigError::BadUrl(url) => write!(f, "{WORKER_VAR_RECEIVER_URL} {url} is not a URL"),
+        }
+    }
+}
+
+impl ConfigError {
+    /// A stable word for logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ConfigError::Missing(_) => "config_missing",
+            ConfigError::SecretNotWhsec => "config_secret_invalid",
+            ConfigError::NotHttps(_) => "config_receiver_not_https",
+            ConfigError::InsecureNotLocal(_) => "config_insecure_not_local",
+            ConfigError::BadUrl(_) => "config_receiver_url_invalid",
+        }
+    }
+}
+
+fn list(value: Option<String>) -> Vec<String> {
+    value
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The host of an http(s) URL, or `None` if it is not one.
+fn host_of(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+        _ => authority,
+    };
+    (!host.is_empty()).then_some((scheme, host))
+}
+
+impl Config {
+    /// Reads and checks the configuration; `var` returns a var or secret by name.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Config, Vec<ConfigError>> {
+        let get = |name| {
+            var(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let mut errors = Vec::new();
+        let url = get(WORKER_VAR_RECEIVER_URL);
+        let integration_id = get(WORKER_VAR_INTEGRATION_ID);
+        let secret = get(WORKER_SECRET_NAME);
+        let insecure = get(VAR_ALLOW_INSECURE).is_some_and(|v| v == "true");
+        for (value, name) in [
+            (&url, WORKER_VAR_RECEIVER_URL),
+            (&integration_id, WORKER_VAR_INTEGRATION_ID),
+            (&secret, WORKER_SECRET_NAME),
+        ] {
+            if value.is_none() {
+                errors.push(ConfigError::Missing(name));
+            }
+        }
+        if secret.as_deref().is_some_and(|s| {
+            relay_protocol::webhook::SigningKey::from_secret(s).is_err() || !s.starts_with("whsec_")
+        }) {
+            errors.push(ConfigError::SecretNotWhsec);
+        }
+        let mut receiver_host = String::new();
+        if let Some(url) = &url {
+            match host_of(url) {
+                None => errors.push(ConfigError::BadUrl(url.clone())),
+                Some((scheme, host)) => {
+                    receiver_host = host.to_owned();
+                    let local = matches!(host, "127.0.0.1" | "localhost" | "[::1]");
+                    match scheme {
+                        "https" => {}
+                        "http" if insecure && local => {}
+                        "http" if insecure => {
+                            errors.push(ConfigError::InsecureNotLocal(url.clone()))
+                        }
+                        _ => errors.push(ConfigError::NotHttps(url.clone())),
+                    }
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let (url, integration_id, secret) =
+            (url.unwrap(), integration_id.unwrap(), secret.unwrap());
+        let actions = match list(get(VAR_ACTIONS)) {
+            actions if actions.is_empty() => DEFAULT_ACTIONS.map(str::to_owned).to_vec(),
+            actions => actions,
+        };
+        Ok(Config {
+            events_url: format!(
+                "{}{}",
+                url.trim_end_matches('/'),
+                relay_protocol::wire::events_path(&integration_id)
+            ),
+            receiver_host,
+            integration_id,
+            secret,
+            actions,
+            prefix: get(VAR_PREFIX),
+            suffixes: list(get(VAR_SUFFIXES)),
+        })
+    }
+
+    /// Why a notification is not forwarded, or `None` to forward it. A notification whose
+    /// action or key cannot be read is forwarded: the receiver names it `malformed_event` and
+    /// it is dead-lettered, never silently dropped.
+    pub fn filter(&self, notification: &serde_json::Value) -> Option<&'static str> {
+        let action = notification.get("action").and_then(|a| a.as_str())?;
+        if !self.actions.iter().any(|a| a == action) {
+            return Some("action_filtered");
+        }
+        let key = notification
+            .get("object")
+            .and_then(|o| o.get("key"))
+            .and_then(|k| k.as_str())?;
+        if let Some(prefix) = &self.prefix {
+            if !key.starts_with(prefix.as_str()) {
+                return Some("prefix_filtered");
+            }
+        }
+        if !self.suffixes.is_empty() && !self.suffixes.iter().any(|s| key.ends_with(s.as_str())) {
+            return Some("suffix_filtered");
+        }
+        None
+    }
+}
+
+/// The retry delay of a message that has been in the queue for `age_seconds`: equal to its age,
+/// so every retry doubles it (exponential backoff without an attempt counter), from 10 s up to
+/// Cloudflare Queues' 12 h limit.
+pub fn backoff_seconds(age_seconds: f64) -> u32 {
+    let age = if age_seconds.is_finite() {
+        age_seconds.max(0.0)
+    } else {
+        0.0
+    };
+    (age.ceil() as u64).clamp(u64::from(MIN_RETRY_SECONDS), u64::from(MAX_RETRY_SECONDS)) as u32
+}
+
+/// What to do with one message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Ack { outcome: Outcome },
+    Retry { reason: String },
+    DeadLetter { reason: String },
+}
+
+/// The action for every forwarded message, from the receiver's 200 answer. A message the
+/// answer does not mention is retried: nothing is acked without a final word on it.
+pub fn plan(forwarded: &[String], results: &Results) -> Vec<(String, Action)> {
+    let by_id: HashMap<&str, &EventResult> =
+        results.results.iter().map(|r| (r.id.as_str(), r)).collect();
+    forwarded
+        .iter()
+        .map(|id| {
+            let reason = |r: &EventResult| r.reason.map_or("none", Reason::as_str).to_owned();
+            let action = match by_id.get(id.as_str()) {
+                None => Action::Retry {
+                    reason: "no_result".into(),
+                },
+                Some(r) => match r.outcome {
+                    Outcome::Accepted | Outcome::Duplicate | Outcome::Skipped => {
+                        Action::Ack { outcome: r.outcome }
+                    }
+                    Outcome::RetryLater => Action::Retry { reason: reason(r) },
+                    Outcome::Rejected => Action::DeadLetter { reason: reason(r) },
+                },
+            };
+            (id.clone(), action)
+        })
+        .collect()
+}
+
+/// The `webhook-id` of a batch: derived from its message ids (no randomness in wasm), so a
+/// redelivered batch has the same id.
+pub fn batch_id(message_ids: &[String]) -> String {
+    let mut hasher = Sha256::new();
+    for id in message_ids {
+        hasher.update(id.as_bytes());
+        hasher.update(b"\n");
+    }
+    let digest = hasher.finalize();
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("batch_{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    fn good() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("RECEIVER_URL", "https://relay.example.com/"),
+            ("INTEGRATION_ID", "int_abc"),
+            ("EVENT_SOURCE_SECRET", SECRET),
+        ]
+    }
+
+    #[test]
+    fn a_complete_configuration_builds_the_events_url() {
+        let config = Config::from_vars(vars(&good())).unwrap();
+        assert_eq!(
+            config.events_url,
+            "https://relay.example.com/v1/integrations/int_abc/events"
+        );
+        assert_eq!(config.receiver_host, "relay.example.com");
+        assert_eq!(config.actions, DEFAULT_ACTIONS);
+    }
+
+    #[test]
+    fn every_missing_value_is_named() {
+        let errors = Config::from_vars(vars(&[])).unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                ConfigError::Missing("RECEIVER_URL"),
+                ConfigError::Missing("INTEGRATION_ID"),
+                ConfigError::Missing("EVENT_SOURCE_SECRET")
+            ]
+        );
+    }
+
+    #[test]
+    fn plain_http_is_refused_unless_local_and_explicitly_allowed() {
+        let with = |url: &'static str, insecure: bool| {
+            let mut v = good();
+            v[0] = ("RECEIVER_URL", url);
+            if insecure {
+                v.push(("ALLOW_INSECURE_RECEIVER", "true"));
+            }
+            Config::from_vars(vars(&v))
+        };
+        assert!(
+            matches!(with("http://relay.example.com", false), Err(e) if e[0].code() == "config_receiver_not_https")
+        );
+        assert!(
+            matches!(with("http://relay.example.com", true), Err(e) if e[0].code() == "config_insecure_not_local")
+        );
+        assert!(
+            matches!(with("http://127.0.0.1:8787", false), Err(e) if e[0].code() == "config_receiver_not_https")
+        );
+        assert!(with("http://127.0.0.1:8787", true).is_ok());
+        assert!(with("http://localhost:8787/", true).is_ok());
+        assert!(
+            matches!(with("relay.example.com", false), Err(e) if e[0].code() == "config_receiver_url_invalid")
+        );
+    }
+
+    #[test]
+    fn a_secret_that_is_not_whsec_is_refused_without_showing_it() {
+        let mut v = good();
+        v[2] = ("EVENT_SOURCE_SECRET", "hunter2");
+        let errors = Config::from_vars(vars(&v)).unwrap_err();
+        assert_eq!(errors, [ConfigError::SecretNotWhsec]);
+        assert!(!errors[0].to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn filters_name_what_they_drop_and_forward_what_they_cannot_read() {
+        let mut v = good();
+        v.extend([("KEY_PREFIX", "in/"), ("KEY_SUFFIXES", ".pdf, .png")]);
+        let config = Config::from_vars(vars(&v)).unwrap();
+        let n = |action: &str, key: &str| json!({"action": action, "object": {"key": key}});
+        assert_eq!(config.filter(&n("PutObject", "in/a.pdf")), None);
+        assert_eq!(
+            config.filter(&n("DeleteObject", "in/a.pdf")),
+            Some("action_filtered")
+        );
+        assert_eq!(
+            config.filter(&n("PutObject", "out/a.pdf")),
+            Some("prefix_filtered")
+        );
+        assert_eq!(
+            config.filter(&n("PutObject", "in/a.txt")),
+            Some("suffix_filtered")
+        );
+        assert_eq!(config.filter(&json!({"unexpected": true})), None);
+    }
+
+    #[test]
+    fn backoff_doubles_with_age_from_ten_seconds_to_twelve_hours() {
+        assert_eq!(backoff_seconds(0.0), 10);
+        assert_eq!(backoff_seconds(30.2), 31);
+        assert_eq!(backoff_seconds(600.0), 600);
+        assert_eq!(backoff_seconds(1e9), 43_200);
+        assert_eq!(backoff_seconds(f64::NAN), 10);
+        assert_eq!(backoff_seconds(-5.0), 10);
+    }
+
+    #[test]
+    fn the_plan_follows_each_outcome_and_retries_what_has_no_answer() {
+        let result = |id: &str, outcome, reason| EventResult {
+            id: id.into(),
+            outcome,
+            reason,
+            job_id: None,
+        };
+        let results = Results {
+            results: vec![
+                result("a", Outcome::Accepted, None),
+                result("b", Outcome::Duplicate, Some(Reason::Duplicate)),
+                result("c", Outcome::Skipped, Some(Reason::SuffixFiltered)),
+                result("d", Outcome::RetryLater, Some(Reason::Paused)),
+                result("e", Outcome::Rejected, Some(Reason::BucketMismatch)),
+            ],
+        };
+        let ids: Vec<String> = ["a", "b", "c", "d", "e", "f"].map(String::from).to_vec();
+        let plan = plan(&ids, &results);
+        let actions: Vec<&Action> = plan.iter().map(|(_, a)| a).collect();
+        assert_eq!(
+            actions,
+            [
+                &Action::Ack {
+                    outcome: Outcome::Accepted
+                },
+                &Action::Ack {
+                    outcome: Outcome::Duplicate
+                },
+                &Action::Ack {
+                    outcome: Outcome::Skipped
+                },
+                &Action::Retry {
+                    reason: "paused".into()
+                },
+                &Action::DeadLetter {
+                    reason: "bucket_mismatch".into()
+                },
+                &Action::Retry {
+                    reason: "no_result".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn the_batch_id_is_stable_and_differs_between_batches() {
+        let a: Vec<String> = vec!["m1".into(), "m2".into()];
+        let b: Vec<String> = vec!["m1".into(), "m3".into()];
+        assert_eq!(batch_id(&a), batch_id(&a.clone()));
+        assert_ne!(batch_id(&a), batch_id(&b));
+        assert!(batch_id(&a).starts_with("batch_"));
+    }
+}

@@ -1,0 +1,275 @@
+//! Bucket Relay's Cloudflare Worker: the R2 side of the relay, deployed by customers with
+//! `wrangler deploy`.
+//!
+//! It consumes the R2 bucket's event-notification queue. Per batch it acks what its filters drop,
+//! forwards the rest as ONE Standard Webhooks–signed POST to the receiver, then acks, retries (with
+//! a backoff that grows with the message's age) or dead-letters every message by the receiver's
+//! per-event answer. Nothing is dropped silently: a configuration error, a transport failure or a
+//! non-200 answer retries the whole batch.
+//!
+//! - [`core`]: the pure part (configuration, filters, backoff, the per-message plan), unit-tested
+//!   natively.
+//! - the `queue` and `fetch` handlers below: the shell, built for wasm32 only.
+
+pub mod core;
+
+#[cfg(target_arch = "wasm32")]
+mod shell {
+    use crate::core::{backoff_seconds, batch_id, plan, Action, Config, DLQ_BINDING};
+    use relay_protocol::webhook::{self, SigningKey};
+    use relay_protocol::wire::{self, BatchEvent, ErrorBody, Results, WorkerBatch};
+    use relay_protocol::Outcome;
+    use serde_json::value::RawValue;
+    use serde_json::{json, Value};
+    use std::borrow::Cow;
+    use std::collections::BTreeMap;
+    use worker::*;
+
+    fn log(line: Value) {
+        console_log!("{}", line);
+    }
+
+    /// A var or a secret, whichever the name is bound as.
+    fn read(env: &Env, name: &str) -> Option<String> {
+        env.secret(name)
+            .map(|s| s.to_string())
+            .or_else(|_| env.var(name).map(|v| v.to_string()))
+            .ok()
+    }
+
+    fn age_seconds(message: &Message<Value>, now_ms: u64) -> f64 {
+        now_ms.saturating_sub(message.timestamp().as_millis()) as f64 / 1000.0
+    }
+
+    fn retry(message: &Message<Value>, now_ms: u64, reason: &str) -> u32 {
+        let delay = backoff_seconds(age_seconds(message, now_ms));
+        message.retry_with_options(
+            &QueueRetryOptionsBuilder::new()
+                .with_delay_seconds(delay)
+                .build(),
+        );
+        log(
+            json!({"message": "message_retry", "id": message.id(), "reason": reason, "delay_seconds": delay}),
+        );
+        delay
+    }
+
+    #[event(queue)]
+    pub async fn queue(batch: MessageBatch<Value>, env: Env, _ctx: Context) -> Result<()> {
+        let messages = batch.messages()?;
+        let now_ms = Date::now().as_millis();
+        let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
+
+        let config = match Config::from_vars(|name| read(&env, name)) {
+            Ok(config) => config,
+            Err(errors) => {
+                for error in &errors {
+                    log(
+                        json!({"message": "config_error", "error": error.code(), "detail": error.to_string()}),
+                    );
+                }
+                for message in &messages {
+                    retry(message, now_ms, "config_error");
+                }
+                log(
+                    json!({"message": "batch", "messages": messages.len(), "retried": messages.len(), "reason": "config_error"}),
+                );
+                return Ok(());
+            }
+        };
+
+        let mut forwarded = Vec::new();
+        for message in &messages {
+            match config.filter(message.body()) {
+                Some(reason) => {
+                    message.ack();
+                    *counts.entry("filtered").or_default() += 1;
+                    log(
+                        json!({"message": "message_filtered", "id": message.id(), "reason": reason}),
+                    );
+                }
+                None => forwarded.push(message),
+            }
+        }
+        if forwarded.is_empty() {
+            log(json!({"message": "batch", "messages": messages.len(), "counts": counts}));
+            return Ok(());
+        }
+
+        let ids: Vec<String> = forwarded.iter().map(|m| m.id()).collect();
+        let answer = forward(&config, &forwarded, &ids, now_ms).await;
+        let status = match answer {
+            Ok(results) => {
+                for ((_, action), message) in plan(&ids, &results).into_iter().zip(&forwarded) {
+                    let word = settle(&env, message, action, now_ms).await;
+                    *counts.entry(word).or_default() += 1;
+                }
+                200
+            }
+            Err((status, reason)) => {
+                for message in &forwarded {
+                    retry(message, now_ms, &reason);
+                }
+                *counts.entry("retried").or_default() += forwarded.len() as u32;
+                status
+            }
+        };
+        log(json!({
+            "message": "batch",
+            "integration_id": config.integration_id,
+            "messages": messages.len(),
+            "forwarded": forwarded.len(),
+            "receiver_status": status,
+            "counts": counts,
+        }));
+        Ok(())
+    }
+
+    /// The one signed request of a batch: the receiver's results, or (status, reason) to retry.
+    async fn forward(
+        config: &Config,
+        messages: &[&Message<Value>],
+        ids: &[String],
+        now_ms: u64,
+    ) -> std::result::Result<Results, (u16, String)> {
+        let raw: Vec<Box<RawValue>> = messages
+            .iter()
+            .map(|m| serde_json::value::to_raw_value(m.body()))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| (0, format!("unserializable_body: {e}")))?;
+        let batch = WorkerBatch {
+            events: ids
+                .iter()
+                .zip(&raw)
+                .map(|(id, notification)| BatchEvent {
+                    id: Cow::Borrowed(id.as_str()),
+                    notification,
+                })
+                .collect(),
+        };
+        let body = serde_json::to_string(&batch).map_err(|e| (0, e.to_string()))?;
+        let msg_id = batch_id(ids);
+        let timestamp = (now_ms / 1000) as i64;
+        let key = SigningKey::from_secret(&config.secret)
+            .map_err(|_| (0, "config_secret_invalid".to_owned()))?;
+
+        let headers = Headers::new();
+        let set =
+            |name: &str, value: &str| headers.set(name, value).map_err(|e| (0, e.to_string()));
+        set("content-type", "application/json")?;
+        set(webhook::HEADER_ID, &msg_id)?;
+        set(webhook::HEADER_TIMESTAMP, &timestamp.to_string())?;
+        set(
+            webhook::HEADER_SIGNATURE,
+            &key.sign(&msg_id, timestamp, body.as_bytes()),
+        )?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post)
+            .with_headers(headers)
+            .with_body(Some(body.into()));
+        let request =
+            Request::new_with_init(&config.events_url, &init).map_err(|e| (0, e.to_string()))?;
+
+        let mut response = match Fetch::Request(request).send().await {
+            Ok(response) => response,
+            Err(e) => {
+                log(
+                    json!({"message": "receiver_unreachable", "receiver_host": config.receiver_host, "error": e.to_string()}),
+                );
+                return Err((0, "transport_error".into()));
+            }
+        };
+        let status = response.status_code();
+        let text = response.text().await.unwrap_or_default();
+        if status != 200 {
+            let reason = serde_json::from_str::<ErrorBody>(&text)
+                .map(|e| e.error.as_str().to_owned())
+                .unwrap_or_else(|_| format!("http_{status}"));
+            log(
+                json!({"message": "receiver_refused", "status": status, "reason": reason, "receiver_host": config.receiver_host}),
+            );
+            return Err((status, reason));
+        }
+        serde_json::from_str::<Results>(&text).map_err(|e| {
+            log(json!({"message": "receiver_answer_unreadable", "error": e.to_string()}));
+            (status, "unreadable_answer".to_owned())
+        })
+    }
+
+    /// Carries out one message's action; answers the word it is counted under.
+    async fn settle(
+        env: &Env,
+        message: &Message<Value>,
+        action: Action,
+        now_ms: u64,
+    ) -> &'static str {
+        match action {
+            Action::Ack { outcome } => {
+                message.ack();
+                match outcome {
+                    Outcome::Accepted => "accepted",
+                    Outcome::Duplicate => "duplicate",
+                    _ => "skipped",
+                }
+            }
+            Action::Retry { reason } => {
+                retry(message, now_ms, &reason);
+                "retry_later"
+            }
+            Action::DeadLetter { reason } => {
+                // The original notification goes to the dead-letter queue, as delivered (its JS
+                // value, not a re-serialisation), so it can be replayed into the events queue once
+                // the cause is fixed; the reason is in the log.
+                let raw = RawMessageBuilder::new(message.raw_body())
+                    .build_with_content_type(QueueContentType::Json);
+                let sent = match env.queue(DLQ_BINDING) {
+                    Ok(dlq) => dlq.send_raw(raw).await,
+                    Err(e) => Err(e),
+                };
+                match sent {
+                    Ok(()) => {
+                        message.ack();
+                        log(
+                            json!({"message": "message_dead_lettered", "id": message.id(), "reason": reason}),
+                        );
+                        "rejected"
+                    }
+                    Err(e) => {
+                        log(
+                            json!({"message": "dead_letter_failed", "id": message.id(), "reason": reason, "error": e.to_string()}),
+                        );
+                        retry(message, now_ms, "dead_letter_failed");
+                        "retry_later"
+                    }
+                }
+            }
+        }
+    }
+
+    #[event(fetch)]
+    pub async fn fetch(request: Request, env: Env, _ctx: Context) -> Result<Response> {
+        if request.path() != wire::HEALTH_PATH || request.method() != Method::Get {
+            return Response::error("not found", 404);
+        }
+        let secret_set = read(&env, relay_protocol::wire::WORKER_SECRET_NAME).is_some();
+        let body = match Config::from_vars(|name| read(&env, name)) {
+            Ok(config) => json!({
+                "status": "ok",
+                "integration_id": config.integration_id,
+                "receiver_host": config.receiver_host,
+                "secret_set": secret_set,
+                "actions": config.actions,
+                "prefix": config.prefix,
+                "suffixes": config.suffixes,
+            }),
+            Err(errors) => json!({
+                "status": "misconfigured",
+                "integration_id": read(&env, relay_protocol::wire::WORKER_VAR_INTEGRATION_ID),
+                "secret_set": secret_set,
+                "problems": errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+            }),
+        };
+        let status = if body["status"] == "ok" { 200 } else { 503 };
+        Ok(Response::from_json(&body)?.with_status(status))
+    }
+}
