@@ -87,9 +87,17 @@ impl Sqlite {
 
     /// Every job on the embedded queue, oldest first.
     pub async fn jobs(&self) -> Result<Vec<IngestJob>, BackendError> {
+        self.json_rows("SELECT body FROM jobs ORDER BY seq").await
+    }
+
+    /// The JSON documents a one-column query selects, parsed.
+    async fn json_rows<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &'static str,
+    ) -> Result<Vec<T>, BackendError> {
         let bodies = self
-            .run(|conn| {
-                let mut stmt = conn.prepare("SELECT body FROM jobs ORDER BY seq")?;
+            .run(move |conn| {
+                let mut stmt = conn.prepare(sql)?;
                 let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
                 rows.collect::<rusqlite::Result<Vec<String>>>()
             })
@@ -132,17 +140,8 @@ impl Store for Sqlite {
     }
 
     async fn list(&self) -> Result<Vec<Integration>, BackendError> {
-        let bodies = self
-            .run(|conn| {
-                let mut stmt = conn.prepare("SELECT body FROM integrations ORDER BY id")?;
-                let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
-                rows.collect::<rusqlite::Result<Vec<String>>>()
-            })
-            .await?;
-        bodies
-            .iter()
-            .map(|body| serde_json::from_str(body).map_err(err))
-            .collect()
+        self.json_rows("SELECT body FROM integrations ORDER BY id")
+            .await
     }
 
     async fn delete(&self, id: &str) -> Result<bool, BackendError> {
