@@ -314,6 +314,8 @@ def test_a_7_mb_body_is_413_and_a_body_just_under_6_mb_is_read(receiver):
                              headers={"content-type": "application/json"}, timeout=60)
     assert response.status_code == 413
     assert response.json()["error"] == "payload_too_large"
+    refused = [l for l in receiver.log_lines() if l.get("message") == "request" and l.get("status") == 413]
+    assert refused and refused[0]["error"] == "payload_too_large", "the refusal is logged too"
     padding = "x" * (6 * 1024 * 1024 - 1000)
     body = json.dumps({"events": [r2_event("in/a.pdf", message_id="m1")], "padding": padding})
     assert len(body) <= 6 * 1024 * 1024

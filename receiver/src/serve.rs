@@ -3,14 +3,15 @@
 //! The only thing done here is reading the body, with the 6 MB limit applied while reading so a
 //! huge request never sits in memory; everything else is [`Relay::handle_parts`].
 
-use crate::handler::{too_large, Relay};
+use crate::handler::{too_large, Refusal, Relay};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
 use axum::Router;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
-use relay_protocol::wire::MAX_BODY_BYTES;
+use relay_protocol::wire::{self, MAX_BODY_BYTES};
+use relay_protocol::Reason;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -38,12 +39,22 @@ async fn forward(relay: &Relay, request: Request) -> Response {
                 .handle_parts(&parts.method, parts.uri.path(), &parts.headers, &body)
                 .await
         }
-        Err(BodyError::TooLarge(seen)) => too_large(seen).into_response(),
-        Err(BodyError::Broken) => {
-            return Response::builder()
-                .status(400)
-                .body(Body::empty())
-                .expect("a static response");
+        Err(error) => {
+            let refusal = match error {
+                BodyError::TooLarge(seen) => too_large(seen),
+                BodyError::Broken => Refusal::new(
+                    Reason::MalformedRequest,
+                    "the request body could not be read",
+                ),
+            };
+            tracing::warn!(
+                message = "request",
+                path = parts.uri.path(),
+                status = wire::request_error_status(refusal.reason),
+                error = refusal.reason.as_str(),
+                detail = %refusal.detail,
+            );
+            refusal.into_response()
         }
     };
     response.map(Body::from)
