@@ -154,7 +154,11 @@ def r2_event(key, message_id=None, **kwargs):
 
 
 def s3_object_created(key, bucket="docs", size=1024, version_id="v1", etag='"abc"', account="123456789012",
-                      detail_type="Object Created", event_id=None):
+                      detail_type="Object Created", event_id=None, raw_key=None):
+    """An S3 EventBridge event for the object `key`, written as S3 writes it: form-URL-encoded
+    (`quote_plus`, slashes kept). `raw_key` puts a key in the event as is."""
+    from urllib.parse import quote_plus
+    key = raw_key if raw_key is not None else quote_plus(key, safe="/")
     return {
         "version": "0",
         "id": event_id or str(uuid.uuid4()),
@@ -176,11 +180,29 @@ def s3_object_created(key, bucket="docs", size=1024, version_id="v1", etag='"abc
     }
 
 
+def cloudtrail_put_object(key, bucket="docs", version_id="ver9", size=4096, event_id="ct-evt-1",
+                          account="123456789012"):
+    """A CloudTrail PutObject data event for the object `key`, its key percent-encoded (`quote`,
+    slashes kept; a plus stays a plus)."""
+    from urllib.parse import quote
+    return {
+        "version": "0", "id": event_id, "detail-type": "AWS API Call via CloudTrail", "source": "aws.s3",
+        "account": account, "time": "2026-11-22T10:00:01Z", "region": "eu-west-1",
+        "detail": {"eventName": "PutObject", "eventTime": "2026-11-22T10:00:00Z", "awsRegion": "eu-west-1",
+                   "recipientAccountId": account,
+                   "requestParameters": {"bucketName": bucket, "key": quote(key, safe="/")},
+                   "responseElements": {"x-amz-version-id": version_id},
+                   "additionalEventData": {"bytesTransferredIn": size}},
+    }
+
+
 def expected_job_id(integration_id, bucket, key, version):
-    """DESIGN.md's formula, computed independently of the Rust code."""
+    """The contract's formula, computed independently of the Rust code: SHA-256 over each field
+    as its 4-byte big-endian UTF-8 length and its bytes; the first 16 bytes, in hex."""
     import hashlib
-    text = "\n".join([integration_id, bucket, key, version])
-    return hashlib.sha256(text.encode()).digest()[:16].hex()
+    data = b"".join(len(field.encode()).to_bytes(4, "big") + field.encode()
+                    for field in (integration_id, bucket, key, version))
+    return hashlib.sha256(data).digest()[:16].hex()
 
 
 def decode_secret(secret):

@@ -172,3 +172,19 @@ def test_integrations_cli_and_usage_work_against_dynamodb(aws_receiver):
     assert results(paused)[0]["reason"] == "paused"
     jobs = aws_receiver.cli("jobs", "list", check=False)
     assert jobs.returncode == 1 and "SQS" in jobs.stderr
+
+
+def test_create_and_rotate_write_nothing_when_the_master_key_cannot_be_read(tmp_path, aws_stack, aws_proxy):
+    # The secret is derived from the master key: an integration written without it would be one
+    # whose secret nobody ever saw, and a rotation would bump a generation nobody can sign with.
+    cli = Receiver(tmp_path / "cli", tmp_path / "cli.log", env=aws_stack.receiver_env(aws_proxy.port))
+    created = cli.create("s3", "docs")
+    aws_stack.secrets.delete_secret(SecretId=aws_stack.secret_id, ForceDeleteWithoutRecovery=True)
+
+    failed = cli.cli("integrations", "create", "--provider", "s3", "--bucket", "other", check=False)
+    assert failed.returncode == 1 and "secretsmanager" in failed.stderr
+    assert [i["id"] for i in cli.cli("integrations", "list")] == [created["id"]], "no orphan integration"
+
+    rotated = cli.cli("integrations", "rotate-secret", created["id"], check=False)
+    assert rotated.returncode == 1
+    assert cli.cli("integrations", "show", created["id"])["generation"] == 1, "no generation nobody saw"

@@ -3,6 +3,7 @@ the Lambda runtime API, so requests go through `lambda_http` exactly as on AWS, 
 backends on moto.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -78,3 +79,22 @@ def test_the_function_url_turns_signed_requests_into_sqs_jobs(tmp_path, function
     keys = sorted(m["Body"] for m in aws_stack.messages())
     assert len(keys) == 2
     assert any('"key":"in/über plan+1.pdf"' in body for body in keys)
+
+
+def test_every_log_line_of_an_invocation_carries_its_lambda_request_id(tmp_path, function_url, aws_stack, aws_proxy):
+    cli = Receiver(tmp_path / "cli", tmp_path / "cli.log", env=aws_stack.receiver_env(aws_proxy.port))
+    s3 = cli.create("s3", "docs", "--suffix", ".pdf")
+    cli.url = function_url
+    assert cli.post_eventbridge(s3["id"], s3["secret"], s3_object_created("a.txt")).status_code == 200
+    assert cli.post_eventbridge(s3["id"], "whsec_wrong", s3_object_created("b.pdf")).status_code == 401
+
+    lines = []
+    for text in (tmp_path / "lambda.log").read_text(errors="replace").splitlines():
+        try:  # the emulator's own lines are plain text; the function's are JSON
+            lines.append(json.loads(text[text.index("{"):]))
+        except ValueError:
+            continue
+    ours = [line for line in lines if line.get("message") in ("request", "event_skipped", "auth_failed")]
+    assert {line["message"] for line in ours} >= {"request", "event_skipped", "auth_failed"}, lines
+    request_ids = {line["span"]["requestId"] for line in ours}
+    assert len(request_ids) == 2 and all(request_ids), "one id per invocation, on every line of it"

@@ -12,10 +12,11 @@ import pytest
 import requests
 from standardwebhooks.webhooks import Webhook
 
-from conftest import (SIGN_BIN, expected_job_id, r2_event, r2_notification, s3_object_created)
+from conftest import (SIGN_BIN, cloudtrail_put_object, expected_job_id, r2_event, r2_notification,
+                      s3_object_created)
 
 JOB_FIELDS = {"schema", "job_id", "integration_id", "provider", "account", "region", "bucket", "key",
-              "size", "etag", "version_id", "sequencer", "action", "event_time", "received_at",
+              "key_encoding", "size", "etag", "version_id", "sequencer", "action", "event_time", "received_at",
               "source_event_id"}
 
 
@@ -68,37 +69,47 @@ def test_an_eventbridge_s3_event_becomes_a_job_keyed_on_its_version(receiver):
 
 def test_a_cloudtrail_put_object_becomes_a_job(receiver):
     created = receiver.create("s3", "docs")
-    event = {
-        "version": "0", "id": "ct-evt-1", "detail-type": "AWS API Call via CloudTrail", "source": "aws.s3",
-        "account": "123456789012", "time": "2026-11-22T10:00:01Z", "region": "eu-west-1",
-        "detail": {"eventName": "PutObject", "eventTime": "2026-11-22T10:00:00Z", "awsRegion": "eu-west-1",
-                   "recipientAccountId": "123456789012",
-                   "requestParameters": {"bucketName": "docs", "key": "org/x y.pdf"},
-                   "responseElements": {"x-amz-version-id": "ver9"},
-                   "additionalEventData": {"bytesTransferredIn": 4096}},
-    }
-    response = receiver.post_eventbridge(created["id"], created["secret"], event)
+    response = receiver.post_eventbridge(created["id"], created["secret"], cloudtrail_put_object("org/x y.pdf"))
     assert response.status_code == 200 and only(response)["outcome"] == "accepted"
     (job,) = receiver.jobs()
     assert (job["key"], job["size"], job["version_id"], job["action"]) == ("org/x y.pdf", 4096, "ver9", "PutObject")
+    assert job["key_encoding"] == "percent_encoded"
 
 
-@pytest.mark.parametrize("key", [
+KEYS = [
     "in/with space.pdf",
     "in/plus+sign.pdf",
+    "in/100% done.pdf",
+    "in/a=b/c=d.pdf",
     "in/percent%20not-decoded%.pdf",
     "in/résumé – 日本語 ✓.pdf",
     "in/a+b c%2Bd/ü.pdf",
-])
+]
+
+
+@pytest.mark.parametrize("key", KEYS)
 def test_keys_come_out_exactly_as_the_object_has_them(receiver, key):
+    # Each source writes the key its own way (R2 as is, S3 events form-encoded, CloudTrail
+    # percent-encoded); every job names the object exactly as the bucket does.
     r2 = receiver.create("r2", "uploads")
     s3 = receiver.create("s3", "docs")
     assert only(receiver.post_batch(r2["id"], r2["secret"], [r2_event(key)]))["outcome"] == "accepted"
     assert only(receiver.post_eventbridge(s3["id"], s3["secret"], s3_object_created(key)))["outcome"] == "accepted"
-    assert [j["key"] for j in receiver.jobs()] == [key, key]
+    trail = cloudtrail_put_object(key, version_id="other-version")
+    assert only(receiver.post_eventbridge(s3["id"], s3["secret"], trail))["outcome"] == "accepted"
+    jobs = receiver.jobs()
+    assert [j["key"] for j in jobs] == [key, key, key]
+    assert [j["key_encoding"] for j in jobs] == ["exact", "form_urlencoded", "percent_encoded"]
 
 
-# --- exactly once ----------------------------------------------------------------------------
+@pytest.mark.parametrize("raw_key", ["in/100%.pdf", "in/a%zz.pdf", "in/%FF%FE.pdf"])
+def test_an_s3_key_that_is_not_validly_encoded_is_rejected_not_guessed(receiver, raw_key):
+    s3 = receiver.create("s3", "docs")
+    response = receiver.post_eventbridge(s3["id"], s3["secret"], s3_object_created("", raw_key=raw_key))
+    assert response.status_code == 422
+    assert (only(response)["outcome"], only(response)["reason"]) == ("rejected", "malformed_event")
+    assert receiver.jobs() == []
+
 
 def test_a_redelivered_batch_is_answered_duplicate_and_enqueues_nothing_more(receiver):
     created = receiver.create()
@@ -236,6 +247,20 @@ def test_rotation_with_grace_accepts_old_and_new_secrets(receiver):
     assert len(receiver.jobs()) == 2
 
 
+def test_a_second_rotation_keeps_the_grace_the_first_one_promised(receiver):
+    created = receiver.create()
+    second = receiver.cli("integrations", "rotate-secret", created["id"], "--grace", "24h")
+    third = receiver.cli("integrations", "rotate-secret", created["id"], "--grace", "1h")
+    assert third["integration"]["generation"] == 3
+    assert [g["generation"] for g in third["integration"]["previous_generations"]] == [2, 1]
+    for n, secret in enumerate((created["secret"], second["secret"], third["secret"])):
+        response = receiver.post_batch(created["id"], secret, [r2_event(f"in/{n}.pdf")])
+        assert response.status_code == 200, f"generation {n + 1}: {response.text}"
+    receiver.cli("integrations", "rotate-secret", created["id"], "--now")
+    for secret in (created["secret"], second["secret"], third["secret"]):
+        assert receiver.post_batch(created["id"], secret, [r2_event("in/x.pdf")]).status_code == 401
+
+
 def test_an_s3_event_sent_to_an_r2_integration_is_rejected_not_enqueued(receiver):
     created = receiver.create("r2", "uploads")
     response = receiver.post_eventbridge(created["id"], created["secret"], s3_object_created("x.pdf", bucket="uploads"))
@@ -354,12 +379,29 @@ def test_the_cli_manages_integrations(receiver):
     assert missing.returncode == 1 and "no integration" in missing.stderr
 
 
-def test_r2_create_prints_the_wrangler_setup(receiver):
-    created = receiver.create("r2", "uploads")
+def test_r2_create_prints_the_whole_wrangler_setup_in_order(receiver):
+    created = receiver.create("r2", "uploads", "--prefix", "in/", "--suffix", ".pdf", "--suffix", ".png")
     setup = created["setup"]
-    assert f'RECEIVER_URL = "{receiver.url}"' in setup
-    assert f'INTEGRATION_ID = "{created["id"]}"' in setup
-    assert "wrangler secret put EVENT_SOURCE_SECRET" in setup
+    steps = [
+        "npx wrangler queues create r2-events --message-retention-period-secs 1209600",
+        "npx wrangler queues create r2-events-dlq --message-retention-period-secs 1209600",
+        f'RECEIVER_URL = "{receiver.url}"',
+        f'INTEGRATION_ID = "{created["id"]}"',
+        'KEY_PREFIX = "in/"',
+        'KEY_SUFFIXES = ".pdf,.png"',
+        "npx wrangler secret put EVENT_SOURCE_SECRET",
+        "npx wrangler deploy",
+        "npx wrangler r2 bucket notification create uploads --event-type object-create --queue r2-events"
+        " --prefix in/ --suffix .pdf",
+        "npx wrangler r2 bucket notification create uploads --event-type object-create --queue r2-events"
+        " --prefix in/ --suffix .png",
+        ".workers.dev/healthz",
+    ]
+    positions = [setup.find(step) for step in steps]
+    assert -1 not in positions, [step for step, at in zip(steps, positions) if at == -1]
+    assert positions == sorted(positions), "the queues first, the deploy before the bucket notifies"
+    assert created["notification_rules"] == [line.strip() for line in setup.splitlines()
+                                             if "notification create" in line]
 
 
 def test_the_master_key_file_is_private(receiver):
@@ -380,3 +422,25 @@ def test_our_signatures_verify_with_the_standardwebhooks_reference_library():
     Webhook(secret).verify(body, headers)  # raises on mismatch
     reference = Webhook(secret).sign("msg_1", dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc), body)
     assert ours == reference
+
+
+@pytest.mark.parametrize("args, error", [
+    (["rotate-secret", "{id}", "--grace", "300000years"], "--grace"),
+    (["usage", "{id}", "--days", "4294967295"], "--days"),
+])
+def test_out_of_range_durations_are_named_errors_not_panics(receiver, args, error):
+    created = receiver.create()
+    result = receiver.cli("integrations", *[a.format(id=created["id"]) for a in args], check=False)
+    assert result.returncode == 1, result.stderr
+    assert error in result.stderr and "panicked" not in result.stderr
+    assert receiver.cli("integrations", "show", created["id"])["generation"] == 1
+
+
+def test_objects_whose_fields_would_join_alike_are_two_jobs(receiver):
+    # Joined with a separator, these two objects had one job id: the second was answered
+    # `duplicate` and never enqueued.
+    created = receiver.create("r2", "uploads")
+    events = [r2_event("x.pdf\ny.pdf", etag="v"), r2_event("x.pdf", etag="y.pdf\nv")]
+    response = receiver.post_batch(created["id"], created["secret"], events)
+    assert [r["outcome"] for r in response.json()["results"]] == ["accepted", "accepted"]
+    assert sorted(j["key"] for j in receiver.jobs()) == ["x.pdf", "x.pdf\ny.pdf"]

@@ -29,10 +29,12 @@ def parse(text):
 
 def load_module(name):
     """All blocks of a module's .tf files: {"resource": {type: {name: body}}, "data": …, …}."""
-    merged = {"resource": {}, "data": {}, "variable": {}, "output": {}, "locals": {}}
+    merged = {"resource": {}, "data": {}, "ephemeral": {}, "variable": {}, "output": {}, "locals": {},
+              "terraform": []}
     for path in sorted((MODULES / name).glob("*.tf")):
         doc = parse(path.read_text())
-        for kind in ("resource", "data"):
+        merged["terraform"].extend(doc.get("terraform", []))
+        for kind in ("resource", "data", "ephemeral"):
             for block in doc.get(kind, []):
                 for type_, named in block.items():
                     merged[kind].setdefault(type_, {}).update(named)
@@ -209,6 +211,78 @@ def test_rejected_reason_alarms_read_the_receivers_embedded_metrics(receiver):
 def test_the_function_url_is_public_because_the_secret_is_the_authentication(receiver):
     url = only(receiver["resource"]["aws_lambda_function_url"])
     assert url["authorization_type"] == "NONE"
+
+
+# --- what AWS enforces and the emulators don't ------------------------------------------------
+
+def version_floor(constraint):
+    """The lowest version a `>= X.Y` constraint admits, as a tuple."""
+    match = re.fullmatch(r">=\s*(\d+)\.(\d+)(?:\.(\d+))?", constraint.strip())
+    assert match, f"expected a '>= X.Y' constraint, got {constraint!r}"
+    return tuple(int(part or 0) for part in match.groups())
+
+
+def required(module, provider):
+    (terraform,) = module["terraform"]
+    providers = {name: spec for block in terraform["required_providers"] for name, spec in block.items()}
+    return providers[provider]["version"]
+
+
+def test_a_public_function_url_gets_both_resource_policy_statements(receiver):
+    # Lambda (since October 2025): a NONE function URL needs lambda:InvokeFunctionUrl with
+    # FunctionUrlAuthType NONE AND lambda:InvokeFunction with InvokedViaFunctionUrl, both for
+    # principal "*"; with either missing every request is answered 403.
+    permissions = receiver["resource"].get("aws_lambda_permission", {}).values()
+    function = "${aws_lambda_function.receiver.function_name}"
+    url_statements = [p for p in permissions if p["action"] == "lambda:InvokeFunctionUrl"]
+    invoke_statements = [p for p in permissions if p["action"] == "lambda:InvokeFunction"]
+    assert len(url_statements) == 1, "no lambda:InvokeFunctionUrl statement: the URL answers 403"
+    assert len(invoke_statements) == 1, "no lambda:InvokeFunction statement: the URL answers 403"
+    (url,), (invoke,) = url_statements, invoke_statements
+    assert (url["principal"], url["function_url_auth_type"], url["function_name"]) == ("*", "NONE", function)
+    assert (invoke["principal"], invoke["invoked_via_function_url"], invoke["function_name"]) == ("*", True, function)
+    assert "qualifier" not in url and "qualifier" not in invoke, "the URL is on the unqualified function"
+
+
+def test_the_provider_constraints_admit_only_versions_with_what_the_module_uses(receiver):
+    # invoked_via_function_url: AWS provider 6.29; write-only attributes: Terraform 1.11;
+    # ephemeral random_password: random provider 3.7.
+    assert version_floor(required(receiver, "aws")) >= (6, 29, 0)
+    assert version_floor(required(receiver, "random")) >= (3, 7, 0)
+    (terraform,) = receiver["terraform"]
+    assert version_floor(terraform["required_version"]) >= (1, 11, 0)
+
+
+@pytest.mark.parametrize("module_name", ["receiver", "s3-source"])
+def test_no_attribute_deprecated_in_aws_provider_v6(module_name):
+    text = "\n".join(path.read_text() for path in (MODULES / module_name).glob("*.tf"))
+    assert not re.search(r"data\.aws_region\.\w+\.name\b", text), "aws_region.name is deprecated: use .region"
+
+
+def test_reserved_concurrency_reserves_nothing_unless_asked(receiver):
+    # AWS keeps 100 of an account's concurrency unreserved: a default reservation fails to apply
+    # in accounts with a small quota.
+    variable = receiver["variable"]["reserved_concurrency"]
+    assert variable["default"] is None
+    condition = first(variable["validation"])["condition"]
+    assert "null" in condition or "coalesce" in condition, "the validation must accept null"
+    function = only(receiver["resource"]["aws_lambda_function"])
+    assert function["reserved_concurrent_executions"] == "${var.reserved_concurrency}"
+
+
+def test_the_master_key_never_enters_the_terraform_state(receiver):
+    # A random_* resource's result and a secret version's secret_string are stored in the state.
+    stateful_random = [t for t in receiver["resource"] if t.startswith("random_")]
+    assert stateful_random == [], f"random resources keep their value in the state: {stateful_random}"
+    version = only(receiver["resource"]["aws_secretsmanager_secret_version"])
+    assert "secret_string" not in version and "secret_binary" not in version
+    assert version["secret_string_wo"] == "${ephemeral.random_password.master_key.result}"
+    assert version["secret_string_wo_version"] == 1
+    key = receiver["ephemeral"]["random_password"]["master_key"]
+    # 64 characters from 0-9a-f: 32 bytes of hex, the form the receiver reads.
+    assert key["length"] == 64
+    assert (key["lower"], key["upper"], key["numeric"], key["special"]) == (False, False, True, True)
+    assert key["override_special"] == "abcdef"
 
 
 # --- the customer's S3 module ----------------------------------------------------------------

@@ -126,6 +126,7 @@ mod tests {
             region: None,
             bucket: "uploads".into(),
             key: key.into(),
+            key_encoding: crate::event::KeyEncoding::Exact,
             size: Some(size),
             etag: Some("e".into()),
             version_id: None,

@@ -87,20 +87,61 @@ pub struct Integration {
     pub output_prefix: Option<String>,
     /// Secret generation: bumped by rotation.
     pub generation: u32,
-    /// Until then the secret of `generation - 1` is accepted too.
-    pub previous_generation_valid_until: Option<DateTime<Utc>>,
+    /// Earlier generations whose secrets still verify until their grace ends, newest first.
+    #[serde(default)]
+    pub previous_generations: Vec<GraceGeneration>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
+/// A replaced secret generation that keeps working until `valid_until`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GraceGeneration {
+    pub generation: u32,
+    pub valid_until: DateTime<Utc>,
+}
+
+/// Why an integration cannot be rotated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GenerationsExhausted;
+
 impl Integration {
     /// The secret generations a request may be signed with at `now`: current first.
-    pub fn valid_generations(&self, now: DateTime<Utc>) -> impl Iterator<Item = u32> {
-        let previous = match self.previous_generation_valid_until {
-            Some(until) if now < until && self.generation > 1 => Some(self.generation - 1),
-            _ => None,
-        };
+    pub fn valid_generations(&self, now: DateTime<Utc>) -> impl Iterator<Item = u32> + '_ {
+        let previous = self
+            .previous_generations
+            .iter()
+            .filter(move |grace| now < grace.valid_until)
+            .map(|grace| grace.generation);
         std::iter::once(self.generation).chain(previous)
+    }
+
+    /// Issues a new secret generation at `now`. The current one keeps working until
+    /// `grace_until`, and every earlier one keeps the grace it was promised; `None` revokes all
+    /// of them at once. Generations whose grace has ended are dropped.
+    pub fn rotate(
+        &mut self,
+        now: DateTime<Utc>,
+        grace_until: Option<DateTime<Utc>>,
+    ) -> Result<(), GenerationsExhausted> {
+        let next = self.generation.checked_add(1).ok_or(GenerationsExhausted)?;
+        match grace_until {
+            Some(valid_until) => {
+                self.previous_generations
+                    .retain(|grace| now < grace.valid_until);
+                self.previous_generations.insert(
+                    0,
+                    GraceGeneration {
+                        generation: self.generation,
+                        valid_until,
+                    },
+                );
+            }
+            None => self.previous_generations.clear(),
+        }
+        self.generation = next;
+        self.updated_at = now;
+        Ok(())
     }
 }
 
@@ -123,29 +164,61 @@ pub(crate) mod tests {
             max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
             output_prefix: None,
             generation: 1,
-            previous_generation_valid_until: None,
+            previous_generations: vec![],
             created_at: at,
             updated_at: at,
         }
     }
 
+    fn valid(integration: &Integration, at: DateTime<Utc>) -> Vec<u32> {
+        integration.valid_generations(at).collect()
+    }
+
     #[test]
-    fn previous_generation_is_valid_only_within_its_grace() {
+    fn a_rotated_generation_is_valid_only_within_its_grace() {
         let mut integration = sample(Provider::R2);
         let now = integration.created_at;
-        assert_eq!(integration.valid_generations(now).collect::<Vec<_>>(), [1]);
+        assert_eq!(valid(&integration, now), [1]);
+        let hours = chrono::Duration::hours;
+        integration.rotate(now, Some(now + hours(24))).unwrap();
+        assert_eq!(valid(&integration, now), [2, 1]);
+        assert_eq!(valid(&integration, now + hours(25)), [2]);
+        assert_eq!(integration.updated_at, now);
+    }
 
-        integration.generation = 2;
-        integration.previous_generation_valid_until = Some(now + chrono::Duration::hours(24));
+    #[test]
+    fn a_second_rotation_keeps_the_grace_the_first_one_promised() {
+        let mut integration = sample(Provider::R2);
+        let t0 = integration.created_at;
+        let hours = chrono::Duration::hours;
+        integration.rotate(t0, Some(t0 + hours(24))).unwrap();
+        integration
+            .rotate(t0 + hours(1), Some(t0 + hours(2)))
+            .unwrap();
+        assert_eq!(valid(&integration, t0 + hours(1)), [3, 2, 1]);
         assert_eq!(
-            integration.valid_generations(now).collect::<Vec<_>>(),
-            [2, 1]
+            valid(&integration, t0 + hours(3)),
+            [3, 1],
+            "1 keeps its 24 h"
         );
-        let later = now + chrono::Duration::hours(25);
-        assert_eq!(
-            integration.valid_generations(later).collect::<Vec<_>>(),
-            [2]
-        );
+        // A rotation after a grace ended drops that generation for good.
+        integration
+            .rotate(t0 + hours(30), Some(t0 + hours(31)))
+            .unwrap();
+        assert_eq!(valid(&integration, t0 + hours(30)), [4, 3]);
+        // --now revokes every earlier generation at once.
+        integration.rotate(t0 + hours(30), None).unwrap();
+        assert_eq!(valid(&integration, t0 + hours(30)), [5]);
+        assert!(integration.previous_generations.is_empty());
+    }
+
+    #[test]
+    fn the_last_generation_cannot_wrap_around() {
+        let mut integration = sample(Provider::R2);
+        integration.generation = u32::MAX;
+        let now = integration.created_at;
+        assert_eq!(integration.rotate(now, None), Err(GenerationsExhausted));
+        assert_eq!(integration.generation, u32::MAX);
     }
 
     #[test]

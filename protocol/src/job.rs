@@ -1,10 +1,12 @@
 //! The `ingest-job/v1` message: what the pipeline reads off the ingest queue.
 //!
-//! `job_id` = lowercase hex of the first 16 bytes of SHA-256 over
-//! `integration_id \n bucket \n key \n (version_id | unquoted etag)`, so the same object version
-//! always yields the same id: the ledger, a FIFO queue's deduplication id and the pipeline agree.
+//! `job_id` = lowercase hex of the first 16 bytes of SHA-256 over the fields `integration_id`,
+//! `bucket`, `key` and `version_id | unquoted etag`, each written as its UTF-8 byte length (4 bytes,
+//! big-endian) followed by its bytes. The same object version always yields the same id, so the
+//! ledger, a FIFO queue's deduplication id and the pipeline agree; and since every field carries
+//! its length, no two different objects share an input (a key may contain any byte, newlines too).
 
-use crate::event::ObjectEvent;
+use crate::event::{KeyEncoding, ObjectEvent};
 use crate::integration::Provider;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -24,7 +26,10 @@ pub struct IngestJob {
     pub account: Option<String>,
     pub region: Option<String>,
     pub bucket: String,
+    /// The object's exact key, decoded from the event.
     pub key: String,
+    /// How the source had encoded the key (`exact`, `form_urlencoded`, `percent_encoded`).
+    pub key_encoding: KeyEncoding,
     pub size: Option<u64>,
     pub etag: Option<String>,
     pub version_id: Option<String>,
@@ -38,10 +43,10 @@ pub struct IngestJob {
 /// The deterministic id of one object version's job.
 pub fn job_id(integration_id: &str, bucket: &str, key: &str, version: &str) -> String {
     let mut hasher = Sha256::new();
-    for (i, part) in [integration_id, bucket, key, version].iter().enumerate() {
-        if i > 0 {
-            hasher.update(b"\n");
-        }
+    for part in [integration_id, bucket, key, version] {
+        // S3 and R2 keys are at most 1,024 bytes; an event field over 4 GiB cannot reach here.
+        let length = u32::try_from(part.len()).unwrap_or(u32::MAX);
+        hasher.update(length.to_be_bytes());
         hasher.update(part.as_bytes());
     }
     let digest = hasher.finalize();
@@ -73,6 +78,7 @@ impl IngestJob {
             region: event.region,
             bucket: event.bucket,
             key: event.key,
+            key_encoding: event.key_encoding,
             size: event.size,
             etag: event.etag,
             version_id: event.version_id,
@@ -90,16 +96,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn job_id_is_the_first_16_bytes_of_sha256_in_lowercase_hex() {
-        // sha256("int_1\nb\nk\nv1") computed independently (printf 'int_1\nb\nk\nv1' | sha256sum).
-        let id = job_id("int_1", "b", "k", "v1");
-        assert_eq!(id.len(), 32);
-        let full = format!("{:x}", Sha256::digest(b"int_1\nb\nk\nv1"));
-        assert_eq!(id, full[..32]);
+    fn job_id_matches_values_computed_independently() {
+        // Computed with Python's hashlib:
+        // sha256(b"".join(len(f).to_bytes(4, "big") + f for f in fields)).digest()[:16].hex()
+        assert_eq!(
+            job_id("int_1", "b", "k", "v1"),
+            "d36823190c83ac1d5c43a1233024a33e"
+        );
+        assert_eq!(
+            job_id("int_test", "uploads", "a.pdf", "e"),
+            "e4512691f5a43e4c4a686005c44513e9"
+        );
     }
 
     #[test]
-    fn job_id_separates_fields_so_boundaries_cannot_collide() {
+    fn fields_carry_their_length_so_no_two_objects_share_an_id() {
+        // With a separator, key "x.pdf\ny.pdf" + ETag "v" and key "x.pdf" + ETag "y.pdf\nv"
+        // were one input: the second object would have been answered `duplicate`, never enqueued.
+        let a = job_id("int_h", "uploads", "x.pdf\ny.pdf", "v");
+        let b = job_id("int_h", "uploads", "x.pdf", "y.pdf\nv");
+        assert_eq!(a, "c6e8431d744037ebeabb151c053345bf");
+        assert_eq!(b, "10a6359f90006d6800f61677fbbb6a9a");
         assert_ne!(job_id("i", "ab", "c", "v"), job_id("i", "a", "bc", "v"));
         assert_ne!(job_id("i", "b", "k", "v1"), job_id("i", "b", "k", "v2"));
     }

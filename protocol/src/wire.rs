@@ -24,6 +24,20 @@ pub const RETRY_AFTER_SECONDS: u32 = 60;
 pub const WORKER_VAR_RECEIVER_URL: &str = "RECEIVER_URL";
 pub const WORKER_VAR_INTEGRATION_ID: &str = "INTEGRATION_ID";
 pub const WORKER_SECRET_NAME: &str = "EVENT_SOURCE_SECRET";
+/// The worker's optional filters, which `integrations create` fills from the integration's own.
+pub const WORKER_VAR_KEY_PREFIX: &str = "KEY_PREFIX";
+pub const WORKER_VAR_KEY_SUFFIXES: &str = "KEY_SUFFIXES";
+
+/// The worker's name in wrangler.toml: its URL is `https://<name>.<subdomain>.workers.dev`.
+pub const WORKER_NAME: &str = "bucket-relay-worker";
+/// The Cloudflare queue the R2 bucket notifies, which the worker consumes (wrangler.toml).
+pub const WORKER_QUEUE: &str = "r2-events";
+/// Its dead-letter queue: messages still failing after `max_retries`, and rejected events.
+pub const WORKER_DEAD_LETTER_QUEUE: &str = "r2-events-dlq";
+/// How long both queues keep a message: 14 days, the most Cloudflare Queues allow. The default
+/// (4 days) deletes a message before the worker's retries end, and a deleted message is not
+/// dead-lettered; the worker's tests hold its retry schedule under this.
+pub const WORKER_QUEUE_RETENTION_SECONDS: u32 = 14 * 24 * 60 * 60;
 
 /// `/v1/integrations/{id}/events`
 pub fn events_path(integration_id: &str) -> String {

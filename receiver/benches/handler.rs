@@ -36,7 +36,7 @@ fn integration() -> Integration {
         max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
         output_prefix: Some("results/".into()),
         generation: 1,
-        previous_generation_valid_until: None,
+        previous_generations: vec![],
         created_at: now,
         updated_at: now,
     }

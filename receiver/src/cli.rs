@@ -175,7 +175,7 @@ pub fn run(cli: Cli) -> ExitCode {
             other => (None, other),
         };
         if let Some(args) = &serve_args {
-            telemetry::init_logging(&args.log);
+            telemetry::init_logging(&args.log, lambda);
         }
         let wired = wire(&cli.data_dir, &cli.backend).await?;
         match (serve_args, command) {
@@ -230,8 +230,10 @@ async fn integrations(wired: Wired, json: bool, command: IntegrationsCommand) ->
     match command {
         IntegrationsCommand::Create(args) => {
             let integration = new_integration(args_to_fields(&args)?, now);
-            store.put(&integration).await.map_err(|e| e.to_string())?;
+            // The key first, the write last: a failure leaves nothing behind that nobody has
+            // the secret of.
             let key = master_key().await?;
+            store.put(&integration).await.map_err(|e| e.to_string())?;
             print_secret("Created", &integration, &key, &args.public.url, json);
         }
         IntegrationsCommand::List => {
@@ -266,7 +268,9 @@ async fn integrations(wired: Wired, json: bool, command: IntegrationsCommand) ->
         IntegrationsCommand::Usage { id, days } => {
             load(store, &id).await?;
             let until = now.date_naive();
-            let since = until - chrono::Duration::days(i64::from(days.max(1)) - 1);
+            let since = chrono::Duration::try_days(i64::from(days.max(1)) - 1)
+                .and_then(|span| until.checked_sub_signed(span))
+                .ok_or_else(|| format!("--days {days} reaches before the calendar's start"))?;
             let per_day = wired
                 .backends
                 .ledger
@@ -277,17 +281,20 @@ async fn integrations(wired: Wired, json: bool, command: IntegrationsCommand) ->
         }
         IntegrationsCommand::RotateSecret(args) => {
             let mut integration = load(store, &args.id).await?;
-            integration.generation += 1;
-            integration.previous_generation_valid_until = if args.now {
+            let grace_until = if args.now {
                 None
             } else {
-                let grace = chrono::Duration::from_std(*args.grace)
-                    .map_err(|_| format!("grace {} is too long", args.grace))?;
-                Some(now + grace)
+                let until = chrono::Duration::from_std(*args.grace)
+                    .ok()
+                    .and_then(|grace| now.checked_add_signed(grace))
+                    .ok_or_else(|| format!("--grace {} is too long", args.grace))?;
+                Some(until)
             };
-            integration.updated_at = now;
-            store.put(&integration).await.map_err(|e| e.to_string())?;
+            integration
+                .rotate(now, grace_until)
+                .map_err(|_| format!("integration {} has used every secret generation", args.id))?;
             let key = master_key().await?;
+            store.put(&integration).await.map_err(|e| e.to_string())?;
             print_secret(
                 "Rotated the secret of",
                 &integration,
@@ -364,7 +371,7 @@ fn new_integration(fields: Fields, now: DateTime<Utc>) -> Integration {
         max_object_bytes: fields.max_object_bytes,
         output_prefix: fields.output_prefix,
         generation: 1,
-        previous_generation_valid_until: None,
+        previous_generations: vec![],
         created_at: now,
         updated_at: now,
     }
@@ -411,6 +418,10 @@ fn print_secret(verb: &str, integration: &Integration, key: &MasterKey, url: &st
             "events_url": setup::events_url(url, &integration.id),
             "integration": integration,
             "setup": instructions,
+            "wrangler_vars": (integration.provider == Provider::R2)
+                .then(|| setup::wrangler_vars(integration, url)),
+            "notification_rules": (integration.provider == Provider::R2)
+                .then(|| setup::notification_rules(integration)),
             "terraform": (integration.provider == Provider::S3)
                 .then(|| setup::s3_source_module(integration, url)),
         });
@@ -424,11 +435,15 @@ fn print_secret(verb: &str, integration: &Integration, key: &MasterKey, url: &st
     println!(
         "Event source secret (shown only now; store it on the customer's side):\n\n  {secret}\n"
     );
-    if let Some(until) = integration.previous_generation_valid_until {
+    for grace in &integration.previous_generations {
         println!(
-            "The previous secret keeps working until {}.\n",
-            until.to_rfc3339()
+            "The secret of generation {} keeps working until {}.",
+            grace.generation,
+            grace.valid_until.to_rfc3339()
         );
+    }
+    if !integration.previous_generations.is_empty() {
+        println!();
     }
     print!("{instructions}");
 }
@@ -499,9 +514,16 @@ fn print_details(i: &Integration) {
         ),
         ("generation", i.generation.to_string()),
         (
-            "previous_valid_until",
-            i.previous_generation_valid_until
-                .map_or_else(none, |t| t.to_rfc3339()),
+            "previous_generations",
+            if i.previous_generations.is_empty() {
+                none()
+            } else {
+                i.previous_generations
+                    .iter()
+                    .map(|g| format!("{} until {}", g.generation, g.valid_until.to_rfc3339()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
         ),
         ("created_at", i.created_at.to_rfc3339()),
         ("updated_at", i.updated_at.to_rfc3339()),

@@ -1,10 +1,12 @@
 //! The customer's ready-to-paste setup, printed once with a new or rotated secret.
 
 use relay_protocol::wire::{
-    events_path, BEARER_PREFIX, WORKER_SECRET_NAME, WORKER_VAR_INTEGRATION_ID,
-    WORKER_VAR_RECEIVER_URL,
+    events_path, BEARER_PREFIX, HEALTH_PATH, WORKER_DEAD_LETTER_QUEUE, WORKER_NAME, WORKER_QUEUE,
+    WORKER_QUEUE_RETENTION_SECONDS, WORKER_SECRET_NAME, WORKER_VAR_INTEGRATION_ID,
+    WORKER_VAR_KEY_PREFIX, WORKER_VAR_KEY_SUFFIXES, WORKER_VAR_RECEIVER_URL,
 };
 use relay_protocol::{Integration, Provider};
+use std::fmt::Write;
 
 /// The events URL the customer's side posts to.
 pub fn events_url(public_url: &str, integration_id: &str) -> String {
@@ -19,17 +21,7 @@ pub fn events_url(public_url: &str, integration_id: &str) -> String {
 pub fn instructions(integration: &Integration, secret: &str, public_url: &str) -> String {
     let base = public_url.trim_end_matches('/');
     match integration.provider {
-        Provider::R2 => format!(
-            "Customer setup (Cloudflare R2 -> Bucket Relay worker):\n\
-             \n  1. In the worker's wrangler.toml:\n\
-             \n       [vars]\
-             \n       {WORKER_VAR_RECEIVER_URL} = \"{base}\"\
-             \n       {WORKER_VAR_INTEGRATION_ID} = \"{id}\"\n\
-             \n  2. Store the secret in the worker (paste it when asked):\n\
-             \n       npx wrangler secret put {WORKER_SECRET_NAME}\n\
-             \n     value: {secret}\n",
-            id = integration.id,
-        ),
+        Provider::R2 => r2_instructions(integration, secret, base),
         Provider::S3 => format!(
             "Customer setup (Amazon S3 -> EventBridge API destination):\n\
              \n  Connection (authorization type API key):\
@@ -44,6 +36,106 @@ pub fn instructions(integration: &Integration, secret: &str, public_url: &str) -
             url = events_url(base, &integration.id),
             block = indent(&s3_source_module(integration, public_url), 4),
         ),
+    }
+}
+
+/// The R2 setup, in the order that loses nothing: the queues exist (with their retention) before
+/// the worker consumes them, and the worker runs before the bucket starts notifying.
+fn r2_instructions(integration: &Integration, secret: &str, base: &str) -> String {
+    let retention = WORKER_QUEUE_RETENTION_SECONDS;
+    let mut text = format!(
+        "Customer setup (Cloudflare R2 -> Bucket Relay worker), in this order, from a checkout of\n\
+         bucket-relay with Node.js (npx) and Rust (rustup target add wasm32-unknown-unknown):\n\
+         \n  1. Create the queues, keeping messages {days} days (the most Cloudflare allows; the 4-day\
+         \n     default would delete messages before the worker's retries end):\n\
+         \n       npx wrangler queues create {WORKER_QUEUE} --message-retention-period-secs {retention}\
+         \n       npx wrangler queues create {WORKER_DEAD_LETTER_QUEUE} --message-retention-period-secs {retention}\n\
+         \n  2. In wrangler.toml, replace the [vars] section with:\n\n{vars}\
+         \n  3. Store the secret in the worker (paste it when asked):\n\
+         \n       npx wrangler secret put {WORKER_SECRET_NAME}\n\
+         \n     value: {secret}\n\
+         \n  4. Deploy the worker, so that it consumes the queue before the bucket notifies it:\n\
+         \n       npx wrangler deploy\n\
+         \n  5. Send the bucket's new objects to the queue, filtered as the integration filters:\n\n",
+        days = retention / 86_400,
+        vars = indent(&wrangler_vars(integration, base), 7),
+    );
+    for rule in notification_rules(integration) {
+        let _ = writeln!(text, "       {rule}");
+    }
+    let _ = write!(
+        text,
+        "\n  6. Check the worker (it shows the integration and the receiver, never the secret):\n\
+         \n       curl https://{WORKER_NAME}.<your-workers-subdomain>.workers.dev{HEALTH_PATH}\n"
+    );
+    text
+}
+
+/// The `[vars]` section of the customer's wrangler.toml for this integration, as TOML.
+pub fn wrangler_vars(integration: &Integration, base: &str) -> String {
+    let quote = |text: &str| serde_json::to_string(text).expect("strings serialize");
+    let mut vars = format!(
+        "[vars]\n{WORKER_VAR_RECEIVER_URL} = {}\n{WORKER_VAR_INTEGRATION_ID} = {}\n",
+        quote(base.trim_end_matches('/')),
+        quote(&integration.id)
+    );
+    if let Some(prefix) = &integration.prefix {
+        let _ = writeln!(vars, "{WORKER_VAR_KEY_PREFIX} = {}", quote(prefix));
+    }
+    if !integration.suffixes.is_empty() {
+        let _ = writeln!(
+            vars,
+            "{WORKER_VAR_KEY_SUFFIXES} = {}",
+            quote(&integration.suffixes.join(","))
+        );
+    }
+    vars
+}
+
+/// `wrangler r2 bucket notification create` lines with the integration's prefix and suffixes,
+/// so that filtered objects never cost a queue operation. A rule takes one suffix, and
+/// Cloudflare refuses rules that overlap, so there is one rule per suffix, and a suffix that
+/// ends with another listed one is left to that one's rule (the receiver still filters exactly).
+pub fn notification_rules(integration: &Integration) -> Vec<String> {
+    let base = format!(
+        "npx wrangler r2 bucket notification create {} --event-type object-create --queue {WORKER_QUEUE}",
+        shell_quote(&integration.bucket)
+    );
+    let prefix = integration
+        .prefix
+        .as_deref()
+        .map(|prefix| format!(" --prefix {}", shell_quote(prefix)))
+        .unwrap_or_default();
+    let suffixes = &integration.suffixes;
+    let covering: Vec<&String> = suffixes
+        .iter()
+        .filter(|suffix| {
+            !suffixes
+                .iter()
+                .any(|other| other != *suffix && suffix.ends_with(other.as_str()))
+        })
+        .collect();
+    if covering.is_empty() {
+        return vec![format!("{base}{prefix}")];
+    }
+    let mut rules: Vec<String> = covering
+        .into_iter()
+        .map(|suffix| format!("{base}{prefix} --suffix {}", shell_quote(suffix)))
+        .collect();
+    rules.dedup();
+    rules
+}
+
+/// `text` as one POSIX shell word.
+fn shell_quote(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c));
+    if plain {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
     }
 }
 
@@ -84,4 +176,87 @@ fn indent(text: &str, spaces: usize) -> String {
             _ => format!("{pad}{line}\n"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::DateTime;
+    use relay_protocol::{Mode, Status};
+
+    fn integration(prefix: Option<&str>, suffixes: &[&str]) -> Integration {
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        Integration {
+            id: "int_abc".into(),
+            provider: Provider::R2,
+            bucket: "uploads".into(),
+            account: None,
+            region: None,
+            mode: Mode::Event,
+            status: Status::Active,
+            prefix: prefix.map(str::to_owned),
+            suffixes: suffixes.iter().map(|s| (*s).to_owned()).collect(),
+            max_object_bytes: 1,
+            output_prefix: None,
+            generation: 1,
+            previous_generations: vec![],
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    #[test]
+    fn notification_rules_carry_the_filters_one_suffix_each_without_overlap() {
+        let rules = notification_rules(&integration(
+            Some("in/my docs/"),
+            &[".pdf", ".png", "x.pdf"],
+        ));
+        assert_eq!(
+            rules,
+            [
+                "npx wrangler r2 bucket notification create uploads --event-type object-create \
+                 --queue r2-events --prefix 'in/my docs/' --suffix .pdf",
+                "npx wrangler r2 bucket notification create uploads --event-type object-create \
+                 --queue r2-events --prefix 'in/my docs/' --suffix .png",
+            ]
+        );
+        let unfiltered = notification_rules(&integration(None, &[]));
+        assert_eq!(
+            unfiltered,
+            ["npx wrangler r2 bucket notification create uploads --event-type object-create --queue r2-events"]
+        );
+    }
+
+    #[test]
+    fn shell_quoting_keeps_odd_keys_one_word() {
+        assert_eq!(shell_quote("in/"), "in/");
+        assert_eq!(shell_quote("it's here/"), r"'it'\''s here/'");
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn the_r2_setup_creates_the_queues_before_deploying_and_notifies_last() {
+        let text = instructions(
+            &integration(Some("in/"), &[".pdf"]),
+            "whsec_x",
+            "https://r.example/",
+        );
+        let at = |needle: &str| {
+            text.find(needle)
+                .unwrap_or_else(|| panic!("{needle} in {text}"))
+        };
+        assert!(
+            at("queues create r2-events --message-retention-period-secs 1209600") < at("[vars]")
+        );
+        assert!(
+            at("queues create r2-events-dlq --message-retention-period-secs 1209600")
+                < at("[vars]")
+        );
+        assert!(at("[vars]") < at("secret put EVENT_SOURCE_SECRET"));
+        assert!(at("secret put") < at("wrangler deploy"));
+        assert!(at("wrangler deploy") < at("notification create uploads"));
+        assert!(at("notification create") < at("/healthz"));
+        assert!(text.contains("KEY_PREFIX = \"in/\"") && text.contains("KEY_SUFFIXES = \".pdf\""));
+        assert!(text.contains("RECEIVER_URL = \"https://r.example\""));
+    }
 }

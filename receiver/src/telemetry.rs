@@ -17,12 +17,16 @@ pub const METRICS_NAMESPACE: &str = "BucketRelay";
 pub const METRICS_DIMENSION: (&str, &str) = ("service", "bucket-relay");
 
 /// JSON logs to stdout, filtered by `RUST_LOG`-style directives (default `info`).
-pub fn init_logging(filter: &str) {
+///
+/// On Lambda every line also carries the runtime's span of the invocation under `span`
+/// (`requestId`, `xrayTraceId`), so an operator can join the receiver's lines with Lambda's own
+/// `START` / `REPORT` lines; `serve` has no such span and its lines stay flat.
+pub fn init_logging(filter: &str, on_lambda: bool) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
-        .with_current_span(false)
+        .with_current_span(on_lambda)
         .with_span_list(false)
         .with_env_filter(filter)
         .with_writer(std::io::stdout)

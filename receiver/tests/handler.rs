@@ -60,7 +60,7 @@ async fn fixture() -> Fixture {
             max_object_bytes: 1 << 30,
             output_prefix: None,
             generation: 1,
-            previous_generation_valid_until: None,
+            previous_generations: vec![],
             created_at: now,
             updated_at: now,
         })
@@ -163,6 +163,7 @@ fn claimed_job(job_id: &str) -> IngestJob {
         region: None,
         bucket: "uploads".into(),
         key: "a.pdf".into(),
+        key_encoding: relay_protocol::event::KeyEncoding::Exact,
         size: None,
         etag: None,
         version_id: None,

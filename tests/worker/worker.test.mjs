@@ -12,12 +12,18 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Miniflare } from "miniflare";
+import { parse as parseToml } from "smol-toml";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const RELAY_BIN = path.join(process.env.RELAY_BIN_DIR ?? path.join(ROOT, "target/debug"), "bucket-relay");
 const BUILD = path.join(ROOT, "worker/build");
-const QUEUE = "r2-events";
-const DLQ = "r2-events-dlq";
+// The customer's own wrangler.toml: its queue settings and [vars] configure Miniflare, so the
+// template the customer deploys and the worker under test cannot drift apart.
+const WRANGLER = parseToml(readFileSync(path.join(ROOT, "wrangler.toml"), "utf8"));
+const [CONSUMER] = WRANGLER.queues.consumers;
+const [PRODUCER] = WRANGLER.queues.producers;
+const QUEUE = CONSUMER.queue;
+const DLQ = CONSUMER.dead_letter_queue;
 
 function freePort() {
   return new Promise((resolve) => {
@@ -110,10 +116,17 @@ async function startWorker(bindings) {
           { type: "ESModule", include: ["**/*.js"] },
           { type: "CompiledWasm", include: ["**/*.wasm"] },
         ],
-        compatibilityDate: "2026-01-01",
+        compatibilityDate: WRANGLER.compatibility_date,
         bindings,
-        queueConsumers: { [QUEUE]: { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 10, deadLetterQueue: DLQ } },
-        queueProducers: { DEAD_LETTER_QUEUE: DLQ },
+        queueConsumers: {
+          [QUEUE]: {
+            maxBatchSize: CONSUMER.max_batch_size,
+            maxBatchTimeout: CONSUMER.max_batch_timeout,
+            maxRetries: CONSUMER.max_retries,
+            deadLetterQueue: DLQ,
+          },
+        },
+        queueProducers: { [PRODUCER.binding]: PRODUCER.queue },
       },
       {
         name: "dlq-recorder",
@@ -160,9 +173,11 @@ before(() => {
 describe("the worker in workerd against the real receiver", () => {
   let receiver, mf, integration;
 
+  // wrangler.toml's [vars] with the [vars] section `integrations create` printed pasted over them,
+  // as the customer does; then the secret, as `wrangler secret put` stores it.
   const bindings = (overrides = {}) => ({
-    RECEIVER_URL: receiver.url,
-    INTEGRATION_ID: integration.id,
+    ...WRANGLER.vars,
+    ...parseToml(integration.wrangler_vars).vars,
     EVENT_SOURCE_SECRET: integration.secret,
     ALLOW_INSECURE_RECEIVER: "true",
     ...overrides,
@@ -173,8 +188,26 @@ describe("the worker in workerd against the real receiver", () => {
     await mf?.dispose();
     receiver = new Receiver();
     await receiver.start();
-    integration = receiver.cli("integrations", "create", "--provider", "r2", "--bucket", "uploads", "--suffix", ".pdf");
+    integration = receiver.cli("integrations", "create", "--provider", "r2", "--bucket", "uploads",
+      "--suffix", ".pdf", "--max-object-bytes", "1000000", "--receiver-url", receiver.url);
     mf = await startWorker(bindings());
+  });
+
+  test("the pasted setup configures the worker: receiver, integration and the integration's filters", async () => {
+    const health = await (await mf.dispatchFetch("http://worker/healthz")).json();
+    assert.equal(health.integration_id, integration.id);
+    assert.equal(health.receiver_host, "127.0.0.1");
+    assert.equal(parseToml(integration.wrangler_vars).vars.KEY_SUFFIXES, ".pdf");
+    assert.ok(integration.setup.includes(`queues create ${QUEUE} --message-retention-period-secs`));
+    assert.ok(integration.setup.includes(`queues create ${DLQ} --message-retention-period-secs`));
+    assert.deepEqual(integration.notification_rules, [
+      `npx wrangler r2 bucket notification create uploads --event-type object-create --queue ${QUEUE} --suffix .pdf`,
+    ]);
+    // The worker applies the pasted suffix filter itself: a .txt never reaches the receiver.
+    const txt = message(notification("in/notes.txt"));
+    const result = await runBatch(mf, [txt]);
+    assert.deepEqual(result.explicitAcks, [txt.id]);
+    assert.equal(receiver.requests().length, 0);
   });
 
   after(async () => {
@@ -206,7 +239,7 @@ describe("the worker in workerd against the real receiver", () => {
 
   test("skipped and filtered messages are acked, rejected ones dead-lettered then acked", async () => {
     const accepted = message(notification("in/ok.pdf"));
-    const skipped = message(notification("in/notes.txt")); // the receiver's suffix filter
+    const skipped = message(notification("in/big.pdf", { size: 5_000_000 })); // the receiver's size limit
     const deleted = message(notification("in/old.pdf", { action: "DeleteObject" })); // the worker's filter
     const rejected = message(notification("in/other.pdf", { bucket: "someone-elses" }));
     const result = await runBatch(mf, [accepted, skipped, deleted, rejected]);
@@ -216,7 +249,7 @@ describe("the worker in workerd against the real receiver", () => {
     assert.deepEqual(receiver.jobs().map((j) => j.key), ["in/ok.pdf"]);
     const dead = await deadLettered(mf, "in/other.pdf");
     assert.deepEqual(dead, rejected.body, "the original notification is in the dead-letter queue");
-    assert.equal(await deadLettered(mf, "in/notes.txt"), null, "skipped events are not dead-lettered");
+    assert.equal(await deadLettered(mf, "in/big.pdf"), null, "skipped events are not dead-lettered");
     // The worker filtered the delete itself: only three events reached the receiver.
     assert.equal(receiver.requests()[0].events, 3);
   });

@@ -14,9 +14,9 @@ pub const VAR_ALLOW_INSECURE: &str = "ALLOW_INSECURE_RECEIVER";
 /// Comma-separated R2 actions to forward (default: the object-create ones).
 pub const VAR_ACTIONS: &str = "FORWARD_ACTIONS";
 /// Only keys under this prefix are forwarded.
-pub const VAR_PREFIX: &str = "KEY_PREFIX";
+pub const VAR_PREFIX: &str = relay_protocol::wire::WORKER_VAR_KEY_PREFIX;
 /// Comma-separated key suffixes to forward, e.g. `.pdf,.png`.
-pub const VAR_SUFFIXES: &str = "KEY_SUFFIXES";
+pub const VAR_SUFFIXES: &str = relay_protocol::wire::WORKER_VAR_KEY_SUFFIXES;
 /// The dead-letter queue producer binding for rejected events.
 pub const DLQ_BINDING: &str = "DEAD_LETTER_QUEUE";
 
@@ -413,6 +413,53 @@ mod tests {
                 },
             ]
         );
+    }
+
+    /// When the last delivery of a message that always fails falls due, counted from when it was
+    /// first delivered: each retry waits [`backoff_seconds`] of the message's age, plus up to
+    /// `max_batch_timeout` for its batch to fill.
+    fn last_delivery_seconds(max_retries: u32, batch_timeout: u32) -> f64 {
+        let mut age = 0.0;
+        for _ in 0..max_retries {
+            age += f64::from(backoff_seconds(age)) + f64::from(batch_timeout);
+        }
+        age
+    }
+
+    /// Cloudflare deletes a message when the queue's retention ends, retries or not, and a deleted
+    /// message never reaches the dead-letter queue. So the last retry (and the move to the
+    /// dead-letter queue after it) must fall due inside the retention that the customer setup
+    /// creates the queues with, with a day to spare.
+    #[test]
+    fn every_retry_in_wrangler_toml_falls_due_inside_the_queue_retention() {
+        use relay_protocol::wire::{
+            WORKER_DEAD_LETTER_QUEUE, WORKER_QUEUE, WORKER_QUEUE_RETENTION_SECONDS,
+        };
+        let config: toml::Table = include_str!("../../wrangler.toml").parse().unwrap();
+        let consumers = config["queues"]["consumers"].as_array().unwrap();
+        let [consumer] = consumers.as_slice() else {
+            panic!("wrangler.toml has one queue consumer")
+        };
+        let int = |name: &str| u32::try_from(consumer[name].as_integer().unwrap()).unwrap();
+        assert_eq!(consumer["queue"].as_str(), Some(WORKER_QUEUE));
+        assert_eq!(
+            consumer["dead_letter_queue"].as_str(),
+            Some(WORKER_DEAD_LETTER_QUEUE)
+        );
+        // Cloudflare Queues: at most 100 retries, and a retention of at most 14 days.
+        assert!(int("max_retries") <= 100);
+        const { assert!(WORKER_QUEUE_RETENTION_SECONDS <= 14 * 86_400) };
+
+        let last = last_delivery_seconds(int("max_retries"), int("max_batch_timeout"));
+        let margin = 86_400.0;
+        assert!(
+            last <= f64::from(WORKER_QUEUE_RETENTION_SECONDS) - margin,
+            "the last retry falls due after {:.1} days; the queues keep messages {:.1} days",
+            last / 86_400.0,
+            f64::from(WORKER_QUEUE_RETENTION_SECONDS) / 86_400.0
+        );
+        // The rule bites: Cloudflare's default retention (4 days) is too short for this schedule.
+        assert!(last > 4.0 * 86_400.0 - margin);
     }
 
     #[test]

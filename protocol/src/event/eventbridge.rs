@@ -2,12 +2,13 @@
 //!
 //! Two shapes arrive:
 //! - S3's own events (`detail-type` `Object Created`, `Object Deleted`, …), enabled per bucket
-//!   with "Send notifications to EventBridge". The key is the exact key.
+//!   with "Send notifications to EventBridge". The key is form-URL-encoded
+//!   ([`S3_KEY_ENCODING`]).
 //! - CloudTrail data events (`AWS API Call via CloudTrail`) for org-wide setups: `PutObject`,
 //!   `CopyObject` and `CompleteMultipartUpload` create objects; the key is
-//!   `requestParameters.key`, as the request named it.
+//!   `requestParameters.key`, percent-encoded ([`CLOUDTRAIL_KEY_ENCODING`]).
 
-use super::{non_empty, normalize_etag, require, EventError, ObjectEvent};
+use super::{non_empty, normalize_etag, require, EventError, KeyEncoding, ObjectEvent};
 use crate::integration::Provider;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -15,6 +16,10 @@ use serde_json::value::RawValue;
 pub const SOURCE_S3: &str = "aws.s3";
 pub const DETAIL_OBJECT_CREATED: &str = "Object Created";
 pub const DETAIL_CLOUDTRAIL: &str = "AWS API Call via CloudTrail";
+/// How S3's own EventBridge events write `detail.object.key`.
+pub const S3_KEY_ENCODING: KeyEncoding = KeyEncoding::FormUrlencoded;
+/// How CloudTrail data events write `requestParameters.key`.
+pub const CLOUDTRAIL_KEY_ENCODING: KeyEncoding = KeyEncoding::PercentEncoded;
 /// CloudTrail `eventName`s that create an object.
 pub const CLOUDTRAIL_CREATE_EVENTS: [&str; 3] =
     ["PutObject", "CopyObject", "CompleteMultipartUpload"];
@@ -133,7 +138,8 @@ fn parse_s3(envelope: Envelope) -> Result<ObjectEvent, EventError> {
         account: non_empty(envelope.account),
         region: non_empty(envelope.region),
         bucket: detail.bucket.name,
-        key: detail.object.key,
+        key: S3_KEY_ENCODING.decode(&detail.object.key)?,
+        key_encoding: S3_KEY_ENCODING,
         size: detail.object.size,
         etag: detail.object.etag.as_deref().and_then(normalize_etag),
         version_id: non_empty(detail.object.version_id),
@@ -170,7 +176,8 @@ fn parse_cloudtrail(envelope: Envelope) -> Result<ObjectEvent, EventError> {
         account: non_empty(detail.recipient_account_id).or(non_empty(envelope.account)),
         region: non_empty(detail.aws_region).or(non_empty(envelope.region)),
         bucket: request.bucket_name,
-        key: request.key,
+        key: CLOUDTRAIL_KEY_ENCODING.decode(&request.key)?,
+        key_encoding: CLOUDTRAIL_KEY_ENCODING,
         size,
         etag: etag.as_deref().and_then(normalize_etag),
         version_id: non_empty(version_id),
@@ -191,7 +198,7 @@ mod tests {
       "source":"aws.s3","account":"123456789012","time":"2021-11-12T00:00:00Z",
       "region":"ca-central-1","resources":["arn:aws:s3:::example-bucket"],
       "detail":{"version":"0","bucket":{"name":"example-bucket"},
-        "object":{"key":"in/a b+c%20d/ü.pdf","size":5,"etag":"b1946ac92492d2347c6235b4d2611184",
+        "object":{"key":"in/a+b%2Bc%2520d/%C3%BC.pdf","size":5,"etag":"b1946ac92492d2347c6235b4d2611184",
           "version-id":"IYV3p45BT0ac8hjHg1houSdS1a.Mro8e","sequencer":"617f08299329d189"},
         "request-id":"N4N7GDK58NMKJ12R","requester":"123456789012","reason":"PutObject"}}"#;
 
@@ -200,7 +207,11 @@ mod tests {
         let event = parse(OBJECT_CREATED).unwrap();
         assert!(event.created);
         assert_eq!(event.action, "PutObject");
-        assert_eq!(event.key, "in/a b+c%20d/ü.pdf");
+        assert_eq!(
+            event.key, "in/a b+c%20d/ü.pdf",
+            "form-decoded to the object's own key"
+        );
+        assert_eq!(event.key_encoding, KeyEncoding::FormUrlencoded);
         assert_eq!(event.bucket, "example-bucket");
         assert_eq!(event.account.as_deref(), Some("123456789012"));
         assert_eq!(event.region.as_deref(), Some("ca-central-1"));
@@ -231,12 +242,16 @@ mod tests {
           "source":"aws.s3","account":"111122223333","time":"2024-01-01T00:00:01Z","region":"eu-west-1",
           "detail":{"eventName":"PutObject","eventTime":"2024-01-01T00:00:00Z","awsRegion":"eu-west-1",
             "recipientAccountId":"111122223333",
-            "requestParameters":{"bucketName":"docs","key":"a/report 1.pdf"},
+            "requestParameters":{"bucketName":"docs","key":"a/report%201+v2.pdf"},
             "responseElements":{"x-amz-version-id":"v123","ETag":"\"abc-3\""},
             "additionalEventData":{"bytesTransferredIn":1234.0}}}"#;
         let event = parse(body).unwrap();
         assert!(event.created);
-        assert_eq!(event.key, "a/report 1.pdf");
+        assert_eq!(
+            event.key, "a/report 1+v2.pdf",
+            "percent-decoded; a plus stays a plus"
+        );
+        assert_eq!(event.key_encoding, KeyEncoding::PercentEncoded);
         assert_eq!(event.size, Some(1234));
         assert_eq!(event.etag.as_deref(), Some("abc-3"));
         assert_eq!(event.version_id.as_deref(), Some("v123"));

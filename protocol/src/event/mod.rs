@@ -1,11 +1,14 @@
 //! The normalised object event: what every source is parsed into before a decision is made.
 //!
-//! Key handling per source (DESIGN.md): R2 notifications, EventBridge S3 events and CloudTrail
-//! `requestParameters.key` carry the key exactly as the object has it, so it is kept byte for
-//! byte; nothing is URL-decoded. ETags lose their surrounding quotes and keep a multipart `-N`.
+//! Each source writes keys its own way; [`key`] holds the one rule per source that reads them
+//! back, so every job names the object exactly as the bucket does. ETags lose their surrounding
+//! quotes and keep a multipart `-N`.
 
 pub mod eventbridge;
+pub mod key;
 pub mod r2;
+
+pub use key::KeyEncoding;
 
 use crate::integration::Provider;
 use std::fmt;
@@ -17,8 +20,10 @@ pub struct ObjectEvent {
     pub account: Option<String>,
     pub region: Option<String>,
     pub bucket: String,
-    /// The exact object key.
+    /// The exact object key, decoded by `key_encoding`'s rule.
     pub key: String,
+    /// How the source wrote the key.
+    pub key_encoding: KeyEncoding,
     /// Object size in bytes, when the source states it.
     pub size: Option<u64>,
     /// Unquoted ETag; a multipart ETag keeps its `-N` suffix.
@@ -58,6 +63,8 @@ pub enum EventError {
     EmptyBucket,
     /// The event names no object key.
     EmptyKey,
+    /// The key is not validly encoded for its source (a broken `%` escape, or not UTF-8).
+    KeyEncoding(&'static str),
 }
 
 impl fmt::Display for EventError {
@@ -72,6 +79,7 @@ impl fmt::Display for EventError {
             }
             EventError::EmptyBucket => f.write_str("the event names no bucket"),
             EventError::EmptyKey => f.write_str("the event names no object key"),
+            EventError::KeyEncoding(why) => write!(f, "the object key cannot be decoded: {why}"),
         }
     }
 }

@@ -5,9 +5,10 @@
 //!  "object":{"key":"a/b.pdf","size":65536,"eTag":"c846ff7a…"},
 //!  "eventTime":"2024-05-24T19:36:44.379Z"}
 //! ```
-//! Deletes carry no `size` or `eTag`. R2 has no version ids or sequencers.
+//! Deletes carry no `size` or `eTag`. R2 has no version ids or sequencers. The key is the
+//! object's own, not URL-encoded ([`KeyEncoding::Exact`]).
 
-use super::{non_empty, normalize_etag, require, EventError, ObjectEvent};
+use super::{non_empty, normalize_etag, require, EventError, KeyEncoding, ObjectEvent};
 use crate::integration::Provider;
 use serde::Deserialize;
 
@@ -43,7 +44,8 @@ pub fn parse(notification: &str, message_id: &str) -> Result<ObjectEvent, EventE
         created: CREATE_ACTIONS.contains(&n.action.as_str()),
         action: n.action,
         bucket: n.bucket,
-        key: n.object.key,
+        key: KeyEncoding::Exact.decode(&n.object.key)?,
+        key_encoding: KeyEncoding::Exact,
         size: n.object.size,
         etag: n.object.etag.as_deref().and_then(normalize_etag),
         version_id: None,

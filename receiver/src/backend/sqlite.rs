@@ -343,6 +343,7 @@ mod tests {
             region: None,
             bucket: "b".into(),
             key: "k".into(),
+            key_encoding: relay_protocol::event::KeyEncoding::Exact,
             size: Some(1),
             etag: None,
             version_id: None,

@@ -8,7 +8,7 @@ data "aws_partition" "current" {}
 
 locals {
   account_id  = data.aws_caller_identity.current.account_id
-  region      = data.aws_region.current.name
+  region      = data.aws_region.current.region
   partition   = data.aws_partition.current.partition
   queue_name  = var.fifo_queue ? "${var.name}-ingest.fifo" : "${var.name}-ingest"
   dlq_name    = var.fifo_queue ? "${var.name}-ingest-dlq.fifo" : "${var.name}-ingest-dlq"
@@ -172,17 +172,23 @@ resource "aws_secretsmanager_secret" "master_key" {
   tags                    = var.tags
 }
 
-resource "random_id" "master_key" {
-  byte_length = 32
+# The key is made ephemeral and written write-only, so it is never stored in the Terraform state
+# or plan: 64 hex digits (32 bytes), the form the receiver reads. Terraform writes it once, at
+# version 1; raising secret_string_wo_version would write a new key and invalidate every
+# integration's secret at once.
+ephemeral "random_password" "master_key" {
+  length           = 64
+  lower            = false
+  upper            = false
+  numeric          = true
+  special          = true
+  override_special = "abcdef"
 }
 
 resource "aws_secretsmanager_secret_version" "master_key" {
-  secret_id     = aws_secretsmanager_secret.master_key.id
-  secret_string = random_id.master_key.hex
-
-  lifecycle {
-    ignore_changes = [secret_string]
-  }
+  secret_id                = aws_secretsmanager_secret.master_key.id
+  secret_string_wo         = ephemeral.random_password.master_key.result
+  secret_string_wo_version = 1
 }
 
 # --- logs ------------------------------------------------------------------------------------
@@ -306,6 +312,27 @@ resource "aws_lambda_function_url" "receiver" {
   authorization_type = "NONE"
 }
 
+# A NONE function URL answers 403 to everyone until the function's resource policy makes it
+# public. Since October 2025 Lambda requires both statements: InvokeFunctionUrl for the URL's
+# auth type, and InvokeFunction when invoked through the URL.
+resource "aws_lambda_permission" "function_url_public" {
+  # checkov:skip=CKV_AWS_301: the function URL is public by design (senders authenticate with the event source secret); this statement is limited to function URL requests of auth type NONE
+  statement_id           = "FunctionUrlPublicAccess"
+  action                 = "lambda:InvokeFunctionUrl"
+  function_name          = aws_lambda_function.receiver.function_name
+  principal              = "*"
+  function_url_auth_type = "NONE"
+}
+
+resource "aws_lambda_permission" "function_url_invoke" {
+  # checkov:skip=CKV_AWS_301: the function URL is public by design (senders authenticate with the event source secret); this statement applies only to invocations through the function URL
+  statement_id             = "FunctionUrlInvokeFunction"
+  action                   = "lambda:InvokeFunction"
+  function_name            = aws_lambda_function.receiver.function_name
+  principal                = "*"
+  invoked_via_function_url = true
+}
+
 # --- alarms ------------------------------------------------------------------------------------
 
 resource "aws_sns_topic" "alarms" {
@@ -357,7 +384,7 @@ resource "aws_cloudwatch_metric_alarm" "lambda_errors" {
 
 resource "aws_cloudwatch_metric_alarm" "lambda_throttles" {
   alarm_name          = "${var.name}-throttles"
-  alarm_description   = "Requests were throttled: raise reserved_concurrency. Senders retry, so nothing is lost, but events are delayed."
+  alarm_description   = "Requests were throttled: raise reserved_concurrency (or the account's concurrency quota). Senders retry, so nothing is lost, but events are delayed."
   namespace           = "AWS/Lambda"
   metric_name         = "Throttles"
   dimensions          = { FunctionName = aws_lambda_function.receiver.function_name }

@@ -53,13 +53,13 @@ variable "timeout" {
 }
 
 variable "reserved_concurrency" {
-  description = "Reserved concurrent executions: caps the receiver's share of the account and its load on DynamoDB and SQS."
+  description = "Reserved concurrent executions, which also cap the receiver's load on DynamoDB and SQS; null (the default) reserves none. AWS keeps 100 of the account's concurrency unreserved, so a reservation fails to apply in accounts with a small quota."
   type        = number
-  default     = 50
+  default     = null
 
   validation {
-    condition     = var.reserved_concurrency >= 1
-    error_message = "reserved_concurrency must be at least 1."
+    condition     = coalesce(var.reserved_concurrency, 1) >= 1
+    error_message = "reserved_concurrency must be null (no reservation) or at least 1."
   }
 }
 
