@@ -5,7 +5,8 @@
 //! `baseline` measures the least any receiver must do with the same body (verify the signature,
 //! parse the batch); `scripts/bench` prints the handler's cost per event and its ratio to it.
 
-use bucket_relay::backend::memory::{MemoryLedger, MemoryQueue, MemoryStore};
+use bucket_relay::backend::claiming::Claiming;
+use bucket_relay::backend::memory::{MemoryLedger, MemoryQueue, MemoryStore, MemoryUsage};
 use bucket_relay::backend::Backends;
 use bucket_relay::handler::Relay;
 use bucket_relay::master_key::{MasterKey, StaticKey};
@@ -67,10 +68,16 @@ fn signed_request(body: &str) -> http::Request<Bytes> {
 }
 
 fn fresh_relay() -> Relay {
+    let usage = Arc::new(MemoryUsage::default());
+    let intake = Claiming::new(
+        Arc::new(MemoryLedger::default()),
+        Arc::new(MemoryQueue::default()),
+        usage.clone(),
+    );
     let backends = Backends {
         store: Arc::new(MemoryStore::with([integration()])),
-        ledger: Arc::new(MemoryLedger::default()),
-        queue: Arc::new(MemoryQueue::default()),
+        intake: Arc::new(intake),
+        usage,
     };
     Relay::new(
         backends,

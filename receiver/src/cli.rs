@@ -273,7 +273,7 @@ async fn integrations(wired: Wired, json: bool, command: IntegrationsCommand) ->
                 .ok_or_else(|| format!("--days {days} reaches before the calendar's start"))?;
             let per_day = wired
                 .backends
-                .ledger
+                .usage
                 .usage(&id, since, until)
                 .await
                 .map_err(|e| e.to_string())?;

@@ -6,7 +6,7 @@
 //! and call [`Relay::handle`]; nothing else differs between them.
 
 use crate::auth::{authenticate, Sender};
-use crate::backend::{BackendError, Backends, Claim};
+use crate::backend::{usage_key, BackendError, Backends, Commit, Committed, UsageCounts};
 use crate::master_key::MasterKeySource;
 use crate::telemetry::Tally;
 use bytes::Bytes;
@@ -194,94 +194,56 @@ impl Relay {
             .into_iter()
             .map(|(id, event)| decide_one(&integration, id, event, now))
             .collect();
-        self.dedupe_and_enqueue(&mut items, now).await;
+        self.commit(&integration.id, &mut items, now).await;
         Ok((sender, items))
     }
 
-    /// Steps 6 and 7: claim every job in the ledger, send the claimed ones, settle each event.
-    async fn dedupe_and_enqueue(&self, items: &mut [Item], now: DateTime<Utc>) {
-        // The same object twice in one batch is one job: the later copies are duplicates.
+    /// Steps 6 and 7: the intake enqueues each new job exactly once and counts the request.
+    async fn commit(&self, integration_id: &str, items: &mut [Item], now: DateTime<Utc>) {
+        // The same object twice in one request is one job: the later copies are duplicates.
         let mut seen = HashSet::new();
         let mut pending = Vec::new();
+        let mut refused = UsageCounts::new();
         for (index, item) in items.iter_mut().enumerate() {
             if let Some(job) = &item.job {
                 if seen.insert(job.job_id.clone()) {
                     pending.push(index);
-                } else {
-                    item.settle(Outcome::Duplicate, Some(Reason::Duplicate));
+                    continue;
                 }
+                item.settle(Outcome::Duplicate, Some(Reason::Duplicate));
             }
+            *refused
+                .entry(usage_key(item.outcome, item.reason))
+                .or_default() += 1;
         }
-        if pending.is_empty() {
-            return;
-        }
-
-        let jobs: Vec<&IngestJob> = pending.iter().map(|&i| job_of(&items[i])).collect();
-        let claims = match self.backends.ledger.claim(&jobs, now).await {
-            Ok(claims) => claims,
-            Err(err) => {
-                Refusal::unavailable(&err);
-                return settle_all(
-                    items,
-                    &pending,
-                    Outcome::RetryLater,
-                    Reason::BackendUnavailable,
-                );
-            }
-        };
-        let mut claimed = Vec::new();
-        for (&index, claim) in pending.iter().zip(claims) {
-            match claim {
-                Claim::Claimed => claimed.push(index),
-                Claim::Done => items[index].settle(Outcome::Duplicate, Some(Reason::Duplicate)),
-                Claim::InFlight => items[index].settle(Outcome::RetryLater, Some(Reason::InFlight)),
-            }
-        }
-        if claimed.is_empty() {
-            return;
-        }
-
-        let jobs: Vec<&IngestJob> = claimed.iter().map(|&i| job_of(&items[i])).collect();
-        let sent = match self.backends.queue.send(&jobs).await {
-            Ok(sent) => sent,
-            Err(err) => {
-                log_backend_error(&err);
-                vec![Err(err.to_string()); jobs.len()]
-            }
-        };
-        let (mut done, mut failed) = (Vec::new(), Vec::new());
-        for (&index, result) in claimed.iter().zip(&sent) {
-            match result {
-                Ok(()) => done.push(index),
-                Err(why) => {
-                    tracing::error!(message = "enqueue_failed", job_id = %job_of(&items[index]).job_id, error = %why);
-                    failed.push(index);
-                }
-            }
-        }
-        if !failed.is_empty() {
-            let ids: Vec<&str> = failed
+        let committed = {
+            let jobs = pending
                 .iter()
-                .map(|&i| job_of(&items[i]).job_id.as_str())
+                .filter_map(|&index| items[index].job.as_deref())
                 .collect();
-            if let Err(err) = self.backends.ledger.release(&ids).await {
-                // The claims stay pending and lapse after their lease: the retry is only delayed.
-                log_backend_error(&err);
+            let commit = Commit {
+                integration_id,
+                jobs,
+                refused,
+                now,
+            };
+            match self.backends.intake.commit(&commit).await {
+                Ok(committed) => committed,
+                Err(err) => {
+                    log_backend_error(&err);
+                    Vec::new()
+                }
             }
-            settle_all(
-                items,
-                &failed,
-                Outcome::RetryLater,
-                Reason::BackendUnavailable,
-            );
-        }
-        if !done.is_empty() {
-            let jobs: Vec<&IngestJob> = done.iter().map(|&i| job_of(&items[i])).collect();
-            if let Err(err) = self.backends.ledger.complete(&jobs, now).await {
-                // The jobs are on the queue, so the events are accepted; only a redelivery after
-                // the claim's lease could enqueue again, and the job id lets the pipeline see it.
-                log_backend_error(&err);
-            }
+        };
+        // An answer missing for a job (an outage, or a backend answering short) is a failure:
+        // the event is retried rather than acked without a word on it.
+        for (position, &index) in pending.iter().enumerate() {
+            let result = committed
+                .get(position)
+                .copied()
+                .unwrap_or(Committed::Failed);
+            let (outcome, reason) = result.outcome();
+            items[index].settle(outcome, reason);
         }
     }
 
@@ -319,17 +281,6 @@ impl Relay {
         );
         if self.emit_metrics {
             println!("{}", tally.emf(now.timestamp_millis()));
-        }
-        let usage = tally.usage_counts();
-        if !usage.is_empty() {
-            let ledger = &self.backends.ledger;
-            if let Err(err) = ledger
-                .record_usage(integration_id, now.date_naive(), &usage)
-                .await
-            {
-                // Usage is for reports; the events themselves are settled, so answer anyway.
-                log_backend_error(&err);
-            }
         }
         let results = Results {
             results: items
@@ -407,18 +358,6 @@ fn decide_one(
 /// The backend's own words go to the log only; senders learn just that they may retry.
 fn log_backend_error(err: &BackendError) {
     tracing::error!(message = "backend_unavailable", backend = err.backend, error = %err.detail);
-}
-
-fn job_of(item: &Item) -> &IngestJob {
-    item.job
-        .as_deref()
-        .expect("only items with a job are pending")
-}
-
-fn settle_all(items: &mut [Item], indices: &[usize], outcome: Outcome, reason: Reason) {
-    for &index in indices {
-        items[index].settle(outcome, Some(reason));
-    }
 }
 
 fn log_event(integration_id: &str, item: &Item) {

@@ -6,7 +6,6 @@
 //! documents: one line per request with a count per outcome and per reason, which CloudWatch
 //! turns into metrics without any agent.
 
-use crate::backend::{usage_key, UsageCounts};
 use relay_protocol::{Outcome, Reason};
 use serde_json::{json, Map, Value};
 use tracing_subscriber::EnvFilter;
@@ -38,7 +37,6 @@ pub fn init_logging(filter: &str, on_lambda: bool) {
 pub struct Tally {
     outcomes: Vec<(Outcome, u32)>,
     reasons: Vec<(Reason, u32)>,
-    pairs: Vec<((Outcome, Option<Reason>), u32)>,
 }
 
 impl Tally {
@@ -47,7 +45,6 @@ impl Tally {
         if let Some(reason) = reason {
             bump(&mut self.reasons, reason);
         }
-        bump(&mut self.pairs, (outcome, reason));
     }
 
     /// A request refused as a whole (`invalid_secret`, `unknown_integration`…): its reason is
@@ -61,14 +58,6 @@ impl Tally {
             .iter()
             .find(|(o, _)| *o == outcome)
             .map_or(0, |(_, n)| *n)
-    }
-
-    /// The counts as the ledger's usage records them: by outcome and reason together.
-    pub fn usage_counts(&self) -> UsageCounts {
-        self.pairs
-            .iter()
-            .map(|((outcome, reason), n)| (usage_key(*outcome, *reason), u64::from(*n)))
-            .collect()
     }
 
     /// The embedded-metric-format document for these counts: metrics `events_<outcome>` and
@@ -148,12 +137,5 @@ mod tests {
         let mut refused = Tally::default();
         refused.refused(Reason::InvalidSecret);
         assert_eq!(refused.emf(0)["reason_invalid_secret"], 1);
-        assert!(
-            refused.usage_counts().is_empty(),
-            "usage counts events, not refusals"
-        );
-        let usage = tally.usage_counts();
-        assert_eq!(usage["accepted"], 2);
-        assert_eq!(usage["rejected/bucket_mismatch"], 1);
     }
 }

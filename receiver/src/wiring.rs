@@ -6,6 +6,7 @@
 //! (see [`crate::env`]), and the AWS SDK's own variables (`AWS_REGION`, `AWS_ENDPOINT_URL`, …)
 //! are honoured, so a local emulator works the same way.
 
+use crate::backend::claiming::Claiming;
 use crate::backend::dynamodb::{DynamoLedger, DynamoStore};
 use crate::backend::secretsmanager::SecretsManagerKey;
 use crate::backend::sqlite::Sqlite;
@@ -80,8 +81,8 @@ fn embedded(data_dir: &Path) -> Result<Wired, String> {
     Ok(Wired {
         backends: Backends {
             store: shared.clone(),
-            ledger: shared.clone(),
-            queue: shared,
+            intake: shared.clone(),
+            usage: shared,
         },
         keys: Arc::new(StaticKey(key)),
         embedded: Some(db),
@@ -127,17 +128,19 @@ async fn aws(args: &BackendArgs) -> Result<Wired, String> {
         .await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
     let name = |value: &Option<String>| value.clone().unwrap_or_default();
+    let ledger = Arc::new(DynamoLedger::new(
+        dynamodb.clone(),
+        name(&args.ledger_table),
+    ));
+    let queue = Arc::new(SqsQueue::new(
+        aws_sdk_sqs::Client::new(&config),
+        name(&args.queue_url),
+    ));
     Ok(Wired {
         backends: Backends {
-            store: Arc::new(DynamoStore::new(
-                dynamodb.clone(),
-                name(&args.integrations_table),
-            )),
-            ledger: Arc::new(DynamoLedger::new(dynamodb, name(&args.ledger_table))),
-            queue: Arc::new(SqsQueue::new(
-                aws_sdk_sqs::Client::new(&config),
-                name(&args.queue_url),
-            )),
+            store: Arc::new(DynamoStore::new(dynamodb, name(&args.integrations_table))),
+            intake: Arc::new(Claiming::new(ledger.clone(), queue, ledger.clone())),
+            usage: ledger,
         },
         keys: Arc::new(SecretsManagerKey::new(
             aws_sdk_secretsmanager::Client::new(&config),

@@ -5,7 +5,8 @@
 //! in for an outage here; the AWS backends' tests take the real emulator down instead.
 
 use async_trait::async_trait;
-use bucket_relay::backend::memory::{MemoryLedger, MemoryQueue, MemoryStore};
+use bucket_relay::backend::claiming::Claiming;
+use bucket_relay::backend::memory::{MemoryLedger, MemoryQueue, MemoryStore, MemoryUsage};
 use bucket_relay::backend::{BackendError, Backends, Ledger, Queue, Store};
 use bucket_relay::handler::Relay;
 use bucket_relay::master_key::{MasterKey, StaticKey};
@@ -68,10 +69,11 @@ async fn fixture() -> Fixture {
         .unwrap();
     let ledger = Arc::new(MemoryLedger::default());
     let queue = Arc::new(FlakyQueue::default());
+    let usage = Arc::new(MemoryUsage::default());
     let backends = Backends {
         store,
-        ledger: ledger.clone(),
-        queue: queue.clone(),
+        intake: Arc::new(Claiming::new(ledger.clone(), queue.clone(), usage.clone())),
+        usage,
     };
     let keys = Arc::new(StaticKey(MasterKey::from_bytes(MASTER)));
     Fixture {
@@ -137,7 +139,7 @@ async fn an_object_claimed_by_a_concurrent_request_is_retried_not_dropped() {
     // Another request has claimed a.pdf and not yet enqueued it.
     let job_id = relay_protocol::job::job_id("int_h", "uploads", "a.pdf", "e");
     f.ledger
-        .claim(&[&claimed_job(&job_id)], Utc::now())
+        .claim(&[&claimed_job(&job_id)], Utc::now(), "another-request")
         .await
         .unwrap();
 

@@ -3,19 +3,23 @@
 //! - Integrations: one item per integration, key `id`, the fields as attributes.
 //! - Ledger: one item per job, key `job_id`. A claim is a conditional `PutItem`
 //!   (`attribute_not_exists(job_id)`, or a lapsed claim, or an expired entry), so of N concurrent
-//!   deliveries of the same object exactly one wins. Completing writes the job's final item with
+//!   deliveries of the same object exactly one wins; it carries the claiming request's token,
+//!   and a release deletes only a pending claim with that token. Completing writes the job's final item with
 //!   `BatchWriteItem` (25 per call). `expires_at` (epoch seconds) is the table's TTL attribute.
 //!   Usage counts live in the same table under `job_id = usage#<integration>#<day>`, one
 //!   `UpdateItem … ADD` per request.
 
-use super::{BackendError, Claim, Ledger, Store, UsageCounts, CLAIM_LEASE, LEDGER_RETENTION};
+use super::{
+    BackendError, Claim, ClaimToken, Ledger, Store, UsageCounts, UsageLog, CLAIM_LEASE,
+    LEDGER_RETENTION,
+};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
     AttributeValue, PutRequest, ReturnValuesOnConditionCheckFailure, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, NaiveDate, Utc};
-use futures::stream::{self, StreamExt, TryStreamExt};
+use futures::stream::{self, StreamExt};
 use relay_protocol::{IngestJob, Integration};
 use std::collections::{BTreeMap, HashMap};
 
@@ -32,6 +36,8 @@ const UNPROCESSED_RETRIES: u32 = 5;
 const USAGE_RETENTION_DAYS: i64 = 400;
 
 const STATE_PENDING: &str = "pending";
+/// The attribute holding the claiming request's token.
+const CLAIM_TOKEN: &str = "claim_token";
 const STATE_DONE: &str = "done";
 
 fn err(e: impl std::fmt::Display) -> BackendError {
@@ -141,7 +147,12 @@ impl DynamoLedger {
         }
     }
 
-    async fn claim_one(&self, job: &IngestJob, now: DateTime<Utc>) -> Result<Claim, BackendError> {
+    async fn claim_one(
+        &self,
+        job: &IngestJob,
+        now: DateTime<Utc>,
+        token: &ClaimToken,
+    ) -> Result<Claim, BackendError> {
         let now_ms = now.timestamp_millis();
         let expires = (now + LEDGER_RETENTION).timestamp();
         let result = self
@@ -154,6 +165,7 @@ impl DynamoLedger {
             .item("bucket", s(&job.bucket))
             .item("key", s(&job.key))
             .item("claimed_at_ms", n(now_ms))
+            .item(CLAIM_TOKEN, s(token))
             .item(TTL_ATTRIBUTE, n(expires))
             .condition_expression(
                 "attribute_not_exists(job_id) OR #ttl <= :now_s \
@@ -248,12 +260,32 @@ impl Ledger for DynamoLedger {
         &self,
         jobs: &[&IngestJob],
         now: DateTime<Utc>,
+        token: &ClaimToken,
     ) -> Result<Vec<Claim>, BackendError> {
-        let claims: Vec<_> = jobs.iter().map(|job| self.claim_one(job, now)).collect();
-        stream::iter(claims)
+        let claims: Vec<_> = jobs
+            .iter()
+            .map(|job| self.claim_one(job, now, token))
+            .collect();
+        let results: Vec<Result<Claim, BackendError>> = stream::iter(claims)
             .buffered(CLAIM_CONCURRENCY)
-            .try_collect()
-            .await
+            .collect()
+            .await;
+        let Some(failure) = results.iter().position(Result::is_err) else {
+            return Ok(results.into_iter().map(|r| r.expect("no error")).collect());
+        };
+        // A failed claim fails the request: give back the claims already won, so the retry is
+        // not told `in_flight` for a whole lease.
+        let won: Vec<&str> = jobs
+            .iter()
+            .zip(&results)
+            .filter(|(_, claim)| matches!(claim, Ok(Claim::Claimed)))
+            .map(|(job, _)| job.job_id.as_str())
+            .collect();
+        if let Err(err) = self.release(&won, token).await {
+            super::claiming::log_error(&err);
+        }
+        let mut results = results;
+        Err(results.swap_remove(failure).expect_err("found above"))
     }
 
     async fn complete(&self, jobs: &[&IngestJob], now: DateTime<Utc>) -> Result<(), BackendError> {
@@ -282,21 +314,23 @@ impl Ledger for DynamoLedger {
         self.batch_write(requests).await
     }
 
-    async fn release(&self, job_ids: &[&str]) -> Result<(), BackendError> {
+    async fn release(&self, job_ids: &[&str], token: &ClaimToken) -> Result<(), BackendError> {
         for id in job_ids {
             let result = self
                 .client
                 .delete_item()
                 .table_name(&self.table)
                 .key("job_id", s(*id))
-                .condition_expression("#state = :pending")
+                .condition_expression("#state = :pending AND #token = :token")
                 .expression_attribute_names("#state", "state")
+                .expression_attribute_names("#token", CLAIM_TOKEN)
                 .expression_attribute_values(":pending", s(STATE_PENDING))
+                .expression_attribute_values(":token", s(token))
                 .send()
                 .await;
             if let Err(e) = result {
                 let e = e.into_service_error();
-                // Already gone, or done meanwhile: nothing to release.
+                // Gone, done meanwhile, or claimed by another request: not ours to release.
                 if !e.is_conditional_check_failed_exception() {
                     return Err(sdk_err(e));
                 }
@@ -304,8 +338,11 @@ impl Ledger for DynamoLedger {
         }
         Ok(())
     }
+}
 
-    async fn record_usage(
+#[async_trait]
+impl UsageLog for DynamoLedger {
+    async fn record(
         &self,
         integration_id: &str,
         day: NaiveDate,
@@ -332,7 +369,10 @@ impl Ledger for DynamoLedger {
         for (i, (name, count)) in counts.iter().enumerate() {
             update = update
                 .expression_attribute_names(format!("#c{i}"), format!("count:{name}"))
-                .expression_attribute_values(format!(":c{i}"), n(*count as i64));
+                .expression_attribute_values(
+                    format!(":c{i}"),
+                    n(i64::try_from(*count).unwrap_or(i64::MAX)),
+                );
             adds.push(format!("#c{i} :c{i}"));
         }
         update

@@ -1,6 +1,8 @@
 //! In-memory backends: the same semantics as the real ones, for tests and benchmarks.
 
-use super::{BackendError, Claim, Ledger, Queue, Store, UsageCounts, CLAIM_LEASE};
+use super::{
+    BackendError, Claim, ClaimToken, Ledger, Queue, Store, UsageCounts, UsageLog, CLAIM_LEASE,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use relay_protocol::{IngestJob, Integration};
@@ -39,14 +41,16 @@ impl Store for MemoryStore {
 }
 
 enum Entry {
-    Pending { claimed_at: DateTime<Utc> },
+    Pending {
+        claimed_at: DateTime<Utc>,
+        token: String,
+    },
     Done,
 }
 
 #[derive(Default)]
 pub struct MemoryLedger {
     entries: Mutex<HashMap<String, Entry>>,
-    usage: Mutex<BTreeMap<(String, NaiveDate), UsageCounts>>,
 }
 
 #[async_trait]
@@ -55,17 +59,22 @@ impl Ledger for MemoryLedger {
         &self,
         jobs: &[&IngestJob],
         now: DateTime<Utc>,
+        token: &ClaimToken,
     ) -> Result<Vec<Claim>, BackendError> {
         let mut map = self.entries.lock().unwrap();
         let claims = jobs
             .iter()
             .map(|job| match map.get(&job.job_id) {
                 Some(Entry::Done) => Claim::Done,
-                Some(Entry::Pending { claimed_at }) if now - *claimed_at < CLAIM_LEASE => {
+                Some(Entry::Pending { claimed_at, .. }) if now - *claimed_at < CLAIM_LEASE => {
                     Claim::InFlight
                 }
                 _ => {
-                    map.insert(job.job_id.clone(), Entry::Pending { claimed_at: now });
+                    let entry = Entry::Pending {
+                        claimed_at: now,
+                        token: token.to_owned(),
+                    };
+                    map.insert(job.job_id.clone(), entry);
                     Claim::Claimed
                 }
             })
@@ -79,20 +88,29 @@ impl Ledger for MemoryLedger {
         }
         Ok(())
     }
-    async fn release(&self, job_ids: &[&str]) -> Result<(), BackendError> {
+    async fn release(&self, job_ids: &[&str], token: &ClaimToken) -> Result<(), BackendError> {
         let mut map = self.entries.lock().unwrap();
         for id in job_ids {
-            map.remove(*id);
+            if matches!(map.get(*id), Some(Entry::Pending { token: owner, .. }) if owner == token) {
+                map.remove(*id);
+            }
         }
         Ok(())
     }
-    async fn record_usage(
+}
+
+#[derive(Default)]
+pub struct MemoryUsage(Mutex<BTreeMap<(String, NaiveDate), UsageCounts>>);
+
+#[async_trait]
+impl UsageLog for MemoryUsage {
+    async fn record(
         &self,
         integration_id: &str,
         day: NaiveDate,
         counts: &UsageCounts,
     ) -> Result<(), BackendError> {
-        let mut usage = self.usage.lock().unwrap();
+        let mut usage = self.0.lock().unwrap();
         let total = usage.entry((integration_id.to_owned(), day)).or_default();
         for (name, count) in counts {
             *total.entry(name.clone()).or_default() += count;
@@ -105,7 +123,7 @@ impl Ledger for MemoryLedger {
         since: NaiveDate,
         until: NaiveDate,
     ) -> Result<BTreeMap<NaiveDate, UsageCounts>, BackendError> {
-        let usage = self.usage.lock().unwrap();
+        let usage = self.0.lock().unwrap();
         Ok(usage
             .iter()
             .filter(|((id, day), _)| id == integration_id && (since..=until).contains(day))

@@ -1,20 +1,26 @@
-//! The receiver's I/O, behind three small traits with one adapter per backend.
+//! The receiver's I/O, behind small traits with one adapter per backend.
 //!
 //! - [`Store`]: integrations, by id.
-//! - [`Ledger`]: the processed-objects ledger that makes every object version one job, and the
-//!   per-day usage counts of every integration.
-//! - [`Queue`]: the ingest queue the pipeline reads.
+//! - [`Intake`]: turns a request's jobs into exactly one message each on the ingest queue, and
+//!   counts the request's events. This is the port the handler commits through.
+//! - [`UsageLog`]: the per-day usage counts of every integration.
 //!
-//! Adapters: [`sqlite`] (the embedded default: one local file, no services) and [`memory`]
-//! (tests and benchmarks). The handler sees only the traits, so the AWS adapters plug in
-//! without touching it.
+//! Two ways to be an [`Intake`]:
+//! - [`sqlite`] (the embedded default) keeps the ledger, the queue and the usage counts in one
+//!   file, so a request is one transaction: every new job is recorded and enqueued together, or
+//!   nothing is. Exactly once holds by construction; there is no in-between state to recover.
+//! - [`claiming::Claiming`] composes a [`Ledger`] and a [`Queue`] that cannot share a
+//!   transaction (DynamoDB and SQS): claim → send → complete, releasing what could not be sent.
 //!
-//! ## Why a claim has a lease
+//! [`memory`] has in-memory adapters for tests and benchmarks.
+//!
+//! ## Why a claim has a lease (the claiming intake)
 //! A job is claimed in the ledger *before* it is enqueued, then marked done. If the receiver
 //! dies between the two, the claim stays `pending`; a redelivery within [`CLAIM_LEASE`] is told
 //! `in_flight` (retry later) and one after it re-claims and enqueues. So a crash can delay a job
 //! but never turn its retry into a `duplicate` that nobody enqueued.
 
+pub mod claiming;
 pub mod dynamodb;
 pub mod memory;
 pub mod secretsmanager;
@@ -26,6 +32,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use relay_protocol::{IngestJob, Integration, Outcome, Reason};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// How long a pending claim blocks redeliveries of the same job before it may be re-claimed.
 pub const CLAIM_LEASE: Duration = Duration::minutes(5);
@@ -81,31 +88,67 @@ pub trait Store: Send + Sync {
     async fn delete(&self, id: &str) -> Result<bool, BackendError>;
 }
 
-/// The ledger's answer to claiming one job.
+/// What became of one job the handler committed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Claim {
-    /// This request owns the job: enqueue it, then complete or release the claim.
-    Claimed,
-    /// The job was enqueued before.
-    Done,
-    /// Another request holds a fresh claim on it.
+pub enum Committed {
+    /// New: it is on the ingest queue now.
+    Enqueued,
+    /// This object version became a job before; nothing was sent.
+    Duplicate,
+    /// Another request is enqueueing it right now (claiming intake only): retry shortly.
     InFlight,
+    /// It could not be enqueued and nothing remembers it, so its retry is accepted.
+    Failed,
+}
+
+impl Committed {
+    /// The event's outcome and reason: the one place that maps a commit to the wire.
+    pub const fn outcome(self) -> (Outcome, Option<Reason>) {
+        match self {
+            Committed::Enqueued => (Outcome::Accepted, None),
+            Committed::Duplicate => (Outcome::Duplicate, Some(Reason::Duplicate)),
+            Committed::InFlight => (Outcome::RetryLater, Some(Reason::InFlight)),
+            Committed::Failed => (Outcome::RetryLater, Some(Reason::BackendUnavailable)),
+        }
+    }
+}
+
+/// One request's commit: its jobs (each object version once), and the usage counts of its
+/// other events (skipped, rejected, …), which the intake adds to the jobs' own.
+pub struct Commit<'a> {
+    pub integration_id: &'a str,
+    pub jobs: Vec<&'a IngestJob>,
+    pub refused: UsageCounts,
+    pub now: DateTime<Utc>,
+}
+
+impl Commit<'_> {
+    /// The request's usage counts once its jobs are settled.
+    pub fn usage(&self, committed: &[Committed]) -> UsageCounts {
+        Self::usage_of(self.refused.clone(), committed)
+    }
+
+    /// `refused` plus one count per settled job.
+    pub fn usage_of(mut refused: UsageCounts, committed: &[Committed]) -> UsageCounts {
+        for result in committed {
+            let (outcome, reason) = result.outcome();
+            *refused.entry(usage_key(outcome, reason)).or_default() += 1;
+        }
+        refused
+    }
 }
 
 #[async_trait]
-pub trait Ledger: Send + Sync {
-    /// Claims each job, answering in the same order.
-    async fn claim(
-        &self,
-        jobs: &[&IngestJob],
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Claim>, BackendError>;
-    /// Marks claimed jobs as enqueued, keeping their bucket and key for audit.
-    async fn complete(&self, jobs: &[&IngestJob], now: DateTime<Utc>) -> Result<(), BackendError>;
-    /// Drops claims whose jobs could not be enqueued, so their retry is not a duplicate.
-    async fn release(&self, job_ids: &[&str]) -> Result<(), BackendError>;
+pub trait Intake: Send + Sync {
+    /// Puts every job not seen before on the ingest queue, exactly once, and records the
+    /// request's usage counts; one answer per job, in order. `Err` means nothing was enqueued.
+    async fn commit(&self, commit: &Commit<'_>) -> Result<Vec<Committed>, BackendError>;
+}
+
+#[async_trait]
+pub trait UsageLog: Send + Sync {
     /// Adds one request's counts to the integration's usage of that day.
-    async fn record_usage(
+    async fn record(
         &self,
         integration_id: &str,
         day: NaiveDate,
@@ -118,6 +161,37 @@ pub trait Ledger: Send + Sync {
         since: NaiveDate,
         until: NaiveDate,
     ) -> Result<BTreeMap<NaiveDate, UsageCounts>, BackendError>;
+}
+
+/// The ledger's answer to claiming one job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// This request owns the job: enqueue it, then complete or release the claim.
+    Claimed,
+    /// The job was enqueued before.
+    Done,
+    /// Another request holds a fresh claim on it.
+    InFlight,
+}
+
+/// Identifies one request's claims, so that it releases only its own.
+pub type ClaimToken = str;
+
+/// A processed-objects ledger that cannot share a transaction with the queue.
+#[async_trait]
+pub trait Ledger: Send + Sync {
+    /// Claims each job for `token`, answering in the same order. On `Err` no claim is held.
+    async fn claim(
+        &self,
+        jobs: &[&IngestJob],
+        now: DateTime<Utc>,
+        token: &ClaimToken,
+    ) -> Result<Vec<Claim>, BackendError>;
+    /// Marks claimed jobs as enqueued, keeping their bucket and key for audit.
+    async fn complete(&self, jobs: &[&IngestJob], now: DateTime<Utc>) -> Result<(), BackendError>;
+    /// Drops `token`'s claims on jobs that could not be enqueued, so their retry is not a
+    /// duplicate; another request's claim on the same job is left alone.
+    async fn release(&self, job_ids: &[&str], token: &ClaimToken) -> Result<(), BackendError>;
 }
 
 /// Event counts by `<outcome>` or `<outcome>/<reason>` (see [`usage_key`]).
@@ -137,9 +211,9 @@ pub trait Queue: Send + Sync {
     async fn send(&self, jobs: &[&IngestJob]) -> Result<Vec<Result<(), String>>, BackendError>;
 }
 
-/// The three backends the handler works with.
+/// The backends the handler and the CLI work with.
 pub struct Backends {
-    pub store: std::sync::Arc<dyn Store>,
-    pub ledger: std::sync::Arc<dyn Ledger>,
-    pub queue: std::sync::Arc<dyn Queue>,
+    pub store: Arc<dyn Store>,
+    pub intake: Arc<dyn Intake>,
+    pub usage: Arc<dyn UsageLog>,
 }

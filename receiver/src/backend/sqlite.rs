@@ -1,16 +1,24 @@
-//! The embedded default: integrations, the ledger and the job queue in one SQLite file.
+//! The embedded default: integrations, the ledger, the job queue and the usage counts in one
+//! SQLite file.
 //!
-//! WAL mode and a busy timeout let the CLI change an integration while `serve` runs: every
-//! request reads the integration afresh, so `pause` takes effect on the next request. Calls run
-//! on tokio's blocking pool so a slow disk never stalls the HTTP server's threads.
+//! Because the ledger and the queue share the file, a request's commit is one transaction:
+//! each new job is recorded and enqueued together, with the request's usage counts, or nothing
+//! is. A crash at any point leaves either the whole request or none of it, so exactly once needs
+//! no claims, leases or `in_flight` answers here.
+//!
+//! Transactions start `IMMEDIATE` (they take the write lock at once): a deferred one that reads
+//! and then upgrades can fail with "database is locked" at once, whatever the busy timeout, when
+//! another process (a second `serve`, the CLI) writes to the same file. WAL mode lets readers go
+//! on meanwhile. Statements are prepared once per connection and cached. Calls run on tokio's
+//! blocking pool so a slow disk never stalls the HTTP server's threads.
 
 use super::{
-    BackendError, Claim, Ledger, Queue, Store, UsageCounts, CLAIM_LEASE, LEDGER_RETENTION,
+    BackendError, Commit, Committed, Intake, Store, UsageCounts, UsageLog, LEDGER_RETENTION,
 };
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use relay_protocol::{IngestJob, Integration};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -27,7 +35,7 @@ CREATE TABLE IF NOT EXISTS ledger (
     integration_id TEXT NOT NULL,
     bucket         TEXT NOT NULL,
     key            TEXT NOT NULL,
-    state          TEXT NOT NULL, -- 'pending' (claimed) or 'done' (enqueued)
+    state          TEXT NOT NULL, -- 'done': enqueued in the same transaction
     claimed_at_ms  INTEGER NOT NULL,
     expires_at_ms  INTEGER NOT NULL
 );
@@ -44,6 +52,20 @@ CREATE TABLE IF NOT EXISTS jobs (
     body   TEXT NOT NULL          -- the ingest-job/v1 message, as a queue would carry it
 );
 ";
+
+/// Records a job unless the ledger remembers it (an expired entry is taken over): one row
+/// changed means the job is new.
+const RECORD_JOB: &str = "
+INSERT INTO ledger (job_id, integration_id, bucket, key, state, claimed_at_ms, expires_at_ms)
+VALUES (?1, ?2, ?3, ?4, 'done', ?5, ?6)
+ON CONFLICT (job_id) DO UPDATE SET
+    integration_id = excluded.integration_id, bucket = excluded.bucket, key = excluded.key,
+    state = 'done', claimed_at_ms = excluded.claimed_at_ms, expires_at_ms = excluded.expires_at_ms
+WHERE ledger.expires_at_ms <= excluded.claimed_at_ms";
+const ENQUEUE_JOB: &str = "INSERT INTO jobs (job_id, body) VALUES (?1, ?2)";
+const ADD_USAGE: &str = "
+INSERT INTO usage (integration_id, day, name, count) VALUES (?1, ?2, ?3, ?4)
+ON CONFLICT (integration_id, day, name) DO UPDATE SET count = count + excluded.count";
 
 #[derive(Clone)]
 pub struct Sqlite {
@@ -85,6 +107,21 @@ impl Sqlite {
         .map_err(err)?
     }
 
+    /// Runs `f` in one IMMEDIATE transaction, committed if it succeeds.
+    async fn write<T, F>(&self, f: F) -> Result<T, BackendError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.run(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        })
+        .await
+    }
+
     /// Every job on the embedded queue, oldest first.
     pub async fn jobs(&self) -> Result<Vec<IngestJob>, BackendError> {
         self.json_rows("SELECT body FROM jobs ORDER BY seq").await
@@ -97,7 +134,7 @@ impl Sqlite {
     ) -> Result<Vec<T>, BackendError> {
         let bodies = self
             .run(move |conn| {
-                let mut stmt = conn.prepare(sql)?;
+                let mut stmt = conn.prepare_cached(sql)?;
                 let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
                 rows.collect::<rusqlite::Result<Vec<String>>>()
             })
@@ -115,10 +152,9 @@ impl Store for Sqlite {
         let id = id.to_owned();
         let body = self
             .run(move |conn| {
-                conn.query_row("SELECT body FROM integrations WHERE id = ?1", [id], |row| {
-                    row.get::<_, String>(0)
-                })
-                .optional()
+                conn.prepare_cached("SELECT body FROM integrations WHERE id = ?1")?
+                    .query_row([id], |row| row.get::<_, String>(0))
+                    .optional()
             })
             .await?;
         body.map(|body| serde_json::from_str(&body).map_err(err))
@@ -128,8 +164,8 @@ impl Store for Sqlite {
     async fn put(&self, integration: &Integration) -> Result<(), BackendError> {
         let id = integration.id.clone();
         let body = serde_json::to_string(integration).map_err(err)?;
-        self.run(move |conn| {
-            conn.execute(
+        self.write(move |tx| {
+            tx.execute(
                 "INSERT INTO integrations (id, body) VALUES (?1, ?2)
                  ON CONFLICT (id) DO UPDATE SET body = excluded.body",
                 params![id, body],
@@ -147,106 +183,90 @@ impl Store for Sqlite {
     async fn delete(&self, id: &str) -> Result<bool, BackendError> {
         let id = id.to_owned();
         let deleted = self
-            .run(move |conn| conn.execute("DELETE FROM integrations WHERE id = ?1", [id]))
+            .write(move |tx| tx.execute("DELETE FROM integrations WHERE id = ?1", [id]))
             .await?;
         Ok(deleted > 0)
     }
 }
 
-struct ClaimRow {
+/// One job as the commit writes it: its ledger row and its queue message.
+struct JobRow {
     job_id: String,
     integration_id: String,
     bucket: String,
     key: String,
+    body: String,
 }
 
 #[async_trait]
-impl Ledger for Sqlite {
-    async fn claim(
-        &self,
-        jobs: &[&IngestJob],
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Claim>, BackendError> {
-        let rows: Vec<ClaimRow> = jobs
+impl Intake for Sqlite {
+    async fn commit(&self, commit: &Commit<'_>) -> Result<Vec<Committed>, BackendError> {
+        let rows = commit
+            .jobs
             .iter()
-            .map(|job| ClaimRow {
-                job_id: job.job_id.clone(),
-                integration_id: job.integration_id.clone(),
-                bucket: job.bucket.clone(),
-                key: job.key.clone(),
+            .map(|job| {
+                Ok(JobRow {
+                    job_id: job.job_id.clone(),
+                    integration_id: job.integration_id.clone(),
+                    bucket: job.bucket.clone(),
+                    key: job.key.clone(),
+                    body: serde_json::to_string(job)?,
+                })
             })
-            .collect();
-        let now_ms = now.timestamp_millis();
-        let lease_ms = CLAIM_LEASE.num_milliseconds();
-        let expires_ms = (now + LEDGER_RETENTION).timestamp_millis();
-        self.run(move |conn| {
-            let tx = conn.transaction()?;
-            let mut claims = Vec::with_capacity(rows.len());
+            .collect::<Result<Vec<_>, serde_json::Error>>()
+            .map_err(err)?;
+        let now_ms = commit.now.timestamp_millis();
+        let expires_ms = (commit.now + LEDGER_RETENTION).timestamp_millis();
+        let integration_id = commit.integration_id.to_owned();
+        let day = commit.now.date_naive().to_string();
+        let refused = commit.refused.clone();
+        self.write(move |tx| {
+            let mut record = tx.prepare_cached(RECORD_JOB)?;
+            let mut enqueue = tx.prepare_cached(ENQUEUE_JOB)?;
+            let mut committed = Vec::with_capacity(rows.len());
             for row in &rows {
-                let existing: Option<(String, i64, i64)> = tx
-                    .query_row(
-                        "SELECT state, claimed_at_ms, expires_at_ms FROM ledger WHERE job_id = ?1",
-                        [&row.job_id],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                    )
-                    .optional()?;
-                let claim = match existing {
-                    Some((_, _, expires)) if expires <= now_ms => Claim::Claimed,
-                    Some((state, _, _)) if state == "done" => Claim::Done,
-                    Some((_, claimed, _)) if now_ms - claimed < lease_ms => Claim::InFlight,
-                    _ => Claim::Claimed,
-                };
-                if claim == Claim::Claimed {
-                    tx.execute(
-                        "INSERT OR REPLACE INTO ledger
-                         (job_id, integration_id, bucket, key, state, claimed_at_ms, expires_at_ms)
-                         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6)",
-                        params![
-                            row.job_id,
-                            row.integration_id,
-                            row.bucket,
-                            row.key,
-                            now_ms,
-                            expires_ms
-                        ],
-                    )?;
+                let new = record.execute(params![
+                    row.job_id,
+                    row.integration_id,
+                    row.bucket,
+                    row.key,
+                    now_ms,
+                    expires_ms
+                ])? == 1;
+                if new {
+                    enqueue.execute(params![row.job_id, row.body])?;
                 }
-                claims.push(claim);
+                committed.push(if new {
+                    Committed::Enqueued
+                } else {
+                    Committed::Duplicate
+                });
             }
-            tx.commit()?;
-            Ok(claims)
+            let usage = Commit::usage_of(refused, &committed);
+            add_usage(tx, &integration_id, &day, &usage)?;
+            Ok(committed)
         })
         .await
     }
+}
 
-    async fn complete(&self, jobs: &[&IngestJob], _now: DateTime<Utc>) -> Result<(), BackendError> {
-        let ids: Vec<String> = jobs.iter().map(|job| job.job_id.clone()).collect();
-        self.run(move |conn| {
-            let tx = conn.transaction()?;
-            for id in &ids {
-                tx.execute("UPDATE ledger SET state = 'done' WHERE job_id = ?1", [id])?;
-            }
-            tx.commit()
-        })
-        .await
+fn add_usage(
+    tx: &rusqlite::Transaction,
+    integration_id: &str,
+    day: &str,
+    counts: &UsageCounts,
+) -> rusqlite::Result<()> {
+    let mut add = tx.prepare_cached(ADD_USAGE)?;
+    for (name, count) in counts {
+        let count = i64::try_from(*count).unwrap_or(i64::MAX);
+        add.execute(params![integration_id, day, name, count])?;
     }
+    Ok(())
+}
 
-    async fn release(&self, job_ids: &[&str]) -> Result<(), BackendError> {
-        let ids: Vec<String> = job_ids.iter().map(|id| (*id).to_owned()).collect();
-        self.run(move |conn| {
-            let tx = conn.transaction()?;
-            for id in &ids {
-                tx.execute(
-                    "DELETE FROM ledger WHERE job_id = ?1 AND state = 'pending'",
-                    [id],
-                )?;
-            }
-            tx.commit()
-        })
-        .await
-    }
-
-    async fn record_usage(
+#[async_trait]
+impl UsageLog for Sqlite {
+    async fn record(
         &self,
         integration_id: &str,
         day: NaiveDate,
@@ -254,18 +274,8 @@ impl Ledger for Sqlite {
     ) -> Result<(), BackendError> {
         let (id, day) = (integration_id.to_owned(), day.to_string());
         let counts = counts.clone();
-        self.run(move |conn| {
-            let tx = conn.transaction()?;
-            for (name, count) in &counts {
-                tx.execute(
-                    "INSERT INTO usage (integration_id, day, name, count) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (integration_id, day, name) DO UPDATE SET count = count + excluded.count",
-                    params![id, day, name, *count as i64],
-                )?;
-            }
-            tx.commit()
-        })
-        .await
+        self.write(move |tx| add_usage(tx, &id, &day, &counts))
+            .await
     }
 
     async fn usage(
@@ -281,7 +291,7 @@ impl Ledger for Sqlite {
         );
         let rows = self
             .run(move |conn| {
-                let mut stmt = conn.prepare(
+                let mut stmt = conn.prepare_cached(
                     "SELECT day, name, count FROM usage
                      WHERE integration_id = ?1 AND day >= ?2 AND day <= ?3",
                 )?;
@@ -298,39 +308,19 @@ impl Ledger for Sqlite {
         let mut usage: BTreeMap<NaiveDate, UsageCounts> = BTreeMap::new();
         for (day, name, count) in rows {
             let day = day.parse().map_err(err)?;
-            usage.entry(day).or_default().insert(name, count as u64);
+            usage
+                .entry(day)
+                .or_default()
+                .insert(name, u64::try_from(count).unwrap_or(0));
         }
         Ok(usage)
-    }
-}
-
-#[async_trait]
-impl Queue for Sqlite {
-    async fn send(&self, jobs: &[&IngestJob]) -> Result<Vec<Result<(), String>>, BackendError> {
-        let rows = jobs
-            .iter()
-            .map(|job| Ok((job.job_id.clone(), serde_json::to_string(job)?)))
-            .collect::<Result<Vec<_>, serde_json::Error>>()
-            .map_err(err)?;
-        let count = rows.len();
-        self.run(move |conn| {
-            let tx = conn.transaction()?;
-            for (job_id, body) in &rows {
-                tx.execute(
-                    "INSERT INTO jobs (job_id, body) VALUES (?1, ?2)",
-                    params![job_id, body],
-                )?;
-            }
-            tx.commit()
-        })
-        .await?;
-        Ok(vec![Ok(()); count])
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{DateTime, Utc};
     use relay_protocol::integration::Provider;
 
     fn job(id: &str) -> IngestJob {
@@ -355,32 +345,50 @@ mod tests {
         }
     }
 
+    fn commit<'a>(jobs: &[&'a IngestJob], now: DateTime<Utc>) -> Commit<'a> {
+        Commit {
+            integration_id: "int_1",
+            jobs: jobs.to_vec(),
+            refused: UsageCounts::from([("skipped/suffix_filtered".to_owned(), 1)]),
+            now,
+        }
+    }
+
     #[tokio::test]
-    async fn a_claim_is_done_once_completed_in_flight_while_fresh_and_reclaimable_after_its_lease()
-    {
+    async fn a_commit_enqueues_each_new_job_once_and_counts_the_request() {
         let dir = tempfile::tempdir().unwrap();
         let db = Sqlite::open(&dir.path().join("relay.db")).unwrap();
         let (a, b) = (job("a"), job("b"));
         let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
 
-        assert_eq!(
-            db.claim(&[&a, &b], t0).await.unwrap(),
-            [Claim::Claimed, Claim::Claimed]
-        );
-        db.complete(&[&a], t0).await.unwrap();
-        assert_eq!(
-            db.claim(&[&a, &b], t0).await.unwrap(),
-            [Claim::Done, Claim::InFlight]
-        );
-        // The claim on b was never completed (the receiver died): after the lease it is taken again.
-        let later = t0 + CLAIM_LEASE;
-        assert_eq!(db.claim(&[&b], later).await.unwrap(), [Claim::Claimed]);
-        // A released claim is free at once, so a retry after a failed send is not a duplicate.
-        db.release(&["b"]).await.unwrap();
-        assert_eq!(db.claim(&[&b], later).await.unwrap(), [Claim::Claimed]);
-        // After the retention the ledger forgets, even a done job.
+        let first = db.commit(&commit(&[&a], t0)).await.unwrap();
+        assert_eq!(first, [Committed::Enqueued]);
+        let second = db.commit(&commit(&[&a, &b], t0)).await.unwrap();
+        assert_eq!(second, [Committed::Duplicate, Committed::Enqueued]);
+        let ids: Vec<String> = db
+            .jobs()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|j| j.job_id)
+            .collect();
+        assert_eq!(ids, ["a", "b"]);
+
+        let day = t0.date_naive();
+        let usage = db.usage("int_1", day, day).await.unwrap();
+        let expected = UsageCounts::from([
+            ("accepted".to_owned(), 2),
+            ("duplicate/duplicate".to_owned(), 1),
+            ("skipped/suffix_filtered".to_owned(), 2),
+        ]);
+        assert_eq!(usage, BTreeMap::from([(day, expected)]));
+
+        // After the retention the ledger forgets, and the object becomes a job again.
         let expired = t0 + LEDGER_RETENTION;
-        assert_eq!(db.claim(&[&a], expired).await.unwrap(), [Claim::Claimed]);
+        assert_eq!(
+            db.commit(&commit(&[&a], expired)).await.unwrap(),
+            [Committed::Enqueued]
+        );
     }
 
     #[tokio::test]
@@ -389,10 +397,10 @@ mod tests {
         let db = Sqlite::open(&dir.path().join("relay.db")).unwrap();
         let day = NaiveDate::from_ymd_opt(2026, 11, 22).unwrap();
         let counts = |n| UsageCounts::from([("accepted".to_owned(), n)]);
-        db.record_usage("int_1", day, &counts(2)).await.unwrap();
-        db.record_usage("int_1", day, &counts(3)).await.unwrap();
-        db.record_usage("int_2", day, &counts(7)).await.unwrap();
-        db.record_usage("int_1", day.pred_opt().unwrap(), &counts(1))
+        db.record("int_1", day, &counts(2)).await.unwrap();
+        db.record("int_1", day, &counts(3)).await.unwrap();
+        db.record("int_2", day, &counts(7)).await.unwrap();
+        db.record("int_1", day.pred_opt().unwrap(), &counts(1))
             .await
             .unwrap();
         let usage = db.usage("int_1", day, day).await.unwrap();
@@ -403,9 +411,20 @@ mod tests {
     async fn jobs_and_integrations_survive_reopening_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("relay.db");
+        let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let mut integration: Integration = serde_json::from_value(serde_json::json!({
+            "id": "int_1", "provider": "r2", "bucket": "b", "account": null, "region": null,
+            "mode": "event", "status": "active", "prefix": null, "suffixes": [],
+            "max_object_bytes": 1, "output_prefix": null, "generation": 1,
+            "created_at": t0, "updated_at": t0,
+        }))
+        .unwrap();
         {
             let db = Sqlite::open(&path).unwrap();
-            db.send(&[&job("j1"), &job("j2")]).await.unwrap();
+            db.commit(&commit(&[&job("j1"), &job("j2")], t0))
+                .await
+                .unwrap();
+            db.put(&integration).await.unwrap();
         }
         let db = Sqlite::open(&path).unwrap();
         let ids: Vec<String> = db
@@ -416,7 +435,12 @@ mod tests {
             .map(|j| j.job_id)
             .collect();
         assert_eq!(ids, ["j1", "j2"]);
-        assert!(db.get("int_missing").await.unwrap().is_none());
-        assert!(!db.delete("int_missing").await.unwrap());
+        assert_eq!(db.get("int_1").await.unwrap().as_ref(), Some(&integration));
+        integration.bucket = "renamed".into();
+        db.put(&integration).await.unwrap();
+        assert_eq!(db.list().await.unwrap(), [integration]);
+        assert!(db.delete("int_1").await.unwrap());
+        assert!(!db.delete("int_1").await.unwrap());
+        assert!(db.get("int_1").await.unwrap().is_none());
     }
 }
