@@ -34,9 +34,10 @@ def free_port():
 class Receiver:
     """A running `bucket-relay serve` and the CLI pointed at the same data directory."""
 
-    def __init__(self, data_dir: Path, log_path: Path, env=None):
+    def __init__(self, data_dir: Path, log_path: Path, env=None, serve_args=()):
         self.data_dir = data_dir
         self.log_path = log_path
+        self.serve_args = list(serve_args)
         self.env = {**os.environ, **(env or {})}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -46,7 +47,8 @@ class Receiver:
     def start(self):
         self.log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [str(RELAY_BIN), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)],
+            [str(RELAY_BIN), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir),
+             *self.serve_args],
             stdout=self.log,
             stderr=subprocess.STDOUT,
             env=self.env,
@@ -106,21 +108,25 @@ class Receiver:
     def post_batch(self, integration_id, secret, events, timestamp=None, msg_id=None, body=None):
         """POST a worker batch, signed by the standardwebhooks reference library."""
         body = body if body is not None else json.dumps({"events": events})
-        msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
-        timestamp = timestamp or dt.datetime.now(tz=dt.timezone.utc)
-        signature = Webhook(secret).sign(msg_id, timestamp, body)
-        headers = {
-            "content-type": "application/json",
-            "webhook-id": msg_id,
-            "webhook-timestamp": str(int(timestamp.timestamp())),
-            "webhook-signature": signature,
-        }
+        headers = signed_headers(secret, body, timestamp, msg_id)
         return requests.post(self.events_url(integration_id), data=body.encode(), headers=headers, timeout=30)
 
     def post_eventbridge(self, integration_id, secret, event):
         body = event if isinstance(event, (bytes, str)) else json.dumps(event)
         headers = {"content-type": "application/json", "authorization": f"Bearer {secret}"}
         return requests.post(self.events_url(integration_id), data=body, headers=headers, timeout=30)
+
+
+def signed_headers(secret, body, timestamp=None, msg_id=None):
+    """Standard Webhooks headers for `body`, signed by the reference library, as the worker sends."""
+    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
+    timestamp = timestamp or dt.datetime.now(tz=dt.timezone.utc)
+    return {
+        "content-type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(timestamp.timestamp())),
+        "webhook-signature": Webhook(secret).sign(msg_id, timestamp, body),
+    }
 
 
 @pytest.fixture
@@ -277,6 +283,13 @@ class AwsStack:
             "RELAY_QUEUE_URL": self.queue_url,
             "RELAY_MASTER_KEY_SECRET_ID": self.secret_id,
         }
+
+    def depth(self, queue_url=None):
+        """Messages on the queue, visible or not (moto counts exactly)."""
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=queue_url or self.queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
     def messages(self, queue_url=None, wait=0):
         """Every message now visible on the queue (received, then left to reappear)."""

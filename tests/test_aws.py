@@ -9,7 +9,7 @@ import threading
 
 import requests
 
-from conftest import AwsStack, Receiver, r2_event, s3_object_created
+from conftest import AwsStack, Receiver, r2_event, s3_object_created, signed_headers
 
 
 def bodies(messages):
@@ -188,3 +188,29 @@ def test_create_and_rotate_write_nothing_when_the_master_key_cannot_be_read(tmp_
     rotated = cli.cli("integrations", "rotate-secret", created["id"], check=False)
     assert rotated.returncode == 1
     assert cli.cli("integrations", "show", created["id"])["generation"] == 1, "no generation nobody saw"
+
+
+def test_a_client_hanging_up_mid_request_neither_loses_nor_doubles_a_job(aws_receiver, aws_stack):
+    # Claim, send and complete run across several AWS calls; a client that hangs up after sending
+    # its batch must not cut that sequence, or the retry finds claims never completed.
+    import socket
+    import time
+    created = aws_receiver.create("r2", "uploads")
+    events = [r2_event(f"cut/{i}.pdf") for i in range(100)]
+    body = json.dumps({"events": events})
+    headers = signed_headers(created["secret"], body)
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    request = (f"POST /v1/integrations/{created['id']}/events HTTP/1.1\r\nHost: x\r\n{head}"
+               f"Content-Length: {len(body.encode())}\r\n\r\n").encode() + body.encode()
+    with socket.create_connection(("127.0.0.1", aws_receiver.port)) as conn:
+        conn.sendall(request)
+        time.sleep(0.3)  # the body is in; hang up while the batch is being claimed and sent
+    deadline = time.monotonic() + 30
+    while aws_stack.depth() < 100 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)  # let the request finish marking its jobs done
+
+    again = aws_receiver.post_batch(created["id"], created["secret"], None, body=body)
+    assert again.status_code == 200
+    assert {r["outcome"] for r in again.json()["results"]} == {"duplicate"}, again.text
+    assert aws_stack.depth() == 100, "every object exactly once"

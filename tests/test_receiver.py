@@ -6,13 +6,17 @@ the JSON body, and what landed (or did not land) on the embedded ingest queue.
 
 import datetime as dt
 import json
+import os
+import socket
 import subprocess
+import threading
+import time
 
 import pytest
 import requests
 from standardwebhooks.webhooks import Webhook
 
-from conftest import (SIGN_BIN, cloudtrail_put_object, expected_job_id, r2_event, r2_notification,
+from conftest import (SIGN_BIN, Receiver, cloudtrail_put_object, expected_job_id, r2_event, r2_notification,
                       s3_object_created)
 
 JOB_FIELDS = {"schema", "job_id", "integration_id", "provider", "account", "region", "bucket", "key",
@@ -444,3 +448,128 @@ def test_objects_whose_fields_would_join_alike_are_two_jobs(receiver):
     response = receiver.post_batch(created["id"], created["secret"], events)
     assert [r["outcome"] for r in response.json()["results"]] == ["accepted", "accepted"]
     assert sorted(j["key"] for j in receiver.jobs()) == ["x.pdf", "x.pdf\ny.pdf"]
+
+
+# --- hardening: limits, deadlines, hang-ups, several processes --------------------------------
+
+def raw_request(receiver, head, body=b"", timeout=5):
+    """Sends bytes as they are; returns the first HTTP answer once it is complete, or what came
+    before the server closed the connection or the timeout passed (b"" for nothing)."""
+    with socket.create_connection(("127.0.0.1", receiver.port), timeout=timeout) as conn:
+        conn.sendall(head + body)
+        answer = b""
+        try:
+            while chunk := conn.recv(65536):
+                answer += chunk
+                if b"\r\n\r\n" in answer:
+                    head_part, rest = answer.split(b"\r\n\r\n", 1)
+                    length = [int(line.split(b":")[1]) for line in head_part.split(b"\r\n")
+                              if line.lower().startswith(b"content-length:")]
+                    if length and len(rest) >= length[0]:
+                        return answer
+        except (socket.timeout, ConnectionResetError):
+            pass
+        return answer
+
+
+def test_a_body_declared_over_the_limit_is_answered_413_at_once(receiver):
+    created = receiver.create()
+    head = (f"POST /v1/integrations/{created['id']}/events HTTP/1.1\r\nHost: x\r\n"
+            f"Content-Length: {7 * 1024 * 1024}\r\ncontent-type: application/json\r\n\r\n").encode()
+    # Only one byte of the 7 MB follows: the answer comes from the declared length alone.
+    answer = raw_request(receiver, head, b"{", timeout=10)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b'"error":"payload_too_large"' in answer
+    lines = [line for line in receiver.log_lines() if line.get("error") == "payload_too_large"]
+    assert lines and lines[-1]["integration_id"] == created["id"], "logged like any refusal"
+
+
+def test_a_stalled_head_is_cut_off_and_a_stalled_body_is_408(tmp_path):
+    receiver = Receiver(tmp_path / "relay", tmp_path / "serve.log", serve_args=["--read-timeout", "1s"])
+    receiver.start()
+    try:
+        created = receiver.create()
+        # Half a head, then nothing: the server closes the connection (before the client's own
+        # 30 s timeout, which would raise here).
+        with socket.create_connection(("127.0.0.1", receiver.port), timeout=30) as conn:
+            conn.sendall(b"POST /v1/integrations/x/events HTTP/1.1\r\nHost: x\r\n")
+            closed = conn.recv(65536)
+        assert b"200" not in closed
+        # A whole head and one byte of a 100-byte body: 408 request_timeout.
+        head = (f"POST /v1/integrations/{created['id']}/events HTTP/1.1\r\nHost: x\r\n"
+                "Content-Length: 100\r\n\r\n").encode()
+        answer = raw_request(receiver, head, b"{", timeout=10)
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert b'"error":"request_timeout"' in answer
+        assert receiver.jobs() == []
+    finally:
+        receiver.stop()
+
+
+def test_a_batch_over_100_events_is_refused_whole_with_a_named_error(receiver):
+    created = receiver.create()
+    events = [r2_event(f"in/{i}.pdf") for i in range(101)]
+    response = receiver.post_batch(created["id"], created["secret"], events)
+    assert response.status_code == 413 and response.json()["error"] == "too_many_events"
+    assert receiver.jobs() == []
+    assert len([line for line in receiver.log_lines() if line.get("message", "").startswith("event_")]) == 0
+    hundred = receiver.post_batch(created["id"], created["secret"], events[:100])
+    assert hundred.status_code == 200 and len(receiver.jobs()) == 100
+
+
+def test_the_bearer_scheme_is_case_insensitive(receiver):
+    created = receiver.create("s3", "docs")
+    body = json.dumps(s3_object_created("a.pdf"))
+    for scheme in ("bearer", "BEARER"):
+        headers = {"content-type": "application/json", "authorization": f"{scheme} {created['secret']}"}
+        response = requests.post(receiver.events_url(created["id"]), data=body, headers=headers, timeout=30)
+        assert response.status_code == 200, response.text
+
+
+def test_an_existing_data_dir_and_the_database_become_private(tmp_path):
+    data_dir = tmp_path / "relay"
+    data_dir.mkdir(mode=0o755)
+    os.chmod(data_dir, 0o755)
+    receiver = Receiver(data_dir, tmp_path / "serve.log")
+    receiver.create()
+    assert data_dir.stat().st_mode & 0o777 == 0o700
+    assert (data_dir / "relay.db").stat().st_mode & 0o777 == 0o600
+
+
+def test_two_servers_and_the_cli_share_one_data_dir_under_load(tmp_path):
+    # Transactions take the write lock at once (IMMEDIATE), so concurrent writers wait their turn
+    # within the busy timeout instead of failing with "database is locked".
+    data_dir = tmp_path / "relay"
+    first = Receiver(data_dir, tmp_path / "a.log")
+    second = Receiver(data_dir, tmp_path / "b.log")
+    first.start()
+    second.start()
+    try:
+        created = first.create()
+        statuses, outcomes = [], []
+
+        def sender(server, worker):
+            for n in range(15):
+                events = [r2_event(f"in/{worker}/{n}/{i}.pdf") for i in range(20)]
+                response = server.post_batch(created["id"], created["secret"], events)
+                statuses.append(response.status_code)
+                outcomes.extend(r["outcome"] for r in response.json().get("results", []))
+
+        def cli_writer():
+            for n in range(10):
+                first.cli("integrations", "create", "--provider", "r2", "--bucket", f"other-{n}")
+
+        threads = [threading.Thread(target=sender, args=(server, w)) for w, server in enumerate([first, second] * 2)]
+        threads.append(threading.Thread(target=cli_writer))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert set(statuses) == {200}, statuses
+        assert set(outcomes) == {"accepted"} and len(outcomes) == 4 * 15 * 20
+        assert len(first.jobs()) == 4 * 15 * 20
+        logs = first.logs() + second.logs()
+        assert "backend_unavailable" not in logs and "database is locked" not in logs
+    finally:
+        first.stop()
+        second.stop()

@@ -92,6 +92,10 @@ reasons! {
     MalformedRequest = "malformed_request",
     /// The body is larger than the 6 MB function URL limit (413).
     PayloadTooLarge = "payload_too_large",
+    /// A worker batch with more events than a batch can hold (413).
+    TooManyEvents = "too_many_events",
+    /// The request head or body did not arrive within the read timeout (408, `serve` only).
+    RequestTimeout = "request_timeout",
     /// No route for this method and path (404 / 405).
     NotFound = "not_found",
     MethodNotAllowed = "method_not_allowed",

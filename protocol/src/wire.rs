@@ -12,6 +12,9 @@ pub const HEALTH_PATH: &str = "/healthz";
 
 /// The function URL's own request limit: larger bodies are answered 413 `payload_too_large`.
 pub const MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
+/// The most events one request may carry: a Cloudflare queue batch holds at most 100 messages,
+/// and EventBridge sends one event per request. More is answered 413 `too_many_events`.
+pub const MAX_EVENTS_PER_REQUEST: usize = 100;
 
 pub const HEADER_AUTHORIZATION: &str = "authorization";
 pub const BEARER_PREFIX: &str = "Bearer ";
@@ -97,7 +100,8 @@ pub const fn request_error_status(reason: Reason) -> u16 {
         Reason::InvalidSecret => 401,
         Reason::UnknownIntegration | Reason::NotFound => 404,
         Reason::MethodNotAllowed => 405,
-        Reason::PayloadTooLarge => 413,
+        Reason::RequestTimeout => 408,
+        Reason::PayloadTooLarge | Reason::TooManyEvents => 413,
         Reason::BackendUnavailable | Reason::Paused | Reason::InFlight => 503,
         _ => 400,
     }
@@ -161,6 +165,8 @@ mod tests {
         assert_eq!(request_error_status(Reason::InvalidSecret), 401);
         assert_eq!(request_error_status(Reason::UnknownIntegration), 404);
         assert_eq!(request_error_status(Reason::PayloadTooLarge), 413);
+        assert_eq!(request_error_status(Reason::TooManyEvents), 413);
+        assert_eq!(request_error_status(Reason::RequestTimeout), 408);
         assert_eq!(request_error_status(Reason::MalformedRequest), 400);
     }
 }

@@ -61,8 +61,11 @@ pub fn authenticate(
     let Some(authorization) = header(HEADER_AUTHORIZATION) else {
         return Err(AuthError("no_credentials"));
     };
-    let Some(presented) = authorization.strip_prefix(BEARER_PREFIX) else {
-        return Err(AuthError("not_a_bearer_token"));
+    // RFC 9110: the scheme is case-insensitive (`bearer`, `BEARER` are Bearer too).
+    let scheme = BEARER_PREFIX.trim_end();
+    let presented = match authorization.split_once(' ') {
+        Some((given, token)) if given.eq_ignore_ascii_case(scheme) => token,
+        _ => return Err(AuthError("not_a_bearer_token")),
     };
     let presented = presented.trim().as_bytes();
     let matches = keys

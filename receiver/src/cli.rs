@@ -55,6 +55,9 @@ pub enum Command {
 pub struct ServeArgs {
     #[arg(long, env = env::LISTEN, default_value = "127.0.0.1:8787")]
     pub listen: SocketAddr,
+    /// How long a client has to send a request's head, and then its body (`30s`, `2m`).
+    #[arg(long, env = env::READ_TIMEOUT, default_value = "30s")]
+    pub read_timeout: humantime::Duration,
     /// Log filter (`info`, `debug`, `bucket_relay=debug,warn`…).
     #[arg(long, env = env::LOG, default_value = "info")]
     pub log: String,
@@ -217,7 +220,7 @@ async fn serve(wired: Wired, data_dir: &Path, args: ServeArgs, lambda: bool) -> 
         crate::lambda::run(relay).await.map_err(|e| e.to_string())
     } else {
         tracing::info!(message = "starting", data_dir = %data_dir.display(), listen = %args.listen);
-        crate::serve::run(relay, args.listen)
+        crate::serve::run(relay, args.listen, *args.read_timeout)
             .await
             .map_err(|e| format!("cannot serve on {}: {e}", args.listen))
     }

@@ -4,6 +4,8 @@
 pub const DATA_DIR: &str = "RELAY_DATA_DIR";
 /// Address `serve` listens on.
 pub const LISTEN: &str = "RELAY_LISTEN";
+/// How long `serve` waits for a request's head, and then for its body.
+pub const READ_TIMEOUT: &str = "RELAY_READ_TIMEOUT";
 /// Log filter, `RUST_LOG` syntax: `info`, `debug`, `bucket_relay=debug`…
 pub const LOG: &str = "RELAY_LOG";
 /// `emf` prints one CloudWatch embedded-metric-format line per request; `off` does not.
@@ -24,9 +26,10 @@ pub const MASTER_KEY_SECRET_ID: &str = "RELAY_MASTER_KEY_SECRET_ID";
 pub const LAMBDA_RUNTIME_API: &str = "AWS_LAMBDA_RUNTIME_API";
 
 /// Every variable the receiver reads, for docs and tests (Terraform sets the AWS ones).
-pub const ALL: [&str; 10] = [
+pub const ALL: [&str; 11] = [
     DATA_DIR,
     LISTEN,
+    READ_TIMEOUT,
     LOG,
     METRICS,
     PUBLIC_URL,

@@ -135,23 +135,42 @@ impl Relay {
                     .await
             }
             Err(refusal) => {
-                if self.emit_metrics {
-                    let mut tally = Tally::default();
-                    tally.refused(refusal.reason);
-                    println!("{}", tally.emf(now.timestamp_millis()));
-                }
-                tracing::warn!(
-                    message = "request",
-                    integration_id,
-                    status = wire::request_error_status(refusal.reason),
-                    error = refusal.reason.as_str(),
-                    detail = %refusal.detail,
-                    bytes = body.len(),
-                    duration_ms = elapsed_ms,
-                );
+                self.report_refusal(integration_id, &refusal, body.len(), elapsed_ms, now);
                 refusal.into_response()
             }
         }
+    }
+
+    /// Logs and counts a request the `serve` shell refused before the handler saw it (too
+    /// large, too slow), exactly as the handler does its own refusals.
+    pub fn refused_before_handling(&self, path: &str, refusal: &Refusal) {
+        let integration_id = wire::parse_events_path(path).unwrap_or("");
+        self.report_refusal(integration_id, refusal, 0, 0.0, Utc::now());
+    }
+
+    /// One `request` log line and, with metrics on, one EMF document for a refused request.
+    fn report_refusal(
+        &self,
+        integration_id: &str,
+        refusal: &Refusal,
+        bytes: usize,
+        elapsed_ms: f64,
+        now: DateTime<Utc>,
+    ) {
+        if self.emit_metrics {
+            let mut tally = Tally::default();
+            tally.refused(refusal.reason);
+            println!("{}", tally.emf(now.timestamp_millis()));
+        }
+        tracing::warn!(
+            message = "request",
+            integration_id,
+            status = wire::request_error_status(refusal.reason),
+            error = refusal.reason.as_str(),
+            detail = %refusal.detail,
+            bytes,
+            duration_ms = elapsed_ms,
+        );
     }
 
     async fn events(
@@ -306,6 +325,16 @@ fn parse_events(sender: Sender, body: &[u8]) -> Result<ParsedEvents, Refusal> {
             let batch: WorkerBatch = serde_json::from_slice(body).map_err(|e| {
                 Refusal::new(Reason::MalformedRequest, format!("not a worker batch: {e}"))
             })?;
+            if batch.events.len() > wire::MAX_EVENTS_PER_REQUEST {
+                return Err(Refusal::new(
+                    Reason::TooManyEvents,
+                    format!(
+                        "the batch has {} events; a request may carry at most {}",
+                        batch.events.len(),
+                        wire::MAX_EVENTS_PER_REQUEST
+                    ),
+                ));
+            }
             Ok(batch
                 .events
                 .into_iter()

@@ -1,99 +1,221 @@
-//! `bucket-relay serve`: the handler as a plain HTTP server (axum on hyper).
+//! `bucket-relay serve`: the handler as a plain HTTP/1.1 server (hyper).
 //!
-//! The only thing done here is reading the body, with the 6 MB limit applied while reading so a
-//! huge request never sits in memory; everything else is [`Relay::handle_parts`].
+//! What is done here, and only here, is what a socket needs that Lambda's function URL does for
+//! us: reading the body within its limits and deadlines, and keeping a request's processing
+//! alive whatever the client does.
+//!
+//! - A request head must arrive within `--read-timeout`, and so must its body; a client that
+//!   trickles or stalls is cut off (the body: 408 `request_timeout`).
+//! - A body declared larger than the 6 MB limit is answered 413 at once from `Content-Length`;
+//!   one that turns out larger while being read is answered as soon as it passes the limit.
+//!   Either way the rest is read and thrown away in the background (bounded), so that a client
+//!   still sending can read the answer instead of a reset connection.
+//! - Once the body is read, the request is handled on a task of its own: a client that hangs up
+//!   cannot cut a commit in half. Its answer is lost, and the sender's retry is answered from the
+//!   ledger (`duplicate`).
 
 use crate::handler::{too_large, Refusal, Relay};
-use axum::body::Body;
-use axum::extract::Request;
-use axum::response::Response;
-use axum::Router;
 use bytes::{Bytes, BytesMut};
-use http_body_util::BodyExt;
-use relay_protocol::wire::{self, MAX_BODY_BYTES};
+use http::{HeaderMap, Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use relay_protocol::wire::MAX_BODY_BYTES;
 use relay_protocol::Reason;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-/// How much of an oversized body is read and thrown away before answering 413, so that a
-/// client still sending gets the answer rather than a reset connection.
-const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+/// How much of an oversized body is read and thrown away after the 413, so that a client still
+/// sending gets the answer rather than a reset connection.
+const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+/// How long open connections get to finish their requests after SIGTERM / Ctrl-C.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-pub async fn run(relay: Arc<Relay>, listen: SocketAddr) -> std::io::Result<()> {
-    let app = Router::new().fallback(move |request: Request| {
-        let relay = Arc::clone(&relay);
-        async move { forward(&relay, request).await }
-    });
+pub async fn run(
+    relay: Arc<Relay>,
+    listen: SocketAddr,
+    read_timeout: Duration,
+) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(message = "listening", address = %listener.local_addr()?);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
+    let connections = GracefulShutdown::new();
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of file descriptors, most likely: wait for connections to close.
+                    tracing::warn!(message = "accept_failed", error = %error);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let relay = Arc::clone(&relay);
+        let service = service_fn(move |request| {
+            let relay = Arc::clone(&relay);
+            async move { Ok::<_, Infallible>(forward(relay, request, read_timeout).await) }
+        });
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(read_timeout)
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(message = "connection_closed", error = %error);
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = connections.shutdown() => {}
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => {}
+    }
+    Ok(())
 }
 
-async fn forward(relay: &Relay, request: Request) -> Response {
+async fn forward(
+    relay: Arc<Relay>,
+    request: Request<Incoming>,
+    read_timeout: Duration,
+) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
-    let response = match read_limited(body).await {
-        Ok(body) => {
-            relay
-                .handle_parts(&parts.method, parts.uri.path(), &parts.headers, &body)
-                .await
+    let refusal = match declared_length(&parts.headers) {
+        Some(declared) if declared > MAX_BODY_BYTES => {
+            drain_in_background(body, declared);
+            Some(too_large(declared))
         }
-        Err(error) => {
-            let refusal = match error {
-                BodyError::TooLarge(seen) => too_large(seen),
-                BodyError::Broken => Refusal::new(
-                    Reason::MalformedRequest,
-                    "the request body could not be read",
+        _ => match tokio::time::timeout(read_timeout, read_limited(body)).await {
+            Ok(Ok(body)) => {
+                let handled = tokio::spawn(async move {
+                    relay
+                        .handle_parts(&parts.method, parts.uri.path(), &parts.headers, &body)
+                        .await
+                });
+                return match handled.await {
+                    Ok(response) => response.map(Full::new),
+                    // Only a panic in the handler ends here: a bug, answered as retry-later.
+                    Err(_) => Refusal::new(Reason::BackendUnavailable, "internal error")
+                        .into_response()
+                        .map(Full::new),
+                };
+            }
+            Ok(Err(BodyError::TooLarge { seen, rest })) => {
+                drain_in_background(rest, DRAIN_LIMIT);
+                Some(too_large(seen))
+            }
+            Ok(Err(BodyError::Broken)) => Some(Refusal::new(
+                Reason::MalformedRequest,
+                "the request body could not be read",
+            )),
+            Err(_) => Some(Refusal::new(
+                Reason::RequestTimeout,
+                format!(
+                    "the body did not arrive within {} s",
+                    read_timeout.as_secs_f64()
                 ),
-            };
-            tracing::warn!(
-                message = "request",
-                path = parts.uri.path(),
-                status = wire::request_error_status(refusal.reason),
-                error = refusal.reason.as_str(),
-                detail = %refusal.detail,
-            );
-            refusal.into_response()
-        }
+            )),
+        },
     };
-    response.map(Body::from)
+    let refusal = refusal.expect("every other path returned");
+    relay.refused_before_handling(parts.uri.path(), &refusal);
+    refusal.into_response().map(Full::new)
+}
+
+/// The body's `Content-Length`, when it states one.
+fn declared_length(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 enum BodyError {
-    TooLarge(usize),
+    /// Over the limit after `seen` bytes; `rest` is what is still to come.
+    TooLarge {
+        seen: usize,
+        rest: Incoming,
+    },
     Broken,
 }
 
-async fn read_limited(mut body: Body) -> Result<Bytes, BodyError> {
+async fn read_limited(mut body: Incoming) -> Result<Bytes, BodyError> {
     let mut buffer = BytesMut::new();
-    let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| BodyError::Broken)?;
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        seen += data.len();
-        if seen > DRAIN_LIMIT {
-            break;
+        buffer.extend_from_slice(&data);
+        if buffer.len() > MAX_BODY_BYTES {
+            return Err(BodyError::TooLarge {
+                seen: buffer.len(),
+                rest: body,
+            });
         }
-        if seen <= MAX_BODY_BYTES {
-            buffer.extend_from_slice(&data);
-        }
-    }
-    if seen > MAX_BODY_BYTES {
-        return Err(BodyError::TooLarge(seen));
     }
     Ok(buffer.freeze())
 }
 
+/// Reads and drops up to `limit` bytes of a refused body on a task of its own, within a deadline.
+fn drain_in_background(mut body: Incoming, limit: usize) {
+    if limit > DRAIN_LIMIT {
+        return; // not worth reading: the connection closes after the answer
+    }
+    tokio::spawn(async move {
+        let drain = async {
+            let mut seen = 0usize;
+            while let Some(Ok(frame)) = body.frame().await {
+                seen += frame.data_ref().map_or(0, Bytes::len);
+                if seen > limit {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(30), drain).await;
+    });
+}
+
 async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler installs");
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
     tokio::select! {
         _ = interrupt => {},
-        _ = terminate.recv() => {},
+        () = terminate => {},
     }
     tracing::info!(message = "shutting_down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_declared_length_is_read_only_when_it_is_a_number() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(declared_length(&headers), None);
+        headers.insert(http::header::CONTENT_LENGTH, "7340032".parse().unwrap());
+        assert_eq!(declared_length(&headers), Some(7_340_032));
+        headers.insert(http::header::CONTENT_LENGTH, "abc".parse().unwrap());
+        assert_eq!(declared_length(&headers), None);
+    }
 }

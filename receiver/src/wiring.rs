@@ -68,7 +68,11 @@ pub async fn wire(data_dir: &Path, args: &BackendArgs) -> Result<Wired, String> 
 
 fn embedded(data_dir: &Path) -> Result<Wired, String> {
     create_private_dir(data_dir)?;
-    let db = Sqlite::open(&data_dir.join(DB_FILE)).map_err(|e| e.to_string())?;
+    let db_path = data_dir.join(DB_FILE);
+    let db = Sqlite::open(&db_path).map_err(|e| e.to_string())?;
+    // The ledger and the queue name every object: readable by the owner only. SQLite gives its
+    // -wal and -shm files the database file's mode.
+    make_private(&db_path, 0o600)?;
     let key_path = data_dir.join(KEY_FILE);
     let key = master_key::load_or_create(&key_path)?;
     if master_key::is_too_open(&key_path) {
@@ -89,13 +93,21 @@ fn embedded(data_dir: &Path) -> Result<Wired, String> {
     })
 }
 
+/// Creates the data directory (mode 0700), and makes an existing one private too.
 fn create_private_dir(dir: &Path) -> Result<(), String> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))
+        .map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))?;
+    make_private(dir, 0o700)
+}
+
+fn make_private(path: &Path, mode: u32) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("cannot make {} private: {e}", path.display()))
 }
 
 async fn aws(args: &BackendArgs) -> Result<Wired, String> {

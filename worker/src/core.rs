@@ -3,9 +3,10 @@
 //! `lib.rs` is the thin shell that reads the queue, calls the receiver and acks or retries.
 
 use relay_protocol::wire::{
-    EventResult, Results, WORKER_SECRET_NAME, WORKER_VAR_INTEGRATION_ID, WORKER_VAR_RECEIVER_URL,
+    WORKER_SECRET_NAME, WORKER_VAR_INTEGRATION_ID, WORKER_VAR_RECEIVER_URL,
 };
-use relay_protocol::{Outcome, Reason};
+use relay_protocol::Outcome;
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
@@ -217,15 +218,37 @@ pub enum Action {
     DeadLetter { reason: String },
 }
 
+/// The receiver's 200 answer as the worker reads it: outcomes strictly (there are five, and each
+/// says what to do), reasons as plain words. A newer receiver may name a reason this worker does
+/// not know; it still acts on the outcome, rather than retrying whole batches it cannot read.
+#[derive(Debug, Deserialize)]
+pub struct Answer {
+    pub results: Vec<AnswerResult>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AnswerResult {
+    pub id: String,
+    pub outcome: Outcome,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// The `error` word of a refused request's body, whatever reason it names.
+#[derive(Debug, Deserialize)]
+pub struct ErrorWord {
+    pub error: String,
+}
+
 /// The action for every forwarded message, from the receiver's 200 answer. A message the
 /// answer does not mention is retried: nothing is acked without a final word on it.
-pub fn plan(forwarded: &[String], results: &Results) -> Vec<(String, Action)> {
-    let by_id: HashMap<&str, &EventResult> =
-        results.results.iter().map(|r| (r.id.as_str(), r)).collect();
+pub fn plan(forwarded: &[String], answer: &Answer) -> Vec<(String, Action)> {
+    let by_id: HashMap<&str, &AnswerResult> =
+        answer.results.iter().map(|r| (r.id.as_str(), r)).collect();
     forwarded
         .iter()
         .map(|id| {
-            let reason = |r: &EventResult| r.reason.map_or("none", Reason::as_str).to_owned();
+            let reason = |r: &AnswerResult| r.reason.clone().unwrap_or_else(|| "none".into());
             let action = match by_id.get(id.as_str()) {
                 None => Action::Retry {
                     reason: "no_result".into(),
@@ -372,22 +395,20 @@ mod tests {
 
     #[test]
     fn the_plan_follows_each_outcome_and_retries_what_has_no_answer() {
-        let result = |id: &str, outcome, reason| EventResult {
-            id: id.into(),
-            outcome,
-            reason,
-            job_id: None,
-        };
-        let results = Results {
-            results: vec![
-                result("a", Outcome::Accepted, None),
-                result("b", Outcome::Duplicate, Some(Reason::Duplicate)),
-                result("c", Outcome::Skipped, Some(Reason::SuffixFiltered)),
-                result("d", Outcome::RetryLater, Some(Reason::Paused)),
-                result("e", Outcome::Rejected, Some(Reason::BucketMismatch)),
-            ],
-        };
-        let ids: Vec<String> = ["a", "b", "c", "d", "e", "f"].map(String::from).to_vec();
+        // Parsed from the wire, as the worker reads it; "g" names a reason this worker does not
+        // know, as a newer receiver might.
+        let results: Answer = serde_json::from_value(json!({"results": [
+            {"id": "a", "outcome": "accepted", "reason": null, "job_id": "j"},
+            {"id": "b", "outcome": "duplicate", "reason": "duplicate", "job_id": "j"},
+            {"id": "c", "outcome": "skipped", "reason": "suffix_filtered", "job_id": null},
+            {"id": "d", "outcome": "retry_later", "reason": "paused", "job_id": null},
+            {"id": "e", "outcome": "rejected", "reason": "bucket_mismatch", "job_id": null},
+            {"id": "g", "outcome": "rejected", "reason": "reason_from_the_future", "job_id": null},
+        ]}))
+        .unwrap();
+        let ids: Vec<String> = ["a", "b", "c", "d", "e", "f", "g"]
+            .map(String::from)
+            .to_vec();
         let plan = plan(&ids, &results);
         let actions: Vec<&Action> = plan.iter().map(|(_, a)| a).collect();
         assert_eq!(
@@ -410,6 +431,9 @@ mod tests {
                 },
                 &Action::Retry {
                     reason: "no_result".into()
+                },
+                &Action::DeadLetter {
+                    reason: "reason_from_the_future".into()
                 },
             ]
         );

@@ -15,9 +15,11 @@ pub mod core;
 
 #[cfg(target_arch = "wasm32")]
 mod shell {
-    use crate::core::{backoff_seconds, batch_id, plan, Action, Config, DLQ_BINDING};
+    use crate::core::{
+        backoff_seconds, batch_id, plan, Action, Answer, Config, ErrorWord, DLQ_BINDING,
+    };
     use relay_protocol::webhook::{self, SigningKey};
-    use relay_protocol::wire::{self, BatchEvent, ErrorBody, Results, WorkerBatch};
+    use relay_protocol::wire::{self, BatchEvent, WorkerBatch};
     use relay_protocol::Outcome;
     use serde_json::value::RawValue;
     use serde_json::{json, Value};
@@ -131,7 +133,7 @@ mod shell {
         messages: &[&Message<Value>],
         ids: &[String],
         now_ms: u64,
-    ) -> std::result::Result<Results, (u16, String)> {
+    ) -> std::result::Result<Answer, (u16, String)> {
         let raw: Vec<Box<RawValue>> = messages
             .iter()
             .map(|m| serde_json::value::to_raw_value(m.body()))
@@ -182,15 +184,15 @@ mod shell {
         let status = response.status_code();
         let text = response.text().await.unwrap_or_default();
         if status != 200 {
-            let reason = serde_json::from_str::<ErrorBody>(&text)
-                .map(|e| e.error.as_str().to_owned())
+            let reason = serde_json::from_str::<ErrorWord>(&text)
+                .map(|e| e.error)
                 .unwrap_or_else(|_| format!("http_{status}"));
             log(
                 json!({"message": "receiver_refused", "status": status, "reason": reason, "receiver_host": config.receiver_host}),
             );
             return Err((status, reason));
         }
-        serde_json::from_str::<Results>(&text).map_err(|e| {
+        serde_json::from_str::<Answer>(&text).map_err(|e| {
             log(json!({"message": "receiver_answer_unreadable", "error": e.to_string()}));
             (status, "unreadable_answer".to_owned())
         })
