@@ -25,6 +25,16 @@ RELAY_BIN = BIN_DIR / "bucket-relay"
 SIGN_BIN = BIN_DIR / "examples" / "sign"
 
 
+# How long a running receiver may go on with an integration it read before a CLI change
+# (receiver/src/integrations.rs, STALENESS): tests wait this long after one.
+CONFIG_STALENESS_SECONDS = 1.0
+
+
+def wait_for_config_change():
+    """Waits out the staleness bound, so that a CLI change has reached the running receiver."""
+    time.sleep(CONFIG_STALENESS_SECONDS + 0.2)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

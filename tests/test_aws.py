@@ -9,7 +9,8 @@ import threading
 
 import requests
 
-from conftest import AwsStack, Receiver, r2_event, s3_object_created, signed_headers
+from conftest import (AwsStack, Receiver, r2_event, s3_object_created, signed_headers,
+                      wait_for_config_change)
 
 
 def bodies(messages):
@@ -168,6 +169,7 @@ def test_integrations_cli_and_usage_work_against_dynamodb(aws_receiver):
                                "rejected/bucket_mismatch": 1}
     aws_receiver.cli("integrations", "pause", created["id"])
     assert aws_receiver.cli("integrations", "show", created["id"])["status"] == "paused"
+    wait_for_config_change()
     paused = aws_receiver.post_batch(created["id"], created["secret"], [r2_event("d.pdf")])
     assert results(paused)[0]["reason"] == "paused"
     jobs = aws_receiver.cli("jobs", "list", check=False)

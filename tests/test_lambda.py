@@ -12,7 +12,7 @@ import time
 import pytest
 import requests
 
-from conftest import ROOT, Receiver, free_port, r2_event, s3_object_created
+from conftest import ROOT, Receiver, free_port, r2_event, s3_object_created, wait_for_config_change
 
 FUNCTION = "bucket-relay"
 
@@ -70,6 +70,7 @@ def test_the_function_url_turns_signed_requests_into_sqs_jobs(tmp_path, function
 
     paused = cli.cli("integrations", "pause", s3["id"])
     assert paused["status"] == "paused"
+    wait_for_config_change()
     retry = cli.post_eventbridge(s3["id"], s3["secret"], s3_object_created("reports/c.pdf"))
     assert retry.status_code == 503 and retry.headers["retry-after"]
 

@@ -16,7 +16,7 @@ import pytest
 import requests
 from standardwebhooks.webhooks import Webhook
 
-from conftest import (SIGN_BIN, Receiver, cloudtrail_put_object, expected_job_id, r2_event, r2_notification,
+from conftest import (SIGN_BIN, Receiver, wait_for_config_change, cloudtrail_put_object, expected_job_id, r2_event, r2_notification,
                       s3_object_created)
 
 JOB_FIELDS = {"schema", "job_id", "integration_id", "provider", "account", "region", "bucket", "key",
@@ -233,6 +233,7 @@ def test_a_paused_integration_answers_retry_later_and_accepts_after_resume(recei
 
     receiver.cli("integrations", "resume", s3["id"])
     receiver.cli("integrations", "resume", r2["id"])
+    wait_for_config_change()
     assert receiver.post_eventbridge(s3["id"], s3["secret"], event).status_code == 200
     assert only(receiver.post_batch(r2["id"], r2["secret"], batch))["outcome"] == "accepted"
     assert len(receiver.jobs()) == 2
@@ -261,6 +262,7 @@ def test_a_second_rotation_keeps_the_grace_the_first_one_promised(receiver):
         response = receiver.post_batch(created["id"], secret, [r2_event(f"in/{n}.pdf")])
         assert response.status_code == 200, f"generation {n + 1}: {response.text}"
     receiver.cli("integrations", "rotate-secret", created["id"], "--now")
+    wait_for_config_change()
     for secret in (created["secret"], second["secret"], third["secret"]):
         assert receiver.post_batch(created["id"], secret, [r2_event("in/x.pdf")]).status_code == 401
 
@@ -271,6 +273,20 @@ def test_an_s3_event_sent_to_an_r2_integration_is_rejected_not_enqueued(receiver
     assert response.status_code == 422
     assert (only(response)["outcome"], only(response)["reason"]) == ("rejected", "provider_mismatch")
     assert receiver.jobs() == []
+
+
+def test_a_cli_change_reaches_a_running_receiver_within_the_staleness_bound(receiver):
+    created = receiver.create()
+    assert only(receiver.post_batch(created["id"], created["secret"], [r2_event("in/a.pdf")]))["outcome"] == "accepted"
+    receiver.cli("integrations", "pause", created["id"])
+    wait_for_config_change()
+    paused = receiver.post_batch(created["id"], created["secret"], [r2_event("in/b.pdf")])
+    assert only(paused)["reason"] == "paused"
+    # A rotation's new secret works at once, remembered integration or not.
+    rotated = receiver.cli("integrations", "rotate-secret", created["id"], "--now")
+    assert receiver.post_batch(created["id"], rotated["secret"], [r2_event("in/c.pdf")]).status_code == 200
+    wait_for_config_change()
+    assert receiver.post_batch(created["id"], created["secret"], [r2_event("in/d.pdf")]).status_code == 401
 
 
 def test_rotation_now_rejects_the_old_secret_at_once(receiver):

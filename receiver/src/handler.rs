@@ -7,6 +7,7 @@
 
 use crate::auth::{authenticate, Sender};
 use crate::backend::{usage_key, BackendError, Backends, Commit, Committed, UsageCounts};
+use crate::integrations::Integrations;
 use crate::master_key::MasterKeySource;
 use crate::telemetry::Tally;
 use bytes::Bytes;
@@ -22,6 +23,7 @@ use std::time::Instant;
 /// Everything a request needs: the backends and the master key.
 pub struct Relay {
     backends: Backends,
+    integrations: Integrations,
     keys: Arc<dyn MasterKeySource>,
     /// Print one CloudWatch EMF document per request (on by default on Lambda).
     emit_metrics: bool,
@@ -92,6 +94,7 @@ impl Item {
 impl Relay {
     pub fn new(backends: Backends, keys: Arc<dyn MasterKeySource>, emit_metrics: bool) -> Self {
         Relay {
+            integrations: Integrations::new(Arc::clone(&backends.store)),
             backends,
             keys,
             emit_metrics,
@@ -183,24 +186,37 @@ impl Relay {
         if body.len() > wire::MAX_BODY_BYTES {
             return Err(too_large(body.len()));
         }
-        let integration = self
-            .backends
-            .store
+        let unknown = || {
+            Refusal::new(
+                Reason::UnknownIntegration,
+                format!("no integration {integration_id}"),
+            )
+        };
+        let lookup = self
+            .integrations
             .get(integration_id)
             .await
             .map_err(|e| Refusal::unavailable(&e))?
-            .ok_or_else(|| {
-                Refusal::new(
-                    Reason::UnknownIntegration,
-                    format!("no integration {integration_id}"),
-                )
-            })?;
+            .ok_or_else(unknown)?;
         let master = self
             .keys
             .master_key()
             .await
             .map_err(|e| Refusal::unavailable(&e))?;
-        let sender = authenticate(&integration, &master, headers, body, now).map_err(|e| {
+        let mut integration = lookup.integration;
+        let mut verified = authenticate(&integration, &master, headers, body, now);
+        if verified.is_err() && lookup.cached {
+            // Perhaps a secret from a rotation the remembered integration predates.
+            integration = self
+                .integrations
+                .read(integration_id)
+                .await
+                .map_err(|e| Refusal::unavailable(&e))?
+                .ok_or_else(unknown)?
+                .integration;
+            verified = authenticate(&integration, &master, headers, body, now);
+        }
+        let sender = verified.map_err(|e| {
             tracing::warn!(message = "auth_failed", integration_id, cause = e.0);
             Refusal::new(
                 Reason::InvalidSecret,

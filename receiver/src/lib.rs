@@ -4,6 +4,7 @@
 //! - [`handler`]: the one request handler, shared by both entry points.
 //! - [`serve`] and [`lambda`]: the two thin shells around it (plain HTTP, AWS Lambda).
 //! - [`auth`]: which secret a request proves, and who sent it.
+//! - [`integrations`]: integrations read through the store, kept in memory for a second.
 //! - [`backend`]: the store, ledger and queue traits and their adapters.
 //! - [`master_key`]: where the master key comes from.
 //! - [`wiring`]: which backends a command uses (embedded or AWS).
@@ -15,6 +16,7 @@ pub mod backend;
 pub mod cli;
 pub mod env;
 pub mod handler;
+pub mod integrations;
 pub mod lambda;
 pub mod master_key;
 pub mod serve;

@@ -23,6 +23,9 @@ const WRANGLER = parseToml(readFileSync(path.join(ROOT, "wrangler.toml"), "utf8"
 const [CONSUMER] = WRANGLER.queues.consumers;
 const [PRODUCER] = WRANGLER.queues.producers;
 const QUEUE = CONSUMER.queue;
+// How long a running receiver may go on with an integration it read before a CLI change
+// (receiver/src/integrations.rs), with a margin.
+const CONFIG_STALENESS_MS = 1200;
 const DLQ = CONSUMER.dead_letter_queue;
 
 function freePort() {
@@ -318,6 +321,7 @@ describe("the worker in workerd against the real receiver", () => {
     assert.equal(paused.retryMessages.length, 1);
 
     receiver.cli("integrations", "resume", integration.id);
+    await new Promise((r) => setTimeout(r, CONFIG_STALENESS_MS)); // the receiver's staleness bound
     const resumed = await runBatch(mf, messages);
     assert.deepEqual(resumed.explicitAcks, [messages[0].id]);
     assert.deepEqual(receiver.jobs().map((j) => j.key), ["in/a.pdf"]);
