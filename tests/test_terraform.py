@@ -369,3 +369,13 @@ def test_create_prints_a_module_block_the_s3_source_module_accepts(tmp_path, sou
     assert (module["prefix"], module["suffixes"]) == ("in/", [".pdf"])
     assert created["secret"] not in created["terraform"], "the secret stays out of the block"
     assert f"TF_VAR_bucket_relay_secret='{created['secret']}'" in created["setup"]
+
+
+def test_the_lambda_timeout_stays_under_the_receivers_claim_lease(receiver):
+    # A request that outlives its claim's lease could have its jobs claimed and sent again by a
+    # redelivery; the receiver's lease assumes no request runs longer than MAX_REQUEST_TIME.
+    minutes = int(rust_constants("receiver/src/backend/mod.rs",
+                                 r"MAX_REQUEST_TIME: Duration = Duration::minutes\((\d+)\)")[0])
+    condition = first(receiver["variable"]["timeout"]["validation"])["condition"]
+    ceiling = int(re.search(r"var\.timeout <= (\d+)", condition).group(1))
+    assert ceiling <= minutes * 60

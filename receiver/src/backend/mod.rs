@@ -34,8 +34,20 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+/// The longest one request may run while holding claims: the Lambda timeout the Terraform module
+/// allows (`timeout` ≤ 180 s).
+pub const MAX_REQUEST_TIME: Duration = Duration::minutes(3);
+/// SQS drops a FIFO message whose `MessageDeduplicationId` (the job id) it saw in the last
+/// five minutes.
+pub const SQS_FIFO_DEDUP_WINDOW: Duration = Duration::minutes(5);
 /// How long a pending claim blocks redeliveries of the same job before it may be re-claimed.
-pub const CLAIM_LEASE: Duration = Duration::minutes(5);
+///
+/// Longer than [`MAX_REQUEST_TIME`], so a live request's claim is never taken over; shorter than
+/// [`SQS_FIFO_DEDUP_WINDOW`], so when a request dies between sending and completing, the job
+/// re-sent after the lease falls inside the first send's deduplication window, and a FIFO queue
+/// drops it. (A standard queue has no such window: there the pipeline may see the job twice,
+/// with the same `job_id`.)
+pub const CLAIM_LEASE: Duration = Duration::minutes(4);
 /// How long the ledger remembers a job: redeliveries after that become new jobs.
 pub const LEDGER_RETENTION: Duration = Duration::days(30);
 
@@ -216,4 +228,37 @@ pub struct Backends {
     pub store: Arc<dyn Store>,
     pub intake: Arc<dyn Intake>,
     pub usage: Arc<dyn UsageLog>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lease_outlasts_any_request_and_ends_inside_the_fifo_dedup_window() {
+        assert!(MAX_REQUEST_TIME < CLAIM_LEASE);
+        assert!(CLAIM_LEASE < SQS_FIFO_DEDUP_WINDOW);
+    }
+
+    #[test]
+    fn each_commit_answer_maps_to_its_outcome_and_counts_once() {
+        let refused = UsageCounts::from([("skipped/suffix_filtered".to_owned(), 2)]);
+        let committed = [
+            Committed::Enqueued,
+            Committed::Duplicate,
+            Committed::InFlight,
+            Committed::Failed,
+        ];
+        let usage = Commit::usage_of(refused, &committed);
+        assert_eq!(
+            usage,
+            UsageCounts::from([
+                ("accepted".to_owned(), 1),
+                ("duplicate/duplicate".to_owned(), 1),
+                ("retry_later/backend_unavailable".to_owned(), 1),
+                ("retry_later/in_flight".to_owned(), 1),
+                ("skipped/suffix_filtered".to_owned(), 2),
+            ])
+        );
+    }
 }

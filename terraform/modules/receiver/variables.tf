@@ -42,13 +42,13 @@ variable "memory_size" {
 }
 
 variable "timeout" {
-  description = "Lambda timeout in seconds. Keep it above the SDK's 10 s operation timeout."
+  description = "Lambda timeout in seconds: above the SDK's 10 s operation timeout, and at most 180 s, the receiver's longest request (MAX_REQUEST_TIME), which its 4-minute claim lease and SQS's 5-minute FIFO deduplication window are built around."
   type        = number
   default     = 30
 
   validation {
-    condition     = var.timeout >= 15 && var.timeout <= 900
-    error_message = "timeout must be between 15 and 900 seconds."
+    condition     = var.timeout >= 15 && var.timeout <= 180
+    error_message = "timeout must be between 15 and 180 seconds."
   }
 }
 
