@@ -1,13 +1,21 @@
 //! CPU cost per event of the whole handler: a signed 100-event R2 batch from the worker goes
-//! through routing, signature verification, parsing, the decision, the ledger and the queue
-//! (in-memory backends, so only the receiver's own work is measured).
+//! through routing, signature verification, parsing, the decision, the ledger and the queue.
 //!
-//! `baseline` measures the least any receiver must do with the same body (verify the signature,
-//! parse the batch); `scripts/bench` prints the handler's cost per event and its ratio to it.
+//! - `baseline`: the least any receiver must do with the body (verify the signature, parse).
+//! - `handler_all_accepted` / `handler_all_duplicate`: in-memory backends, so only the
+//!   receiver's own work is measured.
+//! - `sqlite_floor`: the baseline plus the least a durable receiver must write, two rows per
+//!   event (ledger and queue) in one SQLite transaction with prepared statements, as the embedded
+//!   backend does: the floor for `serve`.
+//! - `handler_sqlite_all_accepted`: the whole handler on the embedded SQLite backend, every
+//!   event a new object.
+//!
+//! `scripts/bench` prints each per event and as a ratio to the baseline and the floor.
 
 use bucket_relay::backend::claiming::Claiming;
 use bucket_relay::backend::memory::{MemoryLedger, MemoryQueue, MemoryStore, MemoryUsage};
-use bucket_relay::backend::Backends;
+use bucket_relay::backend::sqlite::Sqlite;
+use bucket_relay::backend::{Backends, Store};
 use bucket_relay::handler::Relay;
 use bucket_relay::master_key::{MasterKey, StaticKey};
 use bytes::Bytes;
@@ -17,6 +25,7 @@ use relay_protocol::integration::DEFAULT_MAX_OBJECT_BYTES;
 use relay_protocol::webhook::{self, SignedHeaders};
 use relay_protocol::wire::{events_path, WorkerBatch};
 use relay_protocol::{secret, Integration, Mode, Provider, Status};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 const EVENTS: usize = 100;
@@ -44,10 +53,15 @@ fn integration() -> Integration {
 }
 
 fn batch_body() -> String {
+    numbered_batch(0)
+}
+
+/// A batch whose 100 objects no other batch number has.
+fn numbered_batch(batch: u64) -> String {
     let events: Vec<String> = (0..EVENTS)
         .map(|i| {
             format!(
-                r#"{{"id":"{i:032x}","notification":{{"account":"3f4b7e3dcab231cbfdaa90a6a28bd548","action":"PutObject","bucket":"uploads","object":{{"key":"incoming/2026/11/22/scan {i:05}.pdf","size":{size},"eTag":"c846ff7a18f28c2e262116d6e87{i:05x}"}},"eventTime":"2026-11-22T10:00:00.000Z"}}}}"#,
+                r#"{{"id":"{batch:016x}{i:016x}","notification":{{"account":"3f4b7e3dcab231cbfdaa90a6a28bd548","action":"PutObject","bucket":"uploads","object":{{"key":"incoming/2026/11/22/scan {batch}-{i:05}.pdf","size":{size},"eTag":"c846ff7a18f28c2e262116d6e87{i:05x}"}},"eventTime":"2026-11-22T10:00:00.000Z"}}}}"#,
                 size = 65_536 + i
             )
         })
@@ -136,6 +150,89 @@ fn bench(c: &mut Criterion) {
                     let response = relay.handle(request).await;
                     assert_eq!(response.status(), 200);
                 }
+            },
+            BatchSize::SmallInput,
+        );
+    });
+
+    // Durable: the handler on the embedded SQLite file, every event a new object.
+    group.bench_function("handler_sqlite_all_accepted", |b| {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Sqlite::open(&dir.path().join("relay.db")).unwrap();
+        runtime.block_on(db.put(&integration())).unwrap();
+        let db = Arc::new(db);
+        let relay = Relay::new(
+            Backends {
+                store: db.clone(),
+                intake: db.clone(),
+                usage: db,
+            },
+            Arc::new(StaticKey(MasterKey::from_bytes(MASTER))),
+            false,
+        );
+        let batches = AtomicU64::new(1);
+        b.to_async(&runtime).iter_batched(
+            || signed_request(&numbered_batch(batches.fetch_add(1, Ordering::Relaxed))),
+            |request| {
+                let relay = &relay;
+                async move {
+                    let response = relay.handle(request).await;
+                    assert_eq!(response.status(), 200);
+                }
+            },
+            BatchSize::SmallInput,
+        );
+    });
+
+    // The floor of a durable receiver: verify, parse, and two rows per event in one transaction.
+    group.bench_function("sqlite_floor", |b| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = rusqlite::Connection::open(dir.path().join("floor.db")).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
+        conn.execute_batch(
+            "CREATE TABLE ledger (job_id TEXT PRIMARY KEY);
+             CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);",
+        )
+        .unwrap();
+        let key = secret::event_source_key(MASTER, "int_bench", 1);
+        let batches = AtomicU64::new(1);
+        b.iter_batched(
+            || {
+                let body = numbered_batch(batches.fetch_add(1, Ordering::Relaxed));
+                let request = signed_request(&body);
+                (body, request)
+            },
+            |(body, request)| {
+                let header = |name| request.headers().get(name).unwrap().to_str().unwrap();
+                let headers = SignedHeaders {
+                    id: Some(header(webhook::HEADER_ID)),
+                    timestamp: Some(header(webhook::HEADER_TIMESTAMP)),
+                    signature: Some(header(webhook::HEADER_SIGNATURE)),
+                };
+                webhook::verify(
+                    std::slice::from_ref(&key),
+                    headers,
+                    body.as_bytes(),
+                    Utc::now().timestamp(),
+                )
+                .unwrap();
+                let batch: WorkerBatch = serde_json::from_str(&body).unwrap();
+                let tx = conn.transaction().unwrap();
+                {
+                    let mut ledger = tx
+                        .prepare_cached("INSERT OR IGNORE INTO ledger (job_id) VALUES (?1)")
+                        .unwrap();
+                    let mut outbox = tx
+                        .prepare_cached("INSERT INTO outbox (body) VALUES (?1)")
+                        .unwrap();
+                    for event in &batch.events {
+                        if ledger.execute([event.id.as_ref()]).unwrap() == 1 {
+                            outbox.execute([event.notification.get()]).unwrap();
+                        }
+                    }
+                }
+                tx.commit().unwrap();
             },
             BatchSize::SmallInput,
         );

@@ -67,6 +67,36 @@ const ADD_USAGE: &str = "
 INSERT INTO usage (integration_id, day, name, count) VALUES (?1, ?2, ?3, ?4)
 ON CONFLICT (integration_id, day, name) DO UPDATE SET count = count + excluded.count";
 
+/// The page cache of a connection, in KiB.
+const CACHE_KIB: i64 = 64 * 1024;
+/// How often the checkpointer copies committed WAL frames into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Checkpoints the WAL every [`CHECKPOINT_EVERY`] on its own connection, for as long as the
+/// connection `alive` points to exists. `PASSIVE` never blocks a writer; what it cannot copy yet
+/// it copies next time. If the thread or its connection cannot start, SQLite still checkpoints
+/// when the last connection closes, and the WAL only grows meanwhile.
+fn spawn_checkpointer(path: &Path, alive: std::sync::Weak<Mutex<Connection>>) {
+    let path = path.to_owned();
+    let started = std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || {
+            let Ok(conn) = Connection::open(&path) else {
+                return;
+            };
+            let _ = conn.busy_timeout(std::time::Duration::from_secs(5));
+            while alive.strong_count() > 0 {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(message = "checkpoint_failed", backend = BACKEND, error = %e);
+                }
+            }
+        });
+    if let Err(e) = started {
+        tracing::warn!(message = "checkpoint_failed", backend = BACKEND, error = %e);
+    }
+}
+
 #[derive(Clone)]
 pub struct Sqlite {
     conn: Arc<Mutex<Connection>>,
@@ -87,10 +117,17 @@ impl Sqlite {
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
+        // The ledger is keyed by a hash, so a batch touches pages all over it: keep them in memory.
+        conn.pragma_update(None, "cache_size", -CACHE_KIB)
+            .map_err(err)?;
+        // Checkpoints (copying the WAL into the file, with an fsync) run on a thread of their
+        // own, not inside a request's commit.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
-        Ok(Sqlite {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        let conn = Arc::new(Mutex::new(conn));
+        spawn_checkpointer(path, Arc::downgrade(&conn));
+        Ok(Sqlite { conn })
     }
 
     async fn run<T, F>(&self, f: F) -> Result<T, BackendError>
