@@ -589,3 +589,24 @@ def test_two_servers_and_the_cli_share_one_data_dir_under_load(tmp_path):
     finally:
         first.stop()
         second.stop()
+
+
+def test_eight_concurrent_senders_of_the_same_objects_make_one_job_each(receiver):
+    created = receiver.create()
+    events = [r2_event(f"in/same/{i}.pdf", message_id=f"m{i}") for i in range(50)]
+    answers = []
+
+    def send():
+        response = receiver.post_batch(created["id"], created["secret"], events)
+        answers.append([r["outcome"] for r in response.json()["results"]])
+
+    threads = [threading.Thread(target=send) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(answers) == 8
+    accepted = sum(outcomes.count("accepted") for outcomes in answers)
+    duplicates = sum(outcomes.count("duplicate") for outcomes in answers)
+    assert (accepted, duplicates) == (50, 7 * 50)
+    assert sorted(j["key"] for j in receiver.jobs()) == sorted(e["notification"]["object"]["key"] for e in events)
