@@ -100,6 +100,23 @@ fn fresh_relay() -> Relay {
     )
 }
 
+/// Times `relay` answering one request `make` builds per iteration (building it is not timed).
+fn answer_each(
+    b: &mut criterion::Bencher<'_>,
+    runtime: &tokio::runtime::Runtime,
+    relay: &Relay,
+    make: impl FnMut() -> http::Request<Bytes>,
+) {
+    b.to_async(runtime).iter_batched(
+        make,
+        |request| async move {
+            let response = relay.handle(request).await;
+            assert_eq!(response.status(), 200);
+        },
+        BatchSize::SmallInput,
+    );
+}
+
 fn bench(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -142,17 +159,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("handler_all_duplicate", |b| {
         let relay = fresh_relay();
         runtime.block_on(relay.handle(signed_request(&body)));
-        b.to_async(&runtime).iter_batched(
-            || signed_request(&body),
-            |request| {
-                let relay = &relay;
-                async move {
-                    let response = relay.handle(request).await;
-                    assert_eq!(response.status(), 200);
-                }
-            },
-            BatchSize::SmallInput,
-        );
+        answer_each(b, &runtime, &relay, || signed_request(&body));
     });
 
     // Durable: the handler on the embedded SQLite file, every event a new object.
@@ -171,17 +178,9 @@ fn bench(c: &mut Criterion) {
             false,
         );
         let batches = AtomicU64::new(1);
-        b.to_async(&runtime).iter_batched(
-            || signed_request(&numbered_batch(batches.fetch_add(1, Ordering::Relaxed))),
-            |request| {
-                let relay = &relay;
-                async move {
-                    let response = relay.handle(request).await;
-                    assert_eq!(response.status(), 200);
-                }
-            },
-            BatchSize::SmallInput,
-        );
+        answer_each(b, &runtime, &relay, || {
+            signed_request(&numbered_batch(batches.fetch_add(1, Ordering::Relaxed)))
+        });
     });
 
     // The floor of a durable receiver: verify, parse, and two rows per event in one transaction.

@@ -382,6 +382,11 @@ mod tests {
         }
     }
 
+    async fn job_ids(db: &Sqlite) -> Vec<String> {
+        let jobs = db.jobs().await.unwrap();
+        jobs.into_iter().map(|job| job.job_id).collect()
+    }
+
     fn commit<'a>(jobs: &[&'a IngestJob], now: DateTime<Utc>) -> Commit<'a> {
         Commit {
             integration_id: "int_1",
@@ -402,13 +407,7 @@ mod tests {
         assert_eq!(first, [Committed::Enqueued]);
         let second = db.commit(&commit(&[&a, &b], t0)).await.unwrap();
         assert_eq!(second, [Committed::Duplicate, Committed::Enqueued]);
-        let ids: Vec<String> = db
-            .jobs()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|j| j.job_id)
-            .collect();
+        let ids = job_ids(&db).await;
         assert_eq!(ids, ["a", "b"]);
 
         let day = t0.date_naive();
@@ -464,13 +463,7 @@ mod tests {
             db.put(&integration).await.unwrap();
         }
         let db = Sqlite::open(&path).unwrap();
-        let ids: Vec<String> = db
-            .jobs()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|j| j.job_id)
-            .collect();
+        let ids = job_ids(&db).await;
         assert_eq!(ids, ["j1", "j2"]);
         assert_eq!(db.get("int_1").await.unwrap().as_ref(), Some(&integration));
         integration.bucket = "renamed".into();
