@@ -3,7 +3,9 @@
 The receiver's AWS SDK talks to this proxy (AWS_ENDPOINT_URL), which forwards every request to
 moto unchanged. It counts calls per operation (from `X-Amz-Target`, e.g. `AmazonSQS.SendMessageBatch`),
 can answer one service's calls with 503 as an outage would, and can be stopped and restarted on
-the same port, so tests can take "AWS" away without wiping the emulator's state.
+the same port, so tests can take "AWS" away without wiping the emulator's state. It also injects
+what moto never produces by itself: `SendMessageBatch` answers in which some entries failed, and
+DynamoDB throttling (`ProvisionedThroughputExceededException`).
 
 DynamoDB calls are forwarded one at a time: moto's server is threaded and checks a condition
 expression and writes the item without a lock, so two concurrent conditional `PutItem`s can both
@@ -14,6 +16,7 @@ receiver's own requests stay concurrent.
 import collections
 import http.client
 import http.server
+import json
 import threading
 
 SERVICES = {"AmazonSQS": "sqs", "DynamoDB_20120810": "dynamodb", "secretsmanager": "secretsmanager"}
@@ -34,6 +37,8 @@ class CountingProxy:
         self.dynamodb_lock = threading.Lock()
         self.port = port
         self.server = None
+        self.entry_failures = 0
+        self.throttled = None  # (operation, calls to let through first, calls to throttle)
 
     # --- control ---------------------------------------------------------------------------
     def start(self):
@@ -71,6 +76,20 @@ class CountingProxy:
 
     def heal(self):
         self.failing.clear()
+        with self.lock:
+            self.entry_failures = 0
+            self.throttled = None
+
+    def fail_entries(self, calls):
+        """The next `calls` SendMessageBatch calls fail every other entry, as SQS may under load
+        (`SenderFault` false: the sender may retry them)."""
+        with self.lock:
+            self.entry_failures = calls
+
+    def throttle(self, operation, after, calls):
+        """After `after` more DynamoDB `operation` calls go through, throttles the next `calls`."""
+        with self.lock:
+            self.throttled = (operation, after, calls)
 
     def reset_counts(self):
         with self.lock:
@@ -95,13 +114,31 @@ class CountingProxy:
             handler.end_headers()
             handler.wfile.write(payload)
             return
-        headers = {k: v for k, v in handler.headers.items() if k.lower() not in ("host", "connection")}
+        if self.take_throttle(service, operation):
+            self.answer(handler, 400, {"__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+                                       "message": "injected throttling"})
+            return
+        failed_entries = []
+        if operation == "SendMessageBatch" and self.take_entry_failure():
+            request = json.loads(body)
+            failed_entries = request["Entries"][1::2]
+            request["Entries"] = request["Entries"][0::2]
+            body = json.dumps(request).encode()
+        headers = {k: v for k, v in handler.headers.items()
+                   if k.lower() not in ("host", "connection", "content-length")}
         headers["Host"] = f"127.0.0.1:{self.upstream_port}"
+        headers["Content-Length"] = str(len(body))
         if service == "dynamodb":
             with self.dynamodb_lock:
                 response, data = self.upstream(handler.command, handler.path, body, headers)
         else:
             response, data = self.upstream(handler.command, handler.path, body, headers)
+        if failed_entries:
+            answer = json.loads(data)
+            answer.setdefault("Failed", []).extend(
+                {"Id": entry["Id"], "SenderFault": False, "Code": "InternalError",
+                 "Message": "injected partial failure"} for entry in failed_entries)
+            data = json.dumps(answer).encode()
         handler.send_response(response.status)
         for key, value in response.getheaders():
             if key.lower() not in ("transfer-encoding", "connection", "content-length"):
@@ -119,3 +156,33 @@ class CountingProxy:
         finally:
             connection.close()
 
+
+    # --- injected faults -----------------------------------------------------------------------
+    def take_entry_failure(self):
+        with self.lock:
+            if self.entry_failures <= 0:
+                return False
+            self.entry_failures -= 1
+            return True
+
+    def take_throttle(self, service, operation):
+        with self.lock:
+            if service != "dynamodb" or not self.throttled or self.throttled[0] != operation:
+                return False
+            name, after, calls = self.throttled
+            if after > 0:
+                self.throttled = (name, after - 1, calls)
+                return False
+            if calls <= 0:
+                return False
+            self.throttled = (name, 0, calls - 1)
+            return True
+
+    @staticmethod
+    def answer(handler, status, document):
+        payload = json.dumps(document).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/x-amz-json-1.0")
+        handler.send_header("Content-Length", str(len(payload)))
+        handler.end_headers()
+        handler.wfile.write(payload)

@@ -216,3 +216,31 @@ def test_a_client_hanging_up_mid_request_neither_loses_nor_doubles_a_job(aws_rec
     assert again.status_code == 200
     assert {r["outcome"] for r in again.json()["results"]} == {"duplicate"}, again.text
     assert aws_stack.depth() == 100, "every object exactly once"
+
+
+def test_entries_sqs_fails_are_retried_later_and_then_enqueued_once(aws_receiver, aws_stack, aws_proxy):
+    created = aws_receiver.create("r2", "uploads")
+    events = [r2_event(f"partial/{i}.pdf") for i in range(10)]
+    # Every other entry fails on the first SendMessageBatch and again on the receiver's retry.
+    aws_proxy.fail_entries(2)
+    first = [r["outcome"] for r in aws_receiver.post_batch(created["id"], created["secret"], events).json()["results"]]
+    aws_proxy.heal()
+    assert set(first) == {"accepted", "retry_later"} and first.count("retry_later") >= 1, first
+    again = [r["outcome"] for r in aws_receiver.post_batch(created["id"], created["secret"], events).json()["results"]]
+    assert [a for a, f in zip(again, first) if f == "retry_later"] == ["accepted"] * first.count("retry_later")
+    assert [a for a, f in zip(again, first) if f == "accepted"] == ["duplicate"] * first.count("accepted")
+    assert aws_stack.depth() == 10, "every object exactly once"
+
+
+def test_throttling_mid_claim_gives_back_the_claims_already_won(aws_receiver, aws_stack, aws_proxy):
+    created = aws_receiver.create("r2", "uploads")
+    events = [r2_event(f"throttled/{i}.pdf") for i in range(10)]
+    aws_proxy.throttle("PutItem", after=3, calls=1000)
+    first = aws_receiver.post_batch(created["id"], created["secret"], events).json()["results"]
+    aws_proxy.heal()
+    assert {(r["outcome"], r["reason"]) for r in first} == {("retry_later", "backend_unavailable")}
+    assert aws_stack.depth() == 0
+    # The three claims that went through were released: the retry is accepted, not in_flight.
+    again = aws_receiver.post_batch(created["id"], created["secret"], events).json()["results"]
+    assert [r["outcome"] for r in again] == ["accepted"] * 10, again
+    assert aws_stack.depth() == 10

@@ -610,3 +610,36 @@ def test_eight_concurrent_senders_of_the_same_objects_make_one_job_each(receiver
     duplicates = sum(outcomes.count("duplicate") for outcomes in answers)
     assert (accepted, duplicates) == (50, 7 * 50)
     assert sorted(j["key"] for j in receiver.jobs()) == sorted(e["notification"]["object"]["key"] for e in events)
+
+
+def test_a_receiver_killed_mid_burst_and_restarted_makes_each_object_one_job(receiver):
+    created = receiver.create()
+    batches = [[r2_event(f"burst/{b}/{i}.pdf") for i in range(50)] for b in range(40)]
+    answered = []
+
+    def burst():
+        for batch in batches:
+            try:
+                answered.append(receiver.post_batch(created["id"], created["secret"], batch).status_code)
+            except requests.ConnectionError:
+                answered.append(None)
+
+    sender = threading.Thread(target=burst)
+    sender.start()
+    while len(answered) < 5:
+        time.sleep(0.01)
+    receiver.process.kill()  # SIGKILL: no shutdown, no flush
+    receiver.process.wait()
+    sender.join()
+    receiver.log.close()
+    receiver.process = None
+    receiver.start()
+    # Senders retry whatever was not answered; here everything is sent again.
+    for batch in batches:
+        response = receiver.post_batch(created["id"], created["secret"], batch)
+        assert {r["outcome"] for r in response.json()["results"]} <= {"accepted", "duplicate"}
+    keys = [job["key"] for job in receiver.jobs()]
+    assert len(keys) == len(set(keys)) == 40 * 50, "every object exactly one job"
+    print(f"\nkilled after {answered.count(200)} answered batches; "
+          f"sent {40 * 50}, jobs {len(keys)}, duplicates {len(keys) - len(set(keys))}, "
+          f"lost {40 * 50 - len(set(keys))}")
