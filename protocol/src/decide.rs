@@ -1,6 +1,6 @@
 //! The decision "what happens to this event": a pure function of (integration, event, now).
 //!
-//! Steps 2–5 of DESIGN.md's order live here (step 3 also refuses an event from another kind of
+//! Steps 2–5 of the contract's decision order (docs/contract.md) live here (step 3 also refuses an event from another kind of
 //! storage than the integration's: `provider_mismatch`); authentication (1) is the request's, and dedupe (6)
 //! and enqueue (7) need the ledger and the queue, so the receiver does them with the job this
 //! returns.

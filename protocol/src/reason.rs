@@ -99,7 +99,7 @@ reasons! {
     /// No route for this method and path (404 / 405).
     NotFound = "not_found",
     MethodNotAllowed = "method_not_allowed",
-    // Per event, in the decision order of DESIGN.md.
+    // Per event, in the decision order of docs/contract.md.
     /// The event cannot be parsed into an object event.
     MalformedEvent = "malformed_event",
     /// The event comes from another kind of storage (R2 vs S3) than the integration's.

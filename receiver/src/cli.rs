@@ -1,4 +1,4 @@
-//! The `bucket-relay` command line (DESIGN.md): `serve`, `integrations …` and `jobs list`.
+//! The `bucket-relay` command line: `serve`, `integrations …` and `jobs list`.
 //!
 //! Every command takes `--data-dir` (env `RELAY_DATA_DIR`) and `--json`. Results go to stdout,
 //! errors to stderr with exit code 1. `create` and `rotate-secret` are the only commands that

@@ -1,5 +1,6 @@
-//! The README is the operator's reference: it must name every reason the receiver can answer
-//! with and every environment variable it reads, with the exact words the code uses.
+//! The README is the operator's reference and docs/contract.md the contract: both must name every
+//! reason the receiver can answer with, and the README every environment variable it reads, with
+//! the exact words the code uses.
 
 use bucket_relay::env;
 use relay_protocol::{Outcome, Reason};
@@ -7,6 +8,34 @@ use relay_protocol::{Outcome, Reason};
 fn readme() -> String {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
     std::fs::read_to_string(path).expect("README.md at the repository root")
+}
+
+fn contract() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/contract.md");
+    std::fs::read_to_string(path).expect("docs/contract.md")
+}
+
+#[test]
+fn the_contract_names_every_reason_and_outcome() {
+    let contract = contract();
+    let missing: Vec<&str> = Reason::ALL
+        .iter()
+        .map(|r| r.as_str())
+        .chain(Outcome::ALL.iter().map(|o| o.as_str()))
+        .filter(|word| !contract.contains(&format!("`{word}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/contract.md does not name: {missing:?}"
+    );
+}
+
+#[test]
+fn no_doc_points_outside_the_repository() {
+    for doc in [readme(), contract()] {
+        assert!(!doc.contains("../shared"), "a clone has no ../shared");
+        assert!(!doc.contains("DESIGN.md") && !doc.contains("TOOLCHAIN.md"));
+    }
 }
 
 #[test]

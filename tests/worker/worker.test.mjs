@@ -1,6 +1,6 @@
 // The worker end to end: its real release WASM in workerd (Miniflare 4) against the real
 // `bucket-relay serve` binary. Each test puts R2-notification-shaped messages on the worker's
-// queue (local R2 emits no notifications, see TOOLCHAIN.md), runs the consumer on the batch, and
+// queue (local R2 emits no notifications, see docs/toolchain.md), runs the consumer on the batch, and
 // checks the worker's acks, retries and dead-letters, the requests the receiver saw, and the jobs
 // that came out on the receiver's queue.
 
@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, existsSync } from "node:fs";
 import { createServer } from "node:net";
+import { createServer as createHttpServer } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Miniflare } from "miniflare";
@@ -65,6 +66,14 @@ class Receiver {
     throw new Error(`receiver did not start:\n${this.logText}`);
   }
 
+  /** SIGKILL: the receiver dies mid-request, with no shutdown. */
+  async crash() {
+    if (!this.process || this.process.exitCode !== null) return;
+    const exited = new Promise((resolve) => this.process.once("exit", resolve));
+    this.process.kill("SIGKILL");
+    await exited;
+  }
+
   async stop() {
     if (!this.process || this.process.exitCode !== null) return;
     const exited = new Promise((resolve) => this.process.once("exit", resolve));
@@ -73,7 +82,7 @@ class Receiver {
   }
 
   cli(...args) {
-    const out = execFileSync(RELAY_BIN, ["--data-dir", this.dir, "--json", ...args], { env: this.env });
+    const out = execFileSync(RELAY_BIN, ["--data-dir", this.dir, "--json", ...args], { env: this.env, maxBuffer: 256 * 1024 * 1024 });
     return JSON.parse(out.toString());
   }
 
@@ -162,6 +171,18 @@ async function deadLettered(mf, key) {
     await new Promise((r) => setTimeout(r, 100));
   }
   return null;
+}
+
+/** A stand-in receiver that misbehaves on purpose: what the real one never does by itself. */
+async function misbehavingReceiver(behave) {
+  const server = createHttpServer((request, response) => {
+    let body = "";
+    request.on("data", (chunk) => (body += chunk));
+    request.on("end", () => behave(JSON.parse(body || "{}"), response));
+  });
+  const port = await freePort();
+  await new Promise((resolve) => server.listen(port, "127.0.0.1", resolve));
+  return { url: `http://127.0.0.1:${port}`, close: () => { server.closeAllConnections(); server.close(); } };
 }
 
 function sorted(list) {
@@ -297,6 +318,67 @@ describe("the worker in workerd against the real receiver", () => {
       await worker503.dispose();
       await unreachable.stop();
     }
+  });
+
+  test("a receiver that answers 500, too late, or about half the batch gets no unanswered message acked", async () => {
+    const cases = {
+      500: (_batch, response) => { response.writeHead(500); response.end("upstream exploded"); },
+      hang: () => {}, // never answers
+      half: (batch, response) => {
+        const results = batch.events.slice(0, batch.events.length / 2)
+          .map((event) => ({ id: event.id, outcome: "accepted", reason: null, job_id: "j" }));
+        response.writeHead(200, { "content-type": "application/json" });
+        response.end(JSON.stringify({ results }));
+      },
+    };
+    for (const [name, behave] of Object.entries(cases)) {
+      const stub = await misbehavingReceiver(behave);
+      const worker = await startWorker(bindings({ RECEIVER_URL: stub.url, RECEIVER_TIMEOUT_SECONDS: "2" }));
+      try {
+        const messages = [0, 1, 2, 3].map((i) => message(notification(`in/${name}-${i}.pdf`)));
+        const result = await runBatch(worker, messages);
+        const acked = name === "half" ? messages.slice(0, 2).map((m) => m.id) : [];
+        assert.deepEqual(sorted(result.explicitAcks), sorted(acked), name);
+        assert.deepEqual(sorted(result.retryMessages.map((r) => r.msgId)),
+          sorted(messages.map((m) => m.id).filter((id) => !acked.includes(id))), name);
+      } finally {
+        await worker.dispose();
+        stub.close();
+      }
+    }
+  });
+
+  test("a burst of 10,000 events with the receiver restarting becomes exactly 10,000 jobs", async () => {
+    // The queue's side is played here: every message not acked is delivered again, until all are.
+    let pending = Array.from({ length: 10_000 }, (_, i) => message(notification(`burst/${i}.pdf`)));
+    let deliveries = 0, restarts = 0, round = 0;
+    let starting = Promise.resolve();
+    while (pending.length > 0 && round < 50) {
+      round += 1;
+      const next = [];
+      for (let at = 0; at < pending.length; at += 100) {
+        const batch = pending.slice(at, at + 100);
+        if (Math.random() < 0.1) {
+          restarts += 1;
+          await starting;
+          await receiver.crash();
+          starting = receiver.start(); // not awaited: some batches meet a receiver still starting
+        }
+        deliveries += batch.length;
+        const result = await runBatch(mf, batch);
+        const acked = new Set(result.explicitAcks);
+        next.push(...batch.filter((m) => !acked.has(m.id)));
+      }
+      pending = next;
+    }
+    await starting;
+    const keys = receiver.jobs().map((j) => j.key);
+    const unique = new Set(keys);
+    console.log(`burst: sent 10000, deliveries ${deliveries}, receiver restarts ${restarts}, ` +
+      `jobs ${keys.length}, duplicates ${keys.length - unique.size}, lost ${10_000 - unique.size}`);
+    assert.equal(pending.length, 0, "every message acked in the end");
+    assert.equal(unique.size, 10_000);
+    assert.equal(keys.length, 10_000, "no object twice");
   });
 
   test("a wrong secret is retried and never acked", async () => {

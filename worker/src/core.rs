@@ -18,6 +18,10 @@ pub const VAR_ACTIONS: &str = "FORWARD_ACTIONS";
 pub const VAR_PREFIX: &str = relay_protocol::wire::WORKER_VAR_KEY_PREFIX;
 /// Comma-separated key suffixes to forward, e.g. `.pdf,.png`.
 pub const VAR_SUFFIXES: &str = relay_protocol::wire::WORKER_VAR_KEY_SUFFIXES;
+/// Seconds the worker waits for the receiver's answer before retrying the batch (default 30).
+pub const VAR_TIMEOUT: &str = "RECEIVER_TIMEOUT_SECONDS";
+/// The wait when `RECEIVER_TIMEOUT_SECONDS` is not set.
+pub const DEFAULT_TIMEOUT_SECONDS: u32 = 30;
 /// The dead-letter queue producer binding for rejected events.
 pub const DLQ_BINDING: &str = "DEAD_LETTER_QUEUE";
 
@@ -38,6 +42,8 @@ pub struct Config {
     pub actions: Vec<String>,
     pub prefix: Option<String>,
     pub suffixes: Vec<String>,
+    /// How long to wait for the receiver's answer.
+    pub timeout_seconds: u32,
 }
 
 /// Why the worker cannot forward: each is logged, and every message is retried (never dropped)
@@ -49,6 +55,7 @@ pub enum ConfigError {
     NotHttps(String),
     InsecureNotLocal(String),
     BadUrl(String),
+    BadTimeout(String),
 }
 
 impl std::fmt::Display for ConfigError {
@@ -67,6 +74,10 @@ impl std::fmt::Display for ConfigError {
                 "{VAR_ALLOW_INSECURE}=true allows plain http only for 127.0.0.1 / localhost, not {url}"
             ),
             ConfigError::BadUrl(url) => write!(f, "{WORKER_VAR_RECEIVER_URL} {url} is not a URL"),
+            ConfigError::BadTimeout(value) => write!(
+                f,
+                "{VAR_TIMEOUT} {value:?} is not a number of seconds from 1 to 600"
+            ),
         }
     }
 }
@@ -80,6 +91,7 @@ impl ConfigError {
             ConfigError::NotHttps(_) => "config_receiver_not_https",
             ConfigError::InsecureNotLocal(_) => "config_insecure_not_local",
             ConfigError::BadUrl(_) => "config_receiver_url_invalid",
+            ConfigError::BadTimeout(_) => "config_timeout_invalid",
         }
     }
 }
@@ -150,6 +162,16 @@ impl Config {
                 }
             }
         }
+        let timeout_seconds = match get(VAR_TIMEOUT) {
+            None => DEFAULT_TIMEOUT_SECONDS,
+            Some(text) => match text.parse::<u32>() {
+                Ok(seconds) if (1..=600).contains(&seconds) => seconds,
+                _ => {
+                    errors.push(ConfigError::BadTimeout(text));
+                    DEFAULT_TIMEOUT_SECONDS
+                }
+            },
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -171,6 +193,7 @@ impl Config {
             actions,
             prefix: get(VAR_PREFIX),
             suffixes: list(get(VAR_SUFFIXES)),
+            timeout_seconds,
         })
     }
 
@@ -311,6 +334,28 @@ mod tests {
         );
         assert_eq!(config.receiver_host, "relay.example.com");
         assert_eq!(config.actions, DEFAULT_ACTIONS);
+        assert_eq!(config.timeout_seconds, DEFAULT_TIMEOUT_SECONDS);
+    }
+
+    #[test]
+    fn the_receiver_timeout_is_a_number_of_seconds_from_1_to_600() {
+        for (value, expected) in [
+            ("5", Some(5)),
+            ("600", Some(600)),
+            ("0", None),
+            ("1h", None),
+        ] {
+            let mut v = good();
+            v.push(("RECEIVER_TIMEOUT_SECONDS", value));
+            let config = Config::from_vars(vars(&v));
+            match expected {
+                Some(seconds) => assert_eq!(config.unwrap().timeout_seconds, seconds),
+                None => assert!(
+                    matches!(config, Err(e) if e[0].code() == "config_timeout_invalid"),
+                    "{value}"
+                ),
+            }
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod shell {
     use crate::core::{
         backoff_seconds, batch_id, plan, Action, Answer, Config, ErrorWord, DLQ_BINDING,
     };
+    use futures_util::future::{select, Either};
     use relay_protocol::webhook::{self, SigningKey};
     use relay_protocol::wire::{self, BatchEvent, WorkerBatch};
     use relay_protocol::Outcome;
@@ -25,6 +26,7 @@ mod shell {
     use serde_json::{json, Value};
     use std::borrow::Cow;
     use std::collections::BTreeMap;
+    use std::pin::pin;
     use worker::*;
 
     fn log(line: Value) {
@@ -172,17 +174,34 @@ mod shell {
         let request =
             Request::new_with_init(&config.events_url, &init).map_err(|e| (0, e.to_string()))?;
 
-        let mut response = match Fetch::Request(request).send().await {
-            Ok(response) => response,
-            Err(e) => {
+        // The whole exchange, answer included, within the timeout; past it the request is
+        // aborted and the batch retried (the receiver's ledger makes the retry safe).
+        let controller = AbortController::default();
+        let signal = controller.signal();
+        let exchange = async {
+            let mut response = Fetch::Request(request).send_with_signal(&signal).await?;
+            let text = response.text().await.unwrap_or_default();
+            Ok::<_, Error>((response.status_code(), text))
+        };
+        let deadline = Delay::from(std::time::Duration::from_secs(u64::from(
+            config.timeout_seconds,
+        )));
+        let (status, text) = match select(pin!(exchange), pin!(deadline)).await {
+            Either::Left((Ok(answer), _)) => answer,
+            Either::Left((Err(e), _)) => {
                 log(
                     json!({"message": "receiver_unreachable", "receiver_host": config.receiver_host, "error": e.to_string()}),
                 );
                 return Err((0, "transport_error".into()));
             }
+            Either::Right(_) => {
+                controller.abort();
+                log(
+                    json!({"message": "receiver_timeout", "receiver_host": config.receiver_host, "timeout_seconds": config.timeout_seconds}),
+                );
+                return Err((0, "receiver_timeout".into()));
+            }
         };
-        let status = response.status_code();
-        let text = response.text().await.unwrap_or_default();
         if status != 200 {
             let reason = serde_json::from_str::<ErrorWord>(&text)
                 .map(|e| e.error)
@@ -263,6 +282,7 @@ mod shell {
                 "actions": config.actions,
                 "prefix": config.prefix,
                 "suffixes": config.suffixes,
+                "receiver_timeout_seconds": config.timeout_seconds,
             }),
             Err(errors) => json!({
                 "status": "misconfigured",
