@@ -379,3 +379,16 @@ def test_the_lambda_timeout_stays_under_the_receivers_claim_lease(receiver):
     condition = first(receiver["variable"]["timeout"]["validation"])["condition"]
     ceiling = int(re.search(r"var\.timeout <= (\d+)", condition).group(1))
     assert ceiling <= minutes * 60
+
+
+@pytest.mark.parametrize("text, filtered_in_the_rule", [
+    ("in/", True), (".pdf", True), ("2026/11/", True),
+    ("in/my docs/", False), ("a+b/", False), ("100%/", False), ("résumé/", False), ("x:y/", False),
+])
+def test_the_rule_filters_keys_only_where_url_encoding_cannot_change_them(source, text, filtered_in_the_rule):
+    # S3 may write the key URL-encoded in the event EventBridge matches against: a filter with a
+    # space would never match "my+docs", and the rule would drop events the receiver wants.
+    pattern = source["locals"]["unchanged_by_encoding"]
+    assert bool(re.fullmatch(pattern.strip("^$"), text)) is filtered_in_the_rule
+    assert "local.rule_prefix" in source["locals"]["key_filters"]
+    assert "var.prefix" not in source["locals"]["key_filters"], "the raw prefix never reaches the rule"

@@ -69,9 +69,11 @@ proptest! {
 
     #[test]
     fn every_key_rule_answers_and_exact_keeps_the_key(raw in any::<String>()) {
-        let _ = KeyEncoding::FormUrlencoded.decode(&raw);
-        let _ = KeyEncoding::PercentEncoded.decode(&raw);
-        prop_assert_eq!(KeyEncoding::Exact.decode(&raw).unwrap(), raw);
+        for encoding in [KeyEncoding::FormUrlencoded, KeyEncoding::PercentEncoded] {
+            let (key, used) = encoding.read(&raw);
+            prop_assert!(used == encoding || (used == KeyEncoding::Exact && key == raw));
+        }
+        prop_assert_eq!(KeyEncoding::Exact.read(&raw), (raw.clone(), KeyEncoding::Exact));
     }
 
     #[test]
@@ -87,7 +89,7 @@ proptest! {
                 _ => encoded.push_str(&format!("%{byte:02X}")),
             }
         }
-        prop_assert_eq!(KeyEncoding::FormUrlencoded.decode(&encoded).unwrap(), key);
+        prop_assert_eq!(KeyEncoding::FormUrlencoded.read(&encoded).0, key);
     }
 
     #[test]

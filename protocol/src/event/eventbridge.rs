@@ -128,6 +128,7 @@ pub fn parse(body: &str) -> Result<ObjectEvent, EventError> {
 fn parse_s3(envelope: Envelope) -> Result<ObjectEvent, EventError> {
     let detail: S3Detail = serde_json::from_str(envelope.detail.get())?;
     require(&detail.bucket.name, &detail.object.key)?;
+    let (key, key_encoding) = S3_KEY_ENCODING.read(&detail.object.key);
     let created = envelope.detail_type == DETAIL_OBJECT_CREATED;
     let action = match detail.reason {
         Some(reason) if created && !reason.is_empty() => reason,
@@ -138,8 +139,8 @@ fn parse_s3(envelope: Envelope) -> Result<ObjectEvent, EventError> {
         account: non_empty(envelope.account),
         region: non_empty(envelope.region),
         bucket: detail.bucket.name,
-        key: S3_KEY_ENCODING.decode(&detail.object.key)?,
-        key_encoding: S3_KEY_ENCODING,
+        key,
+        key_encoding,
         size: detail.object.size,
         etag: detail.object.etag.as_deref().and_then(normalize_etag),
         version_id: non_empty(detail.object.version_id),
@@ -157,6 +158,7 @@ fn parse_cloudtrail(envelope: Envelope) -> Result<ObjectEvent, EventError> {
         .request_parameters
         .ok_or_else(|| EventError::Json("missing field `requestParameters`".into()))?;
     require(&request.bucket_name, &request.key)?;
+    let (key, key_encoding) = CLOUDTRAIL_KEY_ENCODING.read(&request.key);
     let created = CLOUDTRAIL_CREATE_EVENTS.contains(&detail.event_name.as_str());
     let (version_id, etag) = match detail.response_elements {
         Some(response) => {
@@ -176,8 +178,8 @@ fn parse_cloudtrail(envelope: Envelope) -> Result<ObjectEvent, EventError> {
         account: non_empty(detail.recipient_account_id).or(non_empty(envelope.account)),
         region: non_empty(detail.aws_region).or(non_empty(envelope.region)),
         bucket: request.bucket_name,
-        key: CLOUDTRAIL_KEY_ENCODING.decode(&request.key)?,
-        key_encoding: CLOUDTRAIL_KEY_ENCODING,
+        key,
+        key_encoding,
         size,
         etag: etag.as_deref().and_then(normalize_etag),
         version_id: non_empty(version_id),

@@ -1,61 +1,77 @@
 //! How each source writes object keys, and the one function that reads them back.
 //!
 //! A job must name the object exactly as the bucket does, or the pipeline's `GetObject` fails.
-//! The sources disagree on how they put a key into JSON:
+//! The sources disagree on how they put a key into JSON, and the evidence is not all one way
+//! (the README weighs it):
 //!
-//! - **R2 notifications** carry the key as stored: taken byte for byte ([`KeyEncoding::Exact`]).
-//! - **S3 events through EventBridge** carry it form-URL-encoded, as S3's other notifications
-//!   do (`my report+v2.pdf` arrives as `my+report%2Bv2.pdf`): `+` is a space and `%XX` a byte
-//!   ([`KeyEncoding::FormUrlencoded`]). AWS's Lambda Powertools decodes this field the same way.
-//! - **CloudTrail data events** carry the request's key with special characters percent-encoded;
-//!   a `+` there is a plus ([`KeyEncoding::PercentEncoded`]). The evidence is weaker than for the
-//!   other two (see the README), so every job says which rule produced its key.
+//! - **R2 notifications** carry the key as stored ([`KeyEncoding::Exact`]).
+//! - **S3 events through EventBridge** are read as form-URL-encoded, the way S3 writes keys in its
+//!   notifications (`my report+v2.pdf` as `my+report%2Bv2.pdf`: `+` is a space, `%XX` a byte),
+//!   and as AWS's Lambda Powertools decodes this field ([`KeyEncoding::FormUrlencoded`]).
+//! - **CloudTrail data events** are read as percent-encoded: `%XX` is a byte, a `+` is a plus
+//!   ([`KeyEncoding::PercentEncoded`]).
 //!
-//! Decoding is strict: a `%` not followed by two hex digits, or bytes that are not UTF-8 (S3 keys
-//! are UTF-8), make the event `malformed_event` rather than a job for an object that does not
-//! exist.
+//! A key is decoded only when it could be an encoder's output: nothing but letters, digits,
+//! `-_.~*!'()/+%`, every `%` starting a `%XX` escape, and UTF-8 once decoded. An encoder leaves no
+//! space, colon, non-ASCII character or lone `%` in its output, so a key holding one was not
+//! encoded, and is taken exactly as it came. The job's `key_encoding` says which reading was
+//! used. The only keys the rule can misread are ones an encoder could also have written: an
+//! unencoded key made of those characters that holds a `+` or a `%XX`.
 
-use super::EventError;
-use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};
 
-/// How the source encoded the key; carried in every job as `key_encoding`.
+/// How a job's key was read from its event; carried in every job as `key_encoding`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyEncoding {
     /// Taken as delivered.
     Exact,
-    /// `application/x-www-form-urlencoded`: `+` is a space, `%XX` a byte.
+    /// `application/x-www-form-urlencoded`: `+` was a space, `%XX` a byte.
     FormUrlencoded,
-    /// RFC 3986 percent-encoding: `%XX` is a byte, `+` stays a plus.
+    /// RFC 3986 percent-encoding: `%XX` was a byte, `+` a plus.
     PercentEncoded,
 }
 
 impl KeyEncoding {
-    /// The object key that `raw`, as the source wrote it, names.
-    pub fn decode(self, raw: &str) -> Result<String, EventError> {
-        match self {
-            KeyEncoding::Exact => Ok(raw.to_owned()),
-            KeyEncoding::FormUrlencoded => percent_decode_strict(&raw.replace('+', " ")),
-            KeyEncoding::PercentEncoded => percent_decode_strict(raw),
+    /// The object key that `raw`, as a source using `self` wrote it, names; and the reading used:
+    /// `self` when `raw` could be its output, else [`KeyEncoding::Exact`].
+    pub fn read(self, raw: &str) -> (String, KeyEncoding) {
+        let decoded = match self {
+            KeyEncoding::Exact => None,
+            KeyEncoding::FormUrlencoded => decode(raw, true),
+            KeyEncoding::PercentEncoded => decode(raw, false),
+        };
+        match decoded {
+            Some(key) => (key, self),
+            None => (raw.to_owned(), KeyEncoding::Exact),
         }
     }
 }
 
-fn percent_decode_strict(text: &str) -> Result<String, EventError> {
+/// The bytes an encoder may leave as they are, besides letters and digits.
+const UNESCAPED: &[u8] = b"-_.~*!'()/";
+
+/// `text` decoded, or `None` when it cannot be the output of the encoder (`plus_is_space`: form).
+fn decode(text: &str, plus_is_space: bool) -> Option<String> {
     let bytes = text.as_bytes();
-    for (at, _) in text.match_indices('%') {
-        let escape = bytes.get(at + 1..at + 3);
-        if !escape.is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) {
-            return Err(EventError::KeyEncoding(
-                "a % not followed by two hex digits",
-            ));
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(at + 1..at + 3)?).ok()?;
+                decoded.push(u8::from_str_radix(hex, 16).ok()?);
+                at += 3;
+                continue;
+            }
+            b'+' if plus_is_space => decoded.push(b' '),
+            b'+' => decoded.push(b'+'),
+            byte if byte.is_ascii_alphanumeric() || UNESCAPED.contains(&byte) => decoded.push(byte),
+            _ => return None,
         }
+        at += 1;
     }
-    percent_decode_str(text)
-        .decode_utf8()
-        .map(|key| key.into_owned())
-        .map_err(|_| EventError::KeyEncoding("the decoded key is not UTF-8"))
+    String::from_utf8(decoded).ok()
 }
 
 #[cfg(test)]
@@ -93,36 +109,39 @@ mod tests {
     ];
 
     #[test]
-    fn each_encoding_gives_back_the_exact_key() {
+    fn each_encoding_gives_back_the_exact_key_and_says_so() {
         for (key, form, percent) in CASES {
-            assert_eq!(Exact.decode(key).unwrap(), key);
-            assert_eq!(FormUrlencoded.decode(form).unwrap(), key, "{form}");
-            assert_eq!(PercentEncoded.decode(percent).unwrap(), key, "{percent}");
+            assert_eq!(Exact.read(key), (key.to_owned(), Exact));
+            assert_eq!(FormUrlencoded.read(form), (key.to_owned(), FormUrlencoded));
+            assert_eq!(
+                PercentEncoded.read(percent),
+                (key.to_owned(), PercentEncoded)
+            );
         }
     }
 
     #[test]
     fn a_plus_is_a_space_only_in_form_encoding() {
-        assert_eq!(FormUrlencoded.decode("a+b").unwrap(), "a b");
-        assert_eq!(PercentEncoded.decode("a+b").unwrap(), "a+b");
-        assert_eq!(Exact.decode("a+b%20").unwrap(), "a+b%20");
+        assert_eq!(FormUrlencoded.read("a+b").0, "a b");
+        assert_eq!(PercentEncoded.read("a+b").0, "a+b");
+        assert_eq!(Exact.read("a+b%20").0, "a+b%20");
     }
 
     #[test]
-    fn broken_escapes_and_non_utf8_are_named_errors() {
-        for raw in ["100%", "a%2", "a%zz.pdf", "%%41"] {
-            assert!(matches!(
-                FormUrlencoded.decode(raw),
-                Err(EventError::KeyEncoding(_))
-            ));
-            assert!(matches!(
-                PercentEncoded.decode(raw),
-                Err(EventError::KeyEncoding(_))
-            ));
+    fn a_key_no_encoder_could_have_written_is_taken_exactly() {
+        // A colon, a space, a lone %, a broken escape, non-ASCII, bytes that are not UTF-8.
+        for raw in [
+            "raw/2023-08-08T14:03:40.zip",
+            "in/my report.pdf",
+            "in/100%",
+            "a%2",
+            "a%zz.pdf",
+            "résumé.pdf",
+            "%FF%FE",
+        ] {
+            for encoding in [FormUrlencoded, PercentEncoded] {
+                assert_eq!(encoding.read(raw), (raw.to_owned(), Exact), "{raw}");
+            }
         }
-        assert!(matches!(
-            PercentEncoded.decode("%FF%FE"),
-            Err(EventError::KeyEncoding(_))
-        ));
     }
 }

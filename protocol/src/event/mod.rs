@@ -20,7 +20,7 @@ pub struct ObjectEvent {
     pub account: Option<String>,
     pub region: Option<String>,
     pub bucket: String,
-    /// The exact object key, decoded by `key_encoding`'s rule.
+    /// The exact object key, read by `key_encoding`'s rule.
     pub key: String,
     /// How the source wrote the key.
     pub key_encoding: KeyEncoding,
@@ -63,8 +63,6 @@ pub enum EventError {
     EmptyBucket,
     /// The event names no object key.
     EmptyKey,
-    /// The key is not validly encoded for its source (a broken `%` escape, or not UTF-8).
-    KeyEncoding(&'static str),
 }
 
 impl fmt::Display for EventError {
@@ -79,7 +77,6 @@ impl fmt::Display for EventError {
             }
             EventError::EmptyBucket => f.write_str("the event names no bucket"),
             EventError::EmptyKey => f.write_str("the event names no object key"),
-            EventError::KeyEncoding(why) => write!(f, "the object key cannot be decoded: {why}"),
         }
     }
 }

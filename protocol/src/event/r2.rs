@@ -44,7 +44,7 @@ pub fn parse(notification: &str, message_id: &str) -> Result<ObjectEvent, EventE
         created: CREATE_ACTIONS.contains(&n.action.as_str()),
         action: n.action,
         bucket: n.bucket,
-        key: KeyEncoding::Exact.decode(&n.object.key)?,
+        key: n.object.key,
         key_encoding: KeyEncoding::Exact,
         size: n.object.size,
         etag: n.object.etag.as_deref().and_then(normalize_etag),

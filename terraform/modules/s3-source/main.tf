@@ -3,12 +3,20 @@
 # EventBridge cannot deliver after its retries land in an encrypted SQS dead-letter queue.
 
 locals {
+  # The rule matches the key as the event carries it, which may be URL-encoded (see the README's
+  # "Keys, per source"). A prefix or suffix made only of characters no encoding changes matches
+  # either way; any other is left out of the rule, and the receiver, which reads the key first,
+  # filters exactly. A filter here only saves deliveries; it must never drop an event.
+  unchanged_by_encoding = "^[A-Za-z0-9._~/-]+$"
+  rule_prefix           = var.prefix != null && can(regex(local.unchanged_by_encoding, coalesce(var.prefix, "-"))) ? var.prefix : null
+  rule_suffixes         = alltrue([for s in var.suffixes : can(regex(local.unchanged_by_encoding, s))]) ? var.suffixes : []
+
   # EventBridge content filtering: prefix and suffix together need a wildcard pattern
   # ("in/*.pdf"); a suffix list is an OR of patterns.
   key_filters = (
-    var.prefix != null && length(var.suffixes) > 0 ? [for s in var.suffixes : { wildcard = "${var.prefix}*${s}" }] :
-    var.prefix != null ? [{ prefix = var.prefix }] :
-    length(var.suffixes) > 0 ? [for s in var.suffixes : { suffix = s }] :
+    local.rule_prefix != null && length(local.rule_suffixes) > 0 ? [for s in local.rule_suffixes : { wildcard = "${local.rule_prefix}*${s}" }] :
+    local.rule_prefix != null ? [{ prefix = local.rule_prefix }] :
+    length(local.rule_suffixes) > 0 ? [for s in local.rule_suffixes : { suffix = s }] :
     null
   )
 

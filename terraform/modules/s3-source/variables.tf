@@ -30,13 +30,13 @@ variable "event_source_secret" {
 }
 
 variable "prefix" {
-  description = "Only keys under this prefix are sent (null: every key). The receiver filters too; this saves invocations."
+  description = "Only keys under this prefix are sent (null: every key). The receiver filters too; this saves invocations. A prefix with characters URL encoding changes (a space, +, %, non-ASCII…) is left to the receiver, since S3 may write the key encoded in the event the rule matches."
   type        = string
   default     = null
 }
 
 variable "suffixes" {
-  description = "Only keys ending in one of these are sent, e.g. [\".pdf\"] (empty: every suffix)."
+  description = "Only keys ending in one of these are sent, e.g. [\".pdf\"] (empty: every suffix). Suffixes with characters URL encoding changes are left to the receiver, as for prefix."
   type        = list(string)
   default     = []
 }
