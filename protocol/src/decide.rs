@@ -16,16 +16,27 @@ use chrono::{DateTime, SecondsFormat, Utc};
 pub enum Decision {
     Enqueue(Box<IngestJob>),
     Refuse {
-        outcome: Outcome,
+        /// Always an event reason: its [`Reason::outcome`] is the event's outcome.
         reason: Reason,
         /// The event, when it could be parsed: logs name its bucket and key.
         event: Option<Box<ObjectEvent>>,
     },
 }
 
-fn refuse(outcome: Outcome, reason: Reason, event: ObjectEvent) -> Decision {
+impl Decision {
+    /// The event's outcome: accepted for a job (until the ledger says otherwise), else the
+    /// reason's own.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Decision::Enqueue(_) => Outcome::Accepted,
+            // Every reason `decide` refuses with is an event reason (tested below).
+            Decision::Refuse { reason, .. } => reason.outcome().unwrap_or(Outcome::Rejected),
+        }
+    }
+}
+
+fn refuse(reason: Reason, event: ObjectEvent) -> Decision {
     Decision::Refuse {
-        outcome,
         reason,
         event: Some(Box::new(event)),
     }
@@ -41,7 +52,6 @@ pub fn decide(
         Ok(event) => event,
         Err(_) => {
             return Decision::Refuse {
-                outcome: Outcome::Rejected,
                 reason: Reason::MalformedEvent,
                 event: None,
             }
@@ -49,26 +59,26 @@ pub fn decide(
     };
     // 3. the event must be about this integration's storage, account and bucket
     if event.provider != integration.provider {
-        return refuse(Outcome::Rejected, Reason::ProviderMismatch, event);
+        return refuse(Reason::ProviderMismatch, event);
     }
     if let (Some(expected), Some(actual)) = (&integration.account, &event.account) {
         if expected != actual {
-            return refuse(Outcome::Rejected, Reason::AccountMismatch, event);
+            return refuse(Reason::AccountMismatch, event);
         }
     }
     if event.bucket != integration.bucket {
-        return refuse(Outcome::Rejected, Reason::BucketMismatch, event);
+        return refuse(Reason::BucketMismatch, event);
     }
     // 4. mode and status
     if integration.mode == Mode::Poll {
-        return refuse(Outcome::Rejected, Reason::ModeMismatch, event);
+        return refuse(Reason::ModeMismatch, event);
     }
     if integration.status == Status::Paused {
-        return refuse(Outcome::RetryLater, Reason::Paused, event);
+        return refuse(Reason::Paused, event);
     }
     // 5. skips
     if let Some(reason) = skip_reason(integration, &event) {
-        return refuse(Outcome::Skipped, reason, event);
+        return refuse(reason, event);
     }
     let received_at = now.to_rfc3339_opts(SecondsFormat::Millis, true);
     Decision::Enqueue(Box::new(IngestJob::from_event(
@@ -139,11 +149,13 @@ mod tests {
     }
 
     fn reason_of(decision: Decision) -> Option<(Outcome, Reason)> {
+        let outcome = decision.outcome();
         match decision {
             Decision::Enqueue(_) => None,
-            Decision::Refuse {
-                outcome, reason, ..
-            } => Some((outcome, reason)),
+            Decision::Refuse { reason, .. } => {
+                assert!(reason.outcome().is_some(), "{reason} is an event reason");
+                Some((outcome, reason))
+            }
         }
     }
 

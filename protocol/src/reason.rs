@@ -132,6 +132,25 @@ reasons! {
     BackendUnavailable = "backend_unavailable",
 }
 
+impl Reason {
+    /// The one outcome of an event refused for this reason; `None` for a reason that refuses a
+    /// whole request. The match is exhaustive: a new reason must say which it is.
+    pub const fn outcome(self) -> Option<Outcome> {
+        use Reason::*;
+        match self {
+            MalformedEvent | ProviderMismatch | AccountMismatch | BucketMismatch | ModeMismatch => {
+                Some(Outcome::Rejected)
+            }
+            Paused | InFlight | BackendUnavailable => Some(Outcome::RetryLater),
+            NotObjectCreated | PrefixFiltered | SuffixFiltered | TooLarge | LoopProtection
+            | FolderMarker => Some(Outcome::Skipped),
+            Duplicate => Some(Outcome::Duplicate),
+            InvalidSecret | UnknownIntegration | MalformedRequest | PayloadTooLarge
+            | TooManyEvents | RequestTimeout | NotFound | MethodNotAllowed => None,
+        }
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(self.as_str())
@@ -148,6 +167,24 @@ mod tests {
             let json = serde_json::to_string(reason).unwrap();
             assert_eq!(json, format!("\"{}\"", reason.as_str()));
             assert_eq!(Reason::parse(reason.as_str()), Some(*reason));
+        }
+    }
+
+    #[test]
+    fn only_request_reasons_lack_an_event_outcome_and_only_they_have_an_error_status() {
+        for reason in Reason::ALL {
+            let status = crate::wire::request_error_status(*reason);
+            match reason.outcome() {
+                None => assert_ne!(status, 503, "{reason}: a request refusal, not a retry"),
+                Some(_) if *reason == Reason::BackendUnavailable => assert_eq!(status, 503),
+                Some(outcome) => assert!(
+                    matches!(
+                        outcome,
+                        Outcome::Rejected | Outcome::Skipped | Outcome::Duplicate
+                    ) || status == 503,
+                    "{reason}"
+                ),
+            }
         }
     }
 

@@ -384,19 +384,17 @@ fn decide_one(
     if let Err(err) = &event {
         tracing::debug!(message = "event_unparsed", integration_id = %integration.id, id = %id, error = %err);
     }
-    match decide(integration, event, now) {
+    let decision = decide(integration, event, now);
+    let outcome = decision.outcome();
+    match decision {
         Decision::Enqueue(job) => Item {
             id,
-            outcome: Outcome::Accepted,
+            outcome,
             reason: None,
             object: None,
             job: Some(job),
         },
-        Decision::Refuse {
-            outcome,
-            reason,
-            event,
-        } => Item::refused(id, outcome, reason, event.as_deref()),
+        Decision::Refuse { reason, event } => Item::refused(id, outcome, reason, event.as_deref()),
     }
 }
 

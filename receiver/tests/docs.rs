@@ -63,3 +63,37 @@ fn readme_lists_every_environment_variable() {
         "README.md's configuration table lacks: {missing:?}"
     );
 }
+
+/// Each row of the contract's reason table names reasons and, in its second cell, the outcome
+/// (event reasons) or the status (request reasons) the code gives them.
+#[test]
+fn the_contract_table_gives_each_reason_the_outcome_or_status_the_code_does() {
+    let contract = contract();
+    let mut seen = Vec::new();
+    for row in contract.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let (names, answer) = (cells[1], cells[2]);
+        for reason in Reason::ALL {
+            if !names.contains(&format!("`{reason}`")) {
+                continue;
+            }
+            seen.push(*reason);
+            let status = relay_protocol::wire::request_error_status(*reason).to_string();
+            match reason.outcome() {
+                Some(outcome) => assert!(
+                    answer.contains(outcome.as_str()),
+                    "{reason}: the contract says {answer:?}, the code {outcome}"
+                ),
+                None => assert!(
+                    answer.contains(&status),
+                    "{reason}: the contract says {answer:?}, the code {status}"
+                ),
+            }
+        }
+    }
+    let missing: Vec<_> = Reason::ALL.iter().filter(|r| !seen.contains(r)).collect();
+    assert!(
+        missing.is_empty(),
+        "not in the contract's table: {missing:?}"
+    );
+}
