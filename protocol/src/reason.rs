@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// What happened to one event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// A new job was put on the ingest queue.
@@ -41,6 +41,10 @@ impl Outcome {
         }
     }
 
+    pub fn parse(text: &str) -> Option<Outcome> {
+        Outcome::ALL.into_iter().find(|o| o.as_str() == text)
+    }
+
     /// Whether the sender may forget the event (ack it) after this outcome.
     pub const fn is_final(self) -> bool {
         !matches!(self, Outcome::RetryLater)
@@ -56,7 +60,7 @@ impl fmt::Display for Outcome {
 macro_rules! reasons {
     ($( $(#[$doc:meta])* $variant:ident = $text:literal, )*) => {
         /// Why a request or an event ended the way it did.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(rename_all = "snake_case")]
         pub enum Reason {
             $( $(#[$doc])* $variant, )*

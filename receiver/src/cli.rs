@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use rand::distr::{Alphanumeric, SampleString};
 use relay_protocol::integration::{DEFAULT_MAX_OBJECT_BYTES, ID_PREFIX};
-use relay_protocol::{secret, Integration, Mode, Provider, Status};
+use relay_protocol::{secret, Integration, Mode, Provider, Reason, Status};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -576,8 +576,8 @@ fn print_usage(
 ) {
     let mut totals = UsageCounts::new();
     for counts in per_day.values() {
-        for (name, count) in counts {
-            *totals.entry(name.clone()).or_default() += count;
+        for (key, count) in counts {
+            *totals.entry(*key).or_default() += count;
         }
     }
     if json {
@@ -597,9 +597,9 @@ fn print_usage(
         return;
     }
     println!("  {:<12} {:<20} {:>10}", "OUTCOME", "REASON", "EVENTS");
-    for (name, count) in &totals {
-        let (outcome, reason) = name.split_once('/').unwrap_or((name, "-"));
-        println!("  {outcome:<12} {reason:<20} {count:>10}");
+    for (key, count) in &totals {
+        let reason = key.reason.map_or("-", Reason::as_str);
+        println!("  {:<12} {reason:<20} {count:>10}", key.outcome);
     }
 }
 

@@ -6,7 +6,7 @@
 //! and call [`Relay::handle`]; nothing else differs between them.
 
 use crate::auth::{authenticate, Sender};
-use crate::backend::{usage_key, BackendError, Backends, Commit, Committed, UsageCounts};
+use crate::backend::{BackendError, Backends, Commit, Committed, UsageCounts, UsageKey};
 use crate::integrations::Integrations;
 use crate::master_key::MasterKeySource;
 use crate::telemetry::Tally;
@@ -248,7 +248,7 @@ impl Relay {
                 item.settle(Outcome::Duplicate, Some(Reason::Duplicate));
             }
             *refused
-                .entry(usage_key(item.outcome, item.reason))
+                .entry(UsageKey::new(item.outcome, item.reason))
                 .or_default() += 1;
         }
         let committed = {

@@ -10,7 +10,7 @@
 //!   `UpdateItem … ADD` per request.
 
 use super::{
-    BackendError, Claim, ClaimToken, Ledger, Store, UsageCounts, UsageLog, CLAIM_LEASE,
+    BackendError, Claim, ClaimToken, Ledger, Store, UsageCounts, UsageKey, UsageLog, CLAIM_LEASE,
     LEDGER_RETENTION,
 };
 use async_trait::async_trait;
@@ -408,9 +408,10 @@ impl UsageLog for DynamoLedger {
             let counts: UsageCounts = item
                 .iter()
                 .filter_map(|(name, value)| {
-                    let name = name.strip_prefix("count:")?;
+                    // A reason a newer receiver counted and this one does not know is left out.
+                    let key = name.strip_prefix("count:")?.parse::<UsageKey>().ok()?;
                     let count = value.as_n().ok()?.parse().ok()?;
-                    Some((name.to_owned(), count))
+                    Some((key, count))
                 })
                 .collect();
             usage.insert(day, counts);

@@ -113,7 +113,7 @@ impl UsageLog for MemoryUsage {
         let mut usage = self.0.lock().unwrap();
         let total = usage.entry((integration_id.to_owned(), day)).or_default();
         for (name, count) in counts {
-            *total.entry(name.clone()).or_default() += count;
+            *total.entry(*name).or_default() += count;
         }
         Ok(())
     }

@@ -144,7 +144,7 @@ impl Commit<'_> {
     pub fn usage_of(mut refused: UsageCounts, committed: &[Committed]) -> UsageCounts {
         for result in committed {
             let (outcome, reason) = result.outcome();
-            *refused.entry(usage_key(outcome, reason)).or_default() += 1;
+            *refused.entry(UsageKey::new(outcome, reason)).or_default() += 1;
         }
         refused
     }
@@ -206,14 +206,49 @@ pub trait Ledger: Send + Sync {
     async fn release(&self, job_ids: &[&str], token: &ClaimToken) -> Result<(), BackendError>;
 }
 
-/// Event counts by `<outcome>` or `<outcome>/<reason>` (see [`usage_key`]).
-pub type UsageCounts = BTreeMap<String, u64>;
+/// What usage counts an event under: its outcome and reason. Stored and printed as `<outcome>`
+/// or `<outcome>/<reason>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UsageKey {
+    pub outcome: Outcome,
+    pub reason: Option<Reason>,
+}
 
-/// The name under which usage counts an outcome and its reason.
-pub fn usage_key(outcome: Outcome, reason: Option<Reason>) -> String {
-    match reason {
-        Some(reason) => format!("{outcome}/{reason}"),
-        None => outcome.to_string(),
+/// Event counts by outcome and reason.
+pub type UsageCounts = BTreeMap<UsageKey, u64>;
+
+impl UsageKey {
+    pub const fn new(outcome: Outcome, reason: Option<Reason>) -> Self {
+        UsageKey { outcome, reason }
+    }
+}
+
+impl fmt::Display for UsageKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.reason {
+            Some(reason) => write!(f, "{}/{reason}", self.outcome),
+            None => write!(f, "{}", self.outcome),
+        }
+    }
+}
+
+impl std::str::FromStr for UsageKey {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let unknown = || format!("unknown usage key {text:?}");
+        let (outcome, reason) = match text.split_once('/') {
+            Some((outcome, reason)) => (outcome, Some(Reason::parse(reason).ok_or_else(unknown)?)),
+            None => (text, None),
+        };
+        let outcome = Outcome::parse(outcome).ok_or_else(unknown)?;
+        Ok(UsageKey { outcome, reason })
+    }
+}
+
+impl serde::Serialize for UsageKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 
@@ -235,6 +270,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn usage_keys_round_trip_through_their_stored_form_and_unknown_ones_are_named() {
+        for outcome in Outcome::ALL {
+            for reason in std::iter::once(None).chain(Reason::ALL.iter().copied().map(Some)) {
+                let key = UsageKey::new(outcome, reason);
+                assert_eq!(key.to_string().parse::<UsageKey>(), Ok(key));
+            }
+        }
+        assert!("accepted/nonsense".parse::<UsageKey>().is_err());
+        assert!("later".parse::<UsageKey>().is_err());
+    }
+
+    #[test]
     fn the_lease_outlasts_any_request_and_ends_inside_the_fifo_dedup_window() {
         assert!(MAX_REQUEST_TIME < CLAIM_LEASE);
         assert!(CLAIM_LEASE < SQS_FIFO_DEDUP_WINDOW);
@@ -242,7 +289,8 @@ mod tests {
 
     #[test]
     fn each_commit_answer_maps_to_its_outcome_and_counts_once() {
-        let refused = UsageCounts::from([("skipped/suffix_filtered".to_owned(), 2)]);
+        let key = |text: &str| text.parse::<UsageKey>().unwrap();
+        let refused = UsageCounts::from([(key("skipped/suffix_filtered"), 2)]);
         let committed = [
             Committed::Enqueued,
             Committed::Duplicate,
@@ -253,11 +301,11 @@ mod tests {
         assert_eq!(
             usage,
             UsageCounts::from([
-                ("accepted".to_owned(), 1),
-                ("duplicate/duplicate".to_owned(), 1),
-                ("retry_later/backend_unavailable".to_owned(), 1),
-                ("retry_later/in_flight".to_owned(), 1),
-                ("skipped/suffix_filtered".to_owned(), 2),
+                (key("accepted"), 1),
+                (key("duplicate/duplicate"), 1),
+                (key("retry_later/backend_unavailable"), 1),
+                (key("retry_later/in_flight"), 1),
+                (key("skipped/suffix_filtered"), 2),
             ])
         );
     }
