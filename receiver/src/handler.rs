@@ -1,21 +1,25 @@
 //! The receiver's one handler: HTTP request in, HTTP response out.
 //!
-//! Data flows one way: route → size limit → integration → authenticate → parse → decide (pure,
-//! in `relay-protocol`) → dedupe (ledger) → enqueue (queue) → answer and log. The `serve` and
+//! Data flows one way: route → size limit → integration → authenticate → parse and decide each
+//! event (`item`, the decision itself pure in `relay-protocol`) → commit the jobs through the
+//! intake (dedupe and enqueue, exactly once) → answer, log and count. The `serve` and
 //! Lambda entry points are thin shells that turn their request type into `http::Request<Bytes>`
 //! and call [`Relay::handle`]; nothing else differs between them.
 
+pub use crate::answer::{too_large, Refusal};
+
+use crate::answer::json_response;
 use crate::auth::{authenticate, Sender};
-use crate::backend::{BackendError, Backends, Commit, Committed, UsageCounts, UsageKey};
+use crate::backend::{Backends, Commit, Committed, UsageCounts, UsageKey};
 use crate::integrations::Integrations;
+use crate::item::{decide_one, log_event, parse_events, Item};
 use crate::master_key::MasterKeySource;
-use crate::telemetry::Tally;
+use crate::telemetry::{log_backend_error, Tally};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use relay_protocol::event::{eventbridge, r2, EventError, ObjectEvent};
-use relay_protocol::wire::{self, ErrorBody, EventResult, Results, WorkerBatch};
-use relay_protocol::{decide, Decision, IngestJob, Integration, Outcome, Reason};
+use http::{HeaderMap, Method};
+use relay_protocol::wire::{self, EventResult, Results};
+use relay_protocol::{Outcome, Reason};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,68 +31,6 @@ pub struct Relay {
     keys: Arc<dyn MasterKeySource>,
     /// Print one CloudWatch EMF document per request (on by default on Lambda).
     emit_metrics: bool,
-}
-
-/// A request refused as a whole, before or instead of per-event results.
-#[derive(Debug)]
-pub struct Refusal {
-    pub reason: Reason,
-    pub detail: String,
-}
-
-impl Refusal {
-    pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
-        Refusal {
-            reason,
-            detail: detail.into(),
-        }
-    }
-
-    fn unavailable(err: &BackendError) -> Self {
-        log_backend_error(err);
-        Refusal::new(
-            Reason::BackendUnavailable,
-            format!("the {} backend is unavailable; retry later", err.backend),
-        )
-    }
-
-    /// The JSON error answer, with `Retry-After` on a 503.
-    pub fn into_response(self) -> http::Response<Bytes> {
-        let status = wire::request_error_status(self.reason);
-        let body = ErrorBody {
-            error: self.reason,
-            detail: self.detail,
-        };
-        json_response(status, &body)
-    }
-}
-
-/// One event on its way through the request.
-struct Item {
-    id: String,
-    outcome: Outcome,
-    reason: Option<Reason>,
-    job: Option<Box<IngestJob>>,
-    /// Bucket and key for the log of a refused event, when it could be parsed (an event with a
-    /// job logs the job's).
-    object: Option<(String, String)>,
-}
-
-impl Item {
-    fn refused(id: String, outcome: Outcome, reason: Reason, event: Option<&ObjectEvent>) -> Self {
-        Item {
-            id,
-            outcome,
-            reason: Some(reason),
-            job: None,
-            object: event.map(|e| (e.bucket.clone(), e.key.clone())),
-        }
-    }
-
-    fn settle(&mut self, outcome: Outcome, reason: Option<Reason>) {
-        self.outcome = outcome;
-        self.reason = reason;
-    }
 }
 
 impl Relay {
@@ -330,129 +272,4 @@ impl Relay {
         };
         json_response(status, &results)
     }
-}
-
-/// The events of a request, each with the id its sender knows it by.
-type ParsedEvents = Vec<(String, Result<ObjectEvent, EventError>)>;
-
-fn parse_events(sender: Sender, body: &[u8]) -> Result<ParsedEvents, Refusal> {
-    match sender {
-        Sender::Worker => {
-            let batch: WorkerBatch = serde_json::from_slice(body).map_err(|e| {
-                Refusal::new(Reason::MalformedRequest, format!("not a worker batch: {e}"))
-            })?;
-            if batch.events.len() > wire::MAX_EVENTS_PER_REQUEST {
-                return Err(Refusal::new(
-                    Reason::TooManyEvents,
-                    format!(
-                        "the batch has {} events; a request may carry at most {}",
-                        batch.events.len(),
-                        wire::MAX_EVENTS_PER_REQUEST
-                    ),
-                ));
-            }
-            Ok(batch
-                .events
-                .into_iter()
-                .map(|event| {
-                    let parsed = r2::parse(event.notification.get(), &event.id);
-                    (event.id.into_owned(), parsed)
-                })
-                .collect())
-        }
-        Sender::EventBridge => {
-            let text = std::str::from_utf8(body).map_err(|_| {
-                Refusal::new(Reason::MalformedRequest, "the body is not UTF-8 JSON")
-            })?;
-            let id = eventbridge::event_id(text).ok_or_else(|| {
-                Refusal::new(
-                    Reason::MalformedRequest,
-                    "not an EventBridge event: expected a JSON object with an \"id\"",
-                )
-            })?;
-            Ok(vec![(id, eventbridge::parse(text))])
-        }
-    }
-}
-
-fn decide_one(
-    integration: &Integration,
-    id: String,
-    event: Result<ObjectEvent, EventError>,
-    now: DateTime<Utc>,
-) -> Item {
-    if let Err(err) = &event {
-        tracing::debug!(message = "event_unparsed", integration_id = %integration.id, id = %id, error = %err);
-    }
-    let decision = decide(integration, event, now);
-    let outcome = decision.outcome();
-    match decision {
-        Decision::Enqueue(job) => Item {
-            id,
-            outcome,
-            reason: None,
-            object: None,
-            job: Some(job),
-        },
-        Decision::Refuse { reason, event } => Item::refused(id, outcome, reason, event.as_deref()),
-    }
-}
-
-/// The backend's own words go to the log only; senders learn just that they may retry.
-fn log_backend_error(err: &BackendError) {
-    tracing::error!(message = "backend_unavailable", backend = err.backend, error = %err.detail);
-}
-
-fn log_event(integration_id: &str, item: &Item) {
-    let (bucket, key) = match (&item.job, &item.object) {
-        (Some(job), _) => (job.bucket.as_str(), job.key.as_str()),
-        (None, Some((bucket, key))) => (bucket.as_str(), key.as_str()),
-        (None, None) => ("", ""),
-    };
-    let reason = item.reason.map_or("", Reason::as_str);
-    let job_id = item.job.as_ref().map_or("", |job| job.job_id.as_str());
-    match item.outcome {
-        Outcome::Accepted => {}
-        Outcome::Duplicate => {
-            tracing::info!(message = "event_duplicate", integration_id, id = %item.id, reason, bucket, key, job_id)
-        }
-        Outcome::Skipped => {
-            tracing::info!(message = "event_skipped", integration_id, id = %item.id, reason, bucket, key)
-        }
-        Outcome::Rejected => {
-            tracing::warn!(message = "event_rejected", integration_id, id = %item.id, reason, bucket, key)
-        }
-        Outcome::RetryLater => {
-            tracing::warn!(message = "event_retry_later", integration_id, id = %item.id, reason, bucket, key)
-        }
-    }
-}
-
-/// The 413 answer, shared with the `serve` shell that stops reading early.
-pub fn too_large(bytes: usize) -> Refusal {
-    Refusal::new(
-        Reason::PayloadTooLarge,
-        format!(
-            "the body has {bytes} bytes or more; the limit is {} bytes",
-            wire::MAX_BODY_BYTES
-        ),
-    )
-}
-
-fn json_response<T: serde::Serialize>(status: u16, body: &T) -> http::Response<Bytes> {
-    let bytes = serde_json::to_vec(body).expect("answers always serialize");
-    let mut response = http::Response::new(Bytes::from(bytes));
-    *response.status_mut() = StatusCode::from_u16(status).expect("statuses are valid");
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if status == 503 {
-        headers.insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(wire::RETRY_AFTER_SECONDS),
-        );
-    }
-    response
 }

@@ -1,7 +1,8 @@
 //! Bucket Relay's receiver: verifies object-storage events and enqueues exactly one ingest job
 //! per object version.
 //!
-//! - [`handler`]: the one request handler, shared by both entry points.
+//! - [`handler`]: the one request handler, shared by both entry points; [`item`]: one event
+//!   through it (parse, decide, settle, log); [`answer`]: the refusals it answers with.
 //! - [`serve`] and [`lambda`]: the two thin shells around it (plain HTTP, AWS Lambda).
 //! - [`auth`]: which secret a request proves, and who sent it.
 //! - [`integrations`]: integrations read through the store, kept in memory for a second.
@@ -11,12 +12,14 @@
 //! - [`cli`]: the `bucket-relay` command line; [`setup`]: what it prints for customers.
 //! - [`telemetry`]: JSON logs and CloudWatch metrics; [`env`]: the environment variables.
 
+pub mod answer;
 pub mod auth;
 pub mod backend;
 pub mod cli;
 pub mod env;
 pub mod handler;
 pub mod integrations;
+pub mod item;
 pub mod lambda;
 pub mod master_key;
 pub mod serve;

@@ -32,6 +32,11 @@ pub fn init_logging(filter: &str, on_lambda: bool) {
         .try_init();
 }
 
+/// The backend's own words go to the log only; senders learn just that they may retry.
+pub fn log_backend_error(err: &crate::backend::BackendError) {
+    tracing::error!(message = "backend_unavailable", backend = err.backend, error = %err.detail);
+}
+
 /// Counts of one request's events.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Tally {

@@ -6,6 +6,7 @@
 //! [`super::CLAIM_LEASE`]; see the README for what the pipeline sees in that case.
 
 use super::{BackendError, Claim, Commit, Committed, Intake, Ledger, Queue, UsageLog};
+use crate::telemetry::log_backend_error as log_error;
 use async_trait::async_trait;
 use rand::distr::{Alphanumeric, SampleString};
 use relay_protocol::IngestJob;
@@ -126,9 +127,4 @@ impl Intake for Claiming {
         }
         Ok(committed)
     }
-}
-
-/// The backend's own words go to the log only; senders learn just that they may retry.
-pub(crate) fn log_error(err: &BackendError) {
-    tracing::error!(message = "backend_unavailable", backend = err.backend, error = %err.detail);
 }

@@ -282,7 +282,7 @@ impl Ledger for DynamoLedger {
             .map(|(job, _)| job.job_id.as_str())
             .collect();
         if let Err(err) = self.release(&won, token).await {
-            super::claiming::log_error(&err);
+            crate::telemetry::log_backend_error(&err);
         }
         let mut results = results;
         Err(results.swap_remove(failure).expect_err("found above"))

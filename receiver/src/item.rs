@@ -1,0 +1,129 @@
+//! One event on its way through a request: parsed from the body by its sender's format, decided
+//! (the pure part, in `relay-protocol`), settled by the ledger, and logged when not accepted.
+
+use crate::answer::Refusal;
+use crate::auth::Sender;
+use chrono::{DateTime, Utc};
+use relay_protocol::event::{eventbridge, r2, EventError, ObjectEvent};
+use relay_protocol::wire::{self, WorkerBatch};
+use relay_protocol::{decide, Decision, IngestJob, Integration, Outcome, Reason};
+
+/// One event on its way through the request.
+pub struct Item {
+    pub id: String,
+    pub outcome: Outcome,
+    pub reason: Option<Reason>,
+    pub job: Option<Box<IngestJob>>,
+    /// Bucket and key for the log of a refused event, when it could be parsed (an event with a
+    /// job logs the job's).
+    object: Option<(String, String)>,
+}
+
+impl Item {
+    fn refused(id: String, outcome: Outcome, reason: Reason, event: Option<&ObjectEvent>) -> Self {
+        Item {
+            id,
+            outcome,
+            reason: Some(reason),
+            job: None,
+            object: event.map(|e| (e.bucket.clone(), e.key.clone())),
+        }
+    }
+
+    pub fn settle(&mut self, outcome: Outcome, reason: Option<Reason>) {
+        self.outcome = outcome;
+        self.reason = reason;
+    }
+}
+
+/// The events of a request, each with the id its sender knows it by.
+pub type ParsedEvents = Vec<(String, Result<ObjectEvent, EventError>)>;
+
+pub fn parse_events(sender: Sender, body: &[u8]) -> Result<ParsedEvents, Refusal> {
+    match sender {
+        Sender::Worker => {
+            let batch: WorkerBatch = serde_json::from_slice(body).map_err(|e| {
+                Refusal::new(Reason::MalformedRequest, format!("not a worker batch: {e}"))
+            })?;
+            if batch.events.len() > wire::MAX_EVENTS_PER_REQUEST {
+                return Err(Refusal::new(
+                    Reason::TooManyEvents,
+                    format!(
+                        "the batch has {} events; a request may carry at most {}",
+                        batch.events.len(),
+                        wire::MAX_EVENTS_PER_REQUEST
+                    ),
+                ));
+            }
+            Ok(batch
+                .events
+                .into_iter()
+                .map(|event| {
+                    let parsed = r2::parse(event.notification.get(), &event.id);
+                    (event.id.into_owned(), parsed)
+                })
+                .collect())
+        }
+        Sender::EventBridge => {
+            let text = std::str::from_utf8(body).map_err(|_| {
+                Refusal::new(Reason::MalformedRequest, "the body is not UTF-8 JSON")
+            })?;
+            let id = eventbridge::event_id(text).ok_or_else(|| {
+                Refusal::new(
+                    Reason::MalformedRequest,
+                    "not an EventBridge event: expected a JSON object with an \"id\"",
+                )
+            })?;
+            Ok(vec![(id, eventbridge::parse(text))])
+        }
+    }
+}
+
+pub fn decide_one(
+    integration: &Integration,
+    id: String,
+    event: Result<ObjectEvent, EventError>,
+    now: DateTime<Utc>,
+) -> Item {
+    if let Err(err) = &event {
+        tracing::debug!(message = "event_unparsed", integration_id = %integration.id, id = %id, error = %err);
+    }
+    let decision = decide(integration, event, now);
+    let outcome = decision.outcome();
+    match decision {
+        Decision::Enqueue(job) => Item {
+            id,
+            outcome,
+            reason: None,
+            object: None,
+            job: Some(job),
+        },
+        Decision::Refuse { reason, event } => Item::refused(id, outcome, reason, event.as_deref()),
+    }
+}
+
+/// One log line for an event that was not accepted (an accepted one is counted, not logged).
+pub fn log_event(integration_id: &str, item: &Item) {
+    let (bucket, key) = match (&item.job, &item.object) {
+        (Some(job), _) => (job.bucket.as_str(), job.key.as_str()),
+        (None, Some((bucket, key))) => (bucket.as_str(), key.as_str()),
+        (None, None) => ("", ""),
+    };
+    let reason = item.reason.map_or("", Reason::as_str);
+    let job_id = item.job.as_ref().map_or("", |job| job.job_id.as_str());
+    match item.outcome {
+        Outcome::Accepted => {}
+        Outcome::Duplicate => {
+            tracing::info!(message = "event_duplicate", integration_id, id = %item.id, reason, bucket, key, job_id)
+        }
+        Outcome::Skipped => {
+            tracing::info!(message = "event_skipped", integration_id, id = %item.id, reason, bucket, key)
+        }
+        Outcome::Rejected => {
+            tracing::warn!(message = "event_rejected", integration_id, id = %item.id, reason, bucket, key)
+        }
+        Outcome::RetryLater => {
+            tracing::warn!(message = "event_retry_later", integration_id, id = %item.id, reason, bucket, key)
+        }
+    }
+}
