@@ -15,15 +15,19 @@ fn contract() -> String {
     std::fs::read_to_string(path).expect("docs/contract.md")
 }
 
-#[test]
-fn the_contract_names_every_reason_and_outcome() {
-    let contract = contract();
-    let missing: Vec<&str> = Reason::ALL
+/// The reason and outcome words `doc` does not name in backticks.
+fn unnamed_words(doc: &str) -> Vec<&'static str> {
+    Reason::ALL
         .iter()
         .map(|r| r.as_str())
         .chain(Outcome::ALL.iter().map(|o| o.as_str()))
-        .filter(|word| !contract.contains(&format!("`{word}`")))
-        .collect();
+        .filter(|word| !doc.contains(&format!("`{word}`")))
+        .collect()
+}
+
+#[test]
+fn the_contract_names_every_reason_and_outcome() {
+    let missing = unnamed_words(&contract());
     assert!(
         missing.is_empty(),
         "docs/contract.md does not name: {missing:?}"
@@ -40,13 +44,7 @@ fn no_doc_points_outside_the_repository() {
 
 #[test]
 fn readme_names_every_reason_and_outcome() {
-    let readme = readme();
-    let missing: Vec<&str> = Reason::ALL
-        .iter()
-        .map(|r| r.as_str())
-        .chain(Outcome::ALL.iter().map(|o| o.as_str()))
-        .filter(|word| !readme.contains(&format!("`{word}`")))
-        .collect();
+    let missing = unnamed_words(&readme());
     assert!(missing.is_empty(), "README.md does not name: {missing:?}");
 }
 
