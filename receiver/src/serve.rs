@@ -92,7 +92,7 @@ async fn forward(
     let refusal = match declared_length(&parts.headers) {
         Some(declared) if declared > MAX_BODY_BYTES => {
             drain_in_background(body, declared);
-            Some(too_large(declared))
+            too_large(declared)
         }
         _ => match tokio::time::timeout(read_timeout, read_limited(body)).await {
             Ok(Ok(body)) => {
@@ -111,22 +111,21 @@ async fn forward(
             }
             Ok(Err(BodyError::TooLarge { seen, rest })) => {
                 drain_in_background(rest, DRAIN_LIMIT);
-                Some(too_large(seen))
+                too_large(seen)
             }
-            Ok(Err(BodyError::Broken)) => Some(Refusal::new(
+            Ok(Err(BodyError::Broken)) => Refusal::new(
                 Reason::MalformedRequest,
                 "the request body could not be read",
-            )),
-            Err(_) => Some(Refusal::new(
+            ),
+            Err(_) => Refusal::new(
                 Reason::RequestTimeout,
                 format!(
                     "the body did not arrive within {} s",
                     read_timeout.as_secs_f64()
                 ),
-            )),
+            ),
         },
     };
-    let refusal = refusal.expect("every other path returned");
     relay.refused_before_handling(parts.uri.path(), &refusal);
     refusal.into_response().map(Full::new)
 }
