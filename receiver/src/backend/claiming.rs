@@ -8,6 +8,7 @@
 use super::{BackendError, Claim, Commit, Committed, Intake, Ledger, Queue, UsageLog};
 use crate::telemetry::log_backend_error as log_error;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use rand::distr::{Alphanumeric, SampleString};
 use relay_protocol::IngestJob;
 use std::sync::Arc;
@@ -30,9 +31,9 @@ impl Claiming {
     /// Sends the claimed jobs; completes the sent ones and releases the others.
     async fn send_claimed(
         &self,
-        commit: &Commit<'_>,
         claimed: &[&IngestJob],
         token: &str,
+        now: DateTime<Utc>,
     ) -> Vec<Committed> {
         let sent = match self.queue.send(claimed).await {
             Ok(sent) if sent.len() == claimed.len() => sent,
@@ -73,7 +74,7 @@ impl Claiming {
             }
         }
         if !done.is_empty() {
-            if let Err(err) = self.ledger.complete(&done, commit.now).await {
+            if let Err(err) = self.ledger.complete(&done, now).await {
                 // The jobs are on the queue, so the events are accepted; only a redelivery after
                 // the claim's lease could enqueue again, and the job id lets the pipeline see it.
                 log_error(&err);
@@ -105,7 +106,7 @@ impl Intake for Claiming {
                 .map(|(job, _)| *job)
                 .collect();
             let mut sent = self
-                .send_claimed(commit, &claimed, &token)
+                .send_claimed(&claimed, &token, commit.now)
                 .await
                 .into_iter();
             claims
