@@ -38,6 +38,7 @@ class CountingProxy:
         self.port = port
         self.server = None
         self.entry_failures = 0
+        self.sender_fault = False
         self.throttled = None  # (operation, calls to let through first, calls to throttle)
 
     # --- control ---------------------------------------------------------------------------
@@ -78,13 +79,16 @@ class CountingProxy:
         self.failing.clear()
         with self.lock:
             self.entry_failures = 0
+            self.sender_fault = False
             self.throttled = None
 
-    def fail_entries(self, calls):
-        """The next `calls` SendMessageBatch calls fail every other entry, as SQS may under load
-        (`SenderFault` false: the sender may retry them)."""
+    def fail_entries(self, calls, sender_fault=False):
+        """The next `calls` SendMessageBatch calls fail every other entry: as SQS may under load
+        (`SenderFault` false: the sender may retry them), or as it does for an entry it refuses
+        as it is (`SenderFault` true, e.g. `InvalidParameterValue`)."""
         with self.lock:
             self.entry_failures = calls
+            self.sender_fault = sender_fault
 
     def throttle(self, operation, after, calls):
         """After `after` more DynamoDB `operation` calls go through, throttles the next `calls`."""
@@ -135,8 +139,9 @@ class CountingProxy:
             response, data = self.upstream(handler.command, handler.path, body, headers)
         if failed_entries:
             answer = json.loads(data)
+            code = "InvalidParameterValue" if self.sender_fault else "InternalError"
             answer.setdefault("Failed", []).extend(
-                {"Id": entry["Id"], "SenderFault": False, "Code": "InternalError",
+                {"Id": entry["Id"], "SenderFault": self.sender_fault, "Code": code,
                  "Message": "injected partial failure"} for entry in failed_entries)
             data = json.dumps(answer).encode()
         handler.send_response(response.status)

@@ -7,6 +7,7 @@ in front of moto, so tests can count its API calls and take "AWS" away and back.
 import json
 import threading
 
+import pytest
 import requests
 
 from conftest import (AwsStack, Receiver, r2_event, s3_object_created, signed_headers,
@@ -232,6 +233,26 @@ def test_entries_sqs_fails_are_retried_later_and_then_enqueued_once(aws_receiver
     assert aws_stack.depth() == 10, "every object exactly once"
 
 
+def test_entries_sqs_refuses_as_sent_are_rejected_not_retried(aws_receiver, aws_stack, aws_proxy):
+    created = aws_receiver.create("r2", "uploads")
+    events = [r2_event(f"refused/{i}.pdf") for i in range(10)]
+    aws_proxy.reset_counts()
+    aws_proxy.fail_entries(1, sender_fault=True)
+    first = aws_receiver.post_batch(created["id"], created["secret"], events).json()["results"]
+    aws_proxy.heal()
+    # One SendMessageBatch: a sender fault is not sent again, and its events are dead-lettered
+    # (rejected) instead of being retried by the worker until its retries run out.
+    assert aws_proxy.counts[("sqs", "SendMessageBatch")] == 1
+    assert [(r["outcome"], r.get("reason")) for r in first[1::2]] == [("rejected", "queue_refused")] * 5
+    assert [r["outcome"] for r in first[0::2]] == ["accepted"] * 5
+    assert aws_stack.depth() == 5
+    # Their claims were released: replayed from the dead-letter queue once fixed, they are jobs.
+    again = aws_receiver.post_batch(created["id"], created["secret"], events).json()["results"]
+    assert [r["outcome"] for r in again[1::2]] == ["accepted"] * 5
+    assert [r["outcome"] for r in again[0::2]] == ["duplicate"] * 5
+    assert aws_stack.depth() == 10
+
+
 def test_throttling_mid_claim_gives_back_the_claims_already_won(aws_receiver, aws_stack, aws_proxy):
     created = aws_receiver.create("r2", "uploads")
     events = [r2_event(f"throttled/{i}.pdf") for i in range(10)]
@@ -244,3 +265,115 @@ def test_throttling_mid_claim_gives_back_the_claims_already_won(aws_receiver, aw
     again = aws_receiver.post_batch(created["id"], created["secret"], events).json()["results"]
     assert [r["outcome"] for r in again] == ["accepted"] * 10, again
     assert aws_stack.depth() == 10
+
+
+# --- faults mid-burst -------------------------------------------------------------------------
+
+def drain(stack):
+    """Receives and deletes every message on the queue (a FIFO group hands out more only once
+    the ones received are deleted); returns the bodies."""
+    found = []
+    while True:
+        batch = stack.sqs.receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10,
+                                          VisibilityTimeout=60).get("Messages", [])
+        if not batch:
+            return found
+        found.extend(json.loads(m["Body"]) for m in batch)
+        stack.sqs.delete_message_batch(QueueUrl=stack.queue_url, Entries=[
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)])
+
+
+@pytest.mark.parametrize("fifo", [True, False], ids=["fifo", "standard"])
+def test_a_request_dying_between_send_and_done_costs_fifo_nothing(tmp_path, moto, aws_proxy, fifo):
+    # The jobs reach SQS, then marking them done fails (as when Lambda times out right there):
+    # the claims stay pending. A redelivery within the lease is in_flight; one after it claims
+    # again and sends again. The lease (4 min; 2 s here) ends inside SQS's 5-minute FIFO
+    # deduplication window, so a FIFO queue drops the second send by its deduplication id, the
+    # job id. A standard queue has no such window: the pipeline sees the job twice, with the
+    # same job_id, as the README says.
+    import time
+    requests.post(f"http://127.0.0.1:{moto}/moto-api/reset", timeout=10)
+    stack = AwsStack(moto, fifo=fifo)
+    receiver = Receiver(tmp_path / "relay", tmp_path / "serve.log",
+                        env={**stack.receiver_env(aws_proxy.port), "RELAY_CLAIM_LEASE": "2s"})
+    receiver.start()
+    try:
+        created = receiver.create("r2", "uploads")
+        events = [r2_event(f"dying/{i}.pdf") for i in range(10)]
+        aws_proxy.throttle("BatchWriteItem", after=0, calls=1000)
+        first = results(receiver.post_batch(created["id"], created["secret"], events))
+        aws_proxy.heal()
+        assert [r["outcome"] for r in first] == ["accepted"] * 10
+        within = results(receiver.post_batch(created["id"], created["secret"], events))
+        assert {(r["outcome"], r["reason"]) for r in within} == {("retry_later", "in_flight")}
+        time.sleep(2.5)
+        after = results(receiver.post_batch(created["id"], created["secret"], events))
+        assert [r["outcome"] for r in after] == ["accepted"] * 10
+        jobs = drain(stack)
+        assert len({job["job_id"] for job in jobs}) == 10
+        assert len(jobs) == (10 if fifo else 20)
+    finally:
+        receiver.stop()
+
+
+def test_aws_going_away_mid_burst_loses_and_doubles_nothing(tmp_path, moto, aws_proxy):
+    # Every AWS call fails for two seconds in the middle of a burst from four senders that, like
+    # the worker, send again whatever was not final. Some requests die between sending their
+    # jobs and marking them done: their claims lapse (after a lease shortened to 3 s here) and the
+    # re-sent jobs reach SQS a second time, where the FIFO queue's deduplication by job id drops
+    # them. The pipeline sees every object once.
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+    requests.post(f"http://127.0.0.1:{moto}/moto-api/reset", timeout=10)
+    stack = AwsStack(moto, fifo=True)
+    receiver = Receiver(tmp_path / "relay", tmp_path / "serve.log",
+                        env={**stack.receiver_env(aws_proxy.port), "RELAY_CLAIM_LEASE": "3s"})
+    receiver.start()
+    try:
+        created = receiver.create("r2", "uploads")
+        events = [r2_event(f"burst/{i}.pdf") for i in range(600)]
+        seen = {"requests": 0, "unavailable": 0, "retry_later": 0}
+        lock = threading.Lock()
+
+        def deliver(batch):
+            deadline = time.monotonic() + 120
+            while batch:
+                assert time.monotonic() < deadline, "events still not final after 2 minutes"
+                response = receiver.post_batch(created["id"], created["secret"], batch)
+                with lock:
+                    seen["requests"] += 1
+                if response.status_code == 503:
+                    with lock:
+                        seen["unavailable"] += 1
+                    time.sleep(0.3)
+                    continue
+                assert response.status_code == 200, response.text
+                outcomes = [r["outcome"] for r in results(response)]
+                assert set(outcomes) <= {"accepted", "duplicate", "retry_later"}, outcomes
+                batch = [e for e, outcome in zip(batch, outcomes) if outcome == "retry_later"]
+                if batch:
+                    with lock:
+                        seen["retry_later"] += len(batch)
+                    time.sleep(0.3)
+
+        with ThreadPoolExecutor(4) as pool:
+            sent = [pool.submit(deliver, events[i:i + 25]) for i in range(0, len(events), 25)]
+            time.sleep(0.5)
+            aws_proxy.stop()
+            time.sleep(2)
+            aws_proxy.start()
+            for future in sent:
+                future.result()
+        jobs = drain(stack)
+        expected = {e["notification"]["object"]["key"] for e in events}
+        ids = [job["job_id"] for job in jobs]
+        keys = {job["key"] for job in jobs}
+        print(f"\nAWS outage mid-burst: sent {len(events)}, requests {seen['requests']} "
+              f"({seen['unavailable']} answered 503, {seen['retry_later']} events retry_later), "
+              f"jobs {len(jobs)}, duplicates {len(ids) - len(set(ids))}, "
+              f"lost {len(expected - keys)}")
+        assert seen["unavailable"] + seen["retry_later"] > 0, "the outage fell outside the burst"
+        assert len(ids) == len(set(ids)) == len(events)
+        assert keys == expected
+    finally:
+        receiver.stop()

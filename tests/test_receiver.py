@@ -524,6 +524,40 @@ def test_a_stalled_head_is_cut_off_and_a_stalled_body_is_408(tmp_path):
         receiver.stop()
 
 
+def read_until_closed(receiver, data, timeout=10):
+    with socket.create_connection(("127.0.0.1", receiver.port), timeout=timeout) as conn:
+        conn.sendall(data)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+        return answer
+
+
+def test_heads_hyper_would_refuse_get_the_json_error_too(receiver):
+    created = receiver.create()
+    path = f"/v1/integrations/{created['id']}/events"
+    # A 1 MB header field: 431 headers_too_large, as JSON, and logged like any refusal.
+    huge = f"POST {path} HTTP/1.1\r\nHost: x\r\nx-big: {'a' * 1_000_000}\r\n\r\n".encode()
+    answer = read_until_closed(receiver, huge)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert answer.endswith(b"}") and b'"error":"headers_too_large"' in answer, answer[-300:]
+    lines = [line for line in receiver.log_lines() if line.get("error") == "headers_too_large"]
+    assert lines and lines[-1]["integration_id"] == created["id"]
+    # A length that is not a number: 400 malformed_request, as JSON.
+    answer = read_until_closed(receiver, f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n".encode())
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert b'"error":"malformed_request"' in answer and b"Content-Length" in answer
+    # A good request pipelined before a bad head is still answered, and first.
+    good = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    bad = b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"
+    answer = read_until_closed(receiver, good + bad)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+    assert answer.count(b"HTTP/1.1 ") == 2 and b"HTTP/1.1 400 " in answer, answer
+    assert answer.endswith(b"}") and b'"error":"malformed_request"' in answer, answer
+    # And the server still answers well-formed requests afterwards.
+    assert requests.get(f"{receiver.url}/healthz", timeout=10).status_code == 200
+
+
 def test_a_batch_over_100_events_is_refused_whole_with_a_named_error(receiver):
     created = receiver.create()
     events = [r2_event(f"in/{i}.pdf") for i in range(101)]

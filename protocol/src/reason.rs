@@ -98,6 +98,8 @@ reasons! {
     PayloadTooLarge = "payload_too_large",
     /// A worker batch with more events than a batch can hold (413).
     TooManyEvents = "too_many_events",
+    /// The request head is too large or has too many fields (431, `serve` only).
+    HeadersTooLarge = "headers_too_large",
     /// The request head or body did not arrive within the read timeout (408, `serve` only).
     RequestTimeout = "request_timeout",
     /// No route for this method and path (404 / 405).
@@ -134,6 +136,8 @@ reasons! {
     InFlight = "in_flight",
     /// A store, queue or key backend did not answer: retry later; nothing was lost.
     BackendUnavailable = "backend_unavailable",
+    /// The ingest queue refuses the job as it is (SQS `SenderFault`): dead-letter it.
+    QueueRefused = "queue_refused",
 }
 
 impl Reason {
@@ -142,15 +146,16 @@ impl Reason {
     pub const fn outcome(self) -> Option<Outcome> {
         use Reason::*;
         match self {
-            MalformedEvent | ProviderMismatch | AccountMismatch | BucketMismatch | ModeMismatch => {
-                Some(Outcome::Rejected)
-            }
+            MalformedEvent | ProviderMismatch | AccountMismatch | BucketMismatch | ModeMismatch
+            | QueueRefused => Some(Outcome::Rejected),
             Paused | InFlight | BackendUnavailable => Some(Outcome::RetryLater),
             NotObjectCreated | PrefixFiltered | SuffixFiltered | TooLarge | LoopProtection
             | FolderMarker => Some(Outcome::Skipped),
             Duplicate => Some(Outcome::Duplicate),
             InvalidSecret | UnknownIntegration | MalformedRequest | PayloadTooLarge
-            | TooManyEvents | RequestTimeout | NotFound | MethodNotAllowed => None,
+            | TooManyEvents | HeadersTooLarge | RequestTimeout | NotFound | MethodNotAllowed => {
+                None
+            }
         }
     }
 }

@@ -101,6 +101,7 @@ pub const fn request_error_status(reason: Reason) -> u16 {
         Reason::UnknownIntegration | Reason::NotFound => 404,
         Reason::MethodNotAllowed => 405,
         Reason::RequestTimeout => 408,
+        Reason::HeadersTooLarge => 431,
         Reason::PayloadTooLarge | Reason::TooManyEvents => 413,
         Reason::BackendUnavailable | Reason::Paused | Reason::InFlight => 503,
         _ => 400,
@@ -167,6 +168,7 @@ mod tests {
         assert_eq!(request_error_status(Reason::PayloadTooLarge), 413);
         assert_eq!(request_error_status(Reason::TooManyEvents), 413);
         assert_eq!(request_error_status(Reason::RequestTimeout), 408);
+        assert_eq!(request_error_status(Reason::HeadersTooLarge), 431);
         assert_eq!(request_error_status(Reason::MalformedRequest), 400);
     }
 }

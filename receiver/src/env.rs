@@ -22,11 +22,13 @@ pub const LEDGER_TABLE: &str = "RELAY_LEDGER_TABLE";
 pub const QUEUE_URL: &str = "RELAY_QUEUE_URL";
 /// Secrets Manager secret id or ARN of the master key.
 pub const MASTER_KEY_SECRET_ID: &str = "RELAY_MASTER_KEY_SECRET_ID";
+/// How long a pending claim blocks redeliveries (default 4 minutes; for tests).
+pub const CLAIM_LEASE: &str = "RELAY_CLAIM_LEASE";
 /// Set by Lambda: when present, the handler runs through `lambda_http`.
 pub const LAMBDA_RUNTIME_API: &str = "AWS_LAMBDA_RUNTIME_API";
 
 /// Every variable the receiver reads, for docs and tests (Terraform sets the AWS ones).
-pub const ALL: [&str; 11] = [
+pub const ALL: [&str; 12] = [
     DATA_DIR,
     LISTEN,
     READ_TIMEOUT,
@@ -38,4 +40,5 @@ pub const ALL: [&str; 11] = [
     LEDGER_TABLE,
     QUEUE_URL,
     MASTER_KEY_SECRET_ID,
+    CLAIM_LEASE,
 ];

@@ -11,7 +11,7 @@ use crate::backend::dynamodb::{DynamoLedger, DynamoStore};
 use crate::backend::secretsmanager::SecretsManagerKey;
 use crate::backend::sqlite::Sqlite;
 use crate::backend::sqs::SqsQueue;
-use crate::backend::Backends;
+use crate::backend::{Backends, MAX_REQUEST_TIME, SQS_FIFO_DEDUP_WINDOW};
 use crate::env;
 use crate::master_key::{self, MasterKeySource, StaticKey};
 use aws_config::retry::RetryConfig;
@@ -50,6 +50,11 @@ pub struct BackendArgs {
     /// Secrets Manager secret id or ARN holding the master key (hex).
     #[arg(long, global = true, env = env::MASTER_KEY_SECRET_ID)]
     pub master_key_secret: Option<String>,
+    /// How long a claim left pending by a crash blocks redeliveries (with --backend aws). Keep
+    /// the default: it must outlast the Lambda timeout and end inside SQS's 5-minute FIFO
+    /// deduplication window; the fault tests shorten it to see a lapsed claim re-taken.
+    #[arg(long, global = true, env = env::CLAIM_LEASE, default_value = "4m")]
+    pub claim_lease: humantime::Duration,
 }
 
 /// The backends of one process, and the embedded database when that is what they are.
@@ -140,10 +145,17 @@ async fn aws(args: &BackendArgs) -> Result<Wired, String> {
         .await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
     let name = |value: &Option<String>| value.clone().unwrap_or_default();
-    let ledger = Arc::new(DynamoLedger::new(
-        dynamodb.clone(),
-        name(&args.ledger_table),
-    ));
+    let lease = chrono::Duration::from_std(*args.claim_lease)
+        .map_err(|_| format!("{} is too long", env::CLAIM_LEASE))?;
+    if !(MAX_REQUEST_TIME < lease && lease < SQS_FIFO_DEDUP_WINDOW) {
+        tracing::warn!(
+            message = "claim_lease_out_of_range",
+            lease_s = lease.num_seconds(),
+            detail = "a live request's claim may be taken over, or a re-sent job pass FIFO deduplication"
+        );
+    }
+    let ledger =
+        Arc::new(DynamoLedger::new(dynamodb.clone(), name(&args.ledger_table)).with_lease(lease));
     let queue = Arc::new(SqsQueue::new(
         aws_sdk_sqs::Client::new(&config),
         name(&args.queue_url),

@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use bucket_relay::backend::claiming::Claiming;
 use bucket_relay::backend::memory::{MemoryLedger, MemoryQueue, MemoryStore, MemoryUsage};
-use bucket_relay::backend::{BackendError, Backends, Ledger, Queue, Store};
+use bucket_relay::backend::{BackendError, Backends, Delivery, Ledger, Queue, Store};
 use bucket_relay::handler::Relay;
 use bucket_relay::master_key::{MasterKey, StaticKey};
 use bytes::Bytes;
@@ -30,7 +30,7 @@ struct FlakyQueue {
 
 #[async_trait]
 impl Queue for FlakyQueue {
-    async fn send(&self, jobs: &[&IngestJob]) -> Result<Vec<Result<(), String>>, BackendError> {
+    async fn send(&self, jobs: &[&IngestJob]) -> Result<Vec<Delivery>, BackendError> {
         if self.down.load(Ordering::SeqCst) {
             return Err(BackendError::new("queue", "connection refused"));
         }

@@ -5,7 +5,7 @@
 //! holds. A claim left pending by a crash between send and complete lapses after
 //! [`super::CLAIM_LEASE`]; see the README for what the pipeline sees in that case.
 
-use super::{BackendError, Claim, Commit, Committed, Intake, Ledger, Queue, UsageLog};
+use super::{BackendError, Claim, Commit, Committed, Delivery, Intake, Ledger, Queue, UsageLog};
 use crate::telemetry::log_backend_error as log_error;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -43,11 +43,11 @@ impl Claiming {
                     "queue",
                     format!("{} answers for {} jobs", sent.len(), claimed.len()),
                 ));
-                vec![Err("unpaired answer".into()); claimed.len()]
+                vec![Delivery::Failed("unpaired answer".into()); claimed.len()]
             }
             Err(err) => {
                 log_error(&err);
-                vec![Err(err.to_string()); claimed.len()]
+                vec![Delivery::Failed(err.to_string()); claimed.len()]
             }
         };
         let mut done = Vec::new();
@@ -55,15 +55,20 @@ impl Claiming {
         let results = claimed
             .iter()
             .zip(&sent)
-            .map(|(job, result)| match result {
-                Ok(()) => {
+            .map(|(job, delivery)| match delivery {
+                Delivery::Sent => {
                     done.push(*job);
                     Committed::Enqueued
                 }
-                Err(why) => {
+                Delivery::Failed(why) => {
                     tracing::error!(message = "enqueue_failed", job_id = %job.job_id, error = %why);
                     failed.push(job.job_id.as_str());
                     Committed::Failed
+                }
+                Delivery::Refused(why) => {
+                    tracing::error!(message = "enqueue_refused", job_id = %job.job_id, error = %why);
+                    failed.push(job.job_id.as_str());
+                    Committed::Refused
                 }
             })
             .collect();

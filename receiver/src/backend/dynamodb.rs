@@ -18,7 +18,7 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, PutRequest, ReturnValuesOnConditionCheckFailure, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use futures::stream::{self, StreamExt};
 use relay_protocol::{IngestJob, Integration};
 use std::collections::{BTreeMap, HashMap};
@@ -137,6 +137,7 @@ impl Store for DynamoStore {
 pub struct DynamoLedger {
     client: Client,
     table: String,
+    lease: Duration,
 }
 
 impl DynamoLedger {
@@ -144,7 +145,13 @@ impl DynamoLedger {
         DynamoLedger {
             client,
             table: table.into(),
+            lease: CLAIM_LEASE,
         }
+    }
+
+    /// A claim lease other than [`CLAIM_LEASE`] (see `--claim-lease`).
+    pub fn with_lease(self, lease: Duration) -> Self {
+        DynamoLedger { lease, ..self }
     }
 
     async fn claim_one(
@@ -175,7 +182,7 @@ impl DynamoLedger {
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":now_s", n(now.timestamp()))
             .expression_attribute_values(":pending", s(STATE_PENDING))
-            .expression_attribute_values(":stale_ms", n(now_ms - CLAIM_LEASE.num_milliseconds()))
+            .expression_attribute_values(":stale_ms", n(now_ms - self.lease.num_milliseconds()))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;

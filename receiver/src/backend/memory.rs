@@ -1,7 +1,8 @@
 //! In-memory backends: the same semantics as the real ones, for tests and benchmarks.
 
 use super::{
-    BackendError, Claim, ClaimToken, Ledger, Queue, Store, UsageCounts, UsageLog, CLAIM_LEASE,
+    BackendError, Claim, ClaimToken, Delivery, Ledger, Queue, Store, UsageCounts, UsageLog,
+    CLAIM_LEASE,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -143,9 +144,9 @@ impl MemoryQueue {
 
 #[async_trait]
 impl Queue for MemoryQueue {
-    async fn send(&self, jobs: &[&IngestJob]) -> Result<Vec<Result<(), String>>, BackendError> {
+    async fn send(&self, jobs: &[&IngestJob]) -> Result<Vec<Delivery>, BackendError> {
         let mut queue = self.0.lock().unwrap();
         queue.extend(jobs.iter().map(|job| (*job).clone()));
-        Ok(vec![Ok(()); jobs.len()])
+        Ok(vec![Delivery::Sent; jobs.len()])
     }
 }

@@ -111,6 +111,8 @@ pub enum Committed {
     InFlight,
     /// It could not be enqueued and nothing remembers it, so its retry is accepted.
     Failed,
+    /// The queue refuses the job as it is; nothing remembers it, and the event is dead-lettered.
+    Refused,
 }
 
 impl Committed {
@@ -121,6 +123,7 @@ impl Committed {
             Committed::Duplicate => (Outcome::Duplicate, Some(Reason::Duplicate)),
             Committed::InFlight => (Outcome::RetryLater, Some(Reason::InFlight)),
             Committed::Failed => (Outcome::RetryLater, Some(Reason::BackendUnavailable)),
+            Committed::Refused => (Outcome::Rejected, Some(Reason::QueueRefused)),
         }
     }
 }
@@ -252,10 +255,21 @@ impl serde::Serialize for UsageKey {
     }
 }
 
+/// What the queue said of one job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// It is on the queue.
+    Sent,
+    /// Not sent this time (throttling, an internal error): the same job may go later.
+    Failed(String),
+    /// The queue refuses this job as it is (SQS `SenderFault`): sending it again cannot help.
+    Refused(String),
+}
+
 #[async_trait]
 pub trait Queue: Send + Sync {
-    /// Sends the jobs; one answer per job, in order: `Err` carries why that job was not sent.
-    async fn send(&self, jobs: &[&IngestJob]) -> Result<Vec<Result<(), String>>, BackendError>;
+    /// Sends the jobs; one answer per job, in order.
+    async fn send(&self, jobs: &[&IngestJob]) -> Result<Vec<Delivery>, BackendError>;
 }
 
 /// The backends the handler and the CLI work with.
@@ -296,6 +310,7 @@ mod tests {
             Committed::Duplicate,
             Committed::InFlight,
             Committed::Failed,
+            Committed::Refused,
         ];
         let usage = Commit::usage_of(refused, &committed);
         assert_eq!(
@@ -303,6 +318,7 @@ mod tests {
             UsageCounts::from([
                 (key("accepted"), 1),
                 (key("duplicate/duplicate"), 1),
+                (key("rejected/queue_refused"), 1),
                 (key("retry_later/backend_unavailable"), 1),
                 (key("retry_later/in_flight"), 1),
                 (key("skipped/suffix_filtered"), 2),

@@ -3,10 +3,12 @@
 //! Jobs go out with `SendMessageBatch`, 10 per call, each with the message attributes
 //! `integration_id` and `provider`. Entries SQS reports as failed are sent once more; what still
 //! fails is answered per job, so the handler releases those claims and answers `retry_later`.
+//! An entry failed with `SenderFault` is not sent again: SQS refuses it as it is, and the event is
+//! answered `rejected` / `queue_refused`, to be dead-lettered and looked at.
 //! A FIFO queue (URL ending in `.fifo`) gets `MessageGroupId = integration_id` and
 //! `MessageDeduplicationId = job_id`, so even a redelivery within SQS's dedup window is dropped.
 
-use super::{BackendError, Queue};
+use super::{BackendError, Delivery, Queue};
 use async_trait::async_trait;
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use aws_sdk_sqs::Client;
@@ -69,11 +71,8 @@ impl SqsQueue {
     }
 
     /// Sends up to 10 jobs; answers per job, retrying failed entries once.
-    async fn send_chunk(
-        &self,
-        jobs: &[&IngestJob],
-    ) -> Result<Vec<Result<(), String>>, BackendError> {
-        let mut answers: Vec<Result<(), String>> = vec![Err("not sent".into()); jobs.len()];
+    async fn send_chunk(&self, jobs: &[&IngestJob]) -> Result<Vec<Delivery>, BackendError> {
+        let mut answers = vec![Delivery::Failed("not sent".into()); jobs.len()];
         let mut todo: Vec<usize> = (0..jobs.len()).collect();
         for _attempt in 0..2 {
             let entries = todo
@@ -90,7 +89,7 @@ impl SqsQueue {
                 .map_err(sdk_err)?;
             for ok in out.successful() {
                 if let Ok(i) = ok.id().parse::<usize>() {
-                    answers[i] = Ok(());
+                    answers[i] = Delivery::Sent;
                 }
             }
             todo.clear();
@@ -98,15 +97,18 @@ impl SqsQueue {
                 let Ok(i) = failed.id().parse::<usize>() else {
                     continue;
                 };
-                answers[i] = Err(format!(
+                let why = format!(
                     "{}: {}",
                     failed.code(),
                     failed.message().unwrap_or("no message")
-                ));
+                );
                 // A sender fault (a malformed entry) fails the same way again.
-                if !failed.sender_fault() {
+                answers[i] = if failed.sender_fault() {
+                    Delivery::Refused(why)
+                } else {
                     todo.push(i);
-                }
+                    Delivery::Failed(why)
+                };
             }
             if todo.is_empty() {
                 break;
@@ -118,14 +120,14 @@ impl SqsQueue {
 
 #[async_trait]
 impl Queue for SqsQueue {
-    async fn send(&self, jobs: &[&IngestJob]) -> Result<Vec<Result<(), String>>, BackendError> {
+    async fn send(&self, jobs: &[&IngestJob]) -> Result<Vec<Delivery>, BackendError> {
         let mut answers = Vec::with_capacity(jobs.len());
         for chunk in jobs.chunks(BATCH_MAX) {
             match self.send_chunk(chunk).await {
                 Ok(chunk_answers) => answers.extend(chunk_answers),
                 // A chunk that could not be sent at all fails its jobs alone: the ones already
                 // on the queue stay accepted.
-                Err(e) => answers.extend(vec![Err(e.to_string()); chunk.len()]),
+                Err(e) => answers.extend(vec![Delivery::Failed(e.to_string()); chunk.len()]),
             }
         }
         Ok(answers)

@@ -4,6 +4,8 @@
 //! us: reading the body within its limits and deadlines, and keeping a request's processing
 //! alive whatever the client does.
 //!
+//! - Each request head is checked before hyper parses it ([`head`]): one hyper would refuse
+//!   with an empty 400 or 431 gets the receiver's JSON error instead.
 //! - A request head must arrive within `--read-timeout`, and so must its body; a client that
 //!   trickles or stalls is cut off (the body: 408 `request_timeout`).
 //! - A body declared larger than the 6 MB limit is answered 413 at once from `Content-Length`;
@@ -13,6 +15,8 @@
 //! - Once the body is read, the request is handled on a task of its own: a client that hangs up
 //!   cannot cut a commit in half. Its answer is lost, and the sender's retry is answered from the
 //!   ledger (`duplicate`).
+
+mod head;
 
 use crate::handler::{too_large, Refusal, Relay};
 use bytes::{Bytes, BytesMut};
@@ -59,6 +63,11 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
+        let reporter = Arc::clone(&relay);
+        let stream = head::Guarded::new(
+            stream,
+            Box::new(move |path, refusal| reporter.refused_before_handling(path, refusal)),
+        );
         let relay = Arc::clone(&relay);
         let service = service_fn(move |request| {
             let relay = Arc::clone(&relay);
@@ -67,6 +76,9 @@ pub async fn run(
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(read_timeout)
+            // A refused head reads as the end of the stream: with half-close on, hyper first
+            // finishes the request before it instead of dropping it.
+            .half_close(true)
             .serve_connection(TokioIo::new(stream), service);
         let connection = connections.watch(connection);
         tokio::spawn(async move {
