@@ -287,26 +287,29 @@ def drain(stack):
 def test_a_request_dying_between_send_and_done_costs_fifo_nothing(tmp_path, moto, aws_proxy, fifo):
     # The jobs reach SQS, then marking them done fails (as when Lambda times out right there):
     # the claims stay pending. A redelivery within the lease is in_flight; one after it claims
-    # again and sends again. The lease (4 min; 2 s here) ends inside SQS's 5-minute FIFO
+    # again and sends again. The lease (4 min; 6 s here) ends inside SQS's 5-minute FIFO
     # deduplication window, so a FIFO queue drops the second send by its deduplication id, the
     # job id. A standard queue has no such window: the pipeline sees the job twice, with the
     # same job_id, as the README says.
     import time
+    lease = 6
     requests.post(f"http://127.0.0.1:{moto}/moto-api/reset", timeout=10)
     stack = AwsStack(moto, fifo=fifo)
     receiver = Receiver(tmp_path / "relay", tmp_path / "serve.log",
-                        env={**stack.receiver_env(aws_proxy.port), "RELAY_CLAIM_LEASE": "2s"})
+                        env={**stack.receiver_env(aws_proxy.port), "RELAY_CLAIM_LEASE": f"{lease}s"})
     receiver.start()
     try:
         created = receiver.create("r2", "uploads")
         events = [r2_event(f"dying/{i}.pdf") for i in range(10)]
         aws_proxy.throttle("BatchWriteItem", after=0, calls=1000)
+        claimed_before = time.monotonic()
         first = results(receiver.post_batch(created["id"], created["secret"], events))
         aws_proxy.heal()
         assert [r["outcome"] for r in first] == ["accepted"] * 10
         within = results(receiver.post_batch(created["id"], created["secret"], events))
         assert {(r["outcome"], r["reason"]) for r in within} == {("retry_later", "in_flight")}
-        time.sleep(2.5)
+        assert time.monotonic() < claimed_before + lease, "the lease ran out before the redelivery"
+        time.sleep(max(0.0, claimed_before + lease + 0.5 - time.monotonic()))
         after = results(receiver.post_batch(created["id"], created["secret"], events))
         assert [r["outcome"] for r in after] == ["accepted"] * 10
         jobs = drain(stack)

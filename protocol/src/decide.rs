@@ -88,23 +88,25 @@ pub fn decide(
     )))
 }
 
+/// The key filters, as the receiver applies an integration's and the worker its copy of them:
+/// `None` when `key` is under `prefix` (if any) and ends with one of `suffixes` (if any).
+pub fn key_filter(prefix: Option<&str>, suffixes: &[String], key: &str) -> Option<Reason> {
+    if prefix.is_some_and(|prefix| !key.starts_with(prefix)) {
+        return Some(Reason::PrefixFiltered);
+    }
+    if !suffixes.is_empty() && !suffixes.iter().any(|suffix| key.ends_with(suffix.as_str())) {
+        return Some(Reason::SuffixFiltered);
+    }
+    None
+}
+
 fn skip_reason(integration: &Integration, event: &ObjectEvent) -> Option<Reason> {
     let key = event.key.as_str();
     if !event.created {
         return Some(Reason::NotObjectCreated);
     }
-    if let Some(prefix) = integration.prefix.as_deref() {
-        if !key.starts_with(prefix) {
-            return Some(Reason::PrefixFiltered);
-        }
-    }
-    if !integration.suffixes.is_empty()
-        && !integration
-            .suffixes
-            .iter()
-            .any(|suffix| key.ends_with(suffix.as_str()))
-    {
-        return Some(Reason::SuffixFiltered);
+    if let Some(reason) = key_filter(integration.prefix.as_deref(), &integration.suffixes, key) {
+        return Some(reason);
     }
     if event
         .size

@@ -105,6 +105,72 @@ pub struct GraceGeneration {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GenerationsExhausted;
 
+/// What an operator gives to create an integration; [`NewIntegration::build`] checks it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewIntegration {
+    pub provider: Provider,
+    pub bucket: String,
+    pub account: Option<String>,
+    pub region: Option<String>,
+    pub prefix: Option<String>,
+    pub suffixes: Vec<String>,
+    pub max_object_bytes: u64,
+    pub output_prefix: Option<String>,
+    pub mode: Mode,
+}
+
+/// A field a new integration cannot have, named as the operator's flag is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldError {
+    EmptyBucket,
+    EmptySuffix,
+    ZeroMaxObjectBytes,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FieldError::EmptyBucket => "--bucket must not be empty",
+            FieldError::EmptySuffix => "--suffix must not be empty",
+            FieldError::ZeroMaxObjectBytes => "--max-object-bytes must be at least 1",
+        })
+    }
+}
+
+impl NewIntegration {
+    /// The integration, active at generation 1, with id [`ID_PREFIX`] + `random` (lowercased).
+    /// Empty optional texts count as absent.
+    pub fn build(self, random: &str, now: DateTime<Utc>) -> Result<Integration, FieldError> {
+        if self.bucket.trim().is_empty() {
+            return Err(FieldError::EmptyBucket);
+        }
+        if self.suffixes.iter().any(String::is_empty) {
+            return Err(FieldError::EmptySuffix);
+        }
+        if self.max_object_bytes == 0 {
+            return Err(FieldError::ZeroMaxObjectBytes);
+        }
+        let given = |value: Option<String>| value.filter(|v| !v.is_empty());
+        Ok(Integration {
+            id: format!("{ID_PREFIX}{}", random.to_lowercase()),
+            provider: self.provider,
+            bucket: self.bucket,
+            account: given(self.account),
+            region: given(self.region),
+            mode: self.mode,
+            status: Status::Active,
+            prefix: given(self.prefix),
+            suffixes: self.suffixes,
+            max_object_bytes: self.max_object_bytes,
+            output_prefix: given(self.output_prefix),
+            generation: 1,
+            previous_generations: vec![],
+            created_at: now,
+            updated_at: now,
+        })
+    }
+}
+
 impl Integration {
     /// The secret generations a request may be signed with at `now`: current first.
     pub fn valid_generations(&self, now: DateTime<Utc>) -> impl Iterator<Item = u32> + '_ {
@@ -219,6 +285,62 @@ pub(crate) mod tests {
         let now = integration.created_at;
         assert_eq!(integration.rotate(now, None), Err(GenerationsExhausted));
         assert_eq!(integration.generation, u32::MAX);
+    }
+
+    fn new_r2(bucket: &str) -> NewIntegration {
+        NewIntegration {
+            provider: Provider::R2,
+            bucket: bucket.into(),
+            account: Some(String::new()),
+            region: None,
+            prefix: Some("in/".into()),
+            suffixes: vec![".pdf".into()],
+            max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
+            output_prefix: Some(String::new()),
+            mode: Mode::Event,
+        }
+    }
+
+    #[test]
+    fn a_new_integration_starts_active_at_generation_1_with_empty_texts_absent() {
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let integration = new_r2("uploads").build("AbC123", now).unwrap();
+        assert_eq!(integration.id, "int_abc123");
+        assert_eq!(integration.status, Status::Active);
+        assert_eq!((integration.generation, integration.created_at), (1, now));
+        assert_eq!(
+            integration.account, None,
+            "an empty --account is no account"
+        );
+        assert_eq!(integration.output_prefix, None);
+        assert_eq!(integration.prefix.as_deref(), Some("in/"));
+    }
+
+    #[test]
+    fn a_new_integration_refuses_fields_that_would_match_nothing_or_everything_wrongly() {
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let build = |change: fn(&mut NewIntegration)| {
+            let mut fields = new_r2("uploads");
+            change(&mut fields);
+            fields.build("x", now).map(|_| ())
+        };
+        assert_eq!(
+            build(|f| f.bucket = " ".into()),
+            Err(FieldError::EmptyBucket)
+        );
+        assert_eq!(
+            build(|f| f.suffixes.push(String::new())),
+            Err(FieldError::EmptySuffix)
+        );
+        assert_eq!(
+            build(|f| f.max_object_bytes = 0),
+            Err(FieldError::ZeroMaxObjectBytes)
+        );
+        assert_eq!(build(|_| ()), Ok(()));
+        assert_eq!(
+            FieldError::EmptySuffix.to_string(),
+            "--suffix must not be empty"
+        );
     }
 
     #[test]

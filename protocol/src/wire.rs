@@ -30,6 +30,14 @@ pub const WORKER_SECRET_NAME: &str = "EVENT_SOURCE_SECRET";
 /// The worker's optional filters, which `integrations create` fills from the integration's own.
 pub const WORKER_VAR_KEY_PREFIX: &str = "KEY_PREFIX";
 pub const WORKER_VAR_KEY_SUFFIXES: &str = "KEY_SUFFIXES";
+/// Comma-separated R2 actions the worker forwards (default: the object-create ones).
+pub const WORKER_VAR_ACTIONS: &str = "FORWARD_ACTIONS";
+/// Seconds the worker waits for the receiver's answer before retrying the batch.
+pub const WORKER_VAR_TIMEOUT: &str = "RECEIVER_TIMEOUT_SECONDS";
+/// `"true"` lets the worker call a plain-http receiver on 127.0.0.1 / localhost (local tests).
+pub const WORKER_VAR_ALLOW_INSECURE: &str = "ALLOW_INSECURE_RECEIVER";
+/// The worker's producer binding of the dead-letter queue, for rejected events.
+pub const WORKER_DLQ_BINDING: &str = "DEAD_LETTER_QUEUE";
 
 /// The worker's name in wrangler.toml: its URL is `https://<name>.<subdomain>.workers.dev`.
 pub const WORKER_NAME: &str = "bucket-relay-worker";

@@ -13,11 +13,12 @@
 //! `scripts/bench` prints each per event and as a ratio to the baseline and the floor.
 
 use bucket_relay::backend::claiming::Claiming;
-use bucket_relay::backend::memory::{MemoryLedger, MemoryQueue, MemoryStore, MemoryUsage};
+use bucket_relay::backend::memory::{
+    MemoryLedger, MemoryQueue, MemoryStore, MemoryUsage, StaticKey,
+};
 use bucket_relay::backend::sqlite::Sqlite;
-use bucket_relay::backend::{Backends, Store};
+use bucket_relay::backend::{Backends, MasterKey, Store};
 use bucket_relay::handler::Relay;
-use bucket_relay::master_key::{MasterKey, StaticKey};
 use bytes::Bytes;
 use chrono::Utc;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};

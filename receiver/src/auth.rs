@@ -5,7 +5,7 @@
 //! Either may use the current secret generation or, during a rotation's grace, the previous one.
 //! Failures are named for the log, never with the secret or the signature in them.
 
-use crate::master_key::MasterKey;
+use crate::backend::MasterKey;
 use chrono::{DateTime, Utc};
 use http::HeaderMap;
 use relay_protocol::webhook::{self, SignedHeaders, WebhookError};

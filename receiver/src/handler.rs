@@ -10,10 +10,9 @@ pub use crate::answer::{too_large, Refusal};
 
 use crate::answer::json_response;
 use crate::auth::{authenticate, Sender};
-use crate::backend::{Backends, Commit, Committed, UsageCounts, UsageKey};
+use crate::backend::{Backends, Commit, Committed, MasterKeySource, UsageCounts, UsageKey};
 use crate::integrations::Integrations;
 use crate::item::{decide_one, log_event, parse_events, Item};
-use crate::master_key::MasterKeySource;
 use crate::telemetry::{log_backend_error, Tally};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};

@@ -7,7 +7,6 @@
 //! - [`auth`]: which secret a request proves, and who sent it.
 //! - [`integrations`]: integrations read through the store, kept in memory for a second.
 //! - [`backend`]: the store, ledger and queue traits and their adapters.
-//! - [`master_key`]: where the master key comes from.
 //! - [`wiring`]: which backends a command uses (embedded or AWS).
 //! - [`cli`]: the `bucket-relay` command line; [`setup`]: what it prints for customers.
 //! - [`telemetry`]: JSON logs and CloudWatch metrics; [`env`]: the environment variables.
@@ -21,7 +20,6 @@ pub mod handler;
 pub mod integrations;
 pub mod item;
 pub mod lambda;
-pub mod master_key;
 pub mod serve;
 pub mod setup;
 pub mod telemetry;

@@ -1,4 +1,4 @@
-//! `bucket-relay`: the receiver's binary. See `cli.rs` for the commands.
+//! `bucket-relay`: the receiver's binary. See `cli/` for the commands.
 
 use clap::Parser;
 use std::process::ExitCode;

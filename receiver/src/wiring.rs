@@ -8,12 +8,12 @@
 
 use crate::backend::claiming::Claiming;
 use crate::backend::dynamodb::{DynamoLedger, DynamoStore};
+use crate::backend::keyfile::{self, KeyFile};
 use crate::backend::secretsmanager::SecretsManagerKey;
 use crate::backend::sqlite::Sqlite;
 use crate::backend::sqs::SqsQueue;
-use crate::backend::{Backends, MAX_REQUEST_TIME, SQS_FIFO_DEDUP_WINDOW};
+use crate::backend::{Backends, MasterKeySource, MAX_REQUEST_TIME, SQS_FIFO_DEDUP_WINDOW};
 use crate::env;
-use crate::master_key::{self, MasterKeySource, StaticKey};
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
@@ -79,8 +79,8 @@ fn embedded(data_dir: &Path) -> Result<Wired, String> {
     // -wal and -shm files the database file's mode.
     make_private(&db_path, 0o600)?;
     let key_path = data_dir.join(KEY_FILE);
-    let key = master_key::load_or_create(&key_path)?;
-    if master_key::is_too_open(&key_path) {
+    let key = KeyFile::open(&key_path)?;
+    if keyfile::is_too_open(&key_path) {
         eprintln!(
             "warning: {} is readable by other users; run chmod 600 on it",
             key_path.display()
@@ -93,7 +93,7 @@ fn embedded(data_dir: &Path) -> Result<Wired, String> {
             intake: shared.clone(),
             usage: shared,
         },
-        keys: Arc::new(StaticKey(key)),
+        keys: Arc::new(key),
         embedded: Some(db),
     })
 }

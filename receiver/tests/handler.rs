@@ -6,10 +6,11 @@
 
 use async_trait::async_trait;
 use bucket_relay::backend::claiming::Claiming;
-use bucket_relay::backend::memory::{MemoryLedger, MemoryQueue, MemoryStore, MemoryUsage};
-use bucket_relay::backend::{BackendError, Backends, Delivery, Ledger, Queue, Store};
+use bucket_relay::backend::memory::{
+    MemoryLedger, MemoryQueue, MemoryStore, MemoryUsage, StaticKey,
+};
+use bucket_relay::backend::{BackendError, Backends, Delivery, Ledger, MasterKey, Queue, Store};
 use bucket_relay::handler::Relay;
-use bucket_relay::master_key::{MasterKey, StaticKey};
 use bytes::Bytes;
 use chrono::Utc;
 use relay_protocol::wire::{events_path, Results};

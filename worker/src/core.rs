@@ -2,43 +2,38 @@
 //! once the receiver has answered. No I/O and no Workers types, so it is unit-tested natively;
 //! `lib.rs` is the thin shell that reads the queue, calls the receiver and acks or retries.
 
+use relay_protocol::decide::key_filter;
+use relay_protocol::event::r2::CREATE_ACTIONS;
+use relay_protocol::webhook::{SigningKey, SECRET_PREFIX};
 use relay_protocol::wire::{
-    WORKER_SECRET_NAME, WORKER_VAR_INTEGRATION_ID, WORKER_VAR_RECEIVER_URL,
+    WORKER_SECRET_NAME, WORKER_VAR_ACTIONS as VAR_ACTIONS,
+    WORKER_VAR_ALLOW_INSECURE as VAR_ALLOW_INSECURE, WORKER_VAR_INTEGRATION_ID,
+    WORKER_VAR_KEY_PREFIX as VAR_PREFIX, WORKER_VAR_KEY_SUFFIXES as VAR_SUFFIXES,
+    WORKER_VAR_RECEIVER_URL, WORKER_VAR_TIMEOUT as VAR_TIMEOUT,
 };
-use relay_protocol::Outcome;
+use relay_protocol::{Outcome, Reason};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
-/// `"true"` allows a plain-http receiver on 127.0.0.1 / localhost (local tests only).
-pub const VAR_ALLOW_INSECURE: &str = "ALLOW_INSECURE_RECEIVER";
-/// Comma-separated R2 actions to forward (default: the object-create ones).
-pub const VAR_ACTIONS: &str = "FORWARD_ACTIONS";
-/// Only keys under this prefix are forwarded.
-pub const VAR_PREFIX: &str = relay_protocol::wire::WORKER_VAR_KEY_PREFIX;
-/// Comma-separated key suffixes to forward, e.g. `.pdf,.png`.
-pub const VAR_SUFFIXES: &str = relay_protocol::wire::WORKER_VAR_KEY_SUFFIXES;
-/// Seconds the worker waits for the receiver's answer before retrying the batch (default 30).
-pub const VAR_TIMEOUT: &str = "RECEIVER_TIMEOUT_SECONDS";
 /// The wait when `RECEIVER_TIMEOUT_SECONDS` is not set.
 pub const DEFAULT_TIMEOUT_SECONDS: u32 = 30;
-/// The dead-letter queue producer binding for rejected events.
-pub const DLQ_BINDING: &str = "DEAD_LETTER_QUEUE";
 
-/// Actions forwarded when `FORWARD_ACTIONS` is not set.
-pub const DEFAULT_ACTIONS: [&str; 3] = ["PutObject", "CopyObject", "CompleteMultipartUpload"];
+/// Actions forwarded when `FORWARD_ACTIONS` is not set: the ones the receiver turns into jobs.
+pub const DEFAULT_ACTIONS: [&str; 3] = CREATE_ACTIONS;
 /// Shortest retry delay, and the longest (Cloudflare Queues' limit: 12 h).
 pub const MIN_RETRY_SECONDS: u32 = 10;
 pub const MAX_RETRY_SECONDS: u32 = 12 * 60 * 60;
 
 /// The worker's configuration, checked.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Config {
     /// `RECEIVER_URL/v1/integrations/INTEGRATION_ID/events`
     pub events_url: String,
     pub receiver_host: String,
     pub integration_id: String,
-    pub secret: String,
+    /// The event source secret's key, decoded once.
+    pub key: SigningKey,
     pub actions: Vec<String>,
     pub prefix: Option<String>,
     pub suffixes: Vec<String>,
@@ -106,15 +101,33 @@ fn list(value: Option<String>) -> Vec<String> {
         .collect()
 }
 
-/// The host of an http(s) URL, or `None` if it is not one.
-fn host_of(url: &str) -> Option<(&str, &str)> {
-    let (scheme, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let host = match authority.rsplit_once(':') {
-        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
-        _ => authority,
-    };
-    (!host.is_empty()).then_some((scheme, host))
+/// The scheme and host of an absolute URL with a host, or `None` if it is not one.
+fn host_of(url: &str) -> Option<(String, String)> {
+    let url = url::Url::parse(url).ok()?;
+    let host = url.host_str()?.to_owned();
+    Some((url.scheme().to_owned(), host))
+}
+
+/// A receiver URL's problem, if any: https, or plain http to this machine when allowed.
+fn check_receiver_url(url: &str, insecure: bool) -> Result<String, ConfigError> {
+    let (scheme, host) = host_of(url).ok_or_else(|| ConfigError::BadUrl(url.to_owned()))?;
+    let local = matches!(host.as_str(), "127.0.0.1" | "localhost" | "[::1]");
+    match scheme.as_str() {
+        "https" => Ok(host),
+        "http" if insecure && local => Ok(host),
+        "http" if insecure => Err(ConfigError::InsecureNotLocal(url.to_owned())),
+        _ => Err(ConfigError::NotHttps(url.to_owned())),
+    }
+}
+
+fn check_timeout(text: Option<String>) -> Result<u32, ConfigError> {
+    match text {
+        None => Ok(DEFAULT_TIMEOUT_SECONDS),
+        Some(text) => match text.parse::<u32>() {
+            Ok(seconds) if (1..=600).contains(&seconds) => Ok(seconds),
+            _ => Err(ConfigError::BadTimeout(text)),
+        },
+    }
 }
 
 impl Config {
@@ -126,57 +139,44 @@ impl Config {
                 .filter(|v| !v.is_empty())
         };
         let mut errors = Vec::new();
-        let url = get(WORKER_VAR_RECEIVER_URL);
-        let integration_id = get(WORKER_VAR_INTEGRATION_ID);
-        let secret = get(WORKER_SECRET_NAME);
-        let insecure = get(VAR_ALLOW_INSECURE).is_some_and(|v| v == "true");
-        for (value, name) in [
-            (&url, WORKER_VAR_RECEIVER_URL),
-            (&integration_id, WORKER_VAR_INTEGRATION_ID),
-            (&secret, WORKER_SECRET_NAME),
-        ] {
+        let mut required = |name: &'static str| {
+            let value = get(name);
             if value.is_none() {
                 errors.push(ConfigError::Missing(name));
             }
-        }
-        if secret.as_deref().is_some_and(|s| {
-            relay_protocol::webhook::SigningKey::from_secret(s).is_err() || !s.starts_with("whsec_")
-        }) {
-            errors.push(ConfigError::SecretNotWhsec);
-        }
-        let mut receiver_host = String::new();
-        if let Some(url) = &url {
-            match host_of(url) {
-                None => errors.push(ConfigError::BadUrl(url.clone())),
-                Some((scheme, host)) => {
-                    receiver_host = host.to_owned();
-                    let local = matches!(host, "127.0.0.1" | "localhost" | "[::1]");
-                    match scheme {
-                        "https" => {}
-                        "http" if insecure && local => {}
-                        "http" if insecure => {
-                            errors.push(ConfigError::InsecureNotLocal(url.clone()))
-                        }
-                        _ => errors.push(ConfigError::NotHttps(url.clone())),
-                    }
-                }
-            }
-        }
-        let timeout_seconds = match get(VAR_TIMEOUT) {
-            None => DEFAULT_TIMEOUT_SECONDS,
-            Some(text) => match text.parse::<u32>() {
-                Ok(seconds) if (1..=600).contains(&seconds) => seconds,
-                _ => {
-                    errors.push(ConfigError::BadTimeout(text));
-                    DEFAULT_TIMEOUT_SECONDS
-                }
-            },
+            value
         };
-        if !errors.is_empty() {
+        let url = required(WORKER_VAR_RECEIVER_URL);
+        let integration_id = required(WORKER_VAR_INTEGRATION_ID);
+        let secret = required(WORKER_SECRET_NAME);
+        let insecure = get(VAR_ALLOW_INSECURE).is_some_and(|v| v == "true");
+        let key = secret.and_then(|secret| {
+            let key = SigningKey::from_secret(&secret)
+                .ok()
+                .filter(|_| secret.starts_with(SECRET_PREFIX));
+            if key.is_none() {
+                errors.push(ConfigError::SecretNotWhsec);
+            }
+            key
+        });
+        let receiver_host = url.as_deref().and_then(|url| {
+            check_receiver_url(url, insecure)
+                .map_err(|error| errors.push(error))
+                .ok()
+        });
+        let timeout_seconds = check_timeout(get(VAR_TIMEOUT))
+            .map_err(|error| errors.push(error))
+            .ok();
+        let (
+            Some(url),
+            Some(integration_id),
+            Some(key),
+            Some(receiver_host),
+            Some(timeout_seconds),
+        ) = (url, integration_id, key, receiver_host, timeout_seconds)
+        else {
             return Err(errors);
-        }
-        let (url, integration_id, secret) =
-            (url.unwrap(), integration_id.unwrap(), secret.unwrap());
+        };
         let actions = match list(get(VAR_ACTIONS)) {
             actions if actions.is_empty() => DEFAULT_ACTIONS.map(str::to_owned).to_vec(),
             actions => actions,
@@ -189,7 +189,7 @@ impl Config {
             ),
             receiver_host,
             integration_id,
-            secret,
+            key,
             actions,
             prefix: get(VAR_PREFIX),
             suffixes: list(get(VAR_SUFFIXES)),
@@ -200,24 +200,18 @@ impl Config {
     /// Why a notification is not forwarded, or `None` to forward it. A notification whose
     /// action or key cannot be read is forwarded: the receiver names it `malformed_event` and
     /// it is dead-lettered, never silently dropped.
-    pub fn filter(&self, notification: &serde_json::Value) -> Option<&'static str> {
+    /// An action outside `FORWARD_ACTIONS` is named `not_object_created`, and the key filters
+    /// are the receiver's own ([`key_filter`]), so a log line reads the same on both sides.
+    pub fn filter(&self, notification: &serde_json::Value) -> Option<Reason> {
         let action = notification.get("action").and_then(|a| a.as_str())?;
         if !self.actions.iter().any(|a| a == action) {
-            return Some("action_filtered");
+            return Some(Reason::NotObjectCreated);
         }
         let key = notification
             .get("object")
             .and_then(|o| o.get("key"))
             .and_then(|k| k.as_str())?;
-        if let Some(prefix) = &self.prefix {
-            if !key.starts_with(prefix.as_str()) {
-                return Some("prefix_filtered");
-            }
-        }
-        if !self.suffixes.is_empty() && !self.suffixes.iter().any(|s| key.ends_with(s.as_str())) {
-            return Some("suffix_filtered");
-        }
-        None
+        key_filter(self.prefix.as_deref(), &self.suffixes, key)
     }
 }
 
@@ -415,15 +409,15 @@ mod tests {
         assert_eq!(config.filter(&n("PutObject", "in/a.pdf")), None);
         assert_eq!(
             config.filter(&n("DeleteObject", "in/a.pdf")),
-            Some("action_filtered")
+            Some(Reason::NotObjectCreated)
         );
         assert_eq!(
             config.filter(&n("PutObject", "out/a.pdf")),
-            Some("prefix_filtered")
+            Some(Reason::PrefixFiltered)
         );
         assert_eq!(
             config.filter(&n("PutObject", "in/a.txt")),
-            Some("suffix_filtered")
+            Some(Reason::SuffixFiltered)
         );
         assert_eq!(config.filter(&json!({"unexpected": true})), None);
     }

@@ -16,18 +16,37 @@ pub mod core;
 #[cfg(target_arch = "wasm32")]
 mod shell {
     use crate::core::{
-        backoff_seconds, batch_id, plan, Action, Answer, Config, ErrorWord, DLQ_BINDING,
+        backoff_seconds, batch_id, plan, Action, Answer, Config, ConfigError, ErrorWord,
     };
     use futures_util::future::{select, Either};
-    use relay_protocol::webhook::{self, SigningKey};
-    use relay_protocol::wire::{self, BatchEvent, WorkerBatch};
+    use relay_protocol::webhook;
+    use relay_protocol::wire::{self, BatchEvent, WorkerBatch, WORKER_DLQ_BINDING};
     use relay_protocol::Outcome;
     use serde_json::value::RawValue;
     use serde_json::{json, Value};
     use std::borrow::Cow;
+    use std::cell::RefCell;
     use std::collections::BTreeMap;
     use std::pin::pin;
+    use std::rc::Rc;
     use worker::*;
+
+    thread_local! {
+        /// The checked configuration, signing key included, kept for the isolate's life: vars
+        /// and secrets only change with a new deployment, which starts new isolates.
+        static CONFIG: RefCell<Option<Rc<Config>>> = const { RefCell::new(None) };
+    }
+
+    /// The configuration, read and checked on the isolate's first batch; errors are not kept,
+    /// so every batch names them until the configuration is fixed.
+    fn config(env: &Env) -> std::result::Result<Rc<Config>, Vec<ConfigError>> {
+        if let Some(config) = CONFIG.with_borrow(Option::clone) {
+            return Ok(config);
+        }
+        let config = Rc::new(Config::from_vars(|name| read(env, name))?);
+        CONFIG.set(Some(Rc::clone(&config)));
+        Ok(config)
+    }
 
     fn log(line: Value) {
         console_log!("{}", line);
@@ -64,7 +83,7 @@ mod shell {
         let now_ms = Date::now().as_millis();
         let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
 
-        let config = match Config::from_vars(|name| read(&env, name)) {
+        let config = match config(&env) {
             Ok(config) => config,
             Err(errors) => {
                 for error in &errors {
@@ -89,7 +108,7 @@ mod shell {
                     message.ack();
                     *counts.entry("filtered").or_default() += 1;
                     log(
-                        json!({"message": "message_filtered", "id": message.id(), "reason": reason}),
+                        json!({"message": "message_filtered", "id": message.id(), "reason": reason.as_str()}),
                     );
                 }
                 None => forwarded.push(message),
@@ -154,8 +173,6 @@ mod shell {
         let body = serde_json::to_string(&batch).map_err(|e| (0, e.to_string()))?;
         let msg_id = batch_id(ids);
         let timestamp = (now_ms / 1000) as i64;
-        let key = SigningKey::from_secret(&config.secret)
-            .map_err(|_| (0, "config_secret_invalid".to_owned()))?;
 
         let headers = Headers::new();
         let set =
@@ -165,7 +182,7 @@ mod shell {
         set(webhook::HEADER_TIMESTAMP, &timestamp.to_string())?;
         set(
             webhook::HEADER_SIGNATURE,
-            &key.sign(&msg_id, timestamp, body.as_bytes()),
+            &config.key.sign(&msg_id, timestamp, body.as_bytes()),
         )?;
         let mut init = RequestInit::new();
         init.with_method(Method::Post)
@@ -227,15 +244,11 @@ mod shell {
         match action {
             Action::Ack { outcome } => {
                 message.ack();
-                match outcome {
-                    Outcome::Accepted => "accepted",
-                    Outcome::Duplicate => "duplicate",
-                    _ => "skipped",
-                }
+                outcome.as_str()
             }
             Action::Retry { reason } => {
                 retry(message, now_ms, &reason);
-                "retry_later"
+                Outcome::RetryLater.as_str()
             }
             Action::DeadLetter { reason } => {
                 // The original notification goes to the dead-letter queue, as delivered (its JS
@@ -243,7 +256,7 @@ mod shell {
                 // the cause is fixed; the reason is in the log.
                 let raw = RawMessageBuilder::new(message.raw_body())
                     .build_with_content_type(QueueContentType::Json);
-                let sent = match env.queue(DLQ_BINDING) {
+                let sent = match env.queue(WORKER_DLQ_BINDING) {
                     Ok(dlq) => dlq.send_raw(raw).await,
                     Err(e) => Err(e),
                 };
@@ -253,14 +266,14 @@ mod shell {
                         log(
                             json!({"message": "message_dead_lettered", "id": message.id(), "reason": reason}),
                         );
-                        "rejected"
+                        Outcome::Rejected.as_str()
                     }
                     Err(e) => {
                         log(
                             json!({"message": "dead_letter_failed", "id": message.id(), "reason": reason, "error": e.to_string()}),
                         );
                         retry(message, now_ms, "dead_letter_failed");
-                        "retry_later"
+                        Outcome::RetryLater.as_str()
                     }
                 }
             }

@@ -1,8 +1,8 @@
 //! In-memory backends: the same semantics as the real ones, for tests and benchmarks.
 
 use super::{
-    BackendError, Claim, ClaimToken, Delivery, Ledger, Queue, Store, UsageCounts, UsageLog,
-    CLAIM_LEASE,
+    BackendError, Claim, ClaimToken, Delivery, Ledger, MasterKey, MasterKeySource, Queue, Store,
+    UsageCounts, UsageLog, CLAIM_LEASE,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -148,5 +148,15 @@ impl Queue for MemoryQueue {
         let mut queue = self.0.lock().unwrap();
         queue.extend(jobs.iter().map(|job| (*job).clone()));
         Ok(vec![Delivery::Sent; jobs.len()])
+    }
+}
+
+/// A master key already in memory.
+pub struct StaticKey(pub MasterKey);
+
+#[async_trait]
+impl MasterKeySource for StaticKey {
+    async fn master_key(&self) -> Result<MasterKey, BackendError> {
+        Ok(self.0.clone())
     }
 }

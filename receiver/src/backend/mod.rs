@@ -4,6 +4,7 @@
 //! - [`Intake`]: turns a request's jobs into exactly one message each on the ingest queue, and
 //!   counts the request's events. This is the port the handler commits through.
 //! - [`UsageLog`]: the per-day usage counts of every integration.
+//! - [`MasterKeySource`]: the master key, from [`keyfile`] (embedded) or [`secretsmanager`].
 //!
 //! Two ways to be an [`Intake`]:
 //! - [`sqlite`] (the embedded default) keeps the ledger, the queue and the usage counts in one
@@ -22,6 +23,7 @@
 
 pub mod claiming;
 pub mod dynamodb;
+pub mod keyfile;
 pub mod memory;
 pub mod secretsmanager;
 pub mod sqlite;
@@ -272,6 +274,46 @@ pub trait Queue: Send + Sync {
     async fn send(&self, jobs: &[&IngestJob]) -> Result<Vec<Delivery>, BackendError>;
 }
 
+/// The master key every event source secret is derived from. Its bytes never reach a log line,
+/// an error or `Debug`.
+#[derive(Clone)]
+pub struct MasterKey(Arc<[u8]>);
+
+impl MasterKey {
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        MasterKey(Arc::from(bytes))
+    }
+
+    /// A key written as hex (surrounding white space allowed), at least 16 bytes long.
+    pub fn from_hex(text: &str) -> Option<MasterKey> {
+        let text = text.trim();
+        if text.len() % 2 != 0 || text.len() < 32 {
+            return None;
+        }
+        let bytes = (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+            .collect::<Option<Vec<u8>>>()?;
+        Some(MasterKey::from_bytes(&bytes))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterKey(<redacted>)")
+    }
+}
+
+/// Where the master key comes from: [`keyfile`] locally, [`secretsmanager`] on AWS.
+#[async_trait]
+pub trait MasterKeySource: Send + Sync {
+    async fn master_key(&self) -> Result<MasterKey, BackendError>;
+}
+
 /// The backends the handler and the CLI work with.
 pub struct Backends {
     pub store: Arc<dyn Store>,
@@ -293,6 +335,19 @@ mod tests {
         }
         assert!("accepted/nonsense".parse::<UsageKey>().is_err());
         assert!("later".parse::<UsageKey>().is_err());
+    }
+
+    #[test]
+    fn a_master_key_is_at_least_16_bytes_of_hex_and_never_shown() {
+        let key = MasterKey::from_hex(" 000102030405060708090a0b0c0d0e0f\n").unwrap();
+        assert_eq!(key.as_bytes(), (0u8..16).collect::<Vec<_>>());
+        assert!(
+            MasterKey::from_hex("000102030405060708090a0b0c0d0e").is_none(),
+            "15 bytes"
+        );
+        assert!(MasterKey::from_hex("zz0102030405060708090a0b0c0d0e0f").is_none());
+        assert!(MasterKey::from_hex("0001020304050607ü090a0b0c0d0e0f").is_none());
+        assert_eq!(format!("{key:?}"), "MasterKey(<redacted>)");
     }
 
     #[test]

@@ -4,8 +4,7 @@
 //! generates it) or as raw bytes in `SecretBinary`. A failed fetch is not cached: the request
 //! is answered 503 `backend_unavailable` and the next one tries again.
 
-use super::BackendError;
-use crate::master_key::{self, MasterKey, MasterKeySource};
+use super::{BackendError, MasterKey, MasterKeySource};
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
 use tokio::sync::OnceCell;
@@ -36,7 +35,7 @@ impl SecretsManagerKey {
             .await
             .map_err(|e| BackendError::with_sources(BACKEND, &e))?;
         let key = match (out.secret_string(), out.secret_binary()) {
-            (Some(text), _) => master_key::from_hex(text).ok_or_else(|| {
+            (Some(text), _) => MasterKey::from_hex(text).ok_or_else(|| {
                 BackendError::new(
                     BACKEND,
                     format!(

@@ -80,18 +80,11 @@ impl<S> Guarded<S> {
     fn advance(&mut self) {
         loop {
             match self.framing {
-                Framing::Head => match check_head(&self.held) {
-                    Ok(Some((length, next))) => self.release(length, next),
-                    Ok(None) if self.held.len() <= MAX_HEAD_BYTES => return,
-                    Ok(None) => {
-                        let path = request_path(&self.held);
-                        self.refuse(&path, too_large_head());
+                Framing::Head => {
+                    if !self.advance_head() {
+                        return;
                     }
-                    Err(refusal) => {
-                        let path = request_path(&self.held);
-                        self.refuse(&path, refusal);
-                    }
-                },
+                }
                 Framing::Body(left) | Framing::ChunkData(left) => {
                     if self.held.is_empty() {
                         return;
@@ -139,6 +132,22 @@ impl<S> Guarded<S> {
                 }
             }
         }
+    }
+
+    /// Releases or refuses a whole head; `false` while it is still incomplete.
+    fn advance_head(&mut self) -> bool {
+        let refusal = match check_head(&self.held) {
+            Ok(Some((length, next))) => {
+                self.release(length, next);
+                return true;
+            }
+            Ok(None) if self.held.len() <= MAX_HEAD_BYTES => return false,
+            Ok(None) => too_large_head(),
+            Err(refusal) => refusal,
+        };
+        let path = request_path(&self.held);
+        self.refuse(&path, refusal);
+        true
     }
 
     fn release(&mut self, length: usize, next: Framing) {

@@ -1,50 +1,28 @@
-//! The master key every event source secret is derived from.
-//!
-//! Locally it lives in `<data-dir>/master.key` (hex, created 0600 on first run, never
-//! overwritten); on Lambda it comes from Secrets Manager. Either way the handler only sees a
-//! [`MasterKeySource`], and the key's bytes never reach a log line, an error or `Debug`.
+//! The master key's file on the embedded backend: `<data-dir>/master.key`, hex, created 0600 on
+//! first run and never overwritten. [`KeyFile`] is the [`MasterKeySource`] read from it.
 
-use crate::backend::BackendError;
+use super::{BackendError, MasterKey, MasterKeySource};
 use async_trait::async_trait;
 use rand::RngCore;
-use std::fmt;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
-use std::sync::Arc;
 
 /// Bytes of a newly made master key.
 const KEY_BYTES: usize = 32;
 
-#[derive(Clone)]
-pub struct MasterKey(Arc<[u8]>);
+/// The key of a key file, read once when the process starts.
+pub struct KeyFile(MasterKey);
 
-impl MasterKey {
-    pub fn from_bytes(bytes: &[u8]) -> Self {
-        MasterKey(Arc::from(bytes))
-    }
-
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for MasterKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("MasterKey(<redacted>)")
+impl KeyFile {
+    /// Reads the key file, creating it first if there is none (see [`load_or_create`]).
+    pub fn open(path: &Path) -> Result<KeyFile, String> {
+        load_or_create(path).map(KeyFile)
     }
 }
 
 #[async_trait]
-pub trait MasterKeySource: Send + Sync {
-    async fn master_key(&self) -> Result<MasterKey, BackendError>;
-}
-
-/// A key already in memory: read from the key file at start-up.
-pub struct StaticKey(pub MasterKey);
-
-#[async_trait]
-impl MasterKeySource for StaticKey {
+impl MasterKeySource for KeyFile {
     async fn master_key(&self) -> Result<MasterKey, BackendError> {
         Ok(self.0.clone())
     }
@@ -94,7 +72,7 @@ pub fn is_too_open(path: &Path) -> bool {
 }
 
 fn parse(path: &Path, text: &str) -> Result<MasterKey, String> {
-    from_hex(text).ok_or_else(|| {
+    MasterKey::from_hex(text).ok_or_else(|| {
         format!(
             "master key {} is not at least 16 bytes of hex (its content is not shown)",
             path.display()
@@ -102,25 +80,8 @@ fn parse(path: &Path, text: &str) -> Result<MasterKey, String> {
     })
 }
 
-/// A key written as hex (surrounding white space allowed), at least 16 bytes long.
-pub fn from_hex(text: &str) -> Option<MasterKey> {
-    unhex(text.trim())
-        .filter(|bytes| bytes.len() >= 16)
-        .map(|bytes| MasterKey::from_bytes(&bytes))
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]
@@ -148,9 +109,5 @@ mod tests {
         let err = load_or_create(&path).unwrap_err();
         assert!(err.contains("master.key"), "{err}");
         assert!(!err.contains("secretvalue"), "{err}");
-        assert_eq!(
-            format!("{:?}", MasterKey::from_bytes(b"k")),
-            "MasterKey(<redacted>)"
-        );
     }
 }

@@ -1,0 +1,169 @@
+//! What each command does against the backends; printing is left to [`super::print`].
+
+use super::args::{CreateArgs, IntegrationsCommand, Metrics, RotateArgs, ServeArgs};
+use super::print;
+use crate::backend::{MasterKey, Store};
+use crate::handler::Relay;
+use crate::wiring::Wired;
+use chrono::{DateTime, Utc};
+use rand::distr::{Alphanumeric, SampleString};
+use relay_protocol::Integration;
+use relay_protocol::{Mode, Status};
+use std::path::Path;
+use std::sync::Arc;
+
+/// A command's failure, printed on stderr.
+pub type CliResult = Result<(), String>;
+
+/// Runs the handler: on Lambda through `lambda_http`, elsewhere as an HTTP server.
+pub async fn serve(wired: Wired, data_dir: &Path, args: ServeArgs, on_lambda: bool) -> CliResult {
+    let emit_metrics = args.metrics.map_or(on_lambda, |m| m == Metrics::Emf);
+    let relay = Arc::new(Relay::new(wired.backends, wired.keys, emit_metrics));
+    if on_lambda {
+        crate::lambda::run(relay).await.map_err(|e| e.to_string())
+    } else {
+        tracing::info!(message = "starting", data_dir = %data_dir.display(), listen = %args.listen);
+        crate::serve::run(relay, args.listen, *args.read_timeout)
+            .await
+            .map_err(|e| format!("cannot serve on {}: {e}", args.listen))
+    }
+}
+
+pub async fn integrations(wired: Wired, json: bool, command: IntegrationsCommand) -> CliResult {
+    let store = wired.backends.store.as_ref();
+    let now = Utc::now();
+    match command {
+        IntegrationsCommand::Create(args) => create(&wired, &args, json, now).await,
+        IntegrationsCommand::List => {
+            let all = store.list().await.map_err(|e| e.to_string())?;
+            print::print_list(&all, json);
+            Ok(())
+        }
+        IntegrationsCommand::Show { id } => {
+            print::print_show(&load(store, &id).await?, json);
+            Ok(())
+        }
+        IntegrationsCommand::Pause { id } => update(store, &id, json, now, Status::Paused).await,
+        IntegrationsCommand::Resume { id } => update(store, &id, json, now, Status::Active).await,
+        IntegrationsCommand::SetMode { id, mode } => update(store, &id, json, now, mode).await,
+        IntegrationsCommand::Usage { id, days } => usage(&wired, &id, days, json, now).await,
+        IntegrationsCommand::RotateSecret(args) => rotate(&wired, &args, json, now).await,
+        IntegrationsCommand::Delete { id } => {
+            if !store.delete(&id).await.map_err(|e| e.to_string())? {
+                return Err(format!("no integration {id}"));
+            }
+            print::print_deleted(&id, json);
+            Ok(())
+        }
+    }
+}
+
+async fn create(wired: &Wired, args: &CreateArgs, json: bool, now: DateTime<Utc>) -> CliResult {
+    let random = Alphanumeric.sample_string(&mut rand::rng(), 20);
+    let integration = args
+        .fields()
+        .build(&random, now)
+        .map_err(|e| e.to_string())?;
+    // The key first, the write last: a failure leaves nothing behind that nobody has the
+    // secret of.
+    let key = master_key(wired).await?;
+    let store = wired.backends.store.as_ref();
+    store.put(&integration).await.map_err(|e| e.to_string())?;
+    print::print_secret("Created", &integration, &key, &args.public.url, json);
+    Ok(())
+}
+
+async fn rotate(wired: &Wired, args: &RotateArgs, json: bool, now: DateTime<Utc>) -> CliResult {
+    let store = wired.backends.store.as_ref();
+    let mut integration = load(store, &args.id).await?;
+    let grace_until = if args.now {
+        None
+    } else {
+        let until = chrono::Duration::from_std(*args.grace)
+            .ok()
+            .and_then(|grace| now.checked_add_signed(grace))
+            .ok_or_else(|| format!("--grace {} is too long", args.grace))?;
+        Some(until)
+    };
+    integration
+        .rotate(now, grace_until)
+        .map_err(|_| format!("integration {} has used every secret generation", args.id))?;
+    let key = master_key(wired).await?;
+    store.put(&integration).await.map_err(|e| e.to_string())?;
+    let verb = "Rotated the secret of";
+    print::print_secret(verb, &integration, &key, &args.public.url, json);
+    Ok(())
+}
+
+async fn usage(wired: &Wired, id: &str, days: u32, json: bool, now: DateTime<Utc>) -> CliResult {
+    load(wired.backends.store.as_ref(), id).await?;
+    let until = now.date_naive();
+    let since = chrono::Duration::try_days(i64::from(days.max(1)) - 1)
+        .and_then(|span| until.checked_sub_signed(span))
+        .ok_or_else(|| format!("--days {days} reaches before the calendar's start"))?;
+    let per_day = wired
+        .backends
+        .usage
+        .usage(id, since, until)
+        .await
+        .map_err(|e| e.to_string())?;
+    print::print_usage(id, since, until, &per_day, json);
+    Ok(())
+}
+
+pub async fn jobs_list(wired: Wired, json: bool) -> CliResult {
+    let Some(db) = wired.embedded else {
+        return Err(
+            "jobs list reads the embedded queue; with --backend aws the jobs are on the SQS \
+             queue (aws sqs receive-message --queue-url …)"
+                .into(),
+        );
+    };
+    let jobs = db.jobs().await.map_err(|e| e.to_string())?;
+    print::print_jobs(&jobs, json);
+    Ok(())
+}
+
+async fn master_key(wired: &Wired) -> Result<MasterKey, String> {
+    wired.keys.master_key().await.map_err(|e| e.to_string())
+}
+
+async fn load(store: &dyn Store, id: &str) -> Result<Integration, String> {
+    store
+        .get(id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no integration {id}"))
+}
+
+/// A status or mode change, written back with its time.
+trait Change: Copy {
+    fn apply(self, integration: &mut Integration);
+}
+
+impl Change for Status {
+    fn apply(self, integration: &mut Integration) {
+        integration.status = self;
+    }
+}
+
+impl Change for Mode {
+    fn apply(self, integration: &mut Integration) {
+        integration.mode = self;
+    }
+}
+
+async fn update(
+    store: &dyn Store,
+    id: &str,
+    json: bool,
+    now: DateTime<Utc>,
+    change: impl Change,
+) -> CliResult {
+    let mut integration = load(store, id).await?;
+    change.apply(&mut integration);
+    integration.updated_at = now;
+    store.put(&integration).await.map_err(|e| e.to_string())?;
+    print::print_updated(&integration, json);
+    Ok(())
+}

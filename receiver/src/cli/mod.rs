@@ -1,0 +1,82 @@
+//! The `bucket-relay` command line: `serve`, `integrations …` and `jobs list`.
+//!
+//! - [`args`]: the commands and flags (clap);
+//! - [`commands`]: what each command does against the backends;
+//! - [`print`]: what it prints, as text or, with `--json`, one JSON document.
+//!
+//! Every command takes `--data-dir` (env `RELAY_DATA_DIR`) and `--json`. Results go to stdout,
+//! errors to stderr with exit code 1. `create` and `rotate-secret` are the only commands that
+//! ever show a secret.
+
+pub mod args;
+pub mod commands;
+pub mod print;
+
+pub use args::Cli;
+
+use crate::wiring::wire;
+use crate::{env, telemetry};
+use args::{Command, IntegrationsCommand, JobsCommand, ServeArgs};
+use std::process::ExitCode;
+
+/// What this process was started to do.
+enum Invocation {
+    /// Run the handler: `serve`, or no command at all on Lambda.
+    Serve {
+        args: ServeArgs,
+        on_lambda: bool,
+    },
+    Integrations(IntegrationsCommand),
+    Jobs(JobsCommand),
+}
+
+impl Invocation {
+    fn of(command: Option<Command>, on_lambda: bool) -> Result<Invocation, String> {
+        match command {
+            Some(Command::Serve(args)) => Ok(Invocation::Serve { args, on_lambda }),
+            Some(Command::Integrations(command)) => Ok(Invocation::Integrations(command)),
+            Some(Command::Jobs(command)) => Ok(Invocation::Jobs(command)),
+            None if on_lambda => Ok(Invocation::Serve {
+                args: ServeArgs::parse_from_env(),
+                on_lambda,
+            }),
+            None => Err("no command given; see `bucket-relay --help`".into()),
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    let on_lambda = std::env::var_os(env::LAMBDA_RUNTIME_API).is_some();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+    };
+    let result = runtime.block_on(async {
+        let invocation = Invocation::of(cli.command, on_lambda)?;
+        if let Invocation::Serve { args, on_lambda } = &invocation {
+            telemetry::init_logging(&args.log, *on_lambda);
+        }
+        let wired = wire(&cli.data_dir, &cli.backend).await?;
+        match invocation {
+            Invocation::Serve { args, on_lambda } => {
+                commands::serve(wired, &cli.data_dir, args, on_lambda).await
+            }
+            Invocation::Integrations(command) => {
+                commands::integrations(wired, cli.json, command).await
+            }
+            Invocation::Jobs(JobsCommand::List) => commands::jobs_list(wired, cli.json).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => fail(message),
+    }
+}
+
+fn fail(message: String) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::FAILURE
+}

@@ -1,0 +1,236 @@
+//! What the commands print: text tables and sentences for people, one JSON document with
+//! `--json`. The secret is printed here and nowhere else, by `create` and `rotate-secret`.
+
+use crate::backend::{MasterKey, UsageCounts};
+use crate::setup;
+use chrono::NaiveDate;
+use relay_protocol::integration::DEFAULT_MAX_OBJECT_BYTES;
+use relay_protocol::{secret, IngestJob, Integration, Provider, Reason};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+pub fn print_jobs(jobs: &[IngestJob], json: bool) {
+    if json {
+        println!("{}", pretty(&jobs));
+        return;
+    }
+    if jobs.is_empty() {
+        println!("No jobs on the embedded queue.");
+        return;
+    }
+    println!(
+        "{:<32} {:<26} {:<20} {:>10}  KEY",
+        "JOB_ID", "INTEGRATION", "BUCKET", "SIZE"
+    );
+    for job in jobs {
+        let size = job.size.map_or_else(|| "-".to_owned(), |s| s.to_string());
+        println!(
+            "{:<32} {:<26} {:<20} {:>10}  {}",
+            job.job_id, job.integration_id, job.bucket, size, job.key
+        );
+    }
+}
+
+/// One changed integration: its JSON, or a sentence.
+pub fn print_updated(integration: &Integration, json: bool) {
+    if json {
+        println!("{}", pretty(integration));
+    } else {
+        println!(
+            "Integration {} is now {}, mode {}.",
+            integration.id, integration.status, integration.mode
+        );
+    }
+}
+
+pub fn print_list(all: &[Integration], json: bool) {
+    if json {
+        println!("{}", pretty(&all));
+    } else if all.is_empty() {
+        println!("No integrations yet: create one with `bucket-relay integrations create`.");
+    } else {
+        print_table(all);
+    }
+}
+
+pub fn print_show(integration: &Integration, json: bool) {
+    if json {
+        println!("{}", pretty(integration));
+    } else {
+        print_details(integration);
+    }
+}
+
+pub fn print_deleted(id: &str, json: bool) {
+    if json {
+        println!("{}", json!({"deleted": id}));
+    } else {
+        println!("Deleted integration {id}.");
+    }
+}
+
+pub fn print_secret(verb: &str, integration: &Integration, key: &MasterKey, url: &str, json: bool) {
+    let secret =
+        secret::event_source_secret(key.as_bytes(), &integration.id, integration.generation);
+    let instructions = setup::instructions(integration, &secret, url);
+    if json {
+        let doc = json!({
+            "id": integration.id,
+            "secret": secret,
+            "events_url": setup::events_url(url, &integration.id),
+            "integration": integration,
+            "setup": instructions,
+            "wrangler_vars": (integration.provider == Provider::R2)
+                .then(|| setup::wrangler_vars(integration, url)),
+            "notification_rules": (integration.provider == Provider::R2)
+                .then(|| setup::notification_rules(integration)),
+            "terraform": (integration.provider == Provider::S3)
+                .then(|| setup::s3_source_module(integration, url)),
+        });
+        println!("{}", pretty(&doc));
+        return;
+    }
+    println!(
+        "{verb} integration {} ({} bucket {}).\n",
+        integration.id, integration.provider, integration.bucket
+    );
+    println!(
+        "Event source secret (shown only now; store it on the customer's side):\n\n  {secret}\n"
+    );
+    for grace in &integration.previous_generations {
+        println!(
+            "The secret of generation {} keeps working until {}.",
+            grace.generation,
+            grace.valid_until.to_rfc3339()
+        );
+    }
+    if !integration.previous_generations.is_empty() {
+        println!();
+    }
+    print!("{instructions}");
+}
+
+fn print_table(all: &[Integration]) {
+    println!(
+        "{:<26} {:<8} {:<24} {:<6} {:<7} {:>4}  FILTERS",
+        "ID", "PROVIDER", "BUCKET", "MODE", "STATUS", "GEN"
+    );
+    for i in all {
+        println!(
+            "{:<26} {:<8} {:<24} {:<6} {:<7} {:>4}  {}",
+            i.id,
+            i.provider,
+            i.bucket,
+            i.mode,
+            i.status,
+            i.generation,
+            filters(i)
+        );
+    }
+}
+
+fn filters(i: &Integration) -> String {
+    let mut parts = Vec::new();
+    if let Some(prefix) = &i.prefix {
+        parts.push(format!("prefix={prefix}"));
+    }
+    if !i.suffixes.is_empty() {
+        parts.push(format!("suffix={}", i.suffixes.join(",")));
+    }
+    if let Some(output) = &i.output_prefix {
+        parts.push(format!("output={output}"));
+    }
+    if i.max_object_bytes != DEFAULT_MAX_OBJECT_BYTES {
+        parts.push(format!("max={}", i.max_object_bytes));
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+fn print_details(i: &Integration) {
+    let none = || "-".to_owned();
+    let rows = [
+        ("id", i.id.clone()),
+        ("provider", i.provider.to_string()),
+        ("bucket", i.bucket.clone()),
+        ("account", i.account.clone().unwrap_or_else(none)),
+        ("region", i.region.clone().unwrap_or_else(none)),
+        ("mode", i.mode.to_string()),
+        ("status", i.status.to_string()),
+        ("prefix", i.prefix.clone().unwrap_or_else(none)),
+        (
+            "suffixes",
+            if i.suffixes.is_empty() {
+                none()
+            } else {
+                i.suffixes.join(", ")
+            },
+        ),
+        ("max_object_bytes", i.max_object_bytes.to_string()),
+        (
+            "output_prefix",
+            i.output_prefix.clone().unwrap_or_else(none),
+        ),
+        ("generation", i.generation.to_string()),
+        (
+            "previous_generations",
+            if i.previous_generations.is_empty() {
+                none()
+            } else {
+                i.previous_generations
+                    .iter()
+                    .map(|g| format!("{} until {}", g.generation, g.valid_until.to_rfc3339()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        ),
+        ("created_at", i.created_at.to_rfc3339()),
+        ("updated_at", i.updated_at.to_rfc3339()),
+    ];
+    for (name, value) in rows {
+        println!("{name:<21} {value}");
+    }
+}
+
+pub fn print_usage(
+    id: &str,
+    since: NaiveDate,
+    until: NaiveDate,
+    per_day: &BTreeMap<NaiveDate, UsageCounts>,
+    json: bool,
+) {
+    let mut totals = UsageCounts::new();
+    for counts in per_day.values() {
+        for (key, count) in counts {
+            *totals.entry(*key).or_default() += count;
+        }
+    }
+    if json {
+        let doc = json!({
+            "integration_id": id,
+            "since": since.to_string(),
+            "until": until.to_string(),
+            "totals": totals,
+            "days": per_day.iter().map(|(d, c)| (d.to_string(), c)).collect::<BTreeMap<_, _>>(),
+        });
+        println!("{}", pretty(&doc));
+        return;
+    }
+    println!("Events of {id} from {since} to {until} (UTC):\n");
+    if totals.is_empty() {
+        println!("  none");
+        return;
+    }
+    println!("  {:<12} {:<20} {:>10}", "OUTCOME", "REASON", "EVENTS");
+    for (key, count) in &totals {
+        let reason = key.reason.map_or("-", Reason::as_str);
+        println!("  {:<12} {reason:<20} {count:>10}", key.outcome);
+    }
+}
+
+pub fn pretty<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string_pretty(value).expect("CLI output serializes")
+}
