@@ -19,15 +19,15 @@ import pytest
 import requests
 from standardwebhooks.webhooks import Webhook
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN_DIR = Path(os.environ.get("RELAY_BIN_DIR", ROOT / "target" / "debug"))
+from relay_contract import BIN_DIR, ROOT, contract
+
 RELAY_BIN = BIN_DIR / "bucket-relay"
 SIGN_BIN = BIN_DIR / "examples" / "sign"
 
 
 # How long a running receiver may go on with an integration it read before a CLI change
 # (receiver/src/integrations.rs, STALENESS): tests wait this long after one.
-CONFIG_STALENESS_SECONDS = 1.0
+CONFIG_STALENESS_SECONDS = contract()["receiver"]["integration_staleness_seconds"]
 
 
 def wait_for_config_change():

@@ -1,10 +1,10 @@
-"""Structural tests of terraform/: what `terraform validate` cannot run here, checked on the HCL.
+"""Structural tests of terraform/: what `terraform validate` cannot run without downloading
+providers, checked on the HCL.
 
-`terraform init` cannot download providers on these machines, so these tests parse the modules
-with python-hcl2 and hold them to the receiver's own sources of truth: the environment variable
-names (receiver/src/env.rs), the metric namespace and dimension (telemetry.rs), the reason
-strings (protocol/src/reason.rs), the bearer prefix (protocol/src/wire.rs) and the ledger's TTL
-attribute (backend/dynamodb.rs).
+The tests parse the modules with python-hcl2 and hold them to the receiver's own definitions, read
+from its machine-readable contract (`cargo run -p bucket-relay --example contract`, see
+tests/relay_contract.py): the environment variable names, the metric namespace, dimension and
+names, the reason words, the bearer prefix, the ledger's TTL attribute and the longest request.
 """
 
 import json
@@ -17,6 +17,7 @@ import pytest
 from hcl2 import SerializationOptions
 
 from conftest import RELAY_BIN, ROOT
+from relay_contract import contract
 
 TF = ROOT / "terraform"
 MODULES = TF / "modules"
@@ -46,16 +47,14 @@ def load_module(name):
     return merged
 
 
-def rust_constants(path, pattern):
-    return re.findall(pattern, (ROOT / path).read_text())
-
-
-RECEIVER_ENV = set(rust_constants("receiver/src/env.rs", r'pub const \w+: &str = "([A-Z_]+)";'))
-REASONS = set(rust_constants("protocol/src/reason.rs", r'\w+ = "([a-z_]+)",'))
-NAMESPACE = rust_constants("receiver/src/telemetry.rs", r'METRICS_NAMESPACE: &str = "([^"]+)"')[0]
-DIMENSION = rust_constants("receiver/src/telemetry.rs", r'METRICS_DIMENSION: \(&str, &str\) = \("([^"]+)", "([^"]+)"\)')[0]
-BEARER = rust_constants("protocol/src/wire.rs", r'BEARER_PREFIX: &str = "([^"]+)"')[0]
-TTL_ATTRIBUTE = rust_constants("receiver/src/backend/dynamodb.rs", r'TTL_ATTRIBUTE: &str = "([^"]+)"')[0]
+CONTRACT = contract()
+RECEIVER_ENV = set(CONTRACT["receiver"]["env"])
+REASONS = {r["reason"] for r in CONTRACT["reasons"]}
+METRICS = CONTRACT["metrics"]
+NAMESPACE = METRICS["namespace"]
+DIMENSION = (METRICS["dimension"]["name"], METRICS["dimension"]["value"])
+BEARER = CONTRACT["receiver"]["bearer_prefix"]
+TTL_ATTRIBUTE = CONTRACT["ledger"]["ttl_attribute"]
 AWS_REQUIRED = {"RELAY_BACKEND", "RELAY_INTEGRATIONS_TABLE", "RELAY_LEDGER_TABLE", "RELAY_QUEUE_URL",
                 "RELAY_MASTER_KEY_SECRET_ID"}
 
@@ -202,7 +201,7 @@ def test_rejected_reason_alarms_read_the_receivers_embedded_metrics(receiver):
     assert rejected["namespace"] in (NAMESPACE, "${local.metrics_ns}")
     assert receiver["locals"]["metrics_ns"] == NAMESPACE
     assert receiver["locals"]["metrics_dim"] == {DIMENSION[0]: DIMENSION[1]}
-    assert rejected["metric_name"] == "reason_${each.key}"
+    assert rejected["metric_name"] == METRICS["reason_prefix"] + "${each.key}"
     defaults = receiver["variable"]["rejected_reason_alarms"]["default"]
     assert set(defaults) <= REASONS, f"not reasons the receiver emits: {set(defaults) - REASONS}"
     assert {"invalid_secret", "bucket_mismatch", "malformed_event"} <= set(defaults)
@@ -306,10 +305,16 @@ def test_the_target_retries_for_a_day_and_dead_letters_the_rest(source):
 
 
 def test_the_rule_matches_object_created_on_the_bucket(source):
+    # EventBridge's S3 events carry the bucket at detail.bucket.name (AWS's "Amazon S3 event
+    # notifications in EventBridge" reference); a pattern without it would send every bucket's
+    # uploads in the account to this integration.
     rule = only(source["resource"]["aws_cloudwatch_event_rule"])
     pattern = rule["event_pattern"]
-    assert '"aws.s3"' in pattern or "aws.s3" in pattern
-    assert "Object Created" in pattern
+    assert re.search(r"source\s*=\s*\[\s*\"?aws\.s3\"?\s*\]", pattern), pattern
+    assert re.search(r"\"detail-type\"\s*=\s*\[\s*\"?Object Created\"?\s*\]", pattern), pattern
+    assert re.search(r"detail\s*=\s*local\.detail", pattern), pattern
+    detail = source["locals"]["detail"]
+    assert detail.startswith("${merge({bucket = {name = [var.bucket_name]}}, "), detail
 
 
 @pytest.mark.parametrize("url, valid", [
@@ -327,13 +332,17 @@ def test_the_events_url_must_be_https_at_plan_time(source, url, valid):
 # --- shape: described variables, READMEs, examples, skips with reasons ----------------------
 
 @pytest.mark.parametrize("module_name", ["receiver", "s3-source"])
-def test_every_variable_and_output_is_described_and_in_the_readme(module_name):
+def test_every_variable_and_output_is_described_and_the_readme_tables_are_generated(module_name):
+    import sys
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import terraform_docs
     module = load_module(module_name)
-    readme = (MODULES / module_name / "README.md").read_text()
     for kind in ("variable", "output"):
         for name, body in module[kind].items():
             assert body.get("description"), f"{kind} {name} has no description"
-            assert f"`{name}`" in readme, f"README of {module_name} does not list {kind} {name}"
+    readme = (MODULES / module_name / "README.md").read_text()
+    assert terraform_docs.rewritten(readme, MODULES / module_name) == readme, \
+        "regenerate the tables: ~/.cache/bucket-relay/venv/bin/python scripts/terraform_docs.py"
 
 
 @pytest.mark.parametrize("example", ["receiver-minimal", "receiver-complete", "s3-source-minimal", "s3-source-complete"])
@@ -374,11 +383,10 @@ def test_create_prints_a_module_block_the_s3_source_module_accepts(tmp_path, sou
 def test_the_lambda_timeout_stays_under_the_receivers_claim_lease(receiver):
     # A request that outlives its claim's lease could have its jobs claimed and sent again by a
     # redelivery; the receiver's lease assumes no request runs longer than MAX_REQUEST_TIME.
-    minutes = int(rust_constants("receiver/src/backend/mod.rs",
-                                 r"MAX_REQUEST_TIME: Duration = Duration::minutes\((\d+)\)")[0])
+    longest = CONTRACT["receiver"]["max_request_seconds"]
     condition = first(receiver["variable"]["timeout"]["validation"])["condition"]
     ceiling = int(re.search(r"var\.timeout <= (\d+)", condition).group(1))
-    assert ceiling <= minutes * 60
+    assert ceiling <= longest < CONTRACT["receiver"]["claim_lease_seconds"]
 
 
 @pytest.mark.parametrize("text, filtered_in_the_rule", [

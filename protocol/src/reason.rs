@@ -58,12 +58,11 @@ impl fmt::Display for Outcome {
 }
 
 macro_rules! reasons {
-    ($( $(#[$doc:meta])* $variant:ident = $text:literal, )*) => {
+    ($( $(#[doc = $doc:literal])* $variant:ident = $text:literal, )*) => {
         /// Why a request or an event ended the way it did.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "snake_case")]
         pub enum Reason {
-            $( $(#[$doc])* $variant, )*
+            $( $(#[doc = $doc])* #[serde(rename = $text)] $variant, )*
         }
 
         impl Reason {
@@ -82,61 +81,74 @@ macro_rules! reasons {
                     _ => None,
                 }
             }
+
+            /// When the reason applies: its doc comment, the text the README's table shows.
+            pub fn description(self) -> String {
+                let lines: &[&str] = match self {
+                    $(Reason::$variant => &[$($doc),*],)*
+                };
+                lines.iter().map(|line| line.trim()).collect::<Vec<_>>().join(" ")
+            }
         }
     };
 }
 
 reasons! {
     // Request-level: the whole request is refused before any event is looked at.
-    /// No valid signature or bearer secret for this integration (401).
+    /// No valid signature or bearer secret, or a timestamp more than 5 minutes off.
     InvalidSecret = "invalid_secret",
-    /// No integration with the id in the path (404).
+    /// No integration with the id in the path.
     UnknownIntegration = "unknown_integration",
-    /// The body is not a batch or an EventBridge event at all, or headers are malformed (400).
+    /// The body is not a worker batch or an EventBridge event at all, or a header is malformed.
     MalformedRequest = "malformed_request",
-    /// The body is larger than the 6 MB function URL limit (413).
+    /// The body is over 6 MB, the function URL's limit (answered from `Content-Length` at once
+    /// when it says so).
     PayloadTooLarge = "payload_too_large",
-    /// A worker batch with more events than a batch can hold (413).
+    /// A worker batch with more than 100 events (a Cloudflare queue batch holds at most 100).
     TooManyEvents = "too_many_events",
-    /// The request head is too large or has too many fields (431, `serve` only).
+    /// `serve` only: the request head is over 64 KiB or has more than 100 fields.
     HeadersTooLarge = "headers_too_large",
-    /// The request head or body did not arrive within the read timeout (408, `serve` only).
+    /// `serve` only: the body did not arrive within `--read-timeout` (a head that slow is cut
+    /// off).
     RequestTimeout = "request_timeout",
-    /// No route for this method and path (404 / 405).
+    /// No such route.
     NotFound = "not_found",
+    /// The route exists, not for this method.
     MethodNotAllowed = "method_not_allowed",
     // Per event, in the decision order of docs/contract.md.
     /// The event cannot be parsed into an object event.
     MalformedEvent = "malformed_event",
-    /// The event comes from another kind of storage (R2 vs S3) than the integration's.
+    /// An S3 event for an R2 integration, or the reverse.
     ProviderMismatch = "provider_mismatch",
-    /// The event names another account than the integration's.
+    /// The event names another account (checked when the integration has one).
     AccountMismatch = "account_mismatch",
-    /// The event names another bucket than the integration's.
+    /// The event names another bucket.
     BucketMismatch = "bucket_mismatch",
-    /// The integration is in `poll` mode; events are not turned into jobs.
+    /// The integration is in `poll` mode: events are not turned into jobs.
     ModeMismatch = "mode_mismatch",
-    /// The integration is paused: retry later.
+    /// The integration is paused; once resumed, the retries are accepted (EventBridge gets 503).
     Paused = "paused",
-    /// A delete, lifecycle or other non-create action.
+    /// A delete, a lifecycle expiration or another event that creates no object.
     NotObjectCreated = "not_object_created",
-    /// The key is outside the integration's prefix.
+    /// The key is outside the integration's `--prefix`.
     PrefixFiltered = "prefix_filtered",
-    /// The key's suffix is not in the allow-list.
+    /// The key's suffix is not in the integration's `--suffix` list.
     SuffixFiltered = "suffix_filtered",
-    /// The object is larger than `max_object_bytes`.
+    /// The object is over `--max-object-bytes` (default 200 MiB).
     TooLarge = "too_large",
-    /// The key is under `output_prefix`, where the pipeline writes its results.
+    /// The key is under `--output-prefix`, where the pipeline writes its results.
     LoopProtection = "loop_protection",
     /// A zero-byte key ending in `/`: a console "folder".
     FolderMarker = "folder_marker",
-    /// This object version was already turned into a job.
+    /// This object version already became a job.
     Duplicate = "duplicate",
-    /// The same object version is being enqueued by a concurrent request: retry shortly.
+    /// A concurrent request is enqueueing the same object version right now.
     InFlight = "in_flight",
-    /// A store, queue or key backend did not answer: retry later; nothing was lost.
+    /// The store, ledger, queue or key did not answer: the event, or the whole request (503),
+    /// is to be sent again; nothing is lost.
     BackendUnavailable = "backend_unavailable",
-    /// The ingest queue refuses the job as it is (SQS `SenderFault`): dead-letter it.
+    /// SQS refused the job as it is (`SenderFault`): sending it again cannot help, so the event
+    /// is dead-lettered to be looked at.
     QueueRefused = "queue_refused",
 }
 
@@ -169,6 +181,22 @@ impl fmt::Display for Reason {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_reason_is_described() {
+        for reason in Reason::ALL {
+            let text = reason.description();
+            assert!(
+                text.len() > 10 && !text.contains("  "),
+                "{reason}: {text:?}"
+            );
+        }
+        assert_eq!(
+            Reason::PayloadTooLarge.description(),
+            "The body is over 6 MB, the function URL's limit (answered from `Content-Length` at \
+             once when it says so)."
+        );
+    }
 
     #[test]
     fn serde_and_as_str_agree_for_every_reason() {

@@ -10,11 +10,13 @@
 //! - [`wiring`]: which backends a command uses (embedded or AWS).
 //! - [`cli`]: the `bucket-relay` command line; [`setup`]: what it prints for customers.
 //! - [`telemetry`]: JSON logs and CloudWatch metrics; [`env`]: the environment variables.
+//! - [`contract`]: the contract as data, for the docs and the other languages' tests.
 
 pub mod answer;
 pub mod auth;
 pub mod backend;
 pub mod cli;
+pub mod contract;
 pub mod env;
 pub mod handler;
 pub mod integrations;

@@ -14,6 +14,9 @@ use tracing_subscriber::EnvFilter;
 pub const METRICS_NAMESPACE: &str = "BucketRelay";
 /// The one dimension every metric carries, so alarms can select it.
 pub const METRICS_DIMENSION: (&str, &str) = ("service", "bucket-relay");
+/// Metric names: `events_<outcome>` counts events by outcome, `reason_<reason>` by reason.
+pub const METRIC_OUTCOME_PREFIX: &str = "events_";
+pub const METRIC_REASON_PREFIX: &str = "reason_";
 
 /// JSON logs to stdout, filtered by `RUST_LOG`-style directives (default `info`).
 ///
@@ -73,11 +76,11 @@ impl Tally {
         let named = self
             .outcomes
             .iter()
-            .map(|(o, n)| (format!("events_{o}"), *n))
+            .map(|(o, n)| (format!("{METRIC_OUTCOME_PREFIX}{o}"), *n))
             .chain(
                 self.reasons
                     .iter()
-                    .map(|(r, n)| (format!("reason_{r}"), *n)),
+                    .map(|(r, n)| (format!("{METRIC_REASON_PREFIX}{r}"), *n)),
             );
         for (name, count) in named {
             metrics.push(json!({"Name": name, "Unit": "Count"}));

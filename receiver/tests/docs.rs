@@ -43,6 +43,24 @@ fn no_doc_points_outside_the_repository() {
 }
 
 #[test]
+fn the_readme_reason_table_is_the_one_the_code_writes() {
+    let readme = readme();
+    let begin = readme
+        .find("<!-- reasons:")
+        .expect("README.md marks its reason table");
+    let table = &readme[begin..];
+    let table = &table[table.find('\n').unwrap() + 1..];
+    let end = table
+        .find("<!-- end of reasons -->")
+        .expect("README.md marks the end of its reason table");
+    assert_eq!(
+        &table[..end],
+        bucket_relay::contract::reason_table(),
+        "regenerate it: cargo run -p bucket-relay --example contract -- --reason-table"
+    );
+}
+
+#[test]
 fn readme_names_every_reason_and_outcome() {
     let missing = unnamed_words(&readme());
     assert!(missing.is_empty(), "README.md does not name: {missing:?}");

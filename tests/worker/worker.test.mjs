@@ -16,7 +16,13 @@ import { Miniflare } from "miniflare";
 import { parse as parseToml } from "smol-toml";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
-const RELAY_BIN = path.join(process.env.RELAY_BIN_DIR ?? path.join(ROOT, "target/debug"), "bucket-relay");
+const BIN_DIR = process.env.RELAY_BIN_DIR ?? path.join(ROOT, "target/debug");
+const RELAY_BIN = path.join(BIN_DIR, "bucket-relay");
+// The receiver's machine-readable contract (receiver/src/contract.rs): the worker's var, secret,
+// queue and binding names, and the receiver's staleness bound, from their one definition.
+const CONTRACT = JSON.parse(execFileSync(path.join(BIN_DIR, "examples/contract"), { encoding: "utf8" }));
+const VARS = CONTRACT.worker.vars;
+const SECRET = CONTRACT.worker.secret;
 const BUILD = path.join(ROOT, "worker/build");
 // The customer's own wrangler.toml: its queue settings and [vars] configure Miniflare, so the
 // template the customer deploys and the worker under test cannot drift apart.
@@ -24,9 +30,9 @@ const WRANGLER = parseToml(readFileSync(path.join(ROOT, "wrangler.toml"), "utf8"
 const [CONSUMER] = WRANGLER.queues.consumers;
 const [PRODUCER] = WRANGLER.queues.producers;
 const QUEUE = CONSUMER.queue;
-// How long a running receiver may go on with an integration it read before a CLI change
-// (receiver/src/integrations.rs), with a margin.
-const CONFIG_STALENESS_MS = 1200;
+// How long a running receiver may go on with an integration it read before a CLI change, with a
+// margin.
+const CONFIG_STALENESS_MS = CONTRACT.receiver.integration_staleness_seconds * 1000 + 200;
 const DLQ = CONSUMER.dead_letter_queue;
 
 function freePort() {
@@ -194,6 +200,17 @@ before(() => {
   assert.ok(existsSync(RELAY_BIN), "build the receiver first (scripts/test does)");
 });
 
+test("wrangler.toml names the queues, binding and worker the code and the setup use", () => {
+  assert.equal(WRANGLER.name, CONTRACT.worker.name);
+  assert.equal(QUEUE, CONTRACT.worker.queue);
+  assert.equal(DLQ, CONTRACT.worker.dead_letter_queue);
+  assert.equal(PRODUCER.queue, CONTRACT.worker.dead_letter_queue);
+  assert.equal(PRODUCER.binding, CONTRACT.worker.dead_letter_binding);
+  const known = new Set(Object.values(VARS));
+  const unknown = Object.keys(WRANGLER.vars).filter((name) => !known.has(name));
+  assert.deepEqual(unknown, [], "every [vars] entry is one the worker reads");
+});
+
 describe("the worker in workerd against the real receiver", () => {
   let receiver, mf, integration;
 
@@ -202,8 +219,8 @@ describe("the worker in workerd against the real receiver", () => {
   const bindings = (overrides = {}) => ({
     ...WRANGLER.vars,
     ...parseToml(integration.wrangler_vars).vars,
-    EVENT_SOURCE_SECRET: integration.secret,
-    ALLOW_INSECURE_RECEIVER: "true",
+    [SECRET]: integration.secret,
+    [VARS.allow_insecure]: "true",
     ...overrides,
   });
 
@@ -221,7 +238,7 @@ describe("the worker in workerd against the real receiver", () => {
     const health = await (await mf.dispatchFetch("http://worker/healthz")).json();
     assert.equal(health.integration_id, integration.id);
     assert.equal(health.receiver_host, "127.0.0.1");
-    assert.equal(parseToml(integration.wrangler_vars).vars.KEY_SUFFIXES, ".pdf");
+    assert.equal(parseToml(integration.wrangler_vars).vars[VARS.key_suffixes], ".pdf");
     assert.ok(integration.setup.includes(`queues create ${QUEUE} --message-retention-period-secs`));
     assert.ok(integration.setup.includes(`queues create ${DLQ} --message-retention-period-secs`));
     assert.deepEqual(integration.notification_rules, [
@@ -306,7 +323,7 @@ describe("the worker in workerd against the real receiver", () => {
       AWS_ACCESS_KEY_ID: "test", AWS_SECRET_ACCESS_KEY: "test",
     });
     await unreachable.start();
-    const worker503 = await startWorker(bindings({ RECEIVER_URL: unreachable.url }));
+    const worker503 = await startWorker(bindings({ [VARS.receiver_url]: unreachable.url }));
     try {
       const messages = [message(notification("in/a.pdf"), 120)];
       const result = await runBatch(worker503, messages);
@@ -333,7 +350,7 @@ describe("the worker in workerd against the real receiver", () => {
     };
     for (const [name, behave] of Object.entries(cases)) {
       const stub = await misbehavingReceiver(behave);
-      const worker = await startWorker(bindings({ RECEIVER_URL: stub.url, RECEIVER_TIMEOUT_SECONDS: "2" }));
+      const worker = await startWorker(bindings({ [VARS.receiver_url]: stub.url, [VARS.timeout]: "2" }));
       try {
         const messages = [0, 1, 2, 3].map((i) => message(notification(`in/${name}-${i}.pdf`)));
         const result = await runBatch(worker, messages);
@@ -383,7 +400,7 @@ describe("the worker in workerd against the real receiver", () => {
 
   test("a wrong secret is retried and never acked", async () => {
     const other = receiver.cli("integrations", "create", "--provider", "r2", "--bucket", "uploads");
-    const wrong = await startWorker(bindings({ EVENT_SOURCE_SECRET: other.secret }));
+    const wrong = await startWorker(bindings({ [SECRET]: other.secret }));
     try {
       const result = await runBatch(wrong, [message(notification("in/a.pdf"))]);
       assert.deepEqual(result.explicitAcks, []);
@@ -410,7 +427,7 @@ describe("the worker in workerd against the real receiver", () => {
   });
 
   test("a missing secret or a plain-http receiver is a loud configuration error, never a drop", async () => {
-    for (const overrides of [{ EVENT_SOURCE_SECRET: "" }, { ALLOW_INSECURE_RECEIVER: "false" }]) {
+    for (const overrides of [{ [SECRET]: "" }, { [VARS.allow_insecure]: "false" }]) {
       const broken = await startWorker(bindings(overrides));
       try {
         const result = await runBatch(broken, [message(notification("in/a.pdf"))]);

@@ -1,0 +1,11 @@
+//! Prints the contract the receiver implements as JSON (see `bucket_relay::contract`), or with
+//! `--reason-table` the README's table of reasons.
+
+fn main() {
+    if std::env::args().any(|arg| arg == "--reason-table") {
+        print!("{}", bucket_relay::contract::reason_table());
+    } else {
+        let document = bucket_relay::contract::document();
+        println!("{}", serde_json::to_string_pretty(&document).expect("JSON"));
+    }
+}
