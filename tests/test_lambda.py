@@ -24,7 +24,10 @@ def function_url(tmp_path, aws_stack, aws_proxy):
         pytest.fail("cargo-lambda is missing: scripts/test installs it into the test venv")
     port = free_port()
     env_vars = aws_stack.receiver_env(aws_proxy.port)
-    args = ["cargo", "lambda", "watch", "-p", FUNCTION, "--bin", FUNCTION, "-A", "127.0.0.1", "-P", str(port)]
+    # Built as scripts/package-lambda builds the deployed zip: without the embedded backend and
+    # the HTTP server.
+    args = ["cargo", "lambda", "watch", "-p", FUNCTION, "--bin", FUNCTION, "--no-default-features",
+            "-A", "127.0.0.1", "-P", str(port)]
     for name, value in env_vars.items():
         args += ["--env-var", f"{name}={value}"]
     log = open(tmp_path / "lambda.log", "wb")

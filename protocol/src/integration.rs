@@ -138,6 +138,22 @@ impl fmt::Display for FieldError {
 }
 
 impl NewIntegration {
+    /// An integration of `provider` for `bucket` with every default: no account, region or
+    /// filters, objects up to [`DEFAULT_MAX_OBJECT_BYTES`], event mode.
+    pub fn new(provider: Provider, bucket: impl Into<String>) -> Self {
+        NewIntegration {
+            provider,
+            bucket: bucket.into(),
+            account: None,
+            region: None,
+            prefix: None,
+            suffixes: vec![],
+            max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
+            output_prefix: None,
+            mode: Mode::Event,
+        }
+    }
+
     /// The integration, active at generation 1, with id [`ID_PREFIX`] + `random` (lowercased).
     /// Empty optional texts count as absent.
     pub fn build(self, random: &str, now: DateTime<Utc>) -> Result<Integration, FieldError> {
@@ -217,23 +233,9 @@ pub(crate) mod tests {
 
     pub fn sample(provider: Provider) -> Integration {
         let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
-        Integration {
-            id: "int_test".into(),
-            provider,
-            bucket: "uploads".into(),
-            account: None,
-            region: None,
-            mode: Mode::Event,
-            status: Status::Active,
-            prefix: None,
-            suffixes: vec![],
-            max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
-            output_prefix: None,
-            generation: 1,
-            previous_generations: vec![],
-            created_at: at,
-            updated_at: at,
-        }
+        NewIntegration::new(provider, "uploads")
+            .build("test", at)
+            .unwrap()
     }
 
     fn valid(integration: &Integration, at: DateTime<Utc>) -> Vec<u32> {
@@ -289,15 +291,11 @@ pub(crate) mod tests {
 
     fn new_r2(bucket: &str) -> NewIntegration {
         NewIntegration {
-            provider: Provider::R2,
-            bucket: bucket.into(),
             account: Some(String::new()),
-            region: None,
             prefix: Some("in/".into()),
             suffixes: vec![".pdf".into()],
-            max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
             output_prefix: Some(String::new()),
-            mode: Mode::Event,
+            ..NewIntegration::new(Provider::R2, bucket)
         }
     }
 

@@ -5,9 +5,9 @@
 use chrono::DateTime;
 use proptest::prelude::*;
 use relay_protocol::event::{eventbridge, r2, KeyEncoding};
-use relay_protocol::integration::DEFAULT_MAX_OBJECT_BYTES;
+use relay_protocol::integration::NewIntegration;
 use relay_protocol::webhook::{self, SignedHeaders, SigningKey};
-use relay_protocol::{decide, Integration, Mode, Provider, Status};
+use relay_protocol::{decide, Integration, Provider};
 
 const NOW: i64 = 1_800_000_000;
 
@@ -37,23 +37,14 @@ fn event_text() -> impl Strategy<Value = String> {
 
 fn integration(provider: Provider) -> Integration {
     let at = DateTime::from_timestamp(NOW, 0).unwrap();
-    Integration {
-        id: "int_prop".into(),
-        provider,
-        bucket: "uploads".into(),
+    let fields = NewIntegration {
         account: Some("acc".into()),
-        region: None,
-        mode: Mode::Event,
-        status: Status::Active,
         prefix: Some("in/".into()),
         suffixes: vec![".pdf".into()],
-        max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
         output_prefix: Some("out/".into()),
-        generation: 1,
-        previous_generations: vec![],
-        created_at: at,
-        updated_at: at,
-    }
+        ..NewIntegration::new(provider, "uploads")
+    };
+    fields.build("prop", at).unwrap()
 }
 
 proptest! {

@@ -22,10 +22,10 @@ use bucket_relay::handler::Relay;
 use bytes::Bytes;
 use chrono::Utc;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use relay_protocol::integration::DEFAULT_MAX_OBJECT_BYTES;
+use relay_protocol::integration::NewIntegration;
 use relay_protocol::webhook::{self, SignedHeaders};
 use relay_protocol::wire::{events_path, WorkerBatch};
-use relay_protocol::{secret, Integration, Mode, Provider, Status};
+use relay_protocol::{secret, Integration, Provider};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -33,24 +33,14 @@ const EVENTS: usize = 100;
 const MASTER: &[u8] = b"benchmark master key, 32 bytes!!";
 
 fn integration() -> Integration {
-    let now = Utc::now();
-    Integration {
-        id: "int_bench".into(),
-        provider: Provider::R2,
-        bucket: "uploads".into(),
+    let fields = NewIntegration {
         account: Some("3f4b7e3dcab231cbfdaa90a6a28bd548".into()),
-        region: None,
-        mode: Mode::Event,
-        status: Status::Active,
         prefix: Some("incoming/".into()),
         suffixes: vec![".pdf".into(), ".png".into()],
-        max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
         output_prefix: Some("results/".into()),
-        generation: 1,
-        previous_generations: vec![],
-        created_at: now,
-        updated_at: now,
-    }
+        ..NewIntegration::new(Provider::R2, "uploads")
+    };
+    fields.build("bench", Utc::now()).unwrap()
 }
 
 fn batch_body() -> String {

@@ -22,6 +22,7 @@ pub mod handler;
 pub mod integrations;
 pub mod item;
 pub mod lambda;
+#[cfg(feature = "server")]
 pub mod serve;
 pub mod setup;
 pub mod telemetry;

@@ -182,27 +182,16 @@ fn indent(text: &str, spaces: usize) -> String {
 mod tests {
     use super::*;
     use chrono::DateTime;
-    use relay_protocol::{Mode, Status};
+    use relay_protocol::integration::NewIntegration;
 
     fn integration(prefix: Option<&str>, suffixes: &[&str]) -> Integration {
         let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
-        Integration {
-            id: "int_abc".into(),
-            provider: Provider::R2,
-            bucket: "uploads".into(),
-            account: None,
-            region: None,
-            mode: Mode::Event,
-            status: Status::Active,
+        let fields = NewIntegration {
             prefix: prefix.map(str::to_owned),
             suffixes: suffixes.iter().map(|s| (*s).to_owned()).collect(),
-            max_object_bytes: 1,
-            output_prefix: None,
-            generation: 1,
-            previous_generations: vec![],
-            created_at: at,
-            updated_at: at,
-        }
+            ..NewIntegration::new(Provider::R2, "uploads")
+        };
+        fields.build("abc", at).unwrap()
     }
 
     #[test]

@@ -7,16 +7,15 @@
 use async_trait::async_trait;
 use bucket_relay::backend::claiming::Claiming;
 use bucket_relay::backend::memory::{
-    MemoryLedger, MemoryQueue, MemoryStore, MemoryUsage, StaticKey,
+    sample_job, MemoryLedger, MemoryQueue, MemoryStore, MemoryUsage, StaticKey,
 };
 use bucket_relay::backend::{BackendError, Backends, Delivery, Ledger, MasterKey, Queue, Store};
 use bucket_relay::handler::Relay;
 use bytes::Bytes;
 use chrono::Utc;
+use relay_protocol::integration::NewIntegration;
 use relay_protocol::wire::{events_path, Results};
-use relay_protocol::{
-    secret, webhook, IngestJob, Integration, Mode, Outcome, Provider, Reason, Status,
-};
+use relay_protocol::{secret, webhook, IngestJob, Outcome, Provider, Reason};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -49,23 +48,11 @@ async fn fixture() -> Fixture {
     let now = Utc::now();
     let store = Arc::new(MemoryStore::default());
     store
-        .put(&Integration {
-            id: "int_h".into(),
-            provider: Provider::R2,
-            bucket: "uploads".into(),
-            account: None,
-            region: None,
-            mode: Mode::Event,
-            status: Status::Active,
-            prefix: None,
-            suffixes: vec![],
-            max_object_bytes: 1 << 30,
-            output_prefix: None,
-            generation: 1,
-            previous_generations: vec![],
-            created_at: now,
-            updated_at: now,
-        })
+        .put(
+            &NewIntegration::new(Provider::R2, "uploads")
+                .build("h", now)
+                .unwrap(),
+        )
         .await
         .unwrap();
     let ledger = Arc::new(MemoryLedger::default());
@@ -158,22 +145,7 @@ async fn an_object_claimed_by_a_concurrent_request_is_retried_not_dropped() {
 
 fn claimed_job(job_id: &str) -> IngestJob {
     IngestJob {
-        schema: "ingest-job/v1".into(),
-        job_id: job_id.into(),
         integration_id: "int_h".into(),
-        provider: Provider::R2,
-        account: None,
-        region: None,
-        bucket: "uploads".into(),
-        key: "a.pdf".into(),
-        key_encoding: relay_protocol::event::KeyEncoding::Exact,
-        size: None,
-        etag: None,
-        version_id: None,
-        sequencer: None,
-        action: "PutObject".into(),
-        event_time: String::new(),
-        received_at: String::new(),
-        source_event_id: String::new(),
+        ..sample_job(job_id, "a.pdf")
     }
 }

@@ -160,3 +160,27 @@ impl MasterKeySource for StaticKey {
         Ok(self.0.clone())
     }
 }
+
+/// A job for tests and benchmarks: an R2 `PutObject` of `key` in bucket `uploads` under
+/// integration `int_test`, with the given `job_id` (not derived, so tests can name it).
+pub fn sample_job(job_id: &str, key: &str) -> IngestJob {
+    IngestJob {
+        schema: relay_protocol::job::SCHEMA.to_owned(),
+        job_id: job_id.into(),
+        integration_id: "int_test".into(),
+        provider: relay_protocol::Provider::R2,
+        account: None,
+        region: None,
+        bucket: "uploads".into(),
+        key: key.into(),
+        key_encoding: relay_protocol::event::KeyEncoding::Exact,
+        size: Some(1),
+        etag: None,
+        version_id: None,
+        sequencer: None,
+        action: "PutObject".into(),
+        event_time: String::new(),
+        received_at: String::new(),
+        source_event_id: String::new(),
+    }
+}

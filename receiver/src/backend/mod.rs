@@ -26,6 +26,7 @@ pub mod dynamodb;
 pub mod keyfile;
 pub mod memory;
 pub mod secretsmanager;
+#[cfg(feature = "embedded")]
 pub mod sqlite;
 pub mod sqs;
 

@@ -363,29 +363,12 @@ impl UsageLog for Sqlite {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::memory::sample_job;
     use chrono::{DateTime, Utc};
-    use relay_protocol::integration::Provider;
+    use relay_protocol::integration::{NewIntegration, Provider};
 
     fn job(id: &str) -> IngestJob {
-        IngestJob {
-            schema: "ingest-job/v1".into(),
-            job_id: id.into(),
-            integration_id: "int_1".into(),
-            provider: Provider::R2,
-            account: None,
-            region: None,
-            bucket: "b".into(),
-            key: "k".into(),
-            key_encoding: relay_protocol::event::KeyEncoding::Exact,
-            size: Some(1),
-            etag: None,
-            version_id: None,
-            sequencer: None,
-            action: "PutObject".into(),
-            event_time: String::new(),
-            received_at: String::new(),
-            source_event_id: "m".into(),
-        }
+        sample_job(id, "k")
     }
 
     fn key(text: &str) -> UsageKey {
@@ -458,13 +441,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("relay.db");
         let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
-        let mut integration: Integration = serde_json::from_value(serde_json::json!({
-            "id": "int_1", "provider": "r2", "bucket": "b", "account": null, "region": null,
-            "mode": "event", "status": "active", "prefix": null, "suffixes": [],
-            "max_object_bytes": 1, "output_prefix": null, "generation": 1,
-            "created_at": t0, "updated_at": t0,
-        }))
-        .unwrap();
+        let mut integration = NewIntegration::new(Provider::R2, "b")
+            .build("1", t0)
+            .unwrap();
         {
             let db = Sqlite::open(&path).unwrap();
             db.commit(&commit(&[&job("j1"), &job("j2")], t0))

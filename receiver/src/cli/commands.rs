@@ -20,12 +20,23 @@ pub async fn serve(wired: Wired, data_dir: &Path, args: ServeArgs, on_lambda: bo
     let emit_metrics = args.metrics.map_or(on_lambda, |m| m == Metrics::Emf);
     let relay = Arc::new(Relay::new(wired.backends, wired.keys, emit_metrics));
     if on_lambda {
-        crate::lambda::run(relay).await.map_err(|e| e.to_string())
-    } else {
+        return crate::lambda::run(relay).await.map_err(|e| e.to_string());
+    }
+    #[cfg(feature = "server")]
+    {
         tracing::info!(message = "starting", data_dir = %data_dir.display(), listen = %args.listen);
         crate::serve::run(relay, args.listen, *args.read_timeout)
             .await
             .map_err(|e| format!("cannot serve on {}: {e}", args.listen))
+    }
+    #[cfg(not(feature = "server"))]
+    {
+        let _ = (data_dir, relay);
+        Err(format!(
+            "this build serves only on Lambda (it was built without the `server` feature), \
+             not on {}",
+            args.listen
+        ))
     }
 }
 
@@ -112,16 +123,22 @@ async fn usage(wired: &Wired, id: &str, days: u32, json: bool, now: DateTime<Utc
 }
 
 pub async fn jobs_list(wired: Wired, json: bool) -> CliResult {
-    let Some(db) = wired.embedded else {
-        return Err(
-            "jobs list reads the embedded queue; with --backend aws the jobs are on the SQS \
-             queue (aws sqs receive-message --queue-url …)"
-                .into(),
-        );
-    };
-    let jobs = db.jobs().await.map_err(|e| e.to_string())?;
-    print::print_jobs(&jobs, json);
-    Ok(())
+    const NOT_EMBEDDED: &str = "jobs list reads the embedded queue; with --backend aws the jobs \
+        are on the SQS queue (aws sqs receive-message --queue-url …)";
+    #[cfg(feature = "embedded")]
+    {
+        let Some(db) = wired.embedded else {
+            return Err(NOT_EMBEDDED.into());
+        };
+        let jobs = db.jobs().await.map_err(|e| e.to_string())?;
+        print::print_jobs(&jobs, json);
+        Ok(())
+    }
+    #[cfg(not(feature = "embedded"))]
+    {
+        let _ = (wired, json);
+        Err(NOT_EMBEDDED.into())
+    }
 }
 
 async fn master_key(wired: &Wired) -> Result<MasterKey, String> {

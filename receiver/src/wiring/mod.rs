@@ -8,8 +8,8 @@
 
 use crate::backend::claiming::Claiming;
 use crate::backend::dynamodb::{DynamoLedger, DynamoStore};
-use crate::backend::keyfile::{self, KeyFile};
 use crate::backend::secretsmanager::SecretsManagerKey;
+#[cfg(feature = "embedded")]
 use crate::backend::sqlite::Sqlite;
 use crate::backend::sqs::SqsQueue;
 use crate::backend::{Backends, MasterKeySource, MAX_REQUEST_TIME, SQS_FIFO_DEDUP_WINDOW};
@@ -22,8 +22,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-const DB_FILE: &str = "relay.db";
-const KEY_FILE: &str = "master.key";
+#[cfg(feature = "embedded")]
+mod embedded;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BackendKind {
@@ -61,58 +61,22 @@ pub struct BackendArgs {
 pub struct Wired {
     pub backends: Backends,
     pub keys: Arc<dyn MasterKeySource>,
+    #[cfg(feature = "embedded")]
     pub embedded: Option<Sqlite>,
 }
 
 pub async fn wire(data_dir: &Path, args: &BackendArgs) -> Result<Wired, String> {
     match args.backend {
-        BackendKind::Embedded => embedded(data_dir),
+        #[cfg(feature = "embedded")]
+        BackendKind::Embedded => embedded::wire(data_dir),
+        #[cfg(not(feature = "embedded"))]
+        BackendKind::Embedded => Err(format!(
+            "this build has no embedded backend for {} (it was built without the `embedded` \
+             feature, as the Lambda package is): use --backend aws",
+            data_dir.display()
+        )),
         BackendKind::Aws => aws(args).await,
     }
-}
-
-fn embedded(data_dir: &Path) -> Result<Wired, String> {
-    create_private_dir(data_dir)?;
-    let db_path = data_dir.join(DB_FILE);
-    let db = Sqlite::open(&db_path).map_err(|e| e.to_string())?;
-    // The ledger and the queue name every object: readable by the owner only. SQLite gives its
-    // -wal and -shm files the database file's mode.
-    make_private(&db_path, 0o600)?;
-    let key_path = data_dir.join(KEY_FILE);
-    let key = KeyFile::open(&key_path)?;
-    if keyfile::is_too_open(&key_path) {
-        eprintln!(
-            "warning: {} is readable by other users; run chmod 600 on it",
-            key_path.display()
-        );
-    }
-    let shared = Arc::new(db.clone());
-    Ok(Wired {
-        backends: Backends {
-            store: shared.clone(),
-            intake: shared.clone(),
-            usage: shared,
-        },
-        keys: Arc::new(key),
-        embedded: Some(db),
-    })
-}
-
-/// Creates the data directory (mode 0700), and makes an existing one private too.
-fn create_private_dir(dir: &Path) -> Result<(), String> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))?;
-    make_private(dir, 0o700)
-}
-
-fn make_private(path: &Path, mode: u32) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("cannot make {} private: {e}", path.display()))
 }
 
 async fn aws(args: &BackendArgs) -> Result<Wired, String> {
@@ -170,6 +134,7 @@ async fn aws(args: &BackendArgs) -> Result<Wired, String> {
             aws_sdk_secretsmanager::Client::new(&config),
             name(&args.master_key_secret),
         )),
+        #[cfg(feature = "embedded")]
         embedded: None,
     })
 }

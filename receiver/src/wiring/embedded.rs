@@ -1,0 +1,56 @@
+//! The embedded backend's wiring: one private folder holding `relay.db` (SQLite: integrations,
+//! ledger, queue and usage) and `master.key`.
+
+use super::Wired;
+use crate::backend::keyfile::{self, KeyFile};
+use crate::backend::sqlite::Sqlite;
+use crate::backend::Backends;
+use std::path::Path;
+use std::sync::Arc;
+
+const DB_FILE: &str = "relay.db";
+const KEY_FILE: &str = "master.key";
+
+pub fn wire(data_dir: &Path) -> Result<Wired, String> {
+    create_private_dir(data_dir)?;
+    let db_path = data_dir.join(DB_FILE);
+    let db = Sqlite::open(&db_path).map_err(|e| e.to_string())?;
+    // The ledger and the queue name every object: readable by the owner only. SQLite gives its
+    // -wal and -shm files the database file's mode.
+    make_private(&db_path, 0o600)?;
+    let key_path = data_dir.join(KEY_FILE);
+    let key = KeyFile::open(&key_path)?;
+    if keyfile::is_too_open(&key_path) {
+        eprintln!(
+            "warning: {} is readable by other users; run chmod 600 on it",
+            key_path.display()
+        );
+    }
+    let shared = Arc::new(db.clone());
+    Ok(Wired {
+        backends: Backends {
+            store: shared.clone(),
+            intake: shared.clone(),
+            usage: shared,
+        },
+        keys: Arc::new(key),
+        embedded: Some(db),
+    })
+}
+
+/// Creates the data directory (mode 0700), and makes an existing one private too.
+fn create_private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))?;
+    make_private(dir, 0o700)
+}
+
+fn make_private(path: &Path, mode: u32) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("cannot make {} private: {e}", path.display()))
+}
