@@ -12,7 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from aws_proxy import CountingProxy  # noqa: E402
-from conftest import AwsStack, Receiver, free_port, r2_event  # noqa: E402
+from support import AwsStack, Receiver, free_port, r2_event  # noqa: E402
 
 import subprocess  # noqa: E402
 import time  # noqa: E402

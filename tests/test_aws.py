@@ -10,7 +10,7 @@ import threading
 import pytest
 import requests
 
-from conftest import (AwsStack, Receiver, r2_event, s3_object_created, signed_headers,
+from support import (AwsStack, Receiver, r2_event, s3_object_created, signed_headers,
                       wait_for_config_change)
 
 

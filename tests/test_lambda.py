@@ -12,7 +12,8 @@ import time
 import pytest
 import requests
 
-from conftest import ROOT, Receiver, free_port, r2_event, s3_object_created, wait_for_config_change
+from relay_contract import ROOT
+from support import Receiver, free_port, r2_event, s3_object_created, wait_for_config_change
 
 FUNCTION = "bucket-relay"
 

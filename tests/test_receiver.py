@@ -16,7 +16,7 @@ import pytest
 import requests
 from standardwebhooks.webhooks import Webhook
 
-from conftest import (SIGN_BIN, Receiver, wait_for_config_change, cloudtrail_put_object, expected_job_id, r2_event, r2_notification,
+from support import (SIGN_BIN, Receiver, wait_for_config_change, cloudtrail_put_object, expected_job_id, r2_event, r2_notification,
                       s3_object_created)
 
 JOB_FIELDS = {"schema", "job_id", "integration_id", "provider", "account", "region", "bucket", "key",

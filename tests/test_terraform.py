@@ -10,14 +10,13 @@ names, the reason words, the bearer prefix, the ledger's TTL attribute and the l
 import json
 import re
 import subprocess
-from pathlib import Path
 
 import hcl2
 import pytest
 from hcl2 import SerializationOptions
 
-from conftest import RELAY_BIN, ROOT
-from relay_contract import contract
+from relay_contract import ROOT, contract
+from support import RELAY_BIN
 
 TF = ROOT / "terraform"
 MODULES = TF / "modules"
