@@ -20,7 +20,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use futures::stream::{self, StreamExt};
-use relay_protocol::{IngestJob, Integration};
+use relay_protocol::{IngestJob, Integration, Outcome};
 use std::collections::{BTreeMap, HashMap};
 
 const BACKEND: &str = "dynamodb";
@@ -303,7 +303,7 @@ impl Ledger for DynamoLedger {
                 let item = HashMap::from([
                     ("job_id".to_owned(), s(&job.job_id)),
                     ("state".to_owned(), s(STATE_DONE)),
-                    ("outcome".to_owned(), s("accepted")),
+                    ("outcome".to_owned(), s(Outcome::Accepted.as_str())),
                     ("integration_id".to_owned(), s(&job.integration_id)),
                     ("bucket".to_owned(), s(&job.bucket)),
                     ("key".to_owned(), s(&job.key)),
