@@ -115,23 +115,7 @@ fn bench(c: &mut Criterion) {
     let body = batch_body();
     let mut group = c.benchmark_group("worker_batch_100");
     group.throughput(Throughput::Elements(EVENTS as u64));
-
-    group.bench_function("baseline", |b| {
-        let key = secret::event_source_key(MASTER, "int_bench", 1);
-        let request = signed_request(&body);
-        let header = |name| request.headers().get(name).unwrap().to_str().unwrap();
-        let headers = SignedHeaders {
-            id: Some(header(webhook::HEADER_ID)),
-            timestamp: Some(header(webhook::HEADER_TIMESTAMP)),
-            signature: Some(header(webhook::HEADER_SIGNATURE)),
-        };
-        let now = Utc::now().timestamp();
-        b.iter(|| {
-            webhook::verify(std::slice::from_ref(&key), headers, body.as_bytes(), now).unwrap();
-            let batch: WorkerBatch = serde_json::from_str(&body).unwrap();
-            assert_eq!(batch.events.len(), EVENTS);
-        });
-    });
+    group.bench_function("baseline", |b| baseline(b, &body));
 
     // Every iteration gets a fresh ledger, so all 100 events are new objects and are enqueued.
     group.bench_function("handler_all_accepted", |b| {
@@ -153,81 +137,109 @@ fn bench(c: &mut Criterion) {
         answer_each(b, &runtime, &relay, || signed_request(&body));
     });
 
-    // Durable: the handler on the embedded SQLite file, every event a new object.
     group.bench_function("handler_sqlite_all_accepted", |b| {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Sqlite::open(&dir.path().join("relay.db")).unwrap();
-        runtime.block_on(db.put(&integration())).unwrap();
-        let db = Arc::new(db);
-        let relay = Relay::new(
-            Backends {
-                store: db.clone(),
-                intake: db.clone(),
-                usage: db,
-            },
-            Arc::new(StaticKey(MasterKey::from_bytes(MASTER))),
-            false,
-        );
-        let batches = AtomicU64::new(1);
-        answer_each(b, &runtime, &relay, || {
-            signed_request(&numbered_batch(batches.fetch_add(1, Ordering::Relaxed)))
-        });
+        handler_sqlite(b, &runtime)
     });
+    group.bench_function("sqlite_floor", sqlite_floor);
+    group.finish();
+}
 
-    // The floor of a durable receiver: verify, parse, and two rows per event in one transaction.
-    group.bench_function("sqlite_floor", |b| {
-        let dir = tempfile::tempdir().unwrap();
-        let mut conn = rusqlite::Connection::open(dir.path().join("floor.db")).unwrap();
-        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
-        conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
-        conn.execute_batch(
-            "CREATE TABLE ledger (job_id TEXT PRIMARY KEY);
-             CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);",
+/// Verify and parse only: what any receiver pays before it stores anything.
+fn baseline(b: &mut criterion::Bencher<'_>, body: &str) {
+    let key = secret::event_source_key(MASTER, "int_bench", 1);
+    let request = signed_request(body);
+    let now = Utc::now().timestamp();
+    b.iter(|| {
+        webhook::verify(
+            std::slice::from_ref(&key),
+            headers(&request),
+            body.as_bytes(),
+            now,
         )
         .unwrap();
-        let key = secret::event_source_key(MASTER, "int_bench", 1);
-        let batches = AtomicU64::new(1);
-        b.iter_batched(
-            || {
-                let body = numbered_batch(batches.fetch_add(1, Ordering::Relaxed));
-                let request = signed_request(&body);
-                (body, request)
-            },
-            |(body, request)| {
-                let header = |name| request.headers().get(name).unwrap().to_str().unwrap();
-                let headers = SignedHeaders {
-                    id: Some(header(webhook::HEADER_ID)),
-                    timestamp: Some(header(webhook::HEADER_TIMESTAMP)),
-                    signature: Some(header(webhook::HEADER_SIGNATURE)),
-                };
-                webhook::verify(
-                    std::slice::from_ref(&key),
-                    headers,
-                    body.as_bytes(),
-                    Utc::now().timestamp(),
-                )
-                .unwrap();
-                let batch: WorkerBatch = serde_json::from_str(&body).unwrap();
-                let tx = conn.transaction().unwrap();
-                {
-                    let mut ledger = tx
-                        .prepare_cached("INSERT OR IGNORE INTO ledger (job_id) VALUES (?1)")
-                        .unwrap();
-                    let mut outbox = tx
-                        .prepare_cached("INSERT INTO outbox (body) VALUES (?1)")
-                        .unwrap();
-                    for event in &batch.events {
-                        if ledger.execute([event.id.as_ref()]).unwrap() == 1 {
-                            outbox.execute([event.notification.get()]).unwrap();
-                        }
+        let batch: WorkerBatch = serde_json::from_str(body).unwrap();
+        assert_eq!(batch.events.len(), EVENTS);
+    });
+}
+
+/// Durable: the handler on the embedded SQLite file, every event a new object.
+fn handler_sqlite(b: &mut criterion::Bencher<'_>, runtime: &tokio::runtime::Runtime) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Sqlite::open(&dir.path().join("relay.db")).unwrap();
+    runtime.block_on(db.put(&integration())).unwrap();
+    let db = Arc::new(db);
+    let relay = Relay::new(
+        Backends {
+            store: db.clone(),
+            intake: db.clone(),
+            usage: db,
+        },
+        Arc::new(StaticKey(MasterKey::from_bytes(MASTER))),
+        false,
+    );
+    let batches = AtomicU64::new(1);
+    answer_each(b, runtime, &relay, || {
+        signed_request(&numbered_batch(batches.fetch_add(1, Ordering::Relaxed)))
+    });
+}
+
+/// The floor of a durable receiver: verify, parse, and two rows per event in one transaction.
+fn sqlite_floor(b: &mut criterion::Bencher<'_>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = rusqlite::Connection::open(dir.path().join("floor.db")).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
+    conn.execute_batch(
+        "CREATE TABLE ledger (job_id TEXT PRIMARY KEY);
+         CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);",
+    )
+    .unwrap();
+    let key = secret::event_source_key(MASTER, "int_bench", 1);
+    let batches = AtomicU64::new(1);
+    b.iter_batched(
+        || {
+            let body = numbered_batch(batches.fetch_add(1, Ordering::Relaxed));
+            let request = signed_request(&body);
+            (body, request)
+        },
+        |(body, request)| {
+            let now = Utc::now().timestamp();
+            webhook::verify(
+                std::slice::from_ref(&key),
+                headers(&request),
+                body.as_bytes(),
+                now,
+            )
+            .unwrap();
+            let batch: WorkerBatch = serde_json::from_str(&body).unwrap();
+            let tx = conn.transaction().unwrap();
+            {
+                let mut ledger = tx
+                    .prepare_cached("INSERT OR IGNORE INTO ledger (job_id) VALUES (?1)")
+                    .unwrap();
+                let mut outbox = tx
+                    .prepare_cached("INSERT INTO outbox (body) VALUES (?1)")
+                    .unwrap();
+                for event in &batch.events {
+                    if ledger.execute([event.id.as_ref()]).unwrap() == 1 {
+                        outbox.execute([event.notification.get()]).unwrap();
                     }
                 }
-                tx.commit().unwrap();
-            },
-            BatchSize::SmallInput,
-        );
-    });
-    group.finish();
+            }
+            tx.commit().unwrap();
+        },
+        BatchSize::SmallInput,
+    );
+}
+
+/// The Standard Webhooks headers of a signed request.
+fn headers(request: &http::Request<Bytes>) -> SignedHeaders<'_> {
+    let header = |name| request.headers().get(name).unwrap().to_str().unwrap();
+    SignedHeaders {
+        id: Some(header(webhook::HEADER_ID)),
+        timestamp: Some(header(webhook::HEADER_TIMESTAMP)),
+        signature: Some(header(webhook::HEADER_SIGNATURE)),
+    }
 }
 
 criterion_group!(benches, bench);

@@ -81,47 +81,21 @@ mod shell {
     pub async fn queue(batch: MessageBatch<Value>, env: Env, _ctx: Context) -> Result<()> {
         let messages = batch.messages()?;
         let now_ms = Date::now().as_millis();
-        let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
-
         let config = match config(&env) {
             Ok(config) => config,
             Err(errors) => {
-                for error in &errors {
-                    log(
-                        json!({"message": "config_error", "error": error.code(), "detail": error.to_string()}),
-                    );
-                }
-                for message in &messages {
-                    retry(message, now_ms, "config_error");
-                }
-                log(
-                    json!({"message": "batch", "messages": messages.len(), "retried": messages.len(), "reason": "config_error"}),
-                );
+                retry_for_config(&messages, &errors, now_ms);
                 return Ok(());
             }
         };
-
-        let mut forwarded = Vec::new();
-        for message in &messages {
-            match config.filter(message.body()) {
-                Some(reason) => {
-                    message.ack();
-                    *counts.entry("filtered").or_default() += 1;
-                    log(
-                        json!({"message": "message_filtered", "id": message.id(), "reason": reason.as_str()}),
-                    );
-                }
-                None => forwarded.push(message),
-            }
-        }
+        let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
+        let forwarded = ack_filtered(&config, &messages, &mut counts);
         if forwarded.is_empty() {
             log(json!({"message": "batch", "messages": messages.len(), "counts": counts}));
             return Ok(());
         }
-
         let ids: Vec<String> = forwarded.iter().map(|m| m.id()).collect();
-        let answer = forward(&config, &forwarded, &ids, now_ms).await;
-        let status = match answer {
+        let status = match forward(&config, &forwarded, &ids, now_ms).await {
             Ok(results) => {
                 for ((_, action), message) in plan(&ids, &results).into_iter().zip(&forwarded) {
                     let word = settle(&env, message, action, now_ms).await;
@@ -148,6 +122,43 @@ mod shell {
         Ok(())
     }
 
+    /// A configuration error: every message is retried (never dropped) and each error logged.
+    fn retry_for_config(messages: &[Message<Value>], errors: &[ConfigError], now_ms: u64) {
+        for error in errors {
+            log(
+                json!({"message": "config_error", "error": error.code(), "detail": error.to_string()}),
+            );
+        }
+        for message in messages {
+            retry(message, now_ms, "config_error");
+        }
+        log(
+            json!({"message": "batch", "messages": messages.len(), "retried": messages.len(), "reason": "config_error"}),
+        );
+    }
+
+    /// Acks what the filters drop; answers the messages to forward.
+    fn ack_filtered<'a>(
+        config: &Config,
+        messages: &'a [Message<Value>],
+        counts: &mut BTreeMap<&str, u32>,
+    ) -> Vec<&'a Message<Value>> {
+        let mut forwarded = Vec::new();
+        for message in messages {
+            match config.filter(message.body()) {
+                Some(reason) => {
+                    message.ack();
+                    *counts.entry("filtered").or_default() += 1;
+                    log(
+                        json!({"message": "message_filtered", "id": message.id(), "reason": reason.as_str()}),
+                    );
+                }
+                None => forwarded.push(message),
+            }
+        }
+        forwarded
+    }
+
     /// The one signed request of a batch: the receiver's results, or (status, reason) to retry.
     async fn forward(
         config: &Config,
@@ -155,6 +166,30 @@ mod shell {
         ids: &[String],
         now_ms: u64,
     ) -> std::result::Result<Answer, (u16, String)> {
+        let request = signed_request(config, messages, ids, now_ms)?;
+        let (status, text) = exchange(config, request).await?;
+        if status != 200 {
+            let reason = serde_json::from_str::<ErrorWord>(&text)
+                .map(|e| e.error)
+                .unwrap_or_else(|_| format!("http_{status}"));
+            log(
+                json!({"message": "receiver_refused", "status": status, "reason": reason, "receiver_host": config.receiver_host}),
+            );
+            return Err((status, reason));
+        }
+        serde_json::from_str::<Answer>(&text).map_err(|e| {
+            log(json!({"message": "receiver_answer_unreadable", "error": e.to_string()}));
+            (status, "unreadable_answer".to_owned())
+        })
+    }
+
+    /// The batch as one Standard Webhooks–signed POST to the events URL.
+    fn signed_request(
+        config: &Config,
+        messages: &[&Message<Value>],
+        ids: &[String],
+        now_ms: u64,
+    ) -> std::result::Result<Request, (u16, String)> {
         let raw: Vec<Box<RawValue>> = messages
             .iter()
             .map(|m| serde_json::value::to_raw_value(m.body()))
@@ -173,7 +208,6 @@ mod shell {
         let body = serde_json::to_string(&batch).map_err(|e| (0, e.to_string()))?;
         let msg_id = batch_id(ids);
         let timestamp = (now_ms / 1000) as i64;
-
         let headers = Headers::new();
         let set =
             |name: &str, value: &str| headers.set(name, value).map_err(|e| (0, e.to_string()));
@@ -188,11 +222,15 @@ mod shell {
         init.with_method(Method::Post)
             .with_headers(headers)
             .with_body(Some(body.into()));
-        let request =
-            Request::new_with_init(&config.events_url, &init).map_err(|e| (0, e.to_string()))?;
+        Request::new_with_init(&config.events_url, &init).map_err(|e| (0, e.to_string()))
+    }
 
-        // The whole exchange, answer included, within the timeout; past it the request is
-        // aborted and the batch retried (the receiver's ledger makes the retry safe).
+    /// Sends the request and reads the answer, all within the timeout; past it the request is
+    /// aborted and the batch retried (the receiver's ledger makes the retry safe).
+    async fn exchange(
+        config: &Config,
+        request: Request,
+    ) -> std::result::Result<(u16, String), (u16, String)> {
         let controller = AbortController::default();
         let signal = controller.signal();
         let exchange = async {
@@ -203,35 +241,24 @@ mod shell {
         let deadline = Delay::from(std::time::Duration::from_secs(u64::from(
             config.timeout_seconds,
         )));
-        let (status, text) = match select(pin!(exchange), pin!(deadline)).await {
-            Either::Left((Ok(answer), _)) => answer,
+        let (exchange, deadline) = (pin!(exchange), pin!(deadline));
+        let outcome = select(exchange, deadline).await;
+        match outcome {
+            Either::Left((Ok(answer), _)) => Ok(answer),
             Either::Left((Err(e), _)) => {
                 log(
                     json!({"message": "receiver_unreachable", "receiver_host": config.receiver_host, "error": e.to_string()}),
                 );
-                return Err((0, "transport_error".into()));
+                Err((0, "transport_error".into()))
             }
             Either::Right(_) => {
                 controller.abort();
                 log(
                     json!({"message": "receiver_timeout", "receiver_host": config.receiver_host, "timeout_seconds": config.timeout_seconds}),
                 );
-                return Err((0, "receiver_timeout".into()));
+                Err((0, "receiver_timeout".into()))
             }
-        };
-        if status != 200 {
-            let reason = serde_json::from_str::<ErrorWord>(&text)
-                .map(|e| e.error)
-                .unwrap_or_else(|_| format!("http_{status}"));
-            log(
-                json!({"message": "receiver_refused", "status": status, "reason": reason, "receiver_host": config.receiver_host}),
-            );
-            return Err((status, reason));
         }
-        serde_json::from_str::<Answer>(&text).map_err(|e| {
-            log(json!({"message": "receiver_answer_unreadable", "error": e.to_string()}));
-            (status, "unreadable_answer".to_owned())
-        })
     }
 
     /// Carries out one message's action; answers the word it is counted under.
