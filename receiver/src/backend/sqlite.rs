@@ -11,6 +11,15 @@
 //! another process (a second `serve`, the CLI) writes to the same file. WAL mode lets readers go
 //! on meanwhile. Statements are prepared once per connection and cached. Calls run on tokio's
 //! blocking pool so a slow disk never stalls the HTTP server's threads.
+//!
+//! Commits go to a writer thread of their own, with its own connection ("group commit"): it
+//! takes every commit waiting at that moment (up to [`GROUP_MAX`]) and runs them one after
+//! another in ONE transaction, then answers each request. So concurrent requests share one
+//! commit's WAL writes instead of paying for one each, and no request is answered before its
+//! jobs are committed. Within the group they are applied in order, so a job two of them carry is
+//! new for the first and a duplicate for the second, as it would be one transaction apart. If
+//! the transaction fails, nothing of the group is written and every request in it is answered
+//! with the error (the senders retry; nothing is lost).
 
 use super::{
     BackendError, Commit, Committed, Intake, Store, UsageCounts, UsageKey, UsageLog,
@@ -68,6 +77,8 @@ const ADD_USAGE: &str = "
 INSERT INTO usage (integration_id, day, name, count) VALUES (?1, ?2, ?3, ?4)
 ON CONFLICT (integration_id, day, name) DO UPDATE SET count = count + excluded.count";
 
+/// The most request commits one transaction takes.
+pub const GROUP_MAX: usize = 64;
 /// The page cache of a connection, in KiB.
 const CACHE_KIB: i64 = 64 * 1024;
 /// How often the checkpointer copies committed WAL frames into the database file.
@@ -101,34 +112,133 @@ fn spawn_checkpointer(path: &Path, alive: std::sync::Weak<Mutex<Connection>>) {
 #[derive(Clone)]
 pub struct Sqlite {
     conn: Arc<Mutex<Connection>>,
+    /// The writer thread's queue of commits.
+    commits: std::sync::mpsc::Sender<PendingCommit>,
 }
 
 fn err(e: impl std::fmt::Display) -> BackendError {
     BackendError::new(BACKEND, e)
 }
 
+/// A connection to the file at `path`, set up as every connection here is.
+fn connect(path: &Path) -> Result<Connection, BackendError> {
+    let conn = Connection::open(path)
+        .map_err(|e| err(format!("cannot open {}: {e}", path.display())))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(err)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(err)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(err)?;
+    // The ledger is keyed by a hash, so a batch touches pages all over it: keep them in memory.
+    conn.pragma_update(None, "cache_size", -CACHE_KIB)
+        .map_err(err)?;
+    // Checkpoints (copying the WAL into the file, with an fsync) run on a thread of their own,
+    // not inside a request's commit.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
+        .map_err(err)?;
+    Ok(conn)
+}
+
+/// One request's commit, owned, on its way to the writer thread.
+struct PendingCommit {
+    rows: Vec<JobRow>,
+    now_ms: i64,
+    expires_ms: i64,
+    integration_id: String,
+    day: String,
+    refused: UsageCounts,
+    answer: tokio::sync::oneshot::Sender<Result<Vec<Committed>, BackendError>>,
+}
+
+/// Starts the writer thread on `conn`; it ends when every sender is gone.
+fn spawn_writer(
+    mut conn: Connection,
+) -> Result<std::sync::mpsc::Sender<PendingCommit>, BackendError> {
+    let (sender, receiver) = std::sync::mpsc::channel::<PendingCommit>();
+    std::thread::Builder::new()
+        .name("sqlite-writer".into())
+        .spawn(move || {
+            while let Ok(first) = receiver.recv() {
+                let mut group = vec![first];
+                while group.len() < GROUP_MAX {
+                    match receiver.try_recv() {
+                        Ok(next) => group.push(next),
+                        Err(_) => break,
+                    }
+                }
+                commit_group(&mut conn, group);
+            }
+        })
+        .map_err(|e| err(format!("cannot start the writer thread: {e}")))?;
+    Ok(sender)
+}
+
+/// Commits a group in one transaction and answers each of its requests.
+fn commit_group(conn: &mut Connection, group: Vec<PendingCommit>) {
+    let written = (|| {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let answers = group
+            .iter()
+            .map(|pending| commit_one(&tx, pending))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        tx.commit()?;
+        Ok::<_, rusqlite::Error>(answers)
+    })();
+    match written {
+        Ok(answers) => {
+            for (pending, answer) in group.into_iter().zip(answers) {
+                let _ = pending.answer.send(Ok(answer));
+            }
+        }
+        Err(e) => {
+            for pending in group {
+                let _ = pending.answer.send(Err(err(&e)));
+            }
+        }
+    }
+}
+
+/// One request's jobs and usage counts, inside the group's transaction.
+fn commit_one(
+    tx: &rusqlite::Transaction,
+    pending: &PendingCommit,
+) -> rusqlite::Result<Vec<Committed>> {
+    let mut record = tx.prepare_cached(RECORD_JOB)?;
+    let mut enqueue = tx.prepare_cached(ENQUEUE_JOB)?;
+    let mut committed = Vec::with_capacity(pending.rows.len());
+    for row in &pending.rows {
+        let new = record.execute(params![
+            row.job_id,
+            row.integration_id,
+            row.bucket,
+            row.key,
+            pending.now_ms,
+            pending.expires_ms
+        ])? == 1;
+        if new {
+            enqueue.execute(params![row.job_id, row.body])?;
+        }
+        committed.push(if new {
+            Committed::Enqueued
+        } else {
+            Committed::Duplicate
+        });
+    }
+    let usage = Commit::usage_of(pending.refused.clone(), &committed);
+    add_usage(tx, &pending.integration_id, &pending.day, &usage)?;
+    Ok(committed)
+}
+
 impl Sqlite {
     /// Opens (creating if needed) the database file at `path`.
     pub fn open(path: &Path) -> Result<Self, BackendError> {
-        let conn = Connection::open(path)
-            .map_err(|e| err(format!("cannot open {}: {e}", path.display())))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(err)?;
-        // The ledger is keyed by a hash, so a batch touches pages all over it: keep them in memory.
-        conn.pragma_update(None, "cache_size", -CACHE_KIB)
-            .map_err(err)?;
-        // Checkpoints (copying the WAL into the file, with an fsync) run on a thread of their
-        // own, not inside a request's commit.
-        conn.pragma_update(None, "wal_autocheckpoint", 0)
-            .map_err(err)?;
+        let conn = connect(path)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        let commits = spawn_writer(connect(path)?)?;
         let conn = Arc::new(Mutex::new(conn));
         spawn_checkpointer(path, Arc::downgrade(&conn));
-        Ok(Sqlite { conn })
+        Ok(Sqlite { conn, commits })
     }
 
     async fn run<T, F>(&self, f: F) -> Result<T, BackendError>
@@ -253,38 +363,19 @@ impl Intake for Sqlite {
             })
             .collect::<Result<Vec<_>, serde_json::Error>>()
             .map_err(err)?;
-        let now_ms = commit.now.timestamp_millis();
-        let expires_ms = (commit.now + LEDGER_RETENTION).timestamp_millis();
-        let integration_id = commit.integration_id.to_owned();
-        let day = commit.now.date_naive().to_string();
-        let refused = commit.refused.clone();
-        self.write(move |tx| {
-            let mut record = tx.prepare_cached(RECORD_JOB)?;
-            let mut enqueue = tx.prepare_cached(ENQUEUE_JOB)?;
-            let mut committed = Vec::with_capacity(rows.len());
-            for row in &rows {
-                let new = record.execute(params![
-                    row.job_id,
-                    row.integration_id,
-                    row.bucket,
-                    row.key,
-                    now_ms,
-                    expires_ms
-                ])? == 1;
-                if new {
-                    enqueue.execute(params![row.job_id, row.body])?;
-                }
-                committed.push(if new {
-                    Committed::Enqueued
-                } else {
-                    Committed::Duplicate
-                });
-            }
-            let usage = Commit::usage_of(refused, &committed);
-            add_usage(tx, &integration_id, &day, &usage)?;
-            Ok(committed)
-        })
-        .await
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let pending = PendingCommit {
+            rows,
+            now_ms: commit.now.timestamp_millis(),
+            expires_ms: (commit.now + LEDGER_RETENTION).timestamp_millis(),
+            integration_id: commit.integration_id.to_owned(),
+            day: commit.now.date_naive().to_string(),
+            refused: commit.refused.clone(),
+            answer,
+        };
+        let stopped = || err("the writer thread has stopped");
+        self.commits.send(pending).map_err(|_| stopped())?;
+        answered.await.map_err(|_| stopped())?
     }
 }
 
