@@ -35,20 +35,19 @@ use std::sync::{Arc, Mutex};
 
 const BACKEND: &str = "sqlite";
 
+/// The schema's version, in `PRAGMA user_version`. 2: the ledger holds only what exactly-once
+/// needs (job id, expiry) in one B-tree; the jobs table carries everything else.
+const SCHEMA_VERSION: i64 = 2;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS integrations (
     id   TEXT PRIMARY KEY,
     body TEXT NOT NULL            -- the Integration as JSON
 );
 CREATE TABLE IF NOT EXISTS ledger (
-    job_id         TEXT PRIMARY KEY,
-    integration_id TEXT NOT NULL,
-    bucket         TEXT NOT NULL,
-    key            TEXT NOT NULL,
-    state          TEXT NOT NULL, -- 'done': enqueued in the same transaction
-    claimed_at_ms  INTEGER NOT NULL,
-    expires_at_ms  INTEGER NOT NULL
-);
+    job_id        TEXT PRIMARY KEY, -- enqueued in the same transaction, with its job in jobs
+    expires_at_ms INTEGER NOT NULL  -- forgotten after this: a redelivery is a new job
+) WITHOUT ROWID;                    -- one B-tree keyed by job id, not a table plus an index
 CREATE TABLE IF NOT EXISTS usage (
     integration_id TEXT NOT NULL,
     day            TEXT NOT NULL, -- YYYY-MM-DD, UTC
@@ -57,21 +56,29 @@ CREATE TABLE IF NOT EXISTS usage (
     PRIMARY KEY (integration_id, day, name)
 );
 CREATE TABLE IF NOT EXISTS jobs (
-    seq    INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq    INTEGER PRIMARY KEY,   -- rising: jobs are only ever appended
     job_id TEXT NOT NULL,
     body   TEXT NOT NULL          -- the ingest-job/v1 message, as a queue would carry it
 );
 ";
 
+/// Version 1's ledger, with columns nothing read, moved into version 2's.
+const MIGRATE_1_TO_2: &str = "
+ALTER TABLE ledger RENAME TO ledger_v1;
+CREATE TABLE ledger (
+    job_id        TEXT PRIMARY KEY,
+    expires_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO ledger (job_id, expires_at_ms) SELECT job_id, expires_at_ms FROM ledger_v1;
+DROP TABLE ledger_v1;
+";
+
 /// Records a job unless the ledger remembers it (an expired entry is taken over): one row
-/// changed means the job is new.
+/// changed means the job is new. ?1 job id, ?2 now, ?3 expiry.
 const RECORD_JOB: &str = "
-INSERT INTO ledger (job_id, integration_id, bucket, key, state, claimed_at_ms, expires_at_ms)
-VALUES (?1, ?2, ?3, ?4, 'done', ?5, ?6)
-ON CONFLICT (job_id) DO UPDATE SET
-    integration_id = excluded.integration_id, bucket = excluded.bucket, key = excluded.key,
-    state = 'done', claimed_at_ms = excluded.claimed_at_ms, expires_at_ms = excluded.expires_at_ms
-WHERE ledger.expires_at_ms <= excluded.claimed_at_ms";
+INSERT INTO ledger (job_id, expires_at_ms) VALUES (?1, ?3)
+ON CONFLICT (job_id) DO UPDATE SET expires_at_ms = excluded.expires_at_ms
+WHERE ledger.expires_at_ms <= ?2";
 const ENQUEUE_JOB: &str = "INSERT INTO jobs (job_id, body) VALUES (?1, ?2)";
 const ADD_USAGE: &str = "
 INSERT INTO usage (integration_id, day, name, count) VALUES (?1, ?2, ?3, ?4)
@@ -138,6 +145,39 @@ fn connect(path: &Path) -> Result<Connection, BackendError> {
     conn.pragma_update(None, "wal_autocheckpoint", 0)
         .map_err(err)?;
     Ok(conn)
+}
+
+/// Creates the schema, or brings an older file's up to [`SCHEMA_VERSION`], in one transaction.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if version >= SCHEMA_VERSION {
+        return Ok(());
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let migrated = (|| {
+        // Another process may have migrated the file meanwhile.
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        if version >= SCHEMA_VERSION {
+            return Ok(());
+        }
+        let has_ledger: bool = conn.query_row(
+            "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = 'ledger'",
+            [],
+            |row| row.get(0),
+        )?;
+        if has_ledger {
+            conn.execute_batch(MIGRATE_1_TO_2)?;
+        }
+        conn.execute_batch(SCHEMA)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+    })();
+    match migrated {
+        Ok(()) => conn.execute_batch("COMMIT"),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
 }
 
 /// One request's commit, owned, on its way to the writer thread.
@@ -208,14 +248,7 @@ fn commit_one(
     let mut enqueue = tx.prepare_cached(ENQUEUE_JOB)?;
     let mut committed = Vec::with_capacity(pending.rows.len());
     for row in &pending.rows {
-        let new = record.execute(params![
-            row.job_id,
-            row.integration_id,
-            row.bucket,
-            row.key,
-            pending.now_ms,
-            pending.expires_ms
-        ])? == 1;
+        let new = record.execute(params![row.job_id, pending.now_ms, pending.expires_ms])? == 1;
         if new {
             enqueue.execute(params![row.job_id, row.body])?;
         }
@@ -234,7 +267,7 @@ impl Sqlite {
     /// Opens (creating if needed) the database file at `path`.
     pub fn open(path: &Path) -> Result<Self, BackendError> {
         let conn = connect(path)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
+        migrate(&conn).map_err(err)?;
         let commits = spawn_writer(connect(path)?)?;
         let conn = Arc::new(Mutex::new(conn));
         spawn_checkpointer(path, Arc::downgrade(&conn));
@@ -337,12 +370,9 @@ impl Store for Sqlite {
     }
 }
 
-/// One job as the commit writes it: its ledger row and its queue message.
+/// One job as the commit writes it: its ledger key and its queue message.
 struct JobRow {
     job_id: String,
-    integration_id: String,
-    bucket: String,
-    key: String,
     body: String,
 }
 
@@ -355,9 +385,6 @@ impl Intake for Sqlite {
             .map(|job| {
                 Ok(JobRow {
                     job_id: job.job_id.clone(),
-                    integration_id: job.integration_id.clone(),
-                    bucket: job.bucket.clone(),
-                    key: job.key.clone(),
                     body: serde_json::to_string(job)?,
                 })
             })
@@ -525,6 +552,41 @@ mod tests {
             .unwrap();
         let usage = db.usage("int_1", day, day).await.unwrap();
         assert_eq!(usage, BTreeMap::from([(day, counts(5))]));
+    }
+
+    #[tokio::test]
+    async fn a_version_1_file_keeps_its_ledger_when_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.db");
+        let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let expires = (t0 + LEDGER_RETENTION).timestamp_millis();
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE ledger (job_id TEXT PRIMARY KEY, integration_id TEXT NOT NULL,
+                     bucket TEXT NOT NULL, key TEXT NOT NULL, state TEXT NOT NULL,
+                     claimed_at_ms INTEGER NOT NULL, expires_at_ms INTEGER NOT NULL);",
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO ledger VALUES ('j1', 'int_1', 'b', 'k', 'done', 0, ?1)",
+                [expires],
+            )
+            .unwrap();
+        }
+        let db = Sqlite::open(&path).unwrap();
+        let committed = db.commit(&commit(&[&job("j1"), &job("j2")], t0)).await;
+        assert_eq!(
+            committed.unwrap(),
+            [Committed::Duplicate, Committed::Enqueued],
+            "the job the old ledger remembers stays a duplicate"
+        );
+        let again = Sqlite::open(&path).unwrap();
+        let version: i64 = again
+            .run(|conn| conn.query_row("PRAGMA user_version", [], |row| row.get(0)))
+            .await
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
     }
 
     #[tokio::test]
