@@ -23,7 +23,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use relay_protocol::integration::NewIntegration;
-use relay_protocol::webhook::{self, SignedHeaders};
+use relay_protocol::webhook::{self, SignedHeaders, SigningKey};
 use relay_protocol::wire::{events_path, WorkerBatch};
 use relay_protocol::{secret, Integration, Provider};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -150,14 +150,7 @@ fn baseline(b: &mut criterion::Bencher<'_>, body: &str) {
     let request = signed_request(body);
     let now = Utc::now().timestamp();
     b.iter(|| {
-        webhook::verify(
-            std::slice::from_ref(&key),
-            headers(&request),
-            body.as_bytes(),
-            now,
-        )
-        .unwrap();
-        let batch: WorkerBatch = serde_json::from_str(body).unwrap();
+        let batch = verify_and_parse(&key, &request, body, now);
         assert_eq!(batch.events.len(), EVENTS);
     });
 }
@@ -203,15 +196,7 @@ fn sqlite_floor(b: &mut criterion::Bencher<'_>) {
             (body, request)
         },
         |(body, request)| {
-            let now = Utc::now().timestamp();
-            webhook::verify(
-                std::slice::from_ref(&key),
-                headers(&request),
-                body.as_bytes(),
-                now,
-            )
-            .unwrap();
-            let batch: WorkerBatch = serde_json::from_str(&body).unwrap();
+            let batch = verify_and_parse(&key, &request, &body, Utc::now().timestamp());
             let tx = conn.transaction().unwrap();
             {
                 let mut ledger = tx
@@ -230,6 +215,23 @@ fn sqlite_floor(b: &mut criterion::Bencher<'_>) {
         },
         BatchSize::SmallInput,
     );
+}
+
+/// What every receiver does first: check the signature, then parse the batch.
+fn verify_and_parse<'a>(
+    key: &SigningKey,
+    request: &http::Request<Bytes>,
+    body: &'a str,
+    now: i64,
+) -> WorkerBatch<'a> {
+    webhook::verify(
+        std::slice::from_ref(key),
+        headers(request),
+        body.as_bytes(),
+        now,
+    )
+    .unwrap();
+    serde_json::from_str(body).unwrap()
 }
 
 /// The Standard Webhooks headers of a signed request.

@@ -147,8 +147,8 @@ fn err(e: impl std::fmt::Display) -> BackendError {
 
 /// A connection to the file at `path`, set up as every connection here is.
 fn connect(path: &Path) -> Result<Connection, BackendError> {
-    let conn = Connection::open(path)
-        .map_err(|e| err(format!("cannot open {}: {e}", path.display())))?;
+    let conn =
+        Connection::open(path).map_err(|e| err(format!("cannot open {}: {e}", path.display())))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(err)?;
     conn.pragma_update(None, "journal_mode", "WAL")
@@ -586,10 +586,17 @@ mod tests {
         assert!(size() > 256 * 1024, "the commit went to the WAL");
         let checkpointer = connect(&path).unwrap();
         checkpoint(&checkpointer, i64::MAX).unwrap();
-        assert!(size() > 256 * 1024, "within its bound the WAL file is left as it is");
+        assert!(
+            size() > 256 * 1024,
+            "within its bound the WAL file is left as it is"
+        );
         checkpoint(&checkpointer, 256 * 1024).unwrap();
         assert_eq!(size(), 0, "past its bound it is emptied");
-        assert_eq!(job_ids(&db).await.len(), 2000, "and every job is still there");
+        assert_eq!(
+            job_ids(&db).await.len(),
+            2000,
+            "and every job is still there"
+        );
     }
 
     #[tokio::test]
