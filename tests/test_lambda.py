@@ -32,8 +32,12 @@ def function_url(tmp_path, aws_stack, aws_proxy):
     for name, value in env_vars.items():
         args += ["--env-var", f"{name}={value}"]
     log = open(tmp_path / "lambda.log", "wb")
+    # A target folder of its own: built without the default features, the binary would
+    # otherwise replace target/debug/bucket-relay, which the other tests run as `serve`.
+    target = str(ROOT / "target" / "lambda-watch")
     process = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                               env={**os.environ, **env_vars}, start_new_session=True)
+                               env={**os.environ, **env_vars, "CARGO_TARGET_DIR": target},
+                               start_new_session=True)
     base = f"http://127.0.0.1:{port}/lambda-url/{FUNCTION}"
     deadline = time.monotonic() + 600  # the first start may compile
     try:
