@@ -320,7 +320,7 @@ def test_a_request_dying_between_send_and_done_costs_fifo_nothing(tmp_path, moto
 
 
 def test_aws_going_away_mid_burst_loses_and_doubles_nothing(tmp_path, moto, aws_proxy):
-    # Every AWS call fails for two seconds in the middle of a burst from four senders that, like
+    # AWS fails, then goes away, for two seconds in the middle of a burst from four senders that, like
     # the worker, send again whatever was not final. Some requests die between sending their
     # jobs and marking them done: their claims lapse (after a lease shortened to 3 s here) and the
     # re-sent jobs reach SQS a second time, where the FIFO queue's deduplication by job id drops
@@ -337,6 +337,7 @@ def test_aws_going_away_mid_burst_loses_and_doubles_nothing(tmp_path, moto, aws_
         events = [r2_event(f"burst/{i}.pdf") for i in range(600)]
         seen = {"requests": 0, "unavailable": 0, "retry_later": 0}
         lock = threading.Lock()
+        under_way = threading.Event()  # a few requests are through: the burst is on
 
         def deliver(batch):
             deadline = time.monotonic() + 120
@@ -345,6 +346,8 @@ def test_aws_going_away_mid_burst_loses_and_doubles_nothing(tmp_path, moto, aws_
                 response = receiver.post_batch(created["id"], created["secret"], batch)
                 with lock:
                     seen["requests"] += 1
+                    if seen["requests"] >= 4:
+                        under_way.set()
                 if response.status_code == 503:
                     with lock:
                         seen["unavailable"] += 1
@@ -361,10 +364,14 @@ def test_aws_going_away_mid_burst_loses_and_doubles_nothing(tmp_path, moto, aws_
 
         with ThreadPoolExecutor(4) as pool:
             sent = [pool.submit(deliver, events[i:i + 25]) for i in range(0, len(events), 25)]
-            time.sleep(0.5)
+            assert under_way.wait(60), "the burst did not start"
+            # At once: DynamoDB and SQS answer 503; then the endpoint is gone altogether.
+            aws_proxy.fail("dynamodb")
+            aws_proxy.fail("sqs")
             aws_proxy.stop()
             time.sleep(2)
             aws_proxy.start()
+            aws_proxy.heal()
             for future in sent:
                 future.result()
         jobs = drain(stack)
