@@ -5,7 +5,9 @@ moto unchanged. It counts calls per operation (from `X-Amz-Target`, e.g. `Amazon
 can answer one service's calls with 503 as an outage would, and can be stopped and restarted on
 the same port, so tests can take "AWS" away without wiping the emulator's state. It also injects
 what moto never produces by itself: `SendMessageBatch` answers in which some entries failed, and
-DynamoDB throttling (`ProvisionedThroughputExceededException`).
+DynamoDB throttling (`ProvisionedThroughputExceededException`). For the bucket listings (S3 and
+STS, which carry no `X-Amz-Target`), it records which access key signed each call and what
+`AssumeRole` asked for, and can refuse a listing or a role as AWS would (`AccessDenied`).
 
 DynamoDB calls are forwarded one at a time: moto's server is threaded and checks a condition
 expression and writes the item without a lock, so two concurrent conditional `PutItem`s can both
@@ -22,10 +24,31 @@ import threading
 SERVICES = {"AmazonSQS": "sqs", "DynamoDB_20120810": "dynamodb", "secretsmanager": "secretsmanager"}
 
 
-def operation_of(headers):
+def operation_of(headers, path="", body=b""):
     target = headers.get("X-Amz-Target", "")
+    if not target:
+        if b"Action=AssumeRole" in body:
+            return "sts", "AssumeRole"
+        if "?versions" in path or "&versions" in path:
+            return "s3", "ListObjectVersions"
+        if "list-type=2" in path:
+            return "s3", "ListObjectsV2"
     prefix, _, operation = target.partition(".")
     return SERVICES.get(prefix, prefix or "other"), operation or "unknown"
+
+
+def access_key_of(headers):
+    """The access key id a SigV4 `Authorization` header names (`Credential=<id>/<date>/…`)."""
+    authorization = headers.get("Authorization", "")
+    _, _, credential = authorization.partition("Credential=")
+    return credential.split("/", 1)[0] or None
+
+
+S3_ACCESS_DENIED = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+                    b'<Message>Access Denied</Message><RequestId>injected</RequestId></Error>')
+STS_ACCESS_DENIED = (b'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error>'
+                     b'<Type>Sender</Type><Code>AccessDenied</Code><Message>User is not authorized to '
+                     b'perform: sts:AssumeRole</Message></Error><RequestId>injected</RequestId></ErrorResponse>')
 
 
 class CountingProxy:
@@ -40,6 +63,8 @@ class CountingProxy:
         self.entry_failures = 0
         self.sender_fault = False
         self.throttled = None  # (operation, calls to let through first, calls to throttle)
+        self.seen = []  # (service, operation, access key id, body) of S3 and STS calls
+        self.denied = set()  # operations answered AccessDenied
 
     # --- control ---------------------------------------------------------------------------
     def start(self):
@@ -77,6 +102,7 @@ class CountingProxy:
 
     def heal(self):
         self.failing.clear()
+        self.denied.clear()
         with self.lock:
             self.entry_failures = 0
             self.sender_fault = False
@@ -95,6 +121,16 @@ class CountingProxy:
         with self.lock:
             self.throttled = (operation, after, calls)
 
+    def deny(self, operation):
+        """Answers `operation` (`ListObjectVersions`, `ListObjectsV2`, `AssumeRole`) with 403
+        AccessDenied, as AWS does for a role without the permission or a trust that does not fit."""
+        self.denied.add(operation)
+
+    def calls(self, service, operation=None):
+        """The recorded S3 / STS calls: (access key id, body) of each."""
+        with self.lock:
+            return [(key, body) for (s, o, key, body) in self.seen if s == service and operation in (None, o)]
+
     def reset_counts(self):
         with self.lock:
             self.counts.clear()
@@ -107,9 +143,19 @@ class CountingProxy:
     def forward(self, handler):
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
-        service, operation = operation_of(handler.headers)
+        service, operation = operation_of(handler.headers, handler.path, body)
         with self.lock:
             self.counts[(service, operation)] += 1
+            if service in ("s3", "sts"):
+                self.seen.append((service, operation, access_key_of(handler.headers), body.decode(errors="replace")))
+        if operation in self.denied:
+            payload = STS_ACCESS_DENIED if service == "sts" else S3_ACCESS_DENIED
+            handler.send_response(403)
+            handler.send_header("Content-Type", "application/xml")
+            handler.send_header("Content-Length", str(len(payload)))
+            handler.end_headers()
+            handler.wfile.write(payload)
+            return
         if service in self.failing:
             payload = b'{"__type":"ServiceUnavailable","message":"injected outage"}'
             handler.send_response(503)

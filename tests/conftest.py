@@ -43,7 +43,11 @@ def moto(tmp_path_factory):
         raise RuntimeError("moto_server did not start")
     yield port
     process.terminate()
-    process.wait(timeout=10)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:  # busy closing a big bucket's files
+        process.kill()
+        process.wait(timeout=10)
     log.close()
 
 

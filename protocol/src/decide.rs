@@ -42,7 +42,28 @@ fn refuse(reason: Reason, event: ObjectEvent) -> Decision {
     }
 }
 
+/// How an event reached the receiver: pushed by the bucket's event source, or found by listing
+/// the bucket (a poll tick or a backfill).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    Event,
+    Listing,
+}
+
+/// The decision for a pushed event: refused with `mode_mismatch` in poll mode.
 pub fn decide(
+    integration: &Integration,
+    event: Result<ObjectEvent, EventError>,
+    now: DateTime<Utc>,
+) -> Decision {
+    decide_via(Via::Event, integration, event, now)
+}
+
+/// The decision for an event of either kind. A listed object passes the mode check (the
+/// poller lists poll-mode integrations, and a backfill runs in either mode); every other step
+/// is the same, so a listed object and its event meet the same filters and get the same job id.
+pub fn decide_via(
+    via: Via,
     integration: &Integration,
     event: Result<ObjectEvent, EventError>,
     now: DateTime<Utc>,
@@ -70,7 +91,7 @@ pub fn decide(
         return refuse(Reason::BucketMismatch, event);
     }
     // 4. mode and status
-    if integration.mode == Mode::Poll {
+    if via == Via::Event && integration.mode == Mode::Poll {
         return refuse(Reason::ModeMismatch, event);
     }
     if integration.status == Status::Paused {
@@ -177,6 +198,30 @@ mod tests {
         assert_eq!(
             job.job_id,
             crate::job::job_id("int_test", "uploads", "a.pdf", "e")
+        );
+    }
+
+    #[test]
+    fn a_listed_object_passes_the_mode_check_and_meets_every_other_step() {
+        let mut integration = sample(Provider::R2);
+        integration.mode = Mode::Poll;
+        let listed = |key: &str| decide_via(Via::Listing, &integration, Ok(event(key, 10)), now());
+        assert!(matches!(listed("a.pdf"), Decision::Enqueue(_)));
+        assert!(
+            reason_of(decide(&integration, Ok(event("a.pdf", 10)), now()))
+                .is_some_and(|(_, reason)| reason == Reason::ModeMismatch)
+        );
+        integration.suffixes = vec![".pdf".into()];
+        let listed = |key: &str| decide_via(Via::Listing, &integration, Ok(event(key, 10)), now());
+        assert_eq!(
+            reason_of(listed("a.txt")),
+            Some((Outcome::Skipped, Reason::SuffixFiltered))
+        );
+        integration.status = Status::Paused;
+        let listed = |key: &str| decide_via(Via::Listing, &integration, Ok(event(key, 10)), now());
+        assert_eq!(
+            reason_of(listed("a.pdf")),
+            Some((Outcome::RetryLater, Reason::Paused))
         );
     }
 

@@ -1,7 +1,9 @@
 //! One customer bucket's configuration: the row that every event is checked against.
 //!
-//! Nothing secret lives here: the event source secret is derived from the master key and the
-//! `generation` (see [`crate::secret`]), so the table can be read, backed up and logged freely.
+//! Nothing secret lives here in the clear: the event source secret is derived from the master
+//! key and the `generation` (see [`crate::secret`]), an S3 read role is trusted with an external
+//! id derived the same way, and an R2 token's credentials are stored sealed (an AEAD keyed from
+//! the master key), so the table can be read, backed up and logged freely.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -90,8 +92,33 @@ pub struct Integration {
     /// Earlier generations whose secrets still verify until their grace ends, newest first.
     #[serde(default)]
     pub previous_generations: Vec<GraceGeneration>,
+    /// How the receiver may list the bucket (poll mode and backfill); absent until set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_access: Option<ReadAccess>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// Read access to the customer's bucket, for listing it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ReadAccess {
+    /// S3: a role in the customer's account that trusts ours, assumed with the integration's
+    /// external id ([`crate::secret::external_id`]).
+    AssumeRole { role_arn: String },
+    /// R2: an R2 API token's S3 credentials (access key id and secret), sealed: only the master
+    /// key opens them. The endpoint comes from the integration's account id.
+    SealedKeys { sealed: String },
+}
+
+impl ReadAccess {
+    /// What `show` and `list` print: the role, or that a sealed token is set (never the token).
+    pub fn describe(&self) -> String {
+        match self {
+            ReadAccess::AssumeRole { role_arn } => format!("assume role {role_arn}"),
+            ReadAccess::SealedKeys { .. } => "R2 API token (sealed)".to_owned(),
+        }
+    }
 }
 
 /// A replaced secret generation that keeps working until `valid_until`.
@@ -181,6 +208,7 @@ impl NewIntegration {
             output_prefix: given(self.output_prefix),
             generation: 1,
             previous_generations: vec![],
+            read_access: None,
             created_at: now,
             updated_at: now,
         })

@@ -23,7 +23,7 @@ pub mod secret;
 pub mod webhook;
 pub mod wire;
 
-pub use decide::{decide, Decision};
+pub use decide::{decide, decide_via, Decision, Via};
 pub use event::{EventError, ObjectEvent};
 pub use integration::{Integration, Mode, Provider, Status};
 pub use job::IngestJob;

@@ -4,22 +4,61 @@
 //!
 //! Only the generation is stored; rotating bumps it. The same derivation yields the Standard
 //! Webhooks signing key (the worker's side) and the bearer secret (EventBridge's side).
+//!
+//! Two more values come from the master key, so neither is stored:
+//! - the external id a customer's read role requires of us (poll mode and backfill on S3):
+//!   `"brx-" + hex(HMAC-SHA256(master_key, "read-role-external-id/v1/" + id))[..32]`;
+//! - the key that seals an R2 token's credentials at rest:
+//!   `HMAC-SHA256(master_key, "read-access-seal/v1")`.
 
 use crate::webhook::SigningKey;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 pub const DERIVATION_CONTEXT: &str = "event-source-secret/v1/";
+pub const EXTERNAL_ID_CONTEXT: &str = "read-role-external-id/v1/";
+pub const SEAL_CONTEXT: &str = "read-access-seal/v1";
+/// What every external id starts with.
+pub const EXTERNAL_ID_PREFIX: &str = "brx-";
+
+fn hmac(master_key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(master_key).expect("HMAC takes keys of any length");
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
 
 /// The signing key of `integration_id` at `generation`.
 pub fn event_source_key(master_key: &[u8], integration_id: &str, generation: u32) -> SigningKey {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(master_key).expect("HMAC takes keys of any length");
-    mac.update(DERIVATION_CONTEXT.as_bytes());
-    mac.update(integration_id.as_bytes());
-    mac.update(b"/");
-    mac.update(generation.to_string().as_bytes());
-    SigningKey::from_bytes(mac.finalize().into_bytes().to_vec())
+    let generation = generation.to_string();
+    let parts: [&[u8]; 4] = [
+        DERIVATION_CONTEXT.as_bytes(),
+        integration_id.as_bytes(),
+        b"/",
+        generation.as_bytes(),
+    ];
+    SigningKey::from_bytes(hmac(master_key, &parts).to_vec())
+}
+
+/// The external id the customer's read role trusts us with, for `integration_id`: not a
+/// secret (the customer writes it into a trust policy), but only we can compute it.
+pub fn external_id(master_key: &[u8], integration_id: &str) -> String {
+    let digest = hmac(
+        master_key,
+        &[EXTERNAL_ID_CONTEXT.as_bytes(), integration_id.as_bytes()],
+    );
+    let mut id = String::from(EXTERNAL_ID_PREFIX);
+    for byte in &digest[..16] {
+        id.push_str(&format!("{byte:02x}"));
+    }
+    id
+}
+
+/// The 256-bit key that seals stored read credentials (an AEAD key).
+pub fn sealing_key(master_key: &[u8]) -> [u8; 32] {
+    hmac(master_key, &[SEAL_CONTEXT.as_bytes()])
 }
 
 /// The secret as shown to the customer: `whsec_<base64>`.
@@ -39,6 +78,29 @@ mod tests {
         assert_eq!(
             event_source_secret(master, "int_abc", 3),
             "whsec_bwQmjQg/1dP8/cbmvlETZDnfaPhVhYoBfPOUU7rltoE="
+        );
+    }
+
+    #[test]
+    fn the_external_id_and_the_sealing_key_match_values_computed_independently() {
+        // Python: "brx-" + hmac.new(master, b"read-role-external-id/v1/int_abc",
+        // hashlib.sha256).hexdigest()[:32]; hmac.new(master, b"read-access-seal/v1", …)
+        let master = b"0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            external_id(master, "int_abc"),
+            "brx-78fa38848e688947f410a44374dd3e96"
+        );
+        let key: String = sealing_key(master)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            key,
+            "57a764a5cda490fedf1c92e35f4db7d8b8a7df81c2e8f95d75f5a407eb36a283"
+        );
+        assert_ne!(
+            external_id(master, "int_abd"),
+            external_id(master, "int_abc")
         );
     }
 

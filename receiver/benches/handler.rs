@@ -14,7 +14,7 @@
 
 use bucket_relay::backend::claiming::Claiming;
 use bucket_relay::backend::memory::{
-    MemoryLedger, MemoryQueue, MemoryStore, MemoryUsage, StaticKey,
+    MemoryCursors, MemoryLedger, MemoryQueue, MemoryStore, MemoryUsage, StaticKey,
 };
 use bucket_relay::backend::sqlite::Sqlite;
 use bucket_relay::backend::{Backends, MasterKey, Store};
@@ -83,6 +83,7 @@ fn fresh_relay() -> Relay {
         store: Arc::new(MemoryStore::with([integration()])),
         intake: Arc::new(intake),
         usage,
+        cursors: Arc::new(MemoryCursors::default()),
     };
     Relay::new(
         backends,
@@ -165,7 +166,8 @@ fn handler_sqlite(b: &mut criterion::Bencher<'_>, runtime: &tokio::runtime::Runt
         Backends {
             store: db.clone(),
             intake: db.clone(),
-            usage: db,
+            usage: db.clone(),
+            cursors: db,
         },
         Arc::new(StaticKey(MasterKey::from_bytes(MASTER))),
         false,

@@ -24,11 +24,22 @@ pub const QUEUE_URL: &str = "RELAY_QUEUE_URL";
 pub const MASTER_KEY_SECRET_ID: &str = "RELAY_MASTER_KEY_SECRET_ID";
 /// How long a pending claim blocks redeliveries (default 4 minutes; for tests).
 pub const CLAIM_LEASE: &str = "RELAY_CLAIM_LEASE";
+/// R2's S3 API endpoint for listing, instead of `https://<account>.r2.cloudflarestorage.com`
+/// (an S3-compatible emulator in tests).
+pub const R2_ENDPOINT_URL: &str = "RELAY_R2_ENDPOINT_URL";
+/// The R2 token's secret access key `integrations set-source` seals (read once, never stored
+/// in the clear).
+pub const R2_SECRET_ACCESS_KEY: &str = "RELAY_R2_SECRET_ACCESS_KEY";
+/// How often `serve` runs a poll tick in-process (`2m`); unset: never.
+pub const POLL_EVERY: &str = "RELAY_POLL_EVERY";
+/// `poll` on Lambda: the function runs one poll tick per invocation (the scheduler's), not
+/// the HTTP handler.
+pub const LAMBDA_HANDLER: &str = "RELAY_LAMBDA_HANDLER";
 /// Set by Lambda: when present, the handler runs through `lambda_http`.
 pub const LAMBDA_RUNTIME_API: &str = "AWS_LAMBDA_RUNTIME_API";
 
 /// Every variable the receiver reads, for docs and tests (Terraform sets the AWS ones).
-pub const ALL: [&str; 12] = [
+pub const ALL: [&str; 16] = [
     DATA_DIR,
     LISTEN,
     READ_TIMEOUT,
@@ -41,4 +52,8 @@ pub const ALL: [&str; 12] = [
     QUEUE_URL,
     MASTER_KEY_SECRET_ID,
     CLAIM_LEASE,
+    R2_ENDPOINT_URL,
+    R2_SECRET_ACCESS_KEY,
+    POLL_EVERY,
+    LAMBDA_HANDLER,
 ];

@@ -6,7 +6,9 @@
 //! - [`serve`] and [`lambda`]: the two thin shells around it (plain HTTP, AWS Lambda).
 //! - [`auth`]: which secret a request proves, and who sent it.
 //! - [`integrations`]: integrations read through the store, kept in memory for a second.
-//! - [`backend`]: the store, ledger and queue traits and their adapters.
+//! - [`backend`]: the store, ledger, queue and bucket-listing ports and their adapters.
+//! - [`poll`]: poll ticks and backfills: a bucket listed page by page into jobs;
+//!   [`sealed`]: R2 token credentials sealed at rest.
 //! - [`wiring`]: which backends a command uses (embedded or AWS).
 //! - [`cli`]: the `bucket-relay` command line; [`setup`]: what it prints for customers.
 //! - [`telemetry`]: JSON logs and CloudWatch metrics; [`env`]: the environment variables.
@@ -22,6 +24,8 @@ pub mod handler;
 pub mod integrations;
 pub mod item;
 pub mod lambda;
+pub mod poll;
+pub mod sealed;
 #[cfg(feature = "server")]
 pub mod serve;
 pub mod setup;

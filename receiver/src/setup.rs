@@ -178,6 +178,44 @@ fn indent(text: &str, spaces: usize) -> String {
         .collect()
 }
 
+/// The customer's side of read access (poll mode and backfill): for S3 the role to create, with
+/// the external id it must require; for R2 the token to create.
+pub fn read_access(integration: &Integration, external_id: &str) -> String {
+    let id = &integration.id;
+    let bucket = &integration.bucket;
+    match integration.provider {
+        Provider::S3 => format!(
+            "Read access for poll mode and backfill (Amazon S3): a role in the bucket's account\n\
+             that the receiver's account may assume with this external id:\n\
+             \n  external id:  {external_id}\n\
+             \n  With Terraform (terraform/modules/s3-source), add to the module block:\n\
+             \n    read_role = {{\
+             \n      trusted_account_id = \"<the receiver's AWS account id>\"\
+             \n      external_id        = \"{external_id}\"\
+             \n    }}\n\
+             \n  and give its `read_role_arn` output to the receiver:\n\
+             \n    bucket-relay integrations set-source {id} --role-arn <read_role_arn>\n\
+             \n  By hand: the role's trust policy allows sts:AssumeRole to the receiver's account on\
+             \n  the condition sts:ExternalId = {external_id}; its policy allows s3:ListBucket and\
+             \n  s3:ListBucketVersions on arn:aws:s3:::{bucket}{prefix_note}. GetObject alone is not enough.\n",
+            prefix_note = integration
+                .prefix
+                .as_deref()
+                .map(|p| format!(" (condition s3:prefix = \"{p}*\")"))
+                .unwrap_or_default(),
+        ),
+        Provider::R2 => format!(
+            "Read access for poll mode and backfill (Cloudflare R2): an R2 API token.\n\
+             \n  1. Cloudflare dashboard > R2 > Manage API tokens > Create API token:\
+             \n     permission \"Object Read only\", applied to bucket {bucket} only.\
+             \n  2. Give its S3 credentials to the receiver (the secret is sealed at rest and never\
+             \n     shown again):\n\
+             \n       export RELAY_R2_SECRET_ACCESS_KEY='<Secret Access Key>'\
+             \n       bucket-relay integrations set-source {id} --r2-access-key-id <Access Key ID>\n",
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

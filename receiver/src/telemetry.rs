@@ -35,6 +35,21 @@ pub fn init_logging(filter: &str, on_lambda: bool) {
         .try_init();
 }
 
+/// JSON log lines on stderr, for the commands whose results go to stdout (`poll`,
+/// `backfill`); `RELAY_LOG` filters them (default `info`).
+pub fn init_cli_logging() {
+    let filter = std::env::var(crate::env::LOG).unwrap_or_else(|_| "info".to_owned());
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 /// The backend's own words go to the log only; senders learn just that they may retry.
 pub fn log_backend_error(err: &crate::backend::BackendError) {
     tracing::error!(message = "backend_unavailable", backend = err.backend, error = %err.detail);

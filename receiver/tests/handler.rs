@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use bucket_relay::backend::claiming::Claiming;
 use bucket_relay::backend::memory::{
-    sample_job, MemoryLedger, MemoryQueue, MemoryStore, MemoryUsage, StaticKey,
+    sample_job, MemoryCursors, MemoryLedger, MemoryQueue, MemoryStore, MemoryUsage, StaticKey,
 };
 use bucket_relay::backend::{BackendError, Backends, Delivery, Ledger, MasterKey, Queue, Store};
 use bucket_relay::handler::Relay;
@@ -62,6 +62,7 @@ async fn fixture() -> Fixture {
         store,
         intake: Arc::new(Claiming::new(ledger.clone(), queue.clone(), usage.clone())),
         usage,
+        cursors: Arc::new(MemoryCursors::default()),
     };
     let keys = Arc::new(StaticKey(MasterKey::from_bytes(MASTER)));
     Fixture {

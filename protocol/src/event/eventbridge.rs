@@ -8,7 +8,7 @@
 //!   `CopyObject` and `CompleteMultipartUpload` create objects; the key is
 //!   `requestParameters.key`, percent-encoded ([`CLOUDTRAIL_KEY_ENCODING`]).
 
-use super::{non_empty, normalize_etag, require, EventError, KeyEncoding, ObjectEvent};
+use super::{non_empty, normalize_etag, require, version_id, EventError, KeyEncoding, ObjectEvent};
 use crate::integration::Provider;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -143,7 +143,7 @@ fn parse_s3(envelope: Envelope) -> Result<ObjectEvent, EventError> {
         key_encoding,
         size: detail.object.size,
         etag: detail.object.etag.as_deref().and_then(normalize_etag),
-        version_id: non_empty(detail.object.version_id),
+        version_id: version_id(detail.object.version_id),
         sequencer: non_empty(detail.object.sequencer),
         action,
         created,
@@ -182,7 +182,7 @@ fn parse_cloudtrail(envelope: Envelope) -> Result<ObjectEvent, EventError> {
         key_encoding,
         size,
         etag: etag.as_deref().and_then(normalize_etag),
-        version_id: non_empty(version_id),
+        version_id: self::version_id(version_id),
         sequencer: None,
         action: detail.event_name,
         created,

@@ -6,6 +6,7 @@
 
 pub mod eventbridge;
 pub mod key;
+pub mod listed;
 pub mod r2;
 
 pub use key::KeyEncoding;
@@ -104,6 +105,17 @@ fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|text| !text.is_empty())
 }
 
+/// An object's version id, or `None` when it has none. S3 writes the literal `null` for an
+/// object stored while versioning was off or suspended (in listings, and in events of a suspended
+/// bucket), and leaves the field out or empty elsewhere: all of them are "no version", so an
+/// object gets one job id whichever way it was seen.
+pub fn version_id(value: Option<String>) -> Option<String> {
+    non_empty(value).filter(|text| text != NULL_VERSION_ID)
+}
+
+/// S3's version id of an unversioned object.
+pub const NULL_VERSION_ID: &str = "null";
+
 fn require(bucket: &str, key: &str) -> Result<(), EventError> {
     if bucket.is_empty() {
         return Err(EventError::EmptyBucket);
@@ -128,5 +140,13 @@ mod tests {
         );
         assert_eq!(normalize_etag("\"\""), None);
         assert_eq!(normalize_etag(""), None);
+    }
+
+    #[test]
+    fn the_null_version_and_an_empty_one_are_no_version() {
+        assert_eq!(version_id(Some("null".into())), None);
+        assert_eq!(version_id(Some(String::new())), None);
+        assert_eq!(version_id(None), None);
+        assert_eq!(version_id(Some("3HL4kq".into())).as_deref(), Some("3HL4kq"));
     }
 }

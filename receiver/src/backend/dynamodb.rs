@@ -8,10 +8,12 @@
 //!   `BatchWriteItem` (25 per call). `expires_at` (epoch seconds) is the table's TTL attribute.
 //!   Usage counts live in the same table under `job_id = usage#<integration>#<day>`, one
 //!   `UpdateItem … ADD` per request.
+//! - Cursors (a poll watermark, a backfill's place) live there too, under
+//!   `job_id = cursor#<integration>#<name>`, with no expiry.
 
 use super::{
-    BackendError, Claim, ClaimToken, Ledger, Store, UsageCounts, UsageKey, UsageLog, CLAIM_LEASE,
-    LEDGER_RETENTION,
+    BackendError, Claim, ClaimToken, Cursors, Ledger, Store, UsageCounts, UsageKey, UsageLog,
+    CLAIM_LEASE, LEDGER_RETENTION,
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
@@ -424,5 +426,58 @@ impl UsageLog for DynamoLedger {
             usage.insert(day, counts);
         }
         Ok(usage)
+    }
+}
+
+fn cursor_id(integration_id: &str, name: &str) -> String {
+    format!("cursor#{integration_id}#{name}")
+}
+
+#[async_trait]
+impl Cursors for DynamoLedger {
+    async fn load(&self, integration_id: &str, name: &str) -> Result<Option<String>, BackendError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("job_id", s(cursor_id(integration_id, name)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(out
+            .item
+            .and_then(|item| item.get("value")?.as_s().ok().cloned()))
+    }
+
+    async fn save(
+        &self,
+        integration_id: &str,
+        name: &str,
+        value: Option<&str>,
+    ) -> Result<(), BackendError> {
+        let key = s(cursor_id(integration_id, name));
+        match value {
+            Some(value) => self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .item("job_id", key)
+                .item("integration_id", s(integration_id))
+                .item("value", s(value))
+                .send()
+                .await
+                .map(drop)
+                .map_err(sdk_err),
+            None => self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .key("job_id", key)
+                .send()
+                .await
+                .map(drop)
+                .map_err(sdk_err),
+        }
     }
 }

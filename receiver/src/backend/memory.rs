@@ -1,8 +1,8 @@
 //! In-memory backends: the same semantics as the real ones, for tests and benchmarks.
 
 use super::{
-    BackendError, Claim, ClaimToken, Delivery, Ledger, MasterKey, MasterKeySource, Queue, Store,
-    UsageCounts, UsageLog, CLAIM_LEASE,
+    BackendError, Claim, ClaimToken, Cursors, Delivery, Ledger, MasterKey, MasterKeySource, Queue,
+    Store, UsageCounts, UsageLog, CLAIM_LEASE,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -38,6 +38,31 @@ impl Store for MemoryStore {
     }
     async fn delete(&self, id: &str) -> Result<bool, BackendError> {
         Ok(self.0.lock().unwrap().remove(id).is_some())
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryCursors(Mutex<BTreeMap<(String, String), String>>);
+
+#[async_trait]
+impl Cursors for MemoryCursors {
+    async fn load(&self, integration_id: &str, name: &str) -> Result<Option<String>, BackendError> {
+        let key = (integration_id.to_owned(), name.to_owned());
+        Ok(self.0.lock().unwrap().get(&key).cloned())
+    }
+    async fn save(
+        &self,
+        integration_id: &str,
+        name: &str,
+        value: Option<&str>,
+    ) -> Result<(), BackendError> {
+        let key = (integration_id.to_owned(), name.to_owned());
+        let mut map = self.0.lock().unwrap();
+        match value {
+            Some(value) => map.insert(key, value.to_owned()),
+            None => map.remove(&key),
+        };
+        Ok(())
     }
 }
 

@@ -4,6 +4,7 @@
 //! - [`Intake`]: turns a request's jobs into exactly one message each on the ingest queue, and
 //!   counts the request's events. This is the port the handler commits through.
 //! - [`UsageLog`]: the per-day usage counts of every integration.
+//! - [`Cursors`]: where listing runs keep their place (a poll watermark, a backfill's last key).
 //! - [`MasterKeySource`]: the master key, from [`keyfile`] (embedded) or [`secretsmanager`].
 //!
 //! Two ways to be an [`Intake`]:
@@ -21,6 +22,7 @@
 //! `in_flight` (retry later) and one after it re-claims and enqueues. So a crash can delay a job
 //! but never turn its retry into a `duplicate` that nobody enqueued.
 
+pub mod bucket;
 pub mod claiming;
 pub mod dynamodb;
 pub mod keyfile;
@@ -181,6 +183,20 @@ pub trait UsageLog: Send + Sync {
     ) -> Result<BTreeMap<NaiveDate, UsageCounts>, BackendError>;
 }
 
+/// Where a listing run keeps its place between runs: a poll tick's watermark, an interrupted
+/// backfill's last committed key. One small text value per integration and name.
+#[async_trait]
+pub trait Cursors: Send + Sync {
+    async fn load(&self, integration_id: &str, name: &str) -> Result<Option<String>, BackendError>;
+    /// Stores `value`, or forgets the cursor when it is `None`.
+    async fn save(
+        &self,
+        integration_id: &str,
+        name: &str,
+        value: Option<&str>,
+    ) -> Result<(), BackendError>;
+}
+
 /// The ledger's answer to claiming one job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Claim {
@@ -320,6 +336,7 @@ pub struct Backends {
     pub store: Arc<dyn Store>,
     pub intake: Arc<dyn Intake>,
     pub usage: Arc<dyn UsageLog>,
+    pub cursors: Arc<dyn Cursors>,
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@
 //! with the error (the senders retry; nothing is lost).
 
 use super::{
-    BackendError, Commit, Committed, Intake, Store, UsageCounts, UsageKey, UsageLog,
+    BackendError, Commit, Committed, Cursors, Intake, Store, UsageCounts, UsageKey, UsageLog,
     LEDGER_RETENTION,
 };
 use async_trait::async_trait;
@@ -54,6 +54,12 @@ CREATE TABLE IF NOT EXISTS usage (
     name           TEXT NOT NULL, -- '<outcome>' or '<outcome>/<reason>'
     count          INTEGER NOT NULL,
     PRIMARY KEY (integration_id, day, name)
+);
+CREATE TABLE IF NOT EXISTS cursors (
+    integration_id TEXT NOT NULL,
+    name           TEXT NOT NULL, -- 'poll' (the watermark) or 'backfill'
+    value          TEXT NOT NULL,
+    PRIMARY KEY (integration_id, name)
 );
 CREATE TABLE IF NOT EXISTS jobs (
     seq    INTEGER PRIMARY KEY,   -- rising: jobs are only ever appended
@@ -385,6 +391,47 @@ impl Store for Sqlite {
             .write(move |tx| tx.execute("DELETE FROM integrations WHERE id = ?1", [id]))
             .await?;
         Ok(deleted > 0)
+    }
+}
+
+#[async_trait]
+impl Cursors for Sqlite {
+    async fn load(&self, integration_id: &str, name: &str) -> Result<Option<String>, BackendError> {
+        let key = (integration_id.to_owned(), name.to_owned());
+        self.run(move |conn| {
+            conn.prepare_cached(
+                "SELECT value FROM cursors WHERE integration_id = ?1 AND name = ?2",
+            )?
+            .query_row(params![key.0, key.1], |row| row.get::<_, String>(0))
+            .optional()
+        })
+        .await
+    }
+
+    async fn save(
+        &self,
+        integration_id: &str,
+        name: &str,
+        value: Option<&str>,
+    ) -> Result<(), BackendError> {
+        let row = (
+            integration_id.to_owned(),
+            name.to_owned(),
+            value.map(str::to_owned),
+        );
+        self.write(move |tx| match row.2 {
+            Some(value) => tx.execute(
+                "INSERT INTO cursors (integration_id, name, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (integration_id, name) DO UPDATE SET value = excluded.value",
+                params![row.0, row.1, value],
+            ),
+            None => tx.execute(
+                "DELETE FROM cursors WHERE integration_id = ?1 AND name = ?2",
+                params![row.0, row.1],
+            ),
+        })
+        .await?;
+        Ok(())
     }
 }
 

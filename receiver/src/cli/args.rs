@@ -37,6 +37,52 @@ pub enum Command {
     /// The embedded ingest queue.
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// One poll tick: list each active poll-mode integration's bucket and enqueue what is new.
+    Poll(PollArgs),
+    /// Turn every object already in an integration's bucket into a job, once (any mode).
+    Backfill(BackfillArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PollArgs {
+    /// Only this integration.
+    #[arg(long)]
+    pub integration: Option<String>,
+    /// Tick again after this long, until interrupted (`2m`); default: one tick.
+    #[arg(long)]
+    pub every: Option<humantime::Duration>,
+    /// How far before the watermark a tick looks again: longer than your slowest multipart
+    /// upload (S3 dates an object by its upload's start).
+    #[arg(long, default_value = "15m")]
+    pub overlap: humantime::Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct BackfillArgs {
+    pub id: String,
+    /// List only under this prefix (within the integration's own).
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Only objects modified at or after this time (`2026-01-31T00:00:00Z` or `2026-01-31`).
+    #[arg(long, value_parser = parse_since)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// List and decide, and print what would become a job, without enqueueing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Start from the first key even if an interrupted backfill of the same scope left a place.
+    #[arg(long)]
+    pub restart: bool,
+}
+
+fn parse_since(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(time.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|day| day.and_hms_opt(0, 0, 0))
+        .map(|midnight| midnight.and_utc())
+        .ok_or_else(|| format!("{text:?} is neither an RFC 3339 time nor a YYYY-MM-DD date"))
 }
 
 #[derive(Args, Debug)]
@@ -52,6 +98,9 @@ pub struct ServeArgs {
     /// CloudWatch embedded metrics on stdout: `emf`, or `off`. Default: `emf` on Lambda only.
     #[arg(long, env = env::METRICS)]
     pub metrics: Option<Metrics>,
+    /// Also run a poll tick over the poll-mode integrations this often (`2m`), in-process.
+    #[arg(long, env = env::POLL_EVERY)]
+    pub poll_every: Option<humantime::Duration>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -87,6 +136,12 @@ pub enum IntegrationsCommand {
     },
     /// Issue a new secret; the old one keeps working for the grace period.
     RotateSecret(RotateArgs),
+    /// Give the receiver read access to the bucket, for poll mode and backfill.
+    SetSource(SetSourceArgs),
+    /// Check the read access: the bucket is reachable and may be listed.
+    Test {
+        id: String,
+    },
     Delete {
         id: String,
     },
@@ -118,6 +173,25 @@ pub struct CreateArgs {
     pub mode: Mode,
     #[command(flatten)]
     pub public: PublicUrl,
+}
+
+#[derive(Args, Debug)]
+pub struct SetSourceArgs {
+    pub id: String,
+    /// S3: the ARN of the customer's read role, assumed with the integration's external id.
+    #[arg(
+        long,
+        conflicts_with = "r2_access_key_id",
+        required_unless_present = "r2_access_key_id"
+    )]
+    pub role_arn: Option<String>,
+    /// R2: the access key id of an R2 API token (Object Read on the bucket).
+    #[arg(long)]
+    pub r2_access_key_id: Option<String>,
+    /// R2: the token's secret access key. Prefer the environment variable: a flag is visible
+    /// to other users in the process list.
+    #[arg(long, env = env::R2_SECRET_ACCESS_KEY, hide_env_values = true)]
+    pub r2_secret_access_key: Option<String>,
 }
 
 #[derive(Args, Debug)]

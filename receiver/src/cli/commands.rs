@@ -1,7 +1,7 @@
 //! What each command does against the backends; printing is left to [`super::print`].
 
 use super::args::{CreateArgs, IntegrationsCommand, Metrics, RotateArgs, ServeArgs};
-use super::print;
+use super::{listing, print};
 use crate::backend::{MasterKey, Store};
 use crate::handler::Relay;
 use crate::wiring::Wired;
@@ -18,6 +18,9 @@ pub type CliResult = Result<(), String>;
 /// Runs the handler: on Lambda through `lambda_http`, elsewhere as an HTTP server.
 pub async fn serve(wired: Wired, data_dir: &Path, args: ServeArgs, on_lambda: bool) -> CliResult {
     let emit_metrics = args.metrics.map_or(on_lambda, |m| m == Metrics::Emf);
+    if let (Some(every), false) = (args.poll_every, on_lambda) {
+        listing::spawn_ticks(&wired, *every).await;
+    }
     let relay = Arc::new(Relay::new(wired.backends, wired.keys, emit_metrics));
     if on_lambda {
         return crate::lambda::run(relay).await.map_err(|e| e.to_string());
@@ -51,9 +54,13 @@ pub async fn integrations(wired: Wired, json: bool, command: IntegrationsCommand
             Ok(())
         }
         IntegrationsCommand::Show { id } => {
-            print::print_show(&load(store, &id).await?, json);
+            let integration = load(store, &id).await?;
+            let key = master_key(&wired).await?;
+            print::print_show(&integration, &key, json);
             Ok(())
         }
+        IntegrationsCommand::SetSource(args) => listing::set_source(&wired, args, json).await,
+        IntegrationsCommand::Test { id } => listing::test(&wired, &id, json).await,
         IntegrationsCommand::Pause { id } => update(store, &id, json, now, Status::Paused).await,
         IntegrationsCommand::Resume { id } => update(store, &id, json, now, Status::Active).await,
         IntegrationsCommand::SetMode { id, mode } => update(store, &id, json, now, mode).await,
@@ -145,7 +152,7 @@ async fn master_key(wired: &Wired) -> Result<MasterKey, String> {
     wired.keys.master_key().await.map_err(|e| e.to_string())
 }
 
-async fn load(store: &dyn Store, id: &str) -> Result<Integration, String> {
+pub async fn load(store: &dyn Store, id: &str) -> Result<Integration, String> {
     store
         .get(id)
         .await

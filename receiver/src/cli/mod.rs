@@ -1,7 +1,9 @@
-//! The `bucket-relay` command line: `serve`, `integrations …` and `jobs list`.
+//! The `bucket-relay` command line: `serve`, `integrations …`, `jobs list`, `poll` and
+//! `backfill`.
 //!
 //! - [`args`]: the commands and flags (clap);
 //! - [`commands`]: what each command does against the backends;
+//! - [`listing`]: the commands that list buckets (`set-source`, `test`, `poll`, `backfill`);
 //! - [`print`]: what it prints, as text or, with `--json`, one JSON document.
 //!
 //! Every command takes `--data-dir` (env `RELAY_DATA_DIR`) and `--json`. Results go to stdout,
@@ -10,13 +12,14 @@
 
 pub mod args;
 pub mod commands;
+pub mod listing;
 pub mod print;
 
 pub use args::Cli;
 
 use crate::wiring::wire;
 use crate::{env, telemetry};
-use args::{Command, IntegrationsCommand, JobsCommand, ServeArgs};
+use args::{BackfillArgs, Command, IntegrationsCommand, JobsCommand, PollArgs, ServeArgs};
 use std::process::ExitCode;
 
 /// What this process was started to do.
@@ -28,6 +31,8 @@ enum Invocation {
     },
     Integrations(IntegrationsCommand),
     Jobs(JobsCommand),
+    Poll(PollArgs),
+    Backfill(BackfillArgs),
 }
 
 impl Invocation {
@@ -36,6 +41,8 @@ impl Invocation {
             Some(Command::Serve(args)) => Ok(Invocation::Serve { args, on_lambda }),
             Some(Command::Integrations(command)) => Ok(Invocation::Integrations(command)),
             Some(Command::Jobs(command)) => Ok(Invocation::Jobs(command)),
+            Some(Command::Poll(args)) => Ok(Invocation::Poll(args)),
+            Some(Command::Backfill(args)) => Ok(Invocation::Backfill(args)),
             None if on_lambda => Ok(Invocation::Serve {
                 args: ServeArgs::parse_from_env(),
                 on_lambda,
@@ -56,8 +63,10 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     let result = runtime.block_on(async {
         let invocation = Invocation::of(cli.command, on_lambda)?;
-        if let Invocation::Serve { args, on_lambda } = &invocation {
-            telemetry::init_logging(&args.log, *on_lambda);
+        match &invocation {
+            Invocation::Serve { args, on_lambda } => telemetry::init_logging(&args.log, *on_lambda),
+            Invocation::Poll(_) | Invocation::Backfill(_) => telemetry::init_cli_logging(),
+            Invocation::Integrations(_) | Invocation::Jobs(_) => {}
         }
         let wired = wire(&cli.data_dir, &cli.backend).await?;
         match invocation {
@@ -68,6 +77,8 @@ pub fn run(cli: Cli) -> ExitCode {
                 commands::integrations(wired, cli.json, command).await
             }
             Invocation::Jobs(JobsCommand::List) => commands::jobs_list(wired, cli.json).await,
+            Invocation::Poll(args) => listing::poll(wired, args, cli.json).await,
+            Invocation::Backfill(args) => listing::backfill(wired, args, cli.json).await,
         }
     });
     match result {

@@ -1,9 +1,12 @@
 //! What the commands print: text tables and sentences for people, one JSON document with
 //! `--json`. The secret is printed here and nowhere else, by `create` and `rotate-secret`.
 
+use crate::backend::bucket::AccessError;
 use crate::backend::{MasterKey, UsageCounts};
+use crate::poll::{RunError, Tally};
 use crate::setup;
 use chrono::NaiveDate;
+use relay_protocol::integration::ReadAccess;
 use relay_protocol::integration::DEFAULT_MAX_OBJECT_BYTES;
 use relay_protocol::{secret, IngestJob, Integration, Provider, Reason};
 use serde_json::json;
@@ -31,10 +34,19 @@ pub fn print_jobs(jobs: &[IngestJob], json: bool) {
     }
 }
 
+/// An integration as `--json` shows it: a sealed token is named, never shown (not even sealed).
+fn shown(integration: &Integration) -> serde_json::Value {
+    let mut value = serde_json::to_value(integration).expect("integrations serialize");
+    if let Some(ReadAccess::SealedKeys { .. }) = &integration.read_access {
+        value["read_access"] = json!({"kind": "sealed_keys"});
+    }
+    value
+}
+
 /// One changed integration: its JSON, or a sentence.
 pub fn print_updated(integration: &Integration, json: bool) {
     if json {
-        println!("{}", pretty(integration));
+        println!("{}", pretty(&shown(integration)));
     } else {
         println!(
             "Integration {} is now {}, mode {}.",
@@ -45,6 +57,7 @@ pub fn print_updated(integration: &Integration, json: bool) {
 
 pub fn print_list(all: &[Integration], json: bool) {
     if json {
+        let all: Vec<serde_json::Value> = all.iter().map(shown).collect();
         println!("{}", pretty(&all));
     } else if all.is_empty() {
         println!("No integrations yet: create one with `bucket-relay integrations create`.");
@@ -53,12 +66,144 @@ pub fn print_list(all: &[Integration], json: bool) {
     }
 }
 
-pub fn print_show(integration: &Integration, json: bool) {
+pub fn print_show(integration: &Integration, key: &MasterKey, json: bool) {
+    let external_id = (integration.provider == Provider::S3)
+        .then(|| secret::external_id(key.as_bytes(), &integration.id));
     if json {
-        println!("{}", pretty(integration));
+        let mut doc = shown(integration);
+        doc["external_id"] = json!(external_id);
+        println!("{}", pretty(&doc));
     } else {
-        print_details(integration);
+        print_details(integration, external_id.as_deref());
     }
+}
+
+/// After `set-source`: what was set, and the customer's side of it.
+pub fn print_read_access(verb: &str, integration: &Integration, key: &MasterKey, json: bool) {
+    let external_id = secret::external_id(key.as_bytes(), &integration.id);
+    let setup = setup::read_access(integration, &external_id);
+    if json {
+        let doc = json!({
+            "id": integration.id,
+            "read_access": integration.read_access.as_ref().map(ReadAccess::describe),
+            "external_id": (integration.provider == Provider::S3).then_some(&external_id),
+            "setup": setup,
+        });
+        println!("{}", pretty(&doc));
+        return;
+    }
+    let access = integration
+        .read_access
+        .as_ref()
+        .map_or_else(|| "none".to_owned(), ReadAccess::describe);
+    println!("{verb} integration {}: {access}.\n", integration.id);
+    print!("{setup}");
+    println!(
+        "\nCheck it with: bucket-relay integrations test {}",
+        integration.id
+    );
+}
+
+/// `integrations test`: reachable and listable, or the named failure.
+pub fn print_access_check(integration: &Integration, result: &Result<(), AccessError>, json: bool) {
+    if json {
+        let doc = match result {
+            Ok(()) => json!({"id": integration.id, "ok": true}),
+            Err(error) => json!({
+                "id": integration.id,
+                "ok": false,
+                "error": error.name(),
+                "detail": error.to_string(),
+                "hint": error.hint(),
+            }),
+        };
+        println!("{}", pretty(&doc));
+    } else if result.is_ok() {
+        println!(
+            "OK: {} bucket {} is reachable and may be listed{}.",
+            integration.provider,
+            integration.bucket,
+            integration
+                .prefix
+                .as_deref()
+                .map(|p| format!(" under {p}"))
+                .unwrap_or_default()
+        );
+    }
+}
+
+/// One poll tick: a line per integration, or the JSON of each.
+pub fn print_tick(results: &[(String, Result<Tally, RunError>)], json: bool) {
+    if json {
+        let doc: Vec<serde_json::Value> = results
+            .iter()
+            .map(|(id, result)| match result {
+                Ok(tally) => json!({"id": id, "ok": true, "tally": tally}),
+                Err(error) => json!({
+                    "id": id, "ok": false, "error": error.name(), "detail": error.to_string()
+                }),
+            })
+            .collect();
+        println!("{}", pretty(&doc));
+        return;
+    }
+    if results.is_empty() {
+        println!("No active poll-mode integrations.");
+    }
+    for (id, result) in results {
+        match result {
+            Ok(tally) => println!(
+                "{id}: listed {}, new jobs {}, duplicates {}, skipped {}{}",
+                tally.listed,
+                tally.jobs,
+                tally.duplicates,
+                tally.skipped_total(),
+                skipped_detail(tally)
+            ),
+            Err(error) => println!("{id}: failed: {error}"),
+        }
+    }
+}
+
+fn skipped_detail(tally: &Tally) -> String {
+    if tally.skipped.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", tally.skipped_by_reason())
+    }
+}
+
+pub fn print_backfill(
+    id: &str,
+    tally: &Tally,
+    resumed_after: Option<&str>,
+    dry_run: bool,
+    json: bool,
+) {
+    if json {
+        let doc = json!({
+            "id": id,
+            "dry_run": dry_run,
+            "resumed_after": resumed_after,
+            "tally": tally,
+        });
+        println!("{}", pretty(&doc));
+        return;
+    }
+    if let Some(key) = resumed_after {
+        println!("Resumed after key {key:?}.");
+    }
+    let jobs = if dry_run { "would be jobs" } else { "new jobs" };
+    println!(
+        "Backfill of {id}{}: listed {}, considered {}, {jobs} {}, duplicates {}, skipped {}{}.",
+        if dry_run { " (dry run)" } else { "" },
+        tally.listed,
+        tally.considered,
+        tally.jobs,
+        tally.duplicates,
+        tally.skipped_total(),
+        skipped_detail(tally)
+    );
 }
 
 pub fn print_deleted(id: &str, json: bool) {
@@ -73,12 +218,14 @@ pub fn print_secret(verb: &str, integration: &Integration, key: &MasterKey, url:
     let secret =
         secret::event_source_secret(key.as_bytes(), &integration.id, integration.generation);
     let instructions = setup::instructions(integration, &secret, url);
+    let external_id = secret::external_id(key.as_bytes(), &integration.id);
+    let read_access = setup::read_access(integration, &external_id);
     if json {
         let doc = json!({
             "id": integration.id,
             "secret": secret,
             "events_url": setup::events_url(url, &integration.id),
-            "integration": integration,
+            "integration": shown(integration),
             "setup": instructions,
             "wrangler_vars": (integration.provider == Provider::R2)
                 .then(|| setup::wrangler_vars(integration, url)),
@@ -86,6 +233,8 @@ pub fn print_secret(verb: &str, integration: &Integration, key: &MasterKey, url:
                 .then(|| setup::notification_rules(integration)),
             "terraform": (integration.provider == Provider::S3)
                 .then(|| setup::s3_source_module(integration, url)),
+            "external_id": (integration.provider == Provider::S3).then_some(&external_id),
+            "read_access_setup": read_access,
         });
         println!("{}", pretty(&doc));
         return;
@@ -108,6 +257,8 @@ pub fn print_secret(verb: &str, integration: &Integration, key: &MasterKey, url:
         println!();
     }
     print!("{instructions}");
+    println!("\nFor poll mode and backfill (optional in event mode):\n");
+    print!("{read_access}");
 }
 
 fn print_table(all: &[Integration]) {
@@ -150,7 +301,7 @@ fn filters(i: &Integration) -> String {
     }
 }
 
-fn print_details(i: &Integration) {
+fn print_details(i: &Integration, external_id: Option<&str>) {
     let none = || "-".to_owned();
     let rows = [
         ("id", i.id.clone()),
@@ -187,6 +338,13 @@ fn print_details(i: &Integration) {
                     .join(", ")
             },
         ),
+        (
+            "read_access",
+            i.read_access
+                .as_ref()
+                .map_or_else(none, ReadAccess::describe),
+        ),
+        ("external_id", external_id.map_or_else(none, str::to_owned)),
         ("created_at", i.created_at.to_rfc3339()),
         ("updated_at", i.updated_at.to_rfc3339()),
     ];

@@ -31,7 +31,8 @@ pub fn wire(data_dir: &Path) -> Result<Wired, String> {
         backends: Backends {
             store: shared.clone(),
             intake: shared.clone(),
-            usage: shared,
+            usage: shared.clone(),
+            cursors: shared,
         },
         keys: Arc::new(key),
         embedded: Some(db),

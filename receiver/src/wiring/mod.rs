@@ -128,7 +128,8 @@ async fn aws(args: &BackendArgs) -> Result<Wired, String> {
         backends: Backends {
             store: Arc::new(DynamoStore::new(dynamodb, name(&args.integrations_table))),
             intake: Arc::new(Claiming::new(ledger.clone(), queue, ledger.clone())),
-            usage: ledger,
+            usage: ledger.clone(),
+            cursors: ledger,
         },
         keys: Arc::new(SecretsManagerKey::new(
             aws_sdk_secretsmanager::Client::new(&config),

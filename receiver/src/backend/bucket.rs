@@ -1,0 +1,470 @@
+//! The customer's bucket, listed through the S3 API (`aws-sdk-s3`): S3 with an assumed role, R2
+//! through its S3-compatible endpoint with a sealed token.
+//!
+//! - S3: `ListObjectVersions`, so a listed object carries the version id its event carries on a
+//!   versioned bucket (and the same job id); only each key's latest version counts, and a key
+//!   whose latest version is a delete marker is gone. The role is assumed with the integration's
+//!   external id through STS, refreshed as the session nears its end.
+//! - R2: `ListObjectsV2` at `https://<account id>.r2.cloudflarestorage.com`, region `auto` (R2
+//!   has no versions: its events and listings both name an object by its ETag).
+//!
+//! A listing resumes after a key (`KeyMarker` / `StartAfter`): a backfill stores the last key
+//! of each page it committed. Every failure is an [`AccessError`] with a stable name.
+
+use crate::env;
+use crate::sealed::{self, KeyPair};
+use async_trait::async_trait;
+use aws_config::sts::AssumeRoleProvider;
+use aws_config::BehaviorVersion;
+use aws_sdk_s3::config::{Credentials, ProvideCredentials, Region, SharedCredentialsProvider};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::DateTimeFormat;
+use relay_protocol::event::listed::ListedObject;
+use relay_protocol::integration::ReadAccess;
+use relay_protocol::{secret, Integration, Provider};
+use std::fmt;
+use std::time::Duration;
+
+/// The session name our assumed role sessions carry in the customer's CloudTrail.
+pub const SESSION_NAME: &str = "bucket-relay-lister";
+/// R2's S3 API region.
+pub const R2_REGION: &str = "auto";
+
+/// Why the bucket could not be listed. `name()` is stable: logs, `integrations test` and the
+/// README's runbook use it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccessError {
+    /// The integration has no read access set (`integrations set-source`).
+    NoReadAccess,
+    /// The read access does not fit the provider (a role on R2, a token on S3), or an R2
+    /// integration has no account id to reach its endpoint by.
+    Misconfigured(String),
+    /// The sealed token does not open: the master key changed since it was set.
+    SealedUnreadable,
+    /// STS refused to let us assume the role (trust policy, external id, or no such role).
+    AssumeRoleDenied(String),
+    /// The credentials are not valid (`InvalidAccessKeyId`, `SignatureDoesNotMatch`, an
+    /// expired or revoked token).
+    InvalidCredentials(String),
+    /// The bucket answered `AccessDenied` to a listing: the role or token may not list it
+    /// (`s3:ListBucket` / `s3:ListBucketVersions`, or an R2 token scoped to other buckets).
+    ListDenied(String),
+    NoSuchBucket,
+    /// The bucket lives in another region than the integration says.
+    WrongRegion(String),
+    /// No answer: DNS, connect, TLS or a timeout.
+    Unreachable(String),
+    /// Any other error the storage answered.
+    ListFailed(String),
+}
+
+impl AccessError {
+    pub const fn name(&self) -> &'static str {
+        match self {
+            AccessError::NoReadAccess => "no_read_access",
+            AccessError::Misconfigured(_) => "read_access_misconfigured",
+            AccessError::SealedUnreadable => "sealed_token_unreadable",
+            AccessError::AssumeRoleDenied(_) => "assume_role_denied",
+            AccessError::InvalidCredentials(_) => "invalid_credentials",
+            AccessError::ListDenied(_) => "list_denied",
+            AccessError::NoSuchBucket => "no_such_bucket",
+            AccessError::WrongRegion(_) => "wrong_region",
+            AccessError::Unreachable(_) => "bucket_unreachable",
+            AccessError::ListFailed(_) => "list_failed",
+        }
+    }
+
+    /// Every name, for docs and tests.
+    pub const NAMES: [&'static str; 10] = [
+        "no_read_access",
+        "read_access_misconfigured",
+        "sealed_token_unreadable",
+        "assume_role_denied",
+        "invalid_credentials",
+        "list_denied",
+        "no_such_bucket",
+        "wrong_region",
+        "bucket_unreachable",
+        "list_failed",
+    ];
+
+    /// What to do about it, for the operator.
+    pub const fn hint(&self) -> &'static str {
+        match self {
+            AccessError::NoReadAccess => {
+                "set it with `bucket-relay integrations set-source ID --role-arn …` (S3) or \
+                 `--r2-access-key-id …` (R2)"
+            }
+            AccessError::Misconfigured(_) => "set the read access again with `set-source`",
+            AccessError::SealedUnreadable => {
+                "the master key changed since the token was set: set it again with `set-source`"
+            }
+            AccessError::AssumeRoleDenied(_) => {
+                "the role must trust the receiver's account with the external id `show` prints \
+                 (terraform/modules/s3-source, `read_role`)"
+            }
+            AccessError::InvalidCredentials(_) => {
+                "the token or keys are wrong, expired or revoked: create a new R2 API token"
+            }
+            AccessError::ListDenied(_) => {
+                "GetObject alone is not enough: grant s3:ListBucket and s3:ListBucketVersions on \
+                 the bucket (S3), or an R2 token with Object Read on this bucket"
+            }
+            AccessError::NoSuchBucket => "check the integration's bucket name and account",
+            AccessError::WrongRegion(_) => "set the integration's --region to the bucket's",
+            AccessError::Unreachable(_) => "check the network path to the storage endpoint",
+            AccessError::ListFailed(_) => "see the detail",
+        }
+    }
+}
+
+impl fmt::Display for AccessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let detail = match self {
+            AccessError::Misconfigured(d)
+            | AccessError::AssumeRoleDenied(d)
+            | AccessError::InvalidCredentials(d)
+            | AccessError::ListDenied(d)
+            | AccessError::WrongRegion(d)
+            | AccessError::Unreachable(d)
+            | AccessError::ListFailed(d) => d.as_str(),
+            AccessError::NoReadAccess
+            | AccessError::SealedUnreadable
+            | AccessError::NoSuchBucket => "",
+        };
+        write!(f, "{}", self.name())?;
+        if !detail.is_empty() {
+            write!(f, ": {detail}")?;
+        }
+        write!(f, " ({})", self.hint())
+    }
+}
+
+impl std::error::Error for AccessError {}
+
+/// One page of a listing: each live object's latest version, in key order.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub objects: Vec<ListedObject>,
+    /// The last key this page covered: a listing resumed after it misses nothing after it.
+    pub last_key: Option<String>,
+}
+
+/// A listing in progress, page by page.
+#[async_trait]
+pub trait Listing: Send {
+    /// The next page, or `None` when the listing is complete.
+    async fn next_page(&mut self) -> Result<Option<Page>, AccessError>;
+}
+
+/// Opens listings of integrations' buckets. One per process: it holds the AWS configuration
+/// the receiver's own credentials come from (the role we assume customers' roles with).
+pub struct Buckets {
+    base: aws_config::SdkConfig,
+}
+
+impl Buckets {
+    pub async fn from_env() -> Self {
+        let base = aws_config::defaults(BehaviorVersion::latest())
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(30))
+                    .build(),
+            )
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(5))
+            .load()
+            .await;
+        Buckets { base }
+    }
+
+    /// A listing of `integration`'s bucket under `prefix`, after `after` when resuming.
+    pub async fn open(
+        &self,
+        integration: &Integration,
+        master_key: &[u8],
+        prefix: Option<&str>,
+        after: Option<String>,
+    ) -> Result<Box<dyn Listing>, AccessError> {
+        let client = self.client(integration, master_key).await?;
+        let pages = Pages {
+            client,
+            bucket: integration.bucket.clone(),
+            prefix: prefix.filter(|p| !p.is_empty()).map(str::to_owned),
+            position: Position::After(after),
+            provider: integration.provider,
+        };
+        Ok(Box::new(pages))
+    }
+
+    /// Checks that the bucket can be listed: one page of at most one key.
+    pub async fn check(
+        &self,
+        integration: &Integration,
+        master_key: &[u8],
+    ) -> Result<(), AccessError> {
+        let client = self.client(integration, master_key).await?;
+        let prefix = integration.prefix.clone().filter(|p| !p.is_empty());
+        let mut pages = Pages {
+            client,
+            bucket: integration.bucket.clone(),
+            prefix,
+            position: Position::After(None),
+            provider: integration.provider,
+        };
+        pages.fetch(1).await.map(drop)
+    }
+
+    async fn client(
+        &self,
+        integration: &Integration,
+        master_key: &[u8],
+    ) -> Result<aws_sdk_s3::Client, AccessError> {
+        let access = integration
+            .read_access
+            .as_ref()
+            .ok_or(AccessError::NoReadAccess)?;
+        let mut config = aws_sdk_s3::config::Builder::from(&self.base);
+        match (integration.provider, access) {
+            (Provider::S3, ReadAccess::AssumeRole { role_arn }) => {
+                let provider = AssumeRoleProvider::builder(role_arn.clone())
+                    .external_id(secret::external_id(master_key, &integration.id))
+                    .session_name(SESSION_NAME)
+                    .configure(&self.base)
+                    .build()
+                    .await;
+                // Assume once now, so a refusal is named here rather than buried in a listing's
+                // dispatch error; the provider refreshes the session as it nears its end.
+                provider
+                    .provide_credentials()
+                    .await
+                    .map_err(|e| AccessError::AssumeRoleDenied(sources(&e)))?;
+                config = config
+                    .credentials_provider(SharedCredentialsProvider::new(provider))
+                    // An emulator's endpoint (AWS_ENDPOINT_URL) answers path-style requests only.
+                    .force_path_style(self.base.endpoint_url().is_some());
+                if let Some(region) = &integration.region {
+                    config = config.region(Region::new(region.clone()));
+                }
+            }
+            (Provider::R2, ReadAccess::SealedKeys { sealed }) => {
+                let account = integration.account.as_deref().ok_or_else(|| {
+                    AccessError::Misconfigured(
+                        "an R2 integration needs its --account to reach its endpoint".into(),
+                    )
+                })?;
+                let KeyPair {
+                    access_key_id,
+                    secret_access_key,
+                } = sealed::open(master_key, &integration.id, sealed)
+                    .map_err(|_| AccessError::SealedUnreadable)?;
+                let credentials = Credentials::new(
+                    access_key_id,
+                    secret_access_key,
+                    None,
+                    None,
+                    "bucket-relay-r2-token",
+                );
+                config = config
+                    .credentials_provider(credentials)
+                    .endpoint_url(r2_endpoint(account))
+                    .region(Region::new(R2_REGION))
+                    .force_path_style(true);
+            }
+            (provider, access) => {
+                return Err(AccessError::Misconfigured(format!(
+                    "a {provider} integration cannot use {}",
+                    access.describe()
+                )))
+            }
+        }
+        Ok(aws_sdk_s3::Client::from_conf(config.build()))
+    }
+}
+
+/// R2's S3 API endpoint for `account`, or `RELAY_R2_ENDPOINT_URL` when set (an S3-compatible
+/// emulator in tests).
+pub fn r2_endpoint(account: &str) -> String {
+    std::env::var(env::R2_ENDPOINT_URL)
+        .ok()
+        .filter(|url| !url.is_empty())
+        .unwrap_or_else(|| format!("https://{account}.r2.cloudflarestorage.com"))
+}
+
+enum Position {
+    /// The first page, or the first page after this key (a resumed listing).
+    After(Option<String>),
+    /// Within a listing: the markers the last page handed over.
+    Versions {
+        key: Option<String>,
+        version: Option<String>,
+    },
+    Token(String),
+    Done,
+}
+
+struct Pages {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    prefix: Option<String>,
+    position: Position,
+    provider: Provider,
+}
+
+#[async_trait]
+impl Listing for Pages {
+    async fn next_page(&mut self) -> Result<Option<Page>, AccessError> {
+        if matches!(self.position, Position::Done) {
+            return Ok(None);
+        }
+        self.fetch(1000).await.map(Some)
+    }
+}
+
+impl Pages {
+    async fn fetch(&mut self, max_keys: i32) -> Result<Page, AccessError> {
+        match self.provider {
+            Provider::S3 => self.versions(max_keys).await,
+            Provider::R2 => self.objects(max_keys).await,
+        }
+    }
+
+    async fn versions(&mut self, max_keys: i32) -> Result<Page, AccessError> {
+        let mut request = self
+            .client
+            .list_object_versions()
+            .bucket(&self.bucket)
+            .set_prefix(self.prefix.clone())
+            .max_keys(max_keys);
+        request = match &self.position {
+            Position::After(after) => request.set_key_marker(after.clone()),
+            Position::Versions { key, version } => request
+                .set_key_marker(key.clone())
+                .set_version_id_marker(version.clone()),
+            Position::Token(_) | Position::Done => request,
+        };
+        let out = request.send().await.map_err(named)?;
+        let mut last_key = None;
+        let mut objects = Vec::new();
+        for version in out.versions() {
+            last_key = version.key().map(str::to_owned);
+            if version.is_latest() != Some(true) {
+                continue;
+            }
+            let Some(key) = version.key() else { continue };
+            objects.push(ListedObject {
+                key: key.to_owned(),
+                size: version.size().and_then(|s| u64::try_from(s).ok()),
+                etag: version.e_tag().map(str::to_owned),
+                version_id: version.version_id().map(str::to_owned),
+                last_modified: rfc3339(version.last_modified()),
+            });
+        }
+        if let Some(marker) = out.delete_markers().last().and_then(|m| m.key()) {
+            if last_key.as_deref().is_none_or(|key| key < marker) {
+                last_key = Some(marker.to_owned());
+            }
+        }
+        self.position = if out.is_truncated() == Some(true) {
+            Position::Versions {
+                key: out.next_key_marker().map(str::to_owned),
+                version: out.next_version_id_marker().map(str::to_owned),
+            }
+        } else {
+            Position::Done
+        };
+        Ok(Page { objects, last_key })
+    }
+
+    async fn objects(&mut self, max_keys: i32) -> Result<Page, AccessError> {
+        let mut request = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .set_prefix(self.prefix.clone())
+            .max_keys(max_keys);
+        request = match &self.position {
+            Position::After(after) => request.set_start_after(after.clone()),
+            Position::Token(token) => request.continuation_token(token),
+            Position::Versions { .. } | Position::Done => request,
+        };
+        let out = request.send().await.map_err(named)?;
+        let objects: Vec<ListedObject> = out
+            .contents()
+            .iter()
+            .filter_map(|object| {
+                Some(ListedObject {
+                    key: object.key()?.to_owned(),
+                    size: object.size().and_then(|s| u64::try_from(s).ok()),
+                    etag: object.e_tag().map(str::to_owned),
+                    version_id: None,
+                    last_modified: rfc3339(object.last_modified()),
+                })
+            })
+            .collect();
+        let last_key = objects.last().map(|object| object.key.clone());
+        self.position = match out.next_continuation_token() {
+            Some(token) if out.is_truncated() == Some(true) => Position::Token(token.to_owned()),
+            _ => Position::Done,
+        };
+        Ok(Page { objects, last_key })
+    }
+}
+
+fn rfc3339(time: Option<&aws_sdk_s3::primitives::DateTime>) -> String {
+    time.and_then(|t| t.fmt(DateTimeFormat::DateTime).ok())
+        .unwrap_or_default()
+}
+
+/// An SDK error as a named [`AccessError`], by the service's error code.
+fn named<E, R>(error: SdkError<E, R>) -> AccessError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: fmt::Debug,
+{
+    let detail = |code: &str, message: Option<&str>| match message {
+        Some(message) => format!("{code}: {message}"),
+        None => code.to_owned(),
+    };
+    match &error {
+        SdkError::ServiceError(service) => {
+            let err = service.err();
+            let code = err.code().unwrap_or("");
+            let message = err.message();
+            match code {
+                "AccessDenied" | "AllAccessDisabled" => {
+                    AccessError::ListDenied(detail(code, message))
+                }
+                "NoSuchBucket" => AccessError::NoSuchBucket,
+                "InvalidAccessKeyId"
+                | "SignatureDoesNotMatch"
+                | "ExpiredToken"
+                | "InvalidToken"
+                | "InvalidClientTokenId" => AccessError::InvalidCredentials(detail(code, message)),
+                "PermanentRedirect"
+                | "AuthorizationHeaderMalformed"
+                | "IllegalLocationConstraintException" => {
+                    AccessError::WrongRegion(detail(code, message))
+                }
+                "" => AccessError::ListFailed(sources(&error)),
+                _ => AccessError::ListFailed(detail(code, message)),
+            }
+        }
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+            AccessError::Unreachable(sources(&error))
+        }
+        _ => AccessError::ListFailed(sources(&error)),
+    }
+}
+
+/// An error with its causes, as one line.
+fn sources(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,514 @@
+//! Poll ticks and backfills: the bucket listed page by page, each object put through the same
+//! decision, ledger and queue as an event, so an object seen both ways is still one job.
+//!
+//! - A **poll tick** lists every active poll-mode integration's bucket under its prefix and
+//!   considers each object modified since the integration's watermark, less an overlap window
+//!   (S3 dates a multipart upload by its start, so an object can appear later than its
+//!   `LastModified` says). The watermark is the newest `LastModified` a tick has listed, in the
+//!   storage's own clock; it advances only when the whole tick succeeded. With no watermark yet,
+//!   a tick considers what was modified since the integration was created.
+//! - A **backfill** considers every object under a prefix (modified since a time, if given),
+//!   in any mode. It stores the last key of every page it committed, so a killed run resumes
+//!   there; the ledger makes the pages it repeats cost no second job.
+//!
+//! Listing the next page overlaps committing the current one. Memory holds one page at a time,
+//! whatever the bucket's size.
+
+use crate::backend::bucket::{AccessError, Buckets, Page};
+use crate::backend::{
+    BackendError, Backends, Commit, Committed, Cursors, Intake, MasterKeySource, Store,
+    UsageCounts, UsageKey,
+};
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use relay_protocol::event::listed::{ListedObject, Listing as ListingOf};
+use relay_protocol::wire::MAX_EVENTS_PER_REQUEST;
+use relay_protocol::{decide_via, Decision, Integration, Mode, ObjectEvent, Reason, Status, Via};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The cursor holding a poll-mode integration's watermark.
+pub const POLL_CURSOR: &str = "poll";
+/// The cursor holding an unfinished backfill's place.
+pub const BACKFILL_CURSOR: &str = "backfill";
+/// How far before the watermark a tick looks again, by default.
+pub const DEFAULT_OVERLAP: Duration = Duration::minutes(15);
+
+/// What a run did with the objects it listed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    /// Objects listed (each key's latest version).
+    pub listed: u64,
+    /// Listed objects the run put through the decision (modified recently enough).
+    pub considered: u64,
+    /// New jobs on the ingest queue (with `--dry-run`: jobs the decision would make).
+    pub jobs: u64,
+    /// Objects that were jobs before.
+    pub duplicates: u64,
+    /// Skipped objects, by reason.
+    pub skipped: BTreeMap<String, u64>,
+    /// Jobs the queue refused as they are (`queue_refused`).
+    pub rejected: u64,
+}
+
+impl Tally {
+    pub fn skipped_total(&self) -> u64 {
+        self.skipped.values().sum()
+    }
+
+    /// `suffix_filtered=3 too_large=1`, for a log line.
+    pub fn skipped_by_reason(&self) -> String {
+        let parts: Vec<String> = self
+            .skipped
+            .iter()
+            .map(|(reason, n)| format!("{reason}={n}"))
+            .collect();
+        parts.join(" ")
+    }
+}
+
+/// Why a run stopped before its end. Nothing it did is lost: its cursor stays where the last
+/// committed page left it.
+#[derive(Debug)]
+pub enum RunError {
+    NoIntegration(String),
+    /// The integration was paused (before or during the run).
+    Paused(String),
+    /// A poll tick of an integration in event mode.
+    NotPollMode(String),
+    Access(AccessError),
+    Backend(BackendError),
+    /// Some jobs could not be enqueued this time (the queue or ledger failed for them): the
+    /// next run takes them again.
+    Unsettled(u64),
+    /// A bad argument.
+    Usage(String),
+}
+
+impl RunError {
+    /// A stable name for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RunError::NoIntegration(_) => "unknown_integration",
+            RunError::Paused(_) => "paused",
+            RunError::NotPollMode(_) => "mode_mismatch",
+            RunError::Access(error) => error.name(),
+            RunError::Backend(_) => "backend_unavailable",
+            RunError::Unsettled(_) => "jobs_unsettled",
+            RunError::Usage(_) => "bad_argument",
+        }
+    }
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::NoIntegration(id) => write!(f, "no integration {id}"),
+            RunError::Paused(id) => {
+                write!(f, "integration {id} is paused: resume it first")
+            }
+            RunError::NotPollMode(id) => write!(
+                f,
+                "integration {id} is in event mode: poll ticks list poll-mode integrations \
+                 (`set-mode {id} poll`), and `backfill {id}` lists it once in any mode"
+            ),
+            RunError::Access(error) => error.fmt(f),
+            RunError::Backend(error) => error.fmt(f),
+            RunError::Unsettled(n) => write!(
+                f,
+                "{n} jobs could not be enqueued this time; the next run takes them again"
+            ),
+            RunError::Usage(text) => f.write_str(text),
+        }
+    }
+}
+
+impl From<AccessError> for RunError {
+    fn from(error: AccessError) -> Self {
+        RunError::Access(error)
+    }
+}
+
+impl From<BackendError> for RunError {
+    fn from(error: BackendError) -> Self {
+        RunError::Backend(error)
+    }
+}
+
+/// What a backfill lists.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackfillScope {
+    /// Listing prefix: the `--prefix` given, else the integration's.
+    pub prefix: Option<String>,
+    /// Only objects modified at or after this time.
+    pub since: Option<DateTime<Utc>>,
+}
+
+/// An unfinished backfill's place, stored after every committed page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackfillCursor {
+    pub scope: BackfillScope,
+    /// The last key of the last page committed: the listing resumes after it.
+    pub after: Option<String>,
+    pub tally: Tally,
+    pub started_at: DateTime<Utc>,
+}
+
+/// Told about a backfill's progress after every page.
+pub trait Progress: Send {
+    fn page(&mut self, tally: &Tally, elapsed_s: f64);
+}
+
+/// Runs poll ticks and backfills against the backends.
+pub struct Poller {
+    store: Arc<dyn Store>,
+    intake: Arc<dyn Intake>,
+    cursors: Arc<dyn Cursors>,
+    keys: Arc<dyn MasterKeySource>,
+    buckets: Buckets,
+}
+
+/// One run: an integration, its listing's id, and whether it may change anything.
+struct Run<'a> {
+    integration: &'a Integration,
+    run_id: String,
+    dry_run: bool,
+}
+
+impl Poller {
+    pub fn new(backends: &Backends, keys: Arc<dyn MasterKeySource>, buckets: Buckets) -> Self {
+        Poller {
+            store: Arc::clone(&backends.store),
+            intake: Arc::clone(&backends.intake),
+            cursors: Arc::clone(&backends.cursors),
+            keys,
+            buckets,
+        }
+    }
+
+    pub fn buckets(&self) -> &Buckets {
+        &self.buckets
+    }
+
+    /// One tick over every active poll-mode integration, or only `only`. Each one's result, in
+    /// id order; one failing does not stop the others.
+    pub async fn tick(
+        &self,
+        only: Option<&str>,
+        overlap: Duration,
+    ) -> Result<Vec<(String, Result<Tally, RunError>)>, RunError> {
+        let integrations = match only {
+            Some(id) => {
+                let integration = self.load(id).await?;
+                if integration.mode != Mode::Poll {
+                    return Err(RunError::NotPollMode(id.to_owned()));
+                }
+                vec![integration]
+            }
+            None => self.store.list().await?,
+        };
+        let mut results = Vec::new();
+        for integration in integrations {
+            if integration.mode != Mode::Poll {
+                continue;
+            }
+            if integration.status == Status::Paused {
+                if only.is_some() {
+                    results.push((
+                        integration.id.clone(),
+                        Err(RunError::Paused(integration.id)),
+                    ));
+                }
+                continue;
+            }
+            let result = self.tick_one(&integration, overlap).await;
+            if let Err(error) = &result {
+                tracing::warn!(
+                    message = "poll_failed",
+                    integration_id = %integration.id,
+                    error = error.name(),
+                    detail = %error,
+                );
+            }
+            results.push((integration.id, result));
+        }
+        Ok(results)
+    }
+
+    async fn tick_one(
+        &self,
+        integration: &Integration,
+        overlap: Duration,
+    ) -> Result<Tally, RunError> {
+        let started = Instant::now();
+        let watermark = match self.cursors.load(&integration.id, POLL_CURSOR).await? {
+            Some(text) => parse_time(&text).unwrap_or(integration.created_at),
+            None => integration.created_at,
+        };
+        let from = watermark - overlap;
+        let master = self.keys.master_key().await?;
+        let prefix = integration.prefix.as_deref();
+        let mut listing = self
+            .buckets
+            .open(integration, master.as_bytes(), prefix, None)
+            .await?;
+        let now = Utc::now();
+        let run = Run {
+            integration,
+            run_id: format!("poll:{}", now.to_rfc3339_opts(SecondsFormat::Millis, true)),
+            dry_run: false,
+        };
+        let mut tally = Tally::default();
+        let mut newest = watermark;
+        let recent = |object: &ListedObject| {
+            parse_time(&object.last_modified).is_none_or(|modified| modified >= from)
+        };
+        let mut page = listing.next_page().await?;
+        while let Some(current) = page {
+            for object in &current.objects {
+                if let Some(modified) = parse_time(&object.last_modified) {
+                    newest = newest.max(modified);
+                }
+            }
+            let (next, taken) = tokio::join!(
+                listing.next_page(),
+                self.take_page(&run, current, &recent, &mut tally)
+            );
+            taken?;
+            page = next?;
+        }
+        let mark = newest.to_rfc3339_opts(SecondsFormat::Millis, true);
+        self.cursors
+            .save(&integration.id, POLL_CURSOR, Some(&mark))
+            .await?;
+        tracing::info!(
+            message = "poll_tick",
+            integration_id = %integration.id,
+            summary = %format!(
+                "listed {} objects under prefix={}",
+                tally.listed,
+                prefix.unwrap_or("")
+            ),
+            listed = tally.listed,
+            considered = tally.considered,
+            jobs = tally.jobs,
+            duplicates = tally.duplicates,
+            skipped = tally.skipped_total(),
+            skipped_by_reason = %tally.skipped_by_reason(),
+            rejected = tally.rejected,
+            watermark = %mark,
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        );
+        Ok(tally)
+    }
+
+    /// Lists `id`'s bucket once and turns every object in `scope` into a job, resuming an
+    /// interrupted backfill of the same scope unless `restart`.
+    pub async fn backfill(
+        &self,
+        id: &str,
+        scope: BackfillScope,
+        restart: bool,
+        dry_run: bool,
+        progress: &mut dyn Progress,
+    ) -> Result<(Tally, Option<String>), RunError> {
+        let integration = self.load(id).await?;
+        if integration.status == Status::Paused {
+            return Err(RunError::Paused(id.to_owned()));
+        }
+        if let (Some(narrower), Some(own)) = (&scope.prefix, &integration.prefix) {
+            if !narrower.starts_with(own.as_str()) {
+                return Err(RunError::Usage(format!(
+                    "--prefix {narrower:?} is outside the integration's prefix {own:?}: \
+                     every object under it would be skipped as prefix_filtered"
+                )));
+            }
+        }
+        let scope = BackfillScope {
+            prefix: scope.prefix.or_else(|| integration.prefix.clone()),
+            since: scope.since,
+        };
+        let now = Utc::now();
+        let stored = if restart || dry_run {
+            None
+        } else {
+            self.cursors.load(id, BACKFILL_CURSOR).await?
+        };
+        let resumed = stored
+            .and_then(|text| serde_json::from_str::<BackfillCursor>(&text).ok())
+            .filter(|cursor| cursor.scope == scope);
+        let mut cursor = resumed.unwrap_or(BackfillCursor {
+            scope: scope.clone(),
+            after: None,
+            tally: Tally::default(),
+            started_at: now,
+        });
+        let resumed_after = cursor.after.clone();
+        let master = self.keys.master_key().await?;
+        let mut listing = self
+            .buckets
+            .open(
+                &integration,
+                master.as_bytes(),
+                scope.prefix.as_deref(),
+                cursor.after.clone(),
+            )
+            .await?;
+        let run = Run {
+            integration: &integration,
+            run_id: format!(
+                "backfill:{}",
+                cursor
+                    .started_at
+                    .to_rfc3339_opts(SecondsFormat::Millis, true)
+            ),
+            dry_run,
+        };
+        let since = scope.since;
+        let in_scope = |object: &ListedObject| {
+            since.is_none_or(|since| {
+                parse_time(&object.last_modified).is_none_or(|modified| modified >= since)
+            })
+        };
+        let started = Instant::now();
+        let mut page = listing.next_page().await?;
+        while let Some(current) = page {
+            let last_key = current.last_key.clone();
+            let (next, taken) = tokio::join!(
+                listing.next_page(),
+                self.take_page(&run, current, &in_scope, &mut cursor.tally)
+            );
+            taken?;
+            if last_key.is_some() {
+                cursor.after = last_key;
+            }
+            if !dry_run {
+                let text = serde_json::to_string(&cursor)
+                    .map_err(|e| RunError::Backend(BackendError::new("cursor", e)))?;
+                self.cursors.save(id, BACKFILL_CURSOR, Some(&text)).await?;
+            }
+            progress.page(&cursor.tally, started.elapsed().as_secs_f64());
+            page = next?;
+        }
+        if !dry_run {
+            self.cursors.save(id, BACKFILL_CURSOR, None).await?;
+        }
+        Ok((cursor.tally, resumed_after))
+    }
+
+    /// Puts one page's objects that `wanted` keeps through the decision and commits their
+    /// jobs, 100 per commit. Skips are logged one line each.
+    async fn take_page(
+        &self,
+        run: &Run<'_>,
+        page: Page,
+        wanted: &(dyn Fn(&ListedObject) -> bool + Sync),
+        tally: &mut Tally,
+    ) -> Result<(), RunError> {
+        let integration = run.integration;
+        let listing = ListingOf {
+            provider: integration.provider,
+            account: integration.account.as_deref(),
+            region: integration.region.as_deref(),
+            bucket: &integration.bucket,
+            run_id: &run.run_id,
+        };
+        let now = Utc::now();
+        tally.listed += page.objects.len() as u64;
+        let mut jobs = Vec::new();
+        let mut refused = UsageCounts::new();
+        for object in page.objects.into_iter().filter(|object| wanted(object)) {
+            tally.considered += 1;
+            let event = ObjectEvent::listed(&listing, object);
+            match decide_via(Via::Listing, integration, Ok(event), now) {
+                Decision::Enqueue(job) => jobs.push(job),
+                Decision::Refuse { reason, event } => {
+                    if reason == Reason::Paused {
+                        return Err(RunError::Paused(integration.id.clone()));
+                    }
+                    let key = event.as_deref().map_or("", |e| e.key.as_str());
+                    tracing::info!(
+                        message = "object_skipped",
+                        integration_id = %integration.id,
+                        run = %run.run_id,
+                        reason = reason.as_str(),
+                        bucket = %integration.bucket,
+                        key,
+                    );
+                    *tally.skipped.entry(reason.as_str().to_owned()).or_default() += 1;
+                    let outcome = reason.outcome().unwrap_or(relay_protocol::Outcome::Skipped);
+                    *refused
+                        .entry(UsageKey::new(outcome, Some(reason)))
+                        .or_default() += 1;
+                }
+            }
+        }
+        if run.dry_run {
+            tally.jobs += jobs.len() as u64;
+            return Ok(());
+        }
+        let mut unsettled = 0;
+        for (index, chunk) in jobs.chunks(MAX_EVENTS_PER_REQUEST).enumerate() {
+            let commit = Commit {
+                integration_id: &integration.id,
+                jobs: chunk.iter().map(|job| &**job).collect(),
+                // The page's skips are counted once, with its first commit.
+                refused: if index == 0 {
+                    std::mem::take(&mut refused)
+                } else {
+                    UsageCounts::new()
+                },
+                now,
+            };
+            let committed = self.intake.commit(&commit).await?;
+            for (job, result) in chunk.iter().zip(committed) {
+                match result {
+                    Committed::Enqueued => tally.jobs += 1,
+                    Committed::Duplicate => tally.duplicates += 1,
+                    Committed::InFlight | Committed::Failed => unsettled += 1,
+                    Committed::Refused => {
+                        tally.rejected += 1;
+                        tracing::warn!(
+                            message = "object_rejected",
+                            integration_id = %integration.id,
+                            run = %run.run_id,
+                            reason = Reason::QueueRefused.as_str(),
+                            bucket = %job.bucket,
+                            key = %job.key,
+                        );
+                    }
+                }
+            }
+        }
+        if !refused.is_empty() {
+            // A page with skips and no jobs: its counts still go to the usage log.
+            let commit = Commit {
+                integration_id: &integration.id,
+                jobs: vec![],
+                refused,
+                now,
+            };
+            self.intake.commit(&commit).await?;
+        }
+        if unsettled > 0 {
+            return Err(RunError::Unsettled(unsettled));
+        }
+        Ok(())
+    }
+
+    async fn load(&self, id: &str) -> Result<Integration, RunError> {
+        self.store
+            .get(id)
+            .await?
+            .ok_or_else(|| RunError::NoIntegration(id.to_owned()))
+    }
+}
+
+/// A listing's or a cursor's RFC 3339 time.
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|time| time.with_timezone(&Utc))
+}
