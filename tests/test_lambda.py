@@ -18,45 +18,96 @@ from support import Receiver, free_port, r2_event, s3_object_created, wait_for_c
 FUNCTION = "bucket-relay"
 
 
-@pytest.fixture
-def function_url(tmp_path, aws_stack, aws_proxy):
+def watch(tmp_path, env_vars, name, ready):
+    """`cargo lambda watch` running the function with `env_vars` until the generator closes;
+    yields its port once `ready(port)` is true."""
     cargo_lambda = shutil.which("cargo-lambda")
     if cargo_lambda is None:
         pytest.fail("cargo-lambda is missing: scripts/test installs it into the test venv")
     port = free_port()
-    env_vars = aws_stack.receiver_env(aws_proxy.port)
     # Built as scripts/package-lambda builds the deployed zip: without the embedded backend and
     # the HTTP server.
     args = ["cargo", "lambda", "watch", "-p", FUNCTION, "--bin", FUNCTION, "--no-default-features",
             "-A", "127.0.0.1", "-P", str(port)]
-    for name, value in env_vars.items():
-        args += ["--env-var", f"{name}={value}"]
-    log = open(tmp_path / "lambda.log", "wb")
+    for key, value in env_vars.items():
+        args += ["--env-var", f"{key}={value}"]
+    log_path = tmp_path / f"{name}.log"
+    log = open(log_path, "wb")
     # A target folder of its own: built without the default features, the binary would
     # otherwise replace target/debug/bucket-relay, which the other tests run as `serve`.
     target = str(ROOT / "target" / "lambda-watch")
     process = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                env={**os.environ, **env_vars, "CARGO_TARGET_DIR": target},
                                start_new_session=True)
-    base = f"http://127.0.0.1:{port}/lambda-url/{FUNCTION}"
     deadline = time.monotonic() + 600  # the first start may compile
     try:
         while time.monotonic() < deadline:
             try:
-                if requests.get(f"{base}/healthz", timeout=30).status_code == 200:
+                if ready(port):
                     break
             except requests.RequestException:
                 pass
             if process.poll() is not None:
-                pytest.fail(f"cargo lambda watch exited: {(tmp_path / 'lambda.log').read_text()}")
+                pytest.fail(f"cargo lambda watch exited: {log_path.read_text()}")
             time.sleep(1)
         else:
-            pytest.fail("the function URL never answered")
-        yield base
+            pytest.fail("the function never answered")
+        yield port
     finally:
         os.killpg(process.pid, 15)
         process.wait(timeout=30)
         log.close()
+
+
+@pytest.fixture
+def function_url(tmp_path, aws_stack, aws_proxy):
+    def base(port):
+        return f"http://127.0.0.1:{port}/lambda-url/{FUNCTION}"
+
+    def ready(port):
+        return requests.get(f"{base(port)}/healthz", timeout=30).status_code == 200
+
+    for port in watch(tmp_path, aws_stack.receiver_env(aws_proxy.port), "lambda", ready):
+        yield base(port)
+
+
+def invoke(port, event):
+    """Lambda's Invoke API, as EventBridge Scheduler calls it."""
+    return requests.post(f"http://127.0.0.1:{port}/2015-03-31/functions/{FUNCTION}/invocations",
+                         data=json.dumps(event), timeout=120)
+
+
+SCHEDULER_EVENT = {"version": "0", "id": "0c3e7f5a-1b2c-4d5e-8f90-a1b2c3d4e5f6", "detail-type": "Scheduled Event",
+                   "source": "aws.scheduler", "account": "123456789012", "time": "2026-11-23T10:00:00Z",
+                   "region": "us-east-1", "resources": [], "detail": {}}
+
+
+def test_the_poller_function_runs_one_tick_per_scheduled_invocation(tmp_path, aws_stack, aws_proxy, moto):
+    import boto3
+    env = {**aws_stack.receiver_env(aws_proxy.port), "RELAY_LAMBDA_HANDLER": "poll"}
+    cli = Receiver(tmp_path / "cli", tmp_path / "cli.log",
+                   env={**env, "RELAY_R2_SECRET_ACCESS_KEY": "r2-secret-for-the-poller-test"})
+    s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{moto}", region_name="us-east-1")
+    s3.create_bucket(Bucket="uploads")
+    r2 = cli.create("r2", "uploads", "--account", "acc_r2", "--mode", "poll")
+    cli.cli("integrations", "set-source", r2["id"], "--r2-access-key-id", "R2KEYPOLLER")
+    s3.put_object(Bucket="uploads", Key="a.pdf", Body=b"x")
+    env["RELAY_R2_ENDPOINT_URL"] = f"http://127.0.0.1:{aws_proxy.port}"
+
+    def ready(port):
+        return invoke(port, SCHEDULER_EVENT).status_code == 200
+
+    for port in watch(tmp_path, env, "poller", ready):
+        # The readiness probe was the first tick; the next finds nothing new.
+        assert [m["Body"] for m in aws_stack.messages()][0].count('"key":"a.pdf"') == 1
+        assert invoke(port, SCHEDULER_EVENT).json() == {"integrations": 1, "jobs": 0}
+        s3.put_object(Bucket="uploads", Key="b.pdf", Body=b"x")
+        assert invoke(port, SCHEDULER_EVENT).json() == {"integrations": 1, "jobs": 1}
+    assert aws_stack.depth() == 2
+    # The watermark lives in the ledger table, next to the usage counts.
+    cursor = aws_stack.dynamodb.get_item(TableName=aws_stack.ledger_table,
+                                         Key={"job_id": {"S": f"cursor#{r2['id']}#poll"}})
+    assert "Item" in cursor
 
 
 def test_the_function_url_turns_signed_requests_into_sqs_jobs(tmp_path, function_url, aws_stack, aws_proxy):

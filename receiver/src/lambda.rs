@@ -1,11 +1,48 @@
-//! The handler on AWS Lambda, behind a function URL, through `lambda_http`.
+//! The receiver on AWS Lambda: the handler behind a function URL (through `lambda_http`), or,
+//! with `RELAY_LAMBDA_HANDLER=poll`, the poller that EventBridge Scheduler invokes.
 //!
 //! Chosen automatically when `AWS_LAMBDA_RUNTIME_API` is set. The function URL already limits
 //! bodies to 6 MB and hands over the exact bytes, so this shell only converts types.
 
 use crate::handler::Relay;
-use lambda_http::{service_fn, Body, Error, Request};
+use crate::poll::{Poller, DEFAULT_OVERLAP};
+use lambda_http::{service_fn, Body, Error, LambdaEvent, Request};
 use std::sync::Arc;
+
+/// One poll tick per invocation, whatever the event (the scheduler's carries nothing we need).
+/// The answer counts each integration's result; an invocation with a failed integration is an
+/// error, so Lambda's `Errors` metric (and its alarm) sees it.
+pub async fn run_poller(poller: Arc<Poller>) -> Result<(), Error> {
+    lambda_http::lambda_runtime::run(service_fn(
+        move |_event: LambdaEvent<serde_json::Value>| {
+            let poller = Arc::clone(&poller);
+            async move {
+                let results = poller.tick(None, DEFAULT_OVERLAP).await?;
+                let failed: Vec<String> = results
+                    .iter()
+                    .filter_map(|(id, result)| {
+                        result.as_ref().err().map(|e| format!("{id}: {}", e.name()))
+                    })
+                    .collect();
+                if !failed.is_empty() {
+                    return Err(Error::from(format!(
+                        "{} of {} integrations failed their tick: {}",
+                        failed.len(),
+                        results.len(),
+                        failed.join(", ")
+                    )));
+                }
+                let jobs: u64 = results
+                    .iter()
+                    .filter_map(|(_, result)| result.as_ref().ok())
+                    .map(|tally| tally.jobs)
+                    .sum();
+                Ok::<_, Error>(serde_json::json!({"integrations": results.len(), "jobs": jobs}))
+            }
+        },
+    ))
+    .await
+}
 
 pub async fn run(relay: Arc<Relay>) -> Result<(), Error> {
     lambda_http::run(service_fn(move |request: Request| {

@@ -125,6 +125,8 @@ impl fmt::Display for RunError {
     }
 }
 
+impl std::error::Error for RunError {}
+
 impl From<AccessError> for RunError {
     fn from(error: AccessError) -> Self {
         RunError::Access(error)
