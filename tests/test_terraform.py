@@ -80,7 +80,7 @@ def first(block):
 # --- the Lambda's environment is the receiver's documented list -----------------------------
 
 def test_the_lambda_gets_exactly_the_receivers_variable_names(receiver):
-    function = only(receiver["resource"]["aws_lambda_function"])
+    function = receiver["resource"]["aws_lambda_function"]["receiver"]
     names = set(first(function["environment"])["variables"])
     assert names <= RECEIVER_ENV, f"not read by the receiver: {names - RECEIVER_ENV}"
     assert AWS_REQUIRED <= names, f"missing: {AWS_REQUIRED - names}"
@@ -95,9 +95,9 @@ def test_the_cli_environment_output_uses_the_same_names(receiver):
 
 def test_the_readme_lists_every_variable_the_lambda_gets(receiver):
     readme = (ROOT / "README.md").read_text()
-    function = only(receiver["resource"]["aws_lambda_function"])
-    for name in first(function["environment"])["variables"]:
-        assert f"| `{name}` |" in readme, name
+    for function in receiver["resource"]["aws_lambda_function"].values():
+        for name in first(function["environment"])["variables"]:
+            assert f"| `{name}` |" in readme, name
 
 
 # --- least privilege -------------------------------------------------------------------------
@@ -122,9 +122,12 @@ def test_role_policies_name_exact_actions_and_known_arns(module_name):
         for statement in document["statement"]:
             for action in statement["actions"]:
                 assert "*" not in action, f"{name}: wildcard action {action}"
-            for resource in statement["resources"]:
+            resources = statement["resources"]
+            for resource in [resources] if isinstance(resources, str) else resources:
                 assert resource != "*", f"{name}: resource * where the ARN is known"
-                assert resource.startswith("${"), f"{name}: hard-coded resource {resource}"
+                # a resource's ARN, or one built from the stack's own names: never a literal
+                assert resource.startswith(("${", "arn:${local.partition}:")), \
+                    f"{name}: hard-coded resource {resource}"
 
 
 def test_the_key_policy_gives_services_only_what_they_need(receiver):
@@ -176,7 +179,8 @@ def test_tables_have_recovery_encryption_and_the_ledger_ttl(receiver):
 def test_the_key_rotates_and_encrypts_logs_topic_and_secret(receiver):
     resources = receiver["resource"]
     assert only(resources["aws_kms_key"])["enable_key_rotation"] is True
-    assert "aws_kms_key" in only(resources["aws_cloudwatch_log_group"])["kms_key_id"]
+    for group in resources["aws_cloudwatch_log_group"].values():
+        assert "aws_kms_key" in group["kms_key_id"]
     assert "aws_kms_key" in only(resources["aws_sns_topic"])["kms_master_key_id"]
     assert "aws_kms_key" in only(resources["aws_secretsmanager_secret"])["kms_key_id"]
 
@@ -185,7 +189,8 @@ def test_the_key_rotates_and_encrypts_logs_topic_and_secret(receiver):
 
 def test_every_alarm_the_runbook_needs_exists_and_notifies_the_topic(receiver):
     alarms = receiver["resource"]["aws_cloudwatch_metric_alarm"]
-    by_metric = {(a["namespace"], a["metric_name"]): a for a in alarms.values()}
+    by_metric = {(a["namespace"], a["metric_name"]): a for a in alarms.values()
+                 if "aws_lambda_function.poller" not in str(a["dimensions"])}
     for key in [("AWS/SQS", "ApproximateNumberOfMessagesVisible"), ("AWS/Lambda", "Errors"),
                 ("AWS/Lambda", "Throttles"), ("AWS/Lambda", "Duration")]:
         assert key in by_metric, f"missing alarm on {key}"
@@ -264,7 +269,7 @@ def test_reserved_concurrency_reserves_nothing_unless_asked(receiver):
     assert variable["default"] is None
     condition = first(variable["validation"])["condition"]
     assert "null" in condition or "coalesce" in condition, "the validation must accept null"
-    function = only(receiver["resource"]["aws_lambda_function"])
+    function = receiver["resource"]["aws_lambda_function"]["receiver"]
     assert function["reserved_concurrent_executions"] == "${var.reserved_concurrency}"
 
 
@@ -399,3 +404,92 @@ def test_the_rule_filters_keys_only_where_url_encoding_cannot_change_them(source
     assert bool(re.fullmatch(pattern.strip("^$"), text)) is filtered_in_the_rule
     assert "local.rule_prefix" in source["locals"]["key_filters"]
     assert "var.prefix" not in source["locals"]["key_filters"], "the raw prefix never reaches the rule"
+
+
+# --- poll mode: the poller function, its schedule and alarms; the customer's read role -------
+
+LISTING = CONTRACT["listing"]
+
+
+def test_the_poller_is_the_same_zip_in_poll_mode_with_the_aws_backends(receiver):
+    functions = receiver["resource"]["aws_lambda_function"]
+    poller, handler = functions["poller"], functions["receiver"]
+    variables = first(poller["environment"])["variables"]
+    assert set(variables) <= RECEIVER_ENV and AWS_REQUIRED <= set(variables)
+    assert variables["RELAY_LAMBDA_HANDLER"] == LISTING["lambda_handler_poll"]
+    assert "RELAY_LAMBDA_HANDLER" not in first(handler["environment"])["variables"]
+    for field in ("filename", "source_code_hash", "runtime", "handler", "architectures"):
+        assert poller[field] == handler[field], field
+    assert poller["timeout"] == "${var.poll_timeout}"
+
+
+def test_ticks_never_overlap_and_a_failed_tick_is_not_retried(receiver):
+    condition = first(receiver["variable"]["poll_timeout"]["validation"])["condition"]
+    assert "var.poll_timeout < var.poll_every_minutes * 60" in condition
+    schedule = receiver["resource"]["aws_scheduler_schedule"]["poll"]
+    assert schedule["schedule_expression"] == "rate(${var.poll_every_minutes} minutes)"
+    assert first(schedule["flexible_time_window"])["mode"] == "OFF"
+    target = first(schedule["target"])
+    assert "aws_lambda_function.poller" in target["arn"]
+    assert first(target["retry_policy"])["maximum_retry_attempts"] == 0
+    invoke = receiver["resource"]["aws_lambda_function_event_invoke_config"]["poller"]
+    assert invoke["maximum_retry_attempts"] == 0
+
+
+def test_the_scheduler_may_invoke_only_the_poller(receiver):
+    documents = receiver["data"]["aws_iam_policy_document"]
+    [statement] = documents["scheduler"]["statement"]
+    assert statement["actions"] == ["lambda:InvokeFunction"]
+    assert statement["resources"] == ["arn:${local.partition}:lambda:${local.region}:${local.account_id}:function:${local.poller_name}"]
+    trust = first(documents["assume_scheduler"]["statement"])
+    assert first(trust["principals"])["identifiers"] == ["scheduler.amazonaws.com"]
+    assert first(trust["condition"])["variable"] == "aws:SourceAccount"
+
+
+def test_the_poller_assumes_roles_only_with_our_external_id_and_session_name(receiver):
+    statements = receiver["data"]["aws_iam_policy_document"]["poller"]["statement"]
+    [assume] = [st for st in statements if st["actions"] == ["sts:AssumeRole"]]
+    conditions = {c["variable"]: (c["test"], c["values"]) for c in assume["condition"]}
+    assert conditions["sts:ExternalId"] == ("StringLike", [LISTING["external_id_prefix"] + "*"])
+    assert conditions["sts:RoleSessionName"] == ("StringEquals", [LISTING["session_name"]])
+    assert assume["resources"] == "${var.poll_read_role_arns}"
+    # The poller lists integrations (Scan) and keeps watermarks in the ledger table.
+    actions = {a for st in statements for a in st["actions"]}
+    assert {"dynamodb:Scan", "dynamodb:PutItem", "sqs:SendMessage", "secretsmanager:GetSecretValue"} <= actions
+
+
+def test_the_poller_has_its_own_alarms(receiver):
+    alarms = receiver["resource"]["aws_cloudwatch_metric_alarm"]
+    poller = {a["metric_name"]: a for a in alarms.values() if "aws_lambda_function.poller" in str(a["dimensions"])}
+    assert set(poller) == {"Errors", "Duration", "Invocations"}
+    assert poller["Invocations"]["treat_missing_data"] == "breaching", "a poller that stopped is an alarm"
+    assert "var.poll_timeout" in str(poller["Duration"]["threshold"])
+
+
+def test_the_read_role_trusts_one_principal_with_the_external_id_and_may_only_list(source):
+    documents = source["data"]["aws_iam_policy_document"]
+    trust = first(documents["read_trust"]["statement"])
+    assert trust["actions"] == ["sts:AssumeRole"]
+    assert first(trust["principals"])["identifiers"] == ["${try(var.read_role.trusted_principal_arn, \"\")}"]
+    condition = first(trust["condition"])
+    assert (condition["test"], condition["variable"]) == ("StringEquals", "sts:ExternalId")
+    [listing] = documents["read"]["statement"]
+    assert sorted(listing["actions"]) == ["s3:ListBucket", "s3:ListBucketVersions"]
+    assert listing["resources"] == ["${local.bucket_arn}"]
+    prefix = first(listing["dynamic"])["condition"]
+    assert first(prefix["content"])["variable"] == "s3:prefix"
+    assert source["output"]["read_role_arn"]
+
+
+def test_the_external_id_the_cli_prints_is_one_the_module_accepts(tmp_path, source):
+    result = subprocess.run(
+        [str(RELAY_BIN), "--data-dir", str(tmp_path), "--json", "integrations", "create", "--provider", "s3",
+         "--bucket", "docs"], capture_output=True, text=True, check=True)
+    created = json.loads(result.stdout)
+    validations = source["variable"]["read_role"]["validation"]
+    conditions = " ".join(v["condition"] for v in validations)
+    pattern = re.search(r'regex\("([^"]+)", var\.read_role\.external_id\)', conditions)
+    assert pattern, validations
+    assert re.fullmatch(pattern.group(1), created["external_id"])
+    assert "trusted_principal_arn" in created["read_access_setup"]
+    assert created["external_id"] in created["read_access_setup"]

@@ -5,6 +5,7 @@
 //! languages (Terraform's, the worker's), and `--reason-table` prints [`reason_table`], the
 //! README's table of reasons, which `receiver/tests/docs.rs` holds to this output.
 
+use crate::backend::bucket::{AccessError, SESSION_NAME};
 use crate::backend::dynamodb::TTL_ATTRIBUTE;
 use crate::backend::{CLAIM_LEASE, MAX_REQUEST_TIME, SQS_FIFO_DEDUP_WINDOW};
 use crate::env;
@@ -61,6 +62,12 @@ pub fn document() -> Value {
             "names": metrics,
         },
         "ledger": {"key": "job_id", "ttl_attribute": TTL_ATTRIBUTE},
+        "listing": {
+            "session_name": SESSION_NAME,
+            "external_id_prefix": relay_protocol::secret::EXTERNAL_ID_PREFIX,
+            "lambda_handler_poll": crate::poll::LAMBDA_HANDLER_POLL,
+            "access_errors": AccessError::NAMES,
+        },
         "worker": {
             "name": wire::WORKER_NAME,
             "secret": wire::WORKER_SECRET_NAME,

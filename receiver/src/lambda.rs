@@ -13,34 +13,32 @@ use std::sync::Arc;
 /// The answer counts each integration's result; an invocation with a failed integration is an
 /// error, so Lambda's `Errors` metric (and its alarm) sees it.
 pub async fn run_poller(poller: Arc<Poller>) -> Result<(), Error> {
-    lambda_http::lambda_runtime::run(service_fn(
-        move |_event: LambdaEvent<serde_json::Value>| {
-            let poller = Arc::clone(&poller);
-            async move {
-                let results = poller.tick(None, DEFAULT_OVERLAP).await?;
-                let failed: Vec<String> = results
-                    .iter()
-                    .filter_map(|(id, result)| {
-                        result.as_ref().err().map(|e| format!("{id}: {}", e.name()))
-                    })
-                    .collect();
-                if !failed.is_empty() {
-                    return Err(Error::from(format!(
-                        "{} of {} integrations failed their tick: {}",
-                        failed.len(),
-                        results.len(),
-                        failed.join(", ")
-                    )));
-                }
-                let jobs: u64 = results
-                    .iter()
-                    .filter_map(|(_, result)| result.as_ref().ok())
-                    .map(|tally| tally.jobs)
-                    .sum();
-                Ok::<_, Error>(serde_json::json!({"integrations": results.len(), "jobs": jobs}))
+    lambda_http::lambda_runtime::run(service_fn(move |_event: LambdaEvent<serde_json::Value>| {
+        let poller = Arc::clone(&poller);
+        async move {
+            let results = poller.tick(None, DEFAULT_OVERLAP).await?;
+            let failed: Vec<String> = results
+                .iter()
+                .filter_map(|(id, result)| {
+                    result.as_ref().err().map(|e| format!("{id}: {}", e.name()))
+                })
+                .collect();
+            if !failed.is_empty() {
+                return Err(Error::from(format!(
+                    "{} of {} integrations failed their tick: {}",
+                    failed.len(),
+                    results.len(),
+                    failed.join(", ")
+                )));
             }
-        },
-    ))
+            let jobs: u64 = results
+                .iter()
+                .filter_map(|(_, result)| result.as_ref().ok())
+                .map(|tally| tally.jobs)
+                .sum();
+            Ok::<_, Error>(serde_json::json!({"integrations": results.len(), "jobs": jobs}))
+        }
+    }))
     .await
 }
 

@@ -33,6 +33,8 @@ use std::time::Instant;
 pub const POLL_CURSOR: &str = "poll";
 /// The cursor holding an unfinished backfill's place.
 pub const BACKFILL_CURSOR: &str = "backfill";
+/// `RELAY_LAMBDA_HANDLER`'s value for the poller function.
+pub const LAMBDA_HANDLER_POLL: &str = "poll";
 /// How far before the watermark a tick looks again, by default.
 pub const DEFAULT_OVERLAP: Duration = Duration::minutes(15);
 

@@ -186,16 +186,16 @@ pub fn read_access(integration: &Integration, external_id: &str) -> String {
     match integration.provider {
         Provider::S3 => format!(
             "Read access for poll mode and backfill (Amazon S3): a role in the bucket's account\n\
-             that the receiver's account may assume with this external id:\n\
+             that the receiver's poller may assume with this external id:\n\
              \n  external id:  {external_id}\n\
              \n  With Terraform (terraform/modules/s3-source), add to the module block:\n\
              \n    read_role = {{\
-             \n      trusted_account_id = \"<the receiver's AWS account id>\"\
-             \n      external_id        = \"{external_id}\"\
+             \n      trusted_principal_arn = \"<the receiver stack's poller_role_arn output>\"\
+             \n      external_id           = \"{external_id}\"\
              \n    }}\n\
              \n  and give its `read_role_arn` output to the receiver:\n\
              \n    bucket-relay integrations set-source {id} --role-arn <read_role_arn>\n\
-             \n  By hand: the role's trust policy allows sts:AssumeRole to the receiver's account on\
+             \n  By hand: the role's trust policy allows sts:AssumeRole to the receiver's poller role on\
              \n  the condition sts:ExternalId = {external_id}; its policy allows s3:ListBucket and\
              \n  s3:ListBucketVersions on arn:aws:s3:::{bucket}{prefix_note}. GetObject alone is not enough.\n",
             prefix_note = integration

@@ -468,3 +468,43 @@ fn sources(error: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_failure_has_its_own_listed_name_and_a_hint() {
+        let all = [
+            AccessError::NoReadAccess,
+            AccessError::Misconfigured(String::new()),
+            AccessError::SealedUnreadable,
+            AccessError::AssumeRoleDenied(String::new()),
+            AccessError::InvalidCredentials(String::new()),
+            AccessError::ListDenied(String::new()),
+            AccessError::NoSuchBucket,
+            AccessError::WrongRegion(String::new()),
+            AccessError::Unreachable(String::new()),
+            AccessError::ListFailed(String::new()),
+        ];
+        let names: Vec<&str> = all.iter().map(AccessError::name).collect();
+        assert_eq!(names, AccessError::NAMES);
+        for error in &all {
+            assert!(error.to_string().starts_with(error.name()));
+            assert!(!error.hint().is_empty());
+        }
+        assert!(AccessError::ListDenied("AccessDenied".into())
+            .to_string()
+            .contains("s3:ListBucket"));
+    }
+
+    #[test]
+    fn r2_is_reached_at_its_account_endpoint() {
+        if std::env::var_os(env::R2_ENDPOINT_URL).is_none() {
+            assert_eq!(
+                r2_endpoint("4f3c1e0d"),
+                "https://4f3c1e0d.r2.cloudflarestorage.com"
+            );
+        }
+    }
+}

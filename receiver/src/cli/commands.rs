@@ -18,7 +18,10 @@ pub type CliResult = Result<(), String>;
 /// Runs the handler: on Lambda through `lambda_http`, elsewhere as an HTTP server.
 pub async fn serve(wired: Wired, data_dir: &Path, args: ServeArgs, on_lambda: bool) -> CliResult {
     let emit_metrics = args.metrics.map_or(on_lambda, |m| m == Metrics::Emf);
-    if on_lambda && std::env::var(crate::env::LAMBDA_HANDLER).as_deref() == Ok("poll") {
+    if on_lambda
+        && std::env::var(crate::env::LAMBDA_HANDLER).as_deref()
+            == Ok(crate::poll::LAMBDA_HANDLER_POLL)
+    {
         let buckets = crate::backend::bucket::Buckets::from_env().await;
         let poller = crate::poll::Poller::new(&wired.backends, wired.keys, buckets);
         return crate::lambda::run_poller(Arc::new(poller))

@@ -22,6 +22,10 @@ module "receiver" {
   deletion_protection              = true
   alarm_email                      = "oncall@example.com"
   rejected_reason_alarms           = ["invalid_secret", "malformed_event", "bucket_mismatch", "account_mismatch"]
+  poll_enabled                     = true
+  poll_every_minutes               = 2
+  poll_timeout                     = 100
+  poll_read_role_arns              = ["arn:aws:iam::444455556666:role/*", "arn:aws:iam::777788889999:role/*"]
 
   tags = {
     service = "bucket-relay"
@@ -39,6 +43,10 @@ output "queue_url" {
 
 output "dlq_url" {
   value = module.receiver.dlq_url
+}
+
+output "poller_role_arn" {
+  value = module.receiver.poller_role_arn
 }
 
 output "cli_environment" {

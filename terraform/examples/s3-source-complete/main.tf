@@ -58,6 +58,12 @@ module "bucket_relay_source" {
   dlq_kms_key_arn                  = aws_kms_key.dlq.arn
   enable_bucket_eventbridge        = true
 
+  # Poll mode and backfill: the receiver's poller may list the bucket with this role.
+  read_role = {
+    trusted_principal_arn = "arn:aws:iam::111122223333:role/relay-prod-poller"
+    external_id           = "brx-78fa38848e688947f410a44374dd3e96"
+  }
+
   tags = {
     service = "bucket-relay-source"
   }
@@ -65,4 +71,8 @@ module "bucket_relay_source" {
 
 output "dlq_url" {
   value = module.bucket_relay_source.dlq_url
+}
+
+output "read_role_arn" {
+  value = module.bucket_relay_source.read_role_arn
 }

@@ -64,3 +64,13 @@ output "cli_environment" {
     RELAY_PUBLIC_URL           = trimsuffix(aws_lambda_function_url.receiver.function_url, "/")
   }
 }
+
+output "poller_function_name" {
+  description = "Name of the poller function (null when poll_enabled is false); its logs are in /aws/lambda/<name>."
+  value       = var.poll_enabled ? aws_lambda_function.poller[0].function_name : null
+}
+
+output "poller_role_arn" {
+  description = "ARN of the role the poller lists buckets with: the principal a customer's read role trusts (s3-source `read_role.trusted_principal_arn`)."
+  value       = var.poll_enabled ? aws_iam_role.poller[0].arn : null
+}

@@ -138,6 +138,45 @@ variable "rejected_reason_alarms" {
   ]
 }
 
+variable "poll_enabled" {
+  description = "Run the poller (poll mode's ticks) as a second function on a schedule. Without it, poll-mode integrations get no jobs; backfills still run from the CLI."
+  type        = bool
+  default     = true
+}
+
+variable "poll_every_minutes" {
+  description = "Minutes between poll ticks (EventBridge Scheduler rate). Each tick lists every poll-mode bucket's whole prefix: one LIST request per 1,000 objects."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.poll_every_minutes >= 1 && var.poll_every_minutes <= 10
+    error_message = "poll_every_minutes must be between 1 and 10 (the poller's not-running alarm looks at 15 minutes)."
+  }
+}
+
+variable "poll_timeout" {
+  description = "The poller's Lambda timeout in seconds. Shorter than the interval between ticks, so two ticks never run at once; a tick cut off advances no watermark and loses nothing."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.poll_timeout >= 30 && var.poll_timeout < var.poll_every_minutes * 60
+    error_message = "poll_timeout must be at least 30 seconds and shorter than poll_every_minutes."
+  }
+}
+
+variable "poll_read_role_arns" {
+  description = "The customer read roles the poller may assume (always only with one of our external ids, which start with brx-). Narrow it to the customers' role ARNs or account ids when you know them."
+  type        = list(string)
+  default     = ["arn:aws:iam::*:role/*"]
+
+  validation {
+    condition     = length(var.poll_read_role_arns) > 0 && alltrue([for arn in var.poll_read_role_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9*]+:role/", arn))])
+    error_message = "poll_read_role_arns must be IAM role ARNs (account id or *, role path or *)."
+  }
+}
+
 variable "tags" {
   description = "Tags for every resource."
   type        = map(string)

@@ -140,3 +140,63 @@ resource "aws_cloudwatch_event_target" "receiver" {
     arn = aws_sqs_queue.dlq.arn
   }
 }
+
+# --- optional: the read role for poll mode and backfill -------------------------------------
+# The receiver's poller assumes it with the integration's external id (`integrations show` prints
+# it) to list the bucket. Listing needs s3:ListBucket (ListObjectsV2) and s3:ListBucketVersions
+# (ListObjectVersions, which gives the version ids events carry); GetObject is not needed, and
+# is not enough.
+
+data "aws_partition" "current" {}
+
+locals {
+  bucket_arn = "arn:${data.aws_partition.current.partition}:s3:::${var.bucket_name}"
+}
+
+data "aws_iam_policy_document" "read_trust" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "AWS"
+      identifiers = [try(var.read_role.trusted_principal_arn, "")]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "sts:ExternalId"
+      values   = [try(var.read_role.external_id, "")]
+    }
+  }
+}
+
+resource "aws_iam_role" "read" {
+  count                = var.read_role == null ? 0 : 1
+  name                 = "${var.name}-read"
+  description          = "Bucket Relay lists ${var.bucket_name} with this role (poll mode and backfill)"
+  assume_role_policy   = data.aws_iam_policy_document.read_trust.json
+  max_session_duration = 3600
+  tags                 = var.tags
+}
+
+data "aws_iam_policy_document" "read" {
+  statement {
+    sid       = "ListTheBucketUnderThePrefix"
+    actions   = ["s3:ListBucket", "s3:ListBucketVersions"]
+    resources = [local.bucket_arn]
+
+    dynamic "condition" {
+      for_each = var.prefix == null ? [] : [var.prefix]
+      content {
+        test     = "StringLike"
+        variable = "s3:prefix"
+        values   = ["${condition.value}*"]
+      }
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "read" {
+  count  = var.read_role == null ? 0 : 1
+  name   = "${var.name}-read"
+  role   = aws_iam_role.read[0].id
+  policy = data.aws_iam_policy_document.read.json
+}

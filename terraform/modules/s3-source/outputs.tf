@@ -27,3 +27,8 @@ output "role_arn" {
   description = "ARN of the role EventBridge assumes to invoke the API destination."
   value       = aws_iam_role.invoke.arn
 }
+
+output "read_role_arn" {
+  description = "ARN of the read role (null without read_role): give it to `bucket-relay integrations set-source ID --role-arn`."
+  value       = var.read_role == null ? null : aws_iam_role.read[0].arn
+}

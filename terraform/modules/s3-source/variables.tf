@@ -97,6 +97,25 @@ variable "enable_bucket_eventbridge" {
   default     = false
 }
 
+variable "read_role" {
+  description = "Create the role Bucket Relay lists the bucket with (poll mode and backfill): trusted_principal_arn is the receiver's poller role (its `poller_role_arn` output) or account root, external_id the integration's, as `integrations show` prints it. null: no role."
+  type = object({
+    trusted_principal_arn = string
+    external_id           = string
+  })
+  default = null
+
+  validation {
+    condition     = var.read_role == null || can(regex("^brx-[0-9a-f]{32}$", var.read_role.external_id))
+    error_message = "read_role.external_id must be the integration's external id (brx- and 32 hex digits), as `bucket-relay integrations show` prints it."
+  }
+
+  validation {
+    condition     = var.read_role == null || can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:(root|role/.+)$", var.read_role.trusted_principal_arn))
+    error_message = "read_role.trusted_principal_arn must be an account root or role ARN."
+  }
+}
+
 variable "tags" {
   description = "Tags for every resource that takes them."
   type        = map(string)
