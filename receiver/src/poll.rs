@@ -14,7 +14,7 @@
 //! Listing the next page overlaps committing the current one. Memory holds one page at a time,
 //! whatever the bucket's size.
 
-use crate::backend::bucket::{AccessError, Buckets, Page};
+use crate::backend::bucket::{AccessError, BucketSource, Page};
 use crate::backend::{
     BackendError, Backends, Commit, Committed, Cursors, Intake, MasterKeySource, Store,
     UsageCounts, UsageKey,
@@ -171,7 +171,7 @@ pub struct Poller {
     intake: Arc<dyn Intake>,
     cursors: Arc<dyn Cursors>,
     keys: Arc<dyn MasterKeySource>,
-    buckets: Buckets,
+    buckets: Arc<dyn BucketSource>,
 }
 
 /// One run: an integration, its listing's id, and whether it may change anything.
@@ -182,7 +182,11 @@ struct Run<'a> {
 }
 
 impl Poller {
-    pub fn new(backends: &Backends, keys: Arc<dyn MasterKeySource>, buckets: Buckets) -> Self {
+    pub fn new(
+        backends: &Backends,
+        keys: Arc<dyn MasterKeySource>,
+        buckets: Arc<dyn BucketSource>,
+    ) -> Self {
         Poller {
             store: Arc::clone(&backends.store),
             intake: Arc::clone(&backends.intake),
@@ -190,10 +194,6 @@ impl Poller {
             keys,
             buckets,
         }
-    }
-
-    pub fn buckets(&self) -> &Buckets {
-        &self.buckets
     }
 
     /// One tick over every active poll-mode integration, or only `only`. Each one's result, in
@@ -515,4 +515,207 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .ok()
         .map(|time| time.with_timezone(&Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::claiming::Claiming;
+    use crate::backend::memory::{
+        MemoryBucket, MemoryCursors, MemoryLedger, MemoryQueue, MemoryStore, MemoryUsage, StaticKey,
+    };
+    use crate::backend::MasterKey;
+    use relay_protocol::integration::NewIntegration;
+    use relay_protocol::Provider;
+
+    const T0: &str = "2026-11-01T00:00:00Z";
+
+    fn at(minutes: i64) -> String {
+        (parse_time(T0).unwrap() + Duration::minutes(minutes))
+            .to_rfc3339_opts(SecondsFormat::Secs, true)
+    }
+
+    struct Rig {
+        poller: Poller,
+        queue: Arc<MemoryQueue>,
+        cursors: Arc<MemoryCursors>,
+        bucket: Arc<MemoryBucket>,
+        id: String,
+    }
+
+    fn rig(mode: Mode, page_size: usize) -> Rig {
+        let integration = NewIntegration {
+            mode,
+            ..NewIntegration::new(Provider::R2, "uploads")
+        }
+        .build("test", parse_time(T0).unwrap())
+        .unwrap();
+        let queue = Arc::new(MemoryQueue::default());
+        let cursors = Arc::new(MemoryCursors::default());
+        let bucket = Arc::new(MemoryBucket::new(page_size));
+        let backends = Backends {
+            store: Arc::new(MemoryStore::with([integration.clone()])),
+            intake: Arc::new(Claiming::new(
+                Arc::new(MemoryLedger::default()),
+                queue.clone(),
+                Arc::new(MemoryUsage::default()),
+            )),
+            usage: Arc::new(MemoryUsage::default()),
+            cursors: cursors.clone(),
+        };
+        let keys = Arc::new(StaticKey(MasterKey::from_bytes(b"0123456789abcdef")));
+        let poller = Poller::new(&backends, keys, Arc::new(bucket.clone()));
+        Rig {
+            poller,
+            queue,
+            cursors,
+            bucket,
+            id: integration.id,
+        }
+    }
+
+    impl Rig {
+        async fn tick(&self) -> Result<Tally, RunError> {
+            let mut results = self.poller.tick(None, DEFAULT_OVERLAP).await?;
+            assert_eq!(results.len(), 1);
+            results.remove(0).1
+        }
+
+        async fn backfill(&self, since: Option<&str>) -> Result<(Tally, Option<String>), RunError> {
+            let scope = BackfillScope {
+                prefix: None,
+                since: since.and_then(parse_time),
+            };
+            self.poller
+                .backfill(&self.id, scope, false, false, &mut Silent)
+                .await
+        }
+
+        async fn cursor(&self, name: &str) -> Option<String> {
+            self.cursors.load(&self.id, name).await.unwrap()
+        }
+
+        /// The keys on the queue, each asserted to be there once.
+        fn queued(&self) -> Vec<String> {
+            let mut keys: Vec<String> = self.queue.jobs().into_iter().map(|job| job.key).collect();
+            keys.sort();
+            let count = keys.len();
+            keys.dedup();
+            assert_eq!(keys.len(), count, "a job enqueued twice");
+            keys
+        }
+    }
+
+    struct Silent;
+
+    impl Progress for Silent {
+        fn page(&mut self, _tally: &Tally, _elapsed_s: f64) {}
+    }
+
+    #[tokio::test]
+    async fn a_tick_takes_what_changed_since_the_watermark_less_the_overlap() {
+        let rig = rig(Mode::Poll, 1000);
+        rig.bucket.put("before-the-integration.pdf", &at(-60));
+        rig.bucket.put("a.pdf", &at(1));
+        let tally = rig.tick().await.unwrap();
+        assert_eq!((tally.listed, tally.considered, tally.jobs), (2, 1, 1));
+        assert_eq!(
+            rig.cursor(POLL_CURSOR).await.as_deref(),
+            Some("2026-11-01T00:01:00.000Z")
+        );
+
+        rig.bucket.put("b.pdf", &at(2));
+        // Dated 10 minutes before the watermark (a long multipart upload): the overlap takes it.
+        rig.bucket.put("late.pdf", &at(-9));
+        rig.bucket.put("too-late.pdf", &at(-20));
+        let tally = rig.tick().await.unwrap();
+        assert_eq!((tally.jobs, tally.duplicates), (2, 1));
+        assert_eq!(rig.queued(), ["a.pdf", "b.pdf", "late.pdf"]);
+        assert_eq!(
+            rig.cursor(POLL_CURSOR).await.as_deref(),
+            Some("2026-11-01T00:02:00.000Z")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_tick_keeps_its_watermark_and_the_next_one_loses_and_doubles_nothing() {
+        let rig = rig(Mode::Poll, 2);
+        for (i, key) in ["a", "b", "c", "d", "e"].into_iter().enumerate() {
+            rig.bucket.put(key, &at(i as i64 + 1));
+        }
+        rig.bucket.fail_at_page(2);
+        let error = rig.tick().await.unwrap_err();
+        assert_eq!(error.name(), "bucket_unreachable");
+        assert_eq!(rig.queued(), ["a", "b"], "the first page was committed");
+        assert_eq!(rig.cursor(POLL_CURSOR).await, None, "no watermark yet");
+
+        let tally = rig.tick().await.unwrap();
+        assert_eq!((tally.jobs, tally.duplicates), (3, 2));
+        assert_eq!(rig.queued(), ["a", "b", "c", "d", "e"]);
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_backfill_resumes_after_its_last_committed_page() {
+        let rig = rig(Mode::Event, 3);
+        let keys: Vec<String> = (0..10).map(|i| format!("k{i:02}")).collect();
+        for key in &keys {
+            rig.bucket.put(key, &at(-10_000)); // long before the integration: a backfill takes all
+        }
+        rig.bucket.fail_at_page(3);
+        assert!(rig.backfill(None).await.is_err());
+        assert_eq!(rig.queued().len(), 6);
+        let cursor: BackfillCursor =
+            serde_json::from_str(&rig.cursor(BACKFILL_CURSOR).await.unwrap()).unwrap();
+        assert_eq!(cursor.after.as_deref(), Some("k05"));
+
+        let (tally, resumed_after) = rig.backfill(None).await.unwrap();
+        assert_eq!(resumed_after.as_deref(), Some("k05"));
+        assert_eq!(
+            (tally.listed, tally.jobs),
+            (10, 10),
+            "counted over both runs"
+        );
+        assert_eq!(rig.queued(), keys);
+        assert_eq!(
+            rig.cursor(BACKFILL_CURSOR).await,
+            None,
+            "a finished backfill forgets its place"
+        );
+
+        let (again, resumed_after) = rig.backfill(None).await.unwrap();
+        assert_eq!((resumed_after, again.jobs, again.duplicates), (None, 0, 10));
+    }
+
+    #[tokio::test]
+    async fn a_backfill_since_a_time_considers_only_what_changed_after_it() {
+        let rig = rig(Mode::Event, 1000);
+        rig.bucket.put("old", &at(-120));
+        rig.bucket.put("new", &at(-30));
+        let (tally, _) = rig.backfill(Some(&at(-60))).await.unwrap();
+        assert_eq!((tally.listed, tally.considered, tally.jobs), (2, 1, 1));
+        assert_eq!(rig.queued(), ["new"]);
+    }
+
+    #[tokio::test]
+    async fn ticks_skip_event_mode_and_name_why_when_asked_for_one() {
+        let rig = rig(Mode::Event, 1000);
+        assert!(rig
+            .poller
+            .tick(None, DEFAULT_OVERLAP)
+            .await
+            .unwrap()
+            .is_empty());
+        let error = rig
+            .poller
+            .tick(Some(&rig.id), DEFAULT_OVERLAP)
+            .await
+            .unwrap_err();
+        assert_eq!(error.name(), "mode_mismatch");
+        let error = rig
+            .poller
+            .tick(Some("int_nope"), DEFAULT_OVERLAP)
+            .await
+            .unwrap_err();
+        assert_eq!(error.name(), "unknown_integration");
+    }
 }

@@ -157,8 +157,21 @@ pub trait Listing: Send {
     async fn next_page(&mut self) -> Result<Option<Page>, AccessError>;
 }
 
-/// Opens listings of integrations' buckets. One per process: it holds the AWS configuration
-/// the receiver's own credentials come from (the role we assume customers' roles with).
+/// Where listings of integrations' buckets come from: the port the poller lists through.
+#[async_trait]
+pub trait BucketSource: Send + Sync {
+    /// A listing of `integration`'s bucket under `prefix`, after `after` when resuming.
+    async fn open(
+        &self,
+        integration: &Integration,
+        master_key: &[u8],
+        prefix: Option<&str>,
+        after: Option<String>,
+    ) -> Result<Box<dyn Listing>, AccessError>;
+}
+
+/// The S3 API adapter. One per process: it holds the AWS configuration the receiver's own
+/// credentials come from (the role we assume customers' roles with).
 pub struct Buckets {
     base: aws_config::SdkConfig,
 }
@@ -176,25 +189,6 @@ impl Buckets {
             .load()
             .await;
         Buckets { base }
-    }
-
-    /// A listing of `integration`'s bucket under `prefix`, after `after` when resuming.
-    pub async fn open(
-        &self,
-        integration: &Integration,
-        master_key: &[u8],
-        prefix: Option<&str>,
-        after: Option<String>,
-    ) -> Result<Box<dyn Listing>, AccessError> {
-        let client = self.client(integration, master_key).await?;
-        let pages = Pages {
-            client,
-            bucket: integration.bucket.clone(),
-            prefix: prefix.filter(|p| !p.is_empty()).map(str::to_owned),
-            position: Position::After(after),
-            provider: integration.provider,
-        };
-        Ok(Box::new(pages))
     }
 
     /// Checks that the bucket can be listed: one page of at most one key.
@@ -279,6 +273,27 @@ impl Buckets {
             }
         }
         Ok(aws_sdk_s3::Client::from_conf(config.build()))
+    }
+}
+
+#[async_trait]
+impl BucketSource for Buckets {
+    async fn open(
+        &self,
+        integration: &Integration,
+        master_key: &[u8],
+        prefix: Option<&str>,
+        after: Option<String>,
+    ) -> Result<Box<dyn Listing>, AccessError> {
+        let client = self.client(integration, master_key).await?;
+        let pages = Pages {
+            client,
+            bucket: integration.bucket.clone(),
+            prefix: prefix.filter(|p| !p.is_empty()).map(str::to_owned),
+            position: Position::After(after),
+            provider: integration.provider,
+        };
+        Ok(Box::new(pages))
     }
 }
 

@@ -1,14 +1,16 @@
 //! In-memory backends: the same semantics as the real ones, for tests and benchmarks.
 
+use super::bucket::{AccessError, BucketSource, Listing, Page};
 use super::{
     BackendError, Claim, ClaimToken, Cursors, Delivery, Ledger, MasterKey, MasterKeySource, Queue,
     Store, UsageCounts, UsageLog, CLAIM_LEASE,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
+use relay_protocol::event::listed::ListedObject;
 use relay_protocol::{IngestJob, Integration};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 #[derive(Default)]
 pub struct MemoryStore(Mutex<BTreeMap<String, Integration>>);
@@ -173,6 +175,102 @@ impl Queue for MemoryQueue {
         let mut queue = self.0.lock().unwrap();
         queue.extend(jobs.iter().map(|job| (*job).clone()));
         Ok(vec![Delivery::Sent; jobs.len()])
+    }
+}
+
+/// A bucket in memory: its objects by key, listed `page_size` at a time. `fail_at_page` makes
+/// the listing fail when asked for that page (counted from 1 across listings), as a network
+/// outage would.
+pub struct MemoryBucket {
+    objects: Mutex<BTreeMap<String, ListedObject>>,
+    page_size: usize,
+    pages_served: Mutex<usize>,
+    fail_at_page: Mutex<Option<usize>>,
+}
+
+impl MemoryBucket {
+    pub fn new(page_size: usize) -> Self {
+        MemoryBucket {
+            objects: Mutex::default(),
+            page_size,
+            pages_served: Mutex::new(0),
+            fail_at_page: Mutex::new(None),
+        }
+    }
+
+    /// Puts (or replaces) the object `key`, last modified at `modified` (RFC 3339).
+    pub fn put(&self, key: &str, modified: &str) {
+        let object = ListedObject {
+            key: key.to_owned(),
+            size: Some(1),
+            etag: Some(format!("\"etag-{key}-{modified}\"")),
+            version_id: None,
+            last_modified: modified.to_owned(),
+        };
+        self.objects.lock().unwrap().insert(key.to_owned(), object);
+    }
+
+    /// The `n`th page served from now on fails.
+    pub fn fail_at_page(&self, n: usize) {
+        *self.fail_at_page.lock().unwrap() = Some(*self.pages_served.lock().unwrap() + n);
+    }
+}
+
+struct MemoryListing {
+    bucket: Arc<MemoryBucket>,
+    prefix: String,
+    after: Option<String>,
+    done: bool,
+}
+
+#[async_trait]
+impl Listing for MemoryListing {
+    async fn next_page(&mut self) -> Result<Option<Page>, AccessError> {
+        if self.done {
+            return Ok(None);
+        }
+        {
+            let mut served = self.bucket.pages_served.lock().unwrap();
+            *served += 1;
+            if Some(*served) == *self.bucket.fail_at_page.lock().unwrap() {
+                return Err(AccessError::Unreachable("injected".into()));
+            }
+        }
+        let objects: Vec<ListedObject> = self
+            .bucket
+            .objects
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|o| o.key.starts_with(&self.prefix))
+            .filter(|o| self.after.as_ref().is_none_or(|after| &o.key > after))
+            .take(self.bucket.page_size)
+            .cloned()
+            .collect();
+        self.done = objects.len() < self.bucket.page_size;
+        self.after = objects.last().map(|o| o.key.clone()).or(self.after.take());
+        Ok(Some(Page {
+            last_key: objects.last().map(|o| o.key.clone()),
+            objects,
+        }))
+    }
+}
+
+#[async_trait]
+impl BucketSource for Arc<MemoryBucket> {
+    async fn open(
+        &self,
+        _integration: &Integration,
+        _master_key: &[u8],
+        prefix: Option<&str>,
+        after: Option<String>,
+    ) -> Result<Box<dyn Listing>, AccessError> {
+        Ok(Box::new(MemoryListing {
+            bucket: Arc::clone(self),
+            prefix: prefix.unwrap_or("").to_owned(),
+            after,
+            done: false,
+        }))
     }
 }
 

@@ -5,6 +5,8 @@
 //!   counts the request's events. This is the port the handler commits through.
 //! - [`UsageLog`]: the per-day usage counts of every integration.
 //! - [`Cursors`]: where listing runs keep their place (a poll watermark, a backfill's last key).
+//! - [`bucket::BucketSource`]: listings of customers' buckets ([`bucket::Buckets`]: the S3 API,
+//!   for S3 and R2).
 //! - [`MasterKeySource`]: the master key, from [`keyfile`] (embedded) or [`secretsmanager`].
 //!
 //! Two ways to be an [`Intake`]:

@@ -23,7 +23,7 @@ pub async fn serve(wired: Wired, data_dir: &Path, args: ServeArgs, on_lambda: bo
             == Ok(crate::poll::LAMBDA_HANDLER_POLL)
     {
         let buckets = crate::backend::bucket::Buckets::from_env().await;
-        let poller = crate::poll::Poller::new(&wired.backends, wired.keys, buckets);
+        let poller = crate::poll::Poller::new(&wired.backends, wired.keys, Arc::new(buckets));
         return crate::lambda::run_poller(Arc::new(poller))
             .await
             .map_err(|e| e.to_string());

@@ -81,7 +81,7 @@ pub async fn test(wired: &Wired, id: &str, json: bool) -> CliResult {
 }
 
 fn poller(wired: &Wired, buckets: Buckets) -> Poller {
-    Poller::new(&wired.backends, Arc::clone(&wired.keys), buckets)
+    Poller::new(&wired.backends, Arc::clone(&wired.keys), Arc::new(buckets))
 }
 
 /// `poll`: one tick, or one every `--every` until interrupted.
