@@ -190,7 +190,10 @@ def test_create_and_rotate_write_nothing_when_the_master_key_cannot_be_read(tmp_
 
     rotated = cli.cli("integrations", "rotate-secret", created["id"], check=False)
     assert rotated.returncode == 1
-    assert cli.cli("integrations", "show", created["id"])["generation"] == 1, "no generation nobody saw"
+    shown = cli.cli("integrations", "show", created["id"])
+    assert shown["generation"] == 1, "no generation nobody saw"
+    # show still works, and says why it cannot derive the external id
+    assert shown["external_id"] is None and "secretsmanager" in shown["external_id_error"]
 
 
 def test_a_client_hanging_up_mid_request_neither_loses_nor_doubles_a_job(aws_receiver, aws_stack):

@@ -8,7 +8,7 @@ use crate::wiring::Wired;
 use chrono::{DateTime, Utc};
 use rand::distr::{Alphanumeric, SampleString};
 use relay_protocol::Integration;
-use relay_protocol::{Mode, Status};
+use relay_protocol::{Mode, Provider, Status};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -65,8 +65,15 @@ pub async fn integrations(wired: Wired, json: bool, command: IntegrationsCommand
         }
         IntegrationsCommand::Show { id } => {
             let integration = load(store, &id).await?;
-            let key = master_key(&wired).await?;
-            print::print_show(&integration, &key, json);
+            // Only an S3 integration's external id needs the master key, and `show` works
+            // without it: the operator may be looking because the key cannot be read.
+            let external_id = match integration.provider {
+                Provider::S3 => Some(master_key(&wired).await.map(|key| {
+                    relay_protocol::secret::external_id(key.as_bytes(), &integration.id)
+                })),
+                Provider::R2 => None,
+            };
+            print::print_show(&integration, external_id, json);
             Ok(())
         }
         IntegrationsCommand::SetSource(args) => listing::set_source(&wired, args, json).await,

@@ -66,15 +66,31 @@ pub fn print_list(all: &[Integration], json: bool) {
     }
 }
 
-pub fn print_show(integration: &Integration, key: &MasterKey, json: bool) {
-    let external_id = (integration.provider == Provider::S3)
-        .then(|| secret::external_id(key.as_bytes(), &integration.id));
+/// `show`: the integration, and for S3 its external id, or why it could not be derived.
+pub fn print_show(
+    integration: &Integration,
+    external_id: Option<Result<String, String>>,
+    json: bool,
+) {
+    let (id, error) = match external_id {
+        Some(Ok(id)) => (Some(id), None),
+        Some(Err(error)) => (None, Some(error)),
+        None => (None, None),
+    };
     if json {
         let mut doc = shown(integration);
-        doc["external_id"] = json!(external_id);
+        doc["external_id"] = json!(id);
+        if let Some(error) = &error {
+            doc["external_id_error"] = json!(error);
+        }
         println!("{}", pretty(&doc));
     } else {
-        print_details(integration, external_id.as_deref());
+        let shown = match (&id, &error) {
+            (Some(id), _) => id.clone(),
+            (None, Some(error)) => format!("(cannot read the master key: {error})"),
+            (None, None) => "-".to_owned(),
+        };
+        print_details(integration, &shown);
     }
 }
 
@@ -301,7 +317,7 @@ fn filters(i: &Integration) -> String {
     }
 }
 
-fn print_details(i: &Integration, external_id: Option<&str>) {
+fn print_details(i: &Integration, external_id: &str) {
     let none = || "-".to_owned();
     let rows = [
         ("id", i.id.clone()),
@@ -344,7 +360,7 @@ fn print_details(i: &Integration, external_id: Option<&str>) {
                 .as_ref()
                 .map_or_else(none, ReadAccess::describe),
         ),
-        ("external_id", external_id.map_or_else(none, str::to_owned)),
+        ("external_id", external_id.to_owned()),
         ("created_at", i.created_at.to_rfc3339()),
         ("updated_at", i.updated_at.to_rfc3339()),
     ];
