@@ -22,7 +22,9 @@ use crate::backend::{
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use relay_protocol::event::listed::{ListedObject, Listing as ListingOf};
 use relay_protocol::wire::MAX_EVENTS_PER_REQUEST;
-use relay_protocol::{decide_via, Decision, Integration, Mode, ObjectEvent, Reason, Status, Via};
+use relay_protocol::{
+    decide_via, Decision, IngestJob, Integration, Mode, ObjectEvent, Reason, Status, Via,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -453,17 +455,18 @@ impl Poller {
             tally.jobs += jobs.len() as u64;
             return Ok(());
         }
+        let mut chunks: Vec<&[Box<IngestJob>]> = jobs.chunks(MAX_EVENTS_PER_REQUEST).collect();
+        if chunks.is_empty() && !refused.is_empty() {
+            // A page with skips and no jobs: its counts still go to the usage log.
+            chunks.push(&[]);
+        }
         let mut unsettled = 0;
-        for (index, chunk) in jobs.chunks(MAX_EVENTS_PER_REQUEST).enumerate() {
+        for chunk in chunks {
             let commit = Commit {
                 integration_id: &integration.id,
                 jobs: chunk.iter().map(|job| &**job).collect(),
                 // The page's skips are counted once, with its first commit.
-                refused: if index == 0 {
-                    std::mem::take(&mut refused)
-                } else {
-                    UsageCounts::new()
-                },
+                refused: std::mem::take(&mut refused),
                 now,
             };
             let committed = self.intake.commit(&commit).await?;
@@ -485,16 +488,6 @@ impl Poller {
                     }
                 }
             }
-        }
-        if !refused.is_empty() {
-            // A page with skips and no jobs: its counts still go to the usage log.
-            let commit = Commit {
-                integration_id: &integration.id,
-                jobs: vec![],
-                refused,
-                now,
-            };
-            self.intake.commit(&commit).await?;
         }
         if unsettled > 0 {
             return Err(RunError::Unsettled(unsettled));

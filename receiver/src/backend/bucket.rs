@@ -11,11 +11,13 @@
 //! A listing resumes after a key (`KeyMarker` / `StartAfter`): a backfill stores the last key
 //! of each page it committed. Every failure is an [`AccessError`] with a stable name.
 
+use super::error_chain;
 use crate::env;
 use crate::sealed::{self, KeyPair};
 use async_trait::async_trait;
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::BehaviorVersion;
+use aws_credential_types::provider::future;
 use aws_sdk_s3::config::{Credentials, ProvideCredentials, Region, SharedCredentialsProvider};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::DateTimeFormat;
@@ -23,6 +25,7 @@ use relay_protocol::event::listed::ListedObject;
 use relay_protocol::integration::ReadAccess;
 use relay_protocol::{secret, Integration, Provider};
 use std::fmt;
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// The session name our assumed role sessions carry in the customer's CloudTrail.
@@ -228,13 +231,18 @@ impl Buckets {
                     .build()
                     .await;
                 // Assume once now, so a refusal is named here rather than buried in a listing's
-                // dispatch error; the provider refreshes the session as it nears its end.
-                provider
+                // dispatch error; the client starts with this session, and the provider renews it
+                // as it nears its end.
+                let session = provider
                     .provide_credentials()
                     .await
-                    .map_err(|e| AccessError::AssumeRoleDenied(sources(&e)))?;
+                    .map_err(|e| AccessError::AssumeRoleDenied(error_chain(&e)))?;
+                let credentials = FirstThen {
+                    first: Mutex::new(Some(session)),
+                    then: provider,
+                };
                 config = config
-                    .credentials_provider(SharedCredentialsProvider::new(provider))
+                    .credentials_provider(SharedCredentialsProvider::new(credentials))
                     // An emulator's endpoint (AWS_ENDPOINT_URL) answers path-style requests only.
                     .force_path_style(self.base.endpoint_url().is_some());
                 if let Some(region) = &integration.region {
@@ -294,6 +302,31 @@ impl BucketSource for Buckets {
             provider: integration.provider,
         };
         Ok(Box::new(pages))
+    }
+}
+
+/// Credentials already fetched, handed out once, then the provider's: the session assumed to
+/// check the role is the client's first, not thrown away for a second `AssumeRole`.
+#[derive(Debug)]
+struct FirstThen<P> {
+    first: Mutex<Option<Credentials>>,
+    then: P,
+}
+
+impl<P: ProvideCredentials> ProvideCredentials for FirstThen<P> {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        let first = self
+            .first
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        match first {
+            Some(credentials) => future::ProvideCredentials::ready(Ok(credentials)),
+            None => self.then.provide_credentials(),
+        }
     }
 }
 
@@ -461,27 +494,15 @@ where
                 | "IllegalLocationConstraintException" => {
                     AccessError::WrongRegion(detail(code, message))
                 }
-                "" => AccessError::ListFailed(sources(&error)),
+                "" => AccessError::ListFailed(error_chain(&error)),
                 _ => AccessError::ListFailed(detail(code, message)),
             }
         }
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
-            AccessError::Unreachable(sources(&error))
+            AccessError::Unreachable(error_chain(&error))
         }
-        _ => AccessError::ListFailed(sources(&error)),
+        _ => AccessError::ListFailed(error_chain(&error)),
     }
-}
-
-/// An error with its causes, as one line.
-fn sources(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
@@ -511,6 +532,19 @@ mod tests {
         assert!(AccessError::ListDenied("AccessDenied".into())
             .to_string()
             .contains("s3:ListBucket"));
+    }
+
+    #[tokio::test]
+    async fn the_checked_session_is_used_first_and_then_the_provider_renews() {
+        let key = |id: &str| Credentials::new(id, "secret", None, None, "test");
+        let credentials = FirstThen {
+            first: Mutex::new(Some(key("CHECKED"))),
+            then: key("RENEWED"),
+        };
+        for expected in ["CHECKED", "RENEWED", "RENEWED"] {
+            let got = credentials.provide_credentials().await.unwrap();
+            assert_eq!(got.access_key_id(), expected);
+        }
     }
 
     #[test]

@@ -77,15 +77,24 @@ impl BackendError {
 impl BackendError {
     /// An error with its whole source chain: an SDK's "service error" alone says nothing.
     pub fn with_sources(backend: &'static str, error: &dyn std::error::Error) -> Self {
-        let mut detail = error.to_string();
-        let mut source = error.source();
-        while let Some(cause) = source {
-            detail.push_str(": ");
-            detail.push_str(&cause.to_string());
-            source = cause.source();
+        BackendError {
+            backend,
+            detail: error_chain(error),
         }
-        BackendError { backend, detail }
     }
+}
+
+/// An error and its causes on one line: an SDK's "service error" or "dispatch failure" alone
+/// says nothing.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 impl fmt::Display for BackendError {
