@@ -323,7 +323,7 @@ def test_a_request_dying_between_send_and_done_costs_fifo_nothing(tmp_path, moto
 
 
 def test_aws_going_away_mid_burst_loses_and_doubles_nothing(tmp_path, moto, aws_proxy):
-    # AWS fails, then goes away, for two seconds in the middle of a burst from four senders that, like
+    # AWS fails, then goes away, for four seconds in the middle of a burst from four senders that, like
     # the worker, send again whatever was not final. Some requests die between sending their
     # jobs and marking them done: their claims lapse (after a lease shortened to 3 s here) and the
     # re-sent jobs reach SQS a second time, where the FIFO queue's deduplication by job id drops
@@ -341,8 +341,14 @@ def test_aws_going_away_mid_burst_loses_and_doubles_nothing(tmp_path, moto, aws_
         seen = {"requests": 0, "unavailable": 0, "retry_later": 0}
         lock = threading.Lock()
         under_way = threading.Event()  # a few requests are through: the burst is on
+        outage = threading.Event()  # AWS has started failing
+        # The first eight batches go at once; the rest wait for the outage, so the burst
+        # runs into it however fast this machine clears the first part.
+        head = 8
 
-        def deliver(batch):
+        def deliver(index, batch):
+            if index >= head:
+                assert outage.wait(60), "the outage did not start"
             deadline = time.monotonic() + 120
             while batch:
                 assert time.monotonic() < deadline, "events still not final after 2 minutes"
@@ -366,13 +372,16 @@ def test_aws_going_away_mid_burst_loses_and_doubles_nothing(tmp_path, moto, aws_
                     time.sleep(0.3)
 
         with ThreadPoolExecutor(4) as pool:
-            sent = [pool.submit(deliver, events[i:i + 25]) for i in range(0, len(events), 25)]
+            batches = [events[i:i + 25] for i in range(0, len(events), 25)]
+            sent = [pool.submit(deliver, n, batch) for n, batch in enumerate(batches)]
             assert under_way.wait(60), "the burst did not start"
             # At once: DynamoDB and SQS answer 503; then the endpoint is gone altogether.
             aws_proxy.fail("dynamodb")
             aws_proxy.fail("sqs")
+            outage.set()
             aws_proxy.stop()
-            time.sleep(2)
+            # Longer than the SDK's three attempts can wait out (backoff up to 1 s, then 2 s).
+            time.sleep(4)
             aws_proxy.start()
             aws_proxy.heal()
             for future in sent:
