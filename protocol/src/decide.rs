@@ -97,6 +97,10 @@ pub fn decide_via(
     if integration.status == Status::Paused {
         return refuse(Reason::Paused, event);
     }
+    // 4b. the test event: it got this far, which is all it is for
+    if is_test_key(&event.key) {
+        return refuse(Reason::TestEvent, event);
+    }
     // 5. skips
     if let Some(reason) = skip_reason(integration, &event) {
         return refuse(reason, event);
@@ -108,6 +112,16 @@ pub fn decide_via(
         received_at,
     )))
 }
+
+/// Whether `key` is a test event's: under [`TEST_KEY_PREFIX`], which no job is ever made for.
+pub fn is_test_key(key: &str) -> bool {
+    key.starts_with(TEST_KEY_PREFIX)
+}
+
+/// The keys `bucket-relay integrations test` sends its test events for. Checked after the
+/// integration's own checks (so a test shows a wrong bucket, poll mode or a pause) and before
+/// the skips, the ledger and the queue.
+pub const TEST_KEY_PREFIX: &str = ".bucket-relay/test/";
 
 /// The key filters, as the receiver applies an integration's and the worker its copy of them:
 /// `None` when `key` is under `prefix` (if any) and ends with one of `suffixes` (if any).
@@ -354,6 +368,28 @@ mod tests {
             decide(&integration, Ok(unknown), now()),
             Decision::Enqueue(_)
         ));
+    }
+
+    #[test]
+    fn a_test_event_passes_the_integration_checks_and_never_becomes_a_job() {
+        let mut integration = sample(Provider::R2);
+        integration.suffixes = vec![".pdf".into()];
+        let test = || Ok(event(&format!("{TEST_KEY_PREFIX}1"), 1));
+        assert_eq!(
+            reason_of(decide(&integration, test(), now())),
+            Some((Outcome::Skipped, Reason::TestEvent)),
+            "before the filters that would skip it"
+        );
+        integration.status = Status::Paused;
+        assert_eq!(
+            reason_of(decide(&integration, test(), now())),
+            Some((Outcome::RetryLater, Reason::Paused))
+        );
+        integration.bucket = "other".into();
+        assert_eq!(
+            reason_of(decide(&integration, test(), now())),
+            Some((Outcome::Rejected, Reason::BucketMismatch))
+        );
     }
 
     #[test]

@@ -128,6 +128,10 @@ reasons! {
     ModeMismatch = "mode_mismatch",
     /// The integration is paused; once resumed, the retries are accepted (EventBridge gets 503).
     Paused = "paused",
+    /// The test event `bucket-relay integrations test` sends (a key under `.bucket-relay/test/`):
+    /// authenticated and checked against the integration like any event, then answered without
+    /// a job.
+    TestEvent = "test_event",
     /// A delete, a lifecycle expiration or another event that creates no object.
     NotObjectCreated = "not_object_created",
     /// The key is outside the integration's `--prefix`.
@@ -161,8 +165,8 @@ impl Reason {
             MalformedEvent | ProviderMismatch | AccountMismatch | BucketMismatch | ModeMismatch
             | QueueRefused => Some(Outcome::Rejected),
             Paused | InFlight | BackendUnavailable => Some(Outcome::RetryLater),
-            NotObjectCreated | PrefixFiltered | SuffixFiltered | TooLarge | LoopProtection
-            | FolderMarker => Some(Outcome::Skipped),
+            TestEvent | NotObjectCreated | PrefixFiltered | SuffixFiltered | TooLarge
+            | LoopProtection | FolderMarker => Some(Outcome::Skipped),
             Duplicate => Some(Outcome::Duplicate),
             InvalidSecret | UnknownIntegration | MalformedRequest | PayloadTooLarge
             | TooManyEvents | HeadersTooLarge | RequestTimeout | NotFound | MethodNotAllowed => {

@@ -14,7 +14,7 @@
 
 use bucket_relay::backend::claiming::Claiming;
 use bucket_relay::backend::memory::{
-    MemoryCursors, MemoryLedger, MemoryQueue, MemoryStore, MemoryUsage, StaticKey,
+    MemoryCursors, MemoryHistory, MemoryLedger, MemoryQueue, MemoryStore, MemoryUsage, StaticKey,
 };
 use bucket_relay::backend::sqlite::Sqlite;
 use bucket_relay::backend::{Backends, MasterKey, Store};
@@ -74,16 +74,19 @@ fn signed_request(body: &str) -> http::Request<Bytes> {
 
 fn fresh_relay() -> Relay {
     let usage = Arc::new(MemoryUsage::default());
+    let history = Arc::new(MemoryHistory::default());
     let intake = Claiming::new(
         Arc::new(MemoryLedger::default()),
         Arc::new(MemoryQueue::default()),
         usage.clone(),
+        history.clone(),
     );
     let backends = Backends {
         store: Arc::new(MemoryStore::with([integration()])),
         intake: Arc::new(intake),
         usage,
         cursors: Arc::new(MemoryCursors::default()),
+        history,
     };
     Relay::new(
         backends,
@@ -167,7 +170,8 @@ fn handler_sqlite(b: &mut criterion::Bencher<'_>, runtime: &tokio::runtime::Runt
             store: db.clone(),
             intake: db.clone(),
             usage: db.clone(),
-            cursors: db,
+            cursors: db.clone(),
+            history: db,
         },
         Arc::new(StaticKey(MasterKey::from_bytes(MASTER))),
         false,

@@ -10,7 +10,7 @@ pub use crate::answer::{too_large, Refusal};
 
 use crate::answer::json_response;
 use crate::auth::{authenticate, Sender};
-use crate::backend::{Backends, Commit, Committed, MasterKeySource, UsageCounts, UsageKey};
+use crate::backend::{Backends, Commit, Committed, MasterKeySource, Settled};
 use crate::integrations::Integrations;
 use crate::item::{decide_one, log_event, parse_events, Item};
 use crate::telemetry::{log_backend_error, Tally};
@@ -176,10 +176,11 @@ impl Relay {
 
     /// Steps 6 and 7: the intake enqueues each new job exactly once and counts the request.
     async fn commit(&self, integration_id: &str, items: &mut [Item], now: DateTime<Utc>) {
+        self.probe_for_test_events(items).await;
         // The same object twice in one request is one job: the later copies are duplicates.
         let mut seen = HashSet::new();
         let mut pending = Vec::new();
-        let mut refused = UsageCounts::new();
+        let mut settled = Vec::new();
         for (index, item) in items.iter_mut().enumerate() {
             if let Some(job) = &item.job {
                 if seen.insert(job.job_id.clone()) {
@@ -188,9 +189,12 @@ impl Relay {
                 }
                 item.settle(Outcome::Duplicate, Some(Reason::Duplicate));
             }
-            *refused
-                .entry(UsageKey::new(item.outcome, item.reason))
-                .or_default() += 1;
+            settled.push(Settled {
+                key: item.key().map(str::to_owned),
+                outcome: item.outcome,
+                reason: item.reason,
+                job_id: item.job.as_ref().map(|job| job.job_id.clone()),
+            });
         }
         let committed = {
             let jobs = pending
@@ -200,7 +204,7 @@ impl Relay {
             let commit = Commit {
                 integration_id,
                 jobs,
-                refused,
+                settled,
                 now,
             };
             match self.backends.intake.commit(&commit).await {
@@ -220,6 +224,21 @@ impl Relay {
                 .unwrap_or(Committed::Failed);
             let (outcome, reason) = result.outcome();
             items[index].settle(outcome, reason);
+        }
+    }
+
+    /// A test event checks the ledger and the queue answer too (nothing is written to either):
+    /// if not, it is `retry_later` / `backend_unavailable`, as a real event would be.
+    async fn probe_for_test_events(&self, items: &mut [Item]) {
+        let is_test = |item: &Item| item.reason == Some(Reason::TestEvent);
+        if !items.iter().any(is_test) {
+            return;
+        }
+        if let Err(err) = self.backends.intake.probe().await {
+            log_backend_error(&err);
+            for item in items.iter_mut().filter(|item| is_test(item)) {
+                item.settle(Outcome::RetryLater, Some(Reason::BackendUnavailable));
+            }
         }
     }
 

@@ -30,6 +30,15 @@ impl Item {
         }
     }
 
+    /// The object's key, when the event could be parsed.
+    pub fn key(&self) -> Option<&str> {
+        match (&self.job, &self.object) {
+            (Some(job), _) => Some(&job.key),
+            (None, Some((_, key))) => Some(key),
+            (None, None) => None,
+        }
+    }
+
     pub fn settle(&mut self, outcome: Outcome, reason: Option<Reason>) {
         self.outcome = outcome;
         self.reason = reason;

@@ -30,4 +30,5 @@ pub mod sealed;
 pub mod serve;
 pub mod setup;
 pub mod telemetry;
+pub mod test_event;
 pub mod wiring;

@@ -16,8 +16,7 @@
 
 use crate::backend::bucket::{AccessError, BucketSource, Page};
 use crate::backend::{
-    BackendError, Backends, Commit, Committed, Cursors, Intake, MasterKeySource, Store,
-    UsageCounts, UsageKey,
+    BackendError, Backends, Commit, Committed, Cursors, Intake, MasterKeySource, Settled, Store,
 };
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use relay_protocol::event::listed::{ListedObject, Listing as ListingOf};
@@ -424,7 +423,7 @@ impl Poller {
         let now = Utc::now();
         tally.listed += page.objects.len() as u64;
         let mut jobs = Vec::new();
-        let mut refused = UsageCounts::new();
+        let mut settled = Vec::new();
         for object in page.objects.into_iter().filter(|object| wanted(object)) {
             tally.considered += 1;
             let event = ObjectEvent::listed(&listing, object);
@@ -444,10 +443,12 @@ impl Poller {
                         key,
                     );
                     *tally.skipped.entry(reason.as_str().to_owned()).or_default() += 1;
-                    let outcome = reason.outcome().unwrap_or(relay_protocol::Outcome::Skipped);
-                    *refused
-                        .entry(UsageKey::new(outcome, Some(reason)))
-                        .or_default() += 1;
+                    settled.push(Settled {
+                        key: event.map(|e| e.key),
+                        outcome: reason.outcome().unwrap_or(relay_protocol::Outcome::Skipped),
+                        reason: Some(reason),
+                        job_id: None,
+                    });
                 }
             }
         }
@@ -456,7 +457,7 @@ impl Poller {
             return Ok(());
         }
         let mut chunks: Vec<&[Box<IngestJob>]> = jobs.chunks(MAX_EVENTS_PER_REQUEST).collect();
-        if chunks.is_empty() && !refused.is_empty() {
+        if chunks.is_empty() && !settled.is_empty() {
             // A page with skips and no jobs: its counts still go to the usage log.
             chunks.push(&[]);
         }
@@ -465,8 +466,8 @@ impl Poller {
             let commit = Commit {
                 integration_id: &integration.id,
                 jobs: chunk.iter().map(|job| &**job).collect(),
-                // The page's skips are counted once, with its first commit.
-                refused: std::mem::take(&mut refused),
+                // The page's skips are recorded once, with its first commit.
+                settled: std::mem::take(&mut settled),
                 now,
             };
             let committed = self.intake.commit(&commit).await?;
@@ -515,7 +516,8 @@ mod tests {
     use super::*;
     use crate::backend::claiming::Claiming;
     use crate::backend::memory::{
-        MemoryBucket, MemoryCursors, MemoryLedger, MemoryQueue, MemoryStore, MemoryUsage, StaticKey,
+        MemoryBucket, MemoryCursors, MemoryHistory, MemoryLedger, MemoryQueue, MemoryStore,
+        MemoryUsage, StaticKey,
     };
     use crate::backend::MasterKey;
     use relay_protocol::integration::NewIntegration;
@@ -546,15 +548,18 @@ mod tests {
         let queue = Arc::new(MemoryQueue::default());
         let cursors = Arc::new(MemoryCursors::default());
         let bucket = Arc::new(MemoryBucket::new(page_size));
+        let history = Arc::new(MemoryHistory::default());
         let backends = Backends {
             store: Arc::new(MemoryStore::with([integration.clone()])),
             intake: Arc::new(Claiming::new(
                 Arc::new(MemoryLedger::default()),
                 queue.clone(),
                 Arc::new(MemoryUsage::default()),
+                history.clone(),
             )),
             usage: Arc::new(MemoryUsage::default()),
             cursors: cursors.clone(),
+            history,
         };
         let keys = Arc::new(StaticKey(MasterKey::from_bytes(b"0123456789abcdef")));
         let poller = Poller::new(&backends, keys, Arc::new(bucket.clone()));

@@ -49,7 +49,10 @@ fn r2_instructions(integration: &Integration, secret: &str, base: &str) -> Strin
          \n  1. Create the queues, keeping messages {days} days (the most Cloudflare allows; the 4-day\
          \n     default would delete messages before the worker's retries end):\n\
          \n       npx wrangler queues create {WORKER_QUEUE} --message-retention-period-secs {retention}\
-         \n       npx wrangler queues create {WORKER_DEAD_LETTER_QUEUE} --message-retention-period-secs {retention}\n\
+         \n       npx wrangler queues create {WORKER_DEAD_LETTER_QUEUE} --message-retention-period-secs {retention}\
+         \n\n     and pause the dead-letter queue's delivery: the worker replays it once you resume it\
+         \n     (`npx wrangler queues resume-delivery {WORKER_DEAD_LETTER_QUEUE}`, after fixing a cause):\n\
+         \n       npx wrangler queues pause-delivery {WORKER_DEAD_LETTER_QUEUE}\n\
          \n  2. In wrangler.toml, replace the [vars] section with:\n\n{vars}\
          \n  3. Store the secret in the worker (paste it when asked):\n\
          \n       npx wrangler secret put {WORKER_SECRET_NAME}\n\
@@ -278,6 +281,11 @@ mod tests {
         assert!(
             at("queues create r2-events-dlq --message-retention-period-secs 1209600")
                 < at("[vars]")
+        );
+        assert!(
+            at("queues create r2-events-dlq") < at("queues pause-delivery r2-events-dlq")
+                && at("queues pause-delivery r2-events-dlq") < at("wrangler deploy"),
+            "the dead letters are not replayed until someone resumes their delivery"
         );
         assert!(at("[vars]") < at("secret put EVENT_SOURCE_SECRET"));
         assert!(at("secret put") < at("wrangler deploy"));

@@ -7,7 +7,8 @@
 use async_trait::async_trait;
 use bucket_relay::backend::claiming::Claiming;
 use bucket_relay::backend::memory::{
-    sample_job, MemoryCursors, MemoryLedger, MemoryQueue, MemoryStore, MemoryUsage, StaticKey,
+    sample_job, MemoryCursors, MemoryHistory, MemoryLedger, MemoryQueue, MemoryStore, MemoryUsage,
+    StaticKey,
 };
 use bucket_relay::backend::{BackendError, Backends, Delivery, Ledger, MasterKey, Queue, Store};
 use bucket_relay::handler::Relay;
@@ -36,6 +37,12 @@ impl Queue for FlakyQueue {
         }
         self.inner.send(jobs).await
     }
+    async fn probe(&self) -> Result<(), BackendError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(BackendError::new("queue", "connection refused"));
+        }
+        Ok(())
+    }
 }
 
 struct Fixture {
@@ -58,11 +65,18 @@ async fn fixture() -> Fixture {
     let ledger = Arc::new(MemoryLedger::default());
     let queue = Arc::new(FlakyQueue::default());
     let usage = Arc::new(MemoryUsage::default());
+    let history = Arc::new(MemoryHistory::default());
     let backends = Backends {
         store,
-        intake: Arc::new(Claiming::new(ledger.clone(), queue.clone(), usage.clone())),
+        intake: Arc::new(Claiming::new(
+            ledger.clone(),
+            queue.clone(),
+            usage.clone(),
+            history.clone(),
+        )),
         usage,
         cursors: Arc::new(MemoryCursors::default()),
+        history,
     };
     let keys = Arc::new(StaticKey(MasterKey::from_bytes(MASTER)));
     Fixture {

@@ -27,7 +27,9 @@ const BUILD = path.join(ROOT, "worker/build");
 // The customer's own wrangler.toml: its queue settings and [vars] configure Miniflare, so the
 // template the customer deploys and the worker under test cannot drift apart.
 const WRANGLER = parseToml(readFileSync(path.join(ROOT, "wrangler.toml"), "utf8"));
-const [CONSUMER] = WRANGLER.queues.consumers;
+const CONSUMER = WRANGLER.queues.consumers.find((c) => c.queue === CONTRACT.worker.queue);
+// The worker also consumes its dead-letter queue, to replay it (delivery paused until resumed).
+const REPLAY = WRANGLER.queues.consumers.find((c) => c.queue === CONTRACT.worker.dead_letter_queue);
 const [PRODUCER] = WRANGLER.queues.producers;
 const QUEUE = CONSUMER.queue;
 // How long a running receiver may go on with an integration it read before a CLI change, with a
@@ -164,9 +166,9 @@ async function startWorker(bindings) {
   return mf;
 }
 
-async function runBatch(mf, messages) {
+async function runBatch(mf, messages, queue = QUEUE) {
   const worker = await mf.getWorker("relay");
-  return worker.queue(QUEUE, messages);
+  return worker.queue(queue, messages);
 }
 
 async function deadLettered(mf, key) {
@@ -206,6 +208,9 @@ test("wrangler.toml names the queues, binding and worker the code and the setup 
   assert.equal(DLQ, CONTRACT.worker.dead_letter_queue);
   assert.equal(PRODUCER.queue, CONTRACT.worker.dead_letter_queue);
   assert.equal(PRODUCER.binding, CONTRACT.worker.dead_letter_binding);
+  assert.ok(REPLAY, "the worker consumes its dead-letter queue, to replay it");
+  assert.equal(REPLAY.dead_letter_queue, undefined, "a replayed message is never dead-lettered again");
+  assert.deepEqual(WRANGLER.queues.consumers.map((c) => c.queue), [QUEUE, DLQ]);
   const known = new Set(Object.values(VARS));
   const unknown = Object.keys(WRANGLER.vars).filter((name) => !known.has(name));
   assert.deepEqual(unknown, [], "every [vars] entry is one the worker reads");
@@ -443,6 +448,50 @@ describe("the worker in workerd against the real receiver", () => {
     assert.equal(receiver.requests().length, 0, "nothing was sent");
   });
 
+  test("dead letters are replayed once the cause is fixed: one job each, and the rejected-again kept", async () => {
+    // The integration was in poll mode while the bucket notified: the receiver rejected the
+    // events (mode_mismatch) and the worker dead-lettered them, with one for another bucket.
+    receiver.cli("integrations", "set-mode", integration.id, "poll");
+    await new Promise((r) => setTimeout(r, CONFIG_STALENESS_MS));
+    const keys = ["in/r1.pdf", "in/r2.pdf", "in/r3.pdf"];
+    const original = [...keys.map((key) => message(notification(key))),
+      message(notification("in/theirs.pdf", { bucket: "someone-elses" }))];
+    const first = await runBatch(mf, original);
+    assert.deepEqual(sorted(first.explicitAcks), sorted(original.map((m) => m.id)));
+    assert.deepEqual(receiver.jobs(), []);
+    const dead = [];
+    for (const key of [...keys, "in/theirs.pdf"]) {
+      const body = await deadLettered(mf, key);
+      assert.ok(body, `${key} is on the dead-letter queue`);
+      dead.push(message(body, 3600));
+    }
+
+    // Fixed; the operator resumes the dead-letter queue's delivery, and the worker replays it.
+    receiver.cli("integrations", "set-mode", integration.id, "event");
+    await new Promise((r) => setTimeout(r, CONFIG_STALENESS_MS));
+    const replayed = await runBatch(mf, dead, DLQ);
+    const theirs = dead[3].id;
+    assert.deepEqual(sorted(replayed.explicitAcks), sorted(dead.slice(0, 3).map((m) => m.id)));
+    assert.deepEqual(replayed.retryMessages, [{ msgId: theirs, delaySeconds: 12 * 3600 }],
+      "rejected again: kept on the dead-letter queue (retried every 12 h until the retention ends)");
+    assert.deepEqual(sorted(receiver.jobs().map((j) => j.key)), keys);
+
+    // Delivered again (the queue's at-least-once): no second job, the rejected one still kept.
+    const again = await runBatch(mf, dead, DLQ);
+    assert.deepEqual(sorted(again.explicitAcks), sorted(dead.slice(0, 3).map((m) => m.id)));
+    assert.deepEqual(again.retryMessages.map((r) => r.msgId), [theirs]);
+    assert.equal(receiver.jobs().length, 3, "exactly one job per object");
+    assert.equal(await deadLettered(mf, "in/never.pdf"), null);
+
+    // /healthz names the queues and shows the dead-letter queue's batches: delivery is on.
+    const health = await (await mf.dispatchFetch("http://worker/healthz")).json();
+    assert.equal(health.queues.events, QUEUE);
+    assert.equal(health.queues.dead_letters, DLQ);
+    assert.equal(health.queues.consumed_by_this_isolate[DLQ].batches, 2);
+    assert.equal(health.queues.consumed_by_this_isolate[DLQ].messages, 8);
+    assert.match(health.queues.dead_letter_replay, /^delivering/);
+  });
+
   test("/healthz reports the configuration without the secret", async () => {
     const response = await mf.dispatchFetch("http://worker/healthz");
     const body = await response.text();
@@ -452,5 +501,6 @@ describe("the worker in workerd against the real receiver", () => {
     assert.equal(health.receiver_host, "127.0.0.1");
     assert.equal(health.secret_set, true);
     assert.ok(!body.includes(integration.secret.slice(6)), "the secret never appears");
+    assert.deepEqual([health.queues.events, health.queues.dead_letters], [QUEUE, DLQ]);
   });
 });

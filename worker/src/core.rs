@@ -6,7 +6,7 @@ use relay_protocol::decide::key_filter;
 use relay_protocol::event::r2::CREATE_ACTIONS;
 use relay_protocol::webhook::{SigningKey, SECRET_PREFIX};
 use relay_protocol::wire::{
-    WORKER_SECRET_NAME, WORKER_VAR_ACTIONS as VAR_ACTIONS,
+    WORKER_DEAD_LETTER_QUEUE, WORKER_SECRET_NAME, WORKER_VAR_ACTIONS as VAR_ACTIONS,
     WORKER_VAR_ALLOW_INSECURE as VAR_ALLOW_INSECURE, WORKER_VAR_INTEGRATION_ID,
     WORKER_VAR_KEY_PREFIX as VAR_PREFIX, WORKER_VAR_KEY_SUFFIXES as VAR_SUFFIXES,
     WORKER_VAR_RECEIVER_URL, WORKER_VAR_TIMEOUT as VAR_TIMEOUT,
@@ -227,12 +227,50 @@ pub fn backoff_seconds(age_seconds: f64) -> u32 {
     (age.ceil() as u64).clamp(u64::from(MIN_RETRY_SECONDS), u64::from(MAX_RETRY_SECONDS)) as u32
 }
 
+/// Which queue a batch comes from: the bucket's notifications, or the dead-letter queue being
+/// replayed (its delivery resumed with `npx wrangler queues resume-delivery`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Events,
+    DeadLetters,
+}
+
+impl Source {
+    /// The dead-letter queue is the contract's ([`WORKER_DEAD_LETTER_QUEUE`]); any other queue
+    /// the worker consumes carries notifications.
+    pub fn of(queue: &str) -> Source {
+        if queue == WORKER_DEAD_LETTER_QUEUE {
+            Source::DeadLetters
+        } else {
+            Source::Events
+        }
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Source::Events => "events",
+            Source::DeadLetters => "dead_letters",
+        }
+    }
+}
+
 /// What to do with one message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    Ack { outcome: Outcome },
-    Retry { reason: String },
-    DeadLetter { reason: String },
+    Ack {
+        outcome: Outcome,
+    },
+    Retry {
+        reason: String,
+    },
+    DeadLetter {
+        reason: String,
+    },
+    /// A replayed message rejected again: retried after the longest delay, so it stays on the
+    /// dead-letter queue (for a person to look at) until the queue's retention ends.
+    Keep {
+        reason: String,
+    },
 }
 
 /// The receiver's 200 answer as the worker reads it: outcomes strictly (there are five, and each
@@ -259,7 +297,7 @@ pub struct ErrorWord {
 
 /// The action for every forwarded message, from the receiver's 200 answer. A message the
 /// answer does not mention is retried: nothing is acked without a final word on it.
-pub fn plan(forwarded: &[String], answer: &Answer) -> Vec<(String, Action)> {
+pub fn plan(source: Source, forwarded: &[String], answer: &Answer) -> Vec<(String, Action)> {
     let by_id: HashMap<&str, &AnswerResult> =
         answer.results.iter().map(|r| (r.id.as_str(), r)).collect();
     forwarded
@@ -275,7 +313,10 @@ pub fn plan(forwarded: &[String], answer: &Answer) -> Vec<(String, Action)> {
                         Action::Ack { outcome: r.outcome }
                     }
                     Outcome::RetryLater => Action::Retry { reason: reason(r) },
-                    Outcome::Rejected => Action::DeadLetter { reason: reason(r) },
+                    Outcome::Rejected => match source {
+                        Source::Events => Action::DeadLetter { reason: reason(r) },
+                        Source::DeadLetters => Action::Keep { reason: reason(r) },
+                    },
                 },
             };
             (id.clone(), action)
@@ -448,7 +489,7 @@ mod tests {
         let ids: Vec<String> = ["a", "b", "c", "d", "e", "f", "g"]
             .map(String::from)
             .to_vec();
-        let plan = plan(&ids, &results);
+        let plan = plan(Source::Events, &ids, &results);
         let actions: Vec<&Action> = plan.iter().map(|(_, a)| a).collect();
         assert_eq!(
             actions,
@@ -478,6 +519,38 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_replayed_message_rejected_again_is_kept_and_the_rest_is_planned_as_usual() {
+        let results: Answer = serde_json::from_value(json!({"results": [
+            {"id": "a", "outcome": "accepted", "reason": null, "job_id": "j"},
+            {"id": "e", "outcome": "rejected", "reason": "bucket_mismatch", "job_id": null},
+            {"id": "r", "outcome": "retry_later", "reason": "paused", "job_id": null},
+        ]}))
+        .unwrap();
+        let ids: Vec<String> = ["a", "e", "r"].map(String::from).to_vec();
+        let source = Source::of(WORKER_DEAD_LETTER_QUEUE);
+        assert_eq!(source, Source::DeadLetters);
+        let actions: Vec<Action> = plan(source, &ids, &results)
+            .into_iter()
+            .map(|(_, action)| action)
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                Action::Ack {
+                    outcome: Outcome::Accepted
+                },
+                Action::Keep {
+                    reason: "bucket_mismatch".into()
+                },
+                Action::Retry {
+                    reason: "paused".into()
+                },
+            ]
+        );
+        assert_eq!(Source::of("r2-events"), Source::Events);
+    }
+
     /// When the last delivery of a message that always fails falls due, counted from when it was
     /// first delivered: each retry waits [`backoff_seconds`] of the message's age, plus up to
     /// `max_batch_timeout` for its batch to fill.
@@ -500,9 +573,20 @@ mod tests {
         };
         let config: toml::Table = include_str!("../../wrangler.toml").parse().unwrap();
         let consumers = config["queues"]["consumers"].as_array().unwrap();
-        let [consumer] = consumers.as_slice() else {
-            panic!("wrangler.toml has one queue consumer")
+        let [consumer, replay] = consumers.as_slice() else {
+            panic!("wrangler.toml consumes two queues: the events and the dead letters")
         };
+        // The dead-letter queue's consumer keeps a message rejected again by retrying it every
+        // 12 hours: its retries must outlast the retention, and it has no dead-letter queue of
+        // its own (a message past its retries would be deleted).
+        assert_eq!(replay["queue"].as_str(), Some(WORKER_DEAD_LETTER_QUEUE));
+        assert!(replay.get("dead_letter_queue").is_none());
+        let replay_retries = u32::try_from(replay["max_retries"].as_integer().unwrap()).unwrap();
+        assert!(replay_retries <= 100);
+        assert!(
+            u64::from(replay_retries) * u64::from(MAX_RETRY_SECONDS)
+                >= u64::from(WORKER_QUEUE_RETENTION_SECONDS)
+        );
         let int = |name: &str| u32::try_from(consumer[name].as_integer().unwrap()).unwrap();
         assert_eq!(consumer["queue"].as_str(), Some(WORKER_QUEUE));
         assert_eq!(

@@ -16,7 +16,8 @@ pub mod core;
 #[cfg(target_arch = "wasm32")]
 mod shell {
     use crate::core::{
-        backoff_seconds, batch_id, plan, Action, Answer, Config, ConfigError, ErrorWord,
+        backoff_seconds, batch_id, plan, Action, Answer, Config, ConfigError, ErrorWord, Source,
+        MAX_RETRY_SECONDS,
     };
     use futures_util::future::{select, Either};
     use relay_protocol::webhook;
@@ -35,6 +36,9 @@ mod shell {
         /// The checked configuration, signing key included, kept for the isolate's life: vars
         /// and secrets only change with a new deployment, which starts new isolates.
         static CONFIG: RefCell<Option<Rc<Config>>> = const { RefCell::new(None) };
+        /// The batches this isolate consumed, per queue: (batches, messages, last batch's time in
+        /// ms), for `/healthz`.
+        static SEEN: RefCell<BTreeMap<String, (u64, u64, u64)>> = const { RefCell::new(BTreeMap::new()) };
     }
 
     /// The configuration, read and checked on the isolate's first batch; errors are not kept,
@@ -81,6 +85,12 @@ mod shell {
     pub async fn queue(batch: MessageBatch<Value>, env: Env, _ctx: Context) -> Result<()> {
         let messages = batch.messages()?;
         let now_ms = Date::now().as_millis();
+        let queue = batch.queue();
+        let source = Source::of(&queue);
+        SEEN.with_borrow_mut(|seen| {
+            let entry = seen.entry(queue.clone()).or_default();
+            *entry = (entry.0 + 1, entry.1 + messages.len() as u64, now_ms);
+        });
         let config = match config(&env) {
             Ok(config) => config,
             Err(errors) => {
@@ -97,7 +107,9 @@ mod shell {
         let ids: Vec<String> = forwarded.iter().map(|m| m.id()).collect();
         let status = match forward(&config, &forwarded, &ids, now_ms).await {
             Ok(results) => {
-                for ((_, action), message) in plan(&ids, &results).into_iter().zip(&forwarded) {
+                for ((_, action), message) in
+                    plan(source, &ids, &results).into_iter().zip(&forwarded)
+                {
                     let word = settle(&env, message, action, now_ms).await;
                     *counts.entry(word).or_default() += 1;
                 }
@@ -114,6 +126,8 @@ mod shell {
         log(json!({
             "message": "batch",
             "integration_id": config.integration_id,
+            "queue": queue,
+            "source": source.as_str(),
             "messages": messages.len(),
             "forwarded": forwarded.len(),
             "receiver_status": status,
@@ -277,6 +291,17 @@ mod shell {
                 retry(message, now_ms, &reason);
                 Outcome::RetryLater.as_str()
             }
+            Action::Keep { reason } => {
+                message.retry_with_options(
+                    &QueueRetryOptionsBuilder::new()
+                        .with_delay_seconds(MAX_RETRY_SECONDS)
+                        .build(),
+                );
+                log(
+                    json!({"message": "message_kept", "id": message.id(), "reason": reason, "delay_seconds": MAX_RETRY_SECONDS}),
+                );
+                "kept"
+            }
             Action::DeadLetter { reason } => {
                 // The original notification goes to the dead-letter queue, as delivered (its JS
                 // value, not a re-serialisation), so it can be replayed into the events queue once
@@ -313,6 +338,33 @@ mod shell {
             return Response::error("not found", 404);
         }
         let secret_set = read(&env, relay_protocol::wire::WORKER_SECRET_NAME).is_some();
+        // What the worker can know of its queues: their contract names, and what this isolate
+        // consumed. Whether the dead-letter queue's delivery is paused is the queue's setting:
+        // a batch from it here means it is not.
+        let seen: BTreeMap<String, Value> = SEEN.with_borrow(|seen| {
+            seen.iter()
+                .map(|(queue, (batches, messages, last_ms))| {
+                    let last = js_sys::Date::new(&(*last_ms as f64).into())
+                        .to_iso_string()
+                        .as_string()
+                        .unwrap_or_default();
+                    (
+                        queue.clone(),
+                        json!({"batches": batches, "messages": messages, "last_batch_at": last}),
+                    )
+                })
+                .collect()
+        });
+        let queues = json!({
+            "events": wire::WORKER_QUEUE,
+            "dead_letters": wire::WORKER_DEAD_LETTER_QUEUE,
+            "dead_letter_replay": if seen.contains_key(wire::WORKER_DEAD_LETTER_QUEUE) {
+                "delivering: this isolate consumed a batch from the dead-letter queue"
+            } else {
+                "no batch from the dead-letter queue in this isolate (paused, or nothing to replay)"
+            },
+            "consumed_by_this_isolate": seen,
+        });
         let body = match Config::from_vars(|name| read(&env, name)) {
             Ok(config) => json!({
                 "status": "ok",
@@ -323,12 +375,14 @@ mod shell {
                 "prefix": config.prefix,
                 "suffixes": config.suffixes,
                 "receiver_timeout_seconds": config.timeout_seconds,
+                "queues": queues,
             }),
             Err(errors) => json!({
                 "status": "misconfigured",
                 "integration_id": read(&env, relay_protocol::wire::WORKER_VAR_INTEGRATION_ID),
                 "secret_set": secret_set,
                 "problems": errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+                "queues": queues,
             }),
         };
         let status = if body["status"] == "ok" { 200 } else { 503 };

@@ -5,7 +5,9 @@
 //! holds. A claim left pending by a crash between send and complete lapses after
 //! [`super::CLAIM_LEASE`]; see the README for what the pipeline sees in that case.
 
-use super::{BackendError, Claim, Commit, Committed, Delivery, Intake, Ledger, Queue, UsageLog};
+use super::{
+    BackendError, Claim, Commit, Committed, Delivery, History, Intake, Ledger, Queue, UsageLog,
+};
 use crate::telemetry::log_backend_error as log_error;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -17,14 +19,21 @@ pub struct Claiming {
     ledger: Arc<dyn Ledger>,
     queue: Arc<dyn Queue>,
     usage: Arc<dyn UsageLog>,
+    history: Arc<dyn History>,
 }
 
 impl Claiming {
-    pub fn new(ledger: Arc<dyn Ledger>, queue: Arc<dyn Queue>, usage: Arc<dyn UsageLog>) -> Self {
+    pub fn new(
+        ledger: Arc<dyn Ledger>,
+        queue: Arc<dyn Queue>,
+        usage: Arc<dyn UsageLog>,
+        history: Arc<dyn History>,
+    ) -> Self {
         Claiming {
             ledger,
             queue,
             usage,
+            history,
         }
     }
 
@@ -123,14 +132,35 @@ impl Intake for Claiming {
                 })
                 .collect()
         };
+        // Usage and history are for reports and diagnosis; the events themselves are settled,
+        // so a failure to record them is logged, not answered.
         let usage = commit.usage(&committed);
-        if !usage.is_empty() {
-            let day = commit.now.date_naive();
-            if let Err(err) = self.usage.record(commit.integration_id, day, &usage).await {
-                // Usage is for reports; the events themselves are settled.
+        let history = commit.history(&committed);
+        let day = commit.now.date_naive();
+        let (usage, history) = futures::join!(
+            async {
+                if usage.is_empty() {
+                    return Ok(());
+                }
+                self.usage.record(commit.integration_id, day, &usage).await
+            },
+            async {
+                if history.is_empty() {
+                    return Ok(());
+                }
+                self.history.record(commit.integration_id, &history).await
+            },
+        );
+        for result in [usage, history] {
+            if let Err(err) = result {
                 log_error(&err);
             }
         }
         Ok(committed)
+    }
+
+    async fn probe(&self) -> Result<(), BackendError> {
+        self.ledger.probe().await?;
+        self.queue.probe().await
     }
 }

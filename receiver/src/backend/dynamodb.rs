@@ -10,10 +10,14 @@
 //!   `UpdateItem … ADD` per request.
 //! - Cursors (a poll watermark, a backfill's place) live there too, under
 //!   `job_id = cursor#<integration>#<name>`, with no expiry.
+//! - The history, too: `object#<integration>#<key>` (the key's last event), `enqueued#<integration>#<key>`
+//!   (its last job) and `seen#<integration>#<outcome>` (the last event per outcome), written with
+//!   `BatchWriteItem` (25 per call) after each commit and kept for the ledger's retention. Plain
+//!   puts by key: no index, no read before the write.
 
 use super::{
-    BackendError, Claim, ClaimToken, Cursors, Ledger, Store, UsageCounts, UsageKey, UsageLog,
-    CLAIM_LEASE, LEDGER_RETENTION,
+    BackendError, Claim, ClaimToken, Cursors, Enqueued, History, Ledger, ObjectHistory, Seen,
+    Store, UsageCounts, UsageKey, UsageLog, CLAIM_LEASE, LEDGER_RETENTION,
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
@@ -22,7 +26,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use futures::stream::{self, StreamExt};
-use relay_protocol::{IngestJob, Integration, Outcome};
+use relay_protocol::{IngestJob, Integration, Outcome, Reason};
 use std::collections::{BTreeMap, HashMap};
 
 const BACKEND: &str = "dynamodb";
@@ -32,6 +36,8 @@ pub const TTL_ATTRIBUTE: &str = "expires_at";
 const CLAIM_CONCURRENCY: usize = 16;
 /// `BatchWriteItem`'s limit.
 const BATCH_WRITE_MAX: usize = 25;
+/// `BatchWriteItem` calls in flight at once for one request.
+const BATCH_WRITE_CONCURRENCY: usize = 4;
 /// Rounds of retrying a batch write's unprocessed items before giving up.
 const UNPROCESSED_RETRIES: u32 = 5;
 /// How long usage items are kept.
@@ -228,34 +234,49 @@ impl DynamoLedger {
             .unwrap_or_else(|| s(STATE_PENDING)))
     }
 
+    /// Writes `requests` in `BatchWriteItem` calls of 25, a few at once, retrying what comes
+    /// back unprocessed.
     async fn batch_write(&self, requests: Vec<WriteRequest>) -> Result<(), BackendError> {
-        for chunk in requests.chunks(BATCH_WRITE_MAX) {
-            let mut pending = chunk.to_vec();
-            for attempt in 0..=UNPROCESSED_RETRIES {
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, pending)
-                    .send()
-                    .await
-                    .map_err(sdk_err)?;
-                pending = out
-                    .unprocessed_items
-                    .and_then(|mut left| left.remove(&self.table))
-                    .unwrap_or_default();
-                if pending.is_empty() {
-                    break;
-                }
-                if attempt == UNPROCESSED_RETRIES {
-                    return Err(err(format!(
-                        "{} ledger writes left unprocessed after {UNPROCESSED_RETRIES} retries",
-                        pending.len()
-                    )));
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+        let chunks: Vec<Vec<WriteRequest>> = requests
+            .chunks(BATCH_WRITE_MAX)
+            .map(<[_]>::to_vec)
+            .collect();
+        let writes: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| self.batch_write_chunk(chunk))
+            .collect();
+        let results: Vec<Result<(), BackendError>> = stream::iter(writes)
+            .buffer_unordered(BATCH_WRITE_CONCURRENCY)
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+
+    async fn batch_write_chunk(&self, mut pending: Vec<WriteRequest>) -> Result<(), BackendError> {
+        for attempt in 0..=UNPROCESSED_RETRIES {
+            let out = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, pending)
+                .send()
+                .await
+                .map_err(sdk_err)?;
+            pending = out
+                .unprocessed_items
+                .and_then(|mut left| left.remove(&self.table))
+                .unwrap_or_default();
+            if pending.is_empty() {
+                return Ok(());
             }
+            if attempt == UNPROCESSED_RETRIES {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
         }
-        Ok(())
+        Err(err(format!(
+            "{} writes left unprocessed after {UNPROCESSED_RETRIES} retries",
+            pending.len()
+        )))
     }
 }
 
@@ -321,6 +342,17 @@ impl Ledger for DynamoLedger {
             })
             .collect::<Result<Vec<_>, BackendError>>()?;
         self.batch_write(requests).await
+    }
+
+    async fn probe(&self) -> Result<(), BackendError> {
+        self.client
+            .get_item()
+            .table_name(&self.table)
+            .key("job_id", s("probe#"))
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(())
     }
 
     async fn release(&self, job_ids: &[&str], token: &ClaimToken) -> Result<(), BackendError> {
@@ -479,5 +511,160 @@ impl Cursors for DynamoLedger {
                 .map(drop)
                 .map_err(sdk_err),
         }
+    }
+}
+
+fn object_id(integration_id: &str, key: &str) -> String {
+    format!("object#{integration_id}#{key}")
+}
+
+fn enqueued_id(integration_id: &str, key: &str) -> String {
+    format!("enqueued#{integration_id}#{key}")
+}
+
+fn seen_id(integration_id: &str, outcome: Outcome) -> String {
+    format!("seen#{integration_id}#{outcome}")
+}
+
+/// One event as a history item's attributes (`job_id` is the table's key, so the event's job
+/// id is `event_job_id`).
+fn seen_item(
+    item_id: String,
+    integration_id: &str,
+    seen: &Seen,
+) -> HashMap<String, AttributeValue> {
+    let mut item = HashMap::from([
+        ("job_id".to_owned(), s(item_id)),
+        ("integration_id".to_owned(), s(integration_id)),
+        ("key".to_owned(), s(&seen.key)),
+        ("outcome".to_owned(), s(seen.outcome.as_str())),
+        ("at_ms".to_owned(), n(seen.at.timestamp_millis())),
+        (
+            TTL_ATTRIBUTE.to_owned(),
+            n((seen.at + LEDGER_RETENTION).timestamp()),
+        ),
+    ]);
+    if let Some(reason) = seen.reason {
+        item.insert("reason".to_owned(), s(reason.as_str()));
+    }
+    if let Some(job_id) = &seen.job_id {
+        item.insert("event_job_id".to_owned(), s(job_id));
+    }
+    item
+}
+
+fn text<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a str> {
+    item.get(name)?.as_s().ok().map(String::as_str)
+}
+
+fn at(item: &HashMap<String, AttributeValue>) -> Option<DateTime<Utc>> {
+    let ms = item.get("at_ms")?.as_n().ok()?.parse().ok()?;
+    DateTime::from_timestamp_millis(ms)
+}
+
+/// A history item read back; `None` for one a newer receiver wrote in a form this one does not
+/// know.
+fn seen_from(item: &HashMap<String, AttributeValue>) -> Option<Seen> {
+    Some(Seen {
+        key: text(item, "key")?.to_owned(),
+        outcome: Outcome::parse(text(item, "outcome")?)?,
+        reason: text(item, "reason").and_then(Reason::parse),
+        job_id: text(item, "event_job_id").map(str::to_owned),
+        at: at(item)?,
+    })
+}
+
+impl DynamoLedger {
+    async fn get(
+        &self,
+        id: String,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, BackendError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("job_id", s(id))
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(out.item)
+    }
+}
+
+#[async_trait]
+impl History for DynamoLedger {
+    async fn record(&self, integration_id: &str, events: &[Seen]) -> Result<(), BackendError> {
+        // One put per item key (a batch may not name a key twice): the last event per key, the
+        // last job per key, the last event per outcome.
+        let mut items: BTreeMap<String, HashMap<String, AttributeValue>> = BTreeMap::new();
+        for seen in events {
+            let id = object_id(integration_id, &seen.key);
+            items.insert(id.clone(), seen_item(id, integration_id, seen));
+            if seen.outcome == Outcome::Accepted && seen.job_id.is_some() {
+                let id = enqueued_id(integration_id, &seen.key);
+                items.insert(id.clone(), seen_item(id, integration_id, seen));
+            }
+        }
+        for (outcome, seen) in Seen::last_per_outcome(events) {
+            let id = seen_id(integration_id, outcome);
+            items.insert(id.clone(), seen_item(id, integration_id, seen));
+        }
+        let requests = items
+            .into_values()
+            .map(|item| {
+                let put = PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map_err(err)?;
+                Ok(WriteRequest::builder().put_request(put).build())
+            })
+            .collect::<Result<Vec<_>, BackendError>>()?;
+        self.batch_write(requests).await
+    }
+
+    async fn object(
+        &self,
+        integration_id: &str,
+        key: &str,
+    ) -> Result<Option<ObjectHistory>, BackendError> {
+        let (last, enqueued) = futures::try_join!(
+            self.get(object_id(integration_id, key)),
+            self.get(enqueued_id(integration_id, key)),
+        )?;
+        let now = Utc::now().timestamp();
+        // TTL deletion lags expiry by up to days: an expired item counts as gone.
+        let live = |item: &HashMap<String, AttributeValue>| {
+            item.get(TTL_ATTRIBUTE)
+                .and_then(|v| v.as_n().ok()?.parse::<i64>().ok())
+                .is_none_or(|expires| expires > now)
+        };
+        let Some(last) = last.filter(live).as_ref().and_then(seen_from) else {
+            return Ok(None);
+        };
+        let enqueued = enqueued
+            .filter(live)
+            .as_ref()
+            .and_then(seen_from)
+            .and_then(|seen| {
+                Some(Enqueued {
+                    job_id: seen.job_id?,
+                    at: seen.at,
+                })
+            });
+        Ok(Some(ObjectHistory { last, enqueued }))
+    }
+
+    async fn last_seen(
+        &self,
+        integration_id: &str,
+    ) -> Result<BTreeMap<Outcome, Seen>, BackendError> {
+        let reads = Outcome::ALL.map(|outcome| self.get(seen_id(integration_id, outcome)));
+        let items = futures::future::try_join_all(reads).await?;
+        Ok(items
+            .iter()
+            .flatten()
+            .filter_map(seen_from)
+            .map(|seen| (seen.outcome, seen))
+            .collect())
     }
 }

@@ -2,13 +2,13 @@
 
 use super::bucket::{AccessError, BucketSource, Listing, Page};
 use super::{
-    BackendError, Claim, ClaimToken, Cursors, Delivery, Ledger, MasterKey, MasterKeySource, Queue,
-    Store, UsageCounts, UsageLog, CLAIM_LEASE,
+    BackendError, Claim, ClaimToken, Cursors, Delivery, Enqueued, History, Ledger, MasterKey,
+    MasterKeySource, ObjectHistory, Queue, Seen, Store, UsageCounts, UsageLog, CLAIM_LEASE,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use relay_protocol::event::listed::ListedObject;
-use relay_protocol::{IngestJob, Integration};
+use relay_protocol::{IngestJob, Integration, Outcome};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
@@ -65,6 +65,57 @@ impl Cursors for MemoryCursors {
             None => map.remove(&key),
         };
         Ok(())
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryHistory {
+    objects: Mutex<BTreeMap<(String, String), ObjectHistory>>,
+    last: Mutex<BTreeMap<(String, Outcome), Seen>>,
+}
+
+#[async_trait]
+impl History for MemoryHistory {
+    async fn record(&self, integration_id: &str, events: &[Seen]) -> Result<(), BackendError> {
+        let mut objects = self.objects.lock().unwrap();
+        for seen in events {
+            let key = (integration_id.to_owned(), seen.key.clone());
+            let enqueued = match (&seen.outcome, &seen.job_id) {
+                (Outcome::Accepted, Some(job_id)) => Some(Enqueued {
+                    job_id: job_id.clone(),
+                    at: seen.at,
+                }),
+                _ => objects.get(&key).and_then(|old| old.enqueued.clone()),
+            };
+            let last = seen.clone();
+            objects.insert(key, ObjectHistory { last, enqueued });
+        }
+        let mut last = self.last.lock().unwrap();
+        for (outcome, seen) in Seen::last_per_outcome(events) {
+            last.insert((integration_id.to_owned(), outcome), seen.clone());
+        }
+        Ok(())
+    }
+
+    async fn object(
+        &self,
+        integration_id: &str,
+        key: &str,
+    ) -> Result<Option<ObjectHistory>, BackendError> {
+        let key = (integration_id.to_owned(), key.to_owned());
+        Ok(self.objects.lock().unwrap().get(&key).cloned())
+    }
+
+    async fn last_seen(
+        &self,
+        integration_id: &str,
+    ) -> Result<BTreeMap<Outcome, Seen>, BackendError> {
+        let last = self.last.lock().unwrap();
+        Ok(last
+            .iter()
+            .filter(|((id, _), _)| id == integration_id)
+            .map(|((_, outcome), seen)| (*outcome, seen.clone()))
+            .collect())
     }
 }
 
@@ -125,6 +176,9 @@ impl Ledger for MemoryLedger {
         }
         Ok(())
     }
+    async fn probe(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
 }
 
 #[derive(Default)]
@@ -175,6 +229,9 @@ impl Queue for MemoryQueue {
         let mut queue = self.0.lock().unwrap();
         queue.extend(jobs.iter().map(|job| (*job).clone()));
         Ok(vec![Delivery::Sent; jobs.len()])
+    }
+    async fn probe(&self) -> Result<(), BackendError> {
+        Ok(())
     }
 }
 

@@ -5,6 +5,8 @@
 //!   counts the request's events. This is the port the handler commits through.
 //! - [`UsageLog`]: the per-day usage counts of every integration.
 //! - [`Cursors`]: where listing runs keep their place (a poll watermark, a backfill's last key).
+//! - [`History`]: the last word on each object key and the last event per outcome, for
+//!   `events why` and `integrations show`. The intake writes it with each commit.
 //! - [`bucket::BucketSource`]: listings of customers' buckets ([`bucket::Buckets`]: the S3 API,
 //!   for S3 and R2).
 //! - [`MasterKeySource`]: the master key, from [`keyfile`] (embedded) or [`secretsmanager`].
@@ -144,29 +146,138 @@ impl Committed {
     }
 }
 
-/// One request's commit: its jobs (each object version once), and the usage counts of its
-/// other events (skipped, rejected, …), which the intake adds to the jobs' own.
+/// An event of a commit that was settled before the ledger (skipped, rejected, a second copy
+/// in one request): counted in the usage and, when its key is known, kept in the history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settled {
+    /// `None` for an event that could not be parsed.
+    pub key: Option<String>,
+    pub outcome: Outcome,
+    pub reason: Option<Reason>,
+    /// The job a duplicate copy repeats.
+    pub job_id: Option<String>,
+}
+
+/// One request's commit: its jobs (each object version once), and its other events, whose
+/// usage counts and history the intake records with the jobs' own.
 pub struct Commit<'a> {
     pub integration_id: &'a str,
     pub jobs: Vec<&'a IngestJob>,
-    pub refused: UsageCounts,
+    pub settled: Vec<Settled>,
     pub now: DateTime<Utc>,
 }
 
 impl Commit<'_> {
     /// The request's usage counts once its jobs are settled.
     pub fn usage(&self, committed: &[Committed]) -> UsageCounts {
-        Self::usage_of(self.refused.clone(), committed)
+        Self::usage_of(&self.settled, committed)
     }
 
-    /// `refused` plus one count per settled job.
-    pub fn usage_of(mut refused: UsageCounts, committed: &[Committed]) -> UsageCounts {
+    /// One count per settled event and per committed job.
+    pub fn usage_of(settled: &[Settled], committed: &[Committed]) -> UsageCounts {
+        let mut counts = UsageCounts::new();
+        for event in settled {
+            *counts
+                .entry(UsageKey::new(event.outcome, event.reason))
+                .or_default() += 1;
+        }
         for result in committed {
             let (outcome, reason) = result.outcome();
-            *refused.entry(UsageKey::new(outcome, reason)).or_default() += 1;
+            *counts.entry(UsageKey::new(outcome, reason)).or_default() += 1;
         }
-        refused
+        counts
     }
+
+    /// What the history keeps of this commit: each event with a key, jobs with their answer.
+    pub fn history(&self, committed: &[Committed]) -> Vec<Seen> {
+        let jobs = self
+            .jobs
+            .iter()
+            .map(|job| (job.key.as_str(), job.job_id.as_str()));
+        Self::history_of(jobs, &self.settled, committed, self.now)
+    }
+
+    /// The history of settled events and of jobs given as (key, job id), with their answers.
+    pub fn history_of<'j>(
+        jobs: impl IntoIterator<Item = (&'j str, &'j str)>,
+        settled: &[Settled],
+        committed: &[Committed],
+        at: DateTime<Utc>,
+    ) -> Vec<Seen> {
+        let settled = settled.iter().filter_map(|event| {
+            Some(Seen {
+                key: event.key.clone()?,
+                outcome: event.outcome,
+                reason: event.reason,
+                job_id: event.job_id.clone(),
+                at,
+            })
+        });
+        let jobs = jobs
+            .into_iter()
+            .zip(committed)
+            .map(|((key, job_id), result)| {
+                let (outcome, reason) = result.outcome();
+                Seen {
+                    key: key.to_owned(),
+                    outcome,
+                    reason,
+                    job_id: Some(job_id.to_owned()),
+                    at,
+                }
+            });
+        settled.chain(jobs).collect()
+    }
+}
+
+/// One event as the history keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Seen {
+    pub key: String,
+    pub outcome: Outcome,
+    pub reason: Option<Reason>,
+    pub job_id: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+impl Seen {
+    /// The last event of each outcome among `events` (in commit order).
+    pub fn last_per_outcome(events: &[Seen]) -> BTreeMap<Outcome, &Seen> {
+        events.iter().map(|seen| (seen.outcome, seen)).collect()
+    }
+}
+
+/// A job put on the ingest queue, as the history remembers it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Enqueued {
+    pub job_id: String,
+    pub at: DateTime<Utc>,
+}
+
+/// What the history knows of one object key: its last event, and the last job made for it
+/// (which a later event, a duplicate or a skipped delete, does not erase).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ObjectHistory {
+    pub last: Seen,
+    pub enqueued: Option<Enqueued>,
+}
+
+/// The history of events per object key and per outcome, kept for [`LEDGER_RETENTION`].
+#[async_trait]
+pub trait History: Send + Sync {
+    /// Records a commit's events (see [`Commit::history`]).
+    async fn record(&self, integration_id: &str, events: &[Seen]) -> Result<(), BackendError>;
+    /// The history of one key, if any event for it was seen.
+    async fn object(
+        &self,
+        integration_id: &str,
+        key: &str,
+    ) -> Result<Option<ObjectHistory>, BackendError>;
+    /// The last event seen per outcome.
+    async fn last_seen(
+        &self,
+        integration_id: &str,
+    ) -> Result<BTreeMap<Outcome, Seen>, BackendError>;
 }
 
 #[async_trait]
@@ -174,6 +285,8 @@ pub trait Intake: Send + Sync {
     /// Puts every job not seen before on the ingest queue, exactly once, and records the
     /// request's usage counts; one answer per job, in order. `Err` means nothing was enqueued.
     async fn commit(&self, commit: &Commit<'_>) -> Result<Vec<Committed>, BackendError>;
+    /// Whether the ledger and the queue answer, with nothing written: what a test event checks.
+    async fn probe(&self) -> Result<(), BackendError>;
 }
 
 #[async_trait]
@@ -237,6 +350,8 @@ pub trait Ledger: Send + Sync {
     /// Drops `token`'s claims on jobs that could not be enqueued, so their retry is not a
     /// duplicate; another request's claim on the same job is left alone.
     async fn release(&self, job_ids: &[&str], token: &ClaimToken) -> Result<(), BackendError>;
+    /// A read that shows the ledger answers.
+    async fn probe(&self) -> Result<(), BackendError>;
 }
 
 /// What usage counts an event under: its outcome and reason. Stored and printed as `<outcome>`
@@ -300,6 +415,8 @@ pub enum Delivery {
 pub trait Queue: Send + Sync {
     /// Sends the jobs; one answer per job, in order.
     async fn send(&self, jobs: &[&IngestJob]) -> Result<Vec<Delivery>, BackendError>;
+    /// A read that shows the queue exists and answers.
+    async fn probe(&self) -> Result<(), BackendError>;
 }
 
 /// The master key every event source secret is derived from. Its bytes never reach a log line,
@@ -348,6 +465,7 @@ pub struct Backends {
     pub intake: Arc<dyn Intake>,
     pub usage: Arc<dyn UsageLog>,
     pub cursors: Arc<dyn Cursors>,
+    pub history: Arc<dyn History>,
 }
 
 #[cfg(test)]
@@ -388,7 +506,19 @@ mod tests {
     #[test]
     fn each_commit_answer_maps_to_its_outcome_and_counts_once() {
         let key = |text: &str| text.parse::<UsageKey>().unwrap();
-        let refused = UsageCounts::from([(key("skipped/suffix_filtered"), 2)]);
+        let skipped = Settled {
+            key: Some("a.txt".into()),
+            outcome: Outcome::Skipped,
+            reason: Some(Reason::SuffixFiltered),
+            job_id: None,
+        };
+        let settled = [
+            skipped.clone(),
+            Settled {
+                key: None,
+                ..skipped
+            },
+        ];
         let committed = [
             Committed::Enqueued,
             Committed::Duplicate,
@@ -396,7 +526,7 @@ mod tests {
             Committed::Failed,
             Committed::Refused,
         ];
-        let usage = Commit::usage_of(refused, &committed);
+        let usage = Commit::usage_of(&settled, &committed);
         assert_eq!(
             usage,
             UsageCounts::from([
@@ -408,5 +538,48 @@ mod tests {
                 (key("skipped/suffix_filtered"), 2),
             ])
         );
+    }
+
+    #[test]
+    fn the_history_of_a_commit_keeps_every_event_with_a_key_and_the_last_per_outcome() {
+        let (a, b) = (
+            memory::sample_job("j_a", "a.pdf"),
+            memory::sample_job("j_b", "b.pdf"),
+        );
+        let skipped = Settled {
+            key: Some("c.txt".into()),
+            outcome: Outcome::Skipped,
+            reason: Some(Reason::SuffixFiltered),
+            job_id: None,
+        };
+        let unparsed = Settled {
+            key: None,
+            outcome: Outcome::Rejected,
+            reason: Some(Reason::MalformedEvent),
+            job_id: None,
+        };
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let commit = Commit {
+            integration_id: "int_1",
+            jobs: vec![&a, &b],
+            settled: vec![skipped, unparsed],
+            now,
+        };
+        let history = commit.history(&[Committed::Enqueued, Committed::Duplicate]);
+        let keys: Vec<(&str, Outcome, Option<&str>)> = history
+            .iter()
+            .map(|s| (s.key.as_str(), s.outcome, s.job_id.as_deref()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("c.txt", Outcome::Skipped, None),
+                ("a.pdf", Outcome::Accepted, Some("j_a")),
+                ("b.pdf", Outcome::Duplicate, Some("j_b")),
+            ]
+        );
+        let last = Seen::last_per_outcome(&history);
+        assert_eq!(last.len(), 3);
+        assert_eq!(last[&Outcome::Duplicate].key, "b.pdf");
     }
 }

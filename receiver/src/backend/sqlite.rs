@@ -22,12 +22,12 @@
 //! with the error (the senders retry; nothing is lost).
 
 use super::{
-    BackendError, Commit, Committed, Cursors, Intake, Store, UsageCounts, UsageKey, UsageLog,
-    LEDGER_RETENTION,
+    BackendError, Commit, Committed, Cursors, Enqueued, History, Intake, ObjectHistory, Seen,
+    Settled, Store, UsageCounts, UsageKey, UsageLog, LEDGER_RETENTION,
 };
 use async_trait::async_trait;
-use chrono::NaiveDate;
-use relay_protocol::{IngestJob, Integration};
+use chrono::{DateTime, NaiveDate, Utc};
+use relay_protocol::{IngestJob, Integration, Outcome, Reason};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -36,8 +36,9 @@ use std::sync::{Arc, Mutex};
 const BACKEND: &str = "sqlite";
 
 /// The schema's version, in `PRAGMA user_version`. 2: the ledger holds only what exactly-once
-/// needs (job id, expiry) in one B-tree; the jobs table carries everything else.
-const SCHEMA_VERSION: i64 = 2;
+/// needs (job id, expiry) in one B-tree; the jobs table carries everything else. 3: the
+/// history (`objects`, `last_seen`).
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS integrations (
@@ -61,6 +62,26 @@ CREATE TABLE IF NOT EXISTS cursors (
     value          TEXT NOT NULL,
     PRIMARY KEY (integration_id, name)
 );
+CREATE TABLE IF NOT EXISTS objects (  -- the history: the last word on each key
+    integration_id TEXT NOT NULL,
+    key            TEXT NOT NULL,
+    outcome        TEXT NOT NULL,     -- of the key's last event
+    reason         TEXT,
+    job_id         TEXT,
+    at_ms          INTEGER NOT NULL,
+    enqueued_job   TEXT,              -- the key's last job, kept through later events
+    enqueued_at_ms INTEGER,
+    PRIMARY KEY (integration_id, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS last_seen (  -- the history: the last event per outcome
+    integration_id TEXT NOT NULL,
+    outcome        TEXT NOT NULL,
+    reason         TEXT,
+    key            TEXT NOT NULL,
+    job_id         TEXT,
+    at_ms          INTEGER NOT NULL,
+    PRIMARY KEY (integration_id, outcome)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS jobs (
     seq    INTEGER PRIMARY KEY,   -- rising: jobs are only ever appended
     job_id TEXT NOT NULL,
@@ -86,6 +107,20 @@ INSERT INTO ledger (job_id, expires_at_ms) VALUES (?1, ?3)
 ON CONFLICT (job_id) DO UPDATE SET expires_at_ms = excluded.expires_at_ms
 WHERE ledger.expires_at_ms <= ?2";
 const ENQUEUE_JOB: &str = "INSERT INTO jobs (job_id, body) VALUES (?1, ?2)";
+/// ?1 integration, ?2 key, ?3 outcome, ?4 reason, ?5 job id, ?6 at, ?7 the job when enqueued.
+const RECORD_OBJECT: &str = "
+INSERT INTO objects (integration_id, key, outcome, reason, job_id, at_ms, enqueued_job, enqueued_at_ms)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, CASE WHEN ?7 IS NULL THEN NULL ELSE ?6 END)
+ON CONFLICT (integration_id, key) DO UPDATE SET
+    outcome = excluded.outcome, reason = excluded.reason, job_id = excluded.job_id,
+    at_ms = excluded.at_ms,
+    enqueued_job = coalesce(excluded.enqueued_job, objects.enqueued_job),
+    enqueued_at_ms = coalesce(excluded.enqueued_at_ms, objects.enqueued_at_ms)";
+const RECORD_LAST: &str = "
+INSERT INTO last_seen (integration_id, outcome, reason, key, job_id, at_ms)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+ON CONFLICT (integration_id, outcome) DO UPDATE SET
+    reason = excluded.reason, key = excluded.key, job_id = excluded.job_id, at_ms = excluded.at_ms";
 const ADD_USAGE: &str = "
 INSERT INTO usage (integration_id, day, name, count) VALUES (?1, ?2, ?3, ?4)
 ON CONFLICT (integration_id, day, name) DO UPDATE SET count = count + excluded.count";
@@ -189,7 +224,7 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
             [],
             |row| row.get(0),
         )?;
-        if has_ledger {
+        if version < 2 && has_ledger {
             conn.execute_batch(MIGRATE_1_TO_2)?;
         }
         conn.execute_batch(SCHEMA)?;
@@ -207,11 +242,11 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
 /// One request's commit, owned, on its way to the writer thread.
 struct PendingCommit {
     rows: Vec<JobRow>,
-    now_ms: i64,
+    now: DateTime<Utc>,
     expires_ms: i64,
     integration_id: String,
     day: String,
-    refused: UsageCounts,
+    settled: Vec<Settled>,
     answer: tokio::sync::oneshot::Sender<Result<Vec<Committed>, BackendError>>,
 }
 
@@ -263,7 +298,7 @@ fn commit_group(conn: &mut Connection, group: Vec<PendingCommit>) {
     }
 }
 
-/// One request's jobs and usage counts, inside the group's transaction.
+/// One request's jobs, usage counts and history, inside the group's transaction.
 fn commit_one(
     tx: &rusqlite::Transaction,
     pending: &PendingCommit,
@@ -271,8 +306,9 @@ fn commit_one(
     let mut record = tx.prepare_cached(RECORD_JOB)?;
     let mut enqueue = tx.prepare_cached(ENQUEUE_JOB)?;
     let mut committed = Vec::with_capacity(pending.rows.len());
+    let now_ms = pending.now.timestamp_millis();
     for row in &pending.rows {
-        let new = record.execute(params![row.job_id, pending.now_ms, pending.expires_ms])? == 1;
+        let new = record.execute(params![row.job_id, now_ms, pending.expires_ms])? == 1;
         if new {
             enqueue.execute(params![row.job_id, row.body])?;
         }
@@ -282,9 +318,50 @@ fn commit_one(
             Committed::Duplicate
         });
     }
-    let usage = Commit::usage_of(pending.refused.clone(), &committed);
+    let usage = Commit::usage_of(&pending.settled, &committed);
     add_usage(tx, &pending.integration_id, &pending.day, &usage)?;
+    let jobs = pending
+        .rows
+        .iter()
+        .map(|row| (row.key.as_str(), row.job_id.as_str()));
+    let history = Commit::history_of(jobs, &pending.settled, &committed, pending.now);
+    record_history(tx, &pending.integration_id, &history)?;
     Ok(committed)
+}
+
+fn record_history(
+    tx: &rusqlite::Transaction,
+    integration_id: &str,
+    events: &[Seen],
+) -> rusqlite::Result<()> {
+    let mut object = tx.prepare_cached(RECORD_OBJECT)?;
+    for seen in events {
+        let enqueued = match seen.outcome {
+            Outcome::Accepted => seen.job_id.as_deref(),
+            _ => None,
+        };
+        object.execute(params![
+            integration_id,
+            seen.key,
+            seen.outcome.as_str(),
+            seen.reason.map(Reason::as_str),
+            seen.job_id,
+            seen.at.timestamp_millis(),
+            enqueued,
+        ])?;
+    }
+    let mut last = tx.prepare_cached(RECORD_LAST)?;
+    for (outcome, seen) in Seen::last_per_outcome(events) {
+        last.execute(params![
+            integration_id,
+            outcome.as_str(),
+            seen.reason.map(Reason::as_str),
+            seen.key,
+            seen.job_id,
+            seen.at.timestamp_millis(),
+        ])?;
+    }
+    Ok(())
 }
 
 impl Sqlite {
@@ -439,6 +516,7 @@ impl Cursors for Sqlite {
 struct JobRow {
     job_id: String,
     body: String,
+    key: String,
 }
 
 #[async_trait]
@@ -451,6 +529,7 @@ impl Intake for Sqlite {
                 Ok(JobRow {
                     job_id: job.job_id.clone(),
                     body: serde_json::to_string(job)?,
+                    key: job.key.clone(),
                 })
             })
             .collect::<Result<Vec<_>, serde_json::Error>>()
@@ -458,16 +537,98 @@ impl Intake for Sqlite {
         let (answer, answered) = tokio::sync::oneshot::channel();
         let pending = PendingCommit {
             rows,
-            now_ms: commit.now.timestamp_millis(),
+            now: commit.now,
             expires_ms: (commit.now + LEDGER_RETENTION).timestamp_millis(),
             integration_id: commit.integration_id.to_owned(),
             day: commit.now.date_naive().to_string(),
-            refused: commit.refused.clone(),
+            settled: commit.settled.clone(),
             answer,
         };
         let stopped = || err("the writer thread has stopped");
         self.commits.send(pending).map_err(|_| stopped())?;
         answered.await.map_err(|_| stopped())?
+    }
+
+    async fn probe(&self) -> Result<(), BackendError> {
+        self.run(|conn| conn.query_row("SELECT count(*) FROM ledger LIMIT 1", [], |_| Ok(())))
+            .await
+    }
+}
+
+/// An `objects` or `last_seen` row's event: key, outcome, reason, job id, at (ms).
+fn seen_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Seen>> {
+    let outcome: String = row.get(1)?;
+    let reason: Option<String> = row.get(2)?;
+    let at_ms: i64 = row.get(4)?;
+    Ok(Outcome::parse(&outcome)
+        .zip(DateTime::from_timestamp_millis(at_ms))
+        .map(|(outcome, at)| Seen {
+            key: row.get(0).unwrap_or_default(),
+            outcome,
+            reason: reason.as_deref().and_then(Reason::parse),
+            job_id: row.get(3).unwrap_or_default(),
+            at,
+        }))
+}
+
+#[async_trait]
+impl History for Sqlite {
+    async fn record(&self, integration_id: &str, events: &[Seen]) -> Result<(), BackendError> {
+        let (id, events) = (integration_id.to_owned(), events.to_vec());
+        self.write(move |tx| record_history(tx, &id, &events)).await
+    }
+
+    async fn object(
+        &self,
+        integration_id: &str,
+        key: &str,
+    ) -> Result<Option<ObjectHistory>, BackendError> {
+        let (id, key) = (integration_id.to_owned(), key.to_owned());
+        let found = self
+            .run(move |conn| {
+                conn.prepare_cached(
+                    "SELECT key, outcome, reason, job_id, at_ms, enqueued_job, enqueued_at_ms
+                     FROM objects WHERE integration_id = ?1 AND key = ?2",
+                )?
+                .query_row(params![id, key], |row| {
+                    let enqueued: Option<(String, i64)> =
+                        row.get::<_, Option<String>>(5)?.zip(row.get(6)?);
+                    Ok((seen_row(row)?, enqueued))
+                })
+                .optional()
+            })
+            .await?;
+        let cutoff = Utc::now() - LEDGER_RETENTION;
+        Ok(found.and_then(|(last, enqueued)| {
+            let last = last.filter(|seen| seen.at > cutoff)?;
+            let enqueued = enqueued.and_then(|(job_id, at_ms)| {
+                let at = DateTime::from_timestamp_millis(at_ms).filter(|at| *at > cutoff)?;
+                Some(Enqueued { job_id, at })
+            });
+            Some(ObjectHistory { last, enqueued })
+        }))
+    }
+
+    async fn last_seen(
+        &self,
+        integration_id: &str,
+    ) -> Result<BTreeMap<Outcome, Seen>, BackendError> {
+        let id = integration_id.to_owned();
+        let rows = self
+            .run(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT key, outcome, reason, job_id, at_ms FROM last_seen
+                     WHERE integration_id = ?1",
+                )?;
+                let rows = stmt.query_map([id], seen_row)?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .flatten()
+            .map(|seen| (seen.outcome, seen))
+            .collect())
     }
 }
 
@@ -547,7 +708,7 @@ impl UsageLog for Sqlite {
 mod tests {
     use super::*;
     use crate::backend::memory::sample_job;
-    use chrono::{DateTime, Utc};
+    use chrono::{DateTime, SubsecRound, Utc};
     use relay_protocol::integration::{NewIntegration, Provider};
 
     fn job(id: &str) -> IngestJob {
@@ -567,7 +728,12 @@ mod tests {
         Commit {
             integration_id: "int_1",
             jobs: jobs.to_vec(),
-            refused: UsageCounts::from([(key("skipped/suffix_filtered"), 1)]),
+            settled: vec![Settled {
+                key: Some("a.txt".into()),
+                outcome: Outcome::Skipped,
+                reason: Some(Reason::SuffixFiltered),
+                job_id: None,
+            }],
             now,
         }
     }
@@ -604,15 +770,65 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_history_keeps_each_keys_last_event_and_its_last_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Sqlite::open(&dir.path().join("relay.db")).unwrap();
+        let a = sample_job("j_a", "in/a.pdf");
+        let t0 = Utc::now() - chrono::Duration::minutes(5);
+        let t1 = t0 + chrono::Duration::minutes(1);
+        db.commit(&commit(&[&a], t0)).await.unwrap();
+        db.commit(&commit(&[&a], t1)).await.unwrap();
+
+        let history = db.object("int_1", "in/a.pdf").await.unwrap().unwrap();
+        assert_eq!(
+            (history.last.outcome, history.last.reason, history.last.at),
+            (
+                Outcome::Duplicate,
+                Some(Reason::Duplicate),
+                t1.trunc_subsecs(3)
+            )
+        );
+        let enqueued = history.enqueued.unwrap();
+        assert_eq!(
+            (enqueued.job_id.as_str(), enqueued.at),
+            ("j_a", t0.trunc_subsecs(3))
+        );
+        let skipped = db.object("int_1", "a.txt").await.unwrap().unwrap();
+        assert_eq!(skipped.last.reason, Some(Reason::SuffixFiltered));
+        assert_eq!(skipped.enqueued, None);
+        assert_eq!(db.object("int_1", "in/b.pdf").await.unwrap(), None);
+        assert_eq!(db.object("int_2", "in/a.pdf").await.unwrap(), None);
+
+        let last = db.last_seen("int_1").await.unwrap();
+        let keys: Vec<(Outcome, &str)> =
+            last.values().map(|s| (s.outcome, s.key.as_str())).collect();
+        assert_eq!(
+            keys,
+            [
+                (Outcome::Accepted, "in/a.pdf"),
+                (Outcome::Duplicate, "in/a.pdf"),
+                (Outcome::Skipped, "a.txt")
+            ]
+        );
+        assert_eq!(last[&Outcome::Skipped].at, t1.trunc_subsecs(3));
+    }
+
+    #[tokio::test]
     async fn usage_adds_up_per_day_and_integration() {
         let dir = tempfile::tempdir().unwrap();
         let db = Sqlite::open(&dir.path().join("relay.db")).unwrap();
         let day = NaiveDate::from_ymd_opt(2026, 11, 22).unwrap();
         let counts = |n| UsageCounts::from([(key("accepted"), n)]);
-        db.record("int_1", day, &counts(2)).await.unwrap();
-        db.record("int_1", day, &counts(3)).await.unwrap();
-        db.record("int_2", day, &counts(7)).await.unwrap();
-        db.record("int_1", day.pred_opt().unwrap(), &counts(1))
+        UsageLog::record(&db, "int_1", day, &counts(2))
+            .await
+            .unwrap();
+        UsageLog::record(&db, "int_1", day, &counts(3))
+            .await
+            .unwrap();
+        UsageLog::record(&db, "int_2", day, &counts(7))
+            .await
+            .unwrap();
+        UsageLog::record(&db, "int_1", day.pred_opt().unwrap(), &counts(1))
             .await
             .unwrap();
         let usage = db.usage("int_1", day, day).await.unwrap();

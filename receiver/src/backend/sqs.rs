@@ -5,6 +5,7 @@
 //! fails is answered per job, so the handler releases those claims and answers `retry_later`.
 //! An entry failed with `SenderFault` is not sent again: SQS refuses it as it is, and the event is
 //! answered `rejected` / `queue_refused`, to be dead-lettered and looked at.
+//! A test event's probe reads the queue's ARN (`GetQueueAttributes`), which sends nothing.
 //! A FIFO queue (URL ending in `.fifo`) gets `MessageGroupId = integration_id` and
 //! `MessageDeduplicationId = job_id`, so even a redelivery within SQS's dedup window is dropped.
 
@@ -131,5 +132,18 @@ impl Queue for SqsQueue {
             }
         }
         Ok(answers)
+    }
+
+    /// `GetQueueAttributes` for the queue's ARN: it answers only for a queue that exists and
+    /// that this role may read (`sqs:GetQueueAttributes`).
+    async fn probe(&self) -> Result<(), BackendError> {
+        self.client
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(())
     }
 }

@@ -41,6 +41,74 @@ pub enum Command {
     Poll(PollArgs),
     /// Turn every object already in an integration's bucket into a job, once (any mode).
     Backfill(BackfillArgs),
+    /// What the receiver did with events.
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// Send dead-lettered events or jobs through again.
+    #[command(subcommand)]
+    Replay(ReplayCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EventsCommand {
+    /// What became of one object: its job, or the last reason it made none.
+    Why {
+        #[arg(long)]
+        integration: String,
+        #[arg(long)]
+        key: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReplayCommand {
+    /// Put the events on an S3 source's EventBridge dead-letter queue through the receiver
+    /// again (same decision, ledger and queue); delete each once it is accepted, a duplicate
+    /// or skipped.
+    Eventbridge(ReplayEventBridgeArgs),
+    /// Move the jobs on the ingest dead-letter queue back to the ingest queue.
+    Ingest(ReplayIngestArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayEventBridgeArgs {
+    /// The dead-letter queue's URL (the s3-source module's `dlq_url` output).
+    #[arg(long)]
+    pub dlq_url: String,
+    #[arg(long)]
+    pub integration: String,
+    /// Read and decide, print what would happen, and leave every message where it is.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayIngestArgs {
+    /// The ingest dead-letter queue's URL (the receiver module's `dlq_url` output). The jobs
+    /// go to the ingest queue, `--queue-url` (RELAY_QUEUE_URL).
+    #[arg(long)]
+    pub dlq_url: String,
+    /// Count the jobs waiting, move nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TestArgs {
+    pub id: String,
+    /// The running receiver's base URL to send the test event to.
+    #[arg(long)]
+    pub receiver_url: Option<String>,
+    /// Send the event as from this bucket (default: the integration's).
+    #[arg(long, requires = "receiver_url")]
+    pub bucket: Option<String>,
+    /// Send the event as from this account (default: the integration's).
+    #[arg(long, requires = "receiver_url")]
+    pub account: Option<String>,
+    /// Sign with the whsec_… secret read from stdin (the one the worker or the API destination
+    /// has) instead of the integration's current one.
+    #[arg(long, requires = "receiver_url")]
+    pub secret_stdin: bool,
 }
 
 #[derive(Args, Debug)]
@@ -138,10 +206,10 @@ pub enum IntegrationsCommand {
     RotateSecret(RotateArgs),
     /// Give the receiver read access to the bucket, for poll mode and backfill.
     SetSource(SetSourceArgs),
-    /// Check the read access: the bucket is reachable and may be listed.
-    Test {
-        id: String,
-    },
+    /// With --receiver-url: send a test event to a running receiver exactly as the event
+    /// source would, and report each step. Without: check the read access (poll mode,
+    /// backfill).
+    Test(TestArgs),
     Delete {
         id: String,
     },

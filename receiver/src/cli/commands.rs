@@ -1,12 +1,14 @@
 //! What each command does against the backends; printing is left to [`super::print`].
 
 use super::args::{CreateArgs, IntegrationsCommand, Metrics, RotateArgs, ServeArgs};
-use super::{listing, print};
+use super::{connection, listing, print};
 use crate::backend::{MasterKey, Store};
 use crate::handler::Relay;
+use crate::test_event::SendAs;
 use crate::wiring::Wired;
 use chrono::{DateTime, Utc};
 use rand::distr::{Alphanumeric, SampleString};
+use relay_protocol::webhook::SigningKey;
 use relay_protocol::Integration;
 use relay_protocol::{Mode, Provider, Status};
 use std::path::Path;
@@ -73,11 +75,27 @@ pub async fn integrations(wired: Wired, json: bool, command: IntegrationsCommand
                 })),
                 Provider::R2 => None,
             };
-            print::print_show(&integration, external_id, json);
+            let last_seen = wired
+                .backends
+                .history
+                .last_seen(&integration.id)
+                .await
+                .map_err(|e| e.to_string());
+            print::print_show(&integration, external_id, &last_seen, json);
             Ok(())
         }
         IntegrationsCommand::SetSource(args) => listing::set_source(&wired, args, json).await,
-        IntegrationsCommand::Test { id } => listing::test(&wired, &id, json).await,
+        IntegrationsCommand::Test(args) => match &args.receiver_url {
+            Some(url) => {
+                let send_as = SendAs {
+                    bucket: args.bucket.clone(),
+                    account: args.account.clone(),
+                    secret: args.secret_stdin.then(read_secret).transpose()?,
+                };
+                connection::test_event(&wired, &args.id, url, send_as, json).await
+            }
+            None => listing::test(&wired, &args.id, json).await,
+        },
         IntegrationsCommand::Pause { id } => update(store, &id, json, now, Status::Paused).await,
         IntegrationsCommand::Resume { id } => update(store, &id, json, now, Status::Active).await,
         IntegrationsCommand::SetMode { id, mode } => update(store, &id, json, now, mode).await,
@@ -146,6 +164,19 @@ async fn usage(wired: &Wired, id: &str, days: u32, json: bool, now: DateTime<Utc
     Ok(())
 }
 
+/// `events why`: the history of one key.
+pub async fn events_why(wired: Wired, integration: &str, key: &str, json: bool) -> CliResult {
+    load(wired.backends.store.as_ref(), integration).await?;
+    let history = wired
+        .backends
+        .history
+        .object(integration, key)
+        .await
+        .map_err(|e| e.to_string())?;
+    print::print_why(integration, key, history.as_ref(), json);
+    Ok(())
+}
+
 pub async fn jobs_list(wired: Wired, json: bool) -> CliResult {
     const NOT_EMBEDDED: &str = "jobs list reads the embedded queue; with --backend aws the jobs \
         are on the SQS queue (aws sqs receive-message --queue-url …)";
@@ -165,7 +196,17 @@ pub async fn jobs_list(wired: Wired, json: bool) -> CliResult {
     }
 }
 
-async fn master_key(wired: &Wired) -> Result<MasterKey, String> {
+/// A `whsec_…` secret from stdin, for `integrations test --secret-stdin`; never echoed.
+fn read_secret() -> Result<SigningKey, String> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_line(&mut text)
+        .map_err(|e| format!("cannot read the secret from stdin: {e}"))?;
+    SigningKey::from_secret(text.trim())
+        .map_err(|_| "stdin does not hold a whsec_… secret".to_owned())
+}
+
+pub async fn master_key(wired: &Wired) -> Result<MasterKey, String> {
     wired.keys.master_key().await.map_err(|e| e.to_string())
 }
 

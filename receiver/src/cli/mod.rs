@@ -1,9 +1,11 @@
-//! The `bucket-relay` command line: `serve`, `integrations …`, `jobs list`, `poll` and
-//! `backfill`.
+//! The `bucket-relay` command line: `serve`, `integrations …`, `jobs list`, `poll`,
+//! `backfill`, `events why` and `replay …`.
 //!
 //! - [`args`]: the commands and flags (clap);
 //! - [`commands`]: what each command does against the backends;
 //! - [`listing`]: the commands that list buckets (`set-source`, `test`, `poll`, `backfill`);
+//! - [`connection`]: `integrations test --receiver-url`, the test event over HTTP;
+//! - [`replay`]: `replay eventbridge` and `replay ingest`, the dead-letter queues;
 //! - [`print`]: what it prints, as text or, with `--json`, one JSON document.
 //!
 //! Every command takes `--data-dir` (env `RELAY_DATA_DIR`) and `--json`. Results go to stdout,
@@ -12,14 +14,19 @@
 
 pub mod args;
 pub mod commands;
+pub mod connection;
 pub mod listing;
 pub mod print;
+pub mod replay;
 
 pub use args::Cli;
 
 use crate::wiring::wire;
 use crate::{env, telemetry};
-use args::{BackfillArgs, Command, IntegrationsCommand, JobsCommand, PollArgs, ServeArgs};
+use args::{
+    BackfillArgs, Command, EventsCommand, IntegrationsCommand, JobsCommand, PollArgs,
+    ReplayCommand, ServeArgs,
+};
 use std::process::ExitCode;
 
 /// What this process was started to do.
@@ -33,6 +40,8 @@ enum Invocation {
     Jobs(JobsCommand),
     Poll(PollArgs),
     Backfill(BackfillArgs),
+    Events(EventsCommand),
+    Replay(ReplayCommand),
 }
 
 impl Invocation {
@@ -43,6 +52,8 @@ impl Invocation {
             Some(Command::Jobs(command)) => Ok(Invocation::Jobs(command)),
             Some(Command::Poll(args)) => Ok(Invocation::Poll(args)),
             Some(Command::Backfill(args)) => Ok(Invocation::Backfill(args)),
+            Some(Command::Events(command)) => Ok(Invocation::Events(command)),
+            Some(Command::Replay(command)) => Ok(Invocation::Replay(command)),
             None if on_lambda => Ok(Invocation::Serve {
                 args: ServeArgs::parse_from_env(),
                 on_lambda,
@@ -65,8 +76,10 @@ pub fn run(cli: Cli) -> ExitCode {
         let invocation = Invocation::of(cli.command, on_lambda)?;
         match &invocation {
             Invocation::Serve { args, on_lambda } => telemetry::init_logging(&args.log, *on_lambda),
-            Invocation::Poll(_) | Invocation::Backfill(_) => telemetry::init_cli_logging(),
-            Invocation::Integrations(_) | Invocation::Jobs(_) => {}
+            Invocation::Poll(_) | Invocation::Backfill(_) | Invocation::Replay(_) => {
+                telemetry::init_cli_logging()
+            }
+            Invocation::Integrations(_) | Invocation::Jobs(_) | Invocation::Events(_) => {}
         }
         let wired = wire(&cli.data_dir, &cli.backend).await?;
         match invocation {
@@ -79,6 +92,12 @@ pub fn run(cli: Cli) -> ExitCode {
             Invocation::Jobs(JobsCommand::List) => commands::jobs_list(wired, cli.json).await,
             Invocation::Poll(args) => listing::poll(wired, args, cli.json).await,
             Invocation::Backfill(args) => listing::backfill(wired, args, cli.json).await,
+            Invocation::Events(EventsCommand::Why { integration, key }) => {
+                commands::events_why(wired, &integration, &key, cli.json).await
+            }
+            Invocation::Replay(command) => {
+                replay::replay(wired, &cli.backend, command, cli.json).await
+            }
         }
     });
     match result {

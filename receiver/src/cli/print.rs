@@ -1,14 +1,16 @@
 //! What the commands print: text tables and sentences for people, one JSON document with
 //! `--json`. The secret is printed here and nowhere else, by `create` and `rotate-secret`.
 
+use super::replay::ReplayTally;
 use crate::backend::bucket::AccessError;
-use crate::backend::{MasterKey, UsageCounts};
+use crate::backend::{MasterKey, ObjectHistory, Seen, UsageCounts, LEDGER_RETENTION};
 use crate::poll::{RunError, Tally};
 use crate::setup;
-use chrono::NaiveDate;
+use crate::test_event::{TestRequest, Verdict};
+use chrono::{DateTime, NaiveDate, Utc};
 use relay_protocol::integration::ReadAccess;
 use relay_protocol::integration::DEFAULT_MAX_OBJECT_BYTES;
-use relay_protocol::{secret, IngestJob, Integration, Provider, Reason};
+use relay_protocol::{secret, IngestJob, Integration, Outcome, Provider, Reason};
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -70,6 +72,7 @@ pub fn print_list(all: &[Integration], json: bool) {
 pub fn print_show(
     integration: &Integration,
     external_id: Option<Result<String, String>>,
+    last_seen: &Result<BTreeMap<Outcome, Seen>, String>,
     json: bool,
 ) {
     let (id, error) = match external_id {
@@ -83,6 +86,10 @@ pub fn print_show(
         if let Some(error) = &error {
             doc["external_id_error"] = json!(error);
         }
+        match last_seen {
+            Ok(last) => doc["last_seen"] = json!(last),
+            Err(error) => doc["last_seen_error"] = json!(error),
+        }
         println!("{}", pretty(&doc));
     } else {
         let shown = match (&id, &error) {
@@ -91,6 +98,10 @@ pub fn print_show(
             (None, None) => "-".to_owned(),
         };
         print_details(integration, &shown);
+        match last_seen {
+            Ok(last) => print_last_seen(last),
+            Err(error) => println!("\nlast event per outcome: unavailable ({error})"),
+        }
     }
 }
 
@@ -403,6 +414,126 @@ pub fn print_usage(
         let reason = key.reason.map_or("-", Reason::as_str);
         println!("  {:<12} {reason:<20} {count:>10}", key.outcome);
     }
+}
+
+/// `integrations test --receiver-url`: each step, then the cause and what to do.
+pub fn print_event_test(
+    integration: &Integration,
+    receiver_url: &str,
+    request: &TestRequest,
+    verdict: &Verdict,
+    json: bool,
+) {
+    if json {
+        let doc = json!({
+            "id": integration.id,
+            "receiver_url": receiver_url,
+            "sent_as": request.sender.as_str(),
+            "key": request.key,
+            "ok": verdict.cause.is_none(),
+            "cause": verdict.cause,
+            "hint": verdict.hint,
+            "steps": verdict.steps,
+        });
+        println!("{}", pretty(&doc));
+        return;
+    }
+    println!(
+        "Test event for {} ({} bucket {}), sent as the {} sends it, to {receiver_url}:",
+        integration.id,
+        integration.provider,
+        integration.bucket,
+        request.sender.as_str()
+    );
+    for step in &verdict.steps {
+        let word = if step.ok { "ok" } else { "FAIL" };
+        println!("  {word:<5} {:<12} {}", step.step, step.detail);
+    }
+    match (&verdict.cause, &verdict.hint) {
+        (Some(cause), Some(hint)) => println!("cause: {cause}\nhint:  {hint}"),
+        _ => println!("OK: the receiver takes this integration's events (the test made no job)."),
+    }
+}
+
+/// `replay …`: the counts per outcome, and what was deleted and kept.
+pub fn print_replay(queue: &str, url: &str, tally: &ReplayTally, json: bool) {
+    if json {
+        let mut doc = json!(tally);
+        doc["queue"] = json!(queue);
+        doc["queue_url"] = json!(url);
+        println!("{}", pretty(&doc));
+        return;
+    }
+    let verb = if tally.dry_run {
+        "Would replay"
+    } else {
+        "Replayed"
+    };
+    println!("{verb} {} messages from {url}:", tally.messages);
+    for (word, count) in &tally.outcomes {
+        println!("  {word:<36} {count:>8}");
+    }
+    if !tally.dry_run {
+        println!("deleted {}, kept {}", tally.deleted, tally.kept);
+    }
+}
+
+/// `events why`: the key's last job and last event, or that none was seen.
+pub fn print_why(id: &str, key: &str, history: Option<&ObjectHistory>, json: bool) {
+    if json {
+        let doc = json!({
+            "integration_id": id,
+            "key": key,
+            "seen": history.is_some(),
+            "enqueued": history.and_then(|h| h.enqueued.as_ref()),
+            "last": history.map(|h| &h.last),
+        });
+        println!("{}", pretty(&doc));
+        return;
+    }
+    let Some(history) = history else {
+        println!(
+            "No event for {key:?} reached {id} in the last {} days: the event source never \
+             sent it (a notification rule's filters, the worker's filters, a queue name), or it \
+             is still retrying. See the runbook in the README.",
+            LEDGER_RETENTION.num_days()
+        );
+        return;
+    };
+    match &history.enqueued {
+        Some(job) => println!("job      {} enqueued {}", job.job_id, time(job.at)),
+        None => println!("job      none"),
+    }
+    let last = &history.last;
+    let reason = last.reason.map_or("-", Reason::as_str);
+    println!("last     {} {} {reason}", time(last.at), last.outcome);
+    if let Some(reason) = last.reason {
+        println!("why      {}", reason.description());
+    }
+}
+
+/// The last event per outcome, for `show`.
+fn print_last_seen(last: &BTreeMap<Outcome, Seen>) {
+    println!("\nlast event per outcome:");
+    if last.is_empty() {
+        println!(
+            "  none seen in the last {} days",
+            LEDGER_RETENTION.num_days()
+        );
+    }
+    for seen in last.values() {
+        let reason = seen.reason.map_or("-", Reason::as_str);
+        println!(
+            "  {:<12} {} {reason:<20} {}",
+            seen.outcome,
+            time(seen.at),
+            seen.key
+        );
+    }
+}
+
+fn time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 pub fn pretty<T: serde::Serialize>(value: &T) -> String {

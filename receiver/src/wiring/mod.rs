@@ -79,6 +79,20 @@ pub async fn wire(data_dir: &Path, args: &BackendArgs) -> Result<Wired, String> 
     }
 }
 
+/// The AWS SDK's configuration from the environment, with the receiver's timeouts and retries.
+pub async fn aws_config() -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .operation_timeout(Duration::from_secs(10))
+                .build(),
+        )
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .load()
+        .await
+}
+
 async fn aws(args: &BackendArgs) -> Result<Wired, String> {
     let required = [
         (&args.integrations_table, env::INTEGRATIONS_TABLE),
@@ -97,16 +111,7 @@ async fn aws(args: &BackendArgs) -> Result<Wired, String> {
             missing.join(", ")
         ));
     }
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(2))
-                .operation_timeout(Duration::from_secs(10))
-                .build(),
-        )
-        .retry_config(RetryConfig::standard().with_max_attempts(3))
-        .load()
-        .await;
+    let config = aws_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
     let name = |value: &Option<String>| value.clone().unwrap_or_default();
     let lease = chrono::Duration::from_std(*args.claim_lease)
@@ -127,9 +132,15 @@ async fn aws(args: &BackendArgs) -> Result<Wired, String> {
     Ok(Wired {
         backends: Backends {
             store: Arc::new(DynamoStore::new(dynamodb, name(&args.integrations_table))),
-            intake: Arc::new(Claiming::new(ledger.clone(), queue, ledger.clone())),
+            intake: Arc::new(Claiming::new(
+                ledger.clone(),
+                queue,
+                ledger.clone(),
+                ledger.clone(),
+            )),
             usage: ledger.clone(),
-            cursors: ledger,
+            cursors: ledger.clone(),
+            history: ledger,
         },
         keys: Arc::new(SecretsManagerKey::new(
             aws_sdk_secretsmanager::Client::new(&config),

@@ -244,8 +244,11 @@ data "aws_iam_policy_document" "receiver" {
   }
 
   statement {
-    sid       = "SendJobs"
-    actions   = ["sqs:SendMessage"] # SendMessageBatch is authorised as SendMessage
+    sid = "SendJobs"
+    actions = [
+      "sqs:SendMessage",        # SendMessageBatch is authorised as SendMessage
+      "sqs:GetQueueAttributes", # a test event's probe reads the queue's ARN; nothing is sent
+    ]
     resources = [aws_sqs_queue.ingest.arn]
   }
 
