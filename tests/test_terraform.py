@@ -162,6 +162,25 @@ def test_the_ingest_queue_redrives_to_its_dlq(receiver):
     assert "aws_sqs_queue.dlq.arn" in ingest["redrive_policy"]
 
 
+# SQS keeps a message at most 1,209,600 s (14 days); the runbook gives that as the deadline for
+# replaying a dead-letter queue.
+SQS_MAX_RETENTION_SECONDS = 14 * 86_400
+
+
+def test_the_dead_letter_queues_keep_messages_as_long_as_sqs_allows(receiver, source):
+    assert receiver["resource"]["aws_sqs_queue"]["dlq"]["message_retention_seconds"] == SQS_MAX_RETENTION_SECONDS
+    assert source["resource"]["aws_sqs_queue"]["dlq"]["message_retention_seconds"] == SQS_MAX_RETENTION_SECONDS
+
+
+def test_the_receiver_may_read_the_ingest_queue_it_probes_and_nothing_more(receiver):
+    # A test event's probe reads the queue's ARN (GetQueueAttributes); the receiver never receives
+    # or deletes jobs.
+    statements = receiver["data"]["aws_iam_policy_document"]["receiver"]["statement"]
+    [send] = [st for st in statements if st["sid"] == "SendJobs"]
+    assert set(send["actions"]) == {"sqs:SendMessage", "sqs:GetQueueAttributes"}
+    assert send["resources"] == ["${aws_sqs_queue.ingest.arn}"]
+
+
 # --- tables ----------------------------------------------------------------------------------
 
 def test_tables_have_recovery_encryption_and_the_ledger_ttl(receiver):
