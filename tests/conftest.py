@@ -58,6 +58,21 @@ def aws_stack(moto):
 
 
 @pytest.fixture
+def fifo_stack(moto):
+    """The stack with FIFO ingest queues (group and deduplication ids)."""
+    requests.post(f"http://127.0.0.1:{moto}/moto-api/reset", timeout=10)
+    return AwsStack(moto, fifo=True)
+
+
+@pytest.fixture
+def fifo_receiver(tmp_path, fifo_stack, aws_proxy):
+    r = Receiver(tmp_path / "relay", tmp_path / "serve.log", env=fifo_stack.receiver_env(aws_proxy.port))
+    r.start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
 def aws_proxy(moto):
     from aws_proxy import CountingProxy
     proxy = CountingProxy(moto).start()

@@ -67,19 +67,12 @@ def test_concurrent_identical_deliveries_yield_exactly_one_job(aws_receiver, aws
     assert len(aws_stack.messages()) == 1
 
 
-def test_a_fifo_queue_gets_group_and_deduplication_ids(tmp_path, moto, aws_proxy):
-    requests.post(f"http://127.0.0.1:{moto}/moto-api/reset", timeout=10)
-    stack = AwsStack(moto, fifo=True)
-    receiver = Receiver(tmp_path / "relay", tmp_path / "serve.log", env=stack.receiver_env(aws_proxy.port))
-    receiver.start()
-    try:
-        created = receiver.create("r2", "uploads")
-        response = receiver.post_batch(created["id"], created["secret"], [r2_event("in/a.pdf")])
-        (message,) = stack.messages()
-        assert message["Attributes"]["MessageGroupId"] == created["id"]
-        assert message["Attributes"]["MessageDeduplicationId"] == results(response)[0]["job_id"]
-    finally:
-        receiver.stop()
+def test_a_fifo_queue_gets_group_and_deduplication_ids(fifo_receiver, fifo_stack):
+    created = fifo_receiver.create("r2", "uploads")
+    response = fifo_receiver.post_batch(created["id"], created["secret"], [r2_event("in/a.pdf")])
+    (message,) = fifo_stack.messages()
+    assert message["Attributes"]["MessageGroupId"] == created["id"]
+    assert message["Attributes"]["MessageDeduplicationId"] == results(response)[0]["job_id"]
 
 
 def test_a_job_the_pipeline_keeps_failing_moves_to_the_dlq(aws_receiver, aws_stack):

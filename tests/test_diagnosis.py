@@ -6,11 +6,7 @@ import json
 import shutil
 import subprocess
 
-import pytest
-import requests
-
-from support import (RELAY_BIN, AwsStack, Receiver, free_port, r2_event, s3_object_created,
-                     wait_for_config_change)
+from support import RELAY_BIN, free_port, r2_event, s3_object_created, wait_for_config_change
 
 
 def event_test(receiver, integration_id, *extra, url=None, stdin=None, data_dir=None):
@@ -207,32 +203,26 @@ def test_events_dead_lettered_by_eventbridge_are_replayed_once(aws_receiver, aws
     assert json.loads(kept[0]["Body"])["detail"]["bucket"]["name"] == "someone-elses"
 
 
-def test_jobs_dead_lettered_by_the_pipeline_move_back_to_the_ingest_queue(tmp_path, moto, aws_proxy):
-    requests.post(f"http://127.0.0.1:{moto}/moto-api/reset", timeout=10)
-    stack = AwsStack(moto, fifo=True)
-    relay = Receiver(tmp_path / "relay", tmp_path / "serve.log", env=stack.receiver_env(aws_proxy.port))
-    relay.start()
-    try:
-        created = relay.create("r2", "uploads")
-        response = relay.post_batch(created["id"], created["secret"], [r2_event(f"in/{i}.pdf") for i in range(3)])
-        assert response.status_code == 200
-        # The pipeline failed on them until SQS moved them to the dead-letter queue.
-        failed = stack.messages(stack.queue_url)
-        for message in failed:
-            stack.sqs.send_message(QueueUrl=stack.dlq_url, MessageBody=message["Body"],
-                                   MessageAttributes=message["MessageAttributes"],
-                                   MessageGroupId=message["Attributes"]["MessageGroupId"],
-                                   MessageDeduplicationId=json.loads(message["Body"])["job_id"])
-            stack.sqs.delete_message(QueueUrl=stack.queue_url, ReceiptHandle=message["ReceiptHandle"])
-        assert stack.depth() == 0 and stack.depth(stack.dlq_url) == 3
+def test_jobs_dead_lettered_by_the_pipeline_move_back_to_the_ingest_queue(fifo_receiver, fifo_stack):
+    relay, stack = fifo_receiver, fifo_stack
+    created = relay.create("r2", "uploads")
+    response = relay.post_batch(created["id"], created["secret"], [r2_event(f"in/{i}.pdf") for i in range(3)])
+    assert response.status_code == 200
+    # The pipeline failed on them until SQS moved them to the dead-letter queue.
+    failed = stack.messages(stack.queue_url)
+    for message in failed:
+        stack.sqs.send_message(QueueUrl=stack.dlq_url, MessageBody=message["Body"],
+                               MessageAttributes=message["MessageAttributes"],
+                               MessageGroupId=message["Attributes"]["MessageGroupId"],
+                               MessageDeduplicationId=json.loads(message["Body"])["job_id"])
+        stack.sqs.delete_message(QueueUrl=stack.queue_url, ReceiptHandle=message["ReceiptHandle"])
+    assert stack.depth() == 0 and stack.depth(stack.dlq_url) == 3
 
-        dry = replay(relay, "ingest", "--dlq-url", stack.dlq_url, "--dry-run")
-        assert (dry["messages"], dry["deleted"]) == (3, 0) and stack.depth(stack.dlq_url) == 3
-        moved = replay(relay, "ingest", "--dlq-url", stack.dlq_url)
-        assert (moved["outcomes"], moved["deleted"], moved["kept"]) == ({"moved": 3}, 3, 0)
-        assert stack.depth(stack.dlq_url) == 0
-        back = stack.messages(stack.queue_url)
-        assert sorted(json.loads(m["Body"])["key"] for m in back) == ["in/0.pdf", "in/1.pdf", "in/2.pdf"]
-        assert all(m["MessageAttributes"]["integration_id"]["StringValue"] == created["id"] for m in back)
-    finally:
-        relay.stop()
+    dry = replay(relay, "ingest", "--dlq-url", stack.dlq_url, "--dry-run")
+    assert (dry["messages"], dry["deleted"]) == (3, 0) and stack.depth(stack.dlq_url) == 3
+    moved = replay(relay, "ingest", "--dlq-url", stack.dlq_url)
+    assert (moved["outcomes"], moved["deleted"], moved["kept"]) == ({"moved": 3}, 3, 0)
+    assert stack.depth(stack.dlq_url) == 0
+    back = stack.messages(stack.queue_url)
+    assert sorted(json.loads(m["Body"])["key"] for m in back) == ["in/0.pdf", "in/1.pdf", "in/2.pdf"]
+    assert all(m["MessageAttributes"]["integration_id"]["StringValue"] == created["id"] for m in back)

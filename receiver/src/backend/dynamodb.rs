@@ -234,9 +234,22 @@ impl DynamoLedger {
             .unwrap_or_else(|| s(STATE_PENDING)))
     }
 
-    /// Writes `requests` in `BatchWriteItem` calls of 25, a few at once, retrying what comes
-    /// back unprocessed.
-    async fn batch_write(&self, requests: Vec<WriteRequest>) -> Result<(), BackendError> {
+    /// Puts `items` (each replacing the item with its key), in `BatchWriteItem` calls of 25, a
+    /// few at once, retrying what comes back unprocessed.
+    async fn put_all(
+        &self,
+        items: Vec<HashMap<String, AttributeValue>>,
+    ) -> Result<(), BackendError> {
+        let requests = items
+            .into_iter()
+            .map(|item| {
+                let put = PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map_err(err)?;
+                Ok(WriteRequest::builder().put_request(put).build())
+            })
+            .collect::<Result<Vec<_>, BackendError>>()?;
         let chunks: Vec<Vec<WriteRequest>> = requests
             .chunks(BATCH_WRITE_MAX)
             .map(<[_]>::to_vec)
@@ -320,10 +333,10 @@ impl Ledger for DynamoLedger {
 
     async fn complete(&self, jobs: &[&IngestJob], now: DateTime<Utc>) -> Result<(), BackendError> {
         let expires = (now + LEDGER_RETENTION).timestamp();
-        let requests = jobs
+        let items = jobs
             .iter()
             .map(|job| {
-                let item = HashMap::from([
+                HashMap::from([
                     ("job_id".to_owned(), s(&job.job_id)),
                     ("state".to_owned(), s(STATE_DONE)),
                     ("outcome".to_owned(), s(Outcome::Accepted.as_str())),
@@ -333,15 +346,10 @@ impl Ledger for DynamoLedger {
                     ("claimed_at_ms".to_owned(), n(now.timestamp_millis())),
                     ("enqueued_at_ms".to_owned(), n(now.timestamp_millis())),
                     (TTL_ATTRIBUTE.to_owned(), n(expires)),
-                ]);
-                let put = PutRequest::builder()
-                    .set_item(Some(item))
-                    .build()
-                    .map_err(err)?;
-                Ok(WriteRequest::builder().put_request(put).build())
+                ])
             })
-            .collect::<Result<Vec<_>, BackendError>>()?;
-        self.batch_write(requests).await
+            .collect();
+        self.put_all(items).await
     }
 
     async fn probe(&self) -> Result<(), BackendError> {
@@ -609,17 +617,7 @@ impl History for DynamoLedger {
             let id = seen_id(integration_id, outcome);
             items.insert(id.clone(), seen_item(id, integration_id, seen));
         }
-        let requests = items
-            .into_values()
-            .map(|item| {
-                let put = PutRequest::builder()
-                    .set_item(Some(item))
-                    .build()
-                    .map_err(err)?;
-                Ok(WriteRequest::builder().put_request(put).build())
-            })
-            .collect::<Result<Vec<_>, BackendError>>()?;
-        self.batch_write(requests).await
+        self.put_all(items.into_values().collect()).await
     }
 
     async fn object(
