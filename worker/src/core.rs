@@ -103,9 +103,9 @@ fn list(value: Option<String>) -> Vec<String> {
 
 /// The scheme and host of an absolute URL with a host, or `None` if it is not one.
 fn host_of(url: &str) -> Option<(String, String)> {
-    let url = url::Url::parse(url).ok()?;
-    let host = url.host_str()?.to_owned();
-    Some((url.scheme().to_owned(), host))
+    let uri: http::Uri = url.parse().ok()?;
+    let host = uri.host().filter(|host| !host.is_empty())?.to_owned();
+    Some((uri.scheme_str()?.to_owned(), host))
 }
 
 /// A receiver URL's problem, if any: https, or plain http to this machine when allowed.
@@ -427,6 +427,10 @@ mod tests {
         );
         assert!(with("http://127.0.0.1:8787", true).is_ok());
         assert!(with("http://localhost:8787/", true).is_ok());
+        assert!(with("http://[::1]:8787", true).is_ok());
+        assert!(
+            matches!(with("https://", false), Err(e) if e[0].code() == "config_receiver_url_invalid")
+        );
         assert!(
             matches!(with("relay.example.com", false), Err(e) if e[0].code() == "config_receiver_url_invalid")
         );

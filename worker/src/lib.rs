@@ -24,7 +24,7 @@ mod shell {
     use relay_protocol::wire::{self, BatchEvent, WorkerBatch, WORKER_DLQ_BINDING};
     use relay_protocol::Outcome;
     use serde_json::value::RawValue;
-    use serde_json::{json, Value};
+    use serde_json::{json, Map, Value};
     use std::borrow::Cow;
     use std::cell::RefCell;
     use std::collections::BTreeMap;
@@ -36,9 +36,8 @@ mod shell {
         /// The checked configuration, signing key included, kept for the isolate's life: vars
         /// and secrets only change with a new deployment, which starts new isolates.
         static CONFIG: RefCell<Option<Rc<Config>>> = const { RefCell::new(None) };
-        /// The batches this isolate consumed, per queue: (batches, messages, last batch's time in
-        /// ms), for `/healthz`.
-        static SEEN: RefCell<BTreeMap<String, (u64, u64, u64)>> = const { RefCell::new(BTreeMap::new()) };
+        /// The batches this isolate consumed from each queue, for `/healthz`.
+        static SEEN: RefCell<Map<String, Value>> = RefCell::new(Map::new());
     }
 
     /// The configuration, read and checked on the isolate's first batch; errors are not kept,
@@ -88,8 +87,13 @@ mod shell {
         let queue = batch.queue();
         let source = Source::of(&queue);
         SEEN.with_borrow_mut(|seen| {
-            let entry = seen.entry(queue.clone()).or_default();
-            *entry = (entry.0 + 1, entry.1 + messages.len() as u64, now_ms);
+            let count = |name: &str| seen.get(&queue).and_then(|q| q[name].as_u64()).unwrap_or(0);
+            let entry = json!({
+                "batches": count("batches") + 1,
+                "messages": count("messages") + messages.len() as u64,
+                "last_batch_at_ms": now_ms,
+            });
+            seen.insert(queue.clone(), entry);
         });
         let config = match config(&env) {
             Ok(config) => config,
@@ -341,20 +345,7 @@ mod shell {
         // What the worker can know of its queues: their contract names, and what this isolate
         // consumed. Whether the dead-letter queue's delivery is paused is the queue's setting:
         // a batch from it here means it is not.
-        let seen: BTreeMap<String, Value> = SEEN.with_borrow(|seen| {
-            seen.iter()
-                .map(|(queue, (batches, messages, last_ms))| {
-                    let last = js_sys::Date::new(&(*last_ms as f64).into())
-                        .to_iso_string()
-                        .as_string()
-                        .unwrap_or_default();
-                    (
-                        queue.clone(),
-                        json!({"batches": batches, "messages": messages, "last_batch_at": last}),
-                    )
-                })
-                .collect()
-        });
+        let seen = SEEN.with_borrow(Map::clone);
         let queues = json!({
             "events": wire::WORKER_QUEUE,
             "dead_letters": wire::WORKER_DEAD_LETTER_QUEUE,
