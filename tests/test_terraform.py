@@ -172,6 +172,20 @@ def test_the_dead_letter_queues_keep_messages_as_long_as_sqs_allows(receiver, so
     assert source["resource"]["aws_sqs_queue"]["dlq"]["message_retention_seconds"] == SQS_MAX_RETENTION_SECONDS
 
 
+def test_each_dead_letter_queue_has_a_depth_alarm(receiver, source):
+    for module, queue in ((receiver, "dlq"), (source, "dlq")):
+        alarms = [a for a in module["resource"]["aws_cloudwatch_metric_alarm"].values()
+                  if a.get("dimensions") == {"QueueName": f"${{aws_sqs_queue.{queue}.name}}"}]
+        assert len(alarms) == 1, module
+        [alarm] = alarms
+        assert (alarm["namespace"], alarm["metric_name"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+        assert (alarm["comparison_operator"], alarm["threshold"]) == ("GreaterThanThreshold", 0)
+        assert alarm["alarm_actions"] and alarm["ok_actions"] == alarm["alarm_actions"]
+    # The customer's alarm names the replay command and its deadline.
+    description = source["resource"]["aws_cloudwatch_metric_alarm"]["dlq_depth"]["alarm_description"]
+    assert "bucket-relay replay eventbridge --dlq-url" in description and "14 days" in description
+
+
 def test_the_receiver_may_read_the_ingest_queue_it_probes_and_nothing_more(receiver):
     # A test event's probe reads the queue's ARN (GetQueueAttributes); the receiver never receives
     # or deletes jobs.

@@ -1,5 +1,5 @@
-# Every input set: filters, rate limit, retry policy, a customer-managed key for the DLQ, and
-# EventBridge switched on for the bucket by this module.
+# Every input set: filters, rate limit, retry policy, a customer-managed key for the DLQ, its
+# alarm to an SNS topic, and EventBridge switched on for the bucket by this module.
 
 provider "aws" {
   region = "eu-west-1"
@@ -43,6 +43,12 @@ resource "aws_kms_key" "dlq" {
   policy              = data.aws_iam_policy_document.dlq_key.json
 }
 
+# Where the dead-letter queue's alarm goes.
+resource "aws_sns_topic" "alarms" {
+  name              = "invoices-relay-alarms"
+  kms_master_key_id = "alias/aws/sns"
+}
+
 module "bucket_relay_source" {
   source = "../../modules/s3-source"
 
@@ -57,6 +63,7 @@ module "bucket_relay_source" {
   maximum_retry_attempts           = 185
   dlq_kms_key_arn                  = aws_kms_key.dlq.arn
   enable_bucket_eventbridge        = true
+  alarm_actions                    = [aws_sns_topic.alarms.arn]
 
   # Poll mode and backfill: the receiver's poller may list the bucket with this role.
   read_role = {

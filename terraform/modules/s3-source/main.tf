@@ -74,6 +74,25 @@ resource "aws_sqs_queue" "dlq" {
   tags                      = var.tags
 }
 
+# The dead-letter queue holds events EventBridge gave up on (24 h of retries): the alarm says so
+# while `bucket-relay replay eventbridge` can still put them through (SQS keeps them 14 days).
+resource "aws_cloudwatch_metric_alarm" "dlq_depth" {
+  alarm_name          = "${var.name}-dlq-not-empty"
+  alarm_description   = "Events for bucket ${var.bucket_name} that EventBridge could not deliver to Bucket Relay are in ${aws_sqs_queue.dlq.name}: fix the cause, then run bucket-relay replay eventbridge --dlq-url ${aws_sqs_queue.dlq.url} within 14 days."
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateNumberOfMessagesVisible"
+  dimensions          = { QueueName = aws_sqs_queue.dlq.name }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_actions
+  ok_actions          = var.alarm_actions
+  tags                = var.tags
+}
+
 data "aws_iam_policy_document" "dlq" {
   statement {
     sid       = "EventBridgeDeadLettersThisRule"

@@ -18,6 +18,11 @@ output "dlq_url" {
   value       = aws_sqs_queue.dlq.url
 }
 
+output "dlq_alarm_arn" {
+  description = "ARN of the alarm raised while the dead-letter queue holds events."
+  value       = aws_cloudwatch_metric_alarm.dlq_depth.arn
+}
+
 output "dlq_arn" {
   description = "ARN of the dead-letter queue."
   value       = aws_sqs_queue.dlq.arn

@@ -116,6 +116,12 @@ variable "read_role" {
   }
 }
 
+variable "alarm_actions" {
+  description = "ARNs notified when the dead-letter queue holds events, and again when it is empty (e.g. an SNS topic); empty: the alarm shows in CloudWatch only."
+  type        = list(string)
+  default     = []
+}
+
 variable "tags" {
   description = "Tags for every resource that takes them."
   type        = map(string)
