@@ -82,13 +82,25 @@ pub fn decide_via(
     if event.provider != integration.provider {
         return refuse(Reason::ProviderMismatch, event);
     }
-    if let (Some(expected), Some(actual)) = (&integration.account, &event.account) {
-        if expected != actual {
-            return refuse(Reason::AccountMismatch, event);
+    match &integration.scope {
+        None => {
+            if let (Some(expected), Some(actual)) = (&integration.account, &event.account) {
+                if expected != actual {
+                    return refuse(Reason::AccountMismatch, event);
+                }
+            }
+            if event.bucket != integration.bucket {
+                return refuse(Reason::BucketMismatch, event);
+            }
         }
-    }
-    if event.bucket != integration.bucket {
-        return refuse(Reason::BucketMismatch, event);
+        Some(scope) => {
+            if !scope.admits_account(event.account.as_deref()) {
+                return refuse(Reason::AccountMismatch, event);
+            }
+            if !scope.admits_bucket(&event.bucket) {
+                return refuse(Reason::BucketMismatch, event);
+            }
+        }
     }
     // 4. mode and status
     if via == Via::Event && integration.mode == Mode::Poll {
@@ -368,6 +380,60 @@ mod tests {
             decide(&integration, Ok(unknown), now()),
             Decision::Enqueue(_)
         ));
+    }
+
+    #[test]
+    fn a_scoped_integration_takes_each_matching_bucket_as_its_own_job() {
+        use crate::integration::Scope;
+        let mut integration = sample(Provider::S3);
+        integration.scope = Some(Scope {
+            buckets: vec!["logs-*".into()],
+            accounts: vec!["111122223333".into(), "444455556666".into()],
+            ..Scope::default()
+        });
+        let from = |account: &str, bucket: &str| ObjectEvent {
+            provider: Provider::S3,
+            account: Some(account.into()),
+            bucket: bucket.into(),
+            ..event("a.pdf", 1)
+        };
+        let mut ids = std::collections::HashSet::new();
+        for (account, bucket) in [
+            ("111122223333", "logs-eu"),
+            ("111122223333", "logs-us"),
+            ("444455556666", "logs-eu"),
+        ] {
+            let Decision::Enqueue(job) = decide(&integration, Ok(from(account, bucket)), now())
+            else {
+                panic!("{account} {bucket} is in scope")
+            };
+            assert_eq!(
+                (job.account.as_deref(), job.bucket.as_str()),
+                (Some(account), bucket)
+            );
+            ids.insert(job.job_id);
+        }
+        assert_eq!(
+            ids.len(),
+            2,
+            "one job per bucket and key, whichever account sends it"
+        );
+        assert_eq!(
+            reason_of(decide(
+                &integration,
+                Ok(from("111122223333", "invoices")),
+                now()
+            )),
+            Some((Outcome::Rejected, Reason::BucketMismatch))
+        );
+        assert_eq!(
+            reason_of(decide(
+                &integration,
+                Ok(from("777788889999", "logs-eu")),
+                now()
+            )),
+            Some((Outcome::Rejected, Reason::AccountMismatch))
+        );
     }
 
     #[test]

@@ -95,8 +95,95 @@ pub struct Integration {
     /// How the receiver may list the bucket (poll mode and backfill); absent until set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_access: Option<ReadAccess>,
+    /// An S3 integration covering many buckets (a name pattern, several accounts, an
+    /// organization); absent: the integration is `bucket` (in `account`, when set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// The buckets and accounts an S3 integration takes events from, beyond one bucket: fed by an
+/// account's or an organization's EventBridge events (S3 "Object Created", or CloudTrail data
+/// events) through one central bus. Event mode only: a poller lists one bucket.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scope {
+    /// Bucket name patterns: `*` matches any run of characters, anything else itself. An
+    /// event's bucket must match one.
+    pub buckets: Vec<String>,
+    /// Bucket name patterns left out even when `buckets` matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_buckets: Vec<String>,
+    /// The accounts taken; empty: every account whose events reach the integration (an
+    /// organization's central bus admits only the organization's accounts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<String>,
+    /// Accounts left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_accounts: Vec<String>,
+    /// The AWS Organization (`o-…`) whose central bus feeds the integration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<String>,
+}
+
+impl Scope {
+    /// Whether an event from `bucket` is the integration's.
+    pub fn admits_bucket(&self, bucket: &str) -> bool {
+        self.buckets.iter().any(|p| glob_matches(p, bucket))
+            && !self.exclude_buckets.iter().any(|p| glob_matches(p, bucket))
+    }
+
+    /// Whether an event from `account` is the integration's. An event that names no account
+    /// passes only a scope that lists none.
+    pub fn admits_account(&self, account: Option<&str>) -> bool {
+        match account {
+            Some(account) => {
+                (self.accounts.is_empty() || self.accounts.iter().any(|a| a == account))
+                    && !self.exclude_accounts.iter().any(|a| a == account)
+            }
+            None => self.accounts.is_empty() && self.exclude_accounts.is_empty(),
+        }
+    }
+
+    /// One line for `show` and `list`.
+    pub fn describe(&self) -> String {
+        let mut parts = vec![format!("buckets {}", self.buckets.join(", "))];
+        if !self.exclude_buckets.is_empty() {
+            parts.push(format!("except {}", self.exclude_buckets.join(", ")));
+        }
+        if let Some(organization) = &self.organization {
+            parts.push(format!("organization {organization}"));
+        }
+        match self.accounts.as_slice() {
+            [] => parts.push("any account".to_owned()),
+            accounts => parts.push(format!("accounts {}", accounts.join(", "))),
+        }
+        if !self.exclude_accounts.is_empty() {
+            parts.push(format!("except {}", self.exclude_accounts.join(", ")));
+        }
+        parts.join("; ")
+    }
+}
+
+/// Whether `text` matches `pattern`, where `*` matches any run of characters (none included)
+/// and every other character itself. Bucket names have no `*` of their own.
+pub fn glob_matches(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty(); // no `*`: the whole text was the prefix
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 /// Read access to the customer's bucket, for listing it.
@@ -144,6 +231,8 @@ pub struct NewIntegration {
     pub max_object_bytes: u64,
     pub output_prefix: Option<String>,
     pub mode: Mode,
+    /// Many buckets (S3, event mode); `bucket` is then its first pattern.
+    pub scope: Option<Scope>,
 }
 
 /// A field a new integration cannot have, named as the operator's flag is.
@@ -152,6 +241,12 @@ pub enum FieldError {
     EmptyBucket,
     EmptySuffix,
     ZeroMaxObjectBytes,
+    /// A scope (pattern, accounts, organization) on an R2 integration.
+    ScopeNotS3,
+    /// A scope in poll mode: a poller lists one bucket.
+    ScopeInPollMode,
+    /// An organization id that is not `o-` and 10 to 32 lowercase letters or digits.
+    BadOrganization,
 }
 
 impl fmt::Display for FieldError {
@@ -160,6 +255,18 @@ impl fmt::Display for FieldError {
             FieldError::EmptyBucket => "--bucket must not be empty",
             FieldError::EmptySuffix => "--suffix must not be empty",
             FieldError::ZeroMaxObjectBytes => "--max-object-bytes must be at least 1",
+            FieldError::ScopeNotS3 => {
+                "a bucket pattern, several --account, --exclude-* and --organization are for S3 \
+                 integrations (an R2 worker consumes one bucket's notifications)"
+            }
+            FieldError::ScopeInPollMode => {
+                "poll mode lists one bucket: a bucket pattern, several --account, --exclude-* and \
+                 --organization need --mode event"
+            }
+            FieldError::BadOrganization => {
+                "--organization is an AWS Organizations id: o- and 10 to 32 lowercase letters or \
+                 digits"
+            }
         })
     }
 }
@@ -178,6 +285,7 @@ impl NewIntegration {
             max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
             output_prefix: None,
             mode: Mode::Event,
+            scope: None,
         }
     }
 
@@ -192,6 +300,9 @@ impl NewIntegration {
         }
         if self.max_object_bytes == 0 {
             return Err(FieldError::ZeroMaxObjectBytes);
+        }
+        if let Some(scope) = &self.scope {
+            check_scope(scope, self.provider, self.mode)?;
         }
         let given = |value: Option<String>| value.filter(|v| !v.is_empty());
         Ok(Integration {
@@ -209,10 +320,36 @@ impl NewIntegration {
             generation: 1,
             previous_generations: vec![],
             read_access: None,
+            scope: self.scope,
             created_at: now,
             updated_at: now,
         })
     }
+}
+
+/// The rules of a scope: S3, event mode, no empty pattern, a well-formed organization id.
+pub fn check_scope(scope: &Scope, provider: Provider, mode: Mode) -> Result<(), FieldError> {
+    if provider != Provider::S3 {
+        return Err(FieldError::ScopeNotS3);
+    }
+    if mode != Mode::Event {
+        return Err(FieldError::ScopeInPollMode);
+    }
+    let patterns = scope.buckets.iter().chain(&scope.exclude_buckets);
+    if scope.buckets.is_empty() || patterns.into_iter().any(|p| p.trim().is_empty()) {
+        return Err(FieldError::EmptyBucket);
+    }
+    if let Some(organization) = &scope.organization {
+        let id = organization.strip_prefix("o-").unwrap_or_default();
+        let well_formed = (10..=32).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if !well_formed {
+            return Err(FieldError::BadOrganization);
+        }
+    }
+    Ok(())
 }
 
 impl Integration {
@@ -268,6 +405,88 @@ pub(crate) mod tests {
 
     fn valid(integration: &Integration, at: DateTime<Utc>) -> Vec<u32> {
         integration.valid_generations(at).collect()
+    }
+
+    #[test]
+    fn a_glob_star_matches_any_run_and_everything_else_itself() {
+        for (pattern, text, expected) in [
+            ("logs-*", "logs-eu", true),
+            ("logs-*", "logs-", true),
+            ("logs-*", "xlogs-eu", false),
+            ("*-prod", "invoices-prod", true),
+            ("*-prod", "invoices-prod-old", false),
+            ("a*b*c", "a-b-c", true),
+            ("a*b*c", "abc", true),
+            ("a*b*c", "acb", false),
+            ("*", "anything", true),
+            ("exact", "exact", true),
+            ("exact", "exactly", false),
+            ("ab*ba", "aba", false),
+        ] {
+            assert_eq!(glob_matches(pattern, text), expected, "{pattern} {text}");
+        }
+    }
+
+    #[test]
+    fn a_scope_takes_matching_buckets_of_its_accounts_minus_exclusions() {
+        let scope = Scope {
+            buckets: vec!["logs-*".into(), "invoices".into()],
+            exclude_buckets: vec!["logs-tmp-*".into()],
+            accounts: vec!["111122223333".into(), "444455556666".into()],
+            exclude_accounts: vec!["444455556666".into()],
+            organization: Some("o-abcdefghij".into()),
+        };
+        assert!(scope.admits_bucket("logs-eu") && scope.admits_bucket("invoices"));
+        assert!(!scope.admits_bucket("logs-tmp-1") && !scope.admits_bucket("other"));
+        assert!(scope.admits_account(Some("111122223333")));
+        assert!(!scope.admits_account(Some("444455556666")), "excluded");
+        assert!(!scope.admits_account(Some("777788889999")), "not listed");
+        assert!(
+            !scope.admits_account(None),
+            "an event without an account cannot be checked"
+        );
+        let any = Scope {
+            buckets: vec!["*".into()],
+            ..Scope::default()
+        };
+        assert!(any.admits_account(Some("777788889999")) && any.admits_account(None));
+    }
+
+    #[test]
+    fn a_scope_is_for_s3_in_event_mode_with_a_well_formed_organization() {
+        let scoped = |provider, mode, organization: &str| NewIntegration {
+            mode,
+            scope: Some(Scope {
+                buckets: vec!["logs-*".into()],
+                organization: Some(organization.into()),
+                ..Scope::default()
+            }),
+            ..NewIntegration::new(provider, "logs-*")
+        };
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        assert!(scoped(Provider::S3, Mode::Event, "o-a1b2c3d4e5")
+            .build("x", at)
+            .is_ok());
+        let error = |n: NewIntegration| n.build("x", at).unwrap_err();
+        assert_eq!(
+            error(scoped(Provider::R2, Mode::Event, "o-a1b2c3d4e5")),
+            FieldError::ScopeNotS3
+        );
+        assert_eq!(
+            error(scoped(Provider::S3, Mode::Poll, "o-a1b2c3d4e5")),
+            FieldError::ScopeInPollMode
+        );
+        for bad in ["a1b2c3d4e5", "o-short", "o-UPPERCASE01"] {
+            assert_eq!(
+                error(scoped(Provider::S3, Mode::Event, bad)),
+                FieldError::BadOrganization
+            );
+        }
+        // Stored without a scope, an integration reads back without one: old rows stay valid.
+        let single = sample(Provider::S3);
+        let json = serde_json::to_value(&single).unwrap();
+        assert!(json.get("scope").is_none());
+        assert_eq!(serde_json::from_value::<Integration>(json).unwrap(), single);
     }
 
     #[test]

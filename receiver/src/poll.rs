@@ -323,6 +323,12 @@ impl Poller {
         if integration.status == Status::Paused {
             return Err(RunError::Paused(id.to_owned()));
         }
+        if integration.scope.is_some() {
+            return Err(RunError::Usage(format!(
+                "integration {id} covers many buckets ({}): a backfill lists one bucket, so                  backfill through a one-bucket integration",
+                integration.bucket
+            )));
+        }
         if let (Some(narrower), Some(own)) = (&scope.prefix, &integration.prefix) {
             if !narrower.starts_with(own.as_str()) {
                 return Err(RunError::Usage(format!(

@@ -22,6 +22,20 @@ pub fn instructions(integration: &Integration, secret: &str, public_url: &str) -
     let base = public_url.trim_end_matches('/');
     match integration.provider {
         Provider::R2 => r2_instructions(integration, secret, base),
+        Provider::S3 if integration.scope.is_some() => format!(
+            "Customer setup (Amazon S3, many buckets -> one EventBridge API destination):\n\
+             \n  Send the S3 \"Object Created\" events (or CloudTrail data events) of every bucket\
+             \n  in scope to one event bus, and from it to this API destination. The s3-source\
+             \n  module is per bucket; a module for an organization's central bus is not in this\
+             \n  repository yet.\n\
+             \n  Connection (authorization type API key):\
+             \n    API key name:  Authorization\
+             \n    Value:         {BEARER_PREFIX}{secret}\n\
+             \n  API destination:\
+             \n    Endpoint:      {url}\
+             \n    HTTP method:   POST\n",
+            url = events_url(base, &integration.id),
+        ),
         Provider::S3 => format!(
             "Customer setup (Amazon S3 -> EventBridge API destination):\n\
              \n  Connection (authorization type API key):\

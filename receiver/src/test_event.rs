@@ -47,11 +47,16 @@ pub fn build(
 ) -> TestRequest {
     let nonce = Alphanumeric.sample_string(&mut rand::rng(), 12);
     let key = format!("{TEST_KEY_PREFIX}{nonce}");
-    let bucket = send_as.bucket.as_deref().unwrap_or(&integration.bucket);
+    // A scoped integration's test event comes from a bucket its first pattern matches, in its
+    // first account.
+    let in_scope = integration.bucket.replace('*', "bucket-relay-test");
+    let bucket = send_as.bucket.as_deref().unwrap_or(&in_scope);
+    let first_account = integration.scope.as_ref().and_then(|s| s.accounts.first());
     let account = send_as
         .account
         .as_deref()
-        .or(integration.account.as_deref());
+        .or(integration.account.as_deref())
+        .or(first_account.map(String::as_str));
     let signing = send_as.secret.clone().unwrap_or_else(|| {
         secret::event_source_key(master_key, &integration.id, integration.generation)
     });

@@ -3,7 +3,7 @@
 use crate::env;
 use crate::wiring::BackendArgs;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use relay_protocol::integration::{NewIntegration, DEFAULT_MAX_OBJECT_BYTES};
+use relay_protocol::integration::{NewIntegration, Scope, DEFAULT_MAX_OBJECT_BYTES};
 use relay_protocol::{Mode, Provider};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -219,11 +219,22 @@ pub enum IntegrationsCommand {
 pub struct CreateArgs {
     #[arg(long)]
     pub provider: Provider,
+    /// The bucket; for S3 also a name pattern (`logs-*`: `*` matches any run of characters).
     #[arg(long)]
     pub bucket: String,
-    /// R2 account id or AWS account id; events naming another are rejected.
+    /// R2 account id or AWS account id; events naming another are rejected. S3: repeat for an
+    /// integration covering several accounts.
+    #[arg(long = "account")]
+    pub accounts: Vec<String>,
+    /// S3: a bucket name pattern left out; repeat for several.
+    #[arg(long = "exclude-bucket")]
+    pub exclude_buckets: Vec<String>,
+    /// S3: an account left out; repeat for several.
+    #[arg(long = "exclude-account")]
+    pub exclude_accounts: Vec<String>,
+    /// S3: the AWS Organization (`o-…`) whose central event bus feeds the integration.
     #[arg(long)]
-    pub account: Option<String>,
+    pub organization: Option<String>,
     #[arg(long)]
     pub region: Option<String>,
     /// Only keys under this prefix become jobs.
@@ -303,10 +314,28 @@ impl ServeArgs {
 impl CreateArgs {
     /// The fields of the new integration, as given (checked by [`NewIntegration::build`]).
     pub fn fields(&self) -> NewIntegration {
+        // One bucket in at most one account is the plain integration; anything wider a scope.
+        let wide = self.bucket.contains('*')
+            || self.accounts.len() > 1
+            || !self.exclude_buckets.is_empty()
+            || !self.exclude_accounts.is_empty()
+            || self.organization.is_some();
+        let scope = wide.then(|| Scope {
+            buckets: vec![self.bucket.clone()],
+            exclude_buckets: self.exclude_buckets.clone(),
+            accounts: self.accounts.clone(),
+            exclude_accounts: self.exclude_accounts.clone(),
+            organization: self.organization.clone(),
+        });
         NewIntegration {
             provider: self.provider,
             bucket: self.bucket.clone(),
-            account: self.account.clone(),
+            account: if wide {
+                None
+            } else {
+                self.accounts.first().cloned()
+            },
+            scope,
             region: self.region.clone(),
             prefix: self.prefix.clone(),
             suffixes: self.suffixes.clone(),

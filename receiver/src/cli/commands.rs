@@ -220,18 +220,25 @@ pub async fn load(store: &dyn Store, id: &str) -> Result<Integration, String> {
 
 /// A status or mode change, written back with its time.
 trait Change: Copy {
-    fn apply(self, integration: &mut Integration);
+    /// Changes the integration, or says why it cannot.
+    fn apply(self, integration: &mut Integration) -> Result<(), String>;
 }
 
 impl Change for Status {
-    fn apply(self, integration: &mut Integration) {
+    fn apply(self, integration: &mut Integration) -> Result<(), String> {
         integration.status = self;
+        Ok(())
     }
 }
 
 impl Change for Mode {
-    fn apply(self, integration: &mut Integration) {
+    fn apply(self, integration: &mut Integration) -> Result<(), String> {
+        if let Some(scope) = &integration.scope {
+            relay_protocol::integration::check_scope(scope, integration.provider, self)
+                .map_err(|e| format!("integration {}: {e}", integration.id))?;
+        }
         integration.mode = self;
+        Ok(())
     }
 }
 
@@ -243,7 +250,7 @@ async fn update(
     change: impl Change,
 ) -> CliResult {
     let mut integration = load(store, id).await?;
-    change.apply(&mut integration);
+    change.apply(&mut integration)?;
     integration.updated_at = now;
     store.put(&integration).await.map_err(|e| e.to_string())?;
     print::print_updated(&integration, json);

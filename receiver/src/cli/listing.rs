@@ -19,6 +19,13 @@ use std::sync::Arc;
 pub async fn set_source(wired: &Wired, args: SetSourceArgs, json: bool) -> CliResult {
     let store = wired.backends.store.as_ref();
     let mut integration = load(store, &args.id).await?;
+    if integration.scope.is_some() {
+        return Err(format!(
+            "integration {} covers many buckets ({}): read access lists one bucket (poll mode, \
+             backfill), so give it to a one-bucket integration",
+            integration.id, integration.bucket
+        ));
+    }
     let key = wired.keys.master_key().await.map_err(|e| e.to_string())?;
     let access = match (integration.provider, args.role_arn, args.r2_access_key_id) {
         (Provider::S3, Some(role_arn), None) => {

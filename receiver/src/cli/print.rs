@@ -8,8 +8,8 @@ use crate::poll::{RunError, Tally};
 use crate::setup;
 use crate::test_event::{TestRequest, Verdict};
 use chrono::{DateTime, NaiveDate, Utc};
-use relay_protocol::integration::ReadAccess;
 use relay_protocol::integration::DEFAULT_MAX_OBJECT_BYTES;
+use relay_protocol::integration::{ReadAccess, Scope};
 use relay_protocol::{secret, IngestJob, Integration, Outcome, Provider, Reason};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -335,6 +335,7 @@ fn print_details(i: &Integration, external_id: &str) {
         ("provider", i.provider.to_string()),
         ("bucket", i.bucket.clone()),
         ("account", i.account.clone().unwrap_or_else(none)),
+        ("scope", i.scope.as_ref().map_or_else(none, Scope::describe)),
         ("region", i.region.clone().unwrap_or_else(none)),
         ("mode", i.mode.to_string()),
         ("status", i.status.to_string()),
