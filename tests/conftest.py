@@ -64,12 +64,17 @@ def fifo_stack(moto):
     return AwsStack(moto, fifo=True)
 
 
-@pytest.fixture
-def fifo_receiver(tmp_path, fifo_stack, aws_proxy):
-    r = Receiver(tmp_path / "relay", tmp_path / "serve.log", env=fifo_stack.receiver_env(aws_proxy.port))
+def serving(tmp_path, stack, proxy):
+    """A receiver on `stack`'s AWS backends, reached through `proxy`, until the test ends."""
+    r = Receiver(tmp_path / "relay", tmp_path / "serve.log", env=stack.receiver_env(proxy.port))
     r.start()
     yield r
     r.stop()
+
+
+@pytest.fixture
+def fifo_receiver(tmp_path, fifo_stack, aws_proxy):
+    yield from serving(tmp_path, fifo_stack, aws_proxy)
 
 
 @pytest.fixture
@@ -82,7 +87,4 @@ def aws_proxy(moto):
 
 @pytest.fixture
 def aws_receiver(tmp_path, aws_stack, aws_proxy):
-    r = Receiver(tmp_path / "relay", tmp_path / "serve.log", env=aws_stack.receiver_env(aws_proxy.port))
-    r.start()
-    yield r
-    r.stop()
+    yield from serving(tmp_path, aws_stack, aws_proxy)
