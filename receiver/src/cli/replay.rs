@@ -12,8 +12,9 @@
 //!   the job id and the dead-lettered message's id, so a move retried within SQS's 5 minutes is
 //!   dropped) and only then deleted from the dead-letter queue.
 //!
-//! Messages are received with a visibility timeout longer than the run; what a run keeps is made
-//! visible again at its end, for the next run.
+//! Messages are received hidden for 5 minutes; what a run keeps is made visible again at its end,
+//! for the next run. A kept message that comes round again within the run is not put through
+//! twice, and a run ends when the queue has nothing else.
 
 use super::args::{ReplayCommand, ReplayEventBridgeArgs, ReplayIngestArgs};
 use super::commands::{load, master_key, CliResult};
@@ -33,7 +34,7 @@ use http::{HeaderMap, HeaderValue, Method};
 use relay_protocol::wire::{self, Results, BEARER_PREFIX, HEADER_AUTHORIZATION};
 use relay_protocol::{secret, Outcome};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// How long a received message stays hidden from other readers: longer than a run takes to
@@ -186,9 +187,20 @@ async fn eventbridge(wired: Wired, args: ReplayEventBridgeArgs, json: bool) -> C
         dry_run: args.dry_run,
         ..ReplayTally::default()
     };
-    let mut kept = Vec::new();
+    // Kept messages by id, with their latest receipt handle: one that comes round again (its
+    // visibility ran out in a long run) is not put through twice, and once only kept ones come
+    // back, the queue is done.
+    let mut kept: HashMap<String, String> = HashMap::new();
     loop {
-        let messages = receive(&client, url).await?;
+        let received = receive(&client, url).await?;
+        let mut messages = Vec::new();
+        for message in received {
+            let id = message.message_id().unwrap_or_default();
+            match (kept.get_mut(id), message.receipt_handle()) {
+                (Some(handle), Some(newer)) => *handle = newer.to_owned(),
+                _ => messages.push(message),
+            }
+        }
         if messages.is_empty() {
             break;
         }
@@ -217,7 +229,7 @@ async fn eventbridge(wired: Wired, args: ReplayEventBridgeArgs, json: bool) -> C
                 }
                 Answer::Final(word) => {
                     tally.count(word);
-                    kept.push(handle.to_owned());
+                    keep(&mut kept, message, handle);
                 }
                 Answer::Keep(word) => {
                     let cause = message
@@ -234,13 +246,14 @@ async fn eventbridge(wired: Wired, args: ReplayEventBridgeArgs, json: bool) -> C
                         dry_run = args.dry_run,
                     );
                     tally.count(word);
-                    kept.push(handle.to_owned());
+                    keep(&mut kept, message, handle);
                 }
             }
         }
         delete(&client, url, &done).await?;
         tally.deleted += done.len() as u64;
     }
+    let kept: Vec<String> = kept.into_values().collect();
     release(&client, url, &kept).await?;
     tally.kept = kept.len() as u64;
     print::print_replay("eventbridge", url, &tally, json);
@@ -251,6 +264,11 @@ async fn eventbridge(wired: Wired, args: ReplayEventBridgeArgs, json: bool) -> C
         ));
     }
     Ok(())
+}
+
+fn keep(kept: &mut HashMap<String, String>, message: &Message, handle: &str) {
+    let id = message.message_id().unwrap_or(handle);
+    kept.insert(id.to_owned(), handle.to_owned());
 }
 
 /// The answer a handled request gives one EventBridge event.
