@@ -19,6 +19,12 @@ def outcome(response):
 def test_an_organization_scope_takes_matching_buckets_of_its_accounts_and_names_the_rest(receiver):
     created = receiver.create("s3", "logs-*", *ORG)
     iid, secret = created["id"], created["secret"]
+    # The setup is the org-source module's block, with the scope's organization and patterns, and
+    # no read access (that lists one bucket).
+    assert 'source                  = "<path to bucket-relay>/terraform/modules/org-source"' in created["terraform"]
+    assert 'organization_id         = "o-a1b2c3d4e5"' in created["terraform"]
+    assert 'bucket_patterns         = ["logs-*"]' in created["terraform"]
+    assert created["read_access_setup"] is None
     shown = receiver.cli("integrations", "show", iid)
     assert shown["scope"] == {"buckets": ["logs-*"], "exclude_buckets": ["logs-tmp-*"],
                               "accounts": ["111122223333", "444455556666"], "organization": "o-a1b2c3d4e5"}

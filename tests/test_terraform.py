@@ -68,6 +68,11 @@ def source():
     return load_module("s3-source")
 
 
+@pytest.fixture(scope="module")
+def org():
+    return load_module("org-source")
+
+
 def only(mapping):
     (value,) = mapping.values()
     return value
@@ -113,7 +118,7 @@ def identity_policies(module):
     return attached
 
 
-@pytest.mark.parametrize("module_name", ["receiver", "s3-source"])
+@pytest.mark.parametrize("module_name", ["receiver", "s3-source", "org-source"])
 def test_role_policies_name_exact_actions_and_known_arns(module_name):
     module = load_module(module_name)
     policies = identity_policies(module)
@@ -142,7 +147,7 @@ def test_the_key_policy_gives_services_only_what_they_need(receiver):
 
 # --- queues: dead-letter queues and encryption -----------------------------------------------
 
-@pytest.mark.parametrize("module_name", ["receiver", "s3-source"])
+@pytest.mark.parametrize("module_name", ["receiver", "s3-source", "org-source"])
 def test_every_queue_is_encrypted_and_has_or_is_a_dead_letter_queue(module_name):
     module = load_module(module_name)
     queues = module["resource"]["aws_sqs_queue"]
@@ -167,13 +172,13 @@ def test_the_ingest_queue_redrives_to_its_dlq(receiver):
 SQS_MAX_RETENTION_SECONDS = 14 * 86_400
 
 
-def test_the_dead_letter_queues_keep_messages_as_long_as_sqs_allows(receiver, source):
-    assert receiver["resource"]["aws_sqs_queue"]["dlq"]["message_retention_seconds"] == SQS_MAX_RETENTION_SECONDS
-    assert source["resource"]["aws_sqs_queue"]["dlq"]["message_retention_seconds"] == SQS_MAX_RETENTION_SECONDS
+def test_the_dead_letter_queues_keep_messages_as_long_as_sqs_allows(receiver, source, org):
+    for module in (receiver, source, org):
+        assert module["resource"]["aws_sqs_queue"]["dlq"]["message_retention_seconds"] == SQS_MAX_RETENTION_SECONDS
 
 
-def test_each_dead_letter_queue_has_a_depth_alarm(receiver, source):
-    for module, queue in ((receiver, "dlq"), (source, "dlq")):
+def test_each_dead_letter_queue_has_a_depth_alarm(receiver, source, org):
+    for module, queue in ((receiver, "dlq"), (source, "dlq"), (org, "dlq")):
         alarms = [a for a in module["resource"]["aws_cloudwatch_metric_alarm"].values()
                   if a.get("dimensions") == {"QueueName": f"${{aws_sqs_queue.{queue}.name}}"}]
         assert len(alarms) == 1, module
@@ -289,7 +294,7 @@ def test_the_provider_constraints_admit_only_versions_with_what_the_module_uses(
     assert version_floor(terraform["required_version"]) >= (1, 11, 0)
 
 
-@pytest.mark.parametrize("module_name", ["receiver", "s3-source"])
+@pytest.mark.parametrize("module_name", ["receiver", "s3-source", "org-source"])
 def test_no_attribute_deprecated_in_aws_provider_v6(module_name):
     text = "\n".join(path.read_text() for path in (MODULES / module_name).glob("*.tf"))
     assert not re.search(r"data\.aws_region\.\w+\.name\b", text), "aws_region.name is deprecated: use .region"
@@ -360,15 +365,17 @@ def test_the_rule_matches_object_created_on_the_bucket(source):
     ("http://abc.lambda-url.eu-west-1.on.aws/v1/integrations/int_abc123/events", False),
     ("https://abc.lambda-url.eu-west-1.on.aws/", False),
 ])
-def test_the_events_url_must_be_https_at_plan_time(source, url, valid):
-    condition = first(source["variable"]["events_url"]["validation"])["condition"]
+@pytest.mark.parametrize("module_name", ["s3-source", "org-source"])
+def test_the_events_url_must_be_https_at_plan_time(module_name, url, valid):
+    module = load_module(module_name)
+    condition = first(module["variable"]["events_url"]["validation"])["condition"]
     regex = re.search(r'regex\("(.+)", var\.events_url\)', condition).group(1).replace("\\\\", "\\")
     assert bool(re.fullmatch(regex, url)) is valid
 
 
 # --- shape: described variables, READMEs, examples, skips with reasons ----------------------
 
-@pytest.mark.parametrize("module_name", ["receiver", "s3-source"])
+@pytest.mark.parametrize("module_name", ["receiver", "s3-source", "org-source"])
 def test_every_variable_and_output_is_described_and_the_readme_tables_are_generated(module_name):
     import sys
     sys.path.insert(0, str(ROOT / "scripts"))
@@ -382,7 +389,8 @@ def test_every_variable_and_output_is_described_and_the_readme_tables_are_genera
         "regenerate the tables: ~/.cache/bucket-relay/venv/bin/python scripts/terraform_docs.py"
 
 
-@pytest.mark.parametrize("example", ["receiver-minimal", "receiver-complete", "s3-source-minimal", "s3-source-complete"])
+@pytest.mark.parametrize("example", ["receiver-minimal", "receiver-complete", "s3-source-minimal", "s3-source-complete",
+                                     "org-source-minimal", "org-source-complete"])
 def test_examples_use_their_module(example):
     doc = parse((TF / "examples" / example / "main.tf").read_text())
     sources = [body["source"] for block in doc["module"] for body in block.values()]
@@ -415,6 +423,26 @@ def test_create_prints_a_module_block_the_s3_source_module_accepts(tmp_path, sou
     assert (module["prefix"], module["suffixes"]) == ("in/", [".pdf"])
     assert created["secret"] not in created["terraform"], "the secret stays out of the block"
     assert f"TF_VAR_bucket_relay_secret='{created['secret']}'" in created["setup"]
+
+
+def test_create_prints_a_module_block_the_org_source_module_accepts(tmp_path, org):
+    result = subprocess.run(
+        [str(RELAY_BIN), "--data-dir", str(tmp_path), "--json", "integrations", "create", "--provider", "s3",
+         "--bucket", "logs-*", "--organization", "o-a1b2c3d4e5", "--region", "eu-west-1",
+         "--receiver-url", "https://relay.example.com"],
+        capture_output=True, text=True, check=True)
+    created = json.loads(result.stdout)
+    block = parse(created["terraform"])
+    (module,) = [body for entry in block["module"] for body in entry.values()]
+    assert module["source"].endswith("/terraform/modules/org-source")
+    arguments = set(module) - {"source"}
+    assert arguments <= set(org["variable"]), arguments - set(org["variable"])
+    required = {name for name, v in org["variable"].items() if "default" not in v}
+    assert required <= arguments
+    assert (module["organization_id"], module["bucket_patterns"], module["monitored_regions"]) == \
+        ("o-a1b2c3d4e5", ["logs-*"], ["eu-west-1"])
+    assert module["events_url"] == created["events_url"]
+    assert created["secret"] not in created["terraform"], "the secret stays out of the block"
 
 
 def test_the_lambda_timeout_stays_under_the_receivers_claim_lease(receiver):
@@ -526,3 +554,81 @@ def test_the_external_id_the_cli_prints_is_one_the_module_accepts(tmp_path, sour
     assert re.fullmatch(pattern.group(1), created["external_id"])
     assert "trusted_principal_arn" in created["read_access_setup"]
     assert created["external_id"] in created["read_access_setup"]
+
+
+# --- org-source: an organization's buckets through one central bus ----------------------------
+
+def test_only_the_organization_may_put_events_on_the_central_bus(org):
+    [statement] = org["data"]["aws_iam_policy_document"]["central_bus"]["statement"]
+    assert statement["actions"] == ["events:PutEvents"]
+    assert statement["resources"] == ["${aws_cloudwatch_event_bus.central.arn}"]
+    [condition] = statement["condition"]
+    assert (condition["test"], condition["variable"], condition["values"]) == \
+        ("StringEquals", "aws:PrincipalOrgID", ["${var.organization_id}"])
+    policy = org["resource"]["aws_cloudwatch_event_bus_policy"]["central"]
+    assert policy["event_bus_name"] == "${aws_cloudwatch_event_bus.central.name}"
+
+
+def test_the_stack_set_reaches_every_account_of_the_units_in_each_monitored_region(org):
+    stack_set = org["resource"]["aws_cloudformation_stack_set"]["members"]
+    assert stack_set["permission_model"] == "SERVICE_MANAGED"
+    auto = first(stack_set["auto_deployment"])
+    assert auto["enabled"] is True and auto["retain_stacks_on_account_removal"] is False
+    # The template's role has no fixed name (one per Region of an account): CAPABILITY_IAM.
+    assert stack_set["capabilities"] == ["CAPABILITY_IAM"]
+    instances = org["resource"]["aws_cloudformation_stack_instances"]["members"]
+    assert instances["regions"] == "${var.monitored_regions}"
+    assert first(instances["deployment_targets"])["organizational_unit_ids"] == "${var.organizational_unit_ids}"
+    assert instances["call_as"] == stack_set["call_as"] == "${var.call_as}"
+
+
+def test_each_member_rule_sends_to_the_central_bus_with_a_role_that_may_only_put_there(org):
+    resources = org["locals"]["member_template"]["Resources"]
+    role, rule = resources["ForwardRole"]["Properties"], resources["ObjectWritten"]["Properties"]
+    [target] = rule["Targets"]
+    assert target["Arn"] == "${aws_cloudwatch_event_bus.central.arn}"
+    assert target["RoleArn"] == {"Fn::GetAtt": ["ForwardRole", "Arn"]}
+    assert "RoleName" not in role
+    [policy] = role["Policies"]
+    [statement] = policy["PolicyDocument"]["Statement"]
+    assert (statement["Action"], statement["Resource"]) == ("events:PutEvents", "${aws_cloudwatch_event_bus.central.arn}")
+    [trust] = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "events.amazonaws.com"}
+    # Members and the central bus forward the same events.
+    assert rule["EventPattern"] == "${local.object_written}"
+    central = org["resource"]["aws_cloudwatch_event_rule"]["to_receiver"]
+    assert central["event_pattern"] == "${jsonencode(local.object_written)}"
+    assert central["event_bus_name"] == "${aws_cloudwatch_event_bus.central.name}"
+
+
+def test_the_central_bus_calls_the_receiver_with_retries_and_a_dead_letter_queue(org):
+    target = org["resource"]["aws_cloudwatch_event_target"]["receiver"]
+    assert target["arn"] == "${aws_cloudwatch_event_api_destination.receiver.arn}"
+    assert target["event_bus_name"] == "${aws_cloudwatch_event_bus.central.name}"
+    assert first(target["dead_letter_config"])["arn"] == "${aws_sqs_queue.dlq.arn}"
+    retry = first(target["retry_policy"])
+    assert retry["maximum_retry_attempts"] == "${var.maximum_retry_attempts}"
+    auth = first(first(org["resource"]["aws_cloudwatch_event_connection"]["receiver"]["auth_parameters"])["api_key"])
+    assert auth == {"key": "Authorization", "value": BEARER + "${var.event_source_secret}"}
+
+
+def test_the_organization_trail_logs_only_object_writes_validated_and_encrypted(org):
+    trail = org["resource"]["aws_cloudtrail"]["organization"]
+    assert trail["is_organization_trail"] is True and trail["is_multi_region_trail"] is True
+    assert trail["enable_log_file_validation"] is True
+    assert trail["kms_key_id"] == "${var.organization_trail.kms_key_arn}"
+    selector = first(trail["advanced_event_selector"])
+    fields = {f["field"]: f.get("equals") for f in selector["field_selector"]}
+    assert fields["eventCategory"] == ["Data"]
+    assert fields["resources.type"] == ["AWS::S3::Object"]
+    assert fields["readOnly"] == ["false"]
+    assert fields["eventName"] == "${local.written}"
+    assert org["locals"]["written"] == ["PutObject", "CopyObject", "CompleteMultipartUpload"]
+    block = org["resource"]["aws_s3_bucket_public_access_block"]["trail"]
+    assert all(block[k] is True for k in ("block_public_acls", "block_public_policy", "ignore_public_acls",
+                                          "restrict_public_buckets"))
+    statements = org["data"]["aws_iam_policy_document"]["trail_bucket"]["statement"]
+    deny = [st for st in statements if st.get("effect") == "Deny"]
+    assert [first(st["condition"])["variable"] for st in deny] == ["aws:SecureTransport"]
+    writes = [st for st in statements if st["actions"] == ["s3:PutObject"]]
+    assert all(c["variable"] in ("aws:SourceArn", "s3:x-amz-acl") for st in writes for c in st["condition"])

@@ -23,18 +23,21 @@ pub fn instructions(integration: &Integration, secret: &str, public_url: &str) -
     match integration.provider {
         Provider::R2 => r2_instructions(integration, secret, base),
         Provider::S3 if integration.scope.is_some() => format!(
-            "Customer setup (Amazon S3, many buckets -> one EventBridge API destination):\n\
-             \n  Send the S3 \"Object Created\" events (or CloudTrail data events) of every bucket\
-             \n  in scope to one event bus, and from it to this API destination. The s3-source\
-             \n  module is per bucket; a module for an organization's central bus is not in this\
-             \n  repository yet.\n\
+            "Customer setup (Amazon S3, many buckets -> one central event bus -> Bucket Relay):\n\
+             \n  Send the S3 \"Object Created\" events (or the CloudTrail data events) of every bucket\
+             \n  in scope to one event bus, and from it to this API destination:\n\
              \n  Connection (authorization type API key):\
              \n    API key name:  Authorization\
              \n    Value:         {BEARER_PREFIX}{secret}\n\
              \n  API destination:\
              \n    Endpoint:      {url}\
-             \n    HTTP method:   POST\n",
+             \n    HTTP method:   POST\n\
+             \n  For an organization, with Terraform (terraform/modules/org-source), applied in the\
+             \n  management account; keep the secret out of version control:\n\
+             \n    export TF_VAR_bucket_relay_secret='{secret}'\n\
+             \n{block}",
             url = events_url(base, &integration.id),
+            block = indent(&org_source_module(integration, public_url), 4),
         ),
         Provider::S3 => format!(
             "Customer setup (Amazon S3 -> EventBridge API destination):\n\
@@ -183,6 +186,39 @@ pub fn s3_source_module(integration: &Integration, public_url: &str) -> String {
     }
     block.push_str("}\n");
     block
+}
+
+/// The `org-source` module block for a scoped integration, its values filled in where the
+/// integration knows them.
+pub fn org_source_module(integration: &Integration, public_url: &str) -> String {
+    let quote = |text: &str| serde_json::to_string(text).expect("strings serialize");
+    let list = |items: &[String]| {
+        let quoted: Vec<String> = items.iter().map(|s| quote(s)).collect();
+        format!("[{}]", quoted.join(", "))
+    };
+    let scope = integration.scope.clone().unwrap_or_default();
+    let organization = scope
+        .organization
+        .as_deref()
+        .unwrap_or("o-<your organization id>");
+    let region = integration.region.as_deref().unwrap_or("<region>");
+    let url = events_url(public_url, &integration.id);
+    format!(
+        "variable \"bucket_relay_secret\" {{\n  type      = string\n  sensitive = true\n}}\n\n\
+         module \"bucket_relay_org\" {{\n\
+         \x20 source                  = \"<path to bucket-relay>/terraform/modules/org-source\"\n\
+         \x20 organization_id         = {organization}\n\
+         \x20 organizational_unit_ids = [\"r-<root id>\"] # or the units whose accounts hold the buckets\n\
+         \x20 monitored_regions       = [{region}]\n\
+         \x20 bucket_patterns         = {patterns}\n\
+         \x20 events_url              = {url}\n\
+         \x20 event_source_secret     = var.bucket_relay_secret\n\
+         }}\n",
+        organization = quote(organization),
+        region = quote(region),
+        patterns = list(&scope.buckets),
+        url = quote(&url),
+    )
 }
 
 fn indent(text: &str, spaces: usize) -> String {

@@ -258,10 +258,13 @@ pub fn print_secret(verb: &str, integration: &Integration, key: &MasterKey, url:
                 .then(|| setup::wrangler_vars(integration, url)),
             "notification_rules": (integration.provider == Provider::R2)
                 .then(|| setup::notification_rules(integration)),
-            "terraform": (integration.provider == Provider::S3)
-                .then(|| setup::s3_source_module(integration, url)),
+            "terraform": match (integration.provider, &integration.scope) {
+                (Provider::S3, None) => Some(setup::s3_source_module(integration, url)),
+                (Provider::S3, Some(_)) => Some(setup::org_source_module(integration, url)),
+                (Provider::R2, _) => None,
+            },
             "external_id": (integration.provider == Provider::S3).then_some(&external_id),
-            "read_access_setup": read_access,
+            "read_access_setup": integration.scope.is_none().then_some(read_access),
         });
         println!("{}", pretty(&doc));
         return;
@@ -284,8 +287,11 @@ pub fn print_secret(verb: &str, integration: &Integration, key: &MasterKey, url:
         println!();
     }
     print!("{instructions}");
-    println!("\nFor poll mode and backfill (optional in event mode):\n");
-    print!("{read_access}");
+    // Read access lists one bucket: an integration covering many has none.
+    if integration.scope.is_none() {
+        println!("\nFor poll mode and backfill (optional in event mode):\n");
+        print!("{read_access}");
+    }
 }
 
 fn print_table(all: &[Integration]) {

@@ -1,0 +1,49 @@
+output "central_bus_arn" {
+  description = "ARN of the central event bus the member accounts' rules send to."
+  value       = aws_cloudwatch_event_bus.central.arn
+}
+
+output "rule_arn" {
+  description = "ARN of the central bus's rule that calls the receiver."
+  value       = aws_cloudwatch_event_rule.to_receiver.arn
+}
+
+output "api_destination_arn" {
+  description = "ARN of the API destination that calls the receiver."
+  value       = aws_cloudwatch_event_api_destination.receiver.arn
+}
+
+output "connection_arn" {
+  description = "ARN of the EventBridge connection holding the bearer secret (in a Secrets Manager secret EventBridge manages)."
+  value       = aws_cloudwatch_event_connection.receiver.arn
+}
+
+output "dlq_url" {
+  description = "Dead-letter queue of events EventBridge could not deliver: replay with bucket-relay replay eventbridge --dlq-url."
+  value       = aws_sqs_queue.dlq.url
+}
+
+output "dlq_arn" {
+  description = "ARN of the dead-letter queue."
+  value       = aws_sqs_queue.dlq.arn
+}
+
+output "dlq_alarm_arn" {
+  description = "ARN of the alarm raised while the dead-letter queue holds events."
+  value       = aws_cloudwatch_metric_alarm.dlq_depth.arn
+}
+
+output "stack_set_name" {
+  description = "The StackSet that puts the forwarding rule in every member account and monitored Region."
+  value       = aws_cloudformation_stack_set.members.name
+}
+
+output "trail_arn" {
+  description = "ARN of the organization trail logging S3 object writes; null without organization_trail."
+  value       = try(aws_cloudtrail.organization[0].arn, null)
+}
+
+output "trail_bucket" {
+  description = "The trail's log bucket; null without organization_trail."
+  value       = try(aws_s3_bucket.trail[0].id, null)
+}
