@@ -10,12 +10,10 @@ data "aws_region" "current" {}
 data "aws_caller_identity" "current" {}
 
 locals {
-  # EventBridge content filtering: a bucket pattern with * is a wildcard filter, a plain name an
-  # exact match; ["*"] filters nothing.
-  every_bucket = contains(var.bucket_patterns, "*")
-  bucket_filters = [
-    for pattern in var.bucket_patterns : strcontains(pattern, "*") ? { wildcard = pattern } : pattern
-  ]
+  # EventBridge content filtering: each pattern a wildcard filter (one without * matches the name
+  # exactly); ["*"] filters nothing. (`terraform console` shows the pattern: jsonencode(local.object_written).)
+  every_bucket   = contains(var.bucket_patterns, "*")
+  bucket_filters = [for pattern in var.bucket_patterns : { wildcard = pattern }]
   # What is forwarded, by the members' rules and again by the central bus's: S3's own "Object
   # Created" events, and the CloudTrail events of object writes (the organization trail's).
   written = ["PutObject", "CopyObject", "CompleteMultipartUpload"]
