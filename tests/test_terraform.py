@@ -406,19 +406,27 @@ def test_every_checkov_skip_carries_its_reason():
         assert match and len(match.group(2)) >= 20, f"{path}: skip without a reason: {line.strip()}"
 
 
-def test_create_prints_a_module_block_the_s3_source_module_accepts(tmp_path, source):
+def created_module_block(tmp_path, module_name, module, *create):
+    """`integrations create --provider s3 …` with `create`: its JSON, and the module block it prints,
+    checked against the module's variables (only known arguments, every required one)."""
     result = subprocess.run(
         [str(RELAY_BIN), "--data-dir", str(tmp_path), "--json", "integrations", "create", "--provider", "s3",
-         "--bucket", "docs", "--prefix", "in/", "--suffix", ".pdf", "--receiver-url", "https://relay.example.com"],
+         *create, "--receiver-url", "https://relay.example.com"],
         capture_output=True, text=True, check=True)
     created = json.loads(result.stdout)
     block = parse(created["terraform"])
-    (module,) = [body for entry in block["module"] for body in entry.values()]
-    assert module["source"].endswith("/terraform/modules/s3-source")
-    arguments = set(module) - {"source"}
-    assert arguments <= set(source["variable"]), arguments - set(source["variable"])
-    required = {name for name, v in source["variable"].items() if "default" not in v}
+    (printed,) = [body for entry in block["module"] for body in entry.values()]
+    assert printed["source"].endswith(f"/terraform/modules/{module_name}")
+    arguments = set(printed) - {"source"}
+    assert arguments <= set(module["variable"]), arguments - set(module["variable"])
+    required = {name for name, v in module["variable"].items() if "default" not in v}
     assert required <= arguments
+    return created, printed
+
+
+def test_create_prints_a_module_block_the_s3_source_module_accepts(tmp_path, source):
+    created, module = created_module_block(tmp_path, "s3-source", source,
+                                           "--bucket", "docs", "--prefix", "in/", "--suffix", ".pdf")
     assert module["events_url"] == created["events_url"]
     assert (module["prefix"], module["suffixes"]) == ("in/", [".pdf"])
     assert created["secret"] not in created["terraform"], "the secret stays out of the block"
@@ -426,19 +434,8 @@ def test_create_prints_a_module_block_the_s3_source_module_accepts(tmp_path, sou
 
 
 def test_create_prints_a_module_block_the_org_source_module_accepts(tmp_path, org):
-    result = subprocess.run(
-        [str(RELAY_BIN), "--data-dir", str(tmp_path), "--json", "integrations", "create", "--provider", "s3",
-         "--bucket", "logs-*", "--organization", "o-a1b2c3d4e5", "--region", "eu-west-1",
-         "--receiver-url", "https://relay.example.com"],
-        capture_output=True, text=True, check=True)
-    created = json.loads(result.stdout)
-    block = parse(created["terraform"])
-    (module,) = [body for entry in block["module"] for body in entry.values()]
-    assert module["source"].endswith("/terraform/modules/org-source")
-    arguments = set(module) - {"source"}
-    assert arguments <= set(org["variable"]), arguments - set(org["variable"])
-    required = {name for name, v in org["variable"].items() if "default" not in v}
-    assert required <= arguments
+    created, module = created_module_block(tmp_path, "org-source", org, "--bucket", "logs-*",
+                                           "--organization", "o-a1b2c3d4e5", "--region", "eu-west-1")
     assert (module["organization_id"], module["bucket_patterns"], module["monitored_regions"]) == \
         ("o-a1b2c3d4e5", ["logs-*"], ["eu-west-1"])
     assert module["events_url"] == created["events_url"]

@@ -22,37 +22,37 @@ pub fn instructions(integration: &Integration, secret: &str, public_url: &str) -
     let base = public_url.trim_end_matches('/');
     match integration.provider {
         Provider::R2 => r2_instructions(integration, secret, base),
-        Provider::S3 if integration.scope.is_some() => format!(
-            "Customer setup (Amazon S3, many buckets -> one central event bus -> Bucket Relay):\n\
-             \n  Send the S3 \"Object Created\" events (or the CloudTrail data events) of every bucket\
-             \n  in scope to one event bus, and from it to this API destination:\n\
-             \n  Connection (authorization type API key):\
-             \n    API key name:  Authorization\
-             \n    Value:         {BEARER_PREFIX}{secret}\n\
-             \n  API destination:\
-             \n    Endpoint:      {url}\
-             \n    HTTP method:   POST\n\
-             \n  For an organization, with Terraform (terraform/modules/org-source), applied in the\
-             \n  management account; keep the secret out of version control:\n\
-             \n    export TF_VAR_bucket_relay_secret='{secret}'\n\
-             \n{block}",
-            url = events_url(base, &integration.id),
-            block = indent(&org_source_module(integration, public_url), 4),
-        ),
-        Provider::S3 => format!(
-            "Customer setup (Amazon S3 -> EventBridge API destination):\n\
-             \n  Connection (authorization type API key):\
-             \n    API key name:  Authorization\
-             \n    Value:         {BEARER_PREFIX}{secret}\n\
-             \n  API destination:\
-             \n    Endpoint:      {url}\
-             \n    HTTP method:   POST\n\
-             \n  Or with Terraform (terraform/modules/s3-source); keep the secret out of version control:\n\
-             \n    export TF_VAR_bucket_relay_secret='{secret}'\n\
-             \n{block}",
-            url = events_url(base, &integration.id),
-            block = indent(&s3_source_module(integration, public_url), 4),
-        ),
+        Provider::S3 => {
+            let (title, terraform, block) = match integration.scope {
+                Some(_) => (
+                    "Amazon S3, many buckets -> one central event bus -> Bucket Relay):\n\
+                     \n  Send the S3 \"Object Created\" events (or the CloudTrail data events) of every bucket\
+                     \n  in scope to one event bus, and from it to this API destination:",
+                    "For an organization, with Terraform (terraform/modules/org-source), applied in the\
+                     \n  management account;",
+                    org_source_module(integration, public_url),
+                ),
+                None => (
+                    "Amazon S3 -> EventBridge API destination):",
+                    "Or with Terraform (terraform/modules/s3-source);",
+                    s3_source_module(integration, public_url),
+                ),
+            };
+            format!(
+                "Customer setup ({title}\n\
+                 \n  Connection (authorization type API key):\
+                 \n    API key name:  Authorization\
+                 \n    Value:         {BEARER_PREFIX}{secret}\n\
+                 \n  API destination:\
+                 \n    Endpoint:      {url}\
+                 \n    HTTP method:   POST\n\
+                 \n  {terraform} keep the secret out of version control:\n\
+                 \n    export TF_VAR_bucket_relay_secret='{secret}'\n\
+                 \n{block}",
+                url = events_url(base, &integration.id),
+                block = indent(&block, 4),
+            )
+        }
     }
 }
 
