@@ -24,8 +24,10 @@ import threading
 SERVICES = {"AmazonSQS": "sqs", "DynamoDB_20120810": "dynamodb", "secretsmanager": "secretsmanager"}
 
 
-def operation_of(headers, path="", body=b""):
+def operation_of(headers, path="", body=b"", method="POST"):
     target = headers.get("X-Amz-Target", "")
+    if method == "HEAD":
+        return "s3", "HeadObject"
     if not target:
         if b"Action=AssumeRole" in body:
             return "sts", "AssumeRole"
@@ -82,6 +84,7 @@ class CountingProxy:
             do_GET = do_POST
             do_PUT = do_POST
             do_DELETE = do_POST
+            do_HEAD = do_POST
 
         http.server.ThreadingHTTPServer.allow_reuse_address = True
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
@@ -122,7 +125,7 @@ class CountingProxy:
             self.throttled = (operation, after, calls)
 
     def deny(self, operation):
-        """Answers `operation` (`ListObjectVersions`, `ListObjectsV2`, `AssumeRole`) with 403
+        """Answers `operation` (`ListObjectVersions`, `ListObjectsV2`, `HeadObject`, `AssumeRole`) with 403
         AccessDenied, as AWS does for a role without the permission or a trust that does not fit."""
         self.denied.add(operation)
 
@@ -143,13 +146,15 @@ class CountingProxy:
     def forward(self, handler):
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
-        service, operation = operation_of(handler.headers, handler.path, body)
+        service, operation = operation_of(handler.headers, handler.path, body, handler.command)
+        head = handler.command == "HEAD"
         with self.lock:
             self.counts[(service, operation)] += 1
             if service in ("s3", "sts"):
                 self.seen.append((service, operation, access_key_of(handler.headers), body.decode(errors="replace")))
         if operation in self.denied:
-            payload = STS_ACCESS_DENIED if service == "sts" else S3_ACCESS_DENIED
+            # A HEAD answer has no body: S3 says 403 and nothing more.
+            payload = b"" if head else STS_ACCESS_DENIED if service == "sts" else S3_ACCESS_DENIED
             handler.send_response(403)
             handler.send_header("Content-Type", "application/xml")
             handler.send_header("Content-Length", str(len(payload)))
@@ -192,11 +197,14 @@ class CountingProxy:
             data = json.dumps(answer).encode()
         handler.send_response(response.status)
         for key, value in response.getheaders():
-            if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+            # A HEAD answer's Content-Length is the object's size: it passes through as is.
+            if key.lower() not in ("transfer-encoding", "connection") and (head or key.lower() != "content-length"):
                 handler.send_header(key, value)
-        handler.send_header("Content-Length", str(len(data)))
+        if not head:
+            handler.send_header("Content-Length", str(len(data)))
         handler.end_headers()
-        handler.wfile.write(data)
+        if not head:
+            handler.wfile.write(data)
 
     def upstream(self, method, path, body, headers):
         connection = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=30)

@@ -4,14 +4,16 @@ Each test gets its own receiver: a fresh data directory, a free loopback port, a
 process started and stopped around it. The AWS tests share one moto server, reset per test.
 """
 
+import os
 import subprocess
 import time
 from pathlib import Path
 
+import boto3
 import pytest
 import requests
 
-from support import RELAY_BIN, AwsStack, Receiver, free_port
+from support import AWS_TEST_ENV, REGION, RELAY_BIN, AwsStack, Receiver, free_port
 
 @pytest.fixture
 def receiver(tmp_path):
@@ -88,3 +90,22 @@ def aws_proxy(moto):
 @pytest.fixture
 def aws_receiver(tmp_path, aws_stack, aws_proxy):
     yield from serving(tmp_path, aws_stack, aws_proxy)
+
+
+@pytest.fixture
+def s3(moto):
+    """moto's S3 (and IAM, STS), reset, for the tests that read customers' buckets."""
+    requests.post(f"http://127.0.0.1:{moto}/moto-api/reset", timeout=10)
+    os.environ.update(AWS_TEST_ENV)
+    return boto3.client("s3", endpoint_url=f"http://127.0.0.1:{moto}", region_name=REGION)
+
+
+@pytest.fixture
+def relay(tmp_path, aws_proxy):
+    """A receiver on an embedded data dir (not started), with S3, STS and R2's endpoint all
+    behind the proxy."""
+    env = {**AWS_TEST_ENV, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{aws_proxy.port}",
+           "RELAY_R2_ENDPOINT_URL": f"http://127.0.0.1:{aws_proxy.port}"}
+    r = Receiver(tmp_path / "relay", tmp_path / "serve.log", env=env)
+    yield r
+    r.stop()

@@ -10,7 +10,6 @@ Every call goes through the counting proxy, which records which key signed it an
 """
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -19,7 +18,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import boto3
-import pytest
 import requests
 
 from support import AWS_TEST_ENV, REGION, RELAY_BIN, Receiver, expected_job_id, s3_object_created
@@ -29,23 +27,6 @@ ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/bucket-relay-read"
 R2_ACCOUNT = "4f3c1e0d9b8a7c6d5e4f3a2b1c0d9e8f"
 R2_KEY_ID = "R2KEYID0123456789ABCDEF0123456789"
 R2_SECRET = "r2secret-9f8e7d6c5b4a39281706f5e4d3c2b1a0ffeeddccbbaa99887766554433221100"
-
-
-@pytest.fixture
-def s3(moto):
-    requests.post(f"http://127.0.0.1:{moto}/moto-api/reset", timeout=10)
-    os.environ.update(AWS_TEST_ENV)
-    return boto3.client("s3", endpoint_url=f"http://127.0.0.1:{moto}", region_name=REGION)
-
-
-@pytest.fixture
-def relay(tmp_path, aws_proxy):
-    """The CLI on an embedded data dir, with S3, STS and R2's endpoint all behind the proxy."""
-    env = {**AWS_TEST_ENV, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{aws_proxy.port}",
-           "RELAY_R2_ENDPOINT_URL": f"http://127.0.0.1:{aws_proxy.port}"}
-    r = Receiver(tmp_path / "relay", tmp_path / "serve.log", env=env)
-    yield r
-    r.stop()
 
 
 def bucket(s3, name, versioned=False):

@@ -516,6 +516,16 @@ def test_the_poller_assumes_roles_only_with_our_external_id_and_session_name(rec
     assert {"dynamodb:Scan", "dynamodb:PutItem", "sqs:SendMessage", "secretsmanager:GetSecretValue"} <= actions
 
 
+def test_the_receiver_assumes_read_roles_for_lookups_only_with_our_external_id_and_its_session_name(receiver):
+    statements = receiver["data"]["aws_iam_policy_document"]["receiver"]["statement"]
+    [assume] = [st for st in statements if st["actions"] == ["sts:AssumeRole"]]
+    conditions = {c["variable"]: (c["test"], c["values"]) for c in assume["condition"]}
+    assert conditions == {"sts:ExternalId": ("StringLike", [LISTING["external_id_prefix"] + "*"]),
+                          "sts:RoleSessionName": ("StringEquals", [LISTING["lookup_session_name"]])}
+    assert assume["resources"] == "${var.lookup_read_role_arns}"
+    assert receiver["output"]["receiver_role_arn"]["value"] == "${aws_iam_role.receiver.arn}"
+
+
 def test_the_poller_has_its_own_alarms(receiver):
     alarms = receiver["resource"]["aws_cloudwatch_metric_alarm"]
     poller = {a["metric_name"]: a for a in alarms.values() if "aws_lambda_function.poller" in str(a["dimensions"])}
@@ -629,3 +639,42 @@ def test_the_organization_trail_logs_only_object_writes_validated_and_encrypted(
     assert [first(st["condition"])["variable"] for st in deny] == ["aws:SecureTransport"]
     writes = [st for st in statements if st["actions"] == ["s3:PutObject"]]
     assert all(c["variable"] in ("aws:SourceArn", "s3:x-amz-acl") for st in writes for c in st["condition"])
+
+
+def test_the_member_read_role_is_one_named_role_per_account_for_lookups_only(org):
+    readers = org["resource"]["aws_cloudformation_stack_set"]["readers"]
+    # A role with a fixed name is global to its account: one stack per account (one Region),
+    # deployed with the named-IAM capability, to every account of the units as they join.
+    assert readers["capabilities"] == ["CAPABILITY_NAMED_IAM"]
+    assert readers["permission_model"] == "SERVICE_MANAGED"
+    assert first(readers["auto_deployment"])["enabled"] is True
+    instances = org["resource"]["aws_cloudformation_stack_instances"]["readers"]
+    assert instances["regions"] == ["${local.reader.region}"]
+    assert "var.monitored_regions[0]" in org["locals"]["reader"]["region"]
+    assert first(instances["deployment_targets"])["organizational_unit_ids"] == "${var.organizational_unit_ids}"
+    assert readers["count"] == instances["count"] == "${var.read_role == null ? 0 : 1}"
+
+    role = org["locals"]["read_role_template"]["Resources"]["ReadRole"]["Properties"]
+    assert role["RoleName"] == "${local.reader.role_name}"
+    [trust] = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"AWS": "${local.reader.trusted_principal_arn}"}
+    assert trust["Condition"] == {"StringEquals": {"sts:ExternalId": "${local.reader.external_id}"}}
+    [policy] = role["Policies"]
+    statements = {st["Action"]: st["Resource"] for st in policy["PolicyDocument"]["Statement"]}
+    # HeadObject is authorised as s3:GetObject; ListBucket makes a missing object a 404.
+    assert set(statements) == {"s3:GetObject", "s3:ListBucket"}
+    assert "/*" in str(statements["s3:GetObject"]) and "/*" not in str(statements["s3:ListBucket"])
+    assert all("var.bucket_patterns" in str(resources) for resources in statements.values())
+
+
+def test_the_read_role_the_cli_prints_for_a_scope_is_one_org_source_accepts(tmp_path, org):
+    created, _ = created_module_block(tmp_path, "org-source", org, "--bucket", "logs-*",
+                                      "--organization", "o-a1b2c3d4e5")
+    text = created["read_access_setup"]
+    printed = parse(text[text.index("read_role = {"):text.index("}", text.index("read_role = {")) + 1])
+    attributes = org["variable"]["read_role"]["type"]
+    assert set(printed["read_role"]) <= set(re.findall(r"(\w+)\s*=", attributes)), attributes
+    validations = " ".join(v["condition"] for v in org["variable"]["read_role"]["validation"])
+    pattern = re.search(r'regex\("([^"]+)", var\.read_role\.external_id\)', validations).group(1)
+    assert re.fullmatch(pattern, printed["read_role"]["external_id"]) and printed["read_role"]["external_id"] == created["external_id"]
+    assert "receiver_role_arn" in printed["read_role"]["trusted_principal_arn"]

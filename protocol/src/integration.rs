@@ -186,13 +186,17 @@ pub fn glob_matches(pattern: &str, text: &str) -> bool {
     rest.len() >= last.len() && rest.ends_with(last)
 }
 
-/// Read access to the customer's bucket, for listing it.
+/// Read access to the customer's bucket: for listing it (poll mode, backfill) and for looking
+/// an object up (`HeadObject`, to name a CloudTrail event's object version).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ReadAccess {
     /// S3: a role in the customer's account that trusts ours, assumed with the integration's
     /// external id ([`crate::secret::external_id`]).
     AssumeRole { role_arn: String },
+    /// S3, an integration with a scope: a role of this name in every account the scope covers
+    /// (the org-source module's StackSet makes it), assumed in the account each event names.
+    AssumeRoleInEachAccount { role_name: String },
     /// R2: an R2 API token's S3 credentials (access key id and secret), sealed: only the master
     /// key opens them. The endpoint comes from the integration's account id.
     SealedKeys { sealed: String },
@@ -203,9 +207,48 @@ impl ReadAccess {
     pub fn describe(&self) -> String {
         match self {
             ReadAccess::AssumeRole { role_arn } => format!("assume role {role_arn}"),
+            ReadAccess::AssumeRoleInEachAccount { role_name } => {
+                format!("assume role {role_name} in each account")
+            }
             ReadAccess::SealedKeys { .. } => "R2 API token (sealed)".to_owned(),
         }
     }
+
+    /// The role to assume to read an object of `account` in `region`: the one role, or the
+    /// named role in that account (in the region's partition). `None` for a token, or for a
+    /// role per account when the event names no account.
+    pub fn role_arn_for(&self, account: Option<&str>, region: Option<&str>) -> Option<String> {
+        match self {
+            ReadAccess::AssumeRole { role_arn } => Some(role_arn.clone()),
+            ReadAccess::AssumeRoleInEachAccount { role_name } => {
+                let account =
+                    account.filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()))?;
+                let partition = partition(region.unwrap_or_default());
+                Some(format!("arn:{partition}:iam::{account}:role/{role_name}"))
+            }
+            ReadAccess::SealedKeys { .. } => None,
+        }
+    }
+}
+
+/// The AWS partition a region belongs to: its ARNs start `arn:<partition>:`.
+pub fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
+/// Whether `name` can be an IAM role name (1–64 of letters, digits and `+=,.@_-`; a path is
+/// not a name).
+pub fn is_role_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
 }
 
 /// A replaced secret generation that keeps working until `valid_until`.
@@ -594,5 +637,50 @@ pub(crate) mod tests {
         assert_eq!(Provider::S3.to_string(), "s3");
         let err = "gcs".parse::<Provider>().unwrap_err();
         assert!(err.contains("r2, s3"), "{err}");
+    }
+
+    #[test]
+    fn a_role_per_account_is_named_in_the_events_account_and_partition() {
+        let each = ReadAccess::AssumeRoleInEachAccount {
+            role_name: "bucket-relay-read".into(),
+        };
+        assert_eq!(
+            each.role_arn_for(Some("111122223333"), Some("eu-west-1")),
+            Some("arn:aws:iam::111122223333:role/bucket-relay-read".into())
+        );
+        assert_eq!(
+            each.role_arn_for(Some("111122223333"), Some("cn-north-1")),
+            Some("arn:aws-cn:iam::111122223333:role/bucket-relay-read".into())
+        );
+        assert_eq!(
+            each.role_arn_for(Some("111122223333"), Some("us-gov-west-1")),
+            Some("arn:aws-us-gov:iam::111122223333:role/bucket-relay-read".into())
+        );
+        // No account, or not an account id: no role to assume (and no ARN built from it).
+        assert_eq!(each.role_arn_for(None, Some("eu-west-1")), None);
+        assert_eq!(each.role_arn_for(Some("1111:role/x"), None), None);
+        let one = ReadAccess::AssumeRole {
+            role_arn: "arn:aws:iam::123456789012:role/r".into(),
+        };
+        assert_eq!(
+            one.role_arn_for(Some("999999999999"), None).as_deref(),
+            Some("arn:aws:iam::123456789012:role/r")
+        );
+        let token = ReadAccess::SealedKeys { sealed: "x".into() };
+        assert_eq!(token.role_arn_for(Some("111122223333"), None), None);
+        assert_eq!(
+            each.describe(),
+            "assume role bucket-relay-read in each account"
+        );
+    }
+
+    #[test]
+    fn role_names_follow_iams_rule() {
+        for good in ["bucket-relay-read", "a", "R+=,.@_-9", &"x".repeat(64)] {
+            assert!(is_role_name(good), "{good}");
+        }
+        for bad in ["", "with space", "path/name", "ünï", &"x".repeat(65)] {
+            assert!(!is_role_name(bad), "{bad}");
+        }
     }
 }

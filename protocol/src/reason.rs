@@ -144,6 +144,10 @@ reasons! {
     LoopProtection = "loop_protection",
     /// A zero-byte key ending in `/`: a console "folder".
     FolderMarker = "folder_marker",
+    /// An S3 event naming no version of its object (a CloudTrail event in an unversioned
+    /// bucket), for an object the bucket no longer has when the receiver looks it up
+    /// (`HeadObject` answers 404): it was deleted, and nothing is left to ingest.
+    ObjectGone = "object_gone",
     /// This object version already became a job.
     Duplicate = "duplicate",
     /// A concurrent request is enqueueing the same object version right now.
@@ -166,7 +170,7 @@ impl Reason {
             | QueueRefused => Some(Outcome::Rejected),
             Paused | InFlight | BackendUnavailable => Some(Outcome::RetryLater),
             TestEvent | NotObjectCreated | PrefixFiltered | SuffixFiltered | TooLarge
-            | LoopProtection | FolderMarker => Some(Outcome::Skipped),
+            | LoopProtection | FolderMarker | ObjectGone => Some(Outcome::Skipped),
             Duplicate => Some(Outcome::Duplicate),
             InvalidSecret | UnknownIntegration | MalformedRequest | PayloadTooLarge
             | TooManyEvents | HeadersTooLarge | RequestTimeout | NotFound | MethodNotAllowed => {

@@ -64,6 +64,7 @@ pub fn document() -> Value {
         "ledger": {"key": "job_id", "ttl_attribute": TTL_ATTRIBUTE},
         "listing": {
             "session_name": SESSION_NAME,
+            "lookup_session_name": crate::backend::lookup::SESSION_NAME,
             "external_id_prefix": relay_protocol::secret::EXTERNAL_ID_PREFIX,
             "lambda_handler_poll": crate::poll::LAMBDA_HANDLER_POLL,
             "access_errors": AccessError::NAMES,

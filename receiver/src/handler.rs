@@ -1,8 +1,9 @@
 //! The receiver's one handler: HTTP request in, HTTP response out.
 //!
 //! Data flows one way: route → size limit → integration → authenticate → parse and decide each
-//! event (`item`, the decision itself pure in `relay-protocol`) → commit the jobs through the
-//! intake (dedupe and enqueue, exactly once) → answer, log and count. The `serve` and
+//! event (`item`, the decision itself pure in `relay-protocol`; an S3 event that names no
+//! version of its object is looked up in the bucket first) → commit the jobs through the intake
+//! (dedupe and enqueue, exactly once) → answer, log and count. The `serve` and
 //! Lambda entry points are thin shells that turn their request type into `http::Request<Bytes>`
 //! and call [`Relay::handle`]; nothing else differs between them.
 
@@ -10,15 +11,17 @@ pub use crate::answer::{too_large, Refusal};
 
 use crate::answer::json_response;
 use crate::auth::{authenticate, Sender};
-use crate::backend::{Backends, Commit, Committed, MasterKeySource, Settled};
+use crate::backend::lookup::{Looked, ObjectLookup, ObjectRef};
+use crate::backend::{Backends, Commit, Committed, MasterKey, MasterKeySource, Settled};
 use crate::integrations::Integrations;
 use crate::item::{decide_one, log_event, parse_events, Item};
 use crate::telemetry::{log_backend_error, Tally};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, Method};
+use relay_protocol::event::{EventError, ObjectEvent};
 use relay_protocol::wire::{self, EventResult, Results};
-use relay_protocol::{Outcome, Reason};
+use relay_protocol::{secret, Integration, Outcome, Reason};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,6 +31,9 @@ pub struct Relay {
     backends: Backends,
     integrations: Integrations,
     keys: Arc<dyn MasterKeySource>,
+    /// Where an S3 event that names no object version is looked up; without it, such an
+    /// event's job id is its own event id.
+    lookup: Option<Arc<dyn ObjectLookup>>,
     /// Print one CloudWatch EMF document per request (on by default on Lambda).
     emit_metrics: bool,
 }
@@ -38,8 +44,18 @@ impl Relay {
             integrations: Integrations::new(Arc::clone(&backends.store)),
             backends,
             keys,
+            lookup: None,
             emit_metrics,
         }
+    }
+
+    /// Looks up the object of an S3 event that names no version of it (a CloudTrail event in
+    /// an unversioned bucket) through the integration's read role, so that it gets the job id
+    /// of the same object's "Object Created" event.
+    #[must_use]
+    pub fn with_lookup(mut self, lookup: Arc<dyn ObjectLookup>) -> Self {
+        self.lookup = Some(lookup);
+        self
     }
 
     pub async fn handle(&self, request: http::Request<Bytes>) -> http::Response<Bytes> {
@@ -166,12 +182,64 @@ impl Relay {
         })?;
 
         let parsed = parse_events(sender, body)?;
-        let mut items: Vec<Item> = parsed
-            .into_iter()
-            .map(|(id, event)| decide_one(&integration, id, event, now))
-            .collect();
+        let mut items = Vec::with_capacity(parsed.len());
+        for (id, event) in parsed {
+            items.push(self.decide(&integration, &master, id, event, now).await);
+        }
         self.commit(&integration.id, &mut items, now).await;
         Ok((sender, items))
+    }
+
+    /// Steps 2–5, and 5b: an event that would become a job but names no version of its object
+    /// is decided again with the version the bucket names now (or skipped as `object_gone`).
+    /// When the lookup cannot answer, the job keeps the event's own id, and a warning says why.
+    async fn decide(
+        &self,
+        integration: &Integration,
+        master: &MasterKey,
+        id: String,
+        event: Result<ObjectEvent, EventError>,
+        now: DateTime<Utc>,
+    ) -> Item {
+        let unnamed = match &event {
+            Ok(event) if event.lacks_version() => Some(event.clone()),
+            _ => None,
+        };
+        let item = decide_one(integration, id, event, now);
+        let (Some(mut event), Some(_), Some(lookup)) = (unnamed, &item.job, &self.lookup) else {
+            return item;
+        };
+        let Some(role_arn) = integration.read_access.as_ref().and_then(|access| {
+            access.role_arn_for(event.account.as_deref(), event.region.as_deref())
+        }) else {
+            return item;
+        };
+        let object = ObjectRef {
+            region: event.region.as_deref(),
+            bucket: &event.bucket,
+            key: &event.key,
+        };
+        let external_id = secret::external_id(master.as_bytes(), &integration.id);
+        match lookup.head(&role_arn, &external_id, object).await {
+            Ok(Looked::Found(head)) => {
+                event.identify(head);
+                decide_one(integration, item.id, Ok(event), now)
+            }
+            Ok(Looked::Gone) => Item::gone(item.id, &event),
+            Err(err) => {
+                tracing::warn!(
+                    message = "object_lookup_failed",
+                    integration_id = %integration.id,
+                    id = %item.id,
+                    bucket = %event.bucket,
+                    key = %event.key,
+                    role_arn,
+                    cause = err.name(),
+                    detail = err.detail(),
+                );
+                item
+            }
+        }
     }
 
     /// Steps 6 and 7: the intake enqueues each new job exactly once and counts the request.

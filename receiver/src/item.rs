@@ -30,6 +30,11 @@ impl Item {
         }
     }
 
+    /// An event whose object the bucket no longer has: nothing is left to make a job of.
+    pub fn gone(id: String, event: &ObjectEvent) -> Self {
+        Item::refused(id, Outcome::Skipped, Reason::ObjectGone, Some(event))
+    }
+
     /// The object's key, when the event could be parsed.
     pub fn key(&self) -> Option<&str> {
         match (&self.job, &self.object) {

@@ -237,6 +237,23 @@ pub fn read_access(integration: &Integration, external_id: &str) -> String {
     let id = &integration.id;
     let bucket = &integration.bucket;
     match integration.provider {
+        Provider::S3 if integration.scope.is_some() => format!(
+            "Read access for object lookups (Amazon S3, many buckets): a role of one name in every\n\
+             account, which the receiver assumes with this external id to ask the bucket (HeadObject)\n\
+             for the ETag a CloudTrail event in an unversioned bucket leaves out, so the object is one\n\
+             job however it arrives:\n\
+             \n  external id:  {external_id}\n\
+             \n  With Terraform (terraform/modules/org-source), add to the module block:\n\
+             \n    read_role = {{\
+             \n      trusted_principal_arn = \"<the receiver stack's receiver_role_arn output>\"\
+             \n      external_id           = \"{external_id}\"\
+             \n    }}\n\
+             \n  and give the role's name to the receiver:\n\
+             \n    bucket-relay integrations set-source {id} --role-name bucket-relay-read\n\
+             \n  By hand: in each account, a role trusting the receiver's role on the condition\
+             \n  sts:ExternalId = {external_id}, allowed s3:GetObject on arn:aws:s3:::<bucket>/* (HeadObject)\
+             \n  and s3:ListBucket on arn:aws:s3:::<bucket> (so a deleted object answers 404, not 403).\n",
+        ),
         Provider::S3 => format!(
             "Read access for poll mode and backfill (Amazon S3): a role in the bucket's account\n\
              that the receiver's poller may assume with this external id:\n\

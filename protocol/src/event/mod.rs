@@ -53,6 +53,35 @@ impl ObjectEvent {
     }
 }
 
+impl ObjectEvent {
+    /// Whether the job id would fall back to the event's own id: an object-created S3 event
+    /// with neither version id nor ETag (a CloudTrail event in an unversioned bucket, or a copy).
+    /// The same object's "Object Created" event carries its ETag, so the receiver looks this
+    /// one's up ([`ObjectEvent::identify`]) to give both one job id.
+    pub fn lacks_version(&self) -> bool {
+        self.provider == Provider::S3
+            && self.created
+            && self.version_id.is_none()
+            && self.etag.is_none()
+    }
+
+    /// Names the object version as the bucket does now (`HeadObject`): its ETag and version
+    /// id, and its size when the event had none.
+    pub fn identify(&mut self, head: ObjectHead) {
+        self.etag = head.etag.as_deref().and_then(normalize_etag);
+        self.version_id = version_id(head.version_id);
+        self.size = self.size.or(head.size);
+    }
+}
+
+/// What the bucket says of an object when asked (`HeadObject`), as it wrote it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObjectHead {
+    pub etag: Option<String>,
+    pub version_id: Option<String>,
+    pub size: Option<u64>,
+}
+
 /// Why an event could not be parsed. Every variant is answered `malformed_event`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EventError {
@@ -129,6 +158,70 @@ fn require(bucket: &str, key: &str) -> Result<(), EventError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cloudtrail_put(etag: Option<&str>, version_id: Option<&str>) -> ObjectEvent {
+        ObjectEvent {
+            provider: Provider::S3,
+            account: Some("111122223333".into()),
+            region: Some("eu-west-1".into()),
+            bucket: "logs-a".into(),
+            key: "in/a.pdf".into(),
+            key_encoding: KeyEncoding::PercentEncoded,
+            size: None,
+            etag: etag.map(str::to_owned),
+            version_id: version_id.map(str::to_owned),
+            sequencer: None,
+            action: "PutObject".into(),
+            created: true,
+            event_time: "2026-11-22T10:00:00Z".into(),
+            source_event_id: "ct-1".into(),
+        }
+    }
+
+    #[test]
+    fn only_an_s3_creation_naming_no_version_needs_a_lookup() {
+        assert!(cloudtrail_put(None, None).lacks_version());
+        assert!(!cloudtrail_put(Some("e"), None).lacks_version());
+        assert!(!cloudtrail_put(None, Some("v")).lacks_version());
+        let deleted = ObjectEvent {
+            created: false,
+            ..cloudtrail_put(None, None)
+        };
+        assert!(!deleted.lacks_version());
+        let r2 = ObjectEvent {
+            provider: Provider::R2,
+            ..cloudtrail_put(None, None)
+        };
+        assert!(!r2.lacks_version());
+    }
+
+    #[test]
+    fn a_looked_up_object_is_named_as_its_object_created_event_names_it() {
+        let mut event = cloudtrail_put(None, None);
+        assert_eq!(event.version_discriminator(), "ct-1");
+        event.identify(ObjectHead {
+            etag: Some("\"9b2cf535f27731c974343645a3985328\"".into()),
+            version_id: Some(NULL_VERSION_ID.into()),
+            size: Some(11),
+        });
+        // Unquoted, and S3's "null" version of an unversioned bucket is no version: the
+        // discriminator is the ETag, as in the "Object Created" event of the same upload.
+        assert_eq!(
+            event.version_discriminator(),
+            "9b2cf535f27731c974343645a3985328"
+        );
+        assert_eq!((event.version_id, event.size), (None, Some(11)));
+        let mut sized = ObjectEvent {
+            size: Some(5),
+            ..cloudtrail_put(None, None)
+        };
+        sized.identify(ObjectHead {
+            etag: Some("e".into()),
+            version_id: Some("v9".into()),
+            size: Some(7),
+        });
+        assert_eq!((sized.version_discriminator(), sized.size), ("v9", Some(5)));
+    }
 
     #[test]
     fn etags_lose_quotes_and_keep_multipart_suffix() {

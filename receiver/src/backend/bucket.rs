@@ -237,10 +237,7 @@ impl Buckets {
                     .provide_credentials()
                     .await
                     .map_err(|e| AccessError::AssumeRoleDenied(error_chain(&e)))?;
-                let credentials = FirstThen {
-                    first: Mutex::new(Some(session)),
-                    then: provider,
-                };
+                let credentials = FirstThen::new(session, provider);
                 config = config
                     .credentials_provider(SharedCredentialsProvider::new(credentials))
                     // An emulator's endpoint (AWS_ENDPOINT_URL) answers path-style requests only.
@@ -308,9 +305,18 @@ impl BucketSource for Buckets {
 /// Credentials already fetched, handed out once, then the provider's: the session assumed to
 /// check the role is the client's first, not thrown away for a second `AssumeRole`.
 #[derive(Debug)]
-struct FirstThen<P> {
+pub(super) struct FirstThen<P> {
     first: Mutex<Option<Credentials>>,
     then: P,
+}
+
+impl<P> FirstThen<P> {
+    pub(super) fn new(first: Credentials, then: P) -> Self {
+        FirstThen {
+            first: Mutex::new(Some(first)),
+            then,
+        }
+    }
 }
 
 impl<P: ProvideCredentials> ProvideCredentials for FirstThen<P> {
@@ -537,10 +543,7 @@ mod tests {
     #[tokio::test]
     async fn the_checked_session_is_used_first_and_then_the_provider_renews() {
         let key = |id: &str| Credentials::new(id, "secret", None, None, "test");
-        let credentials = FirstThen {
-            first: Mutex::new(Some(key("CHECKED"))),
-            then: key("RENEWED"),
-        };
+        let credentials = FirstThen::new(key("CHECKED"), key("RENEWED"));
         for expected in ["CHECKED", "RENEWED", "RENEWED"] {
             let got = credentials.provide_credentials().await.unwrap();
             assert_eq!(got.access_key_id(), expected);

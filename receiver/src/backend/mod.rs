@@ -30,6 +30,7 @@ pub mod bucket;
 pub mod claiming;
 pub mod dynamodb;
 pub mod keyfile;
+pub mod lookup;
 pub mod memory;
 pub mod secretsmanager;
 #[cfg(feature = "embedded")]

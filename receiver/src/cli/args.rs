@@ -260,10 +260,14 @@ pub struct SetSourceArgs {
     /// S3: the ARN of the customer's read role, assumed with the integration's external id.
     #[arg(
         long,
-        conflicts_with = "r2_access_key_id",
-        required_unless_present = "r2_access_key_id"
+        conflicts_with_all = ["r2_access_key_id", "role_name"],
+        required_unless_present_any = ["r2_access_key_id", "role_name"]
     )]
     pub role_arn: Option<String>,
+    /// S3, an integration covering many buckets: the name of the read role every account has
+    /// (org-source's `read_role`), assumed in the account of each event that needs a lookup.
+    #[arg(long, conflicts_with = "r2_access_key_id")]
+    pub role_name: Option<String>,
     /// R2: the access key id of an R2 API token (Object Read on the bucket).
     #[arg(long)]
     pub r2_access_key_id: Option<String>,

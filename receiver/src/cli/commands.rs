@@ -2,6 +2,7 @@
 
 use super::args::{CreateArgs, IntegrationsCommand, Metrics, RotateArgs, ServeArgs};
 use super::{connection, listing, print};
+use crate::backend::lookup::HeadObjects;
 use crate::backend::{MasterKey, Store};
 use crate::handler::Relay;
 use crate::test_event::SendAs;
@@ -33,7 +34,10 @@ pub async fn serve(wired: Wired, data_dir: &Path, args: ServeArgs, on_lambda: bo
     if let (Some(every), false) = (args.poll_every, on_lambda) {
         listing::spawn_ticks(&wired, *every).await;
     }
-    let relay = Arc::new(Relay::new(wired.backends, wired.keys, emit_metrics));
+    let relay = Arc::new(
+        Relay::new(wired.backends, wired.keys, emit_metrics)
+            .with_lookup(Arc::new(HeadObjects::new())),
+    );
     if on_lambda {
         return crate::lambda::run(relay).await.map_err(|e| e.to_string());
     }

@@ -10,7 +10,7 @@ use crate::sealed::{self, KeyPair};
 use crate::wiring::Wired;
 use chrono::Utc;
 use indicatif::{ProgressBar, ProgressStyle};
-use relay_protocol::integration::ReadAccess;
+use relay_protocol::integration::{is_role_name, ReadAccess};
 use relay_protocol::Provider;
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -19,15 +19,35 @@ use std::sync::Arc;
 pub async fn set_source(wired: &Wired, args: SetSourceArgs, json: bool) -> CliResult {
     let store = wired.backends.store.as_ref();
     let mut integration = load(store, &args.id).await?;
-    if integration.scope.is_some() {
-        return Err(format!(
-            "integration {} covers many buckets ({}): read access lists one bucket (poll mode, \
-             backfill), so give it to a one-bucket integration",
-            integration.id, integration.bucket
-        ));
-    }
     let key = wired.keys.master_key().await.map_err(|e| e.to_string())?;
+    let scoped = integration.scope.is_some();
+    if scoped != args.role_name.is_some() {
+        return Err(if scoped {
+            format!(
+                "integration {} covers many buckets ({}): give it the name of the read role \
+                 in each account (--role-name, org-source's read_role); a role ARN or a token \
+                 reads one bucket",
+                integration.id, integration.bucket
+            )
+        } else {
+            format!(
+                "integration {} reads one bucket: --role-name is for an S3 integration \
+                 covering many buckets (give --role-arn on S3, --r2-access-key-id on R2)",
+                integration.id
+            )
+        });
+    }
     let access = match (integration.provider, args.role_arn, args.r2_access_key_id) {
+        (Provider::S3, None, None) => {
+            let role_name = args.role_name.unwrap_or_default();
+            if !is_role_name(&role_name) {
+                return Err(format!(
+                    "--role-name {role_name:?} is not an IAM role name (1 to 64 letters, digits \
+                     and +=,.@_-)"
+                ));
+            }
+            ReadAccess::AssumeRoleInEachAccount { role_name }
+        }
         (Provider::S3, Some(role_arn), None) => {
             if !role_arn.starts_with("arn:aws") || !role_arn.contains(":role/") {
                 return Err(format!(

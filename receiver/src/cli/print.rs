@@ -264,7 +264,7 @@ pub fn print_secret(verb: &str, integration: &Integration, key: &MasterKey, url:
                 (Provider::R2, _) => None,
             },
             "external_id": (integration.provider == Provider::S3).then_some(&external_id),
-            "read_access_setup": integration.scope.is_none().then_some(read_access),
+            "read_access_setup": read_access,
         });
         println!("{}", pretty(&doc));
         return;
@@ -287,11 +287,14 @@ pub fn print_secret(verb: &str, integration: &Integration, key: &MasterKey, url:
         println!();
     }
     print!("{instructions}");
-    // Read access lists one bucket: an integration covering many has none.
+    // Read access lists one bucket; for an integration covering many, a role in each account
+    // names the objects CloudTrail events leave unnamed.
     if integration.scope.is_none() {
         println!("\nFor poll mode and backfill (optional in event mode):\n");
-        print!("{read_access}");
+    } else {
+        println!("\nWith the organization trail, or CloudTrail events of unversioned buckets:\n");
     }
+    print!("{read_access}");
 }
 
 fn print_table(all: &[Integration]) {

@@ -179,7 +179,10 @@ async fn eventbridge(wired: Wired, args: ReplayEventBridgeArgs, json: bool) -> C
         .map_err(|_| "the secret is not a header value".to_owned())?;
     headers.insert(HEADER_AUTHORIZATION, authorization);
     let path = wire::events_path(&integration.id);
-    let relay = Arc::new(Relay::new(wired.backends, wired.keys, false));
+    let relay = Arc::new(
+        Relay::new(wired.backends, wired.keys, false)
+            .with_lookup(Arc::new(crate::backend::lookup::HeadObjects::new())),
+    );
     let client = sqs_for(&args.dlq_url).await;
     let url = args.dlq_url.as_str();
 

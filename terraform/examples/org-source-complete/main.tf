@@ -1,7 +1,8 @@
 # Every input set: the "logs-*" buckets of two organizational units in three Regions, seen through
 # an organization trail (every bucket, no per-bucket EventBridge setting) encrypted with a
 # customer-managed key, from a delegated administrator account, with the dead-letter queue's
-# alarm to an SNS topic.
+# alarm to an SNS topic, and a read role in every member account so that an object seen both as
+# an S3 event and as a CloudTrail event in an unversioned bucket is one job.
 
 provider "aws" {
   region = "eu-west-1"
@@ -70,6 +71,12 @@ module "bucket_relay_org" {
   maximum_event_age_seconds        = 86400
   maximum_retry_attempts           = 185
   alarm_actions                    = [aws_sns_topic.alarms.arn]
+  read_role = {
+    trusted_principal_arn = "arn:aws:iam::111122223333:role/bucket-relay-receiver"
+    external_id           = "brx-0123456789abcdef0123456789abcdef"
+    role_name             = "bucket-relay-read"
+    region                = "eu-west-1"
+  }
 
   tags = {
     service = "bucket-relay-org"
@@ -82,4 +89,8 @@ output "dlq_url" {
 
 output "trail_arn" {
   value = module.bucket_relay_org.trail_arn
+}
+
+output "read_role_name" {
+  value = module.bucket_relay_org.read_role_name
 }

@@ -47,3 +47,8 @@ output "trail_bucket" {
   description = "The trail's log bucket; null without organization_trail."
   value       = try(aws_s3_bucket.trail[0].id, null)
 }
+
+output "read_role_name" {
+  description = "The read role's name in every member account (give it to bucket-relay integrations set-source ID --role-name); null without read_role."
+  value       = try(var.read_role.role_name, null)
+}

@@ -140,3 +140,29 @@ variable "call_as" {
     error_message = "call_as must be SELF or DELEGATED_ADMIN."
   }
 }
+
+variable "read_role" {
+  description = "Also create, in every member account, the role the receiver looks objects up with (HeadObject), so that an object arriving both as an S3 event and as a CloudTrail event in an unversioned bucket is one job. trusted_principal_arn: the receiver stack's `receiver_role_arn` output; external_id: the integration's, as `bucket-relay integrations show` prints it; region: the one Region per account the role's stack goes to (IAM is global; default: the first monitored Region). Then: bucket-relay integrations set-source ID --role-name <role_name>. null: no role."
+  type = object({
+    trusted_principal_arn = string
+    external_id           = string
+    role_name             = optional(string, "bucket-relay-read")
+    region                = optional(string)
+  })
+  default = null
+
+  validation {
+    condition     = var.read_role == null || can(regex("^brx-[0-9a-f]{32}$", var.read_role.external_id))
+    error_message = "read_role.external_id must be the integration's external id (brx- and 32 hex digits), as `bucket-relay integrations show` prints it."
+  }
+
+  validation {
+    condition     = var.read_role == null || can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:(root|role/.+)$", var.read_role.trusted_principal_arn))
+    error_message = "read_role.trusted_principal_arn must be an account root or role ARN (the receiver's receiver_role_arn output)."
+  }
+
+  validation {
+    condition     = var.read_role == null || can(regex("^[A-Za-z0-9+=,.@_-]{1,64}$", var.read_role.role_name))
+    error_message = "read_role.role_name must be an IAM role name: 1 to 64 letters, digits and +=,.@_-."
+  }
+}

@@ -263,6 +263,25 @@ data "aws_iam_policy_document" "receiver" {
     actions   = ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
     resources = [aws_kms_key.this.arn]
   }
+
+  # A CloudTrail event in an unversioned bucket names no version of its object: the receiver
+  # looks it up (HeadObject) through the customer's read role, which it may assume only with
+  # one of our external ids (every one starts with "brx-") and under its own session name.
+  statement {
+    sid       = "AssumeCustomerReadRolesForLookups"
+    actions   = ["sts:AssumeRole"]
+    resources = var.lookup_read_role_arns
+    condition {
+      test     = "StringLike"
+      variable = "sts:ExternalId"
+      values   = ["brx-*"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "sts:RoleSessionName"
+      values   = ["bucket-relay-lookup"]
+    }
+  }
 }
 
 resource "aws_iam_role_policy" "receiver" {

@@ -65,6 +65,11 @@ output "cli_environment" {
   }
 }
 
+output "receiver_role_arn" {
+  description = "ARN of the receiver function's role: the principal org-source's `read_role.trusted_principal_arn` trusts, for object lookups."
+  value       = aws_iam_role.receiver.arn
+}
+
 output "poller_function_name" {
   description = "Name of the poller function (null when poll_enabled is false); its logs are in /aws/lambda/<name>."
   value       = var.poll_enabled ? aws_lambda_function.poller[0].function_name : null

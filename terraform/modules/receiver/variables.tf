@@ -177,6 +177,17 @@ variable "poll_read_role_arns" {
   }
 }
 
+variable "lookup_read_role_arns" {
+  description = "The customer read roles the receiver may assume to look an object up when a CloudTrail event names no version of it (always only with one of our external ids, which start with brx-). Narrow it to the customers' role ARNs or account ids when you know them."
+  type        = list(string)
+  default     = ["arn:aws:iam::*:role/*"]
+
+  validation {
+    condition     = length(var.lookup_read_role_arns) > 0 && alltrue([for arn in var.lookup_read_role_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9*]+:role/", arn))])
+    error_message = "lookup_read_role_arns must be IAM role ARNs (account id or *, role path or *)."
+  }
+}
+
 variable "tags" {
   description = "Tags for every resource."
   type        = map(string)

@@ -1,0 +1,212 @@
+//! Looking an object up in the customer's S3 bucket (`HeadObject`), to name the version a
+//! CloudTrail event leaves unnamed.
+//!
+//! In an unversioned bucket a CloudTrail `PutObject` event carries no ETag and no version id, so
+//! its job id would be the event's own id, and the same upload's "Object Created" event (which
+//! has the ETag) would make a second job. The handler asks the bucket instead: the ETag and
+//! version id `HeadObject` answers are the ones the other event carries.
+//!
+//! The port ([`ObjectLookup`]) takes the role and the external id; which role (the
+//! integration's, or the named one in the event's account) is the handler's pure choice
+//! ([`relay_protocol::integration::ReadAccess::role_arn_for`]). The adapter ([`HeadObjects`])
+//! assumes each role once, keeps one client per role and region, and answers within seconds:
+//! it is on a request's path.
+
+use super::bucket::FirstThen;
+use super::error_chain;
+use async_trait::async_trait;
+use aws_config::sts::AssumeRoleProvider;
+use aws_config::BehaviorVersion;
+use aws_sdk_s3::config::{ProvideCredentials, Region, SharedCredentialsProvider};
+use aws_sdk_s3::error::SdkError;
+use relay_protocol::event::ObjectHead;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+/// The session name our lookups carry in the customer's CloudTrail.
+pub const SESSION_NAME: &str = "bucket-relay-lookup";
+
+/// One object to look up, in the bucket's region.
+#[derive(Clone, Copy, Debug)]
+pub struct ObjectRef<'a> {
+    pub region: Option<&'a str>,
+    pub bucket: &'a str,
+    pub key: &'a str,
+}
+
+/// What the bucket said.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Looked {
+    Found(ObjectHead),
+    /// 404: the object is not there (the role may list the bucket, so this is not a refusal).
+    Gone,
+}
+
+/// Why the bucket said nothing useful. `name()` is stable: the `object_lookup_failed` log line
+/// carries it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LookupError {
+    /// STS refused the role (no such role in that account, trust policy, external id).
+    AssumeRoleDenied(String),
+    /// 403: the role may not read the object (`s3:GetObject`), or, without `s3:ListBucket`,
+    /// the object is not there.
+    Denied(String),
+    /// No answer in time, or another error.
+    Failed(String),
+}
+
+impl LookupError {
+    pub const fn name(&self) -> &'static str {
+        match self {
+            LookupError::AssumeRoleDenied(_) => "assume_role_denied",
+            LookupError::Denied(_) => "head_object_denied",
+            LookupError::Failed(_) => "head_object_failed",
+        }
+    }
+
+    pub fn detail(&self) -> &str {
+        match self {
+            LookupError::AssumeRoleDenied(d) | LookupError::Denied(d) | LookupError::Failed(d) => d,
+        }
+    }
+}
+
+/// Where object lookups go: the customer's bucket, through a role of theirs.
+#[async_trait]
+pub trait ObjectLookup: Send + Sync {
+    async fn head(
+        &self,
+        role_arn: &str,
+        external_id: &str,
+        object: ObjectRef<'_>,
+    ) -> Result<Looked, LookupError>;
+}
+
+/// Clients kept at most: one per (role, external id, region) in use. Past it the cache starts
+/// over, which costs one `AssumeRole` per role.
+const MAX_CLIENTS: usize = 512;
+
+/// The S3 adapter. One per process; the AWS configuration (the receiver's own credentials) is
+/// read at the first lookup, so a receiver that never looks anything up never reads it.
+#[derive(Default)]
+pub struct HeadObjects {
+    base: OnceCell<aws_config::SdkConfig>,
+    clients: Mutex<HashMap<(String, String, String), aws_sdk_s3::Client>>,
+}
+
+impl HeadObjects {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    async fn base(&self) -> &aws_config::SdkConfig {
+        self.base
+            .get_or_init(|| async {
+                aws_config::defaults(BehaviorVersion::latest())
+                    .timeout_config(
+                        aws_config::timeout::TimeoutConfig::builder()
+                            .connect_timeout(Duration::from_secs(2))
+                            .operation_attempt_timeout(Duration::from_secs(3))
+                            .operation_timeout(Duration::from_secs(8))
+                            .build(),
+                    )
+                    .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
+                    .load()
+                    .await
+            })
+            .await
+    }
+
+    async fn client(
+        &self,
+        role_arn: &str,
+        external_id: &str,
+        region: &str,
+    ) -> Result<aws_sdk_s3::Client, LookupError> {
+        let cache_key = (
+            role_arn.to_owned(),
+            external_id.to_owned(),
+            region.to_owned(),
+        );
+        if let Some(client) = self.cached().get(&cache_key) {
+            return Ok(client.clone());
+        }
+        let base = self.base().await;
+        let provider = AssumeRoleProvider::builder(role_arn)
+            .external_id(external_id)
+            .session_name(SESSION_NAME)
+            .configure(base)
+            .build()
+            .await;
+        // Assume now, so a refusal is named as one rather than buried in a dispatch error.
+        let session = provider
+            .provide_credentials()
+            .await
+            .map_err(|e| LookupError::AssumeRoleDenied(error_chain(&e)))?;
+        let credentials = FirstThen::new(session, provider);
+        let mut config = aws_sdk_s3::config::Builder::from(base)
+            .credentials_provider(SharedCredentialsProvider::new(credentials))
+            // An emulator's endpoint (AWS_ENDPOINT_URL) answers path-style requests only.
+            .force_path_style(base.endpoint_url().is_some());
+        if !region.is_empty() {
+            config = config.region(Region::new(region.to_owned()));
+        }
+        let client = aws_sdk_s3::Client::from_conf(config.build());
+        let mut clients = self.cached();
+        if clients.len() >= MAX_CLIENTS {
+            clients.clear();
+        }
+        clients.insert(cache_key, client.clone());
+        Ok(client)
+    }
+
+    fn cached(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(String, String, String), aws_sdk_s3::Client>> {
+        self.clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl ObjectLookup for HeadObjects {
+    async fn head(
+        &self,
+        role_arn: &str,
+        external_id: &str,
+        object: ObjectRef<'_>,
+    ) -> Result<Looked, LookupError> {
+        let client = self
+            .client(role_arn, external_id, object.region.unwrap_or_default())
+            .await?;
+        let answer = client
+            .head_object()
+            .bucket(object.bucket)
+            .key(object.key)
+            .send()
+            .await;
+        match answer {
+            Ok(head) => Ok(Looked::Found(ObjectHead {
+                etag: head.e_tag().map(str::to_owned),
+                version_id: head.version_id().map(str::to_owned),
+                size: head.content_length().and_then(|n| u64::try_from(n).ok()),
+            })),
+            Err(SdkError::ServiceError(service)) => {
+                // A HEAD answer has no body: the status is all S3 says.
+                match service.raw().status().as_u16() {
+                    404 => Ok(Looked::Gone),
+                    403 => Err(LookupError::Denied(
+                        "403 Forbidden (the role needs s3:GetObject, and s3:ListBucket to tell \
+                         a missing object from a refusal)"
+                            .to_owned(),
+                    )),
+                    status => Err(LookupError::Failed(format!("HTTP {status}"))),
+                }
+            }
+            Err(other) => Err(LookupError::Failed(error_chain(&other))),
+        }
+    }
+}
