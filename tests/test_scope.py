@@ -149,3 +149,14 @@ def test_an_object_arriving_as_an_s3_event_and_as_a_cloudtrail_event_is_one_job(
         ("head_object_denied", "ct-c", "in/c.pdf"), ("assume_role_denied", "ct-d", "in/d.pdf")]
     assert failures[1]["role_arn"] == f"arn:aws:iam::{OTHER}:role/bucket-relay-read"
     assert external_id not in relay.logs() and secret not in relay.logs()
+
+    # `integrations test` assumes the role in each account of the scope, and with a bucket it
+    # looks a probe key up there: a role that may not read the bucket is named.
+    aws_proxy.heal()
+    checked = relay.cli("integrations", "test", iid)
+    assert checked["ok"] and [a["account"] for a in checked["accounts"]] == [MEMBER, OTHER]
+    assert relay.cli("integrations", "test", iid, "--account", MEMBER, "--bucket", "logs-eu")["ok"]
+    aws_proxy.deny("HeadObject")
+    refused = relay.cli("integrations", "test", iid, "--account", MEMBER, "--bucket", "logs-eu", check=False)
+    [account] = json.loads(refused.stdout)["accounts"]
+    assert refused.returncode == 1 and (account["ok"], account["error"]) == (False, "head_object_denied")

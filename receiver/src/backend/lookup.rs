@@ -28,6 +28,15 @@ use tokio::sync::OnceCell;
 /// The session name our lookups carry in the customer's CloudTrail.
 pub const SESSION_NAME: &str = "bucket-relay-lookup";
 
+/// How long EventBridge waits for an API destination's answer before it times the call out and
+/// retries it (its documented client execution timeout).
+pub const API_DESTINATION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The most a lookup may take, `AssumeRole` included: well inside
+/// [`API_DESTINATION_TIMEOUT`], so the request still answers (with the event's own id) when the
+/// customer's side is slow.
+pub const LOOKUP_BUDGET: Duration = Duration::from_secs(2);
+
 /// One object to look up, in the bucket's region.
 #[derive(Clone, Copy, Debug)]
 pub struct ObjectRef<'a> {
@@ -107,9 +116,9 @@ impl HeadObjects {
                 aws_config::defaults(BehaviorVersion::latest())
                     .timeout_config(
                         aws_config::timeout::TimeoutConfig::builder()
-                            .connect_timeout(Duration::from_secs(2))
-                            .operation_attempt_timeout(Duration::from_secs(3))
-                            .operation_timeout(Duration::from_secs(8))
+                            .connect_timeout(Duration::from_secs(1))
+                            .operation_attempt_timeout(Duration::from_secs(1))
+                            .operation_timeout(LOOKUP_BUDGET)
                             .build(),
                     )
                     .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
@@ -171,9 +180,54 @@ impl HeadObjects {
     }
 }
 
+impl HeadObjects {
+    /// Whether lookups will work: the role can be assumed, and, given a bucket, a `HeadObject`
+    /// of `probe_key` answers (found or 404; a 403 means the role may not read or list there).
+    pub async fn check(
+        &self,
+        role_arn: &str,
+        external_id: &str,
+        region: Option<&str>,
+        bucket_and_probe: Option<(&str, &str)>,
+    ) -> Result<(), LookupError> {
+        match bucket_and_probe {
+            None => self
+                .client(role_arn, external_id, region.unwrap_or_default())
+                .await
+                .map(drop),
+            Some((bucket, key)) => {
+                let object = ObjectRef {
+                    region,
+                    bucket,
+                    key,
+                };
+                self.head(role_arn, external_id, object).await.map(drop)
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl ObjectLookup for HeadObjects {
     async fn head(
+        &self,
+        role_arn: &str,
+        external_id: &str,
+        object: ObjectRef<'_>,
+    ) -> Result<Looked, LookupError> {
+        tokio::time::timeout(LOOKUP_BUDGET, self.head_now(role_arn, external_id, object))
+            .await
+            .unwrap_or_else(|_| {
+                Err(LookupError::Failed(format!(
+                    "no answer within {} s",
+                    LOOKUP_BUDGET.as_secs()
+                )))
+            })
+    }
+}
+
+impl HeadObjects {
+    async fn head_now(
         &self,
         role_arn: &str,
         external_id: &str,
@@ -208,5 +262,31 @@ impl ObjectLookup for HeadObjects {
             }
             Err(other) => Err(LookupError::Failed(error_chain(&other))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lookup_leaves_the_request_time_to_answer_before_eventbridge_gives_up() {
+        // The rest of the request (ledger, queue) has the other half of the 5 s.
+        assert!(LOOKUP_BUDGET * 2 <= API_DESTINATION_TIMEOUT);
+    }
+
+    #[test]
+    fn every_failure_has_its_own_name() {
+        let all = [
+            LookupError::AssumeRoleDenied("a".into()),
+            LookupError::Denied("d".into()),
+            LookupError::Failed("f".into()),
+        ];
+        let names: std::collections::HashSet<&str> = all.iter().map(LookupError::name).collect();
+        assert_eq!(names.len(), all.len());
+        assert_eq!(
+            all.iter().map(LookupError::detail).collect::<String>(),
+            "adf"
+        );
     }
 }

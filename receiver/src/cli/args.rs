@@ -99,11 +99,14 @@ pub struct TestArgs {
     /// The running receiver's base URL to send the test event to.
     #[arg(long)]
     pub receiver_url: Option<String>,
-    /// Send the event as from this bucket (default: the integration's).
-    #[arg(long, requires = "receiver_url")]
+    /// Send the event as from this bucket (default: the integration's). Without
+    /// --receiver-url, for an integration covering many buckets: check lookups in this bucket.
+    #[arg(long)]
     pub bucket: Option<String>,
-    /// Send the event as from this account (default: the integration's).
-    #[arg(long, requires = "receiver_url")]
+    /// Send the event as from this account (default: the integration's). Without
+    /// --receiver-url, for an integration covering many buckets: check the read role in this
+    /// account only (default: each account of the scope).
+    #[arg(long)]
     pub account: Option<String>,
     /// Sign with the whsec_… secret read from stdin (the one the worker or the API destination
     /// has) instead of the integration's current one.

@@ -98,7 +98,9 @@ pub async fn integrations(wired: Wired, json: bool, command: IntegrationsCommand
                 };
                 connection::test_event(&wired, &args.id, url, send_as, json).await
             }
-            None => listing::test(&wired, &args.id, json).await,
+            None => {
+                listing::test(&wired, &args.id, args.account.as_deref(), args.bucket, json).await
+            }
         },
         IntegrationsCommand::Pause { id } => update(store, &id, json, now, Status::Paused).await,
         IntegrationsCommand::Resume { id } => update(store, &id, json, now, Status::Active).await,

@@ -5,13 +5,14 @@ use super::args::{BackfillArgs, PollArgs, SetSourceArgs};
 use super::commands::{load, CliResult};
 use super::print;
 use crate::backend::bucket::Buckets;
+use crate::backend::lookup::HeadObjects;
 use crate::poll::{BackfillScope, Poller, Progress, RunError, Tally};
 use crate::sealed::{self, KeyPair};
 use crate::wiring::Wired;
 use chrono::Utc;
 use indicatif::{ProgressBar, ProgressStyle};
 use relay_protocol::integration::{is_role_name, ReadAccess};
-use relay_protocol::Provider;
+use relay_protocol::{secret, Integration, Provider};
 use std::io::IsTerminal;
 use std::sync::Arc;
 
@@ -97,10 +98,26 @@ pub async fn set_source(wired: &Wired, args: SetSourceArgs, json: bool) -> CliRe
     Ok(())
 }
 
-/// `integrations test`: one listing call with the stored read access.
-pub async fn test(wired: &Wired, id: &str, json: bool) -> CliResult {
+/// `integrations test`: one listing call with the stored read access; for an integration
+/// covering many buckets, the read role in each account (and a lookup in `bucket`).
+pub async fn test(
+    wired: &Wired,
+    id: &str,
+    account: Option<&str>,
+    bucket: Option<String>,
+    json: bool,
+) -> CliResult {
     let integration = load(wired.backends.store.as_ref(), id).await?;
     let key = wired.keys.master_key().await.map_err(|e| e.to_string())?;
+    if let Some(ReadAccess::AssumeRoleInEachAccount { .. }) = &integration.read_access {
+        return test_lookups(&integration, key.as_bytes(), account, bucket, json).await;
+    }
+    if account.is_some() || bucket.is_some() {
+        return Err(format!(
+            "integration {id} reads one bucket: --bucket and --account go with --receiver-url \
+             (or with a read role in each account)"
+        ));
+    }
     let buckets = Buckets::from_env().await;
     let result = buckets.check(&integration, key.as_bytes()).await;
     print::print_access_check(&integration, &result, json);
@@ -253,3 +270,55 @@ fn rate(count: u64, elapsed_s: f64) -> f64 {
         0.0
     }
 }
+
+/// The read role of an integration covering many buckets: assumed in each account, and asked
+/// for a probe key when a bucket is given.
+async fn test_lookups(
+    integration: &Integration,
+    master_key: &[u8],
+    account: Option<&str>,
+    bucket: Option<String>,
+    json: bool,
+) -> CliResult {
+    let accounts: Vec<&str> = match account {
+        Some(account) => vec![account],
+        None => integration
+            .scope
+            .iter()
+            .flat_map(|scope| scope.accounts.iter().map(String::as_str))
+            .collect(),
+    };
+    if accounts.is_empty() {
+        return Err(format!(
+            "integration {} lists no account to check the read role in: name one with --account",
+            integration.id
+        ));
+    }
+    let external_id = secret::external_id(master_key, &integration.id);
+    let region = integration.region.as_deref();
+    let probe = bucket.as_deref().map(|b| (b, PROBE_KEY));
+    let lookups = HeadObjects::new();
+    let mut checks = Vec::new();
+    for account in accounts {
+        let role_arn = integration
+            .read_access
+            .as_ref()
+            .and_then(|access| access.role_arn_for(Some(account), region))
+            .ok_or_else(|| format!("{account:?} is not an AWS account id (12 digits)"))?;
+        let result = lookups.check(&role_arn, &external_id, region, probe).await;
+        checks.push((account.to_owned(), role_arn, result));
+    }
+    print::print_lookup_checks(integration, bucket.as_deref(), &checks, json);
+    let failed = checks.iter().filter(|(_, _, r)| r.is_err()).count();
+    match failed {
+        0 => Ok(()),
+        n => Err(format!(
+            "integration {}: the read role failed in {n} of {} accounts",
+            integration.id,
+            checks.len()
+        )),
+    }
+}
+
+/// The key a lookup check asks for: a test key, which no job is ever made for.
+const PROBE_KEY: &str = ".bucket-relay/test/lookup-probe";

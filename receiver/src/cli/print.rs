@@ -3,6 +3,7 @@
 
 use super::replay::ReplayTally;
 use crate::backend::bucket::AccessError;
+use crate::backend::lookup::LookupError;
 use crate::backend::{MasterKey, ObjectHistory, Seen, UsageCounts, LEDGER_RETENTION};
 use crate::poll::{RunError, Tally};
 use crate::setup;
@@ -156,6 +157,48 @@ pub fn print_access_check(integration: &Integration, result: &Result<(), AccessE
                 .map(|p| format!(" under {p}"))
                 .unwrap_or_default()
         );
+    }
+}
+
+/// `integrations test` of a read role per account: a line per account, or JSON.
+pub fn print_lookup_checks(
+    integration: &Integration,
+    bucket: Option<&str>,
+    checks: &[(String, String, Result<(), LookupError>)],
+    json: bool,
+) {
+    if json {
+        let accounts: Vec<serde_json::Value> = checks
+            .iter()
+            .map(|(account, role_arn, result)| match result {
+                Ok(()) => json!({"account": account, "role_arn": role_arn, "ok": true}),
+                Err(error) => json!({
+                    "account": account,
+                    "role_arn": role_arn,
+                    "ok": false,
+                    "error": error.name(),
+                    "detail": error.detail(),
+                }),
+            })
+            .collect();
+        let ok = checks.iter().all(|(_, _, result)| result.is_ok());
+        let doc = json!({"id": integration.id, "ok": ok, "bucket": bucket, "accounts": accounts});
+        println!("{}", pretty(&doc));
+        return;
+    }
+    let what = bucket.map_or_else(
+        || "may be assumed".to_owned(),
+        |bucket| format!("may look objects up in {bucket}"),
+    );
+    for (account, role_arn, result) in checks {
+        match result {
+            Ok(()) => println!("OK: {role_arn} {what}."),
+            Err(error) => println!(
+                "FAILED: {role_arn} (account {account}): {}: {}",
+                error.name(),
+                error.detail()
+            ),
+        }
     }
 }
 
