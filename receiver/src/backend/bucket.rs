@@ -224,22 +224,12 @@ impl Buckets {
         let mut config = aws_sdk_s3::config::Builder::from(&self.base);
         match (integration.provider, access) {
             (Provider::S3, ReadAccess::AssumeRole { role_arn }) => {
-                let provider = AssumeRoleProvider::builder(role_arn.clone())
-                    .external_id(secret::external_id(master_key, &integration.id))
-                    .session_name(SESSION_NAME)
-                    .configure(&self.base)
-                    .build()
-                    .await;
-                // Assume once now, so a refusal is named here rather than buried in a listing's
-                // dispatch error; the client starts with this session, and the provider renews it
-                // as it nears its end.
-                let session = provider
-                    .provide_credentials()
+                let external_id = secret::external_id(master_key, &integration.id);
+                let credentials = assume(&self.base, role_arn, &external_id, SESSION_NAME)
                     .await
-                    .map_err(|e| AccessError::AssumeRoleDenied(error_chain(&e)))?;
-                let credentials = FirstThen::new(session, provider);
+                    .map_err(AccessError::AssumeRoleDenied)?;
                 config = config
-                    .credentials_provider(SharedCredentialsProvider::new(credentials))
+                    .credentials_provider(credentials)
                     // An emulator's endpoint (AWS_ENDPOINT_URL) answers path-style requests only.
                     .force_path_style(self.base.endpoint_url().is_some());
                 if let Some(region) = &integration.region {
@@ -302,16 +292,41 @@ impl BucketSource for Buckets {
     }
 }
 
+/// A customer's role, assumed with `external_id` under `session_name`, as an S3 client's
+/// credentials. It is assumed once now, so a refusal is named as one (the error chain) rather than
+/// buried in a later call's dispatch error; the client starts with this session, and the provider
+/// renews it as it nears its end.
+pub(super) async fn assume(
+    base: &aws_config::SdkConfig,
+    role_arn: &str,
+    external_id: &str,
+    session_name: &str,
+) -> Result<SharedCredentialsProvider, String> {
+    let provider = AssumeRoleProvider::builder(role_arn)
+        .external_id(external_id)
+        .session_name(session_name)
+        .configure(base)
+        .build()
+        .await;
+    let session = provider
+        .provide_credentials()
+        .await
+        .map_err(|e| error_chain(&e))?;
+    Ok(SharedCredentialsProvider::new(FirstThen::new(
+        session, provider,
+    )))
+}
+
 /// Credentials already fetched, handed out once, then the provider's: the session assumed to
 /// check the role is the client's first, not thrown away for a second `AssumeRole`.
 #[derive(Debug)]
-pub(super) struct FirstThen<P> {
+struct FirstThen<P> {
     first: Mutex<Option<Credentials>>,
     then: P,
 }
 
 impl<P> FirstThen<P> {
-    pub(super) fn new(first: Credentials, then: P) -> Self {
+    fn new(first: Credentials, then: P) -> Self {
         FirstThen {
             first: Mutex::new(Some(first)),
             then,

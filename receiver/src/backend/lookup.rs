@@ -12,12 +12,11 @@
 //! assumes each role once, keeps one client per role and region, and answers within seconds:
 //! it is on a request's path.
 
-use super::bucket::FirstThen;
+use super::bucket::assume;
 use super::error_chain;
 use async_trait::async_trait;
-use aws_config::sts::AssumeRoleProvider;
 use aws_config::BehaviorVersion;
-use aws_sdk_s3::config::{ProvideCredentials, Region, SharedCredentialsProvider};
+use aws_sdk_s3::config::Region;
 use aws_sdk_s3::error::SdkError;
 use relay_protocol::event::ObjectHead;
 use std::collections::HashMap;
@@ -143,20 +142,11 @@ impl HeadObjects {
             return Ok(client.clone());
         }
         let base = self.base().await;
-        let provider = AssumeRoleProvider::builder(role_arn)
-            .external_id(external_id)
-            .session_name(SESSION_NAME)
-            .configure(base)
-            .build()
-            .await;
-        // Assume now, so a refusal is named as one rather than buried in a dispatch error.
-        let session = provider
-            .provide_credentials()
+        let credentials = assume(base, role_arn, external_id, SESSION_NAME)
             .await
-            .map_err(|e| LookupError::AssumeRoleDenied(error_chain(&e)))?;
-        let credentials = FirstThen::new(session, provider);
+            .map_err(LookupError::AssumeRoleDenied)?;
         let mut config = aws_sdk_s3::config::Builder::from(base)
-            .credentials_provider(SharedCredentialsProvider::new(credentials))
+            .credentials_provider(credentials)
             // An emulator's endpoint (AWS_ENDPOINT_URL) answers path-style requests only.
             .force_path_style(base.endpoint_url().is_some());
         if !region.is_empty() {
