@@ -30,7 +30,7 @@ def parse(text):
 def load_module(name):
     """All blocks of a module's .tf files: {"resource": {type: {name: body}}, "data": …, …}."""
     merged = {"resource": {}, "data": {}, "ephemeral": {}, "variable": {}, "output": {}, "locals": {},
-              "terraform": []}
+              "terraform": [], "module": {}, "moved": []}
     for path in sorted((MODULES / name).glob("*.tf")):
         doc = parse(path.read_text())
         merged["terraform"].extend(doc.get("terraform", []))
@@ -38,9 +38,10 @@ def load_module(name):
             for block in doc.get(kind, []):
                 for type_, named in block.items():
                     merged[kind].setdefault(type_, {}).update(named)
-        for kind in ("variable", "output"):
+        for kind in ("variable", "output", "module"):
             for block in doc.get(kind, []):
                 merged[kind].update(block)
+        merged["moved"].extend(doc.get("moved", []))
         for block in doc.get("locals", []):
             merged["locals"].update(block)
     return merged
@@ -71,6 +72,13 @@ def source():
 @pytest.fixture(scope="module")
 def org():
     return load_module("org-source")
+
+
+@pytest.fixture(scope="module")
+def delivery():
+    """The delivery chain s3-source and org-source share (rule → API destination → receiver,
+    dead-letter queue and alarm)."""
+    return load_module("delivery")
 
 
 def only(mapping):
@@ -118,7 +126,7 @@ def identity_policies(module):
     return attached
 
 
-@pytest.mark.parametrize("module_name", ["receiver", "s3-source", "org-source"])
+@pytest.mark.parametrize("module_name", ["receiver", "s3-source", "delivery"])
 def test_role_policies_name_exact_actions_and_known_arns(module_name):
     module = load_module(module_name)
     policies = identity_policies(module)
@@ -147,7 +155,7 @@ def test_the_key_policy_gives_services_only_what_they_need(receiver):
 
 # --- queues: dead-letter queues and encryption -----------------------------------------------
 
-@pytest.mark.parametrize("module_name", ["receiver", "s3-source", "org-source"])
+@pytest.mark.parametrize("module_name", ["receiver", "delivery"])
 def test_every_queue_is_encrypted_and_has_or_is_a_dead_letter_queue(module_name):
     module = load_module(module_name)
     queues = module["resource"]["aws_sqs_queue"]
@@ -172,13 +180,13 @@ def test_the_ingest_queue_redrives_to_its_dlq(receiver):
 SQS_MAX_RETENTION_SECONDS = 14 * 86_400
 
 
-def test_the_dead_letter_queues_keep_messages_as_long_as_sqs_allows(receiver, source, org):
-    for module in (receiver, source, org):
+def test_the_dead_letter_queues_keep_messages_as_long_as_sqs_allows(receiver, delivery):
+    for module in (receiver, delivery):
         assert module["resource"]["aws_sqs_queue"]["dlq"]["message_retention_seconds"] == SQS_MAX_RETENTION_SECONDS
 
 
-def test_each_dead_letter_queue_has_a_depth_alarm(receiver, source, org):
-    for module, queue in ((receiver, "dlq"), (source, "dlq"), (org, "dlq")):
+def test_each_dead_letter_queue_has_a_depth_alarm(receiver, delivery):
+    for module, queue in ((receiver, "dlq"), (delivery, "dlq")):
         alarms = [a for a in module["resource"]["aws_cloudwatch_metric_alarm"].values()
                   if a.get("dimensions") == {"QueueName": f"${{aws_sqs_queue.{queue}.name}}"}]
         assert len(alarms) == 1, module
@@ -187,7 +195,7 @@ def test_each_dead_letter_queue_has_a_depth_alarm(receiver, source, org):
         assert (alarm["comparison_operator"], alarm["threshold"]) == ("GreaterThanThreshold", 0)
         assert alarm["alarm_actions"] and alarm["ok_actions"] == alarm["alarm_actions"]
     # The customer's alarm names the replay command and its deadline.
-    description = source["resource"]["aws_cloudwatch_metric_alarm"]["dlq_depth"]["alarm_description"]
+    description = delivery["resource"]["aws_cloudwatch_metric_alarm"]["dlq_depth"]["alarm_description"]
     assert "bucket-relay replay eventbridge --dlq-url" in description and "14 days" in description
 
 
@@ -294,7 +302,7 @@ def test_the_provider_constraints_admit_only_versions_with_what_the_module_uses(
     assert version_floor(terraform["required_version"]) >= (1, 11, 0)
 
 
-@pytest.mark.parametrize("module_name", ["receiver", "s3-source", "org-source"])
+@pytest.mark.parametrize("module_name", ["receiver", "s3-source", "org-source", "delivery"])
 def test_no_attribute_deprecated_in_aws_provider_v6(module_name):
     text = "\n".join(path.read_text() for path in (MODULES / module_name).glob("*.tf"))
     assert not re.search(r"data\.aws_region\.\w+\.name\b", text), "aws_region.name is deprecated: use .region"
@@ -328,22 +336,36 @@ def test_the_master_key_never_enters_the_terraform_state(receiver):
 
 # --- the customer's S3 module ----------------------------------------------------------------
 
-def test_the_connection_sends_the_secret_as_a_bearer_token(source):
-    connection = only(source["resource"]["aws_cloudwatch_event_connection"])
+def test_the_connection_sends_the_secret_as_a_bearer_token(source, delivery):
+    connection = only(delivery["resource"]["aws_cloudwatch_event_connection"])
     assert connection["authorization_type"] == "API_KEY"
     api_key = first(first(connection["auth_parameters"])["api_key"])
     assert api_key["key"] == "Authorization"
     assert api_key["value"] == BEARER + "${var.event_source_secret}"
     assert source["variable"]["event_source_secret"]["sensitive"] is True
+    assert delivery["variable"]["event_source_secret"]["sensitive"] is True
 
 
-def test_the_target_retries_for_a_day_and_dead_letters_the_rest(source):
-    target = only(source["resource"]["aws_cloudwatch_event_target"])
+def test_the_target_retries_for_a_day_and_dead_letters_the_rest(source, delivery):
+    target = only(delivery["resource"]["aws_cloudwatch_event_target"])
     retry = first(target["retry_policy"])
     assert retry["maximum_event_age_in_seconds"] == "${var.maximum_event_age_seconds}"
+    assert retry["maximum_retry_attempts"] == "${var.maximum_retry_attempts}"
+    assert "aws_sqs_queue.dlq.arn" in first(target["dead_letter_config"])["arn"]
+    assert (target["rule"], target["event_bus_name"]) == ("${var.rule_name}", "${var.event_bus_name}")
     assert source["variable"]["maximum_event_age_seconds"]["default"] == 86400
     assert source["variable"]["maximum_retry_attempts"]["default"] == 185
-    assert "aws_sqs_queue.dlq.arn" in first(target["dead_letter_config"])["arn"]
+    # The one bucket's rule, on the default bus.
+    chain = source["module"]["delivery"]
+    assert (chain["rule_name"], chain["rule_arn"]) == ("${aws_cloudwatch_event_rule.object_created.name}",
+                                                      "${aws_cloudwatch_event_rule.object_created.arn}")
+    assert "event_bus_name" not in chain
+    # Only that rule may dead-letter into the queue, and only EventBridge of this account may
+    # invoke the receiver with the role.
+    [dead_letters] = delivery["data"]["aws_iam_policy_document"]["dlq"]["statement"]
+    assert first(dead_letters["condition"])["values"] == ["${var.rule_arn}"]
+    [trust] = delivery["data"]["aws_iam_policy_document"]["assume_events"]["statement"]
+    assert first(trust["condition"])["variable"] == "aws:SourceAccount"
 
 
 def test_the_rule_matches_object_created_on_the_bucket(source):
@@ -375,7 +397,7 @@ def test_the_events_url_must_be_https_at_plan_time(module_name, url, valid):
 
 # --- shape: described variables, READMEs, examples, skips with reasons ----------------------
 
-@pytest.mark.parametrize("module_name", ["receiver", "s3-source", "org-source"])
+@pytest.mark.parametrize("module_name", ["receiver", "s3-source", "org-source", "delivery"])
 def test_every_variable_and_output_is_described_and_the_readme_tables_are_generated(module_name):
     import sys
     sys.path.insert(0, str(ROOT / "scripts"))
@@ -608,15 +630,35 @@ def test_each_member_rule_sends_to_the_central_bus_with_a_role_that_may_only_put
     assert central["event_bus_name"] == "${aws_cloudwatch_event_bus.central.name}"
 
 
-def test_the_central_bus_calls_the_receiver_with_retries_and_a_dead_letter_queue(org):
-    target = org["resource"]["aws_cloudwatch_event_target"]["receiver"]
+def test_the_central_bus_calls_the_receiver_with_retries_and_a_dead_letter_queue(org, delivery):
+    chain = org["module"]["delivery"]
+    assert (chain["rule_name"], chain["event_bus_name"]) == ("${aws_cloudwatch_event_rule.to_receiver.name}",
+                                                            "${aws_cloudwatch_event_bus.central.name}")
+    assert chain["rule_arn"] == "${aws_cloudwatch_event_rule.to_receiver.arn}"
+    for setting in ("events_url", "event_source_secret", "maximum_retry_attempts", "maximum_event_age_seconds",
+                    "dlq_kms_key_arn", "alarm_actions"):
+        assert chain[setting] == f"${{var.{setting}}}"
+    target = delivery["resource"]["aws_cloudwatch_event_target"]["receiver"]
     assert target["arn"] == "${aws_cloudwatch_event_api_destination.receiver.arn}"
-    assert target["event_bus_name"] == "${aws_cloudwatch_event_bus.central.name}"
     assert first(target["dead_letter_config"])["arn"] == "${aws_sqs_queue.dlq.arn}"
-    retry = first(target["retry_policy"])
-    assert retry["maximum_retry_attempts"] == "${var.maximum_retry_attempts}"
-    auth = first(first(org["resource"]["aws_cloudwatch_event_connection"]["receiver"]["auth_parameters"])["api_key"])
-    assert auth == {"key": "Authorization", "value": BEARER + "${var.event_source_secret}"}
+
+
+@pytest.mark.parametrize("module_name", ["s3-source", "org-source"])
+def test_the_shared_delivery_chain_takes_over_the_earlier_state_and_its_inputs(module_name, delivery):
+    module = load_module(module_name)
+    chain = module["module"]["delivery"]
+    assert chain["source"] == "../delivery"
+    arguments = set(chain) - {"source"}
+    assert arguments <= set(delivery["variable"]), arguments - set(delivery["variable"])
+    assert {n for n, v in delivery["variable"].items() if "default" not in v} <= arguments
+    # Each resource the module had before the chain moved has a moved block to the same type and
+    # name in the delivery module, and none is left behind: an upgrade replaces nothing.
+    moves = {m["from"].strip("${}"): m["to"].strip("${}") for m in module["moved"]}
+    shared = {f"{type_}.{name}" for type_, named in delivery["resource"].items() for name in named}
+    assert set(moves) == shared
+    assert all(to == f"module.delivery.{source}" for source, to in moves.items())
+    kept = {f"{type_}.{name}" for type_, named in module["resource"].items() for name in named}
+    assert not kept & shared, kept & shared
 
 
 def test_the_organization_trail_logs_only_object_writes_validated_and_encrypted(org):

@@ -5,32 +5,32 @@ output "rule_arn" {
 
 output "api_destination_arn" {
   description = "ARN of the API destination that calls the receiver."
-  value       = aws_cloudwatch_event_api_destination.receiver.arn
+  value       = module.delivery.api_destination_arn
 }
 
 output "connection_arn" {
   description = "ARN of the EventBridge connection holding the bearer secret (in a Secrets Manager secret EventBridge manages)."
-  value       = aws_cloudwatch_event_connection.receiver.arn
+  value       = module.delivery.connection_arn
 }
 
 output "dlq_url" {
   description = "Dead-letter queue of events EventBridge could not deliver: inspect and replay from here."
-  value       = aws_sqs_queue.dlq.url
+  value       = module.delivery.dlq_url
 }
 
 output "dlq_alarm_arn" {
   description = "ARN of the alarm raised while the dead-letter queue holds events."
-  value       = aws_cloudwatch_metric_alarm.dlq_depth.arn
+  value       = module.delivery.dlq_alarm_arn
 }
 
 output "dlq_arn" {
   description = "ARN of the dead-letter queue."
-  value       = aws_sqs_queue.dlq.arn
+  value       = module.delivery.dlq_arn
 }
 
 output "role_arn" {
   description = "ARN of the role EventBridge assumes to invoke the API destination."
-  value       = aws_iam_role.invoke.arn
+  value       = module.delivery.invoke_role_arn
 }
 
 output "read_role_arn" {
