@@ -168,9 +168,7 @@ impl HeadObjects {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-}
 
-impl HeadObjects {
     /// Whether lookups will work: the role can be assumed, and, given a bucket, a `HeadObject`
     /// of `probe_key` answers (found or 404; a 403 means the role may not read or list there).
     pub async fn check(
@@ -195,28 +193,8 @@ impl HeadObjects {
             }
         }
     }
-}
 
-#[async_trait]
-impl ObjectLookup for HeadObjects {
-    async fn head(
-        &self,
-        role_arn: &str,
-        external_id: &str,
-        object: ObjectRef<'_>,
-    ) -> Result<Looked, LookupError> {
-        tokio::time::timeout(LOOKUP_BUDGET, self.head_now(role_arn, external_id, object))
-            .await
-            .unwrap_or_else(|_| {
-                Err(LookupError::Failed(format!(
-                    "no answer within {} s",
-                    LOOKUP_BUDGET.as_secs()
-                )))
-            })
-    }
-}
-
-impl HeadObjects {
+    /// One `HeadObject`, without the budget [`ObjectLookup::head`] puts on it.
     async fn head_now(
         &self,
         role_arn: &str,
@@ -252,6 +230,25 @@ impl HeadObjects {
             }
             Err(other) => Err(LookupError::Failed(error_chain(&other))),
         }
+    }
+}
+
+#[async_trait]
+impl ObjectLookup for HeadObjects {
+    async fn head(
+        &self,
+        role_arn: &str,
+        external_id: &str,
+        object: ObjectRef<'_>,
+    ) -> Result<Looked, LookupError> {
+        tokio::time::timeout(LOOKUP_BUDGET, self.head_now(role_arn, external_id, object))
+            .await
+            .unwrap_or_else(|_| {
+                Err(LookupError::Failed(format!(
+                    "no answer within {} s",
+                    LOOKUP_BUDGET.as_secs()
+                )))
+            })
     }
 }
 
