@@ -207,11 +207,12 @@ pub enum IntegrationsCommand {
     },
     /// Issue a new secret; the old one keeps working for the grace period.
     RotateSecret(RotateArgs),
-    /// Give the receiver read access to the bucket, for poll mode and backfill.
+    /// Give the receiver read access to the bucket, for poll mode and backfill; for an S3
+    /// integration covering many buckets, a role in each account, for object lookups.
     SetSource(SetSourceArgs),
     /// With --receiver-url: send a test event to a running receiver exactly as the event
     /// source would, and report each step. Without: check the read access (poll mode,
-    /// backfill).
+    /// backfill; a role in each account for object lookups).
     Test(TestArgs),
     Delete {
         id: String,
