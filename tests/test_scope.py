@@ -126,6 +126,10 @@ def test_an_object_arriving_as_an_s3_event_and_as_a_cloudtrail_event_is_one_job(
     [(_, assume)] = aws_proxy.calls("sts", "AssumeRole")
     assert f"RoleArn=arn%3Aaws%3Aiam%3A%3A{MEMBER}%3Arole%2Fbucket-relay-read" in assume
     assert f"ExternalId={external_id}" in assume and "RoleSessionName=bucket-relay-lookup" in assume
+    # A part of a multipart upload is no object yet: skipped, and not looked up.
+    part = cloudtrail_put_object("in/big.bin", bucket="logs-eu", version_id=None, event_id="ct-p", account=MEMBER)
+    part["detail"]["eventName"] = "UploadPart"
+    assert post(part) == ("skipped", "not_object_created", None)
     heads = aws_proxy.calls("s3", "HeadObject")
     assert len(heads) == 2 and all(key_id != "test" for key_id, _ in heads), "HeadObject under the role"
 

@@ -272,6 +272,11 @@ mod tests {
 
         let get = copy.replace("CopyObject\"", "DeleteObject\"");
         assert!(!parse(&get).unwrap().created);
+        // A part of a multipart upload is not an object yet: only CompleteMultipartUpload is.
+        let part = copy.replace("CopyObject\"", "UploadPart\"");
+        assert!(!parse(&part).unwrap().created);
+        let complete = copy.replace("CopyObject\"", "CompleteMultipartUpload\"");
+        assert!(parse(&complete).unwrap().created);
     }
 
     #[test]
