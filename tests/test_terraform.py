@@ -236,7 +236,7 @@ def test_the_key_rotates_and_encrypts_logs_topic_and_secret(receiver):
 def test_every_alarm_the_runbook_needs_exists_and_notifies_the_topic(receiver):
     alarms = receiver["resource"]["aws_cloudwatch_metric_alarm"]
     by_metric = {(a["namespace"], a["metric_name"]): a for a in alarms.values()
-                 if "aws_lambda_function.poller" not in str(a["dimensions"])}
+                 if "aws_lambda_function.poller" not in str(a.get("dimensions"))}
     for key in [("AWS/SQS", "ApproximateNumberOfMessagesVisible"), ("AWS/Lambda", "Errors"),
                 ("AWS/Lambda", "Throttles"), ("AWS/Lambda", "Duration")]:
         assert key in by_metric, f"missing alarm on {key}"
@@ -548,9 +548,22 @@ def test_the_receiver_assumes_read_roles_for_lookups_only_with_our_external_id_a
     assert receiver["output"]["receiver_role_arn"]["value"] == "${aws_iam_role.receiver.arn}"
 
 
+def test_failed_lookups_are_counted_from_their_log_lines_and_alarmed(receiver):
+    metric_filter = receiver["resource"]["aws_cloudwatch_log_metric_filter"]["lookups_failed"]
+    assert metric_filter["log_group_name"] == "${aws_cloudwatch_log_group.receiver.name}"
+    # CloudWatch Logs' JSON filter syntax, on the message the receiver writes.
+    assert metric_filter["pattern"] == '{ $.message = "%s" }' % LISTING["lookup_failed_message"]
+    transformation = first(metric_filter["metric_transformation"])
+    alarm = receiver["resource"]["aws_cloudwatch_metric_alarm"]["lookups_failed"]
+    assert alarm["namespace"] == transformation["namespace"] == "${local.metrics_ns}"
+    assert "aws_cloudwatch_log_metric_filter.lookups_failed" in alarm["metric_name"]
+    assert "dimensions" not in alarm, "a metric filter's metric has no dimensions"
+    assert (alarm["comparison_operator"], alarm["threshold"]) == ("GreaterThanThreshold", 0)
+
+
 def test_the_poller_has_its_own_alarms(receiver):
     alarms = receiver["resource"]["aws_cloudwatch_metric_alarm"]
-    poller = {a["metric_name"]: a for a in alarms.values() if "aws_lambda_function.poller" in str(a["dimensions"])}
+    poller = {a["metric_name"]: a for a in alarms.values() if "aws_lambda_function.poller" in str(a.get("dimensions"))}
     assert set(poller) == {"Errors", "Duration", "Invocations"}
     assert poller["Invocations"]["treat_missing_data"] == "breaching", "a poller that stopped is an alarm"
     assert "var.poll_timeout" in str(poller["Duration"]["threshold"])

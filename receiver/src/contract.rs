@@ -65,6 +65,7 @@ pub fn document() -> Value {
         "listing": {
             "session_name": SESSION_NAME,
             "lookup_session_name": crate::backend::lookup::SESSION_NAME,
+            "lookup_failed_message": crate::backend::lookup::FAILED_MESSAGE,
             "external_id_prefix": relay_protocol::secret::EXTERNAL_ID_PREFIX,
             "lambda_handler_poll": crate::poll::LAMBDA_HANDLER_POLL,
             "access_errors": AccessError::NAMES,

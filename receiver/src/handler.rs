@@ -11,7 +11,7 @@ pub use crate::answer::{too_large, Refusal};
 
 use crate::answer::json_response;
 use crate::auth::{authenticate, Sender};
-use crate::backend::lookup::{Looked, ObjectLookup, ObjectRef};
+use crate::backend::lookup::{Looked, ObjectLookup, ObjectRef, FAILED_MESSAGE};
 use crate::backend::{Backends, Commit, Committed, MasterKey, MasterKeySource, Settled};
 use crate::integrations::Integrations;
 use crate::item::{decide_one, log_event, parse_events, Item};
@@ -228,7 +228,7 @@ impl Relay {
             Ok(Looked::Gone) => Item::gone(item.id, &event),
             Err(err) => {
                 tracing::warn!(
-                    message = "object_lookup_failed",
+                    message = FAILED_MESSAGE,
                     integration_id = %integration.id,
                     id = %item.id,
                     bucket = %event.bucket,

@@ -438,6 +438,36 @@ resource "aws_cloudwatch_metric_alarm" "lambda_duration" {
   tags                = var.tags
 }
 
+# A CloudTrail event whose object could not be looked up got its own event id as version: the
+# same object may become a second job through its S3 event. The log lines name the cause.
+resource "aws_cloudwatch_log_metric_filter" "lookups_failed" {
+  name           = "${var.name}-object-lookups-failed"
+  log_group_name = aws_cloudwatch_log_group.receiver.name
+  pattern        = "{ $.message = \"object_lookup_failed\" }"
+
+  metric_transformation {
+    name      = "object_lookups_failed"
+    namespace = local.metrics_ns
+    value     = "1"
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "lookups_failed" {
+  alarm_name          = "${var.name}-object-lookups-failed"
+  alarm_description   = "Objects of CloudTrail events could not be looked up through the customer's read role, so an object may have become two jobs: see the receiver's object_lookup_failed log lines (cause, role_arn)."
+  namespace           = local.metrics_ns
+  metric_name         = aws_cloudwatch_log_metric_filter.lookups_failed.metric_transformation[0].name
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+  tags                = var.tags
+}
+
 # One alarm per reason, on the receiver's embedded metrics (one EMF line per request).
 resource "aws_cloudwatch_metric_alarm" "rejected" {
   for_each = toset(var.rejected_reason_alarms)
