@@ -231,6 +231,15 @@ fn indent(text: &str, spaces: usize) -> String {
         .collect()
 }
 
+/// The `read_role` argument of s3-source and org-source: the role trusts the receiver stack's
+/// role named by `principal_output`, with the integration's external id.
+fn read_role_block(principal_output: &str, external_id: &str) -> String {
+    format!(
+        "    read_role = {{\n      trusted_principal_arn = \"<the receiver stack's {principal_output} \
+         output>\"\n      external_id           = \"{external_id}\"\n    }}\n"
+    )
+}
+
 /// The customer's side of read access (poll mode and backfill): for S3 the role to create, with
 /// the external id it must require; for R2 the token to create.
 pub fn read_access(integration: &Integration, external_id: &str) -> String {
@@ -244,25 +253,20 @@ pub fn read_access(integration: &Integration, external_id: &str) -> String {
              job however it arrives:\n\
              \n  external id:  {external_id}\n\
              \n  With Terraform (terraform/modules/org-source), add to the module block:\n\
-             \n    read_role = {{\
-             \n      trusted_principal_arn = \"<the receiver stack's receiver_role_arn output>\"\
-             \n      external_id           = \"{external_id}\"\
-             \n    }}\n\
+             \n{block}\
              \n  and give the role's name to the receiver:\n\
              \n    bucket-relay integrations set-source {id} --role-name bucket-relay-read\n\
              \n  By hand: in each account, a role trusting the receiver's role on the condition\
              \n  sts:ExternalId = {external_id}, allowed s3:GetObject on arn:aws:s3:::<bucket>/* (HeadObject)\
              \n  and s3:ListBucket on arn:aws:s3:::<bucket> (so a deleted object answers 404, not 403).\n",
+            block = read_role_block("receiver_role_arn", external_id),
         ),
         Provider::S3 => format!(
             "Read access for poll mode and backfill (Amazon S3): a role in the bucket's account\n\
              that the receiver's poller may assume with this external id:\n\
              \n  external id:  {external_id}\n\
              \n  With Terraform (terraform/modules/s3-source), add to the module block:\n\
-             \n    read_role = {{\
-             \n      trusted_principal_arn = \"<the receiver stack's poller_role_arn output>\"\
-             \n      external_id           = \"{external_id}\"\
-             \n    }}\n\
+             \n{block}\
              \n  and give its `read_role_arn` output to the receiver:\n\
              \n    bucket-relay integrations set-source {id} --role-arn <read_role_arn>\n\
              \n  By hand: the role's trust policy allows sts:AssumeRole to the receiver's poller role on\
@@ -273,6 +277,7 @@ pub fn read_access(integration: &Integration, external_id: &str) -> String {
                 .as_deref()
                 .map(|p| format!(" (condition s3:prefix = \"{p}*\")"))
                 .unwrap_or_default(),
+            block = read_role_block("poller_role_arn", external_id),
         ),
         Provider::R2 => format!(
             "Read access for poll mode and backfill (Cloudflare R2): an R2 API token.\n\

@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::Region;
 use aws_sdk_s3::error::SdkError;
+use relay_protocol::decide::TEST_KEY_PREFIX;
 use relay_protocol::event::ObjectHead;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -173,28 +174,25 @@ impl HeadObjects {
     }
 
     /// Whether lookups will work: the role can be assumed, and, given a bucket, a `HeadObject`
-    /// of `probe_key` answers (found or 404; a 403 means the role may not read or list there).
+    /// of a test key there answers (found or 404; a 403 means the role may not read or list).
     pub async fn check(
         &self,
         role_arn: &str,
         external_id: &str,
         region: Option<&str>,
-        bucket_and_probe: Option<(&str, &str)>,
+        bucket: Option<&str>,
     ) -> Result<(), LookupError> {
-        match bucket_and_probe {
-            None => self
-                .client(role_arn, external_id, region.unwrap_or_default())
-                .await
-                .map(drop),
-            Some((bucket, key)) => {
-                let object = ObjectRef {
-                    region,
-                    bucket,
-                    key,
-                };
-                self.head(role_arn, external_id, object).await.map(drop)
-            }
-        }
+        let Some(bucket) = bucket else {
+            let region = region.unwrap_or_default();
+            return self.client(role_arn, external_id, region).await.map(drop);
+        };
+        let key = format!("{TEST_KEY_PREFIX}lookup-probe");
+        let object = ObjectRef {
+            region,
+            bucket,
+            key: &key,
+        };
+        self.head(role_arn, external_id, object).await.map(drop)
     }
 
     /// One `HeadObject`, without the budget [`ObjectLookup::head`] puts on it.

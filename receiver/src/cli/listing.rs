@@ -272,7 +272,7 @@ fn rate(count: u64, elapsed_s: f64) -> f64 {
 }
 
 /// The read role of an integration covering many buckets: assumed in each account, and asked
-/// for a probe key when a bucket is given.
+/// for a test key when a bucket is given.
 async fn test_lookups(
     integration: &Integration,
     master_key: &[u8],
@@ -296,7 +296,6 @@ async fn test_lookups(
     }
     let external_id = secret::external_id(master_key, &integration.id);
     let region = integration.region.as_deref();
-    let probe = bucket.as_deref().map(|b| (b, PROBE_KEY));
     let lookups = HeadObjects::new();
     let mut checks = Vec::new();
     for account in accounts {
@@ -305,7 +304,9 @@ async fn test_lookups(
             .as_ref()
             .and_then(|access| access.role_arn_for(Some(account), region))
             .ok_or_else(|| format!("{account:?} is not an AWS account id (12 digits)"))?;
-        let result = lookups.check(&role_arn, &external_id, region, probe).await;
+        let result = lookups
+            .check(&role_arn, &external_id, region, bucket.as_deref())
+            .await;
         checks.push((account.to_owned(), role_arn, result));
     }
     print::print_lookup_checks(integration, bucket.as_deref(), &checks, json);
@@ -319,6 +320,3 @@ async fn test_lookups(
         )),
     }
 }
-
-/// The key a lookup check asks for: a test key, which no job is ever made for.
-const PROBE_KEY: &str = ".bucket-relay/test/lookup-probe";
