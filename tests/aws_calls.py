@@ -1,4 +1,4 @@
-"""Counts the receiver's AWS API calls per event: the cost figures the README states.
+"""Counts the receiver's AWS API calls per event: the cost figures docs/performance.md states.
 
 Runs moto, the counting proxy and the real `bucket-relay serve --backend aws`, then sends one
 signed 100-event batch of new objects and the same batch again (all duplicates), and prints the

@@ -106,8 +106,8 @@ def test_the_cli_environment_output_uses_the_same_names(receiver):
     assert AWS_REQUIRED <= names <= RECEIVER_ENV
 
 
-def test_the_readme_lists_every_variable_the_lambda_gets(receiver):
-    readme = (ROOT / "README.md").read_text()
+def test_the_cli_page_lists_every_variable_the_lambda_gets(receiver):
+    readme = (ROOT / "docs" / "cli.md").read_text()
     for function in receiver["resource"]["aws_lambda_function"].values():
         for name in first(function["environment"])["variables"]:
             assert f"| `{name}` |" in readme, name

@@ -314,6 +314,8 @@ impl fmt::Display for FieldError {
     }
 }
 
+impl std::error::Error for FieldError {}
+
 impl NewIntegration {
     /// An integration of `provider` for `bucket` with every default: no account, region or
     /// filters, objects up to [`DEFAULT_MAX_OBJECT_BYTES`], event mode.

@@ -27,4 +27,4 @@ pub use decide::{decide, decide_via, Decision, Via};
 pub use event::{EventError, ObjectEvent};
 pub use integration::{Integration, Mode, Provider, Status};
 pub use job::IngestJob;
-pub use reason::{Outcome, Reason};
+pub use reason::{Disposition, Outcome, Reason};

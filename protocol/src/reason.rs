@@ -45,10 +45,31 @@ impl Outcome {
         Outcome::ALL.into_iter().find(|o| o.as_str() == text)
     }
 
-    /// Whether the sender may forget the event (ack it) after this outcome.
-    pub const fn is_final(self) -> bool {
-        !matches!(self, Outcome::RetryLater)
+    /// What the event's sender does next: the one classification of outcomes that the worker,
+    /// the EventBridge status and the replays share.
+    pub const fn disposition(self) -> Disposition {
+        match self {
+            Outcome::Accepted | Outcome::Duplicate | Outcome::Skipped => Disposition::Ack,
+            Outcome::Rejected => Disposition::DeadLetter,
+            Outcome::RetryLater => Disposition::Retry,
+        }
     }
+
+    /// Whether the sender may forget the event (ack or dead-letter it) after this outcome.
+    pub const fn is_final(self) -> bool {
+        !matches!(self.disposition(), Disposition::Retry)
+    }
+}
+
+/// What the sender of an event does after its outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Disposition {
+    /// Done with it, harmlessly: acked (a job exists, or none is wanted).
+    Ack,
+    /// Send it again later: nothing was decided.
+    Retry,
+    /// It can never become a job as sent: keep it where a person sees it (a dead-letter queue).
+    DeadLetter,
 }
 
 impl fmt::Display for Outcome {
@@ -241,5 +262,21 @@ mod tests {
         }
         assert!(!Outcome::RetryLater.is_final());
         assert!(Outcome::Rejected.is_final());
+    }
+
+    #[test]
+    fn only_retry_later_is_sent_again_and_only_rejected_is_dead_lettered() {
+        let of = |d| {
+            Outcome::ALL
+                .into_iter()
+                .filter(|o| o.disposition() == d)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(of(Disposition::Retry), [Outcome::RetryLater]);
+        assert_eq!(of(Disposition::DeadLetter), [Outcome::Rejected]);
+        assert_eq!(
+            of(Disposition::Ack),
+            [Outcome::Accepted, Outcome::Duplicate, Outcome::Skipped]
+        );
     }
 }

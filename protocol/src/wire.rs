@@ -1,7 +1,7 @@
 //! What crosses the wire between the worker, EventBridge and the receiver: the events path,
 //! header names, request and response bodies, and which status answers what.
 
-use crate::reason::{Outcome, Reason};
+use crate::reason::{Disposition, Outcome, Reason};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -119,10 +119,10 @@ pub const fn request_error_status(reason: Reason) -> u16 {
 /// The status of a single EventBridge event's answer: it carries the outcome, so that
 /// EventBridge retries (5xx) exactly what must be sent again and dead-letters (4xx) the rest.
 pub const fn single_event_status(outcome: Outcome) -> u16 {
-    match outcome {
-        Outcome::Accepted | Outcome::Duplicate | Outcome::Skipped => 200,
-        Outcome::Rejected => 422,
-        Outcome::RetryLater => 503,
+    match outcome.disposition() {
+        Disposition::Ack => 200,
+        Disposition::DeadLetter => 422,
+        Disposition::Retry => 503,
     }
 }
 

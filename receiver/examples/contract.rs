@@ -1,5 +1,5 @@
 //! Prints the contract the receiver implements as JSON (see `bucket_relay::contract`), or with
-//! `--reason-table` the README's table of reasons.
+//! `--reason-table` docs/contract.md's table of reasons.
 
 fn main() {
     if std::env::args().any(|arg| arg == "--reason-table") {

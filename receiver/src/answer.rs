@@ -53,7 +53,7 @@ pub fn too_large(bytes: usize) -> Refusal {
     )
 }
 
-pub fn json_response<T: serde::Serialize>(status: u16, body: &T) -> http::Response<Bytes> {
+pub(crate) fn json_response<T: serde::Serialize>(status: u16, body: &T) -> http::Response<Bytes> {
     let bytes = serde_json::to_vec(body).expect("answers always serialize");
     let mut response = http::Response::new(Bytes::from(bytes));
     *response.status_mut() = StatusCode::from_u16(status).expect("statuses are valid");

@@ -15,7 +15,7 @@ use subtle::ConstantTimeEq;
 
 /// Who sent the request, as proven by how it authenticated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sender {
+pub(crate) enum Sender {
     /// The Cloudflare worker: a Standard Webhooks–signed batch of R2 notifications.
     Worker,
     /// An EventBridge API destination: one S3 or CloudTrail event.
@@ -23,7 +23,7 @@ pub enum Sender {
 }
 
 impl Sender {
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             Sender::Worker => "worker",
             Sender::EventBridge => "eventbridge",
@@ -33,9 +33,9 @@ impl Sender {
 
 /// Why authentication failed: a stable word for the log, and a detail safe to answer with.
 #[derive(Debug, PartialEq, Eq)]
-pub struct AuthError(pub &'static str);
+pub(crate) struct AuthError(pub &'static str);
 
-pub fn authenticate(
+pub(crate) fn authenticate(
     integration: &Integration,
     master: &MasterKey,
     headers: &HeaderMap,

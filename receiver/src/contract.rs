@@ -3,7 +3,7 @@
 //!
 //! `cargo run --example contract` prints [`document`] as JSON for the tests written in other
 //! languages (Terraform's, the worker's), and `--reason-table` prints [`reason_table`], the
-//! README's table of reasons, which `receiver/tests/docs.rs` holds to this output.
+//! docs/contract.md's table of reasons, which `receiver/tests/docs.rs` holds to this output.
 
 use crate::backend::bucket::{AccessError, SESSION_NAME};
 use crate::backend::dynamodb::TTL_ATTRIBUTE;
@@ -67,7 +67,7 @@ pub fn document() -> Value {
             "lookup_session_name": crate::backend::lookup::SESSION_NAME,
             "lookup_failed_message": crate::backend::lookup::FAILED_MESSAGE,
             "external_id_prefix": relay_protocol::secret::EXTERNAL_ID_PREFIX,
-            "lambda_handler_poll": crate::poll::LAMBDA_HANDLER_POLL,
+            "lambda_handler_poll": crate::env::LAMBDA_HANDLER_POLL,
             "access_errors": AccessError::NAMES,
         },
         "worker": {
@@ -90,7 +90,7 @@ pub fn document() -> Value {
     })
 }
 
-/// The README's table of reasons: each reason, its outcome (or its status when it refuses a
+/// docs/contract.md's table of reasons: each reason, its outcome (or its status when it refuses a
 /// whole request) and its description, in decision order.
 pub fn reason_table() -> String {
     let mut table = String::from("| reason | outcome / status | when |\n|---|---|---|\n");

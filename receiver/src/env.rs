@@ -1,4 +1,4 @@
-//! The environment variables the receiver reads: the one list the README and Terraform use.
+//! The environment variables the receiver reads: the one list docs/cli.md and Terraform use.
 
 /// Folder of the embedded backends (`relay.db`) and the local master key (`master.key`).
 pub const DATA_DIR: &str = "RELAY_DATA_DIR";
@@ -35,6 +35,8 @@ pub const POLL_EVERY: &str = "RELAY_POLL_EVERY";
 /// `poll` on Lambda: the function runs one poll tick per invocation (the scheduler's), not
 /// the HTTP handler.
 pub const LAMBDA_HANDLER: &str = "RELAY_LAMBDA_HANDLER";
+/// [`LAMBDA_HANDLER`]'s value for the poller function.
+pub const LAMBDA_HANDLER_POLL: &str = "poll";
 /// Set by Lambda: when present, the handler runs through `lambda_http`.
 pub const LAMBDA_RUNTIME_API: &str = "AWS_LAMBDA_RUNTIME_API";
 

@@ -12,9 +12,10 @@ pub use crate::answer::{too_large, Refusal};
 use crate::answer::json_response;
 use crate::auth::{authenticate, Sender};
 use crate::backend::lookup::{Looked, ObjectLookup, ObjectRef, FAILED_MESSAGE};
-use crate::backend::{Backends, Commit, Committed, MasterKey, MasterKeySource, Settled};
+use crate::backend::{Backends, MasterKey, MasterKeySource};
 use crate::integrations::Integrations;
 use crate::item::{decide_one, log_event, parse_events, Item};
+use crate::settle::settle;
 use crate::telemetry::{log_backend_error, Tally};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -22,7 +23,6 @@ use http::{HeaderMap, Method};
 use relay_protocol::event::{EventError, ObjectEvent};
 use relay_protocol::wire::{self, EventResult, Results};
 use relay_protocol::{secret, Integration, Outcome, Reason};
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -245,53 +245,9 @@ impl Relay {
     /// Steps 6 and 7: the intake enqueues each new job exactly once and counts the request.
     async fn commit(&self, integration_id: &str, items: &mut [Item], now: DateTime<Utc>) {
         self.probe_for_test_events(items).await;
-        // The same object twice in one request is one job: the later copies are duplicates.
-        let mut seen = HashSet::new();
-        let mut pending = Vec::new();
-        let mut settled = Vec::new();
-        for (index, item) in items.iter_mut().enumerate() {
-            if let Some(job) = &item.job {
-                if seen.insert(job.job_id.clone()) {
-                    pending.push(index);
-                    continue;
-                }
-                item.settle(Outcome::Duplicate, Some(Reason::Duplicate));
-            }
-            settled.push(Settled {
-                key: item.key().map(str::to_owned),
-                outcome: item.outcome,
-                reason: item.reason,
-                job_id: item.job.as_ref().map(|job| job.job_id.clone()),
-            });
-        }
-        let committed = {
-            let jobs = pending
-                .iter()
-                .filter_map(|&index| items[index].job.as_deref())
-                .collect();
-            let commit = Commit {
-                integration_id,
-                jobs,
-                settled,
-                now,
-            };
-            match self.backends.intake.commit(&commit).await {
-                Ok(committed) => committed,
-                Err(err) => {
-                    log_backend_error(&err);
-                    Vec::new()
-                }
-            }
-        };
-        // An answer missing for a job (an outage, or a backend answering short) is a failure:
-        // the event is retried rather than acked without a word on it.
-        for (position, &index) in pending.iter().enumerate() {
-            let result = committed
-                .get(position)
-                .copied()
-                .unwrap_or(Committed::Failed);
-            let (outcome, reason) = result.outcome();
-            items[index].settle(outcome, reason);
+        let intake = self.backends.intake.as_ref();
+        if let Err(err) = settle(intake, integration_id, items, now).await {
+            log_backend_error(&err);
         }
     }
 

@@ -15,21 +15,21 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a request may be checked against an integration read from the store earlier.
-pub const STALENESS: Duration = Duration::from_secs(1);
+pub(crate) const STALENESS: Duration = Duration::from_secs(1);
 
 /// An integration, and whether it came from memory rather than from the store just now.
-pub struct Lookup {
+pub(crate) struct Lookup {
     pub integration: Arc<Integration>,
     pub cached: bool,
 }
 
-pub struct Integrations {
+pub(crate) struct Integrations {
     store: Arc<dyn Store>,
     recent: Mutex<HashMap<String, (Instant, Arc<Integration>)>>,
 }
 
 impl Integrations {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub(crate) fn new(store: Arc<dyn Store>) -> Self {
         Integrations {
             store,
             recent: Mutex::new(HashMap::new()),
@@ -38,7 +38,7 @@ impl Integrations {
 
     /// The integration `id`: from memory when read within [`STALENESS`], else from the store.
     /// An unknown id is never remembered, so a new integration is found at once.
-    pub async fn get(&self, id: &str) -> Result<Option<Lookup>, BackendError> {
+    pub(crate) async fn get(&self, id: &str) -> Result<Option<Lookup>, BackendError> {
         if let Some(integration) = self.remembered(id) {
             return Ok(Some(Lookup {
                 integration,
@@ -49,7 +49,7 @@ impl Integrations {
     }
 
     /// The integration `id` as the store has it now.
-    pub async fn read(&self, id: &str) -> Result<Option<Lookup>, BackendError> {
+    pub(crate) async fn read(&self, id: &str) -> Result<Option<Lookup>, BackendError> {
         let Some(integration) = self.store.get(id).await? else {
             self.lock().remove(id);
             return Ok(None);

@@ -9,7 +9,7 @@ use relay_protocol::wire::{self, WorkerBatch};
 use relay_protocol::{decide, Decision, IngestJob, Integration, Outcome, Reason};
 
 /// One event on its way through the request.
-pub struct Item {
+pub(crate) struct Item {
     pub id: String,
     pub outcome: Outcome,
     pub reason: Option<Reason>,
@@ -30,13 +30,30 @@ impl Item {
         }
     }
 
+    /// An event as the decision left it: with its job, or refused with its reason.
+    pub(crate) fn from_decision(id: String, decision: Decision) -> Self {
+        let outcome = decision.outcome();
+        match decision {
+            Decision::Enqueue(job) => Item {
+                id,
+                outcome,
+                reason: None,
+                object: None,
+                job: Some(job),
+            },
+            Decision::Refuse { reason, event } => {
+                Item::refused(id, outcome, reason, event.as_deref())
+            }
+        }
+    }
+
     /// An event whose object the bucket no longer has: nothing is left to make a job of.
-    pub fn gone(id: String, event: &ObjectEvent) -> Self {
+    pub(crate) fn gone(id: String, event: &ObjectEvent) -> Self {
         Item::refused(id, Outcome::Skipped, Reason::ObjectGone, Some(event))
     }
 
     /// The object's key, when the event could be parsed.
-    pub fn key(&self) -> Option<&str> {
+    pub(crate) fn key(&self) -> Option<&str> {
         match (&self.job, &self.object) {
             (Some(job), _) => Some(&job.key),
             (None, Some((_, key))) => Some(key),
@@ -44,16 +61,16 @@ impl Item {
         }
     }
 
-    pub fn settle(&mut self, outcome: Outcome, reason: Option<Reason>) {
+    pub(crate) fn settle(&mut self, outcome: Outcome, reason: Option<Reason>) {
         self.outcome = outcome;
         self.reason = reason;
     }
 }
 
 /// The events of a request, each with the id its sender knows it by.
-pub type ParsedEvents = Vec<(String, Result<ObjectEvent, EventError>)>;
+pub(crate) type ParsedEvents = Vec<(String, Result<ObjectEvent, EventError>)>;
 
-pub fn parse_events(sender: Sender, body: &[u8]) -> Result<ParsedEvents, Refusal> {
+pub(crate) fn parse_events(sender: Sender, body: &[u8]) -> Result<ParsedEvents, Refusal> {
     match sender {
         Sender::Worker => {
             let batch: WorkerBatch = serde_json::from_slice(body).map_err(|e| {
@@ -93,7 +110,7 @@ pub fn parse_events(sender: Sender, body: &[u8]) -> Result<ParsedEvents, Refusal
     }
 }
 
-pub fn decide_one(
+pub(crate) fn decide_one(
     integration: &Integration,
     id: String,
     event: Result<ObjectEvent, EventError>,
@@ -102,22 +119,11 @@ pub fn decide_one(
     if let Err(err) = &event {
         tracing::debug!(message = "event_unparsed", integration_id = %integration.id, id = %id, error = %err);
     }
-    let decision = decide(integration, event, now);
-    let outcome = decision.outcome();
-    match decision {
-        Decision::Enqueue(job) => Item {
-            id,
-            outcome,
-            reason: None,
-            object: None,
-            job: Some(job),
-        },
-        Decision::Refuse { reason, event } => Item::refused(id, outcome, reason, event.as_deref()),
-    }
+    Item::from_decision(id, decide(integration, event, now))
 }
 
 /// One log line for an event that was not accepted (an accepted one is counted, not logged).
-pub fn log_event(integration_id: &str, item: &Item) {
+pub(crate) fn log_event(integration_id: &str, item: &Item) {
     let (bucket, key) = match (&item.job, &item.object) {
         (Some(job), _) => (job.bucket.as_str(), job.key.as_str()),
         (None, Some((bucket, key))) => (bucket.as_str(), key.as_str()),

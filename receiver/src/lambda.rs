@@ -12,7 +12,7 @@ use std::sync::Arc;
 /// One poll tick per invocation, whatever the event (the scheduler's carries nothing we need).
 /// The answer counts each integration's result; an invocation with a failed integration is an
 /// error, so Lambda's `Errors` metric (and its alarm) sees it.
-pub async fn run_poller(poller: Arc<Poller>) -> Result<(), Error> {
+pub(crate) async fn run_poller(poller: Arc<Poller>) -> Result<(), Error> {
     lambda_http::lambda_runtime::run(service_fn(move |_event: LambdaEvent<serde_json::Value>| {
         let poller = Arc::clone(&poller);
         async move {
@@ -42,7 +42,7 @@ pub async fn run_poller(poller: Arc<Poller>) -> Result<(), Error> {
     .await
 }
 
-pub async fn run(relay: Arc<Relay>) -> Result<(), Error> {
+pub(crate) async fn run(relay: Arc<Relay>) -> Result<(), Error> {
     lambda_http::run(service_fn(move |request: Request| {
         let relay = Arc::clone(&relay);
         async move {

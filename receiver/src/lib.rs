@@ -10,25 +10,24 @@
 //! - [`poll`]: poll ticks and backfills: a bucket listed page by page into jobs;
 //!   [`sealed`]: R2 token credentials sealed at rest.
 //! - [`wiring`]: which backends a command uses (embedded or AWS).
-//! - [`cli`]: the `bucket-relay` command line; [`setup`]: what it prints for customers.
+//! - [`cli`]: the `bucket-relay` command line.
 //! - [`telemetry`]: JSON logs and CloudWatch metrics; [`env`]: the environment variables.
 //! - [`contract`]: the contract as data, for the docs and the other languages' tests.
 
-pub mod answer;
-pub mod auth;
+mod answer;
+mod auth;
 pub mod backend;
 pub mod cli;
 pub mod contract;
 pub mod env;
 pub mod handler;
-pub mod integrations;
-pub mod item;
-pub mod lambda;
-pub mod poll;
-pub mod sealed;
+mod integrations;
+mod item;
+mod lambda;
+mod poll;
+mod sealed;
 #[cfg(feature = "server")]
-pub mod serve;
-pub mod setup;
-pub mod telemetry;
-pub mod test_event;
-pub mod wiring;
+mod serve;
+mod settle;
+mod telemetry;
+mod wiring;

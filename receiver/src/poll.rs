@@ -15,15 +15,12 @@
 //! whatever the bucket's size.
 
 use crate::backend::bucket::{AccessError, BucketSource, Page};
-use crate::backend::{
-    BackendError, Backends, Commit, Committed, Cursors, Intake, MasterKeySource, Settled, Store,
-};
+use crate::backend::{BackendError, Backends, Cursors, Intake, MasterKeySource, Store};
+use crate::item::Item;
+use crate::settle::settle;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use relay_protocol::event::listed::{ListedObject, Listing as ListingOf};
-use relay_protocol::wire::MAX_EVENTS_PER_REQUEST;
-use relay_protocol::{
-    decide_via, Decision, IngestJob, Integration, Mode, ObjectEvent, Reason, Status, Via,
-};
+use relay_protocol::{decide_via, Integration, Mode, ObjectEvent, Outcome, Reason, Status, Via};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -31,17 +28,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// The cursor holding a poll-mode integration's watermark.
-pub const POLL_CURSOR: &str = "poll";
+pub(crate) const POLL_CURSOR: &str = "poll";
 /// The cursor holding an unfinished backfill's place.
-pub const BACKFILL_CURSOR: &str = "backfill";
-/// `RELAY_LAMBDA_HANDLER`'s value for the poller function.
-pub const LAMBDA_HANDLER_POLL: &str = "poll";
+pub(crate) const BACKFILL_CURSOR: &str = "backfill";
 /// How far before the watermark a tick looks again, by default.
-pub const DEFAULT_OVERLAP: Duration = Duration::minutes(15);
+pub(crate) const DEFAULT_OVERLAP: Duration = Duration::minutes(15);
 
 /// What a run did with the objects it listed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Tally {
+pub(crate) struct Tally {
     /// Objects listed (each key's latest version).
     pub listed: u64,
     /// Listed objects the run put through the decision (modified recently enough).
@@ -57,12 +52,12 @@ pub struct Tally {
 }
 
 impl Tally {
-    pub fn skipped_total(&self) -> u64 {
+    pub(crate) fn skipped_total(&self) -> u64 {
         self.skipped.values().sum()
     }
 
     /// `suffix_filtered=3 too_large=1`, for a log line.
-    pub fn skipped_by_reason(&self) -> String {
+    pub(crate) fn skipped_by_reason(&self) -> String {
         let parts: Vec<String> = self
             .skipped
             .iter()
@@ -75,7 +70,7 @@ impl Tally {
 /// Why a run stopped before its end. Nothing it did is lost: its cursor stays where the last
 /// committed page left it.
 #[derive(Debug)]
-pub enum RunError {
+pub(crate) enum RunError {
     NoIntegration(String),
     /// The integration was paused (before or during the run).
     Paused(String),
@@ -86,13 +81,11 @@ pub enum RunError {
     /// Some jobs could not be enqueued this time (the queue or ledger failed for them): the
     /// next run takes them again.
     Unsettled(u64),
-    /// A bad argument.
-    Usage(String),
 }
 
 impl RunError {
     /// A stable name for logs.
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             RunError::NoIntegration(_) => "unknown_integration",
             RunError::Paused(_) => "paused",
@@ -100,7 +93,6 @@ impl RunError {
             RunError::Access(error) => error.name(),
             RunError::Backend(_) => "backend_unavailable",
             RunError::Unsettled(_) => "jobs_unsettled",
-            RunError::Usage(_) => "bad_argument",
         }
     }
 }
@@ -123,7 +115,6 @@ impl fmt::Display for RunError {
                 f,
                 "{n} jobs could not be enqueued this time; the next run takes them again"
             ),
-            RunError::Usage(text) => f.write_str(text),
         }
     }
 }
@@ -144,7 +135,7 @@ impl From<BackendError> for RunError {
 
 /// What a backfill lists.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BackfillScope {
+pub(crate) struct BackfillScope {
     /// Listing prefix: the `--prefix` given, else the integration's.
     pub prefix: Option<String>,
     /// Only objects modified at or after this time.
@@ -153,7 +144,7 @@ pub struct BackfillScope {
 
 /// An unfinished backfill's place, stored after every committed page.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BackfillCursor {
+pub(crate) struct BackfillCursor {
     pub scope: BackfillScope,
     /// The last key of the last page committed: the listing resumes after it.
     pub after: Option<String>,
@@ -162,12 +153,12 @@ pub struct BackfillCursor {
 }
 
 /// Told about a backfill's progress after every page.
-pub trait Progress: Send {
+pub(crate) trait Progress: Send {
     fn page(&mut self, tally: &Tally, elapsed_s: f64);
 }
 
 /// Runs poll ticks and backfills against the backends.
-pub struct Poller {
+pub(crate) struct Poller {
     store: Arc<dyn Store>,
     intake: Arc<dyn Intake>,
     cursors: Arc<dyn Cursors>,
@@ -183,7 +174,7 @@ struct Run<'a> {
 }
 
 impl Poller {
-    pub fn new(
+    pub(crate) fn new(
         backends: &Backends,
         keys: Arc<dyn MasterKeySource>,
         buckets: Arc<dyn BucketSource>,
@@ -199,7 +190,7 @@ impl Poller {
 
     /// One tick over every active poll-mode integration, or only `only`. Each one's result, in
     /// id order; one failing does not stop the others.
-    pub async fn tick(
+    pub(crate) async fn tick(
         &self,
         only: Option<&str>,
         overlap: Duration,
@@ -311,7 +302,7 @@ impl Poller {
 
     /// Lists `id`'s bucket once and turns every object in `scope` into a job, resuming an
     /// interrupted backfill of the same scope unless `restart`.
-    pub async fn backfill(
+    pub(crate) async fn backfill(
         &self,
         id: &str,
         scope: BackfillScope,
@@ -322,20 +313,6 @@ impl Poller {
         let integration = self.load(id).await?;
         if integration.status == Status::Paused {
             return Err(RunError::Paused(id.to_owned()));
-        }
-        if integration.scope.is_some() {
-            return Err(RunError::Usage(format!(
-                "integration {id} covers many buckets ({}): a backfill lists one bucket, so                  backfill through a one-bucket integration",
-                integration.bucket
-            )));
-        }
-        if let (Some(narrower), Some(own)) = (&scope.prefix, &integration.prefix) {
-            if !narrower.starts_with(own.as_str()) {
-                return Err(RunError::Usage(format!(
-                    "--prefix {narrower:?} is outside the integration's prefix {own:?}: \
-                     every object under it would be skipped as prefix_filtered"
-                )));
-            }
         }
         let scope = BackfillScope {
             prefix: scope.prefix.or_else(|| integration.prefix.clone()),
@@ -409,8 +386,8 @@ impl Poller {
         Ok((cursor.tally, resumed_after))
     }
 
-    /// Puts one page's objects that `wanted` keeps through the decision and commits their
-    /// jobs, 100 per commit. Skips are logged one line each.
+    /// Puts one page's objects that `wanted` keeps through the decision and settles them
+    /// ([`settle`]: the handler's path). Skips are logged one line each.
     async fn take_page(
         &self,
         run: &Run<'_>,
@@ -428,72 +405,53 @@ impl Poller {
         };
         let now = Utc::now();
         tally.listed += page.objects.len() as u64;
-        let mut jobs = Vec::new();
-        let mut settled = Vec::new();
+        let mut items = Vec::new();
         for object in page.objects.into_iter().filter(|object| wanted(object)) {
             tally.considered += 1;
+            let id = object.key.clone();
             let event = ObjectEvent::listed(&listing, object);
-            match decide_via(Via::Listing, integration, Ok(event), now) {
-                Decision::Enqueue(job) => jobs.push(job),
-                Decision::Refuse { reason, event } => {
-                    if reason == Reason::Paused {
-                        return Err(RunError::Paused(integration.id.clone()));
-                    }
-                    let key = event.as_deref().map_or("", |e| e.key.as_str());
-                    tracing::info!(
-                        message = "object_skipped",
-                        integration_id = %integration.id,
-                        run = %run.run_id,
-                        reason = reason.as_str(),
-                        bucket = %integration.bucket,
-                        key,
-                    );
-                    *tally.skipped.entry(reason.as_str().to_owned()).or_default() += 1;
-                    settled.push(Settled {
-                        key: event.map(|e| e.key),
-                        outcome: reason.outcome().unwrap_or(relay_protocol::Outcome::Skipped),
-                        reason: Some(reason),
-                        job_id: None,
-                    });
-                }
+            let item =
+                Item::from_decision(id, decide_via(Via::Listing, integration, Ok(event), now));
+            if item.reason == Some(Reason::Paused) {
+                return Err(RunError::Paused(integration.id.clone()));
             }
+            if item.job.is_none() {
+                let reason = item.reason.map_or("", Reason::as_str);
+                tracing::info!(
+                    message = "object_skipped",
+                    integration_id = %integration.id,
+                    run = %run.run_id,
+                    reason,
+                    bucket = %integration.bucket,
+                    key = item.key().unwrap_or(""),
+                );
+                *tally.skipped.entry(reason.to_owned()).or_default() += 1;
+            }
+            items.push(item);
         }
         if run.dry_run {
-            tally.jobs += jobs.len() as u64;
+            tally.jobs += items.iter().filter(|item| item.job.is_some()).count() as u64;
             return Ok(());
         }
-        let mut chunks: Vec<&[Box<IngestJob>]> = jobs.chunks(MAX_EVENTS_PER_REQUEST).collect();
-        if chunks.is_empty() && !settled.is_empty() {
-            // A page with skips and no jobs: its counts still go to the usage log.
-            chunks.push(&[]);
-        }
+        settle(self.intake.as_ref(), &integration.id, &mut items, now).await?;
         let mut unsettled = 0;
-        for chunk in chunks {
-            let commit = Commit {
-                integration_id: &integration.id,
-                jobs: chunk.iter().map(|job| &**job).collect(),
-                // The page's skips are recorded once, with its first commit.
-                settled: std::mem::take(&mut settled),
-                now,
-            };
-            let committed = self.intake.commit(&commit).await?;
-            for (job, result) in chunk.iter().zip(committed) {
-                match result {
-                    Committed::Enqueued => tally.jobs += 1,
-                    Committed::Duplicate => tally.duplicates += 1,
-                    Committed::InFlight | Committed::Failed => unsettled += 1,
-                    Committed::Refused => {
-                        tally.rejected += 1;
-                        tracing::warn!(
-                            message = "object_rejected",
-                            integration_id = %integration.id,
-                            run = %run.run_id,
-                            reason = Reason::QueueRefused.as_str(),
-                            bucket = %job.bucket,
-                            key = %job.key,
-                        );
-                    }
+        for item in items.iter().filter(|item| item.job.is_some()) {
+            match item.outcome {
+                Outcome::Accepted => tally.jobs += 1,
+                Outcome::Duplicate => tally.duplicates += 1,
+                Outcome::RetryLater => unsettled += 1,
+                Outcome::Rejected => {
+                    tally.rejected += 1;
+                    tracing::warn!(
+                        message = "object_rejected",
+                        integration_id = %integration.id,
+                        run = %run.run_id,
+                        reason = item.reason.map_or("", Reason::as_str),
+                        bucket = %integration.bucket,
+                        key = item.key().unwrap_or(""),
+                    );
                 }
+                Outcome::Skipped => {}
             }
         }
         if unsettled > 0 {

@@ -18,7 +18,7 @@ const NONCE_BYTES: usize = 24;
 
 /// An R2 API token's S3 credentials. `Debug` never shows the secret.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyPair {
+pub(crate) struct KeyPair {
     pub access_key_id: String,
     pub secret_access_key: String,
 }
@@ -31,10 +31,10 @@ impl fmt::Debug for KeyPair {
 
 /// A sealed value that does not open: another master key, another integration, or damage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Unreadable;
+pub(crate) struct Unreadable;
 
 /// Seals `pair` for `integration_id` under `master_key`, with a fresh random nonce.
-pub fn seal(master_key: &[u8], integration_id: &str, pair: &KeyPair) -> String {
+pub(crate) fn seal(master_key: &[u8], integration_id: &str, pair: &KeyPair) -> String {
     let nonce: [u8; NONCE_BYTES] = rand::random();
     seal_with_nonce(master_key, integration_id, pair, nonce)
 }
@@ -60,7 +60,11 @@ fn seal_with_nonce(
 }
 
 /// Opens what [`seal`] sealed for the same integration under the same master key.
-pub fn open(master_key: &[u8], integration_id: &str, sealed: &str) -> Result<KeyPair, Unreadable> {
+pub(crate) fn open(
+    master_key: &[u8],
+    integration_id: &str,
+    sealed: &str,
+) -> Result<KeyPair, Unreadable> {
     let bytes = sealed
         .strip_prefix(VERSION)
         .and_then(|text| STANDARD.decode(text).ok())

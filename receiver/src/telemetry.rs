@@ -11,19 +11,19 @@ use serde_json::{json, Map, Value};
 use tracing_subscriber::EnvFilter;
 
 /// The CloudWatch namespace of the receiver's metrics.
-pub const METRICS_NAMESPACE: &str = "BucketRelay";
+pub(crate) const METRICS_NAMESPACE: &str = "BucketRelay";
 /// The one dimension every metric carries, so alarms can select it.
-pub const METRICS_DIMENSION: (&str, &str) = ("service", "bucket-relay");
+pub(crate) const METRICS_DIMENSION: (&str, &str) = ("service", "bucket-relay");
 /// Metric names: `events_<outcome>` counts events by outcome, `reason_<reason>` by reason.
-pub const METRIC_OUTCOME_PREFIX: &str = "events_";
-pub const METRIC_REASON_PREFIX: &str = "reason_";
+pub(crate) const METRIC_OUTCOME_PREFIX: &str = "events_";
+pub(crate) const METRIC_REASON_PREFIX: &str = "reason_";
 
 /// JSON logs to stdout, filtered by `RUST_LOG`-style directives (default `info`).
 ///
 /// On Lambda every line also carries the runtime's span of the invocation under `span`
 /// (`requestId`, `xrayTraceId`), so an operator can join the receiver's lines with Lambda's own
 /// `START` / `REPORT` lines; `serve` has no such span and its lines stay flat.
-pub fn init_logging(filter: &str, on_lambda: bool) {
+pub(crate) fn init_logging(filter: &str, on_lambda: bool) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .json()
@@ -37,7 +37,7 @@ pub fn init_logging(filter: &str, on_lambda: bool) {
 
 /// JSON log lines on stderr, for the commands whose results go to stdout (`poll`,
 /// `backfill`); `RELAY_LOG` filters them (default `info`).
-pub fn init_cli_logging() {
+pub(crate) fn init_cli_logging() {
     let filter = std::env::var(crate::env::LOG).unwrap_or_else(|_| "info".to_owned());
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
@@ -51,19 +51,19 @@ pub fn init_cli_logging() {
 }
 
 /// The backend's own words go to the log only; senders learn just that they may retry.
-pub fn log_backend_error(err: &crate::backend::BackendError) {
+pub(crate) fn log_backend_error(err: &crate::backend::BackendError) {
     tracing::error!(message = "backend_unavailable", backend = err.backend, error = %err.detail);
 }
 
 /// Counts of one request's events.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Tally {
+pub(crate) struct Tally {
     outcomes: Vec<(Outcome, u32)>,
     reasons: Vec<(Reason, u32)>,
 }
 
 impl Tally {
-    pub fn add(&mut self, outcome: Outcome, reason: Option<Reason>) {
+    pub(crate) fn add(&mut self, outcome: Outcome, reason: Option<Reason>) {
         bump(&mut self.outcomes, outcome);
         if let Some(reason) = reason {
             bump(&mut self.reasons, reason);
@@ -72,11 +72,11 @@ impl Tally {
 
     /// A request refused as a whole (`invalid_secret`, `unknown_integration`…): its reason is
     /// counted like an event's, so one alarm per reason covers both.
-    pub fn refused(&mut self, reason: Reason) {
+    pub(crate) fn refused(&mut self, reason: Reason) {
         bump(&mut self.reasons, reason);
     }
 
-    pub fn count(&self, outcome: Outcome) -> u32 {
+    pub(crate) fn count(&self, outcome: Outcome) -> u32 {
         self.outcomes
             .iter()
             .find(|(o, _)| *o == outcome)
@@ -85,7 +85,7 @@ impl Tally {
 
     /// The embedded-metric-format document for these counts: metrics `events_<outcome>` and
     /// `reason_<reason>`, unit Count, dimension `service`.
-    pub fn emf(&self, timestamp_ms: i64) -> Value {
+    pub(crate) fn emf(&self, timestamp_ms: i64) -> Value {
         let mut root = Map::new();
         let mut metrics = Vec::new();
         let named = self

@@ -1,6 +1,7 @@
-//! The README is the operator's reference and docs/contract.md the contract: both must name every
-//! reason the receiver can answer with, and the README every environment variable it reads, with
-//! the exact words the code uses.
+//! The README is the newcomer's page, `docs/` holds one page per audience, and docs/contract.md
+//! is the contract: it names every reason the receiver can answer with, docs/cli.md every
+//! environment variable it reads, with the exact words the code uses; every link between the
+//! pages leads somewhere.
 
 use bucket_relay::env;
 use relay_protocol::{Outcome, Reason};
@@ -8,6 +9,11 @@ use relay_protocol::{Outcome, Reason};
 fn readme() -> String {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
     std::fs::read_to_string(path).expect("README.md at the repository root")
+}
+
+fn doc(name: &str) -> String {
+    let path = format!("{}/../docs/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 fn contract() -> String {
@@ -36,23 +42,23 @@ fn the_contract_names_every_reason_and_outcome() {
 
 #[test]
 fn no_doc_points_outside_the_repository() {
-    for doc in [readme(), contract()] {
+    for doc in pages().into_iter().map(|(_, text)| text) {
         assert!(!doc.contains("../shared"), "a clone has no ../shared");
         assert!(!doc.contains("DESIGN.md") && !doc.contains("TOOLCHAIN.md"));
     }
 }
 
 #[test]
-fn the_readme_reason_table_is_the_one_the_code_writes() {
-    let readme = readme();
-    let begin = readme
+fn the_contract_reason_table_is_the_one_the_code_writes() {
+    let contract = contract();
+    let begin = contract
         .find("<!-- reasons:")
-        .expect("README.md marks its reason table");
-    let table = &readme[begin..];
+        .expect("docs/contract.md marks its reason table");
+    let table = &contract[begin..];
     let table = &table[table.find('\n').unwrap() + 1..];
     let end = table
         .find("<!-- end of reasons -->")
-        .expect("README.md marks the end of its reason table");
+        .expect("docs/contract.md marks the end of its reason table");
     assert_eq!(
         &table[..end],
         bucket_relay::contract::reason_table(),
@@ -61,23 +67,117 @@ fn the_readme_reason_table_is_the_one_the_code_writes() {
 }
 
 #[test]
-fn readme_names_every_reason_and_outcome() {
-    let missing = unnamed_words(&readme());
-    assert!(missing.is_empty(), "README.md does not name: {missing:?}");
-}
-
-#[test]
-fn readme_lists_every_environment_variable() {
-    let readme = readme();
+fn the_cli_page_lists_every_environment_variable() {
+    let cli = doc("cli.md");
     let missing: Vec<&str> = env::ALL
         .iter()
         .copied()
-        .filter(|name| !readme.contains(&format!("| `{name}` |")))
+        .filter(|name| !cli.contains(&format!("| `{name}` |")))
         .collect();
     assert!(
         missing.is_empty(),
-        "README.md's configuration table lacks: {missing:?}"
+        "docs/cli.md's configuration table lacks: {missing:?}"
     );
+}
+
+/// The README and every page under docs/, as (path from the repository root, text).
+fn pages() -> Vec<(String, String)> {
+    let mut pages = vec![("README.md".to_owned(), readme())];
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("docs/")
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".md"))
+        .collect();
+    names.sort();
+    for name in names {
+        pages.push((format!("docs/{name}"), doc(&name)));
+    }
+    pages
+}
+
+/// The targets of a page's Markdown links `[text](target)`.
+fn links(text: &str) -> Vec<&str> {
+    text.match_indices("](")
+        .filter_map(|(at, _)| {
+            let rest = &text[at + 2..];
+            rest.find(')').map(|end| &rest[..end])
+        })
+        .collect()
+}
+
+/// GitHub's anchor for a heading: lowercase, spaces to `-`, punctuation dropped.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn every_link_between_the_pages_leads_to_a_file_and_heading_that_exist() {
+    let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    let mut broken = Vec::new();
+    for (page, text) in pages() {
+        let dir = root.join(&page).parent().unwrap().to_path_buf();
+        for target in links(&text) {
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            let (file, fragment) = target.split_once('#').unwrap_or((target, ""));
+            let path = if file.is_empty() {
+                root.join(&page)
+            } else {
+                dir.join(file)
+            };
+            if !path.exists() {
+                broken.push(format!("{page}: {target} (no such file)"));
+                continue;
+            }
+            if fragment.is_empty() {
+                continue;
+            }
+            let linked = std::fs::read_to_string(&path).unwrap_or_default();
+            let found = linked
+                .lines()
+                .filter_map(|line| line.strip_prefix('#'))
+                .any(|heading| anchor(heading.trim_start_matches('#')) == fragment);
+            if !found {
+                broken.push(format!("{page}: {target} (no such heading)"));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "broken links: {broken:#?}");
+}
+
+#[test]
+fn the_readme_is_a_newcomers_page_and_links_every_audiences_page() {
+    let readme = readme();
+    assert!(
+        readme.len() <= 12 * 1024,
+        "README.md is {} bytes: move reference material to docs/",
+        readme.len()
+    );
+    for name in [
+        "contract.md",
+        "operators.md",
+        "cli.md",
+        "customers-r2.md",
+        "customers-s3.md",
+        "performance.md",
+        "development.md",
+    ] {
+        assert!(
+            readme.contains(&format!("](docs/{name})")),
+            "README.md does not link docs/{name}"
+        );
+    }
 }
 
 /// Each row of the contract's reason table names reasons and, in its second cell, the outcome

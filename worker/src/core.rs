@@ -11,7 +11,7 @@ use relay_protocol::wire::{
     WORKER_VAR_KEY_PREFIX as VAR_PREFIX, WORKER_VAR_KEY_SUFFIXES as VAR_SUFFIXES,
     WORKER_VAR_RECEIVER_URL, WORKER_VAR_TIMEOUT as VAR_TIMEOUT,
 };
-use relay_protocol::{Outcome, Reason};
+use relay_protocol::{Disposition, Outcome, Reason};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -308,12 +308,10 @@ pub fn plan(source: Source, forwarded: &[String], answer: &Answer) -> Vec<(Strin
                 None => Action::Retry {
                     reason: "no_result".into(),
                 },
-                Some(r) => match r.outcome {
-                    Outcome::Accepted | Outcome::Duplicate | Outcome::Skipped => {
-                        Action::Ack { outcome: r.outcome }
-                    }
-                    Outcome::RetryLater => Action::Retry { reason: reason(r) },
-                    Outcome::Rejected => match source {
+                Some(r) => match r.outcome.disposition() {
+                    Disposition::Ack => Action::Ack { outcome: r.outcome },
+                    Disposition::Retry => Action::Retry { reason: reason(r) },
+                    Disposition::DeadLetter => match source {
                         Source::Events => Action::DeadLetter { reason: reason(r) },
                         Source::DeadLetters => Action::Keep { reason: reason(r) },
                     },

@@ -34,7 +34,7 @@ pub const SESSION_NAME: &str = "bucket-relay-lister";
 pub const R2_REGION: &str = "auto";
 
 /// Why the bucket could not be listed. `name()` is stable: logs, `integrations test` and the
-/// README's runbook use it.
+/// runbook (docs/operators.md) use it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AccessError {
     /// The integration has no read access set (`integrations set-source`).

@@ -3,7 +3,7 @@
 //!
 //! Each request claims with a token of its own, so a release never drops a claim another request
 //! holds. A claim left pending by a crash between send and complete lapses after
-//! [`super::CLAIM_LEASE`]; see the README for what the pipeline sees in that case.
+//! [`super::CLAIM_LEASE`]; see docs/contract.md for what the pipeline sees in that case.
 
 use super::{
     BackendError, Claim, Commit, Committed, Delivery, History, Intake, Ledger, Queue, UsageLog,
@@ -134,8 +134,8 @@ impl Intake for Claiming {
         };
         // Usage and history are for reports and diagnosis; the events themselves are settled,
         // so a failure to record them is logged, not answered.
-        let usage = commit.usage(&committed);
-        let history = commit.history(&committed);
+        let settlement = commit.settlement(&committed);
+        let (usage, history) = (settlement.usage(), settlement.history());
         let day = commit.now.date_naive();
         let (usage, history) = futures::join!(
             async {

@@ -18,7 +18,8 @@
 //! - [`claiming::Claiming`] composes a [`Ledger`] and a [`Queue`] that cannot share a
 //!   transaction (DynamoDB and SQS): claim → send → complete, releasing what could not be sent.
 //!
-//! [`memory`] has in-memory adapters for tests and benchmarks.
+//! `memory` has in-memory adapters for tests and benchmarks (`cfg(test)` or the `testing`
+//! feature; never in a release build).
 //!
 //! ## Why a claim has a lease (the claiming intake)
 //! A job is claimed in the ledger *before* it is enqueued, then marked done. If the receiver
@@ -28,9 +29,11 @@
 
 pub mod bucket;
 pub mod claiming;
+pub mod deadletters;
 pub mod dynamodb;
 pub mod keyfile;
 pub mod lookup;
+#[cfg(any(test, feature = "testing"))]
 pub mod memory;
 pub mod secretsmanager;
 #[cfg(feature = "embedded")]
@@ -169,65 +172,75 @@ pub struct Commit<'a> {
 }
 
 impl Commit<'_> {
-    /// The request's usage counts once its jobs are settled.
-    pub fn usage(&self, committed: &[Committed]) -> UsageCounts {
-        Self::usage_of(&self.settled, committed)
-    }
-
-    /// One count per settled event and per committed job.
-    pub fn usage_of(settled: &[Settled], committed: &[Committed]) -> UsageCounts {
-        let mut counts = UsageCounts::new();
-        for event in settled {
-            *counts
-                .entry(UsageKey::new(event.outcome, event.reason))
-                .or_default() += 1;
-        }
-        for result in committed {
-            let (outcome, reason) = result.outcome();
-            *counts.entry(UsageKey::new(outcome, reason)).or_default() += 1;
-        }
-        counts
-    }
-
-    /// What the history keeps of this commit: each event with a key, jobs with their answer.
-    pub fn history(&self, committed: &[Committed]) -> Vec<Seen> {
+    /// Every event of this commit with its final word, once the intake answered for its jobs.
+    pub fn settlement(&self, committed: &[Committed]) -> Settlement {
         let jobs = self
             .jobs
             .iter()
             .map(|job| (job.key.as_str(), job.job_id.as_str()));
-        Self::history_of(jobs, &self.settled, committed, self.now)
+        Settlement::new(self.settled.clone(), jobs, committed, self.now)
     }
+}
 
-    /// The history of settled events and of jobs given as (key, job id), with their answers.
-    pub fn history_of<'j>(
+/// A commit's events with their final words: what its usage counts and its history are both
+/// read from, so the two cannot disagree.
+#[derive(Debug)]
+pub struct Settlement {
+    events: Vec<Settled>,
+    at: DateTime<Utc>,
+}
+
+impl Settlement {
+    /// The events settled before the ledger, then each job, given as (key, job id), with the
+    /// intake's answer for it.
+    pub fn new<'j>(
+        settled: Vec<Settled>,
         jobs: impl IntoIterator<Item = (&'j str, &'j str)>,
-        settled: &[Settled],
         committed: &[Committed],
         at: DateTime<Utc>,
-    ) -> Vec<Seen> {
-        let settled = settled.iter().filter_map(|event| {
-            Some(Seen {
-                key: event.key.clone()?,
-                outcome: event.outcome,
-                reason: event.reason,
-                job_id: event.job_id.clone(),
-                at,
+    ) -> Self {
+        let mut events = settled;
+        events.extend(
+            jobs.into_iter()
+                .zip(committed)
+                .map(|((key, job_id), result)| {
+                    let (outcome, reason) = result.outcome();
+                    Settled {
+                        key: Some(key.to_owned()),
+                        outcome,
+                        reason,
+                        job_id: Some(job_id.to_owned()),
+                    }
+                }),
+        );
+        Settlement { events, at }
+    }
+
+    /// One count per event, by outcome and reason.
+    pub fn usage(&self) -> UsageCounts {
+        let mut counts = UsageCounts::new();
+        for event in &self.events {
+            *counts
+                .entry(UsageKey::new(event.outcome, event.reason))
+                .or_default() += 1;
+        }
+        counts
+    }
+
+    /// What the history keeps: each event whose key is known.
+    pub fn history(&self) -> Vec<Seen> {
+        self.events
+            .iter()
+            .filter_map(|event| {
+                Some(Seen {
+                    key: event.key.clone()?,
+                    outcome: event.outcome,
+                    reason: event.reason,
+                    job_id: event.job_id.clone(),
+                    at: self.at,
+                })
             })
-        });
-        let jobs = jobs
-            .into_iter()
-            .zip(committed)
-            .map(|((key, job_id), result)| {
-                let (outcome, reason) = result.outcome();
-                Seen {
-                    key: key.to_owned(),
-                    outcome,
-                    reason,
-                    job_id: Some(job_id.to_owned()),
-                    at,
-                }
-            });
-        settled.chain(jobs).collect()
+            .collect()
     }
 }
 
@@ -266,7 +279,7 @@ pub struct ObjectHistory {
 /// The history of events per object key and per outcome, kept for [`LEDGER_RETENTION`].
 #[async_trait]
 pub trait History: Send + Sync {
-    /// Records a commit's events (see [`Commit::history`]).
+    /// Records a commit's events (see [`Settlement::history`]).
     async fn record(&self, integration_id: &str, events: &[Seen]) -> Result<(), BackendError>;
     /// The history of one key, if any event for it was seen.
     async fn object(
@@ -527,7 +540,8 @@ mod tests {
             Committed::Failed,
             Committed::Refused,
         ];
-        let usage = Commit::usage_of(&settled, &committed);
+        let jobs = ["a", "b", "c", "d", "e"].map(|key| (key, key));
+        let usage = Settlement::new(settled.to_vec(), jobs, &committed, Utc::now()).usage();
         assert_eq!(
             usage,
             UsageCounts::from([
@@ -566,7 +580,9 @@ mod tests {
             settled: vec![skipped, unparsed],
             now,
         };
-        let history = commit.history(&[Committed::Enqueued, Committed::Duplicate]);
+        let history = commit
+            .settlement(&[Committed::Enqueued, Committed::Duplicate])
+            .history();
         let keys: Vec<(&str, Outcome, Option<&str>)> = history
             .iter()
             .map(|s| (s.key.as_str(), s.outcome, s.job_id.as_deref()))

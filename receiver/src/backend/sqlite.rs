@@ -23,7 +23,7 @@
 
 use super::{
     BackendError, Commit, Committed, Cursors, Enqueued, History, Intake, ObjectHistory, Seen,
-    Settled, Store, UsageCounts, UsageKey, UsageLog, LEDGER_RETENTION,
+    Settled, Settlement, Store, UsageCounts, UsageKey, UsageLog, LEDGER_RETENTION,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -318,14 +318,18 @@ fn commit_one(
             Committed::Duplicate
         });
     }
-    let usage = Commit::usage_of(&pending.settled, &committed);
-    add_usage(tx, &pending.integration_id, &pending.day, &usage)?;
     let jobs = pending
         .rows
         .iter()
         .map(|row| (row.key.as_str(), row.job_id.as_str()));
-    let history = Commit::history_of(jobs, &pending.settled, &committed, pending.now);
-    record_history(tx, &pending.integration_id, &history)?;
+    let settlement = Settlement::new(pending.settled.clone(), jobs, &committed, pending.now);
+    add_usage(
+        tx,
+        &pending.integration_id,
+        &pending.day,
+        &settlement.usage(),
+    )?;
+    record_history(tx, &pending.integration_id, &settlement.history())?;
     Ok(committed)
 }
 

@@ -1,26 +1,35 @@
-//! `integrations test ID --receiver-url URL`: sends the test event ([`crate::test_event`]) to a
+//! `integrations test ID --receiver-url URL`: sends the test event ([`super::test_event`]) to a
 //! running receiver with `reqwest`, step by step: the name resolves, a connection (and TLS)
 //! opens, an answer comes back, and the receiver's answer is read.
 
-use super::commands::{load, master_key, CliResult};
-use super::print;
+use super::args::TestArgs;
+use super::common::{load, master_key, CliResult, Report};
+use super::test_event::{self, SendAs, TestRequest};
+use super::verdict::{judge, Step, Verdict};
 use crate::backend::error_chain;
-use crate::test_event::{self, judge, SendAs, Step, Verdict};
 use crate::wiring::Wired;
+use anyhow::Context;
 use chrono::Utc;
+use relay_protocol::webhook::SigningKey;
+use relay_protocol::Integration;
+use serde::{Serialize, Serializer};
+use std::fmt::{self, Write};
 use std::time::Duration;
 
 /// How long the test waits for the receiver: the worker's default.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-pub async fn test_event(
+pub(crate) async fn test_event(
     wired: &Wired,
-    id: &str,
+    args: &TestArgs,
     receiver_url: &str,
-    send_as: SendAs,
-    json: bool,
-) -> CliResult {
-    let integration = load(wired.backends.store.as_ref(), id).await?;
+) -> CliResult<EventTest> {
+    let integration = load(wired.backends.store.as_ref(), &args.id).await?;
+    let send_as = SendAs {
+        bucket: args.bucket.clone(),
+        account: args.account.clone(),
+        secret: args.secret_stdin.then(read_secret).transpose()?,
+    };
     let master = match send_as.secret {
         // Signing with a given secret needs no master key.
         Some(_) => None,
@@ -34,14 +43,93 @@ pub async fn test_event(
         Utc::now(),
     );
     let verdict = send(&request).await;
-    print::print_event_test(&integration, receiver_url, &request, &verdict, json);
-    match &verdict.cause {
-        None => Ok(()),
-        Some(cause) => Err(format!("the test event for {id} failed: {cause}")),
+    Ok(EventTest {
+        integration,
+        receiver_url: receiver_url.to_owned(),
+        request,
+        verdict,
+    })
+}
+
+/// A `whsec_…` secret from stdin, for `--secret-stdin`; never echoed.
+fn read_secret() -> CliResult<SigningKey> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_line(&mut text)
+        .context("cannot read the secret from stdin")?;
+    SigningKey::from_secret(text.trim())
+        .ok()
+        .context("stdin does not hold a whsec_… secret")
+}
+
+/// The test event's steps, then the cause and what to do.
+pub(crate) struct EventTest {
+    integration: Integration,
+    receiver_url: String,
+    request: TestRequest,
+    verdict: Verdict,
+}
+
+impl Serialize for EventTest {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Doc<'a> {
+            id: &'a str,
+            receiver_url: &'a str,
+            sent_as: &'a str,
+            key: &'a str,
+            ok: bool,
+            cause: &'a Option<String>,
+            hint: &'a Option<String>,
+            steps: &'a [Step],
+        }
+        Doc {
+            id: &self.integration.id,
+            receiver_url: &self.receiver_url,
+            sent_as: self.request.sender.as_str(),
+            key: &self.request.key,
+            ok: self.verdict.cause.is_none(),
+            cause: &self.verdict.cause,
+            hint: &self.verdict.hint,
+            steps: &self.verdict.steps,
+        }
+        .serialize(serializer)
     }
 }
 
-async fn send(request: &test_event::TestRequest) -> Verdict {
+impl Report for EventTest {
+    fn render(&self, out: &mut dyn Write) -> fmt::Result {
+        let i = &self.integration;
+        writeln!(
+            out,
+            "Test event for {} ({} bucket {}), sent as the {} sends it, to {}:",
+            i.id,
+            i.provider,
+            i.bucket,
+            self.request.sender.as_str(),
+            self.receiver_url
+        )?;
+        for step in &self.verdict.steps {
+            let word = if step.ok { "ok" } else { "FAIL" };
+            writeln!(out, "  {word:<5} {:<12} {}", step.step, step.detail)?;
+        }
+        match (&self.verdict.cause, &self.verdict.hint) {
+            (Some(cause), Some(hint)) => writeln!(out, "cause: {cause}\nhint:  {hint}"),
+            _ => writeln!(
+                out,
+                "OK: the receiver takes this integration's events (the test made no job)."
+            ),
+        }
+    }
+
+    fn failure(&self) -> Option<String> {
+        let cause = self.verdict.cause.as_ref()?;
+        let id = &self.integration.id;
+        Some(format!("the test event for {id} failed: {cause}"))
+    }
+}
+
+async fn send(request: &TestRequest) -> Verdict {
     let mut steps = Vec::new();
     let url = match reqwest::Url::parse(&request.url) {
         Ok(url) => url,

@@ -1,154 +1,35 @@
-//! The listing commands: `integrations set-source` / `test` (read access to the bucket),
-//! `poll` (ticks) and `backfill` (every object once), on top of [`crate::poll`].
+//! The listing commands, `poll` (ticks) and `backfill` (every object once), on top of
+//! [`crate::poll`], with their reports and a backfill's progress.
 
-use super::args::{BackfillArgs, PollArgs, SetSourceArgs};
-use super::commands::{load, CliResult};
-use super::print;
+use super::args::{BackfillArgs, PollArgs};
+use super::common::{load, CliResult, Printer, Report};
 use crate::backend::bucket::Buckets;
-use crate::backend::lookup::HeadObjects;
 use crate::poll::{BackfillScope, Poller, Progress, RunError, Tally};
-use crate::sealed::{self, KeyPair};
 use crate::wiring::Wired;
-use chrono::Utc;
+use anyhow::{anyhow, bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use relay_protocol::integration::{is_role_name, ReadAccess};
-use relay_protocol::{secret, Integration, Provider};
+use serde::{Serialize, Serializer};
+use std::fmt::{self, Write};
 use std::io::IsTerminal;
 use std::sync::Arc;
-
-/// `integrations set-source`: stores the role ARN (S3) or the sealed token (R2).
-pub async fn set_source(wired: &Wired, args: SetSourceArgs, json: bool) -> CliResult {
-    let store = wired.backends.store.as_ref();
-    let mut integration = load(store, &args.id).await?;
-    let key = wired.keys.master_key().await.map_err(|e| e.to_string())?;
-    let scoped = integration.scope.is_some();
-    if scoped != args.role_name.is_some() {
-        return Err(if scoped {
-            format!(
-                "integration {} covers many buckets ({}): give it the name of the read role \
-                 in each account (--role-name, org-source's read_role); a role ARN or a token \
-                 reads one bucket",
-                integration.id, integration.bucket
-            )
-        } else {
-            format!(
-                "integration {} reads one bucket: --role-name is for an S3 integration \
-                 covering many buckets (give --role-arn on S3, --r2-access-key-id on R2)",
-                integration.id
-            )
-        });
-    }
-    let access = match (integration.provider, args.role_arn, args.r2_access_key_id) {
-        (Provider::S3, None, None) => {
-            let role_name = args.role_name.unwrap_or_default();
-            if !is_role_name(&role_name) {
-                return Err(format!(
-                    "--role-name {role_name:?} is not an IAM role name (1 to 64 letters, digits \
-                     and +=,.@_-)"
-                ));
-            }
-            ReadAccess::AssumeRoleInEachAccount { role_name }
-        }
-        (Provider::S3, Some(role_arn), None) => {
-            if !role_arn.starts_with("arn:aws") || !role_arn.contains(":role/") {
-                return Err(format!(
-                    "--role-arn {role_arn:?} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"
-                ));
-            }
-            ReadAccess::AssumeRole { role_arn }
-        }
-        (Provider::R2, None, Some(access_key_id)) => {
-            if integration.account.is_none() {
-                return Err(format!(
-                    "integration {} has no --account: R2's endpoint is \
-                     https://<account id>.r2.cloudflarestorage.com, so create it with the account id",
-                    integration.id
-                ));
-            }
-            let secret_access_key = args.r2_secret_access_key.unwrap_or_default();
-            if access_key_id.is_empty() || secret_access_key.is_empty() {
-                return Err(format!(
-                    "an R2 token needs --r2-access-key-id and its secret \
-                     (--r2-secret-access-key or {})",
-                    crate::env::R2_SECRET_ACCESS_KEY
-                ));
-            }
-            let pair = KeyPair {
-                access_key_id,
-                secret_access_key,
-            };
-            ReadAccess::SealedKeys {
-                sealed: sealed::seal(key.as_bytes(), &integration.id, &pair),
-            }
-        }
-        (Provider::S3, _, _) => {
-            return Err("an S3 integration reads its bucket through a role: --role-arn".into())
-        }
-        (Provider::R2, _, _) => {
-            return Err(
-                "an R2 integration reads its bucket with an R2 API token: --r2-access-key-id"
-                    .into(),
-            )
-        }
-    };
-    integration.read_access = Some(access);
-    integration.updated_at = Utc::now();
-    store.put(&integration).await.map_err(|e| e.to_string())?;
-    print::print_read_access("Set the read access of", &integration, &key, json);
-    Ok(())
-}
-
-/// `integrations test`: one listing call with the stored read access; for an integration
-/// covering many buckets, the read role in each account (and a lookup in `bucket`).
-pub async fn test(
-    wired: &Wired,
-    id: &str,
-    account: Option<&str>,
-    bucket: Option<String>,
-    json: bool,
-) -> CliResult {
-    let integration = load(wired.backends.store.as_ref(), id).await?;
-    let key = wired.keys.master_key().await.map_err(|e| e.to_string())?;
-    if let Some(ReadAccess::AssumeRoleInEachAccount { .. }) = &integration.read_access {
-        return test_lookups(&integration, key.as_bytes(), account, bucket, json).await;
-    }
-    if account.is_some() || bucket.is_some() {
-        return Err(format!(
-            "integration {id} reads one bucket: --bucket and --account go with --receiver-url \
-             (or with a read role in each account)"
-        ));
-    }
-    let buckets = Buckets::from_env().await;
-    let result = buckets.check(&integration, key.as_bytes()).await;
-    print::print_access_check(&integration, &result, json);
-    result.map_err(|e| format!("integration {id} cannot list its bucket: {e}"))
-}
 
 fn poller(wired: &Wired, buckets: Buckets) -> Poller {
     Poller::new(&wired.backends, Arc::clone(&wired.keys), Arc::new(buckets))
 }
 
 /// `poll`: one tick, or one every `--every` until interrupted.
-pub async fn poll(wired: Wired, args: PollArgs, json: bool) -> CliResult {
+pub(crate) async fn poll(wired: Wired, printer: Printer, args: PollArgs) -> CliResult {
     let overlap = chrono::Duration::from_std(*args.overlap)
-        .map_err(|_| format!("--overlap {} is too long", args.overlap))?;
+        .ok()
+        .with_context(|| format!("--overlap {} is too long", args.overlap))?;
     let poller = poller(&wired, Buckets::from_env().await);
     loop {
-        let results = poller
-            .tick(args.integration.as_deref(), overlap)
-            .await
-            .map_err(|e| e.to_string())?;
-        print::print_tick(&results, json);
+        let results = poller.tick(args.integration.as_deref(), overlap).await?;
+        let report = Tick(results);
         let Some(every) = args.every else {
-            let failed = results.iter().filter(|(_, result)| result.is_err()).count();
-            return match failed {
-                0 => Ok(()),
-                n => Err(format!(
-                    "{n} of {} integrations failed their tick",
-                    results.len()
-                )),
-            };
+            return printer.emit(&report);
         };
+        printer.show(&report)?;
         tokio::select! {
             () = tokio::time::sleep(*every) => {}
             _ = tokio::signal::ctrl_c() => return Ok(()),
@@ -157,7 +38,7 @@ pub async fn poll(wired: Wired, args: PollArgs, json: bool) -> CliResult {
 }
 
 /// Runs a tick every `every` for as long as the process lives: `serve --poll-every`.
-pub async fn spawn_ticks(wired: &Wired, every: std::time::Duration) {
+pub(crate) async fn spawn_ticks(wired: &Wired, every: std::time::Duration) {
     let poller = poller(wired, Buckets::from_env().await);
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(every);
@@ -172,7 +53,24 @@ pub async fn spawn_ticks(wired: &Wired, every: std::time::Duration) {
 }
 
 /// `backfill`: every object in scope, once; resumable; progress on stderr.
-pub async fn backfill(wired: Wired, args: BackfillArgs, json: bool) -> CliResult {
+pub(crate) async fn backfill(wired: Wired, printer: Printer, args: BackfillArgs) -> CliResult {
+    let integration = load(wired.backends.store.as_ref(), &args.id).await?;
+    if integration.scope.is_some() {
+        bail!(
+            "integration {} covers many buckets ({}): a backfill lists one bucket, so backfill \
+             through a one-bucket integration",
+            args.id,
+            integration.bucket
+        );
+    }
+    if let (Some(narrower), Some(own)) = (&args.prefix, &integration.prefix) {
+        if !narrower.starts_with(own.as_str()) {
+            bail!(
+                "--prefix {narrower:?} is outside the integration's prefix {own:?}: every object \
+                 under it would be skipped as prefix_filtered"
+            );
+        }
+    }
     let poller = poller(&wired, Buckets::from_env().await);
     let scope = BackfillScope {
         prefix: args.prefix.clone(),
@@ -193,23 +91,19 @@ pub async fn backfill(wired: Wired, args: BackfillArgs, json: bool) -> CliResult
         )
         .await;
     drop(progress);
-    match result {
-        Ok((tally, resumed_after)) => {
-            print::print_backfill(
-                &args.id,
-                &tally,
-                resumed_after.as_deref(),
-                args.dry_run,
-                json,
-            );
-            Ok(())
+    let id = &args.id;
+    let (tally, resumed_after) = result.map_err(|error| match error {
+        RunError::Access(_) => anyhow!("backfill of {id}: {error}"),
+        error => {
+            anyhow!("backfill of {id} stopped: {error}; run it again to resume where it stopped")
         }
-        Err(error @ RunError::Access(_)) => Err(format!("backfill of {}: {error}", args.id)),
-        Err(error) => Err(format!(
-            "backfill of {} stopped: {error}; run it again to resume where it stopped",
-            args.id
-        )),
-    }
+    })?;
+    printer.emit(&Backfill {
+        id: args.id,
+        dry_run: args.dry_run,
+        resumed_after,
+        tally,
+    })
 }
 
 /// Progress as a bar on a terminal.
@@ -271,52 +165,100 @@ fn rate(count: u64, elapsed_s: f64) -> f64 {
     }
 }
 
-/// The read role of an integration covering many buckets: assumed in each account, and asked
-/// for a test key when a bucket is given.
-async fn test_lookups(
-    integration: &Integration,
-    master_key: &[u8],
-    account: Option<&str>,
-    bucket: Option<String>,
-    json: bool,
-) -> CliResult {
-    let accounts: Vec<&str> = match account {
-        Some(account) => vec![account],
-        None => integration
-            .scope
-            .iter()
-            .flat_map(|scope| scope.accounts.iter().map(String::as_str))
-            .collect(),
-    };
-    if accounts.is_empty() {
-        return Err(format!(
-            "integration {} lists no account to check the read role in: name one with --account",
-            integration.id
-        ));
+/// One poll tick: each integration's tally, or why its tick failed.
+struct Tick(Vec<(String, Result<Tally, RunError>)>);
+
+impl Serialize for Tick {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Doc<'a> {
+            id: &'a str,
+            ok: bool,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            tally: Option<&'a Tally>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            error: Option<&'static str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            detail: Option<String>,
+        }
+        serializer.collect_seq(self.0.iter().map(|(id, result)| Doc {
+            id,
+            ok: result.is_ok(),
+            tally: result.as_ref().ok(),
+            error: result.as_ref().err().map(RunError::name),
+            detail: result.as_ref().err().map(ToString::to_string),
+        }))
     }
-    let external_id = secret::external_id(master_key, &integration.id);
-    let region = integration.region.as_deref();
-    let lookups = HeadObjects::new();
-    let mut checks = Vec::new();
-    for account in accounts {
-        let role_arn = integration
-            .read_access
-            .as_ref()
-            .and_then(|access| access.role_arn_for(Some(account), region))
-            .ok_or_else(|| format!("{account:?} is not an AWS account id (12 digits)"))?;
-        let result = lookups
-            .check(&role_arn, &external_id, region, bucket.as_deref())
-            .await;
-        checks.push((account.to_owned(), role_arn, result));
+}
+
+impl Report for Tick {
+    fn render(&self, out: &mut dyn Write) -> fmt::Result {
+        if self.0.is_empty() {
+            writeln!(out, "No active poll-mode integrations.")?;
+        }
+        for (id, result) in &self.0 {
+            match result {
+                Ok(tally) => writeln!(
+                    out,
+                    "{id}: listed {}, new jobs {}, duplicates {}, skipped {}{}",
+                    tally.listed,
+                    tally.jobs,
+                    tally.duplicates,
+                    tally.skipped_total(),
+                    skipped_detail(tally)
+                )?,
+                Err(error) => writeln!(out, "{id}: failed: {error}")?,
+            }
+        }
+        Ok(())
     }
-    print::print_lookup_checks(integration, bucket.as_deref(), &checks, json);
-    let failed = checks.iter().filter(|(_, _, r)| r.is_err()).count();
-    match failed {
-        0 => Ok(()),
-        n => Err(format!(
-            "integration {}: the read role failed in {n} of {} accounts",
-            integration.id,
-            checks.len()
-        )),
+
+    fn failure(&self) -> Option<String> {
+        let failed = self.0.iter().filter(|(_, result)| result.is_err()).count();
+        (failed > 0).then(|| {
+            format!(
+                "{failed} of {} integrations failed their tick",
+                self.0.len()
+            )
+        })
+    }
+}
+
+fn skipped_detail(tally: &Tally) -> String {
+    if tally.skipped.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", tally.skipped_by_reason())
+    }
+}
+
+/// A finished backfill.
+#[derive(Serialize)]
+struct Backfill {
+    id: String,
+    dry_run: bool,
+    resumed_after: Option<String>,
+    tally: Tally,
+}
+
+impl Report for Backfill {
+    fn render(&self, out: &mut dyn Write) -> fmt::Result {
+        if let Some(key) = &self.resumed_after {
+            writeln!(out, "Resumed after key {key:?}.")?;
+        }
+        let (dry_run, tally) = (self.dry_run, &self.tally);
+        let jobs = if dry_run { "would be jobs" } else { "new jobs" };
+        writeln!(
+            out,
+            "Backfill of {}{}: listed {}, considered {}, {jobs} {}, duplicates {}, skipped {}{}.",
+            self.id,
+            if dry_run { " (dry run)" } else { "" },
+            tally.listed,
+            tally.considered,
+            tally.jobs,
+            tally.duplicates,
+            tally.skipped_total(),
+            skipped_detail(tally)
+        )
     }
 }

@@ -1,112 +1,83 @@
 //! The `bucket-relay` command line: `serve`, `integrations …`, `jobs list`, `poll`,
 //! `backfill`, `events why` and `replay …`.
 //!
-//! - [`args`]: the commands and flags (clap);
-//! - [`commands`]: what each command does against the backends;
-//! - [`listing`]: the commands that list buckets (`set-source`, `test`, `poll`, `backfill`);
-//! - [`connection`]: `integrations test --receiver-url`, the test event over HTTP;
-//! - [`replay`]: `replay eventbridge` and `replay ingest`, the dead-letter queues;
-//! - [`print`]: what it prints, as text or, with `--json`, one JSON document.
+//! Each command returns a typed report ([`common::Report`]); [`common::Printer`] prints it as
+//! text, or as one JSON document with `--json`. Results go to stdout, errors to stderr with exit
+//! code 1. `create` and `rotate-secret` are the only commands that ever show a secret.
 //!
-//! Every command takes `--data-dir` (env `RELAY_DATA_DIR`) and `--json`. Results go to stdout,
-//! errors to stderr with exit code 1. `create` and `rotate-secret` are the only commands that
-//! ever show a secret.
+//! - [`args`]: the commands and flags (clap); [`common`]: what every command shares;
+//! - [`serve`]: `serve`, and which runtime the process is (HTTP, Lambda, the Lambda poller);
+//! - [`integrations`], [`secret`] (`create`, `rotate-secret`, with [`setup`]: the customer's
+//!   side) and [`source`] (`set-source`, `test`): the integration commands;
+//! - [`connection`] with [`test_event`]: `integrations test --receiver-url`, a test event over
+//!   HTTP;
+//! - [`listing`]: `poll` and `backfill`; [`events`]: `events why` and `jobs list`;
+//! - [`replay`]: `replay eventbridge` and `replay ingest`, the dead-letter queues.
 
-pub mod args;
-pub mod commands;
-pub mod connection;
-pub mod listing;
-pub mod print;
-pub mod replay;
+mod args;
+mod common;
+mod connection;
+mod events;
+mod integrations;
+mod listing;
+mod replay;
+mod secret;
+mod serve;
+mod setup;
+mod source;
+mod test_event;
+mod verdict;
 
 pub use args::Cli;
 
+use crate::telemetry;
 use crate::wiring::wire;
-use crate::{env, telemetry};
-use args::{
-    BackfillArgs, Command, EventsCommand, IntegrationsCommand, JobsCommand, PollArgs,
-    ReplayCommand, ServeArgs,
-};
+use args::{Command, EventsCommand, JobsCommand, ServeArgs};
+use common::{CliResult, Printer};
+use serve::Runtime;
 use std::process::ExitCode;
 
-/// What this process was started to do.
-enum Invocation {
-    /// Run the handler: `serve`, or no command at all on Lambda.
-    Serve {
-        args: ServeArgs,
-        on_lambda: bool,
-    },
-    Integrations(IntegrationsCommand),
-    Jobs(JobsCommand),
-    Poll(PollArgs),
-    Backfill(BackfillArgs),
-    Events(EventsCommand),
-    Replay(ReplayCommand),
-}
-
-impl Invocation {
-    fn of(command: Option<Command>, on_lambda: bool) -> Result<Invocation, String> {
-        match command {
-            Some(Command::Serve(args)) => Ok(Invocation::Serve { args, on_lambda }),
-            Some(Command::Integrations(command)) => Ok(Invocation::Integrations(command)),
-            Some(Command::Jobs(command)) => Ok(Invocation::Jobs(command)),
-            Some(Command::Poll(args)) => Ok(Invocation::Poll(args)),
-            Some(Command::Backfill(args)) => Ok(Invocation::Backfill(args)),
-            Some(Command::Events(command)) => Ok(Invocation::Events(command)),
-            Some(Command::Replay(command)) => Ok(Invocation::Replay(command)),
-            None if on_lambda => Ok(Invocation::Serve {
-                args: ServeArgs::parse_from_env(),
-                on_lambda,
-            }),
-            None => Err("no command given; see `bucket-relay --help`".into()),
-        }
-    }
-}
-
+/// Runs the command the process was started with; on Lambda, with no command, `serve`.
 pub fn run(cli: Cli) -> ExitCode {
-    let on_lambda = std::env::var_os(env::LAMBDA_RUNTIME_API).is_some();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = Runtime::from_env();
+    let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
-    };
-    let result = runtime.block_on(async {
-        let invocation = Invocation::of(cli.command, on_lambda)?;
-        match &invocation {
-            Invocation::Serve { args, on_lambda } => telemetry::init_logging(&args.log, *on_lambda),
-            Invocation::Poll(_) | Invocation::Backfill(_) | Invocation::Replay(_) => {
-                telemetry::init_cli_logging()
-            }
-            Invocation::Integrations(_) | Invocation::Jobs(_) | Invocation::Events(_) => {}
-        }
-        let wired = wire(&cli.data_dir, &cli.backend).await?;
-        match invocation {
-            Invocation::Serve { args, on_lambda } => {
-                commands::serve(wired, &cli.data_dir, args, on_lambda).await
-            }
-            Invocation::Integrations(command) => {
-                commands::integrations(wired, cli.json, command).await
-            }
-            Invocation::Jobs(JobsCommand::List) => commands::jobs_list(wired, cli.json).await,
-            Invocation::Poll(args) => listing::poll(wired, args, cli.json).await,
-            Invocation::Backfill(args) => listing::backfill(wired, args, cli.json).await,
-            Invocation::Events(EventsCommand::Why { integration, key }) => {
-                commands::events_why(wired, &integration, &key, cli.json).await
-            }
-            Invocation::Replay(command) => {
-                replay::replay(wired, &cli.backend, command, cli.json).await
-            }
-        }
-    });
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
+        .and_then(|tokio| tokio.block_on(dispatch(cli, runtime)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => fail(message),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
-fn fail(message: String) -> ExitCode {
-    eprintln!("error: {message}");
-    ExitCode::FAILURE
+async fn dispatch(cli: Cli, runtime: Runtime) -> CliResult {
+    let command = match cli.command {
+        Some(command) => command,
+        None if runtime.on_lambda() => Command::Serve(ServeArgs::parse_from_env()),
+        None => anyhow::bail!("no command given; see `bucket-relay --help`"),
+    };
+    match &command {
+        Command::Serve(args) => telemetry::init_logging(&args.log, runtime.on_lambda()),
+        Command::Poll(_) | Command::Backfill(_) | Command::Replay(_) => {
+            telemetry::init_cli_logging();
+        }
+        Command::Integrations(_) | Command::Jobs(_) | Command::Events(_) => {}
+    }
+    let wired = wire(&cli.data_dir, &cli.backend).await?;
+    let printer = Printer { json: cli.json };
+    match command {
+        Command::Serve(args) => serve::serve(wired, &cli.data_dir, args, runtime).await,
+        Command::Integrations(command) => integrations::run(wired, printer, command).await,
+        Command::Jobs(JobsCommand::List) => printer.emit(&events::jobs(&wired).await?),
+        Command::Poll(args) => listing::poll(wired, printer, args).await,
+        Command::Backfill(args) => listing::backfill(wired, printer, args).await,
+        Command::Events(EventsCommand::Why { integration, key }) => {
+            printer.emit(&events::why(&wired, &integration, &key).await?)
+        }
+        Command::Replay(command) => replay::replay(wired, printer, &cli.backend, command).await,
+    }
 }

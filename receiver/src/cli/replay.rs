@@ -1,5 +1,5 @@
 //! `replay eventbridge` and `replay ingest`: the two dead-letter queues on SQS, sent through
-//! again. (The worker replays its own, `r2-events-dlq`, by consuming it: see the README.)
+//! again. (The worker replays its own, `r2-events-dlq`, by consuming it: see docs/operators.md.)
 //!
 //! - **eventbridge**: each dead-lettered event goes through the receiver's own handler, in
 //!   process, as the API destination would send it (the integration's bearer secret): the
@@ -12,154 +12,111 @@
 //!   the job id and the dead-lettered message's id, so a move retried within SQS's 5 minutes is
 //!   dropped) and only then deleted from the dead-letter queue.
 //!
-//! Messages are received hidden for 5 minutes; what a run keeps is made visible again at its end,
-//! for the next run. A kept message that comes round again within the run is not put through
+//! Messages are received hidden for 5 minutes ([`DeadLetterQueue`]); what a run keeps is made
+//! visible again at its end, for the next run. A kept message that comes round again within the run is not put through
 //! twice, and a run ends when the queue has nothing else.
 
 use super::args::{ReplayCommand, ReplayEventBridgeArgs, ReplayIngestArgs};
-use super::commands::{load, master_key, CliResult};
-use super::print;
+use super::common::{load, master_key, CliResult, Printer, Report};
 use crate::auth::Sender;
-use crate::backend::error_chain;
+use crate::backend::deadletters::DeadLetterQueue;
+use crate::backend::lookup::HeadObjects;
 use crate::handler::Relay;
 use crate::item::{decide_one, parse_events};
 use crate::wiring::{aws_config, BackendArgs, Wired};
-use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
-    MessageSystemAttributeName, SendMessageBatchRequestEntry,
-};
-use aws_sdk_sqs::Client;
+use anyhow::Context;
+use aws_sdk_sqs::types::Message;
 use chrono::Utc;
 use http::{HeaderMap, HeaderValue, Method};
 use relay_protocol::wire::{self, Results, BEARER_PREFIX, HEADER_AUTHORIZATION};
-use relay_protocol::{secret, Outcome};
+use relay_protocol::{secret, Disposition};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::{self, Write};
 use std::sync::Arc;
-
-/// How long a received message stays hidden from other readers: longer than a run takes to
-/// decide a batch.
-const VISIBILITY_SECONDS: i32 = 300;
-/// `ReceiveMessage`'s long-poll wait: an empty answer after it means the queue is drained.
-const WAIT_SECONDS: i32 = 2;
 
 /// What a replay did: messages per outcome and reason, deleted and kept.
 #[derive(Debug, Default, Serialize)]
-pub struct ReplayTally {
-    pub messages: u64,
+pub(crate) struct Replayed {
+    messages: u64,
     /// `<outcome>` or `<outcome>/<reason>` → count.
-    pub outcomes: BTreeMap<String, u64>,
-    pub deleted: u64,
-    pub kept: u64,
-    pub dry_run: bool,
+    outcomes: BTreeMap<String, u64>,
+    deleted: u64,
+    kept: u64,
+    dry_run: bool,
+    /// `eventbridge` or `ingest`.
+    queue: &'static str,
+    queue_url: String,
 }
 
-impl ReplayTally {
+impl Replayed {
+    fn new(queue: &'static str, url: &str, dry_run: bool) -> Self {
+        Replayed {
+            queue,
+            queue_url: url.to_owned(),
+            dry_run,
+            ..Replayed::default()
+        }
+    }
+
     fn count(&mut self, word: String) {
         *self.outcomes.entry(word).or_default() += 1;
     }
 }
 
-pub async fn replay(
+impl Report for Replayed {
+    fn render(&self, out: &mut dyn Write) -> fmt::Result {
+        let verb = if self.dry_run {
+            "Would replay"
+        } else {
+            "Replayed"
+        };
+        writeln!(
+            out,
+            "{verb} {} messages from {}:",
+            self.messages, self.queue_url
+        )?;
+        for (word, count) in &self.outcomes {
+            writeln!(out, "  {word:<36} {count:>8}")?;
+        }
+        if !self.dry_run {
+            writeln!(out, "deleted {}, kept {}", self.deleted, self.kept)?;
+        }
+        Ok(())
+    }
+
+    fn failure(&self) -> Option<String> {
+        if self.kept == 0 || self.dry_run {
+            return None;
+        }
+        let (kept, url) = (self.kept, &self.queue_url);
+        Some(match self.queue {
+            "ingest" => format!("{kept} jobs could not be moved and stay on {url}"),
+            _ => format!(
+                "{kept} messages kept on {url}: their events are not final yet (see the counts)"
+            ),
+        })
+    }
+}
+
+pub(crate) async fn replay(
     wired: Wired,
+    printer: Printer,
     backend: &BackendArgs,
     command: ReplayCommand,
-    json: bool,
 ) -> CliResult {
-    match command {
-        ReplayCommand::Eventbridge(args) => eventbridge(wired, args, json).await,
-        ReplayCommand::Ingest(args) => ingest(backend, args, json).await,
-    }
-}
-
-/// A client for the queue at `url`, in the queue's own region when the URL names one
-/// (`https://sqs.<region>.amazonaws.com/…`).
-async fn sqs_for(url: &str) -> Client {
     let config = aws_config().await;
-    let region = url
-        .strip_prefix("https://sqs.")
-        .and_then(|rest| rest.split_once('.'))
-        .map(|(region, _)| region.to_owned());
-    let mut builder = aws_sdk_sqs::config::Builder::from(&config);
-    if let Some(region) = region {
-        builder = builder.region(aws_sdk_sqs::config::Region::new(region));
-    }
-    Client::from_conf(builder.build())
-}
-
-fn sqs_error<'a, E: std::error::Error>(
-    what: &'static str,
-    url: &'a str,
-) -> impl FnOnce(E) -> String + 'a {
-    move |e| format!("{what} {url}: {}", error_chain(&e))
-}
-
-async fn receive(client: &Client, url: &str) -> Result<Vec<Message>, String> {
-    let out = client
-        .receive_message()
-        .queue_url(url)
-        .max_number_of_messages(10)
-        .wait_time_seconds(WAIT_SECONDS)
-        .visibility_timeout(VISIBILITY_SECONDS)
-        .message_attribute_names("All")
-        .message_system_attribute_names(MessageSystemAttributeName::All)
-        .send()
-        .await
-        .map_err(sqs_error("cannot receive from", url))?;
-    Ok(out.messages.unwrap_or_default())
-}
-
-async fn delete(client: &Client, url: &str, handles: &[String]) -> Result<(), String> {
-    for chunk in handles.chunks(10) {
-        let entries = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, handle)| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(handle)
-                    .build()
-                    .map_err(|e| e.to_string())
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let out = client
-            .delete_message_batch()
-            .queue_url(url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(sqs_error("cannot delete from", url))?;
-        if let Some(failed) = out.failed.first() {
-            return Err(format!("cannot delete from {url}: {}", failed.code()));
+    let report = match command {
+        ReplayCommand::Eventbridge(args) => {
+            let queue = DeadLetterQueue::new(&config, &args.dlq_url);
+            eventbridge(wired, &queue, args).await?
         }
-    }
-    Ok(())
-}
-
-/// Makes kept messages visible again at once, for the next run.
-async fn release(client: &Client, url: &str, handles: &[String]) -> Result<(), String> {
-    for chunk in handles.chunks(10) {
-        let entries = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, handle)| {
-                ChangeMessageVisibilityBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(handle)
-                    .visibility_timeout(0)
-                    .build()
-                    .map_err(|e| e.to_string())
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        client
-            .change_message_visibility_batch()
-            .queue_url(url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(sqs_error("cannot release messages on", url))?;
-    }
-    Ok(())
+        ReplayCommand::Ingest(args) => {
+            let queue = DeadLetterQueue::new(&config, &args.dlq_url);
+            ingest(&queue, backend, args).await?
+        }
+    };
+    printer.emit(&report)
 }
 
 /// What the receiver answers one dead-lettered event: its outcome word, and whether the message
@@ -169,33 +126,31 @@ enum Answer {
     Keep(String),
 }
 
-async fn eventbridge(wired: Wired, args: ReplayEventBridgeArgs, json: bool) -> CliResult {
+async fn eventbridge(
+    wired: Wired,
+    queue: &DeadLetterQueue,
+    args: ReplayEventBridgeArgs,
+) -> CliResult<Replayed> {
     let integration = load(wired.backends.store.as_ref(), &args.integration).await?;
     let key = master_key(&wired).await?;
     let bearer = secret::event_source_key(key.as_bytes(), &integration.id, integration.generation)
         .to_secret();
     let mut headers = HeaderMap::new();
     let authorization = HeaderValue::from_str(&format!("{BEARER_PREFIX}{bearer}"))
-        .map_err(|_| "the secret is not a header value".to_owned())?;
+        .ok()
+        .context("the secret is not a header value")?;
     headers.insert(HEADER_AUTHORIZATION, authorization);
     let path = wire::events_path(&integration.id);
     let relay = Arc::new(
-        Relay::new(wired.backends, wired.keys, false)
-            .with_lookup(Arc::new(crate::backend::lookup::HeadObjects::new())),
+        Relay::new(wired.backends, wired.keys, false).with_lookup(Arc::new(HeadObjects::new())),
     );
-    let client = sqs_for(&args.dlq_url).await;
-    let url = args.dlq_url.as_str();
-
-    let mut tally = ReplayTally {
-        dry_run: args.dry_run,
-        ..ReplayTally::default()
-    };
+    let mut tally = Replayed::new("eventbridge", queue.url(), args.dry_run);
     // Kept messages by id, with their latest receipt handle: one that comes round again (its
     // visibility ran out in a long run) is not put through twice, and once only kept ones come
     // back, the queue is done.
     let mut kept: HashMap<String, String> = HashMap::new();
     loop {
-        let received = receive(&client, url).await?;
+        let received = queue.receive().await?;
         let mut messages = Vec::new();
         for message in received {
             let id = message.message_id().unwrap_or_default();
@@ -253,20 +208,13 @@ async fn eventbridge(wired: Wired, args: ReplayEventBridgeArgs, json: bool) -> C
                 }
             }
         }
-        delete(&client, url, &done).await?;
+        queue.delete(&done).await?;
         tally.deleted += done.len() as u64;
     }
     let kept: Vec<String> = kept.into_values().collect();
-    release(&client, url, &kept).await?;
+    queue.release(&kept).await?;
     tally.kept = kept.len() as u64;
-    print::print_replay("eventbridge", url, &tally, json);
-    if tally.kept > 0 && !args.dry_run {
-        return Err(format!(
-            "{} messages kept on {url}: their events are not final yet (see the counts)",
-            tally.kept
-        ));
-    }
-    Ok(())
+    Ok(tally)
 }
 
 fn keep(kept: &mut HashMap<String, String>, message: &Message, handle: &str) {
@@ -286,9 +234,9 @@ fn read_answer(status: u16, body: &[u8]) -> Answer {
                 Some(reason) => format!("{}/{reason}", result.outcome),
                 None => result.outcome.to_string(),
             };
-            return match result.outcome {
-                Outcome::Accepted | Outcome::Duplicate | Outcome::Skipped => Answer::Final(word),
-                Outcome::Rejected | Outcome::RetryLater => Answer::Keep(word),
+            return match result.outcome.disposition() {
+                Disposition::Ack => Answer::Final(word),
+                Disposition::Retry | Disposition::DeadLetter => Answer::Keep(word),
             };
         }
     }
@@ -316,115 +264,39 @@ fn decide_only(integration: &relay_protocol::Integration, body: &str) -> Answer 
     Answer::Final(word)
 }
 
-async fn ingest(backend: &BackendArgs, args: ReplayIngestArgs, json: bool) -> CliResult {
+async fn ingest(
+    queue: &DeadLetterQueue,
+    backend: &BackendArgs,
+    args: ReplayIngestArgs,
+) -> CliResult<Replayed> {
     let target = backend
         .queue_url
         .as_deref()
         .filter(|url| !url.is_empty())
-        .ok_or_else(|| {
+        .with_context(|| {
             format!(
                 "replay ingest moves jobs to the ingest queue: set {} (or --queue-url)",
                 crate::env::QUEUE_URL
             )
         })?;
-    let client = sqs_for(&args.dlq_url).await;
-    let source = args.dlq_url.as_str();
-    let mut tally = ReplayTally {
-        dry_run: args.dry_run,
-        ..ReplayTally::default()
-    };
+    let mut tally = Replayed::new("ingest", queue.url(), args.dry_run);
     if args.dry_run {
-        let out = client
-            .get_queue_attributes()
-            .queue_url(source)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-            .send()
-            .await
-            .map_err(sqs_error("cannot read", source))?;
-        let waiting = out
-            .attributes()
-            .and_then(|a| {
-                a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-            })
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
+        let waiting = queue.waiting().await?;
         tally.messages = waiting;
         tally.kept = waiting;
-        print::print_replay("ingest", source, &tally, json);
-        return Ok(());
+        return Ok(tally);
     }
-    let fifo = target.ends_with(".fifo");
     loop {
-        let messages = receive(&client, source).await?;
+        let messages: Vec<Message> = queue.receive().await?;
         if messages.is_empty() {
             break;
         }
         tally.messages += messages.len() as u64;
-        let entries = messages
-            .iter()
-            .enumerate()
-            .map(|(i, message)| move_entry(i, message, fifo))
-            .collect::<Result<Vec<_>, String>>()?;
-        let out = client
-            .send_message_batch()
-            .queue_url(target)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(sqs_error("cannot send to", target))?;
-        let sent: Vec<String> = out
-            .successful()
-            .iter()
-            .filter_map(|ok| ok.id().parse::<usize>().ok())
-            .filter_map(|i| messages.get(i)?.receipt_handle().map(str::to_owned))
-            .collect();
-        for failed in out.failed() {
-            tracing::warn!(
-                message = "replay_move_failed",
-                code = failed.code(),
-                detail = failed.message().unwrap_or_default()
-            );
-        }
-        delete(&client, source, &sent).await?;
+        let sent = queue.move_to(target, &messages).await?;
+        queue.delete(&sent).await?;
         tally.deleted += sent.len() as u64;
         tally.kept += (messages.len() - sent.len()) as u64;
     }
     tally.outcomes.insert("moved".into(), tally.deleted);
-    print::print_replay("ingest", source, &tally, json);
-    match tally.kept {
-        0 => Ok(()),
-        kept => Err(format!(
-            "{kept} jobs could not be moved and stay on {source}"
-        )),
-    }
-}
-
-/// A dead-lettered job as it goes back to the ingest queue.
-fn move_entry(
-    index: usize,
-    message: &Message,
-    fifo: bool,
-) -> Result<SendMessageBatchRequestEntry, String> {
-    let mut entry = SendMessageBatchRequestEntry::builder()
-        .id(index.to_string())
-        .message_body(message.body().unwrap_or_default())
-        .set_message_attributes(message.message_attributes().cloned());
-    if fifo {
-        let job: relay_protocol::IngestJob =
-            serde_json::from_str(message.body().unwrap_or_default())
-                .map_err(|e| format!("a dead-lettered message is not an ingest job: {e}"))?;
-        let group = message
-            .attributes()
-            .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
-            .cloned()
-            .unwrap_or_else(|| job.integration_id.clone());
-        entry = entry
-            .message_group_id(group)
-            .message_deduplication_id(format!(
-                "{}-{}",
-                job.job_id,
-                message.message_id().unwrap_or_default()
-            ));
-    }
-    entry.build().map_err(|e| e.to_string())
+    Ok(tally)
 }

@@ -23,15 +23,15 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The largest request head accepted; hyper's own limit is far higher.
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+pub(super) const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// The most header fields a head may have (hyper's default too).
-pub const MAX_HEADERS: usize = 100;
+pub(super) const MAX_HEADERS: usize = 100;
 /// A chunk-size line longer than this is not followed: hyper decides about the body.
 const MAX_CHUNK_LINE: usize = 1024;
 const READ_CHUNK: usize = 16 * 1024;
 
 /// Called once with a refused head's path (when it got that far) and the refusal.
-pub type OnRefusal = Box<dyn FnOnce(&str, &Refusal) + Send>;
+pub(super) type OnRefusal = Box<dyn FnOnce(&str, &Refusal) + Send>;
 
 /// Where on the connection the next bytes belong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +52,7 @@ enum Framing {
     Refused,
 }
 
-pub struct Guarded<S> {
+pub(super) struct Guarded<S> {
     inner: S,
     framing: Framing,
     /// Read from the socket, not yet checked.
@@ -65,7 +65,7 @@ pub struct Guarded<S> {
 }
 
 impl<S> Guarded<S> {
-    pub fn new(inner: S, on_refusal: OnRefusal) -> Self {
+    pub(super) fn new(inner: S, on_refusal: OnRefusal) -> Self {
         Guarded {
             inner,
             framing: Framing::Head,

@@ -16,6 +16,8 @@
 //!   cannot cut a commit in half. Its answer is lost, and the sender's retry is answered from the
 //!   ledger (`duplicate`).
 
+#[cfg(test)]
+mod differential;
 mod head;
 
 use crate::handler::{too_large, Refusal, Relay};
@@ -40,7 +42,7 @@ const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
 /// How long open connections get to finish their requests after SIGTERM / Ctrl-C.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-pub async fn run(
+pub(crate) async fn run(
     relay: Arc<Relay>,
     listen: SocketAddr,
     read_timeout: Duration,

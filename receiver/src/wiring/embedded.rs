@@ -11,15 +11,15 @@ use std::sync::Arc;
 const DB_FILE: &str = "relay.db";
 const KEY_FILE: &str = "master.key";
 
-pub fn wire(data_dir: &Path) -> Result<Wired, String> {
+pub(super) fn wire(data_dir: &Path) -> anyhow::Result<Wired> {
     create_private_dir(data_dir)?;
     let db_path = data_dir.join(DB_FILE);
-    let db = Sqlite::open(&db_path).map_err(|e| e.to_string())?;
+    let db = Sqlite::open(&db_path)?;
     // The ledger and the queue name every object: readable by the owner only. SQLite gives its
     // -wal and -shm files the database file's mode.
     make_private(&db_path, 0o600)?;
     let key_path = data_dir.join(KEY_FILE);
-    let key = KeyFile::open(&key_path)?;
+    let key = KeyFile::open(&key_path).map_err(anyhow::Error::msg)?;
     if keyfile::is_too_open(&key_path) {
         eprintln!(
             "warning: {} is readable by other users; run chmod 600 on it",
@@ -41,18 +41,18 @@ pub fn wire(data_dir: &Path) -> Result<Wired, String> {
 }
 
 /// Creates the data directory (mode 0700), and makes an existing one private too.
-fn create_private_dir(dir: &Path) -> Result<(), String> {
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))?;
+        .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", dir.display()))?;
     make_private(dir, 0o700)
 }
 
-fn make_private(path: &Path, mode: u32) -> Result<(), String> {
+fn make_private(path: &Path, mode: u32) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("cannot make {} private: {e}", path.display()))
+        .map_err(|e| anyhow::anyhow!("cannot make {} private: {e}", path.display()))
 }

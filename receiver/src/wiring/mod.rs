@@ -58,19 +58,19 @@ pub struct BackendArgs {
 }
 
 /// The backends of one process, and the embedded database when that is what they are.
-pub struct Wired {
+pub(crate) struct Wired {
     pub backends: Backends,
     pub keys: Arc<dyn MasterKeySource>,
     #[cfg(feature = "embedded")]
     pub embedded: Option<Sqlite>,
 }
 
-pub async fn wire(data_dir: &Path, args: &BackendArgs) -> Result<Wired, String> {
+pub(crate) async fn wire(data_dir: &Path, args: &BackendArgs) -> anyhow::Result<Wired> {
     match args.backend {
         #[cfg(feature = "embedded")]
         BackendKind::Embedded => embedded::wire(data_dir),
         #[cfg(not(feature = "embedded"))]
-        BackendKind::Embedded => Err(format!(
+        BackendKind::Embedded => Err(anyhow::anyhow!(
             "this build has no embedded backend for {} (it was built without the `embedded` \
              feature, as the Lambda package is): use --backend aws",
             data_dir.display()
@@ -80,7 +80,7 @@ pub async fn wire(data_dir: &Path, args: &BackendArgs) -> Result<Wired, String> 
 }
 
 /// The AWS SDK's configuration from the environment, with the receiver's timeouts and retries.
-pub async fn aws_config() -> aws_config::SdkConfig {
+pub(crate) async fn aws_config() -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(
             TimeoutConfig::builder()
@@ -93,7 +93,7 @@ pub async fn aws_config() -> aws_config::SdkConfig {
         .await
 }
 
-async fn aws(args: &BackendArgs) -> Result<Wired, String> {
+async fn aws(args: &BackendArgs) -> anyhow::Result<Wired> {
     let required = [
         (&args.integrations_table, env::INTEGRATIONS_TABLE),
         (&args.ledger_table, env::LEDGER_TABLE),
@@ -106,16 +106,16 @@ async fn aws(args: &BackendArgs) -> Result<Wired, String> {
         .map(|(_, name)| *name)
         .collect();
     if !missing.is_empty() {
-        return Err(format!(
+        anyhow::bail!(
             "--backend aws needs {} (or the matching flags)",
             missing.join(", ")
-        ));
+        );
     }
     let config = aws_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
     let name = |value: &Option<String>| value.clone().unwrap_or_default();
     let lease = chrono::Duration::from_std(*args.claim_lease)
-        .map_err(|_| format!("{} is too long", env::CLAIM_LEASE))?;
+        .map_err(|_| anyhow::anyhow!("{} is too long", env::CLAIM_LEASE))?;
     if !(MAX_REQUEST_TIME < lease && lease < SQS_FIFO_DEDUP_WINDOW) {
         tracing::warn!(
             message = "claim_lease_out_of_range",

@@ -3,7 +3,7 @@
 # EventBridge cannot deliver after its retries land in an encrypted SQS dead-letter queue.
 
 locals {
-  # The rule matches the key as the event carries it, which may be URL-encoded (see the README's
+  # The rule matches the key as the event carries it, which may be URL-encoded (see docs/contract.md,
   # "Keys, per source"). A prefix or suffix made only of characters no encoding changes matches
   # either way; any other is left out of the rule, and the receiver, which reads the key first,
   # filters exactly. A filter here only saves deliveries; it must never drop an event.

@@ -9,7 +9,7 @@ use relay_protocol::{Integration, Provider};
 use std::fmt::Write;
 
 /// The events URL the customer's side posts to.
-pub fn events_url(public_url: &str, integration_id: &str) -> String {
+pub(super) fn events_url(public_url: &str, integration_id: &str) -> String {
     format!(
         "{}{}",
         public_url.trim_end_matches('/'),
@@ -18,7 +18,7 @@ pub fn events_url(public_url: &str, integration_id: &str) -> String {
 }
 
 /// What the customer does with the secret on their side.
-pub fn instructions(integration: &Integration, secret: &str, public_url: &str) -> String {
+pub(super) fn instructions(integration: &Integration, secret: &str, public_url: &str) -> String {
     let base = public_url.trim_end_matches('/');
     match integration.provider {
         Provider::R2 => r2_instructions(integration, secret, base),
@@ -92,7 +92,7 @@ fn r2_instructions(integration: &Integration, secret: &str, base: &str) -> Strin
 }
 
 /// The `[vars]` section of the customer's wrangler.toml for this integration, as TOML.
-pub fn wrangler_vars(integration: &Integration, base: &str) -> String {
+pub(super) fn wrangler_vars(integration: &Integration, base: &str) -> String {
     let quote = |text: &str| serde_json::to_string(text).expect("strings serialize");
     let mut vars = format!(
         "[vars]\n{WORKER_VAR_RECEIVER_URL} = {}\n{WORKER_VAR_INTEGRATION_ID} = {}\n",
@@ -116,7 +116,7 @@ pub fn wrangler_vars(integration: &Integration, base: &str) -> String {
 /// so that filtered objects never cost a queue operation. A rule takes one suffix, and
 /// Cloudflare refuses rules that overlap, so there is one rule per suffix, and a suffix that
 /// ends with another listed one is left to that one's rule (the receiver still filters exactly).
-pub fn notification_rules(integration: &Integration) -> Vec<String> {
+pub(super) fn notification_rules(integration: &Integration) -> Vec<String> {
     let base = format!(
         "npx wrangler r2 bucket notification create {} --event-type object-create --queue {WORKER_QUEUE}",
         shell_quote(&integration.bucket)
@@ -161,7 +161,7 @@ fn shell_quote(text: &str) -> String {
 
 /// The customer's `module` block for `terraform/modules/s3-source`, with this integration's
 /// bucket, URL and filters; the secret comes from the `bucket_relay_secret` variable.
-pub fn s3_source_module(integration: &Integration, public_url: &str) -> String {
+pub(super) fn s3_source_module(integration: &Integration, public_url: &str) -> String {
     let quote = |text: &str| serde_json::to_string(text).expect("strings serialize");
     let mut block = String::from(
         "variable \"bucket_relay_secret\" {\n  type      = string\n  sensitive = true\n}\n\n",
@@ -190,7 +190,7 @@ pub fn s3_source_module(integration: &Integration, public_url: &str) -> String {
 
 /// The `org-source` module block for a scoped integration, its values filled in where the
 /// integration knows them.
-pub fn org_source_module(integration: &Integration, public_url: &str) -> String {
+pub(super) fn org_source_module(integration: &Integration, public_url: &str) -> String {
     let quote = |text: &str| serde_json::to_string(text).expect("strings serialize");
     let list = |items: &[String]| {
         let quoted: Vec<String> = items.iter().map(|s| quote(s)).collect();
@@ -242,7 +242,7 @@ fn read_role_block(principal_output: &str, external_id: &str) -> String {
 
 /// The customer's side of read access (poll mode and backfill): for S3 the role to create, with
 /// the external id it must require; for R2 the token to create.
-pub fn read_access(integration: &Integration, external_id: &str) -> String {
+pub(super) fn read_access(integration: &Integration, external_id: &str) -> String {
     let id = &integration.id;
     let bucket = &integration.bucket;
     match integration.provider {

@@ -1,0 +1,91 @@
+//! What every command shares: its error type, the [`Report`] it returns and the [`Printer`] that
+//! shows it, and the two reads nearly every command starts with ([`load`], [`master_key`]).
+//!
+//! A command returns a typed, serialisable report; [`Printer::emit`] is the one place that
+//! decides whether a person reads it as text or a program as one JSON document (`--json`).
+//! These live apart from `cli/mod.rs` so that no command module imports the module that
+//! dispatches to it.
+
+use crate::backend::{MasterKey, Store};
+use crate::wiring::Wired;
+use anyhow::anyhow;
+use chrono::{DateTime, Utc};
+use relay_protocol::integration::ReadAccess;
+use relay_protocol::Integration;
+use serde::Serialize;
+use std::fmt;
+
+/// A command's result: `Err` is printed on stderr with exit code 1.
+pub(crate) type CliResult<T = ()> = anyhow::Result<T>;
+
+/// What a command produced: a JSON document, and the text a person reads.
+pub(crate) trait Report: Serialize {
+    /// The text a person reads on the terminal.
+    fn render(&self, out: &mut dyn fmt::Write) -> fmt::Result;
+
+    /// For a report of something that failed (a check, a replay that kept messages): the error
+    /// the command exits with once the report is shown.
+    fn failure(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Shows reports as text, or as one JSON document each with `--json`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Printer {
+    pub(crate) json: bool,
+}
+
+impl Printer {
+    /// Prints the report on stdout; then its failure, if it is one, becomes the command's error.
+    pub(crate) fn emit<R: Report>(self, report: &R) -> CliResult {
+        self.show(report)?;
+        match report.failure() {
+            Some(message) => Err(anyhow!(message)),
+            None => Ok(()),
+        }
+    }
+
+    /// Prints the report on stdout, failed or not: for a command that goes on (`poll --every`).
+    pub(crate) fn show<R: Report>(self, report: &R) -> CliResult {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(report)?);
+        } else {
+            let mut text = String::new();
+            report.render(&mut text)?;
+            print!("{text}");
+        }
+        Ok(())
+    }
+}
+
+/// The master key, or the backend's error.
+pub(crate) async fn master_key(wired: &Wired) -> CliResult<MasterKey> {
+    Ok(wired.keys.master_key().await?)
+}
+
+/// The integration `id`, or "no integration ID".
+pub(crate) async fn load(store: &dyn Store, id: &str) -> CliResult<Integration> {
+    store
+        .get(id)
+        .await?
+        .ok_or_else(|| anyhow!("no integration {id}"))
+}
+
+/// A time as the tables show it: RFC 3339 to the second, in UTC.
+pub(crate) fn time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// An integration as reports show it: a sealed token is named, never shown (not even sealed).
+pub(crate) struct Shown<'a>(pub(crate) &'a Integration);
+
+impl Serialize for Shown<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut value = serde_json::to_value(self.0).map_err(serde::ser::Error::custom)?;
+        if let Some(ReadAccess::SealedKeys { .. }) = &self.0.read_access {
+            value["read_access"] = serde_json::json!({"kind": "sealed_keys"});
+        }
+        value.serialize(serializer)
+    }
+}

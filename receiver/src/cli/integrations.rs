@@ -1,0 +1,362 @@
+//! `integrations list | show | pause | resume | set-mode | usage | delete`: reading and changing
+//! integrations in the store. (`create` and `rotate-secret`, which show a secret, are in
+//! [`super::secret`]; the read-access commands in [`super::source`].)
+
+use super::args::IntegrationsCommand;
+use super::common::{load, master_key, time, CliResult, Printer, Report, Shown};
+use crate::backend::{Seen, Store, UsageCounts, LEDGER_RETENTION};
+use crate::wiring::Wired;
+use anyhow::{anyhow, Context};
+use chrono::{DateTime, NaiveDate, Utc};
+use relay_protocol::integration::{ReadAccess, Scope, DEFAULT_MAX_OBJECT_BYTES};
+use relay_protocol::{Integration, Mode, Outcome, Provider, Reason, Status};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::{self, Write};
+
+/// Runs every `integrations` command.
+pub(crate) async fn run(wired: Wired, printer: Printer, command: IntegrationsCommand) -> CliResult {
+    let store = wired.backends.store.as_ref();
+    let now = Utc::now();
+    match command {
+        IntegrationsCommand::Create(args) => {
+            printer.emit(&super::secret::create(&wired, &args, now).await?)
+        }
+        IntegrationsCommand::RotateSecret(args) => {
+            printer.emit(&super::secret::rotate(&wired, &args, now).await?)
+        }
+        IntegrationsCommand::List => printer.emit(&List(store.list().await?)),
+        IntegrationsCommand::Show { id } => printer.emit(&show(&wired, &id).await?),
+        IntegrationsCommand::SetSource(args) => {
+            printer.emit(&super::source::set_source(&wired, args).await?)
+        }
+        IntegrationsCommand::Test(args) => super::source::test(&wired, printer, args).await,
+        IntegrationsCommand::Pause { id } => {
+            printer.emit(&update(store, &id, now, Status::Paused).await?)
+        }
+        IntegrationsCommand::Resume { id } => {
+            printer.emit(&update(store, &id, now, Status::Active).await?)
+        }
+        IntegrationsCommand::SetMode { id, mode } => {
+            printer.emit(&update(store, &id, now, mode).await?)
+        }
+        IntegrationsCommand::Usage { id, days } => {
+            printer.emit(&usage(&wired, &id, days, now).await?)
+        }
+        IntegrationsCommand::Delete { id } => {
+            if !store.delete(&id).await? {
+                return Err(anyhow!("no integration {id}"));
+            }
+            printer.emit(&Deleted { deleted: id })
+        }
+    }
+}
+
+/// `show`: the integration, for S3 its external id (or why it could not be derived), and the
+/// last event per outcome.
+async fn show(wired: &Wired, id: &str) -> CliResult<Show> {
+    let integration = load(wired.backends.store.as_ref(), id).await?;
+    // Only an S3 integration's external id needs the master key, and `show` works without it:
+    // the operator may be looking because the key cannot be read.
+    let (external_id, external_id_error) = match integration.provider {
+        Provider::S3 => match master_key(wired).await {
+            Ok(key) => (
+                Some(relay_protocol::secret::external_id(
+                    key.as_bytes(),
+                    &integration.id,
+                )),
+                None,
+            ),
+            Err(error) => (None, Some(format!("{error:#}"))),
+        },
+        Provider::R2 => (None, None),
+    };
+    let (last_seen, last_seen_error) = match wired.backends.history.last_seen(&integration.id).await
+    {
+        Ok(last) => (Some(last), None),
+        Err(error) => (None, Some(error.to_string())),
+    };
+    Ok(Show {
+        integration,
+        external_id,
+        external_id_error,
+        last_seen,
+        last_seen_error,
+    })
+}
+
+/// A status or mode change, written back with its time.
+trait Change: Copy {
+    /// Changes the integration, or says why it cannot.
+    fn apply(self, integration: &mut Integration) -> CliResult;
+}
+
+impl Change for Status {
+    fn apply(self, integration: &mut Integration) -> CliResult {
+        integration.status = self;
+        Ok(())
+    }
+}
+
+impl Change for Mode {
+    fn apply(self, integration: &mut Integration) -> CliResult {
+        if let Some(scope) = &integration.scope {
+            relay_protocol::integration::check_scope(scope, integration.provider, self)
+                .map_err(|e| anyhow!("integration {}: {e}", integration.id))?;
+        }
+        integration.mode = self;
+        Ok(())
+    }
+}
+
+async fn update(
+    store: &dyn Store,
+    id: &str,
+    now: DateTime<Utc>,
+    change: impl Change,
+) -> CliResult<Updated> {
+    let mut integration = load(store, id).await?;
+    change.apply(&mut integration)?;
+    integration.updated_at = now;
+    store.put(&integration).await?;
+    Ok(Updated(integration))
+}
+
+async fn usage(wired: &Wired, id: &str, days: u32, now: DateTime<Utc>) -> CliResult<Usage> {
+    load(wired.backends.store.as_ref(), id).await?;
+    let until = now.date_naive();
+    let since = chrono::Duration::try_days(i64::from(days.max(1)) - 1)
+        .and_then(|span| until.checked_sub_signed(span))
+        .with_context(|| format!("--days {days} reaches before the calendar's start"))?;
+    let days = wired.backends.usage.usage(id, since, until).await?;
+    let mut totals = UsageCounts::new();
+    for counts in days.values() {
+        for (key, count) in counts {
+            *totals.entry(*key).or_default() += count;
+        }
+    }
+    Ok(Usage {
+        integration_id: id.to_owned(),
+        since,
+        until,
+        totals,
+        days,
+    })
+}
+
+/// `list`: every integration.
+struct List(Vec<Integration>);
+
+impl Serialize for List {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(Shown))
+    }
+}
+
+impl Report for List {
+    fn render(&self, out: &mut dyn Write) -> fmt::Result {
+        if self.0.is_empty() {
+            return writeln!(
+                out,
+                "No integrations yet: create one with `bucket-relay integrations create`."
+            );
+        }
+        writeln!(
+            out,
+            "{:<26} {:<8} {:<24} {:<6} {:<7} {:>4}  FILTERS",
+            "ID", "PROVIDER", "BUCKET", "MODE", "STATUS", "GEN"
+        )?;
+        for i in &self.0 {
+            writeln!(
+                out,
+                "{:<26} {:<8} {:<24} {:<6} {:<7} {:>4}  {}",
+                i.id,
+                i.provider,
+                i.bucket,
+                i.mode,
+                i.status,
+                i.generation,
+                filters(i)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn filters(i: &Integration) -> String {
+    let mut parts = Vec::new();
+    if let Some(prefix) = &i.prefix {
+        parts.push(format!("prefix={prefix}"));
+    }
+    if !i.suffixes.is_empty() {
+        parts.push(format!("suffix={}", i.suffixes.join(",")));
+    }
+    if let Some(output) = &i.output_prefix {
+        parts.push(format!("output={output}"));
+    }
+    if i.max_object_bytes != DEFAULT_MAX_OBJECT_BYTES {
+        parts.push(format!("max={}", i.max_object_bytes));
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// `show`'s report.
+#[derive(Serialize)]
+struct Show {
+    #[serde(flatten, serialize_with = "shown")]
+    integration: Integration,
+    /// Always present: `null` for R2, or when the master key cannot be read.
+    external_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    external_id_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_seen: Option<BTreeMap<Outcome, Seen>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_seen_error: Option<String>,
+}
+
+fn shown<S: serde::Serializer>(
+    integration: &Integration,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    Shown(integration).serialize(serializer)
+}
+
+impl Report for Show {
+    fn render(&self, out: &mut dyn Write) -> fmt::Result {
+        let i = &self.integration;
+        let external_id = match (&self.external_id, &self.external_id_error) {
+            (Some(id), _) => id.clone(),
+            (None, Some(error)) => format!("(cannot read the master key: {error})"),
+            (None, None) => "-".to_owned(),
+        };
+        let none = || "-".to_owned();
+        let list = |items: &[String]| {
+            if items.is_empty() {
+                none()
+            } else {
+                items.join(", ")
+            }
+        };
+        let grace: Vec<String> = i
+            .previous_generations
+            .iter()
+            .map(|g| format!("{} until {}", g.generation, g.valid_until.to_rfc3339()))
+            .collect();
+        let rows = [
+            ("id", i.id.clone()),
+            ("provider", i.provider.to_string()),
+            ("bucket", i.bucket.clone()),
+            ("account", i.account.clone().unwrap_or_else(none)),
+            ("scope", i.scope.as_ref().map_or_else(none, Scope::describe)),
+            ("region", i.region.clone().unwrap_or_else(none)),
+            ("mode", i.mode.to_string()),
+            ("status", i.status.to_string()),
+            ("prefix", i.prefix.clone().unwrap_or_else(none)),
+            ("suffixes", list(&i.suffixes)),
+            ("max_object_bytes", i.max_object_bytes.to_string()),
+            (
+                "output_prefix",
+                i.output_prefix.clone().unwrap_or_else(none),
+            ),
+            ("generation", i.generation.to_string()),
+            ("previous_generations", list(&grace)),
+            (
+                "read_access",
+                i.read_access
+                    .as_ref()
+                    .map_or_else(none, ReadAccess::describe),
+            ),
+            ("external_id", external_id),
+            ("created_at", i.created_at.to_rfc3339()),
+            ("updated_at", i.updated_at.to_rfc3339()),
+        ];
+        for (name, value) in rows {
+            writeln!(out, "{name:<21} {value}")?;
+        }
+        let last = match (&self.last_seen, &self.last_seen_error) {
+            (Some(last), _) => last,
+            (None, error) => {
+                let error = error.as_deref().unwrap_or_default();
+                return writeln!(out, "\nlast event per outcome: unavailable ({error})");
+            }
+        };
+        writeln!(out, "\nlast event per outcome:")?;
+        if last.is_empty() {
+            let days = LEDGER_RETENTION.num_days();
+            writeln!(out, "  none seen in the last {days} days")?;
+        }
+        for seen in last.values() {
+            let reason = seen.reason.map_or("-", Reason::as_str);
+            writeln!(
+                out,
+                "  {:<12} {} {reason:<20} {}",
+                seen.outcome,
+                time(seen.at),
+                seen.key
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `pause`, `resume`, `set-mode`: the changed integration.
+struct Updated(Integration);
+
+impl Serialize for Updated {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        Shown(&self.0).serialize(serializer)
+    }
+}
+
+impl Report for Updated {
+    fn render(&self, out: &mut dyn Write) -> fmt::Result {
+        let i = &self.0;
+        writeln!(
+            out,
+            "Integration {} is now {}, mode {}.",
+            i.id, i.status, i.mode
+        )
+    }
+}
+
+#[derive(Serialize)]
+struct Deleted {
+    deleted: String,
+}
+
+impl Report for Deleted {
+    fn render(&self, out: &mut dyn Write) -> fmt::Result {
+        writeln!(out, "Deleted integration {}.", self.deleted)
+    }
+}
+
+/// `usage`: events per outcome and reason, in total and per day.
+#[derive(Serialize)]
+struct Usage {
+    integration_id: String,
+    since: NaiveDate,
+    until: NaiveDate,
+    totals: UsageCounts,
+    days: BTreeMap<NaiveDate, UsageCounts>,
+}
+
+impl Report for Usage {
+    fn render(&self, out: &mut dyn Write) -> fmt::Result {
+        let (id, since, until) = (&self.integration_id, self.since, self.until);
+        writeln!(out, "Events of {id} from {since} to {until} (UTC):\n")?;
+        if self.totals.is_empty() {
+            return writeln!(out, "  none");
+        }
+        writeln!(out, "  {:<12} {:<20} {:>10}", "OUTCOME", "REASON", "EVENTS")?;
+        for (key, count) in &self.totals {
+            let reason = key.reason.map_or("-", Reason::as_str);
+            writeln!(out, "  {:<12} {reason:<20} {count:>10}", key.outcome)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,155 @@
+//! `integrations create` and `rotate-secret`: the only commands that show a secret, with the
+//! customer's ready-to-paste setup ([`super::setup`]).
+
+use super::args::{CreateArgs, RotateArgs};
+use super::common::{load, master_key, CliResult, Report, Shown};
+use super::setup;
+use crate::wiring::Wired;
+use anyhow::{anyhow, Context};
+use chrono::{DateTime, Utc};
+use rand::distr::{Alphanumeric, SampleString};
+use relay_protocol::{secret, Integration, Provider};
+use serde::Serialize;
+use std::fmt::{self, Write};
+
+pub(crate) async fn create(
+    wired: &Wired,
+    args: &CreateArgs,
+    now: DateTime<Utc>,
+) -> CliResult<SecretReport> {
+    let random = Alphanumeric.sample_string(&mut rand::rng(), 20);
+    let integration = args.fields().build(&random, now)?;
+    // The key first, the write last: a failure leaves nothing behind that nobody has the
+    // secret of.
+    let key = master_key(wired).await?;
+    wired.backends.store.put(&integration).await?;
+    Ok(SecretReport::new(
+        "Created",
+        integration,
+        key.as_bytes(),
+        &args.public.url,
+    ))
+}
+
+pub(crate) async fn rotate(
+    wired: &Wired,
+    args: &RotateArgs,
+    now: DateTime<Utc>,
+) -> CliResult<SecretReport> {
+    let store = wired.backends.store.as_ref();
+    let mut integration = load(store, &args.id).await?;
+    let grace_until = if args.now {
+        None
+    } else {
+        let until = chrono::Duration::from_std(*args.grace)
+            .ok()
+            .and_then(|grace| now.checked_add_signed(grace))
+            .with_context(|| format!("--grace {} is too long", args.grace))?;
+        Some(until)
+    };
+    integration
+        .rotate(now, grace_until)
+        .map_err(|_| anyhow!("integration {} has used every secret generation", args.id))?;
+    let key = master_key(wired).await?;
+    store.put(&integration).await?;
+    let verb = "Rotated the secret of";
+    Ok(SecretReport::new(
+        verb,
+        integration,
+        key.as_bytes(),
+        &args.public.url,
+    ))
+}
+
+/// The new secret and everything the customer's side needs with it.
+#[derive(Serialize)]
+pub(crate) struct SecretReport {
+    #[serde(skip)]
+    verb: &'static str,
+    id: String,
+    secret: String,
+    events_url: String,
+    #[serde(serialize_with = "shown")]
+    integration: Integration,
+    setup: String,
+    wrangler_vars: Option<String>,
+    notification_rules: Option<Vec<String>>,
+    terraform: Option<String>,
+    external_id: Option<String>,
+    read_access_setup: String,
+}
+
+fn shown<S: serde::Serializer>(
+    integration: &Integration,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    Shown(integration).serialize(serializer)
+}
+
+impl SecretReport {
+    fn new(verb: &'static str, integration: Integration, master_key: &[u8], url: &str) -> Self {
+        let secret =
+            secret::event_source_secret(master_key, &integration.id, integration.generation);
+        let external_id = secret::external_id(master_key, &integration.id);
+        let r2 = integration.provider == Provider::R2;
+        SecretReport {
+            verb,
+            id: integration.id.clone(),
+            events_url: setup::events_url(url, &integration.id),
+            setup: setup::instructions(&integration, &secret, url),
+            wrangler_vars: r2.then(|| setup::wrangler_vars(&integration, url)),
+            notification_rules: r2.then(|| setup::notification_rules(&integration)),
+            terraform: match (integration.provider, &integration.scope) {
+                (Provider::S3, None) => Some(setup::s3_source_module(&integration, url)),
+                (Provider::S3, Some(_)) => Some(setup::org_source_module(&integration, url)),
+                (Provider::R2, _) => None,
+            },
+            read_access_setup: setup::read_access(&integration, &external_id),
+            external_id: (!r2).then_some(external_id),
+            secret,
+            integration,
+        }
+    }
+}
+
+impl Report for SecretReport {
+    fn render(&self, out: &mut dyn Write) -> fmt::Result {
+        let i = &self.integration;
+        writeln!(
+            out,
+            "{} integration {} ({} bucket {}).\n",
+            self.verb, i.id, i.provider, i.bucket
+        )?;
+        writeln!(
+            out,
+            "Event source secret (shown only now; store it on the customer's side):\n\n  {}\n",
+            self.secret
+        )?;
+        for grace in &i.previous_generations {
+            writeln!(
+                out,
+                "The secret of generation {} keeps working until {}.",
+                grace.generation,
+                grace.valid_until.to_rfc3339()
+            )?;
+        }
+        if !i.previous_generations.is_empty() {
+            writeln!(out)?;
+        }
+        write!(out, "{}", self.setup)?;
+        // Read access lists one bucket; for an integration covering many, a role in each
+        // account names the objects CloudTrail events leave unnamed.
+        if i.scope.is_none() {
+            writeln!(
+                out,
+                "\nFor poll mode and backfill (optional in event mode):\n"
+            )?;
+        } else {
+            writeln!(
+                out,
+                "\nWith the organization trail, or CloudTrail events of unversioned buckets:\n"
+            )?;
+        }
+        write!(out, "{}", self.read_access_setup)
+    }
+}

@@ -1,0 +1,88 @@
+//! `serve`, and what the process runs as on Lambda: the one place the runtime is chosen.
+
+use super::args::{Metrics, ServeArgs};
+use super::common::CliResult;
+use super::listing;
+use crate::backend::bucket::Buckets;
+use crate::backend::lookup::HeadObjects;
+use crate::env;
+use crate::handler::Relay;
+use crate::poll::Poller;
+use crate::wiring::Wired;
+use anyhow::anyhow;
+use std::path::Path;
+use std::sync::Arc;
+
+/// What this process runs as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Runtime {
+    /// `serve`: the handler as a plain HTTP server.
+    Http,
+    /// On Lambda, behind a function URL: the handler through `lambda_http`.
+    LambdaHttp,
+    /// On Lambda with `RELAY_LAMBDA_HANDLER=poll`: one poll tick per scheduled invocation.
+    LambdaPoller,
+}
+
+impl Runtime {
+    /// Lambda sets `AWS_LAMBDA_RUNTIME_API`; the poller function also sets
+    /// `RELAY_LAMBDA_HANDLER=poll`.
+    pub(crate) fn from_env() -> Runtime {
+        if std::env::var_os(env::LAMBDA_RUNTIME_API).is_none() {
+            return Runtime::Http;
+        }
+        match std::env::var(env::LAMBDA_HANDLER).as_deref() {
+            Ok(env::LAMBDA_HANDLER_POLL) => Runtime::LambdaPoller,
+            _ => Runtime::LambdaHttp,
+        }
+    }
+
+    pub(crate) fn on_lambda(self) -> bool {
+        self != Runtime::Http
+    }
+}
+
+/// Runs the handler (or the poller) in `runtime` until the process is told to stop.
+pub(crate) async fn serve(
+    wired: Wired,
+    data_dir: &Path,
+    args: ServeArgs,
+    runtime: Runtime,
+) -> CliResult {
+    let emit_metrics = args
+        .metrics
+        .map_or(runtime.on_lambda(), |m| m == Metrics::Emf);
+    if runtime == Runtime::LambdaPoller {
+        let buckets = Buckets::from_env().await;
+        let poller = Poller::new(&wired.backends, wired.keys, Arc::new(buckets));
+        return crate::lambda::run_poller(Arc::new(poller))
+            .await
+            .map_err(|e| anyhow!(e));
+    }
+    if let (Some(every), Runtime::Http) = (args.poll_every, runtime) {
+        listing::spawn_ticks(&wired, *every).await;
+    }
+    let relay = Arc::new(
+        Relay::new(wired.backends, wired.keys, emit_metrics)
+            .with_lookup(Arc::new(HeadObjects::new())),
+    );
+    if runtime == Runtime::LambdaHttp {
+        return crate::lambda::run(relay).await.map_err(|e| anyhow!(e));
+    }
+    #[cfg(feature = "server")]
+    {
+        tracing::info!(message = "starting", data_dir = %data_dir.display(), listen = %args.listen);
+        crate::serve::run(relay, args.listen, *args.read_timeout)
+            .await
+            .map_err(|e| anyhow!("cannot serve on {}: {e}", args.listen))
+    }
+    #[cfg(not(feature = "server"))]
+    {
+        let _ = (data_dir, relay);
+        Err(anyhow!(
+            "this build serves only on Lambda (it was built without the `server` feature), \
+             not on {}",
+            args.listen
+        ))
+    }
+}
