@@ -7,13 +7,15 @@
 //! - [`auth`]: which secret a request proves, and who sent it.
 //! - [`integrations`]: integrations read through the store, kept in memory for a second.
 //! - [`backend`]: the store, ledger, queue and bucket-listing ports and their adapters.
-//! - [`poll`]: poll ticks and backfills: a bucket listed page by page into jobs;
+//! - [`poll`]: poll ticks and backfills: a bucket listed page by page into jobs; [`access`]:
+//!   an integration's read access resolved with the master key;
 //!   [`sealed`]: R2 token credentials sealed at rest.
 //! - [`wiring`]: which backends a command uses (embedded or AWS).
 //! - [`cli`]: the `bucket-relay` command line.
 //! - [`telemetry`]: JSON logs and CloudWatch metrics; [`env`]: the environment variables.
 //! - [`contract`]: the contract as data, for the docs and the other languages' tests.
 
+mod access;
 mod answer;
 mod auth;
 pub mod backend;

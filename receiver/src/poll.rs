@@ -14,8 +14,11 @@
 //! Listing the next page overlaps committing the current one. Memory holds one page at a time,
 //! whatever the bucket's size.
 
+use crate::access::ReadCredentials;
 use crate::backend::bucket::{AccessError, BucketSource, Page};
-use crate::backend::{BackendError, Backends, Cursors, Intake, MasterKeySource, Store};
+use crate::backend::{
+    error_chain, BackendError, Backends, Cursors, Intake, MasterKeySource, Store,
+};
 use crate::item::Item;
 use crate::settle::settle;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
@@ -110,7 +113,7 @@ impl fmt::Display for RunError {
                  (`set-mode {id} poll`), and `backfill {id}` lists it once in any mode"
             ),
             RunError::Access(error) => error.fmt(f),
-            RunError::Backend(error) => error.fmt(f),
+            RunError::Backend(error) => f.write_str(&error_chain(error)),
             RunError::Unsettled(n) => write!(
                 f,
                 "{n} jobs could not be enqueued this time; the next run takes them again"
@@ -245,10 +248,11 @@ impl Poller {
         };
         let from = watermark - overlap;
         let master = self.keys.master_key().await?;
+        let credentials = ReadCredentials::resolve(integration, master.as_bytes())?;
         let prefix = integration.prefix.as_deref();
         let mut listing = self
             .buckets
-            .open(integration, master.as_bytes(), prefix, None)
+            .open(integration, &credentials, prefix, None)
             .await?;
         let now = Utc::now();
         let run = Run {
@@ -258,13 +262,12 @@ impl Poller {
         };
         let mut tally = Tally::default();
         let mut newest = watermark;
-        let recent = |object: &ListedObject| {
-            parse_time(&object.last_modified).is_none_or(|modified| modified >= from)
-        };
+        let recent =
+            |object: &ListedObject| object.last_modified.is_none_or(|modified| modified >= from);
         let mut page = listing.next_page().await?;
         while let Some(current) = page {
             for object in &current.objects {
-                if let Some(modified) = parse_time(&object.last_modified) {
+                if let Some(modified) = object.last_modified {
                     newest = newest.max(modified);
                 }
             }
@@ -335,11 +338,12 @@ impl Poller {
         });
         let resumed_after = cursor.after.clone();
         let master = self.keys.master_key().await?;
+        let credentials = ReadCredentials::resolve(&integration, master.as_bytes())?;
         let mut listing = self
             .buckets
             .open(
                 &integration,
-                master.as_bytes(),
+                &credentials,
                 scope.prefix.as_deref(),
                 cursor.after.clone(),
             )
@@ -357,7 +361,9 @@ impl Poller {
         let since = scope.since;
         let in_scope = |object: &ListedObject| {
             since.is_none_or(|since| {
-                parse_time(&object.last_modified).is_none_or(|modified| modified >= since)
+                object
+                    .last_modified
+                    .is_none_or(|modified| modified >= since)
             })
         };
         let started = Instant::now();
@@ -502,13 +508,23 @@ mod tests {
         id: String,
     }
 
+    const MASTER: &[u8] = b"0123456789abcdef";
+
     fn rig(mode: Mode, page_size: usize) -> Rig {
-        let integration = NewIntegration {
+        let mut integration = NewIntegration {
             mode,
+            account: Some("acc".into()),
             ..NewIntegration::new(Provider::R2, "uploads")
         }
         .build("test", parse_time(T0).unwrap())
         .unwrap();
+        let token = crate::sealed::KeyPair {
+            access_key_id: "id".into(),
+            secret_access_key: "secret".into(),
+        };
+        let sealed = crate::sealed::seal(MASTER, &integration.id, &token);
+        integration.read_access =
+            Some(relay_protocol::integration::ReadAccess::SealedKeys { sealed });
         let queue = Arc::new(MemoryQueue::default());
         let cursors = Arc::new(MemoryCursors::default());
         let bucket = Arc::new(MemoryBucket::new(page_size));
@@ -525,7 +541,7 @@ mod tests {
             cursors: cursors.clone(),
             history,
         };
-        let keys = Arc::new(StaticKey(MasterKey::from_bytes(b"0123456789abcdef")));
+        let keys = Arc::new(StaticKey(MasterKey::from_bytes(MASTER)));
         let poller = Poller::new(&backends, keys, Arc::new(bucket.clone()));
         Rig {
             poller,

@@ -52,7 +52,7 @@ pub(crate) fn init_cli_logging() {
 
 /// The backend's own words go to the log only; senders learn just that they may retry.
 pub(crate) fn log_backend_error(err: &crate::backend::BackendError) {
-    tracing::error!(message = "backend_unavailable", backend = err.backend, error = %err.detail);
+    tracing::error!(message = "backend_unavailable", backend = err.backend, error = %err.detail());
 }
 
 /// Counts of one request's events.

@@ -7,6 +7,7 @@
 
 use super::{normalize_etag, version_id, KeyEncoding, ObjectEvent};
 use crate::integration::Provider;
+use chrono::{DateTime, SecondsFormat, Utc};
 
 /// The operation name a listed object's job carries as its `action`.
 pub const LISTED_ACTION: &str = "ObjectListed";
@@ -20,8 +21,8 @@ pub struct ListedObject {
     pub etag: Option<String>,
     /// As the listing writes it: `null` for an object stored while versioning was off.
     pub version_id: Option<String>,
-    /// RFC 3339, from the listing's `LastModified`.
-    pub last_modified: String,
+    /// The listing's `LastModified` (`None` when it gives none).
+    pub last_modified: Option<DateTime<Utc>>,
 }
 
 /// Where a listing ran: the integration's storage, account, region and bucket.
@@ -51,7 +52,10 @@ impl ObjectEvent {
             sequencer: None,
             action: LISTED_ACTION.to_owned(),
             created: true,
-            event_time: object.last_modified,
+            event_time: object
+                .last_modified
+                .map(|time| time.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+                .unwrap_or_default(),
             source_event_id: listing.run_id.to_owned(),
         }
     }
@@ -78,7 +82,7 @@ mod tests {
             size: Some(5),
             etag: Some("\"b1946ac92492d2347c6235b4d2611184\"".into()),
             version_id: Some(version_id.into()),
-            last_modified: "2026-11-22T10:00:00Z".into(),
+            last_modified: DateTime::from_timestamp(1_795_341_600, 0),
         }
     }
 

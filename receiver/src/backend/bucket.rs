@@ -12,21 +12,20 @@
 //! of each page it committed. Every failure is an [`AccessError`] with a stable name.
 
 use super::error_chain;
+use crate::access::ReadCredentials;
 use crate::env;
-use crate::sealed::{self, KeyPair};
+use crate::wiring::aws::{AwsConfig, Purpose};
 use async_trait::async_trait;
 use aws_config::sts::AssumeRoleProvider;
-use aws_config::BehaviorVersion;
 use aws_credential_types::provider::future;
 use aws_sdk_s3::config::{Credentials, ProvideCredentials, Region, SharedCredentialsProvider};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::primitives::DateTimeFormat;
+use chrono::{DateTime, Utc};
 use relay_protocol::event::listed::ListedObject;
-use relay_protocol::integration::ReadAccess;
-use relay_protocol::{secret, Integration, Provider};
+use relay_protocol::{Integration, Provider};
 use std::fmt;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use tokio::sync::OnceCell;
 
 /// The session name our assumed role sessions carry in the customer's CloudTrail.
 pub const SESSION_NAME: &str = "bucket-relay-lister";
@@ -162,94 +161,80 @@ pub trait Listing: Send {
 
 /// Where listings of integrations' buckets come from: the port the poller lists through.
 #[async_trait]
-pub trait BucketSource: Send + Sync {
-    /// A listing of `integration`'s bucket under `prefix`, after `after` when resuming.
+pub(crate) trait BucketSource: Send + Sync {
+    /// A listing of `integration`'s bucket under `prefix`, after `after` when resuming, with the
+    /// integration's resolved read access.
     async fn open(
         &self,
         integration: &Integration,
-        master_key: &[u8],
+        credentials: &ReadCredentials,
         prefix: Option<&str>,
         after: Option<String>,
     ) -> Result<Box<dyn Listing>, AccessError>;
 }
 
-/// The S3 API adapter. One per process: it holds the AWS configuration the receiver's own
-/// credentials come from (the role we assume customers' roles with).
+/// The S3 API adapter. One per process: the receiver's own credentials (the role we assume
+/// customers' roles with) come from the process's AWS configuration, read at the first listing.
 pub struct Buckets {
-    base: aws_config::SdkConfig,
+    aws: Arc<AwsConfig>,
+    base: OnceCell<aws_config::SdkConfig>,
 }
 
 impl Buckets {
-    pub async fn from_env() -> Self {
-        let base = aws_config::defaults(BehaviorVersion::latest())
-            .timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .operation_attempt_timeout(Duration::from_secs(30))
-                    .build(),
-            )
-            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(5))
-            .load()
-            .await;
-        Buckets { base }
+    pub(crate) fn new(aws: Arc<AwsConfig>) -> Self {
+        Buckets {
+            aws,
+            base: OnceCell::new(),
+        }
+    }
+
+    async fn base(&self) -> &aws_config::SdkConfig {
+        self.base
+            .get_or_init(|| self.aws.for_purpose(Purpose::Listing))
+            .await
     }
 
     /// Checks that the bucket can be listed: one page of at most one key.
-    pub async fn check(
+    pub(crate) async fn check(
         &self,
         integration: &Integration,
-        master_key: &[u8],
+        credentials: &ReadCredentials,
     ) -> Result<(), AccessError> {
-        let client = self.client(integration, master_key).await?;
-        let prefix = integration.prefix.clone().filter(|p| !p.is_empty());
-        let mut pages = Pages {
-            client,
-            bucket: integration.bucket.clone(),
-            prefix,
-            position: Position::After(None),
-            provider: integration.provider,
-        };
+        let prefix = integration.prefix.as_deref();
+        let mut pages = self.pages(integration, credentials, prefix, None).await?;
         pages.fetch(1).await.map(drop)
     }
 
-    async fn client(
+    async fn pages(
         &self,
         integration: &Integration,
-        master_key: &[u8],
-    ) -> Result<aws_sdk_s3::Client, AccessError> {
-        let access = integration
-            .read_access
-            .as_ref()
-            .ok_or(AccessError::NoReadAccess)?;
-        let mut config = aws_sdk_s3::config::Builder::from(&self.base);
-        match (integration.provider, access) {
-            (Provider::S3, ReadAccess::AssumeRole { role_arn }) => {
-                let external_id = secret::external_id(master_key, &integration.id);
-                let credentials = assume(&self.base, role_arn, &external_id, SESSION_NAME)
+        credentials: &ReadCredentials,
+        prefix: Option<&str>,
+        after: Option<String>,
+    ) -> Result<Pages, AccessError> {
+        let base = self.base().await;
+        let mut config = aws_sdk_s3::config::Builder::from(base);
+        match credentials {
+            ReadCredentials::AssumeRole {
+                role_arn,
+                external_id,
+                region,
+            } => {
+                let credentials = assume(base, role_arn, external_id, SESSION_NAME)
                     .await
                     .map_err(AccessError::AssumeRoleDenied)?;
                 config = config
                     .credentials_provider(credentials)
                     // An emulator's endpoint (AWS_ENDPOINT_URL) answers path-style requests only.
-                    .force_path_style(self.base.endpoint_url().is_some());
-                if let Some(region) = &integration.region {
+                    .force_path_style(base.endpoint_url().is_some());
+                if let Some(region) = region {
                     config = config.region(Region::new(region.clone()));
                 }
             }
-            (Provider::R2, ReadAccess::SealedKeys { sealed }) => {
-                let account = integration.account.as_deref().ok_or_else(|| {
-                    AccessError::Misconfigured(
-                        "an R2 integration needs its --account to reach its endpoint".into(),
-                    )
-                })?;
-                let KeyPair {
-                    access_key_id,
-                    secret_access_key,
-                } = sealed::open(master_key, &integration.id, sealed)
-                    .map_err(|_| AccessError::SealedUnreadable)?;
+            ReadCredentials::R2Token { account, keys } => {
                 let credentials = Credentials::new(
-                    access_key_id,
-                    secret_access_key,
+                    keys.access_key_id.clone(),
+                    keys.secret_access_key.clone(),
                     None,
                     None,
                     "bucket-relay-r2-token",
@@ -260,14 +245,14 @@ impl Buckets {
                     .region(Region::new(R2_REGION))
                     .force_path_style(true);
             }
-            (provider, access) => {
-                return Err(AccessError::Misconfigured(format!(
-                    "a {provider} integration cannot use {}",
-                    access.describe()
-                )))
-            }
         }
-        Ok(aws_sdk_s3::Client::from_conf(config.build()))
+        Ok(Pages {
+            client: aws_sdk_s3::Client::from_conf(config.build()),
+            bucket: integration.bucket.clone(),
+            prefix: prefix.filter(|p| !p.is_empty()).map(str::to_owned),
+            position: Position::After(after),
+            provider: integration.provider,
+        })
     }
 }
 
@@ -276,18 +261,11 @@ impl BucketSource for Buckets {
     async fn open(
         &self,
         integration: &Integration,
-        master_key: &[u8],
+        credentials: &ReadCredentials,
         prefix: Option<&str>,
         after: Option<String>,
     ) -> Result<Box<dyn Listing>, AccessError> {
-        let client = self.client(integration, master_key).await?;
-        let pages = Pages {
-            client,
-            bucket: integration.bucket.clone(),
-            prefix: prefix.filter(|p| !p.is_empty()).map(str::to_owned),
-            position: Position::After(after),
-            provider: integration.provider,
-        };
+        let pages = self.pages(integration, credentials, prefix, after).await?;
         Ok(Box::new(pages))
     }
 }
@@ -426,7 +404,7 @@ impl Pages {
                 size: version.size().and_then(|s| u64::try_from(s).ok()),
                 etag: version.e_tag().map(str::to_owned),
                 version_id: version.version_id().map(str::to_owned),
-                last_modified: rfc3339(version.last_modified()),
+                last_modified: time(version.last_modified()),
             });
         }
         if let Some(marker) = out.delete_markers().last().and_then(|m| m.key()) {
@@ -467,7 +445,7 @@ impl Pages {
                     size: object.size().and_then(|s| u64::try_from(s).ok()),
                     etag: object.e_tag().map(str::to_owned),
                     version_id: None,
-                    last_modified: rfc3339(object.last_modified()),
+                    last_modified: time(object.last_modified()),
                 })
             })
             .collect();
@@ -480,9 +458,8 @@ impl Pages {
     }
 }
 
-fn rfc3339(time: Option<&aws_sdk_s3::primitives::DateTime>) -> String {
-    time.and_then(|t| t.fmt(DateTimeFormat::DateTime).ok())
-        .unwrap_or_default()
+fn time(time: Option<&aws_sdk_s3::primitives::DateTime>) -> Option<DateTime<Utc>> {
+    time.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
 }
 
 /// An SDK error as a named [`AccessError`], by the service's error code.

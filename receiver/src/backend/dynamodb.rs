@@ -52,8 +52,8 @@ fn err(e: impl std::fmt::Display) -> BackendError {
     BackendError::new(BACKEND, e)
 }
 
-fn sdk_err<E: std::error::Error>(e: E) -> BackendError {
-    BackendError::with_sources(BACKEND, &e)
+fn sdk_err<E: std::error::Error + Send + Sync + 'static>(e: E) -> BackendError {
+    BackendError::caused_by(BACKEND, e)
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {

@@ -14,14 +14,14 @@
 
 use super::bucket::assume;
 use super::error_chain;
+use crate::wiring::aws::{AwsConfig, Purpose};
 use async_trait::async_trait;
-use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::Region;
 use aws_sdk_s3::error::SdkError;
 use relay_protocol::decide::TEST_KEY_PREFIX;
 use relay_protocol::event::ObjectHead;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
@@ -102,32 +102,24 @@ const MAX_CLIENTS: usize = 512;
 
 /// The S3 adapter. One per process; the AWS configuration (the receiver's own credentials) is
 /// read at the first lookup, so a receiver that never looks anything up never reads it.
-#[derive(Default)]
 pub struct HeadObjects {
+    aws: Arc<AwsConfig>,
     base: OnceCell<aws_config::SdkConfig>,
     clients: Mutex<HashMap<(String, String, String), aws_sdk_s3::Client>>,
 }
 
 impl HeadObjects {
-    pub fn new() -> Self {
-        Self::default()
+    pub(crate) fn new(aws: Arc<AwsConfig>) -> Self {
+        HeadObjects {
+            aws,
+            base: OnceCell::new(),
+            clients: Mutex::default(),
+        }
     }
 
     async fn base(&self) -> &aws_config::SdkConfig {
         self.base
-            .get_or_init(|| async {
-                aws_config::defaults(BehaviorVersion::latest())
-                    .timeout_config(
-                        aws_config::timeout::TimeoutConfig::builder()
-                            .connect_timeout(Duration::from_secs(1))
-                            .operation_attempt_timeout(Duration::from_secs(1))
-                            .operation_timeout(LOOKUP_BUDGET)
-                            .build(),
-                    )
-                    .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
-                    .load()
-                    .await
-            })
+            .get_or_init(|| self.aws.for_purpose(Purpose::Lookup))
             .await
     }
 

@@ -5,6 +5,7 @@ use super::{
     BackendError, Claim, ClaimToken, Cursors, Delivery, Enqueued, History, Ledger, MasterKey,
     MasterKeySource, ObjectHistory, Queue, Seen, Store, UsageCounts, UsageLog, CLAIM_LEASE,
 };
+use crate::access::ReadCredentials;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use relay_protocol::event::listed::ListedObject;
@@ -262,7 +263,9 @@ impl MemoryBucket {
             size: Some(1),
             etag: Some(format!("\"etag-{key}-{modified}\"")),
             version_id: None,
-            last_modified: modified.to_owned(),
+            last_modified: DateTime::parse_from_rfc3339(modified)
+                .ok()
+                .map(|time| time.with_timezone(&Utc)),
         };
         self.objects.lock().unwrap().insert(key.to_owned(), object);
     }
@@ -318,7 +321,7 @@ impl BucketSource for Arc<MemoryBucket> {
     async fn open(
         &self,
         _integration: &Integration,
-        _master_key: &[u8],
+        _credentials: &ReadCredentials,
         prefix: Option<&str>,
         after: Option<String>,
     ) -> Result<Box<dyn Listing>, AccessError> {

@@ -65,27 +65,44 @@ pub const CLAIM_LEASE: Duration = Duration::minutes(4);
 pub const LEDGER_RETENTION: Duration = Duration::days(30);
 
 /// A backend did not answer or refused; the request is answered 503 and retried by its sender.
+///
+/// An error from a backend's client (an SDK's, SQLite's) is kept whole: its causes are this
+/// error's [`source`](std::error::Error::source), and [`BackendError::detail`] writes them all
+/// on one line for a log.
 #[derive(Debug)]
 pub struct BackendError {
     pub backend: &'static str,
-    pub detail: String,
+    message: String,
+    cause: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 impl BackendError {
     pub fn new(backend: &'static str, detail: impl fmt::Display) -> Self {
         BackendError {
             backend,
-            detail: detail.to_string(),
+            message: detail.to_string(),
+            cause: None,
         }
     }
-}
 
-impl BackendError {
-    /// An error with its whole source chain: an SDK's "service error" alone says nothing.
-    pub fn with_sources(backend: &'static str, error: &dyn std::error::Error) -> Self {
+    /// The error a backend's client answered, kept with its causes: an SDK's "service error"
+    /// alone says nothing.
+    pub fn caused_by(
+        backend: &'static str,
+        error: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
         BackendError {
             backend,
-            detail: error_chain(error),
+            message: error.to_string(),
+            cause: Some(Box::new(error)),
+        }
+    }
+
+    /// What failed and why, causes included, on one line.
+    pub fn detail(&self) -> String {
+        match &self.cause {
+            Some(error) => error_chain(error.as_ref()),
+            None => self.message.clone(),
         }
     }
 }
@@ -105,11 +122,15 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 
 impl fmt::Display for BackendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} backend: {}", self.backend, self.detail)
+        write!(f, "{} backend: {}", self.backend, self.message)
     }
 }
 
-impl std::error::Error for BackendError {}
+impl std::error::Error for BackendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause.as_ref().and_then(|error| error.source())
+    }
+}
 
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -496,6 +517,38 @@ mod tests {
         }
         assert!("accepted/nonsense".parse::<UsageKey>().is_err());
         assert!("later".parse::<UsageKey>().is_err());
+    }
+
+    #[test]
+    fn a_backend_error_keeps_its_causes_and_writes_them_once() {
+        let io = std::io::Error::other("connection reset");
+        let error = BackendError::caused_by("sqs", Wrapped(io));
+        assert_eq!(error.to_string(), "sqs backend: dispatch failure");
+        assert_eq!(
+            std::error::Error::source(&error).map(ToString::to_string),
+            Some("connection reset".to_owned())
+        );
+        assert_eq!(error.detail(), "dispatch failure: connection reset");
+        assert_eq!(
+            error_chain(&error),
+            "sqs backend: dispatch failure: connection reset"
+        );
+    }
+
+    /// An error whose own message hides its cause, as an SDK's does.
+    #[derive(Debug)]
+    struct Wrapped(std::io::Error);
+
+    impl fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("dispatch failure")
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
     }
 
     #[test]

@@ -33,7 +33,7 @@ impl SecretsManagerKey {
             .secret_id(&self.secret_id)
             .send()
             .await
-            .map_err(|e| BackendError::with_sources(BACKEND, &e))?;
+            .map_err(|e| BackendError::caused_by(BACKEND, e))?;
         let key = match (out.secret_string(), out.secret_binary()) {
             (Some(text), _) => MasterKey::from_hex(text).ok_or_else(|| {
                 BackendError::new(

@@ -89,3 +89,30 @@ impl Serialize for Shown<'_> {
         value.serialize(serializer)
     }
 }
+
+/// Whether one checked thing passed and, when not, its stable error name and the detail: the
+/// shape every per-item result in a report shares (flattened into the item).
+#[derive(Serialize)]
+pub(crate) struct Checked {
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+}
+
+impl Checked {
+    /// `name` gives an error's stable name, `detail` its words.
+    pub(crate) fn of<T, E>(
+        result: &Result<T, E>,
+        name: impl FnOnce(&E) -> &'static str,
+        detail: impl FnOnce(&E) -> String,
+    ) -> Self {
+        let error = result.as_ref().err();
+        Checked {
+            ok: error.is_none(),
+            error: error.map(name),
+            detail: error.map(detail),
+        }
+    }
+}

@@ -4,7 +4,7 @@
 
 use super::args::IntegrationsCommand;
 use super::common::{load, master_key, time, CliResult, Printer, Report, Shown};
-use crate::backend::{Seen, Store, UsageCounts, LEDGER_RETENTION};
+use crate::backend::{error_chain, Seen, Store, UsageCounts, LEDGER_RETENTION};
 use crate::wiring::Wired;
 use anyhow::{anyhow, Context};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -74,7 +74,7 @@ async fn show(wired: &Wired, id: &str) -> CliResult<Show> {
     let (last_seen, last_seen_error) = match wired.backends.history.last_seen(&integration.id).await
     {
         Ok(last) => (Some(last), None),
-        Err(error) => (None, Some(error.to_string())),
+        Err(error) => (None, Some(error_chain(&error))),
     };
     Ok(Show {
         integration,

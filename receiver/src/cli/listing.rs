@@ -2,8 +2,7 @@
 //! [`crate::poll`], with their reports and a backfill's progress.
 
 use super::args::{BackfillArgs, PollArgs};
-use super::common::{load, CliResult, Printer, Report};
-use crate::backend::bucket::Buckets;
+use super::common::{load, Checked, CliResult, Printer, Report};
 use crate::poll::{BackfillScope, Poller, Progress, RunError, Tally};
 use crate::wiring::Wired;
 use anyhow::{anyhow, bail, Context};
@@ -13,8 +12,9 @@ use std::fmt::{self, Write};
 use std::io::IsTerminal;
 use std::sync::Arc;
 
-fn poller(wired: &Wired, buckets: Buckets) -> Poller {
-    Poller::new(&wired.backends, Arc::clone(&wired.keys), Arc::new(buckets))
+fn poller(wired: &Wired) -> Poller {
+    let buckets = Arc::clone(&wired.buckets);
+    Poller::new(&wired.backends, Arc::clone(&wired.keys), buckets)
 }
 
 /// `poll`: one tick, or one every `--every` until interrupted.
@@ -22,7 +22,7 @@ pub(crate) async fn poll(wired: Wired, printer: Printer, args: PollArgs) -> CliR
     let overlap = chrono::Duration::from_std(*args.overlap)
         .ok()
         .with_context(|| format!("--overlap {} is too long", args.overlap))?;
-    let poller = poller(&wired, Buckets::from_env().await);
+    let poller = poller(&wired);
     loop {
         let results = poller.tick(args.integration.as_deref(), overlap).await?;
         let report = Tick(results);
@@ -39,7 +39,7 @@ pub(crate) async fn poll(wired: Wired, printer: Printer, args: PollArgs) -> CliR
 
 /// Runs a tick every `every` for as long as the process lives: `serve --poll-every`.
 pub(crate) async fn spawn_ticks(wired: &Wired, every: std::time::Duration) {
-    let poller = poller(wired, Buckets::from_env().await);
+    let poller = poller(wired);
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(every);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -71,7 +71,7 @@ pub(crate) async fn backfill(wired: Wired, printer: Printer, args: BackfillArgs)
             );
         }
     }
-    let poller = poller(&wired, Buckets::from_env().await);
+    let poller = poller(&wired);
     let scope = BackfillScope {
         prefix: args.prefix.clone(),
         since: args.since,
@@ -173,20 +173,15 @@ impl Serialize for Tick {
         #[derive(Serialize)]
         struct Doc<'a> {
             id: &'a str,
-            ok: bool,
+            #[serde(flatten)]
+            checked: Checked,
             #[serde(skip_serializing_if = "Option::is_none")]
             tally: Option<&'a Tally>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            error: Option<&'static str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            detail: Option<String>,
         }
         serializer.collect_seq(self.0.iter().map(|(id, result)| Doc {
             id,
-            ok: result.is_ok(),
+            checked: Checked::of(result, RunError::name, ToString::to_string),
             tally: result.as_ref().ok(),
-            error: result.as_ref().err().map(RunError::name),
-            detail: result.as_ref().err().map(ToString::to_string),
         }))
     }
 }

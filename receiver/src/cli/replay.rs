@@ -20,10 +20,10 @@ use super::args::{ReplayCommand, ReplayEventBridgeArgs, ReplayIngestArgs};
 use super::common::{load, master_key, CliResult, Printer, Report};
 use crate::auth::Sender;
 use crate::backend::deadletters::DeadLetterQueue;
-use crate::backend::lookup::HeadObjects;
 use crate::handler::Relay;
 use crate::item::{decide_one, parse_events};
-use crate::wiring::{aws_config, BackendArgs, Wired};
+use crate::wiring::aws::Purpose;
+use crate::wiring::{BackendArgs, Wired};
 use anyhow::Context;
 use aws_sdk_sqs::types::Message;
 use chrono::Utc;
@@ -105,7 +105,7 @@ pub(crate) async fn replay(
     backend: &BackendArgs,
     command: ReplayCommand,
 ) -> CliResult {
-    let config = aws_config().await;
+    let config = wired.aws.for_purpose(Purpose::Backends).await;
     let report = match command {
         ReplayCommand::Eventbridge(args) => {
             let queue = DeadLetterQueue::new(&config, &args.dlq_url);
@@ -141,9 +141,7 @@ async fn eventbridge(
         .context("the secret is not a header value")?;
     headers.insert(HEADER_AUTHORIZATION, authorization);
     let path = wire::events_path(&integration.id);
-    let relay = Arc::new(
-        Relay::new(wired.backends, wired.keys, false).with_lookup(Arc::new(HeadObjects::new())),
-    );
+    let relay = Arc::new(Relay::new(wired.backends, wired.keys, false).with_lookup(wired.lookups));
     let mut tally = Replayed::new("eventbridge", queue.url(), args.dry_run);
     // Kept messages by id, with their latest receipt handle: one that comes round again (its
     // visibility ran out in a long run) is not put through twice, and once only kept ones come

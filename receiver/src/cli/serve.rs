@@ -3,8 +3,6 @@
 use super::args::{Metrics, ServeArgs};
 use super::common::CliResult;
 use super::listing;
-use crate::backend::bucket::Buckets;
-use crate::backend::lookup::HeadObjects;
 use crate::env;
 use crate::handler::Relay;
 use crate::poll::Poller;
@@ -53,8 +51,7 @@ pub(crate) async fn serve(
         .metrics
         .map_or(runtime.on_lambda(), |m| m == Metrics::Emf);
     if runtime == Runtime::LambdaPoller {
-        let buckets = Buckets::from_env().await;
-        let poller = Poller::new(&wired.backends, wired.keys, Arc::new(buckets));
+        let poller = Poller::new(&wired.backends, wired.keys, wired.buckets);
         return crate::lambda::run_poller(Arc::new(poller))
             .await
             .map_err(|e| anyhow!(e));
@@ -62,10 +59,8 @@ pub(crate) async fn serve(
     if let (Some(every), Runtime::Http) = (args.poll_every, runtime) {
         listing::spawn_ticks(&wired, *every).await;
     }
-    let relay = Arc::new(
-        Relay::new(wired.backends, wired.keys, emit_metrics)
-            .with_lookup(Arc::new(HeadObjects::new())),
-    );
+    let relay =
+        Arc::new(Relay::new(wired.backends, wired.keys, emit_metrics).with_lookup(wired.lookups));
     if runtime == Runtime::LambdaHttp {
         return crate::lambda::run(relay).await.map_err(|e| anyhow!(e));
     }

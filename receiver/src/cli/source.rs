@@ -4,10 +4,11 @@
 //! or, with `--receiver-url`, sends a test event ([`super::connection`]).
 
 use super::args::{SetSourceArgs, TestArgs};
-use super::common::{load, master_key, CliResult, Printer, Report};
+use super::common::{load, master_key, Checked, CliResult, Printer, Report};
 use super::setup;
-use crate::backend::bucket::{AccessError, Buckets};
-use crate::backend::lookup::{HeadObjects, LookupError};
+use crate::access::ReadCredentials;
+use crate::backend::bucket::AccessError;
+use crate::backend::lookup::LookupError;
 use crate::sealed::{self, KeyPair};
 use crate::wiring::Wired;
 use anyhow::{bail, Context};
@@ -111,7 +112,7 @@ pub(crate) async fn test(wired: &Wired, printer: Printer, args: TestArgs) -> Cli
     let integration = load(wired.backends.store.as_ref(), &args.id).await?;
     let key = master_key(wired).await?;
     if let Some(ReadAccess::AssumeRoleInEachAccount { .. }) = &integration.read_access {
-        let checks = test_lookups(&integration, key.as_bytes(), &args).await?;
+        let checks = test_lookups(wired, &integration, key.as_bytes(), &args).await?;
         return printer.emit(&checks);
     }
     if args.account.is_some() || args.bucket.is_some() {
@@ -121,8 +122,10 @@ pub(crate) async fn test(wired: &Wired, printer: Printer, args: TestArgs) -> Cli
             args.id
         );
     }
-    let buckets = Buckets::from_env().await;
-    let result = buckets.check(&integration, key.as_bytes()).await;
+    let result = match ReadCredentials::resolve(&integration, key.as_bytes()) {
+        Ok(credentials) => wired.buckets.check(&integration, &credentials).await,
+        Err(error) => Err(error),
+    };
     printer.emit(&AccessCheck {
         integration,
         result,
@@ -132,6 +135,7 @@ pub(crate) async fn test(wired: &Wired, printer: Printer, args: TestArgs) -> Cli
 /// The read role of an integration covering many buckets: assumed in each account, and asked
 /// for a test key when a bucket is given.
 async fn test_lookups(
+    wired: &Wired,
     integration: &Integration,
     master_key: &[u8],
     args: &TestArgs,
@@ -152,7 +156,6 @@ async fn test_lookups(
     }
     let external_id = secret::external_id(master_key, &integration.id);
     let region = integration.region.as_deref();
-    let lookups = HeadObjects::new();
     let mut checks = Vec::new();
     for account in accounts {
         let role_arn = integration
@@ -160,7 +163,8 @@ async fn test_lookups(
             .as_ref()
             .and_then(|access| access.role_arn_for(Some(account), region))
             .with_context(|| format!("{account:?} is not an AWS account id (12 digits)"))?;
-        let result = lookups
+        let result = wired
+            .lookups
             .check(&role_arn, &external_id, region, args.bucket.as_deref())
             .await;
         checks.push(AccountCheck {
@@ -214,21 +218,15 @@ impl Serialize for AccessCheck {
         #[derive(Serialize)]
         struct Doc<'a> {
             id: &'a str,
-            ok: bool,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            error: Option<&'static str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            detail: Option<String>,
+            #[serde(flatten)]
+            checked: Checked,
             #[serde(skip_serializing_if = "Option::is_none")]
             hint: Option<&'static str>,
         }
-        let error = self.result.as_ref().err();
         Doc {
             id: &self.integration.id,
-            ok: error.is_none(),
-            error: error.map(AccessError::name),
-            detail: error.map(ToString::to_string),
-            hint: error.map(AccessError::hint),
+            checked: Checked::of(&self.result, AccessError::name, ToString::to_string),
+            hint: self.result.as_ref().err().map(AccessError::hint),
         }
         .serialize(serializer)
     }
@@ -279,19 +277,13 @@ impl Serialize for AccountCheck {
         struct Doc<'a> {
             account: &'a str,
             role_arn: &'a str,
-            ok: bool,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            error: Option<&'static str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            detail: Option<&'a str>,
+            #[serde(flatten)]
+            checked: Checked,
         }
-        let error = self.result.as_ref().err();
         Doc {
             account: &self.account,
             role_arn: &self.role_arn,
-            ok: error.is_none(),
-            error: error.map(LookupError::name),
-            detail: error.map(LookupError::detail),
+            checked: Checked::of(&self.result, LookupError::name, |e| e.detail().to_owned()),
         }
         .serialize(serializer)
     }

@@ -1,7 +1,7 @@
 //! The embedded backend's wiring: one private folder holding `relay.db` (SQLite: integrations,
 //! ledger, queue and usage) and `master.key`.
 
-use super::Wired;
+use super::Chosen;
 use crate::backend::keyfile::{self, KeyFile};
 use crate::backend::sqlite::Sqlite;
 use crate::backend::Backends;
@@ -11,7 +11,7 @@ use std::sync::Arc;
 const DB_FILE: &str = "relay.db";
 const KEY_FILE: &str = "master.key";
 
-pub(super) fn wire(data_dir: &Path) -> anyhow::Result<Wired> {
+pub(super) fn wire(data_dir: &Path) -> anyhow::Result<Chosen> {
     create_private_dir(data_dir)?;
     let db_path = data_dir.join(DB_FILE);
     let db = Sqlite::open(&db_path)?;
@@ -27,7 +27,7 @@ pub(super) fn wire(data_dir: &Path) -> anyhow::Result<Wired> {
         );
     }
     let shared = Arc::new(db.clone());
-    Ok(Wired {
+    Ok(Chosen {
         backends: Backends {
             store: shared.clone(),
             intake: shared.clone(),

@@ -6,22 +6,22 @@
 //! (see [`crate::env`]), and the AWS SDK's own variables (`AWS_REGION`, `AWS_ENDPOINT_URL`, …)
 //! are honoured, so a local emulator works the same way.
 
+use crate::backend::bucket::Buckets;
 use crate::backend::claiming::Claiming;
 use crate::backend::dynamodb::{DynamoLedger, DynamoStore};
+use crate::backend::lookup::HeadObjects;
 use crate::backend::secretsmanager::SecretsManagerKey;
 #[cfg(feature = "embedded")]
 use crate::backend::sqlite::Sqlite;
 use crate::backend::sqs::SqsQueue;
 use crate::backend::{Backends, MasterKeySource, MAX_REQUEST_TIME, SQS_FIFO_DEDUP_WINDOW};
 use crate::env;
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
-use aws_config::BehaviorVersion;
+use aws::{AwsConfig, Purpose};
 use clap::{Args, ValueEnum};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
+pub(crate) mod aws;
 #[cfg(feature = "embedded")]
 mod embedded;
 
@@ -57,15 +57,44 @@ pub struct BackendArgs {
     pub claim_lease: humantime::Duration,
 }
 
-/// The backends of one process, and the embedded database when that is what they are.
+/// Everything one process works with, built once here: the backends, the master key, the
+/// clients for customers' buckets, and the embedded database when that is what the backends are.
 pub(crate) struct Wired {
-    pub backends: Backends,
-    pub keys: Arc<dyn MasterKeySource>,
+    pub(crate) backends: Backends,
+    pub(crate) keys: Arc<dyn MasterKeySource>,
+    /// The process's AWS configuration, for the clients made per use (a dead-letter queue).
+    pub(crate) aws: Arc<AwsConfig>,
+    /// Listings of customers' buckets (poll, backfill, `integrations test`).
+    pub(crate) buckets: Arc<Buckets>,
+    /// Object lookups in customers' buckets (the handler, replays, `integrations test`).
+    pub(crate) lookups: Arc<HeadObjects>,
     #[cfg(feature = "embedded")]
-    pub embedded: Option<Sqlite>,
+    pub(crate) embedded: Option<Sqlite>,
+}
+
+/// The backends of one process, and the embedded database when that is what they are.
+struct Chosen {
+    backends: Backends,
+    keys: Arc<dyn MasterKeySource>,
+    #[cfg(feature = "embedded")]
+    embedded: Option<Sqlite>,
 }
 
 pub(crate) async fn wire(data_dir: &Path, args: &BackendArgs) -> anyhow::Result<Wired> {
+    let aws = Arc::new(AwsConfig::default());
+    let chosen = choose(data_dir, args, &aws).await?;
+    Ok(Wired {
+        backends: chosen.backends,
+        keys: chosen.keys,
+        buckets: Arc::new(Buckets::new(Arc::clone(&aws))),
+        lookups: Arc::new(HeadObjects::new(Arc::clone(&aws))),
+        aws,
+        #[cfg(feature = "embedded")]
+        embedded: chosen.embedded,
+    })
+}
+
+async fn choose(data_dir: &Path, args: &BackendArgs, aws: &AwsConfig) -> anyhow::Result<Chosen> {
     match args.backend {
         #[cfg(feature = "embedded")]
         BackendKind::Embedded => embedded::wire(data_dir),
@@ -75,25 +104,11 @@ pub(crate) async fn wire(data_dir: &Path, args: &BackendArgs) -> anyhow::Result<
              feature, as the Lambda package is): use --backend aws",
             data_dir.display()
         )),
-        BackendKind::Aws => aws(args).await,
+        BackendKind::Aws => aws_backends(args, aws).await,
     }
 }
 
-/// The AWS SDK's configuration from the environment, with the receiver's timeouts and retries.
-pub(crate) async fn aws_config() -> aws_config::SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(2))
-                .operation_timeout(Duration::from_secs(10))
-                .build(),
-        )
-        .retry_config(RetryConfig::standard().with_max_attempts(3))
-        .load()
-        .await
-}
-
-async fn aws(args: &BackendArgs) -> anyhow::Result<Wired> {
+async fn aws_backends(args: &BackendArgs, aws: &AwsConfig) -> anyhow::Result<Chosen> {
     let required = [
         (&args.integrations_table, env::INTEGRATIONS_TABLE),
         (&args.ledger_table, env::LEDGER_TABLE),
@@ -111,7 +126,7 @@ async fn aws(args: &BackendArgs) -> anyhow::Result<Wired> {
             missing.join(", ")
         );
     }
-    let config = aws_config().await;
+    let config = aws.for_purpose(Purpose::Backends).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
     let name = |value: &Option<String>| value.clone().unwrap_or_default();
     let lease = chrono::Duration::from_std(*args.claim_lease)
@@ -129,7 +144,7 @@ async fn aws(args: &BackendArgs) -> anyhow::Result<Wired> {
         aws_sdk_sqs::Client::new(&config),
         name(&args.queue_url),
     ));
-    Ok(Wired {
+    Ok(Chosen {
         backends: Backends {
             store: Arc::new(DynamoStore::new(dynamodb, name(&args.integrations_table))),
             intake: Arc::new(Claiming::new(

@@ -1,0 +1,132 @@
+//! An integration's read access resolved with the master key, before an adapter sees it: the
+//! role to assume with the integration's external id, or the R2 token opened. The adapters that
+//! list and look up objects never hold the master key, and never derive or unseal anything.
+
+use crate::backend::bucket::AccessError;
+use crate::sealed::{self, KeyPair};
+use relay_protocol::integration::ReadAccess;
+use relay_protocol::{secret, Integration, Provider};
+
+/// What reaches one integration's bucket.
+#[derive(Debug)]
+pub(crate) enum ReadCredentials {
+    /// S3: the customer's role, assumed with the integration's external id, in the
+    /// integration's region (if it names one).
+    AssumeRole {
+        role_arn: String,
+        external_id: String,
+        region: Option<String>,
+    },
+    /// R2: an R2 API token's keys, at the account's S3 API endpoint.
+    R2Token { account: String, keys: KeyPair },
+}
+
+impl ReadCredentials {
+    /// The credentials that list `integration`'s one bucket, or why there are none.
+    pub(crate) fn resolve(
+        integration: &Integration,
+        master_key: &[u8],
+    ) -> Result<Self, AccessError> {
+        let access = integration
+            .read_access
+            .as_ref()
+            .ok_or(AccessError::NoReadAccess)?;
+        match (integration.provider, access) {
+            (Provider::S3, ReadAccess::AssumeRole { role_arn }) => {
+                Ok(ReadCredentials::AssumeRole {
+                    role_arn: role_arn.clone(),
+                    external_id: secret::external_id(master_key, &integration.id),
+                    region: integration.region.clone(),
+                })
+            }
+            (Provider::R2, ReadAccess::SealedKeys { sealed }) => {
+                let account = integration.account.clone().ok_or_else(|| {
+                    AccessError::Misconfigured(
+                        "an R2 integration needs its --account to reach its endpoint".into(),
+                    )
+                })?;
+                let keys = sealed::open(master_key, &integration.id, sealed)
+                    .map_err(|_| AccessError::SealedUnreadable)?;
+                Ok(ReadCredentials::R2Token { account, keys })
+            }
+            (provider, access) => Err(AccessError::Misconfigured(format!(
+                "a {provider} integration cannot use {}",
+                access.describe()
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use relay_protocol::integration::NewIntegration;
+
+    const MASTER: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn integration(provider: Provider, access: Option<ReadAccess>) -> Integration {
+        let mut integration = NewIntegration {
+            account: Some("acc".into()),
+            ..NewIntegration::new(provider, "uploads")
+        }
+        .build("t", Utc::now())
+        .unwrap();
+        integration.read_access = access;
+        integration
+    }
+
+    #[test]
+    fn a_role_gets_the_integrations_external_id_and_a_token_opens_only_with_its_key() {
+        let role = ReadAccess::AssumeRole {
+            role_arn: "arn:aws:iam::123456789012:role/r".into(),
+        };
+        let s3 = integration(Provider::S3, Some(role));
+        match ReadCredentials::resolve(&s3, MASTER).unwrap() {
+            ReadCredentials::AssumeRole { external_id, .. } => {
+                assert_eq!(external_id, secret::external_id(MASTER, &s3.id));
+            }
+            other => panic!("{other:?}"),
+        }
+        let keys = KeyPair {
+            access_key_id: "id".into(),
+            secret_access_key: "secret".into(),
+        };
+        let mut r2 = integration(Provider::R2, None);
+        r2.read_access = Some(ReadAccess::SealedKeys {
+            sealed: sealed::seal(MASTER, &r2.id, &keys),
+        });
+        match ReadCredentials::resolve(&r2, MASTER).unwrap() {
+            ReadCredentials::R2Token {
+                account,
+                keys: opened,
+            } => {
+                assert_eq!((account.as_str(), opened), ("acc", keys));
+            }
+            other => panic!("{other:?}"),
+        }
+        let other_key = b"fedcba9876543210fedcba9876543210";
+        let error = ReadCredentials::resolve(&r2, other_key).unwrap_err();
+        assert_eq!(error.name(), "sealed_token_unreadable");
+        assert!(!format!("{:?}", ReadCredentials::resolve(&r2, MASTER)).contains("secret"));
+    }
+
+    #[test]
+    fn missing_or_mismatched_access_is_named() {
+        let none = integration(Provider::S3, None);
+        assert_eq!(
+            ReadCredentials::resolve(&none, MASTER).unwrap_err().name(),
+            "no_read_access"
+        );
+        let each = ReadAccess::AssumeRoleInEachAccount {
+            role_name: "r".into(),
+        };
+        let scoped = integration(Provider::S3, Some(each));
+        assert_eq!(
+            ReadCredentials::resolve(&scoped, MASTER)
+                .unwrap_err()
+                .name(),
+            "read_access_misconfigured"
+        );
+    }
+}
