@@ -16,7 +16,7 @@ use crate::backend::{Backends, MasterKey, MasterKeySource};
 use crate::integrations::Integrations;
 use crate::item::{decide_one, log_event, parse_events, Item};
 use crate::settle::settle;
-use crate::telemetry::{log_backend_error, Tally};
+use crate::telemetry::{log_backend_error, EventCounts};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, Method};
@@ -118,7 +118,7 @@ impl Relay {
         now: DateTime<Utc>,
     ) {
         if self.emit_metrics {
-            let mut tally = Tally::default();
+            let mut tally = EventCounts::default();
             tally.refused(refusal.reason);
             println!("{}", tally.emf(now.timestamp_millis()));
         }
@@ -275,7 +275,7 @@ impl Relay {
         elapsed_ms: f64,
         now: DateTime<Utc>,
     ) -> http::Response<Bytes> {
-        let mut tally = Tally::default();
+        let mut tally = EventCounts::default();
         for item in &items {
             tally.add(item.outcome, item.reason);
             log_event(integration_id, item);

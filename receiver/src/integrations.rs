@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 /// How long a request may be checked against an integration read from the store earlier.
 pub(crate) const STALENESS: Duration = Duration::from_secs(1);
 
-/// An integration, and whether it came from memory rather than from the store just now.
-pub(crate) struct Lookup {
+/// An integration as the handler knows it, and whether it came from memory rather than from the
+/// store just now.
+pub(crate) struct Known {
     pub integration: Arc<Integration>,
     pub cached: bool,
 }
@@ -38,9 +39,9 @@ impl Integrations {
 
     /// The integration `id`: from memory when read within [`STALENESS`], else from the store.
     /// An unknown id is never remembered, so a new integration is found at once.
-    pub(crate) async fn get(&self, id: &str) -> Result<Option<Lookup>, BackendError> {
+    pub(crate) async fn get(&self, id: &str) -> Result<Option<Known>, BackendError> {
         if let Some(integration) = self.remembered(id) {
-            return Ok(Some(Lookup {
+            return Ok(Some(Known {
                 integration,
                 cached: true,
             }));
@@ -49,7 +50,7 @@ impl Integrations {
     }
 
     /// The integration `id` as the store has it now.
-    pub(crate) async fn read(&self, id: &str) -> Result<Option<Lookup>, BackendError> {
+    pub(crate) async fn read(&self, id: &str) -> Result<Option<Known>, BackendError> {
         let Some(integration) = self.store.get(id).await? else {
             self.lock().remove(id);
             return Ok(None);
@@ -57,7 +58,7 @@ impl Integrations {
         let integration = Arc::new(integration);
         self.lock()
             .insert(id.to_owned(), (Instant::now(), Arc::clone(&integration)));
-        Ok(Some(Lookup {
+        Ok(Some(Known {
             integration,
             cached: false,
         }))

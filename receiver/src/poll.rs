@@ -22,7 +22,7 @@ use crate::backend::{
 use crate::item::Item;
 use crate::settle::settle;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use relay_protocol::event::listed::{ListedObject, Listing as ListingOf};
+use relay_protocol::event::listed::{ListedFrom, ListedObject};
 use relay_protocol::{decide_via, Integration, Mode, ObjectEvent, Outcome, Reason, Status, Via};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -39,7 +39,7 @@ pub(crate) const DEFAULT_OVERLAP: Duration = Duration::minutes(15);
 
 /// What a run did with the objects it listed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Tally {
+pub(crate) struct RunTally {
     /// Objects listed (each key's latest version).
     pub listed: u64,
     /// Listed objects the run put through the decision (modified recently enough).
@@ -54,7 +54,7 @@ pub(crate) struct Tally {
     pub rejected: u64,
 }
 
-impl Tally {
+impl RunTally {
     pub(crate) fn skipped_total(&self) -> u64 {
         self.skipped.values().sum()
     }
@@ -151,13 +151,13 @@ pub(crate) struct BackfillCursor {
     pub scope: BackfillScope,
     /// The last key of the last page committed: the listing resumes after it.
     pub after: Option<String>,
-    pub tally: Tally,
+    pub tally: RunTally,
     pub started_at: DateTime<Utc>,
 }
 
 /// Told about a backfill's progress after every page.
 pub(crate) trait Progress: Send {
-    fn page(&mut self, tally: &Tally, elapsed_s: f64);
+    fn page(&mut self, tally: &RunTally, elapsed_s: f64);
 }
 
 /// Runs poll ticks and backfills against the backends.
@@ -197,7 +197,7 @@ impl Poller {
         &self,
         only: Option<&str>,
         overlap: Duration,
-    ) -> Result<Vec<(String, Result<Tally, RunError>)>, RunError> {
+    ) -> Result<Vec<(String, Result<RunTally, RunError>)>, RunError> {
         let integrations = match only {
             Some(id) => {
                 let integration = self.load(id).await?;
@@ -240,7 +240,7 @@ impl Poller {
         &self,
         integration: &Integration,
         overlap: Duration,
-    ) -> Result<Tally, RunError> {
+    ) -> Result<RunTally, RunError> {
         let started = Instant::now();
         let watermark = match self.cursors.load(&integration.id, POLL_CURSOR).await? {
             Some(text) => parse_time(&text).unwrap_or(integration.created_at),
@@ -260,7 +260,7 @@ impl Poller {
             run_id: format!("poll:{}", now.to_rfc3339_opts(SecondsFormat::Millis, true)),
             dry_run: false,
         };
-        let mut tally = Tally::default();
+        let mut tally = RunTally::default();
         let mut newest = watermark;
         let recent =
             |object: &ListedObject| object.last_modified.is_none_or(|modified| modified >= from);
@@ -312,7 +312,7 @@ impl Poller {
         restart: bool,
         dry_run: bool,
         progress: &mut dyn Progress,
-    ) -> Result<(Tally, Option<String>), RunError> {
+    ) -> Result<(RunTally, Option<String>), RunError> {
         let integration = self.load(id).await?;
         if integration.status == Status::Paused {
             return Err(RunError::Paused(id.to_owned()));
@@ -333,7 +333,7 @@ impl Poller {
         let mut cursor = resumed.unwrap_or(BackfillCursor {
             scope: scope.clone(),
             after: None,
-            tally: Tally::default(),
+            tally: RunTally::default(),
             started_at: now,
         });
         let resumed_after = cursor.after.clone();
@@ -399,10 +399,10 @@ impl Poller {
         run: &Run<'_>,
         page: Page,
         wanted: &(dyn Fn(&ListedObject) -> bool + Sync),
-        tally: &mut Tally,
+        tally: &mut RunTally,
     ) -> Result<(), RunError> {
         let integration = run.integration;
-        let listing = ListingOf {
+        let from = ListedFrom {
             provider: integration.provider,
             account: integration.account.as_deref(),
             region: integration.region.as_deref(),
@@ -415,7 +415,7 @@ impl Poller {
         for object in page.objects.into_iter().filter(|object| wanted(object)) {
             tally.considered += 1;
             let id = object.key.clone();
-            let event = ObjectEvent::listed(&listing, object);
+            let event = ObjectEvent::listed(&from, object);
             let item =
                 Item::from_decision(id, decide_via(Via::Listing, integration, Ok(event), now));
             if item.reason == Some(Reason::Paused) {
@@ -553,13 +553,16 @@ mod tests {
     }
 
     impl Rig {
-        async fn tick(&self) -> Result<Tally, RunError> {
+        async fn tick(&self) -> Result<RunTally, RunError> {
             let mut results = self.poller.tick(None, DEFAULT_OVERLAP).await?;
             assert_eq!(results.len(), 1);
             results.remove(0).1
         }
 
-        async fn backfill(&self, since: Option<&str>) -> Result<(Tally, Option<String>), RunError> {
+        async fn backfill(
+            &self,
+            since: Option<&str>,
+        ) -> Result<(RunTally, Option<String>), RunError> {
             let scope = BackfillScope {
                 prefix: None,
                 since: since.and_then(parse_time),
@@ -587,7 +590,7 @@ mod tests {
     struct Silent;
 
     impl Progress for Silent {
-        fn page(&mut self, _tally: &Tally, _elapsed_s: f64) {}
+        fn page(&mut self, _tally: &RunTally, _elapsed_s: f64) {}
     }
 
     #[tokio::test]

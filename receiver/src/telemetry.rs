@@ -57,12 +57,12 @@ pub(crate) fn log_backend_error(err: &crate::backend::BackendError) {
 
 /// Counts of one request's events.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct Tally {
+pub(crate) struct EventCounts {
     outcomes: Vec<(Outcome, u32)>,
     reasons: Vec<(Reason, u32)>,
 }
 
-impl Tally {
+impl EventCounts {
     pub(crate) fn add(&mut self, outcome: Outcome, reason: Option<Reason>) {
         bump(&mut self.outcomes, outcome);
         if let Some(reason) = reason {
@@ -130,7 +130,7 @@ mod tests {
 
     #[test]
     fn emf_document_names_every_counted_metric_once_with_its_value() {
-        let mut tally = Tally::default();
+        let mut tally = EventCounts::default();
         tally.add(Outcome::Accepted, None);
         tally.add(Outcome::Accepted, None);
         tally.add(Outcome::Rejected, Some(Reason::BucketMismatch));
@@ -157,7 +157,7 @@ mod tests {
         );
         assert_eq!(tally.count(Outcome::Accepted), 2);
         assert_eq!(tally.count(Outcome::Skipped), 0);
-        let mut refused = Tally::default();
+        let mut refused = EventCounts::default();
         refused.refused(Reason::InvalidSecret);
         assert_eq!(refused.emf(0)["reason_invalid_secret"], 1);
     }

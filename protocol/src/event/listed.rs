@@ -27,7 +27,7 @@ pub struct ListedObject {
 
 /// Where a listing ran: the integration's storage, account, region and bucket.
 #[derive(Clone, Copy, Debug)]
-pub struct Listing<'a> {
+pub struct ListedFrom<'a> {
     pub provider: Provider,
     pub account: Option<&'a str>,
     pub region: Option<&'a str>,
@@ -38,7 +38,7 @@ pub struct Listing<'a> {
 
 impl ObjectEvent {
     /// The event a listed object stands for: a creation, at its `LastModified`.
-    pub fn listed(listing: &Listing<'_>, object: ListedObject) -> ObjectEvent {
+    pub fn listed(listing: &ListedFrom<'_>, object: ListedObject) -> ObjectEvent {
         ObjectEvent {
             provider: listing.provider,
             account: listing.account.map(str::to_owned),
@@ -66,8 +66,8 @@ mod tests {
     use super::*;
     use crate::event::eventbridge;
 
-    fn listing() -> Listing<'static> {
-        Listing {
+    fn listing() -> ListedFrom<'static> {
+        ListedFrom {
             provider: Provider::S3,
             account: Some("123456789012"),
             region: Some("eu-west-1"),

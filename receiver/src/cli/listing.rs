@@ -3,7 +3,7 @@
 
 use super::args::{BackfillArgs, PollArgs};
 use super::common::{load, Checked, CliResult, Printer, Report};
-use crate::poll::{BackfillScope, Poller, Progress, RunError, Tally};
+use crate::poll::{BackfillScope, Poller, Progress, RunError, RunTally};
 use crate::wiring::Wired;
 use anyhow::{anyhow, bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -122,7 +122,7 @@ impl Bar {
 }
 
 impl Progress for Bar {
-    fn page(&mut self, tally: &Tally, elapsed_s: f64) {
+    fn page(&mut self, tally: &RunTally, elapsed_s: f64) {
         self.0.set_message(format!(
             "listed {} · jobs {} · duplicates {} · skipped {} · {:.0} objects/s",
             tally.listed,
@@ -144,7 +144,7 @@ impl Drop for Bar {
 struct Lines;
 
 impl Progress for Lines {
-    fn page(&mut self, tally: &Tally, elapsed_s: f64) {
+    fn page(&mut self, tally: &RunTally, elapsed_s: f64) {
         tracing::info!(
             message = "backfill_progress",
             listed = tally.listed,
@@ -166,7 +166,7 @@ fn rate(count: u64, elapsed_s: f64) -> f64 {
 }
 
 /// One poll tick: each integration's tally, or why its tick failed.
-struct Tick(Vec<(String, Result<Tally, RunError>)>);
+struct Tick(Vec<(String, Result<RunTally, RunError>)>);
 
 impl Serialize for Tick {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -176,7 +176,7 @@ impl Serialize for Tick {
             #[serde(flatten)]
             checked: Checked,
             #[serde(skip_serializing_if = "Option::is_none")]
-            tally: Option<&'a Tally>,
+            tally: Option<&'a RunTally>,
         }
         serializer.collect_seq(self.0.iter().map(|(id, result)| Doc {
             id,
@@ -219,7 +219,7 @@ impl Report for Tick {
     }
 }
 
-fn skipped_detail(tally: &Tally) -> String {
+fn skipped_detail(tally: &RunTally) -> String {
     if tally.skipped.is_empty() {
         String::new()
     } else {
@@ -233,7 +233,7 @@ struct Backfill {
     id: String,
     dry_run: bool,
     resumed_after: Option<String>,
-    tally: Tally,
+    tally: RunTally,
 }
 
 impl Report for Backfill {
