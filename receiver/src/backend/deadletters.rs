@@ -1,5 +1,5 @@
-//! SQS dead-letter queues, as a replay reads them: messages received hidden for a while, deleted
-//! once handled, made visible again when kept, or moved to another queue.
+//! SQS dead-letter queues, the adapter of the [`DeadLetters`] port: messages received hidden for
+//! a while, deleted once handled, made visible again when kept, or moved to another queue.
 //!
 //! A message is received hidden for [`VISIBILITY_SECONDS`]; `ReceiveMessage` long-polls for
 //! [`WAIT_SECONDS`], so an empty answer means the queue is drained. A move sends each message
@@ -7,10 +7,12 @@
 //! the job id and the dead-lettered message's id, so a move retried within SQS's 5 minutes is
 //! dropped) before it is deleted.
 
-use super::{error_chain, BackendError};
+use super::{error_chain, BackendError, DeadLetter, DeadLetters};
+use async_trait::async_trait;
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
-    MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
+    MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
+    SendMessageBatchRequestEntry,
 };
 use aws_sdk_sqs::Client;
 
@@ -21,8 +23,8 @@ const VISIBILITY_SECONDS: i32 = 300;
 const WAIT_SECONDS: i32 = 2;
 const BACKEND: &str = "sqs";
 
-/// One dead-letter queue.
-pub struct DeadLetterQueue {
+/// One dead-letter queue on SQS.
+pub struct SqsDeadLetters {
     client: Client,
     url: String,
 }
@@ -32,7 +34,7 @@ fn failed<E: std::error::Error>(what: &'static str, url: &str) -> impl FnOnce(E)
     move |e| BackendError::new(BACKEND, format!("{what} {url}: {}", error_chain(&e)))
 }
 
-impl DeadLetterQueue {
+impl SqsDeadLetters {
     /// The queue at `url`, through a client in the queue's own region when the URL names one
     /// (`https://sqs.<region>.amazonaws.com/…`).
     pub fn new(config: &aws_config::SdkConfig, url: &str) -> Self {
@@ -44,18 +46,20 @@ impl DeadLetterQueue {
         if let Some(region) = region {
             builder = builder.region(aws_sdk_sqs::config::Region::new(region));
         }
-        DeadLetterQueue {
+        SqsDeadLetters {
             client: Client::from_conf(builder.build()),
             url: url.to_owned(),
         }
     }
+}
 
-    pub fn url(&self) -> &str {
+#[async_trait]
+impl DeadLetters for SqsDeadLetters {
+    fn url(&self) -> &str {
         &self.url
     }
 
-    /// Up to 10 messages, hidden from other readers for a while; none when drained.
-    pub async fn receive(&self) -> Result<Vec<Message>, BackendError> {
+    async fn receive(&self) -> Result<Vec<DeadLetter>, BackendError> {
         let out = self
             .client
             .receive_message()
@@ -68,11 +72,15 @@ impl DeadLetterQueue {
             .send()
             .await
             .map_err(failed("cannot receive from", &self.url))?;
-        Ok(out.messages.unwrap_or_default())
+        Ok(out
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(letter)
+            .collect())
     }
 
-    /// How many messages wait (SQS's approximate count).
-    pub async fn waiting(&self) -> Result<u64, BackendError> {
+    async fn waiting(&self) -> Result<u64, BackendError> {
         let count = QueueAttributeName::ApproximateNumberOfMessages;
         let out = self
             .client
@@ -89,8 +97,7 @@ impl DeadLetterQueue {
             .unwrap_or(0))
     }
 
-    /// Deletes handled messages by their receipt handles.
-    pub async fn delete(&self, handles: &[String]) -> Result<(), BackendError> {
+    async fn delete(&self, handles: &[String]) -> Result<(), BackendError> {
         for chunk in handles.chunks(10) {
             let entries = chunk
                 .iter()
@@ -119,8 +126,7 @@ impl DeadLetterQueue {
         Ok(())
     }
 
-    /// Makes kept messages visible again at once, for the next run.
-    pub async fn release(&self, handles: &[String]) -> Result<(), BackendError> {
+    async fn release(&self, handles: &[String]) -> Result<(), BackendError> {
         for chunk in handles.chunks(10) {
             let entries = chunk
                 .iter()
@@ -145,18 +151,17 @@ impl DeadLetterQueue {
         Ok(())
     }
 
-    /// Sends up to 10 received messages to the queue at `target`; the receipt handles of those
-    /// sent (to delete here), in order.
-    pub async fn move_to(
+    /// Up to 10 letters (one `SendMessageBatch`).
+    async fn move_to(
         &self,
         target: &str,
-        messages: &[Message],
+        letters: &[DeadLetter],
     ) -> Result<Vec<String>, BackendError> {
         let fifo = target.ends_with(".fifo");
-        let entries = messages
+        let entries = letters
             .iter()
             .enumerate()
-            .map(|(i, message)| move_entry(i, message, fifo))
+            .map(|(i, letter)| move_entry(i, letter, fifo))
             .collect::<Result<Vec<_>, _>>()?;
         let out = self
             .client
@@ -177,41 +182,63 @@ impl DeadLetterQueue {
             .successful()
             .iter()
             .filter_map(|ok| ok.id().parse::<usize>().ok())
-            .filter_map(|i| messages.get(i)?.receipt_handle().map(str::to_owned))
+            .filter_map(|i| Some(letters.get(i)?.receipt.clone()))
             .collect())
     }
+}
+
+/// A received message as a [`DeadLetter`]; one without a receipt handle cannot be handled.
+fn letter(message: Message) -> Option<DeadLetter> {
+    let attributes = message
+        .message_attributes()
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, value)| Some((name.clone(), value.string_value()?.to_owned())))
+        .collect();
+    let group = message
+        .attributes()
+        .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+        .cloned();
+    Some(DeadLetter {
+        receipt: message.receipt_handle()?.to_owned(),
+        id: message.message_id().unwrap_or_default().to_owned(),
+        body: message.body().unwrap_or_default().to_owned(),
+        attributes,
+        group,
+    })
 }
 
 /// A dead-lettered job as it goes back to the ingest queue.
 fn move_entry(
     index: usize,
-    message: &Message,
+    letter: &DeadLetter,
     fifo: bool,
 ) -> Result<SendMessageBatchRequestEntry, BackendError> {
+    let invalid = |e: &dyn std::fmt::Display| BackendError::new(BACKEND, e.to_string());
     let mut entry = SendMessageBatchRequestEntry::builder()
         .id(index.to_string())
-        .message_body(message.body().unwrap_or_default())
-        .set_message_attributes(message.message_attributes().cloned());
+        .message_body(&letter.body);
+    for (name, value) in &letter.attributes {
+        let value = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(value)
+            .build()
+            .map_err(|e| invalid(&e))?;
+        entry = entry.message_attributes(name, value);
+    }
     if fifo {
-        let job: relay_protocol::IngestJob =
-            serde_json::from_str(message.body().unwrap_or_default()).map_err(|e| {
-                BackendError::new(
-                    BACKEND,
-                    format!("a dead-lettered message is not an ingest job: {e}"),
-                )
-            })?;
-        let group = message
-            .attributes()
-            .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
-            .cloned()
+        let job: relay_protocol::IngestJob = serde_json::from_str(&letter.body).map_err(|e| {
+            invalid(&format!(
+                "a dead-lettered message is not an ingest job: {e}"
+            ))
+        })?;
+        let group = letter
+            .group
+            .clone()
             .unwrap_or_else(|| job.integration_id.clone());
         entry = entry
             .message_group_id(group)
-            .message_deduplication_id(format!(
-                "{}-{}",
-                job.job_id,
-                message.message_id().unwrap_or_default()
-            ));
+            .message_deduplication_id(format!("{}-{}", job.job_id, letter.id));
     }
-    entry.build().map_err(|e| BackendError::new(BACKEND, e))
+    entry.build().map_err(|e| invalid(&e))
 }

@@ -10,6 +10,7 @@
 //! - [`bucket::BucketSource`]: listings of customers' buckets ([`bucket::Buckets`]: the S3 API,
 //!   for S3 and R2).
 //! - [`MasterKeySource`]: the master key, from [`keyfile`] (embedded) or [`secretsmanager`].
+//! - [`DeadLetters`]: a dead-letter queue a replay drains ([`deadletters`]: SQS).
 //!
 //! Two ways to be an [`Intake`]:
 //! - [`sqlite`] (the embedded default) keeps the ledger, the queue and the usage counts in one
@@ -452,6 +453,43 @@ pub trait Queue: Send + Sync {
     async fn send(&self, jobs: &[&IngestJob]) -> Result<Vec<Delivery>, BackendError>;
     /// A read that shows the queue exists and answers.
     async fn probe(&self) -> Result<(), BackendError>;
+}
+
+/// A message received from a dead-letter queue, as a replay sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub id: String,
+    /// This receipt of the message: what deletes it or makes it visible again.
+    pub receipt: String,
+    pub body: String,
+    /// Its string message attributes (a job's `integration_id` and `provider`; EventBridge's
+    /// `ERROR_CODE`, why it dead-lettered the event).
+    pub attributes: BTreeMap<String, String>,
+    /// The FIFO message group it was sent in, if any.
+    pub group: Option<String>,
+}
+
+/// A dead-letter queue a replay drains: messages received hidden for a while, deleted once
+/// handled, made visible again when kept, or moved to another queue.
+#[async_trait]
+pub trait DeadLetters: Send + Sync {
+    /// The queue's URL, for reports.
+    fn url(&self) -> &str;
+    /// The next few messages, hidden from other readers for a while; none once drained.
+    async fn receive(&self) -> Result<Vec<DeadLetter>, BackendError>;
+    /// How many messages wait (approximately).
+    async fn waiting(&self) -> Result<u64, BackendError>;
+    /// Deletes handled messages by their receipts.
+    async fn delete(&self, receipts: &[String]) -> Result<(), BackendError>;
+    /// Makes kept messages visible again at once, for the next run.
+    async fn release(&self, receipts: &[String]) -> Result<(), BackendError>;
+    /// Sends the messages to the queue at `target` (same body, attributes and group); the
+    /// receipts of those sent, to delete.
+    async fn move_to(
+        &self,
+        target: &str,
+        letters: &[DeadLetter],
+    ) -> Result<Vec<String>, BackendError>;
 }
 
 /// The master key every event source secret is derived from. Its bytes never reach a log line,

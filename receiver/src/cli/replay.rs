@@ -12,20 +12,20 @@
 //!   the job id and the dead-lettered message's id, so a move retried within SQS's 5 minutes is
 //!   dropped) and only then deleted from the dead-letter queue.
 //!
-//! Messages are received hidden for 5 minutes ([`DeadLetterQueue`]); what a run keeps is made
+//! Messages are received hidden for 5 minutes ([`DeadLetters`]); what a run keeps is made
 //! visible again at its end, for the next run. A kept message that comes round again within the run is not put through
 //! twice, and a run ends when the queue has nothing else.
 
 use super::args::{ReplayCommand, ReplayEventBridgeArgs, ReplayIngestArgs};
 use super::common::{load, master_key, CliResult, Printer, Report};
 use crate::auth::Sender;
-use crate::backend::deadletters::DeadLetterQueue;
+use crate::backend::deadletters::SqsDeadLetters;
+use crate::backend::{DeadLetter, DeadLetters};
 use crate::handler::Relay;
 use crate::item::{decide_one, parse_events};
 use crate::wiring::aws::Purpose;
 use crate::wiring::{BackendArgs, Wired};
 use anyhow::Context;
-use aws_sdk_sqs::types::Message;
 use chrono::Utc;
 use http::{HeaderMap, HeaderValue, Method};
 use relay_protocol::wire::{self, Results, BEARER_PREFIX, HEADER_AUTHORIZATION};
@@ -108,11 +108,11 @@ pub(crate) async fn replay(
     let config = wired.aws.for_purpose(Purpose::Backends).await;
     let report = match command {
         ReplayCommand::Eventbridge(args) => {
-            let queue = DeadLetterQueue::new(&config, &args.dlq_url);
+            let queue = SqsDeadLetters::new(&config, &args.dlq_url);
             eventbridge(wired, &queue, args).await?
         }
         ReplayCommand::Ingest(args) => {
-            let queue = DeadLetterQueue::new(&config, &args.dlq_url);
+            let queue = SqsDeadLetters::new(&config, &args.dlq_url);
             ingest(&queue, backend, args).await?
         }
     };
@@ -128,7 +128,7 @@ enum Answer {
 
 async fn eventbridge(
     wired: Wired,
-    queue: &DeadLetterQueue,
+    queue: &dyn DeadLetters,
     args: ReplayEventBridgeArgs,
 ) -> CliResult<Replayed> {
     let integration = load(wired.backends.store.as_ref(), &args.integration).await?;
@@ -150,19 +150,18 @@ async fn eventbridge(
     loop {
         let received = queue.receive().await?;
         let mut messages = Vec::new();
-        for message in received {
-            let id = message.message_id().unwrap_or_default();
-            match (kept.get_mut(id), message.receipt_handle()) {
-                (Some(handle), Some(newer)) => *handle = newer.to_owned(),
-                _ => messages.push(message),
+        for letter in received {
+            match kept.get_mut(&letter.id) {
+                Some(receipt) => *receipt = letter.receipt,
+                None => messages.push(letter),
             }
         }
         if messages.is_empty() {
             break;
         }
         // A batch's events go through at once, as EventBridge's concurrent calls would.
-        let answers = futures::future::join_all(messages.iter().map(|message| async {
-            let body = message.body().unwrap_or_default();
+        let answers = futures::future::join_all(messages.iter().map(|letter| async {
+            let body = letter.body.as_str();
             if args.dry_run {
                 return decide_only(&integration, body);
             }
@@ -173,36 +172,32 @@ async fn eventbridge(
         }))
         .await;
         let mut done = Vec::new();
-        for (message, answer) in messages.iter().zip(answers) {
-            let Some(handle) = message.receipt_handle() else {
-                continue;
-            };
+        for (letter, answer) in messages.iter().zip(answers) {
             tally.messages += 1;
             match answer {
                 Answer::Final(word) if !args.dry_run => {
                     tally.count(word);
-                    done.push(handle.to_owned());
+                    done.push(letter.receipt.clone());
                 }
                 Answer::Final(word) => {
                     tally.count(word);
-                    keep(&mut kept, message, handle);
+                    kept.insert(letter.id.clone(), letter.receipt.clone());
                 }
                 Answer::Keep(word) => {
-                    let cause = message
-                        .message_attributes()
-                        .and_then(|a| a.get("ERROR_CODE"))
-                        .and_then(|v| v.string_value())
-                        .unwrap_or("-");
+                    let cause = letter
+                        .attributes
+                        .get("ERROR_CODE")
+                        .map_or("-", String::as_str);
                     tracing::info!(
                         message = "replay_kept",
                         integration_id = %integration.id,
-                        id = message.message_id().unwrap_or_default(),
+                        id = %letter.id,
                         outcome = %word,
                         dead_lettered_for = cause,
                         dry_run = args.dry_run,
                     );
                     tally.count(word);
-                    keep(&mut kept, message, handle);
+                    kept.insert(letter.id.clone(), letter.receipt.clone());
                 }
             }
         }
@@ -213,11 +208,6 @@ async fn eventbridge(
     queue.release(&kept).await?;
     tally.kept = kept.len() as u64;
     Ok(tally)
-}
-
-fn keep(kept: &mut HashMap<String, String>, message: &Message, handle: &str) {
-    let id = message.message_id().unwrap_or(handle);
-    kept.insert(id.to_owned(), handle.to_owned());
 }
 
 /// The answer a handled request gives one EventBridge event.
@@ -263,7 +253,7 @@ fn decide_only(integration: &relay_protocol::Integration, body: &str) -> Answer 
 }
 
 async fn ingest(
-    queue: &DeadLetterQueue,
+    queue: &dyn DeadLetters,
     backend: &BackendArgs,
     args: ReplayIngestArgs,
 ) -> CliResult<Replayed> {
@@ -285,7 +275,7 @@ async fn ingest(
         return Ok(tally);
     }
     loop {
-        let messages: Vec<Message> = queue.receive().await?;
+        let messages: Vec<DeadLetter> = queue.receive().await?;
         if messages.is_empty() {
             break;
         }
