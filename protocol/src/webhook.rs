@@ -38,6 +38,16 @@ pub enum WebhookError {
 }
 
 impl WebhookError {
+    /// Every name [`WebhookError::as_str`] gives, for docs and tests.
+    pub const NAMES: [&'static str; 6] = [
+        "missing_header",
+        "invalid_timestamp",
+        "timestamp_too_old",
+        "timestamp_too_new",
+        "no_matching_signature",
+        "invalid_secret_format",
+    ];
+
     /// A short stable name for logs.
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -31,6 +31,24 @@ impl Sender {
     }
 }
 
+/// A request with neither a signature nor an `authorization` header.
+const NO_CREDENTIALS: &str = "no_credentials";
+/// An `authorization` header of another scheme than Bearer.
+const NOT_A_BEARER_TOKEN: &str = "not_a_bearer_token";
+/// A bearer token that is none of the integration's valid secrets.
+const NO_MATCHING_SECRET: &str = "no_matching_secret";
+
+/// The causes of a bearer call's failure; a signed batch's are [`WebhookError::NAMES`].
+const BEARER_CAUSES: [&str; 3] = [NO_CREDENTIALS, NOT_A_BEARER_TOKEN, NO_MATCHING_SECRET];
+
+/// Every `cause` an `auth_failed` log line can carry, for docs and tests.
+pub(crate) fn causes() -> Vec<&'static str> {
+    WebhookError::NAMES
+        .into_iter()
+        .chain(BEARER_CAUSES)
+        .collect()
+}
+
 /// Why authentication failed: a stable word for the log, and a detail safe to answer with.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct AuthError(pub &'static str);
@@ -59,13 +77,13 @@ pub(crate) fn authenticate(
             .map_err(|e: WebhookError| AuthError(e.as_str()));
     }
     let Some(authorization) = header(HEADER_AUTHORIZATION) else {
-        return Err(AuthError("no_credentials"));
+        return Err(AuthError(NO_CREDENTIALS));
     };
     // RFC 9110: the scheme is case-insensitive (`bearer`, `BEARER` are Bearer too).
     let scheme = BEARER_PREFIX.trim_end();
     let presented = match authorization.split_once(' ') {
         Some((given, token)) if given.eq_ignore_ascii_case(scheme) => token,
-        _ => return Err(AuthError("not_a_bearer_token")),
+        _ => return Err(AuthError(NOT_A_BEARER_TOKEN)),
     };
     let presented = presented.trim().as_bytes();
     let matches = keys
@@ -74,6 +92,6 @@ pub(crate) fn authenticate(
     if matches {
         Ok(Sender::EventBridge)
     } else {
-        Err(AuthError("no_matching_secret"))
+        Err(AuthError(NO_MATCHING_SECRET))
     }
 }

@@ -43,6 +43,7 @@ pub fn document() -> Value {
         "outcomes": Outcome::ALL.iter().map(|o| o.as_str()).collect::<Vec<_>>(),
         "reasons": reasons,
         "receiver": {
+            "auth_failed_causes": crate::auth::causes(),
             "env": env::ALL,
             "events_path": wire::events_path("{integration_id}"),
             "health_path": wire::HEALTH_PATH,
@@ -69,6 +70,7 @@ pub fn document() -> Value {
             "external_id_prefix": relay_protocol::secret::EXTERNAL_ID_PREFIX,
             "lambda_handler_poll": crate::env::LAMBDA_HANDLER_POLL,
             "access_errors": AccessError::NAMES,
+            "lookup_errors": crate::backend::lookup::LookupError::NAMES,
         },
         "worker": {
             "name": wire::WORKER_NAME,

@@ -34,6 +34,10 @@ use std::time::Instant;
 pub(crate) const POLL_CURSOR: &str = "poll";
 /// The cursor holding an unfinished backfill's place.
 pub(crate) const BACKFILL_CURSOR: &str = "backfill";
+/// How far past the receiver's own clock a listing's `LastModified` may move the watermark: the
+/// storage's clock may run a little ahead, but an object dated in the future (9999-12-31, a
+/// skewed client) must not carry the watermark past every later upload.
+pub(crate) const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
 /// How far before the watermark a tick looks again, by default.
 pub(crate) const DEFAULT_OVERLAP: Duration = Duration::minutes(15);
 
@@ -55,6 +59,18 @@ pub(crate) struct RunTally {
 }
 
 impl RunTally {
+    /// Adds another run's (or page's) figures to these.
+    pub(crate) fn add(&mut self, other: &RunTally) {
+        self.listed += other.listed;
+        self.considered += other.considered;
+        self.jobs += other.jobs;
+        self.duplicates += other.duplicates;
+        self.rejected += other.rejected;
+        for (reason, count) in &other.skipped {
+            *self.skipped.entry(reason.clone()).or_default() += count;
+        }
+    }
+
     pub(crate) fn skipped_total(&self) -> u64 {
         self.skipped.values().sum()
     }
@@ -157,7 +173,20 @@ pub(crate) struct BackfillCursor {
 
 /// Told about a backfill's progress after every page.
 pub(crate) trait Progress: Send {
-    fn page(&mut self, tally: &RunTally, elapsed_s: f64);
+    /// After each page: this run's figures, and how long it has run.
+    fn page(&mut self, run: &RunTally, elapsed_s: f64);
+}
+
+/// A finished backfill.
+#[derive(Debug)]
+pub(crate) struct BackfillDone {
+    /// What this run did.
+    pub(crate) run: RunTally,
+    /// What every run of this backfill did, since the first one started (the same as `run`
+    /// unless it resumed an interrupted one).
+    pub(crate) total: RunTally,
+    /// The key an interrupted run had reached, when this run resumed after it.
+    pub(crate) resumed_after: Option<String>,
 }
 
 /// Runs poll ticks and backfills against the backends.
@@ -264,11 +293,13 @@ impl Poller {
         let mut newest = watermark;
         let recent =
             |object: &ListedObject| object.last_modified.is_none_or(|modified| modified >= from);
+        // The watermark follows the storage's clock, but never past ours by more than the skew.
+        let latest_mark = now + MAX_CLOCK_SKEW;
         let mut page = listing.next_page().await?;
         while let Some(current) = page {
             for object in &current.objects {
                 if let Some(modified) = object.last_modified {
-                    newest = newest.max(modified);
+                    newest = newest.max(modified.min(latest_mark));
                 }
             }
             let (next, taken) = tokio::join!(
@@ -312,7 +343,7 @@ impl Poller {
         restart: bool,
         dry_run: bool,
         progress: &mut dyn Progress,
-    ) -> Result<(RunTally, Option<String>), RunError> {
+    ) -> Result<BackfillDone, RunError> {
         let integration = self.load(id).await?;
         if integration.status == Status::Paused {
             return Err(RunError::Paused(id.to_owned()));
@@ -367,13 +398,18 @@ impl Poller {
             })
         };
         let started = Instant::now();
+        let mut this_run = RunTally::default();
         let mut page = listing.next_page().await?;
         while let Some(current) = page {
             let last_key = current.last_key.clone();
+            let mut taken_here = RunTally::default();
             let (next, taken) = tokio::join!(
                 listing.next_page(),
-                self.take_page(&run, current, &in_scope, &mut cursor.tally)
+                self.take_page(&run, current, &in_scope, &mut taken_here)
             );
+            // What a failed page did is counted too: its committed jobs are on the queue.
+            this_run.add(&taken_here);
+            cursor.tally.add(&taken_here);
             taken?;
             if last_key.is_some() {
                 cursor.after = last_key;
@@ -383,13 +419,17 @@ impl Poller {
                     .map_err(|e| RunError::Backend(BackendError::new("cursor", e)))?;
                 self.cursors.save(id, BACKFILL_CURSOR, Some(&text)).await?;
             }
-            progress.page(&cursor.tally, started.elapsed().as_secs_f64());
+            progress.page(&this_run, started.elapsed().as_secs_f64());
             page = next?;
         }
         if !dry_run {
             self.cursors.save(id, BACKFILL_CURSOR, None).await?;
         }
-        Ok((cursor.tally, resumed_after))
+        Ok(BackfillDone {
+            run: this_run,
+            total: cursor.tally,
+            resumed_after,
+        })
     }
 
     /// Puts one page's objects that `wanted` keeps through the decision and settles them
@@ -559,10 +599,7 @@ mod tests {
             results.remove(0).1
         }
 
-        async fn backfill(
-            &self,
-            since: Option<&str>,
-        ) -> Result<(RunTally, Option<String>), RunError> {
+        async fn backfill(&self, since: Option<&str>) -> Result<BackfillDone, RunError> {
             let scope = BackfillScope {
                 prefix: None,
                 since: since.and_then(parse_time),
@@ -619,6 +656,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_object_dated_in_the_future_is_taken_and_does_not_hold_the_watermark_there() {
+        let rig = rig(Mode::Poll, 1000);
+        rig.bucket.put("future.pdf", "9999-12-31T00:00:00Z");
+        let tally = rig.tick().await.unwrap();
+        assert_eq!(
+            tally.jobs, 1,
+            "an object dated in the future is still taken"
+        );
+        let mark = parse_time(&rig.cursor(POLL_CURSOR).await.unwrap()).unwrap();
+        assert!(
+            mark <= Utc::now() + MAX_CLOCK_SKEW,
+            "the watermark passed the time of the listing: {mark}"
+        );
+        // An upload after that tick, dated by the storage's (and our) clock.
+        rig.bucket.put("later.pdf", &Utc::now().to_rfc3339());
+        let tally = rig.tick().await.unwrap();
+        assert_eq!((tally.jobs, tally.duplicates), (1, 1));
+        assert_eq!(rig.queued(), ["future.pdf", "later.pdf"]);
+    }
+
+    #[tokio::test]
+    async fn the_first_tick_takes_what_changed_since_the_integration_was_created_less_the_overlap()
+    {
+        let rig = rig(Mode::Poll, 1000);
+        rig.bucket.put("started-before-create.pdf", &at(-2));
+        rig.bucket.put("long-before.pdf", &at(-60));
+        let tally = rig.tick().await.unwrap();
+        assert_eq!((tally.listed, tally.jobs), (2, 1));
+        assert_eq!(rig.queued(), ["started-before-create.pdf"]);
+    }
+
+    #[tokio::test]
     async fn a_failed_tick_keeps_its_watermark_and_the_next_one_loses_and_doubles_nothing() {
         let rig = rig(Mode::Poll, 2);
         for (i, key) in ["a", "b", "c", "d", "e"].into_iter().enumerate() {
@@ -649,10 +718,15 @@ mod tests {
             serde_json::from_str(&rig.cursor(BACKFILL_CURSOR).await.unwrap()).unwrap();
         assert_eq!(cursor.after.as_deref(), Some("k05"));
 
-        let (tally, resumed_after) = rig.backfill(None).await.unwrap();
-        assert_eq!(resumed_after.as_deref(), Some("k05"));
+        let done = rig.backfill(None).await.unwrap();
+        assert_eq!(done.resumed_after.as_deref(), Some("k05"));
         assert_eq!(
-            (tally.listed, tally.jobs),
+            (done.run.listed, done.run.jobs),
+            (4, 4),
+            "this run's own figures"
+        );
+        assert_eq!(
+            (done.total.listed, done.total.jobs),
             (10, 10),
             "counted over both runs"
         );
@@ -663,8 +737,16 @@ mod tests {
             "a finished backfill forgets its place"
         );
 
-        let (again, resumed_after) = rig.backfill(None).await.unwrap();
-        assert_eq!((resumed_after, again.jobs, again.duplicates), (None, 0, 10));
+        let again = rig.backfill(None).await.unwrap();
+        let (run, total) = (&again.run, &again.total);
+        assert_eq!(
+            (again.resumed_after, run.jobs, run.duplicates),
+            (None, 0, 10)
+        );
+        assert_eq!(
+            run, total,
+            "a run that did not resume is the whole backfill"
+        );
     }
 
     #[tokio::test]
@@ -672,7 +754,7 @@ mod tests {
         let rig = rig(Mode::Event, 1000);
         rig.bucket.put("old", &at(-120));
         rig.bucket.put("new", &at(-30));
-        let (tally, _) = rig.backfill(Some(&at(-60))).await.unwrap();
+        let tally = rig.backfill(Some(&at(-60))).await.unwrap().run;
         assert_eq!((tally.listed, tally.considered, tally.jobs), (2, 1, 1));
         assert_eq!(rig.queued(), ["new"]);
     }

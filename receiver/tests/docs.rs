@@ -213,3 +213,59 @@ fn the_contract_table_gives_each_reason_the_outcome_or_status_the_code_does() {
         "not in the contract's table: {missing:?}"
     );
 }
+
+/// The contract as data, as `cargo run -p bucket-relay --example contract` prints it.
+fn contract_words(section: &str, list: &str) -> Vec<String> {
+    let document = bucket_relay::contract::document();
+    document[section][list]
+        .as_array()
+        .unwrap_or_else(|| panic!("the contract has {section}.{list}"))
+        .iter()
+        .map(|word| word.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn the_operators_page_names_every_cause_an_auth_failure_is_logged_with() {
+    let operators = doc("operators.md");
+    let missing: Vec<String> = contract_words("receiver", "auth_failed_causes")
+        .into_iter()
+        .filter(|cause| !operators.contains(&format!("`{cause}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/operators.md does not name the auth_failed causes {missing:?}"
+    );
+}
+
+/// A failure name the operator's pages give (`…_mismatch`, `…_denied`, `…_unreadable`, …) is
+/// one the code can report: a reason, a listing or lookup failure, or an auth cause.
+#[test]
+fn every_failure_the_operator_pages_name_is_one_the_code_reports() {
+    let mut known: Vec<String> = Reason::ALL.iter().map(|r| r.as_str().to_owned()).collect();
+    known.extend(contract_words("listing", "access_errors"));
+    known.extend(contract_words("listing", "lookup_errors"));
+    known.extend(contract_words("receiver", "auth_failed_causes"));
+    let failure = [
+        "_mismatch",
+        "_denied",
+        "_unreadable",
+        "_misconfigured",
+        "_unreachable",
+    ];
+    let mut unknown = Vec::new();
+    for page in ["operators.md", "cli.md"] {
+        let text = doc(page);
+        for word in text.split('`').skip(1).step_by(2) {
+            let is_name =
+                !word.is_empty() && word.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+            if is_name
+                && failure.iter().any(|end| word.ends_with(end))
+                && !known.iter().any(|k| k == word)
+            {
+                unknown.push(format!("{page}: {word}"));
+            }
+        }
+    }
+    assert!(unknown.is_empty(), "names no code reports: {unknown:?}");
+}

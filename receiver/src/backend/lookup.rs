@@ -70,6 +70,13 @@ pub enum LookupError {
 }
 
 impl LookupError {
+    /// Every name, for docs and tests.
+    pub const NAMES: [&'static str; 3] = [
+        "assume_role_denied",
+        "head_object_denied",
+        "head_object_failed",
+    ];
+
     pub const fn name(&self) -> &'static str {
         match self {
             LookupError::AssumeRoleDenied(_) => "assume_role_denied",

@@ -92,7 +92,7 @@ pub(crate) async fn backfill(wired: Wired, printer: Printer, args: BackfillArgs)
         .await;
     drop(progress);
     let id = &args.id;
-    let (tally, resumed_after) = result.map_err(|error| match error {
+    let done = result.map_err(|error| match error {
         RunError::Access(_) => anyhow!("backfill of {id}: {error}"),
         error => {
             anyhow!("backfill of {id} stopped: {error}; run it again to resume where it stopped")
@@ -101,8 +101,9 @@ pub(crate) async fn backfill(wired: Wired, printer: Printer, args: BackfillArgs)
     printer.emit(&Backfill {
         id: args.id,
         dry_run: args.dry_run,
-        resumed_after,
-        tally,
+        resumed_after: done.resumed_after,
+        tally: done.run,
+        total: done.total,
     })
 }
 
@@ -227,13 +228,16 @@ fn skipped_detail(tally: &RunTally) -> String {
     }
 }
 
-/// A finished backfill.
+/// A finished backfill: this run's figures, and every run's since the backfill started.
 #[derive(Serialize)]
 struct Backfill {
     id: String,
     dry_run: bool,
     resumed_after: Option<String>,
+    /// This run.
     tally: RunTally,
+    /// Every run of this backfill (the same as `tally` unless it resumed).
+    total: RunTally,
 }
 
 impl Report for Backfill {
@@ -254,6 +258,18 @@ impl Report for Backfill {
             tally.duplicates,
             tally.skipped_total(),
             skipped_detail(tally)
-        )
+        )?;
+        if self.resumed_after.is_some() {
+            let total = &self.total;
+            writeln!(
+                out,
+                "With the runs before it: listed {}, {jobs} {}, duplicates {}, skipped {}.",
+                total.listed,
+                total.jobs,
+                total.duplicates,
+                total.skipped_total()
+            )?;
+        }
+        Ok(())
     }
 }
