@@ -67,7 +67,7 @@ impl IngestJob {
             integration_id,
             &event.bucket,
             &event.key,
-            event.version_discriminator(),
+            &event.version_discriminator(),
         );
         IngestJob {
             schema: SCHEMA.to_owned(),

@@ -114,6 +114,34 @@ mod tests {
     }
 
     #[test]
+    fn an_object_listed_without_etag_or_version_has_the_same_identity_in_every_run() {
+        let bare = ListedObject {
+            etag: None,
+            version_id: None,
+            ..object("null")
+        };
+        let run = |run_id| ListedFrom {
+            run_id,
+            ..listing()
+        };
+        let first = ObjectEvent::listed(&run("poll:1"), bare.clone());
+        let second = ObjectEvent::listed(&run("backfill:2"), bare.clone());
+        assert_eq!(
+            first.version_discriminator(),
+            second.version_discriminator()
+        );
+        let rewritten = ListedObject {
+            last_modified: DateTime::from_timestamp(1_795_341_601, 0),
+            ..bare
+        };
+        assert_ne!(
+            ObjectEvent::listed(&run("poll:1"), rewritten).version_discriminator(),
+            first.version_discriminator(),
+            "a new upload of the key is a new version"
+        );
+    }
+
+    #[test]
     fn an_unversioned_object_is_told_apart_by_its_etag_either_way() {
         // ListObjectVersions writes `null`; the event of an unversioned bucket has no version.
         let listed = ObjectEvent::listed(&listing(), object("null"));

@@ -12,6 +12,7 @@ pub mod r2;
 pub use key::KeyEncoding;
 
 use crate::integration::Provider;
+use std::borrow::Cow;
 use std::fmt;
 
 /// One object-storage event, whatever its source.
@@ -44,12 +45,20 @@ pub struct ObjectEvent {
 
 impl ObjectEvent {
     /// What tells two versions of the same key apart in the job id: the version id, else the
-    /// ETag, else (a CloudTrail event with neither) the source event id.
-    pub fn version_discriminator(&self) -> &str {
-        self.version_id
-            .as_deref()
-            .or(self.etag.as_deref())
-            .unwrap_or(&self.source_event_id)
+    /// ETag, else, for an object a listing shows with neither, its `LastModified` and size
+    /// (the same in every listing until the key is written again), else (a CloudTrail event with
+    /// neither) the source event id.
+    pub fn version_discriminator(&self) -> Cow<'_, str> {
+        if let Some(version) = self.version_id.as_deref().or(self.etag.as_deref()) {
+            return Cow::Borrowed(version);
+        }
+        if self.action == listed::LISTED_ACTION {
+            let size = self
+                .size
+                .map_or_else(|| "-".to_owned(), |size| size.to_string());
+            return Cow::Owned(format!("listed:{}:{size}", self.event_time));
+        }
+        Cow::Borrowed(&self.source_event_id)
     }
 }
 
@@ -220,7 +229,10 @@ mod tests {
             version_id: Some("v9".into()),
             size: Some(7),
         });
-        assert_eq!((sized.version_discriminator(), sized.size), ("v9", Some(5)));
+        assert_eq!(
+            (sized.version_discriminator().as_ref(), sized.size),
+            ("v9", Some(5))
+        );
     }
 
     #[test]
