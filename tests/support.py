@@ -138,9 +138,13 @@ def signed_headers(secret, body, timestamp=None, msg_id=None):
     }
 
 
+# A Cloudflare account id (32 hexadecimal digits), as R2 integrations and notifications carry it.
+R2_ACCOUNT = "4f3c1e0d9b8a7c6d5e4f3a2b1c0d9e8f"
+
+
 # --- event builders -------------------------------------------------------------------------
 
-def r2_notification(key, bucket="uploads", size=1024, action="PutObject", etag=None, account="acc_r2"):
+def r2_notification(key, bucket="uploads", size=1024, action="PutObject", etag=None, account=R2_ACCOUNT):
     notification = {
         "account": account,
         "action": action,

@@ -226,3 +226,27 @@ def test_jobs_dead_lettered_by_the_pipeline_move_back_to_the_ingest_queue(fifo_r
     back = stack.messages(stack.queue_url)
     assert sorted(json.loads(m["Body"])["key"] for m in back) == ["in/0.pdf", "in/1.pdf", "in/2.pdf"]
     assert all(m["MessageAttributes"]["integration_id"]["StringValue"] == created["id"] for m in back)
+
+
+def test_one_dead_letter_that_is_no_ingest_job_is_kept_by_name_and_the_rest_move(fifo_receiver, fifo_stack):
+    relay, stack = fifo_receiver, fifo_stack
+    created = relay.create("r2", "uploads")
+    assert relay.post_batch(created["id"], created["secret"], [r2_event(f"in/{i}.pdf") for i in range(2)]).status_code == 200
+    for message in stack.messages(stack.queue_url):
+        stack.sqs.send_message(QueueUrl=stack.dlq_url, MessageBody=message["Body"],
+                               MessageAttributes=message["MessageAttributes"],
+                               MessageGroupId=message["Attributes"]["MessageGroupId"],
+                               MessageDeduplicationId=json.loads(message["Body"])["job_id"])
+        stack.sqs.delete_message(QueueUrl=stack.queue_url, ReceiptHandle=message["ReceiptHandle"])
+    bad = stack.sqs.send_message(QueueUrl=stack.dlq_url, MessageBody="not a job", MessageGroupId="g",
+                                 MessageDeduplicationId="bad-1")["MessageId"]
+
+    result = replay(relay, "ingest", "--dlq-url", stack.dlq_url, check=False)
+    assert result.returncode == 1 and "1 jobs could not be moved" in result.stderr, result.stderr
+    assert sorted(json.loads(m["Body"])["key"] for m in stack.messages(stack.queue_url)) == ["in/0.pdf", "in/1.pdf"]
+    kept = [json.loads(line) for line in result.stderr.splitlines() if line.startswith('{"')]
+    assert any(line.get("message") == "replay_kept" and line.get("id") == bad
+               and line.get("outcome") == "kept/not_an_ingest_job" for line in kept), result.stderr
+    # The bad one is visible again at once (not hidden for five minutes), and alone on the queue.
+    again = stack.sqs.receive_message(QueueUrl=stack.dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+    assert [m["MessageId"] for m in again.get("Messages", [])] == [bad]

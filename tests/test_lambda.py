@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from relay_contract import ROOT
-from support import Receiver, free_port, r2_event, s3_object_created, wait_for_config_change
+from support import R2_ACCOUNT, Receiver, free_port, r2_event, s3_object_created, wait_for_config_change
 
 FUNCTION = "bucket-relay"
 
@@ -89,7 +89,7 @@ def test_the_poller_function_runs_one_tick_per_scheduled_invocation(tmp_path, aw
                    env={**env, "RELAY_R2_SECRET_ACCESS_KEY": "r2-secret-for-the-poller-test"})
     s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{moto}", region_name="us-east-1")
     s3.create_bucket(Bucket="uploads")
-    r2 = cli.create("r2", "uploads", "--account", "acc_r2", "--mode", "poll")
+    r2 = cli.create("r2", "uploads", "--account", R2_ACCOUNT, "--mode", "poll")
     cli.cli("integrations", "set-source", r2["id"], "--r2-access-key-id", "R2KEYPOLLER")
     s3.put_object(Bucket="uploads", Key="a.pdf", Body=b"x")
     env["RELAY_R2_ENDPOINT_URL"] = f"http://127.0.0.1:{aws_proxy.port}"

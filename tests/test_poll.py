@@ -20,11 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 import requests
 
-from support import AWS_TEST_ENV, REGION, RELAY_BIN, Receiver, expected_job_id, s3_object_created
+from support import AWS_TEST_ENV, R2_ACCOUNT, REGION, RELAY_BIN, Receiver, expected_job_id, s3_object_created
 
 ACCOUNT = "123456789012"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/bucket-relay-read"
-R2_ACCOUNT = "4f3c1e0d9b8a7c6d5e4f3a2b1c0d9e8f"
+
 R2_KEY_ID = "R2KEYID0123456789ABCDEF0123456789"
 R2_SECRET = "r2secret-9f8e7d6c5b4a39281706f5e4d3c2b1a0ffeeddccbbaa99887766554433221100"
 
@@ -168,6 +168,24 @@ def test_r2_is_listed_with_the_sealed_token_which_is_never_shown_logged_or_store
     for path in relay.data_dir.iterdir():
         data = path.read_bytes()
         assert R2_SECRET.encode() not in data and R2_KEY_ID.encode() not in data, path
+
+
+def test_at_trace_level_no_access_key_id_token_or_external_id_reaches_the_log(relay, s3, moto, aws_proxy):
+    bucket(s3, "uploads")
+    bucket(s3, "docs")
+    r2 = relay.create("r2", "uploads", "--account", R2_ACCOUNT, "--mode", "poll")
+    env = {**relay.env, "RELAY_R2_SECRET_ACCESS_KEY": R2_SECRET}
+    subprocess.run([str(RELAY_BIN), "--data-dir", str(relay.data_dir), "integrations", "set-source",
+                    r2["id"], "--r2-access-key-id", R2_KEY_ID], env=env, check=True, capture_output=True)
+    s3_id, external_id = s3_integration(relay, moto, "docs", "--mode", "poll")
+    put(s3, "uploads", "a.pdf")
+    put(s3, "docs", "b.pdf")
+    traced = subprocess.run([str(RELAY_BIN), "--data-dir", str(relay.data_dir), "--json", "poll"],
+                            capture_output=True, text=True, timeout=300, env={**relay.env, "RELAY_LOG": "trace"})
+    assert traced.returncode == 0, traced.stderr[-2000:]
+    assert {tick["id"] for tick in json.loads(traced.stdout) if tick["tally"]["jobs"] == 1} == {r2["id"], s3_id}
+    for secret in (R2_KEY_ID, R2_SECRET, external_id):
+        assert secret not in traced.stderr, secret[:6]
 
 
 def test_the_sealed_token_is_not_in_dynamodb_either(tmp_path, aws_stack, aws_proxy):

@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import subprocess
+from pathlib import Path
 import threading
 import time
 
@@ -16,7 +17,7 @@ import pytest
 import requests
 from standardwebhooks.webhooks import Webhook
 
-from support import (SIGN_BIN, Receiver, wait_for_config_change, cloudtrail_put_object, expected_job_id, r2_event, r2_notification,
+from support import (R2_ACCOUNT, RELAY_BIN, SIGN_BIN, Receiver, wait_for_config_change, cloudtrail_put_object, expected_job_id, r2_event, r2_notification,
                       s3_object_created)
 
 JOB_FIELDS = {"schema", "job_id", "integration_id", "provider", "account", "region", "bucket", "key",
@@ -36,7 +37,7 @@ def only(response):
 # --- the happy path --------------------------------------------------------------------------
 
 def test_a_signed_r2_batch_becomes_exactly_the_expected_ingest_jobs(receiver):
-    created = receiver.create("r2", "uploads", "--account", "acc_r2")
+    created = receiver.create("r2", "uploads", "--account", R2_ACCOUNT)
     events = [r2_event("in/a.pdf", message_id="m1"), r2_event("in/b.pdf", message_id="m2")]
     response = receiver.post_batch(created["id"], created["secret"], events)
 
@@ -50,7 +51,7 @@ def test_a_signed_r2_batch_becomes_exactly_the_expected_ingest_jobs(receiver):
     assert set(job) == JOB_FIELDS
     assert job["schema"] == "ingest-job/v1"
     assert job["integration_id"] == created["id"]
-    assert job["provider"] == "r2" and job["bucket"] == "uploads" and job["account"] == "acc_r2"
+    assert job["provider"] == "r2" and job["bucket"] == "uploads" and job["account"] == R2_ACCOUNT
     assert job["source_event_id"] == "m1" and job["action"] == "PutObject" and job["size"] == 1024
     etag = events[0]["notification"]["object"]["eTag"]
     assert job["job_id"] == expected_job_id(created["id"], "uploads", "in/a.pdf", etag)
@@ -157,7 +158,7 @@ def test_a_redelivered_eventbridge_event_is_a_200_duplicate(receiver):
 # --- every per-event reason ------------------------------------------------------------------
 
 @pytest.mark.parametrize("create_args, event_kwargs, key, reason", [
-    (["--account", "acc_r2"], {"account": "someone_else"}, "a.pdf", "account_mismatch"),
+    (["--account", R2_ACCOUNT], {"account": "someone_else"}, "a.pdf", "account_mismatch"),
     ([], {"bucket": "another-bucket"}, "a.pdf", "bucket_mismatch"),
     (["--mode", "poll"], {}, "a.pdf", "mode_mismatch"),
 ])
@@ -205,7 +206,7 @@ def test_eventbridge_statuses_carry_the_outcome(receiver):
     created = receiver.create("s3", "docs", "--suffix", ".pdf")
     skipped = receiver.post_eventbridge(created["id"], created["secret"], s3_object_created("a.txt"))
     assert skipped.status_code == 200 and only(skipped)["reason"] == "suffix_filtered"
-    wrong_bucket = receiver.post_eventbridge(created["id"], created["secret"], s3_object_created("a.pdf", bucket="x"))
+    wrong_bucket = receiver.post_eventbridge(created["id"], created["secret"], s3_object_created("a.pdf", bucket="other-bucket"))
     assert wrong_bucket.status_code == 422 and only(wrong_bucket)["reason"] == "bucket_mismatch"
     broken = s3_object_created("a.pdf")
     del broken["detail"]["object"]
@@ -447,15 +448,84 @@ def test_our_signatures_verify_with_the_standardwebhooks_reference_library():
 
 
 @pytest.mark.parametrize("args, error", [
-    (["rotate-secret", "{id}", "--grace", "300000years"], "--grace"),
-    (["usage", "{id}", "--days", "4294967295"], "--days"),
+    (["integrations", "rotate-secret", "{id}", "--grace", "300000years"], "--grace"),
+    (["integrations", "usage", "{id}", "--days", "4294967295"], "--days"),
+    (["poll", "--overlap", "300000y"], "--overlap"),
+    (["poll", "--every", "0s"], "--every"),
+    (["serve", "--listen", "127.0.0.1:0", "--poll-every", "0s"], "--poll-every"),
+    (["serve", "--listen", "127.0.0.1:0", "--read-timeout", "0s"], "--read-timeout"),
+    (["serve", "--listen", "127.0.0.1:0", "--read-timeout", "1000000000y"], "--read-timeout"),
+    (["integrations", "list", "--claim-lease", "0s"], "--claim-lease"),
 ])
 def test_out_of_range_durations_are_named_errors_not_panics(receiver, args, error):
     created = receiver.create()
-    result = receiver.cli("integrations", *[a.format(id=created["id"]) for a in args], check=False)
+    result = subprocess.run([str(RELAY_BIN), "--data-dir", str(receiver.data_dir),
+                             *[a.format(id=created["id"]) for a in args]],
+                            capture_output=True, text=True, timeout=30, env=receiver.env)
     assert result.returncode == 1, result.stderr
     assert error in result.stderr and "panicked" not in result.stderr
     assert receiver.cli("integrations", "show", created["id"])["generation"] == 1
+
+
+def test_a_usage_error_exits_2_as_the_cli_page_says(receiver):
+    result = subprocess.run([str(RELAY_BIN), "--data-dir", str(receiver.data_dir), "integrations", "create"],
+                            capture_output=True, text=True, timeout=30, env=receiver.env)
+    assert result.returncode == 2 and "--provider" in result.stderr
+    cli_page = (Path(__file__).parent.parent / "docs" / "cli.md").read_text()
+    assert "exit code 2" in cli_page and "exit code 1" in cli_page
+
+
+@pytest.mark.parametrize("args, error", [
+    (["--provider", "r2", "--account", "127.0.0.1:9000/x"], "Cloudflare account id"),
+    (["--provider", "r2", "--account", "evil.com/x"], "Cloudflare account id"),
+    (["--provider", "r2", "--account", "x@y"], "Cloudflare account id"),
+    (["--provider", "s3", "--account", "not-an-account"], "AWS account id"),
+    (["--provider", "s3", "--region", "evil.com#"], "AWS Region"),
+    (["--provider", "s3", "--region", "x/"], "AWS Region"),
+    (["--provider", "s3", "--bucket", "docs\nx"], "naming rules"),
+    (["--provider", "s3", "--bucket", "docs\u202e"], "naming rules"),
+    (["--provider", "r2", "--receiver-url", "javascript:alert(1)"], "--receiver-url"),
+    (["--provider", "r2", "--receiver-url", "https://user:pw@relay.example.com"], "--receiver-url"),
+])
+def test_create_refuses_what_would_reach_a_host_by_its_owners_rules(receiver, args, error):
+    if "--bucket" not in args:
+        args = [*args, "--bucket", "uploads"]
+    result = receiver.cli("integrations", "create", *args, check=False)
+    assert result.returncode == 1 and error in result.stderr, result.stderr
+    assert "panicked" not in result.stderr
+    assert receiver.cli("integrations", "list") == [], "nothing was created"
+
+
+@pytest.mark.parametrize("role_arn", ["arn:awsX:evil:role/x", "arn:aws:iam::123456789012:role/x\ny",
+                                      "arn:aws:iam::1234:role/x"])
+def test_set_source_refuses_a_role_arn_iam_would_not_issue(receiver, role_arn):
+    created = receiver.create("s3", "docs")
+    result = receiver.cli("integrations", "set-source", created["id"], "--role-arn", role_arn, check=False)
+    assert result.returncode == 1 and "not an IAM role ARN" in result.stderr, result.stderr
+    assert "read_access" not in receiver.cli("integrations", "show", created["id"])
+
+
+def test_an_event_whose_region_or_bucket_could_change_a_host_is_refused_by_name(receiver):
+    created = receiver.create("s3", "docs")
+    for region, bucket in [("evil.com#", "docs"), ("x/", "docs"), ("eu-west-1", "docs.evil.com/x")]:
+        event = s3_object_created("a.pdf", bucket=bucket)
+        event["region"] = region
+        answer = receiver.post_eventbridge(created["id"], created["secret"], event)
+        assert answer.status_code == 422 and only(answer)["reason"] == "malformed_event", (region, answer.text)
+    assert receiver.jobs() == []
+
+
+def test_text_output_never_carries_a_keys_control_characters(receiver):
+    created = receiver.create("r2", "uploads")
+    key = "in/a\nFORGED-ROW 0 uploads 1 x\u001b[31m\u0007\u202efdp.pdf"
+    receiver.post_batch(created["id"], created["secret"], [r2_event(key)])
+    assert [job["key"] for job in receiver.jobs()] == [key], "JSON stays exact"
+    for args in (["jobs", "list"], ["integrations", "show", created["id"]],
+                 ["events", "why", "--integration", created["id"], "--key", key]):
+        text = subprocess.run([str(RELAY_BIN), "--data-dir", str(receiver.data_dir), *args],
+                              capture_output=True, text=True, timeout=60, env=receiver.env, check=True).stdout
+        assert not any(c in text for c in "\u001b\u0007\u202e"), (args, text)
+        assert not any(line.startswith("FORGED-ROW") for line in text.splitlines()), (args, text)
 
 
 def test_objects_whose_fields_would_join_alike_are_two_jobs(receiver):

@@ -231,6 +231,33 @@ def test_the_key_rotates_and_encrypts_logs_topic_and_secret(receiver):
     assert "aws_kms_key" in only(resources["aws_secretsmanager_secret"])["kms_key_id"]
 
 
+def resolve_locals(text, module):
+    """`text` with each `${local.NAME}` replaced by that local's own text, until none is left."""
+    for _ in range(10):
+        replaced = re.sub(r"\$\{local\.(\w+)\}", lambda m: str(module["locals"][m.group(1)]), text)
+        if replaced == text:
+            return text
+        text = replaced
+    return text
+
+
+def test_every_log_group_encrypted_with_the_key_is_one_its_policy_lets_logs_use_it_for(receiver):
+    # CloudWatch Logs uses a key only as its key policy allows, and the policy names each log group
+    # by the encryption context (`kms:EncryptionContext:aws:logs:arn`): a group it does not name
+    # cannot be created with the key (AWS: "Encrypt log data in CloudWatch Logs using AWS KMS").
+    policy = receiver["data"]["aws_iam_policy_document"]["kms"]
+    allowed = set()
+    for statement in policy["statement"]:
+        for condition in statement.get("condition", []):
+            if condition["variable"] == "kms:EncryptionContext:aws:logs:arn":
+                for value in condition["values"]:
+                    allowed.add(resolve_locals(value, receiver).split(":log-group:", 1)[1])
+    assert allowed, "the key policy lets CloudWatch Logs use the key for named log groups"
+    for name, group in receiver["resource"]["aws_cloudwatch_log_group"].items():
+        if "aws_kms_key" in group.get("kms_key_id", ""):
+            assert resolve_locals(group["name"], receiver) in allowed, name
+
+
 # --- alarms ----------------------------------------------------------------------------------
 
 def test_every_alarm_the_runbook_needs_exists_and_notifies_the_topic(receiver):

@@ -5,6 +5,7 @@
 //! id derived the same way, and an R2 token's credentials are stored sealed (an AEAD keyed from
 //! the master key), so the table can be read, backed up and logged freely.
 
+use crate::names;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -242,14 +243,7 @@ pub fn partition(region: &str) -> &'static str {
     }
 }
 
-/// Whether `name` can be an IAM role name (1–64 of letters, digits and `+=,.@_-`; a path is
-/// not a name).
-pub fn is_role_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
-}
+pub use crate::names::is_role_name;
 
 /// A replaced secret generation that keeps working until `valid_until`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -290,6 +284,12 @@ pub enum FieldError {
     ScopeInPollMode,
     /// An organization id that is not `o-` and 10 to 32 lowercase letters or digits.
     BadOrganization,
+    /// An account id that is not the provider's form (12 digits on AWS, 32 hex on R2).
+    BadAccount(Provider),
+    /// A region that is not an AWS Region code.
+    BadRegion,
+    /// A bucket name (or S3 pattern) that breaks the provider's naming rules.
+    BadBucket(Provider),
 }
 
 impl fmt::Display for FieldError {
@@ -309,6 +309,20 @@ impl fmt::Display for FieldError {
             FieldError::BadOrganization => {
                 "--organization is an AWS Organizations id: o- and 10 to 32 lowercase letters or \
                  digits"
+            }
+            FieldError::BadAccount(Provider::S3) => "--account is an AWS account id: 12 digits",
+            FieldError::BadAccount(Provider::R2) => {
+                "--account is a Cloudflare account id: 32 lowercase hexadecimal digits"
+            }
+            FieldError::BadRegion => "--region is an AWS Region code, such as eu-west-1",
+            FieldError::BadBucket(Provider::S3) => {
+                "--bucket and --exclude-bucket follow S3's bucket naming rules: 3 to 63 lowercase \
+                 letters, digits, dots and hyphens, beginning and ending with a letter or digit \
+                 (`*` in a pattern stands for any run of them)"
+            }
+            FieldError::BadBucket(Provider::R2) => {
+                "--bucket follows R2's bucket naming rules: 3 to 63 lowercase letters, digits and \
+                 hyphens, beginning and ending with a letter or digit"
             }
         })
     }
@@ -348,8 +362,18 @@ impl NewIntegration {
         }
         if let Some(scope) = &self.scope {
             check_scope(scope, self.provider, self.mode)?;
+        } else if !bucket_name_follows_rules(self.provider, &self.bucket) {
+            return Err(FieldError::BadBucket(self.provider));
         }
         let given = |value: Option<String>| value.filter(|v| !v.is_empty());
+        if let Some(account) = given(self.account.clone()) {
+            if !account_follows_rules(self.provider, &account) {
+                return Err(FieldError::BadAccount(self.provider));
+            }
+        }
+        if given(self.region.clone()).is_some_and(|region| !names::is_aws_region(&region)) {
+            return Err(FieldError::BadRegion);
+        }
         Ok(Integration {
             id: format!("{ID_PREFIX}{}", random.to_lowercase()),
             provider: self.provider,
@@ -380,21 +404,39 @@ pub fn check_scope(scope: &Scope, provider: Provider, mode: Mode) -> Result<(), 
     if mode != Mode::Event {
         return Err(FieldError::ScopeInPollMode);
     }
-    let patterns = scope.buckets.iter().chain(&scope.exclude_buckets);
-    if scope.buckets.is_empty() || patterns.into_iter().any(|p| p.trim().is_empty()) {
+    let mut patterns = scope.buckets.iter().chain(&scope.exclude_buckets);
+    if scope.buckets.is_empty() || patterns.clone().any(|p| p.trim().is_empty()) {
         return Err(FieldError::EmptyBucket);
     }
     if let Some(organization) = &scope.organization {
-        let id = organization.strip_prefix("o-").unwrap_or_default();
-        let well_formed = (10..=32).contains(&id.len())
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-        if !well_formed {
+        if !names::is_organization_id(organization) {
             return Err(FieldError::BadOrganization);
         }
     }
+    if !patterns.all(|p| names::is_s3_bucket_pattern(p)) {
+        return Err(FieldError::BadBucket(Provider::S3));
+    }
+    let mut accounts = scope.accounts.iter().chain(&scope.exclude_accounts);
+    if !accounts.all(|a| names::is_aws_account_id(a)) {
+        return Err(FieldError::BadAccount(Provider::S3));
+    }
     Ok(())
+}
+
+/// Whether `bucket` follows the provider's bucket naming rules.
+pub fn bucket_name_follows_rules(provider: Provider, bucket: &str) -> bool {
+    match provider {
+        Provider::S3 => names::is_s3_bucket_name(bucket),
+        Provider::R2 => names::is_r2_bucket_name(bucket),
+    }
+}
+
+/// Whether `account` is the provider's form of account id.
+pub fn account_follows_rules(provider: Provider, account: &str) -> bool {
+    match provider {
+        Provider::S3 => names::is_aws_account_id(account),
+        Provider::R2 => names::is_r2_account_id(account),
+    }
 }
 
 impl Integration {

@@ -5,7 +5,8 @@
 //! derivation, the `ingest-job/v1` schema and the per-event decision cannot drift apart.
 //!
 //! - [`reason`]: the outcomes and the stable reason strings used in responses, logs and metrics.
-//! - [`integration`]: one customer bucket's configuration.
+//! - [`integration`]: one customer bucket's configuration; [`names`]: the clouds' naming rules
+//!   for every field that reaches a host.
 //! - [`event`]: the normalised object event, and parsers for R2 notifications
 //!   ([`event::r2`]) and EventBridge S3 / CloudTrail events ([`event::eventbridge`]).
 //! - [`webhook`]: Standard Webhooks signing and verification.
@@ -18,6 +19,7 @@ pub mod decide;
 pub mod event;
 pub mod integration;
 pub mod job;
+pub mod names;
 pub mod reason;
 pub mod secret;
 pub mod webhook;

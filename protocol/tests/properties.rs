@@ -38,7 +38,13 @@ fn event_text() -> impl Strategy<Value = String> {
 fn integration(provider: Provider) -> Integration {
     let at = DateTime::from_timestamp(NOW, 0).unwrap();
     let fields = NewIntegration {
-        account: Some("acc".into()),
+        account: Some(
+            match provider {
+                Provider::S3 => "123456789012",
+                Provider::R2 => "4f3c1e0d9b8a7c6d5e4f3a2b1c0d9e8f",
+            }
+            .into(),
+        ),
         prefix: Some("in/".into()),
         suffixes: vec![".pdf".into()],
         output_prefix: Some("out/".into()),

@@ -5,6 +5,7 @@
 use crate::backend::bucket::AccessError;
 use crate::sealed::{self, KeyPair};
 use relay_protocol::integration::ReadAccess;
+use relay_protocol::names;
 use relay_protocol::{secret, Integration, Provider};
 
 /// What reaches one integration's bucket.
@@ -33,6 +34,17 @@ impl ReadCredentials {
             .ok_or(AccessError::NoReadAccess)?;
         match (integration.provider, access) {
             (Provider::S3, ReadAccess::AssumeRole { role_arn }) => {
+                // Checked at `create` and `set-source` too; a row written before those checks
+                // must not reach a host either.
+                let region_ok = integration
+                    .region
+                    .as_deref()
+                    .is_none_or(names::is_aws_region);
+                if !names::is_role_arn(role_arn) || !region_ok {
+                    return Err(AccessError::Misconfigured(
+                        "the role ARN or the region breaks AWS's naming rules".into(),
+                    ));
+                }
                 Ok(ReadCredentials::AssumeRole {
                     role_arn: role_arn.clone(),
                     external_id: secret::external_id(master_key, &integration.id),
@@ -45,6 +57,11 @@ impl ReadCredentials {
                         "an R2 integration needs its --account to reach its endpoint".into(),
                     )
                 })?;
+                if !names::is_r2_account_id(&account) {
+                    return Err(AccessError::Misconfigured(
+                        "the account is not a Cloudflare account id (32 hexadecimal digits)".into(),
+                    ));
+                }
                 let keys = sealed::open(master_key, &integration.id, sealed)
                     .map_err(|_| AccessError::SealedUnreadable)?;
                 Ok(ReadCredentials::R2Token { account, keys })
@@ -67,7 +84,13 @@ mod tests {
 
     fn integration(provider: Provider, access: Option<ReadAccess>) -> Integration {
         let mut integration = NewIntegration {
-            account: Some("acc".into()),
+            account: Some(
+                match provider {
+                    Provider::S3 => "123456789012",
+                    Provider::R2 => "4f3c1e0d9b8a7c6d5e4f3a2b1c0d9e8f",
+                }
+                .into(),
+            ),
             ..NewIntegration::new(provider, "uploads")
         }
         .build("t", Utc::now())
@@ -101,7 +124,10 @@ mod tests {
                 account,
                 keys: opened,
             } => {
-                assert_eq!((account.as_str(), opened), ("acc", keys));
+                assert_eq!(
+                    (account.as_str(), opened),
+                    ("4f3c1e0d9b8a7c6d5e4f3a2b1c0d9e8f", keys)
+                );
             }
             other => panic!("{other:?}"),
         }

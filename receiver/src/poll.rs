@@ -22,6 +22,7 @@ use crate::backend::{
 use crate::item::Item;
 use crate::settle::settle;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use futures::StreamExt;
 use relay_protocol::event::listed::{ListedFrom, ListedObject};
 use relay_protocol::{decide_via, Integration, Mode, ObjectEvent, Outcome, Reason, Status, Via};
 use serde::{Deserialize, Serialize};
@@ -38,6 +39,44 @@ pub(crate) const BACKFILL_CURSOR: &str = "backfill";
 /// storage's clock may run a little ahead, but an object dated in the future (9999-12-31, a
 /// skewed client) must not carry the watermark past every later upload.
 pub(crate) const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
+/// How many integrations one tick lists at once.
+const TICKS_AT_ONCE: usize = 4;
+
+/// How long and how many pages one run may take before it stops by name
+/// (`listing_too_long`): a storage that keeps handing over new pages must not hold a poller
+/// (and every integration after it) forever. What the run committed stays; a backfill resumes
+/// after its last page.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RunLimits {
+    pub(crate) time: std::time::Duration,
+    pub(crate) pages: u64,
+}
+
+/// A tick: 15 minutes (the Lambda poller's own limit) and 10,000 pages (10 million objects).
+pub(crate) const TICK_LIMITS: RunLimits = RunLimits {
+    time: std::time::Duration::from_secs(15 * 60),
+    pages: 10_000,
+};
+/// One backfill run: a day, and a billion objects; run it again to go on.
+pub(crate) const BACKFILL_LIMITS: RunLimits = RunLimits {
+    time: std::time::Duration::from_secs(24 * 60 * 60),
+    pages: 1_000_000,
+};
+
+impl RunLimits {
+    /// Whether a run that has listed `pages` pages since `started` must stop.
+    fn check(self, pages: u64, started: Instant) -> Result<(), RunError> {
+        let elapsed = started.elapsed();
+        if pages > self.pages || elapsed >= self.time {
+            return Err(RunError::TooLong {
+                pages,
+                seconds: elapsed.as_secs(),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// How far before the watermark a tick looks again, by default.
 pub(crate) const DEFAULT_OVERLAP: Duration = Duration::minutes(15);
 
@@ -100,6 +139,11 @@ pub(crate) enum RunError {
     /// Some jobs could not be enqueued this time (the queue or ledger failed for them): the
     /// next run takes them again.
     Unsettled(u64),
+    /// The listing went on past the run's limits ([`RunLimits`]).
+    TooLong {
+        pages: u64,
+        seconds: u64,
+    },
 }
 
 impl RunError {
@@ -112,6 +156,7 @@ impl RunError {
             RunError::Access(error) => error.name(),
             RunError::Backend(_) => "backend_unavailable",
             RunError::Unsettled(_) => "jobs_unsettled",
+            RunError::TooLong { .. } => "listing_too_long",
         }
     }
 }
@@ -133,6 +178,11 @@ impl fmt::Display for RunError {
             RunError::Unsettled(n) => write!(
                 f,
                 "{n} jobs could not be enqueued this time; the next run takes them again"
+            ),
+            RunError::TooLong { pages, seconds } => write!(
+                f,
+                "the listing went on past this run's limits ({pages} pages in {seconds} s); what \
+                 it took stays taken, and the next run starts again"
             ),
         }
     }
@@ -196,6 +246,8 @@ pub(crate) struct Poller {
     cursors: Arc<dyn Cursors>,
     keys: Arc<dyn MasterKeySource>,
     buckets: Arc<dyn BucketSource>,
+    tick_limits: RunLimits,
+    backfill_limits: RunLimits,
 }
 
 /// One run: an integration, its listing's id, and whether it may change anything.
@@ -217,7 +269,17 @@ impl Poller {
             cursors: Arc::clone(&backends.cursors),
             keys,
             buckets,
+            tick_limits: TICK_LIMITS,
+            backfill_limits: BACKFILL_LIMITS,
         }
+    }
+
+    /// The same poller with other limits (tests).
+    #[cfg(test)]
+    fn with_limits(mut self, tick: RunLimits, backfill: RunLimits) -> Self {
+        self.tick_limits = tick;
+        self.backfill_limits = backfill;
+        self
     }
 
     /// One tick over every active poll-mode integration, or only `only`. Each one's result, in
@@ -237,31 +299,32 @@ impl Poller {
             }
             None => self.store.list().await?,
         };
-        let mut results = Vec::new();
-        for integration in integrations {
-            if integration.mode != Mode::Poll {
-                continue;
-            }
-            if integration.status == Status::Paused {
-                if only.is_some() {
-                    results.push((
-                        integration.id.clone(),
-                        Err(RunError::Paused(integration.id)),
-                    ));
+        let due = integrations.into_iter().filter(|integration| {
+            integration.mode == Mode::Poll
+                && (integration.status == Status::Active || only.is_some())
+        });
+        // Integrations are listed side by side, each within its limits, so one slow or
+        // endless bucket cannot hold the others back.
+        let results = futures::stream::iter(due)
+            .map(|integration| async move {
+                let result = if integration.status == Status::Paused {
+                    Err(RunError::Paused(integration.id.clone()))
+                } else {
+                    self.tick_one(&integration, overlap).await
+                };
+                if let Err(error) = &result {
+                    tracing::warn!(
+                        message = "poll_failed",
+                        integration_id = %integration.id,
+                        error = error.name(),
+                        detail = %error,
+                    );
                 }
-                continue;
-            }
-            let result = self.tick_one(&integration, overlap).await;
-            if let Err(error) = &result {
-                tracing::warn!(
-                    message = "poll_failed",
-                    integration_id = %integration.id,
-                    error = error.name(),
-                    detail = %error,
-                );
-            }
-            results.push((integration.id, result));
-        }
+                (integration.id, result)
+            })
+            .buffered(TICKS_AT_ONCE)
+            .collect()
+            .await;
         Ok(results)
     }
 
@@ -295,8 +358,11 @@ impl Poller {
             |object: &ListedObject| object.last_modified.is_none_or(|modified| modified >= from);
         // The watermark follows the storage's clock, but never past ours by more than the skew.
         let latest_mark = now + MAX_CLOCK_SKEW;
+        let mut pages = 0;
         let mut page = listing.next_page().await?;
         while let Some(current) = page {
+            pages += 1;
+            self.tick_limits.check(pages, started)?;
             for object in &current.objects {
                 if let Some(modified) = object.last_modified {
                     newest = newest.max(modified.min(latest_mark));
@@ -399,8 +465,11 @@ impl Poller {
         };
         let started = Instant::now();
         let mut this_run = RunTally::default();
+        let mut pages = 0;
         let mut page = listing.next_page().await?;
         while let Some(current) = page {
+            pages += 1;
+            self.backfill_limits.check(pages, started)?;
             let last_key = current.last_key.clone();
             let mut taken_here = RunTally::default();
             let (next, taken) = tokio::join!(
@@ -553,7 +622,7 @@ mod tests {
     fn rig(mode: Mode, page_size: usize) -> Rig {
         let mut integration = NewIntegration {
             mode,
-            account: Some("acc".into()),
+            account: Some("4f3c1e0d9b8a7c6d5e4f3a2b1c0d9e8f".into()),
             ..NewIntegration::new(Provider::R2, "uploads")
         }
         .build("test", parse_time(T0).unwrap())
@@ -685,6 +754,94 @@ mod tests {
         let tally = rig.tick().await.unwrap();
         assert_eq!((tally.listed, tally.jobs), (2, 1));
         assert_eq!(rig.queued(), ["started-before-create.pdf"]);
+    }
+
+    /// A storage whose listing never ends: each page a little later, with new keys, forever.
+    struct Endless;
+
+    #[async_trait::async_trait]
+    impl crate::backend::bucket::Listing for Endless {
+        async fn next_page(&mut self) -> Result<Option<Page>, AccessError> {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            let key = format!("k{:020}", rand::random::<u64>() % 1_000_000);
+            Ok(Some(Page {
+                objects: vec![],
+                last_key: Some(key),
+            }))
+        }
+    }
+
+    /// The rig's bucket for every integration but one, whose listing never ends.
+    struct OneEndless {
+        bucket: Arc<MemoryBucket>,
+        endless_id: String,
+    }
+
+    #[async_trait::async_trait]
+    impl BucketSource for OneEndless {
+        async fn open(
+            &self,
+            integration: &Integration,
+            credentials: &ReadCredentials,
+            prefix: Option<&str>,
+            after: Option<String>,
+        ) -> Result<Box<dyn crate::backend::bucket::Listing>, AccessError> {
+            if integration.id == self.endless_id {
+                return Ok(Box::new(Endless));
+            }
+            self.bucket
+                .open(integration, credentials, prefix, after)
+                .await
+        }
+    }
+
+    #[tokio::test]
+    async fn an_endless_listing_stops_by_name_and_holds_no_other_integration_back() {
+        let rig = rig(Mode::Poll, 1000);
+        rig.bucket.put("a.pdf", &at(1));
+        let mut endless = rig.poller.store.get(&rig.id).await.unwrap().unwrap();
+        endless.id = "int_endless".into();
+        let token = crate::sealed::KeyPair {
+            access_key_id: "id".into(),
+            secret_access_key: "secret".into(),
+        };
+        let sealed = crate::sealed::seal(MASTER, &endless.id, &token);
+        endless.read_access = Some(relay_protocol::integration::ReadAccess::SealedKeys { sealed });
+        rig.poller.store.put(&endless).await.unwrap();
+        let limits = RunLimits {
+            time: std::time::Duration::from_secs(2),
+            pages: 200,
+        };
+        let poller = Poller {
+            buckets: Arc::new(OneEndless {
+                bucket: Arc::clone(&rig.bucket),
+                endless_id: endless.id.clone(),
+            }),
+            ..rig.poller
+        }
+        .with_limits(limits, limits);
+        let tick = poller.tick(None, DEFAULT_OVERLAP);
+        let results = tokio::time::timeout(std::time::Duration::from_secs(20), tick)
+            .await
+            .expect("a tick ends, whatever a listing does")
+            .unwrap();
+        let by_id: BTreeMap<_, _> = results.into_iter().collect();
+        assert_eq!(by_id[&rig.id].as_ref().unwrap().jobs, 1);
+        assert_eq!(
+            by_id["int_endless"].as_ref().unwrap_err().name(),
+            "listing_too_long"
+        );
+        let error = poller
+            .backfill(
+                "int_endless",
+                BackfillScope::default(),
+                false,
+                false,
+                &mut Silent,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(error.name(), "listing_too_long");
     }
 
     #[tokio::test]

@@ -24,7 +24,7 @@ pub(crate) const METRIC_REASON_PREFIX: &str = "reason_";
 /// (`requestId`, `xrayTraceId`), so an operator can join the receiver's lines with Lambda's own
 /// `START` / `REPORT` lines; `serve` has no such span and its lines stay flat.
 pub(crate) fn init_logging(filter: &str, on_lambda: bool) {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = log_filter(filter);
     let _ = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
@@ -39,7 +39,7 @@ pub(crate) fn init_logging(filter: &str, on_lambda: bool) {
 /// `backfill`); `RELAY_LOG` filters them (default `info`).
 pub(crate) fn init_cli_logging() {
     let filter = std::env::var(crate::env::LOG).unwrap_or_else(|_| "info".to_owned());
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = log_filter(&filter);
     let _ = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
@@ -48,6 +48,41 @@ pub(crate) fn init_cli_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// The crates whose debug and trace output holds what must never be logged: the AWS SDK's
+/// (signed requests with their access key id, STS calls with the external id) and the HTTP and
+/// TLS stacks under it. Whatever `RELAY_LOG` asks for, they log at `info` at most.
+const QUIET_CRATES: [&str; 17] = [
+    "aws_config",
+    "aws_credential_types",
+    "aws_runtime",
+    "aws_sigv4",
+    "aws_smithy_http_client",
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_sdk_dynamodb",
+    "aws_sdk_s3",
+    "aws_sdk_secretsmanager",
+    "aws_sdk_sqs",
+    "aws_sdk_sts",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "rustls",
+    "reqwest",
+];
+
+/// `directives` (`RUST_LOG` syntax; `info` when they do not parse), with [`QUIET_CRATES`]
+/// capped at `info`.
+fn log_filter(directives: &str) -> EnvFilter {
+    let mut filter = EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new("info"));
+    for name in QUIET_CRATES {
+        if let Ok(directive) = format!("{name}=info").parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
+    filter
 }
 
 /// The backend's own words go to the log only; senders learn just that they may retry.

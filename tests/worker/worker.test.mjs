@@ -114,7 +114,7 @@ function notification(key, { action = "PutObject", bucket = "uploads", size = 10
     object.size = size;
     object.eTag = etag ?? Buffer.from(key).toString("hex").slice(0, 32).padEnd(32, "0");
   }
-  return { account: "acc_r2", action, bucket, object, eventTime: "2026-11-22T10:00:00.000Z" };
+  return { account: "4f3c1e0d9b8a7c6d5e4f3a2b1c0d9e8f", action, bucket, object, eventTime: "2026-11-22T10:00:00.000Z" };
 }
 
 let nextId = 0;

@@ -118,11 +118,12 @@ pub fn parse(body: &str) -> Result<ObjectEvent, EventError> {
     if envelope.source != SOURCE_S3 {
         return Err(EventError::UnsupportedSource(envelope.source));
     }
-    if envelope.detail_type == DETAIL_CLOUDTRAIL {
-        parse_cloudtrail(envelope)
+    let event = if envelope.detail_type == DETAIL_CLOUDTRAIL {
+        parse_cloudtrail(envelope)?
     } else {
-        parse_s3(envelope)
-    }
+        parse_s3(envelope)?
+    };
+    event.check_aws_names()
 }
 
 fn parse_s3(envelope: Envelope) -> Result<ObjectEvent, EventError> {
@@ -258,6 +259,33 @@ mod tests {
         assert_eq!(event.etag.as_deref(), Some("abc-3"));
         assert_eq!(event.version_id.as_deref(), Some("v123"));
         assert_eq!(event.event_time, "2024-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn an_account_region_or_bucket_that_could_change_a_host_is_refused_by_name() {
+        let event = |region: &str, account: &str, bucket: &str| {
+            format!(
+                r#"{{"version":"0","id":"ct-2","detail-type":"AWS API Call via CloudTrail",
+                "source":"aws.s3","account":"111122223333","time":"2024-01-01T00:00:01Z",
+                "region":"eu-west-1","detail":{{"eventName":"PutObject","awsRegion":"{region}",
+                "recipientAccountId":"{account}",
+                "requestParameters":{{"bucketName":"{bucket}","key":"a.pdf"}}}}}}"#
+            )
+        };
+        assert!(parse(&event("eu-west-1", "111122223333", "docs")).is_ok());
+        for (region, account, bucket, field) in [
+            ("evil.com#", "111122223333", "docs", "region"),
+            ("x/", "111122223333", "docs", "region"),
+            ("eu-west-1", "1111.evil", "docs", "account"),
+            ("eu-west-1", "111122223333", "docs.evil.com/x", "bucket"),
+            ("eu-west-1", "111122223333", "Docs", "bucket"),
+        ] {
+            assert_eq!(
+                parse(&event(region, account, bucket)).unwrap_err(),
+                EventError::NotAName(field),
+                "{region} {account} {bucket}"
+            );
+        }
     }
 
     #[test]

@@ -102,6 +102,9 @@ pub enum EventError {
     EmptyBucket,
     /// The event names no object key.
     EmptyKey,
+    /// An account, region or bucket that breaks the provider's naming rule (it would reach a
+    /// host name): the field's name.
+    NotAName(&'static str),
 }
 
 impl fmt::Display for EventError {
@@ -116,6 +119,9 @@ impl fmt::Display for EventError {
             }
             EventError::EmptyBucket => f.write_str("the event names no bucket"),
             EventError::EmptyKey => f.write_str("the event names no object key"),
+            EventError::NotAName(field) => {
+                write!(f, "the event's {field} breaks its naming rule")
+            }
         }
     }
 }
@@ -162,6 +168,31 @@ fn require(bucket: &str, key: &str) -> Result<(), EventError> {
         return Err(EventError::EmptyKey);
     }
     Ok(())
+}
+
+impl ObjectEvent {
+    /// Refuses an S3 event whose account, region or bucket could not be AWS's: each may reach
+    /// a host name (a lookup's endpoint, a role's ARN), so none is used unchecked.
+    pub(crate) fn check_aws_names(self) -> Result<ObjectEvent, EventError> {
+        if !crate::names::is_s3_bucket_name(&self.bucket) {
+            return Err(EventError::NotAName("bucket"));
+        }
+        if self
+            .account
+            .as_deref()
+            .is_some_and(|a| !crate::names::is_aws_account_id(a))
+        {
+            return Err(EventError::NotAName("account"));
+        }
+        if self
+            .region
+            .as_deref()
+            .is_some_and(|r| !crate::names::is_aws_region(r))
+        {
+            return Err(EventError::NotAName("region"));
+        }
+        Ok(self)
+    }
 }
 
 #[cfg(test)]

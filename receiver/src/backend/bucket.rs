@@ -58,6 +58,11 @@ pub enum AccessError {
     Unreachable(String),
     /// Any other error the storage answered.
     ListFailed(String),
+    /// The listing does not advance: the next page repeats a marker or a key, or goes back.
+    ListingStuck(String),
+    /// An answer that does not say it is complete, or says more follows without saying where
+    /// (`IsTruncated` missing, a page cut short, truncated with no token or marker).
+    ListingIncomplete(String),
 }
 
 impl AccessError {
@@ -73,11 +78,13 @@ impl AccessError {
             AccessError::WrongRegion(_) => "wrong_region",
             AccessError::Unreachable(_) => "bucket_unreachable",
             AccessError::ListFailed(_) => "list_failed",
+            AccessError::ListingStuck(_) => "listing_stuck",
+            AccessError::ListingIncomplete(_) => "listing_incomplete",
         }
     }
 
     /// Every name, for docs and tests.
-    pub const NAMES: [&'static str; 10] = [
+    pub const NAMES: [&'static str; 12] = [
         "no_read_access",
         "read_access_misconfigured",
         "sealed_token_unreadable",
@@ -88,6 +95,8 @@ impl AccessError {
         "wrong_region",
         "bucket_unreachable",
         "list_failed",
+        "listing_stuck",
+        "listing_incomplete",
     ];
 
     /// What to do about it, for the operator.
@@ -116,6 +125,11 @@ impl AccessError {
             AccessError::WrongRegion(_) => "set the integration's --region to the bucket's",
             AccessError::Unreachable(_) => "check the network path to the storage endpoint",
             AccessError::ListFailed(_) => "see the detail",
+            AccessError::ListingStuck(_) | AccessError::ListingIncomplete(_) => {
+                "the storage's answers are not a listing that ends: nothing after the last good \
+                 page was taken, and the next run starts there again; report it to the storage's \
+                 operator"
+            }
         }
     }
 }
@@ -129,7 +143,9 @@ impl fmt::Display for AccessError {
             | AccessError::ListDenied(d)
             | AccessError::WrongRegion(d)
             | AccessError::Unreachable(d)
-            | AccessError::ListFailed(d) => d.as_str(),
+            | AccessError::ListFailed(d)
+            | AccessError::ListingStuck(d)
+            | AccessError::ListingIncomplete(d) => d.as_str(),
             AccessError::NoReadAccess
             | AccessError::SealedUnreadable
             | AccessError::NoSuchBucket => "",
@@ -250,6 +266,11 @@ impl Buckets {
             client: aws_sdk_s3::Client::from_conf(config.build()),
             bucket: integration.bucket.clone(),
             prefix: prefix.filter(|p| !p.is_empty()).map(str::to_owned),
+            advance: Advance {
+                // A resumed listing goes on after the key it resumes from, never before it.
+                last_key: after.clone(),
+                ..Advance::default()
+            },
             position: Position::After(after),
             provider: integration.provider,
         })
@@ -356,6 +377,71 @@ struct Pages {
     prefix: Option<String>,
     position: Position,
     provider: Provider,
+    advance: Advance,
+}
+
+/// Empty truncated pages accepted in a row before the listing counts as stuck.
+const MAX_EMPTY_PAGES_IN_A_ROW: u32 = 100;
+
+/// What a listing has handed over so far, to hold each next page to: a listing is untrusted
+/// input, and one whose pages do not move forward would never end.
+#[derive(Debug, Default)]
+struct Advance {
+    /// The last key listed: pages come in key order.
+    last_key: Option<String>,
+    /// The token or markers the last page handed over for the next.
+    last_next: Option<String>,
+    /// Truncated pages in a row that listed nothing.
+    empty_in_a_row: u32,
+}
+
+impl Advance {
+    /// Holds a page to the listing's order: its keys ascending and after every key before (or,
+    /// for versions, the same key continued), and the token or markers it hands over new.
+    fn page<'k>(
+        &mut self,
+        keys: impl IntoIterator<Item = &'k str>,
+        versions: bool,
+        next: Option<String>,
+    ) -> Result<(), AccessError> {
+        let mut listed_any = false;
+        for key in keys {
+            if let Some(last) = &self.last_key {
+                let forward = if versions {
+                    key >= last.as_str()
+                } else {
+                    key > last.as_str()
+                };
+                if !forward {
+                    return Err(AccessError::ListingStuck(format!(
+                        "key {key:?} came after {last:?}: the listing went back or repeated itself"
+                    )));
+                }
+            }
+            self.last_key = Some(key.to_owned());
+            listed_any = true;
+        }
+        if let Some(next) = next {
+            if self.last_next.as_deref() == Some(next.as_str()) {
+                return Err(AccessError::ListingStuck(
+                    "the next page's token or marker is the one just used".into(),
+                ));
+            }
+            self.empty_in_a_row = if listed_any {
+                0
+            } else {
+                self.empty_in_a_row + 1
+            };
+            if self.empty_in_a_row > MAX_EMPTY_PAGES_IN_A_ROW {
+                return Err(AccessError::ListingStuck(format!(
+                    "{} pages in a row listed nothing and said more follows",
+                    self.empty_in_a_row
+                )));
+            }
+            self.last_next = Some(next);
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -412,13 +498,37 @@ impl Pages {
                 last_key = Some(marker.to_owned());
             }
         }
-        self.position = if out.is_truncated() == Some(true) {
-            Position::Versions {
-                key: out.next_key_marker().map(str::to_owned),
-                version: out.next_version_id_marker().map(str::to_owned),
+        let truncated = out.is_truncated().ok_or_else(|| {
+            AccessError::ListingIncomplete(
+                "the answer does not say whether the listing is complete (no IsTruncated)".into(),
+            )
+        })?;
+        let next = match (truncated, out.next_key_marker()) {
+            (false, _) => None,
+            (true, Some(key)) => Some((key.to_owned(), out.next_version_id_marker())),
+            (true, None) => {
+                return Err(AccessError::ListingIncomplete(
+                    "the answer says more follows but names no NextKeyMarker".into(),
+                ))
             }
-        } else {
-            Position::Done
+        };
+        let keys = out
+            .versions()
+            .iter()
+            .filter_map(|v| v.key())
+            .chain(out.delete_markers().iter().filter_map(|m| m.key()));
+        let mut keys: Vec<&str> = keys.collect();
+        keys.sort_unstable();
+        let marker = next
+            .as_ref()
+            .map(|(key, version)| format!("{key}\u{0}{}", version.unwrap_or_default()));
+        self.advance.page(keys, true, marker)?;
+        self.position = match next {
+            Some((key, version)) => Position::Versions {
+                key: Some(key),
+                version: version.map(str::to_owned),
+            },
+            None => Position::Done,
         };
         Ok(Page { objects, last_key })
     }
@@ -449,11 +559,32 @@ impl Pages {
                 })
             })
             .collect();
-        let last_key = objects.last().map(|object| object.key.clone());
-        self.position = match out.next_continuation_token() {
-            Some(token) if out.is_truncated() == Some(true) => Position::Token(token.to_owned()),
-            _ => Position::Done,
+        let truncated = out.is_truncated().ok_or_else(|| {
+            AccessError::ListingIncomplete(
+                "the answer does not say whether the listing is complete (no IsTruncated)".into(),
+            )
+        })?;
+        if let Some(count) = out.key_count() {
+            if usize::try_from(count).ok() != Some(out.contents().len()) {
+                return Err(AccessError::ListingIncomplete(format!(
+                    "the page holds {} of the {count} keys it announces (KeyCount): it was cut short",
+                    out.contents().len()
+                )));
+            }
+        }
+        let next = match (truncated, out.next_continuation_token()) {
+            (false, _) => None,
+            (true, Some(token)) => Some(token.to_owned()),
+            (true, None) => {
+                return Err(AccessError::ListingIncomplete(
+                    "the answer says more follows but names no NextContinuationToken".into(),
+                ))
+            }
         };
+        let keys = objects.iter().map(|object| object.key.as_str());
+        self.advance.page(keys, false, next.clone())?;
+        let last_key = objects.last().map(|object| object.key.clone());
+        self.position = next.map_or(Position::Done, Position::Token);
         Ok(Page { objects, last_key })
     }
 }
@@ -520,6 +651,8 @@ mod tests {
             AccessError::WrongRegion(String::new()),
             AccessError::Unreachable(String::new()),
             AccessError::ListFailed(String::new()),
+            AccessError::ListingStuck(String::new()),
+            AccessError::ListingIncomplete(String::new()),
         ];
         let names: Vec<&str> = all.iter().map(AccessError::name).collect();
         assert_eq!(names, AccessError::NAMES);
@@ -530,6 +663,36 @@ mod tests {
         assert!(AccessError::ListDenied("AccessDenied".into())
             .to_string()
             .contains("s3:ListBucket"));
+    }
+
+    #[test]
+    fn a_listing_whose_pages_do_not_move_forward_is_stuck_by_name() {
+        let token = |t: &str| Some(t.to_owned());
+        let mut same_token = Advance::default();
+        same_token.page(["a", "b"], false, token("t1")).unwrap();
+        let error = same_token.page(["c"], false, token("t1")).unwrap_err();
+        assert_eq!(error.name(), "listing_stuck");
+
+        let mut new_tokens_same_keys = Advance::default();
+        new_tokens_same_keys
+            .page(["a", "b"], false, token("t1"))
+            .unwrap();
+        let error = new_tokens_same_keys
+            .page(["a", "b"], false, token("t2"))
+            .unwrap_err();
+        assert_eq!(error.name(), "listing_stuck");
+
+        let mut empty = Advance::default();
+        for n in 0..MAX_EMPTY_PAGES_IN_A_ROW {
+            empty.page([], false, token(&n.to_string())).unwrap();
+        }
+        assert!(empty.page([], false, token("last")).is_err());
+
+        let mut versions = Advance::default();
+        versions.page(["a", "b"], true, token("b\u{0}v1")).unwrap();
+        versions
+            .page(["b", "c"], true, None)
+            .expect("a key's other versions continue on the next page");
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@
 //! the job id and the dead-lettered message's id, so a move retried within SQS's 5 minutes is
 //! dropped) before it is deleted.
 
-use super::{error_chain, BackendError, DeadLetter, DeadLetters};
+use super::{error_chain, BackendError, DeadLetter, DeadLetters, Moved};
 use async_trait::async_trait;
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
@@ -151,18 +151,25 @@ impl DeadLetters for SqsDeadLetters {
         Ok(())
     }
 
-    /// Up to 10 letters (one `SendMessageBatch`).
-    async fn move_to(
-        &self,
-        target: &str,
-        letters: &[DeadLetter],
-    ) -> Result<Vec<String>, BackendError> {
+    /// Up to 10 letters (one `SendMessageBatch`). A letter that cannot go as it is (on a FIFO
+    /// queue, one that is not an ingest job) is kept by name; the others go.
+    async fn move_to(&self, target: &str, letters: &[DeadLetter]) -> Result<Moved, BackendError> {
         let fifo = target.ends_with(".fifo");
-        let entries = letters
-            .iter()
-            .enumerate()
-            .map(|(i, letter)| move_entry(i, letter, fifo))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut moved = Moved::default();
+        let mut entries = Vec::new();
+        let mut sending = Vec::new();
+        for letter in letters {
+            match move_entry(entries.len(), letter, fifo) {
+                Ok(entry) => {
+                    entries.push(entry);
+                    sending.push(letter);
+                }
+                Err(why) => moved.kept.push((letter.clone(), why.to_owned())),
+            }
+        }
+        if entries.is_empty() {
+            return Ok(moved);
+        }
         let out = self
             .client
             .send_message_batch()
@@ -171,19 +178,25 @@ impl DeadLetters for SqsDeadLetters {
             .send()
             .await
             .map_err(failed("cannot send to", target))?;
-        for failed in out.failed() {
-            tracing::warn!(
-                message = "replay_move_failed",
-                code = failed.code(),
-                detail = failed.message().unwrap_or_default()
-            );
+        for failure in out.failed() {
+            if let Some(letter) = failure
+                .id()
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| sending.get(i))
+            {
+                moved
+                    .kept
+                    .push(((*letter).clone(), failure.code().to_owned()));
+            }
         }
-        Ok(out
+        moved.sent = out
             .successful()
             .iter()
             .filter_map(|ok| ok.id().parse::<usize>().ok())
-            .filter_map(|i| Some(letters.get(i)?.receipt.clone()))
-            .collect())
+            .filter_map(|i| Some(sending.get(i)?.receipt.clone()))
+            .collect();
+        Ok(moved)
     }
 }
 
@@ -208,13 +221,12 @@ fn letter(message: Message) -> Option<DeadLetter> {
     })
 }
 
-/// A dead-lettered job as it goes back to the ingest queue.
+/// A dead-lettered job as it goes back to the ingest queue, or why it cannot go as it is.
 fn move_entry(
     index: usize,
     letter: &DeadLetter,
     fifo: bool,
-) -> Result<SendMessageBatchRequestEntry, BackendError> {
-    let invalid = |e: &dyn std::fmt::Display| BackendError::new(BACKEND, e.to_string());
+) -> Result<SendMessageBatchRequestEntry, &'static str> {
     let mut entry = SendMessageBatchRequestEntry::builder()
         .id(index.to_string())
         .message_body(&letter.body);
@@ -223,15 +235,14 @@ fn move_entry(
             .data_type("String")
             .string_value(value)
             .build()
-            .map_err(|e| invalid(&e))?;
+            .map_err(|_| "bad_attribute")?;
         entry = entry.message_attributes(name, value);
     }
     if fifo {
-        let job: relay_protocol::IngestJob = serde_json::from_str(&letter.body).map_err(|e| {
-            invalid(&format!(
-                "a dead-lettered message is not an ingest job: {e}"
-            ))
-        })?;
+        // A FIFO queue needs the job's id for deduplication: a message that is no ingest job
+        // cannot be moved there as it is.
+        let job: relay_protocol::IngestJob =
+            serde_json::from_str(&letter.body).map_err(|_| "not_an_ingest_job")?;
         let group = letter
             .group
             .clone()
@@ -240,5 +251,5 @@ fn move_entry(
             .message_group_id(group)
             .message_deduplication_id(format!("{}-{}", job.job_id, letter.id));
     }
-    entry.build().map_err(|e| invalid(&e))
+    entry.build().map_err(|_| "bad_entry")
 }

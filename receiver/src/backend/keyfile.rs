@@ -6,25 +6,39 @@ use async_trait::async_trait;
 use rand::RngCore;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use tokio::sync::OnceCell;
 
 /// Bytes of a newly made master key.
 const KEY_BYTES: usize = 32;
 
-/// The key of a key file, read once when the process starts.
-pub struct KeyFile(MasterKey);
+/// The key of a key file, read (or created) at its first use and kept: a command that needs no
+/// key (`jobs list`, `show`) works even when the file is damaged.
+pub struct KeyFile {
+    path: PathBuf,
+    key: OnceCell<MasterKey>,
+}
 
 impl KeyFile {
-    /// Reads the key file, creating it first if there is none (see [`load_or_create`]).
-    pub fn open(path: &Path) -> Result<KeyFile, String> {
-        load_or_create(path).map(KeyFile)
+    /// The key file at `path`; nothing is read yet.
+    pub fn at(path: &Path) -> KeyFile {
+        KeyFile {
+            path: path.to_owned(),
+            key: OnceCell::new(),
+        }
     }
 }
 
 #[async_trait]
 impl MasterKeySource for KeyFile {
     async fn master_key(&self) -> Result<MasterKey, BackendError> {
-        Ok(self.0.clone())
+        let key = self
+            .key
+            .get_or_try_init(|| async {
+                load_or_create(&self.path).map_err(|e| BackendError::new("keyfile", e))
+            })
+            .await?;
+        Ok(key.clone())
     }
 }
 

@@ -201,9 +201,16 @@ impl HeadObjects {
         external_id: &str,
         object: ObjectRef<'_>,
     ) -> Result<Looked, LookupError> {
-        let client = self
-            .client(role_arn, external_id, object.region.unwrap_or_default())
-            .await?;
+        // Events are checked when parsed; a region or bucket that is not AWS's never reaches a
+        // host, whatever supplied it.
+        let region = object.region.unwrap_or_default();
+        let region_ok = region.is_empty() || relay_protocol::names::is_aws_region(region);
+        if !region_ok || !relay_protocol::names::is_s3_bucket_name(object.bucket) {
+            return Err(LookupError::Failed(
+                "the region or bucket breaks AWS's naming rules".into(),
+            ));
+        }
+        let client = self.client(role_arn, external_id, region).await?;
         let answer = client
             .head_object()
             .bucket(object.bucket)

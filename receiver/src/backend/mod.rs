@@ -483,13 +483,19 @@ pub trait DeadLetters: Send + Sync {
     async fn delete(&self, receipts: &[String]) -> Result<(), BackendError>;
     /// Makes kept messages visible again at once, for the next run.
     async fn release(&self, receipts: &[String]) -> Result<(), BackendError>;
-    /// Sends the messages to the queue at `target` (same body, attributes and group); the
-    /// receipts of those sent, to delete.
-    async fn move_to(
-        &self,
-        target: &str,
-        letters: &[DeadLetter],
-    ) -> Result<Vec<String>, BackendError>;
+    /// Sends the messages to the queue at `target` (same body, attributes and group): which
+    /// were sent (to delete here) and which could not be, and why.
+    async fn move_to(&self, target: &str, letters: &[DeadLetter]) -> Result<Moved, BackendError>;
+}
+
+/// What a move did with each dead letter.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Moved {
+    /// The receipts of the letters now on the target queue.
+    pub sent: Vec<String>,
+    /// The letters left where they are: their id, and why (`not_an_ingest_job`, or the queue's
+    /// error code).
+    pub kept: Vec<(DeadLetter, String)>,
 }
 
 /// The master key every event source secret is derived from. Its bytes never reach a log line,

@@ -906,7 +906,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("relay.db");
         let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
-        let mut integration = NewIntegration::new(Provider::R2, "b")
+        let mut integration = NewIntegration::new(Provider::R2, "bucket-b")
             .build("1", t0)
             .unwrap();
         {

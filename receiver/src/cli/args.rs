@@ -7,6 +7,7 @@ use relay_protocol::integration::{NewIntegration, Scope, DEFAULT_MAX_OBJECT_BYTE
 use relay_protocol::{Mode, Provider};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -351,5 +352,84 @@ impl CreateArgs {
             output_prefix: self.output_prefix.clone(),
             mode: self.mode,
         }
+    }
+}
+
+/// The range a duration flag accepts. Outside it the command stops before doing anything, with
+/// an error naming the flag and the range (exit 1): a zero interval would hammer the storage or
+/// panic a timer, a huge one overflow the clock.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DurationRange {
+    flag: &'static str,
+    min: Duration,
+    max: Duration,
+}
+
+const MINUTE: u64 = 60;
+const HOUR: u64 = 60 * MINUTE;
+const DAY: u64 = 24 * HOUR;
+
+const fn range(flag: &'static str, min_s: u64, max_s: u64) -> DurationRange {
+    DurationRange {
+        flag,
+        min: Duration::from_secs(min_s),
+        max: Duration::from_secs(max_s),
+    }
+}
+
+/// `poll --every`, `serve --poll-every`: a tick lists a whole prefix.
+pub(crate) const TICK_EVERY: [DurationRange; 2] =
+    [range("--every", 1, DAY), range("--poll-every", 1, DAY)];
+pub(crate) const OVERLAP: DurationRange = range("--overlap", 0, 7 * DAY);
+pub(crate) const READ_TIMEOUT: DurationRange = range("--read-timeout", 1, 10 * MINUTE);
+pub(crate) const GRACE: DurationRange = range("--grace", 0, 90 * DAY);
+pub(crate) const CLAIM_LEASE: DurationRange = range("--claim-lease", 1, HOUR);
+
+impl DurationRange {
+    /// `value`, if it is within the range.
+    pub(crate) fn check(&self, value: Duration) -> Result<Duration, String> {
+        if (self.min..=self.max).contains(&value) {
+            return Ok(value);
+        }
+        let show = |d: Duration| humantime::format_duration(d).to_string();
+        Err(format!(
+            "{} {} is out of range: it must be between {} and {}",
+            self.flag,
+            show(value),
+            show(self.min),
+            show(self.max)
+        ))
+    }
+}
+
+impl Cli {
+    /// Every duration flag of the command, held to its range.
+    pub(crate) fn check_durations(&self) -> Result<(), String> {
+        CLAIM_LEASE.check(*self.backend.claim_lease)?;
+        match &self.command {
+            Some(Command::Poll(args)) => {
+                OVERLAP.check(*args.overlap)?;
+                if let Some(every) = args.every {
+                    TICK_EVERY[0].check(*every)?;
+                }
+            }
+            Some(Command::Serve(args)) => args.check_durations()?,
+            Some(Command::Integrations(IntegrationsCommand::RotateSecret(args))) if !args.now => {
+                GRACE.check(*args.grace)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl ServeArgs {
+    /// `serve`'s duration flags held to their ranges (also on Lambda, from the environment).
+    pub(crate) fn check_durations(&self) -> Result<(), String> {
+        READ_TIMEOUT.check(*self.read_timeout)?;
+        if let Some(every) = self.poll_every {
+            TICK_EVERY[1].check(*every)?;
+        }
+        Ok(())
     }
 }

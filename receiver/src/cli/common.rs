@@ -47,15 +47,50 @@ impl Printer {
     }
 
     /// Prints the report on stdout, failed or not: for a command that goes on (`poll --every`).
+    /// JSON is exact; text never carries a control character a terminal would act on (a key
+    /// with ESC or BEL in it), whatever a renderer forgot to wrap in [`Safe`].
     pub(crate) fn show<R: Report>(self, report: &R) -> CliResult {
         if self.json {
             println!("{}", serde_json::to_string_pretty(report)?);
         } else {
             let mut text = String::new();
             report.render(&mut text)?;
-            print!("{text}");
+            let mut shown = String::with_capacity(text.len());
+            for c in text.chars() {
+                match c {
+                    '\n' | '\t' => shown.push(c),
+                    c => push_safe(&mut shown, c),
+                }
+            }
+            print!("{shown}");
         }
         Ok(())
+    }
+}
+
+/// Text from outside (an object key, a prefix, an error's detail) as a terminal may show it:
+/// control characters (a newline too: it would forge a row) and bidirectional overrides are
+/// written as escapes, so what a person reads is what the text holds.
+pub(crate) struct Safe<'a>(pub(crate) &'a str);
+
+impl fmt::Display for Safe<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shown = String::with_capacity(self.0.len());
+        for c in self.0.chars() {
+            push_safe(&mut shown, c);
+        }
+        f.pad(&shown)
+    }
+}
+
+/// Pushes `c`, or its escape when a terminal would act on it rather than show it.
+fn push_safe(out: &mut String, c: char) {
+    let bidi =
+        matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}');
+    if c.is_control() || bidi {
+        out.extend(c.escape_default());
+    } else {
+        out.push(c);
     }
 }
 
@@ -114,5 +149,22 @@ impl Checked {
             error: error.map(name),
             detail: error.map(detail),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_from_outside_cannot_forge_a_row_or_drive_the_terminal() {
+        let key = "a\nFORGED\u{1b}[31m\u{7}\u{202e}fdp.exe";
+        let shown = Safe(key).to_string();
+        assert!(
+            !shown.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "{shown}"
+        );
+        assert_eq!(shown, "a\\nFORGED\\u{1b}[31m\\u{7}\\u{202e}fdp.exe");
+        assert_eq!(format!("{:<6}|", Safe("ab")), "ab    |");
     }
 }

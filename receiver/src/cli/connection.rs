@@ -3,7 +3,7 @@
 //! opens, an answer comes back, and the receiver's answer is read.
 
 use super::args::TestArgs;
-use super::common::{load, master_key, CliResult, Report};
+use super::common::{load, master_key, CliResult, Report, Safe};
 use super::test_event::{self, SendAs, TestRequest};
 use super::verdict::{judge, Step, Verdict};
 use crate::backend::error_chain;
@@ -111,7 +111,7 @@ impl Report for EventTest {
         )?;
         for step in &self.verdict.steps {
             let word = if step.ok { "ok" } else { "FAIL" };
-            writeln!(out, "  {word:<5} {:<12} {}", step.step, step.detail)?;
+            writeln!(out, "  {word:<5} {:<12} {}", step.step, Safe(&step.detail))?;
         }
         match (&self.verdict.cause, &self.verdict.hint) {
             (Some(cause), Some(hint)) => writeln!(out, "cause: {cause}\nhint:  {hint}"),

@@ -1,7 +1,7 @@
 //! What became of events: `events why` (one key's history) and `jobs list` (the embedded
 //! queue).
 
-use super::common::{load, time, CliResult, Report};
+use super::common::{load, time, CliResult, Report, Safe};
 use crate::backend::{ObjectHistory, LEDGER_RETENTION};
 use crate::wiring::Wired;
 use relay_protocol::{IngestJob, Reason};
@@ -113,7 +113,11 @@ impl Report for Jobs {
             writeln!(
                 out,
                 "{:<32} {:<26} {:<20} {:>10}  {}",
-                job.job_id, job.integration_id, job.bucket, size, job.key
+                job.job_id,
+                job.integration_id,
+                Safe(&job.bucket),
+                size,
+                Safe(&job.key)
             )?;
         }
         Ok(())

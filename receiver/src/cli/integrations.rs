@@ -3,7 +3,7 @@
 //! [`super::secret`]; the read-access commands in [`super::source`].)
 
 use super::args::IntegrationsCommand;
-use super::common::{load, master_key, time, CliResult, Printer, Report, Shown};
+use super::common::{load, master_key, time, CliResult, Printer, Report, Safe, Shown};
 use crate::backend::{error_chain, Seen, Store, UsageCounts, LEDGER_RETENTION};
 use crate::wiring::Wired;
 use anyhow::{anyhow, Context};
@@ -172,11 +172,11 @@ impl Report for List {
                 "{:<26} {:<8} {:<24} {:<6} {:<7} {:>4}  {}",
                 i.id,
                 i.provider,
-                i.bucket,
+                Safe(&i.bucket),
                 i.mode,
                 i.status,
                 i.generation,
-                filters(i)
+                Safe(&filters(i))
             )?;
         }
         Ok(())
@@ -276,7 +276,7 @@ impl Report for Show {
             ("updated_at", i.updated_at.to_rfc3339()),
         ];
         for (name, value) in rows {
-            writeln!(out, "{name:<21} {value}")?;
+            writeln!(out, "{name:<21} {}", Safe(&value))?;
         }
         let last = match (&self.last_seen, &self.last_seen_error) {
             (Some(last), _) => last,
@@ -297,7 +297,7 @@ impl Report for Show {
                 "  {:<12} {} {reason:<20} {}",
                 seen.outcome,
                 time(seen.at),
-                seen.key
+                Safe(&seen.key)
             )?;
         }
         Ok(())

@@ -2,7 +2,7 @@
 //! [`crate::poll`], with their reports and a backfill's progress.
 
 use super::args::{BackfillArgs, PollArgs};
-use super::common::{load, Checked, CliResult, Printer, Report};
+use super::common::{load, Checked, CliResult, Printer, Report, Safe};
 use crate::poll::{BackfillScope, Poller, Progress, RunError, RunTally};
 use crate::wiring::Wired;
 use anyhow::{anyhow, bail, Context};
@@ -24,7 +24,12 @@ pub(crate) async fn poll(wired: Wired, printer: Printer, args: PollArgs) -> CliR
         .with_context(|| format!("--overlap {} is too long", args.overlap))?;
     let poller = poller(&wired);
     loop {
-        let results = poller.tick(args.integration.as_deref(), overlap).await?;
+        // Ctrl-C ends a tick too: what it committed stays, its watermark is not moved, and the
+        // next tick takes the rest.
+        let results = tokio::select! {
+            results = poller.tick(args.integration.as_deref(), overlap) => results?,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
         let report = Tick(results);
         let Some(every) = args.every else {
             return printer.emit(&report);
@@ -203,7 +208,7 @@ impl Report for Tick {
                     tally.skipped_total(),
                     skipped_detail(tally)
                 )?,
-                Err(error) => writeln!(out, "{id}: failed: {error}")?,
+                Err(error) => writeln!(out, "{id}: failed: {}", Safe(&error.to_string()))?,
             }
         }
         Ok(())

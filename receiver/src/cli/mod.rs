@@ -55,9 +55,14 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 async fn dispatch(cli: Cli, runtime: Runtime) -> CliResult {
+    cli.check_durations().map_err(anyhow::Error::msg)?;
     let command = match cli.command {
         Some(command) => command,
-        None if runtime.on_lambda() => Command::Serve(ServeArgs::parse_from_env()),
+        None if runtime.on_lambda() => {
+            let args = ServeArgs::parse_from_env();
+            args.check_durations().map_err(anyhow::Error::msg)?;
+            Command::Serve(args)
+        }
         None => anyhow::bail!("no command given; see `bucket-relay --help`"),
     };
     match &command {

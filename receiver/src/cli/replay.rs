@@ -274,17 +274,30 @@ async fn ingest(
         tally.kept = waiting;
         return Ok(tally);
     }
+    let mut kept = Vec::new();
     loop {
         let messages: Vec<DeadLetter> = queue.receive().await?;
         if messages.is_empty() {
             break;
         }
         tally.messages += messages.len() as u64;
-        let sent = queue.move_to(target, &messages).await?;
-        queue.delete(&sent).await?;
-        tally.deleted += sent.len() as u64;
-        tally.kept += (messages.len() - sent.len()) as u64;
+        let moved = queue.move_to(target, &messages).await?;
+        queue.delete(&moved.sent).await?;
+        tally.deleted += moved.sent.len() as u64;
+        for (letter, why) in moved.kept {
+            tracing::warn!(
+                message = "replay_kept",
+                id = %letter.id,
+                outcome = %format!("kept/{why}"),
+                dry_run = false,
+            );
+            tally.count(format!("kept/{why}"));
+            kept.push(letter.receipt);
+        }
     }
+    // What stays is visible again at once, for a person to look at or the next run.
+    queue.release(&kept).await?;
+    tally.kept = kept.len() as u64;
     tally.outcomes.insert("moved".into(), tally.deleted);
     Ok(tally)
 }

@@ -17,6 +17,7 @@ pub(crate) async fn create(
     args: &CreateArgs,
     now: DateTime<Utc>,
 ) -> CliResult<SecretReport> {
+    check_url(&args.public.url)?;
     let random = Alphanumeric.sample_string(&mut rand::rng(), 20);
     let integration = args.fields().build(&random, now)?;
     // The key first, the write last: a failure leaves nothing behind that nobody has the
@@ -36,6 +37,7 @@ pub(crate) async fn rotate(
     args: &RotateArgs,
     now: DateTime<Utc>,
 ) -> CliResult<SecretReport> {
+    check_url(&args.public.url)?;
     let store = wired.backends.store.as_ref();
     let mut integration = load(store, &args.id).await?;
     let grace_until = if args.now {
@@ -59,6 +61,13 @@ pub(crate) async fn rotate(
         key.as_bytes(),
         &args.public.url,
     ))
+}
+
+/// The receiver URL the customer's side will post to: printed into their setup, so it must be
+/// one they can use (https, a host, no user or password).
+fn check_url(url: &str) -> CliResult {
+    relay_protocol::names::check_receiver_url(url)
+        .map_err(|why| anyhow!("--receiver-url {url:?} cannot be given to an event source: {why}"))
 }
 
 /// The new secret and everything the customer's side needs with it.

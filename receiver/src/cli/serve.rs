@@ -56,6 +56,10 @@ pub(crate) async fn serve(
             .await
             .map_err(|e| anyhow!(e));
     }
+    if runtime == Runtime::Http {
+        // A key that cannot be read would answer every request 503: refuse to start instead.
+        wired.keys.master_key().await?;
+    }
     if let (Some(every), Runtime::Http) = (args.poll_every, runtime) {
         listing::spawn_ticks(&wired, *every).await;
     }

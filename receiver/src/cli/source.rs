@@ -4,7 +4,7 @@
 //! or, with `--receiver-url`, sends a test event ([`super::connection`]).
 
 use super::args::{SetSourceArgs, TestArgs};
-use super::common::{load, master_key, Checked, CliResult, Printer, Report};
+use super::common::{load, master_key, Checked, CliResult, Printer, Report, Safe};
 use super::setup;
 use crate::access::ReadCredentials;
 use crate::backend::bucket::AccessError;
@@ -52,7 +52,7 @@ pub(crate) async fn set_source(wired: &Wired, args: SetSourceArgs) -> CliResult<
             ReadAccess::AssumeRoleInEachAccount { role_name }
         }
         (Provider::S3, Some(role_arn), None) => {
-            if !role_arn.starts_with("arn:aws") || !role_arn.contains(":role/") {
+            if !relay_protocol::names::is_role_arn(&role_arn) {
                 bail!(
                     "--role-arn {role_arn:?} is not an IAM role ARN \
                      (arn:aws:iam::<account>:role/<name>)"
@@ -245,8 +245,10 @@ impl Report for AccessCheck {
             .unwrap_or_default();
         writeln!(
             out,
-            "OK: {} bucket {} is reachable and may be listed{under}.",
-            i.provider, i.bucket
+            "OK: {} bucket {} is reachable and may be listed{}.",
+            i.provider,
+            Safe(&i.bucket),
+            Safe(&under)
         )
     }
 
@@ -329,7 +331,7 @@ impl Report for LookupChecks {
                     check.role_arn,
                     check.account,
                     error.name(),
-                    error.detail()
+                    Safe(error.detail())
                 )?,
             }
         }

@@ -173,7 +173,13 @@ mod tests {
             (Provider::S3, Sender::EventBridge),
         ] {
             let integration = NewIntegration {
-                account: Some("acc_1".into()),
+                account: Some(
+                    match provider {
+                        Provider::S3 => "123456789012",
+                        Provider::R2 => "4f3c1e0d9b8a7c6d5e4f3a2b1c0d9e8f",
+                    }
+                    .into(),
+                ),
                 suffixes: vec![".pdf".into()],
                 ..NewIntegration::new(provider, "uploads")
             }

@@ -14,12 +14,22 @@ const KEY_FILE: &str = "master.key";
 pub(super) fn wire(data_dir: &Path) -> anyhow::Result<Chosen> {
     create_private_dir(data_dir)?;
     let db_path = data_dir.join(DB_FILE);
-    let db = Sqlite::open(&db_path)?;
     // The ledger and the queue name every object: readable by the owner only. SQLite gives its
-    // -wal and -shm files the database file's mode.
-    make_private(&db_path, 0o600)?;
+    // -wal and -shm files the database file's mode when it creates them, so the file is made
+    // private before SQLite opens it (and those of an older run are made private too).
+    create_private_file(&db_path)?;
+    for path in [
+        &db_path,
+        &sidecar(&db_path, "-wal"),
+        &sidecar(&db_path, "-shm"),
+    ] {
+        if path.exists() {
+            make_private(path, 0o600)?;
+        }
+    }
+    let db = Sqlite::open(&db_path)?;
     let key_path = data_dir.join(KEY_FILE);
-    let key = KeyFile::open(&key_path).map_err(anyhow::Error::msg)?;
+    let key = KeyFile::at(&key_path);
     if keyfile::is_too_open(&key_path) {
         eprintln!(
             "warning: {} is readable by other users; run chmod 600 on it",
@@ -38,6 +48,28 @@ pub(super) fn wire(data_dir: &Path) -> anyhow::Result<Chosen> {
         keys: Arc::new(key),
         embedded: Some(db),
     })
+}
+
+/// Creates `path` empty with mode 0600 if it does not exist yet.
+fn create_private_file(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("cannot create {}: {e}", path.display())),
+    }
+}
+
+/// SQLite's file beside the database: `relay.db-wal`, `relay.db-shm`.
+fn sidecar(db: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(suffix);
+    name.into()
 }
 
 /// Creates the data directory (mode 0700), and makes an existing one private too.

@@ -41,10 +41,14 @@ data "aws_iam_policy_document" "kms" {
       type        = "Service"
       identifiers = ["logs.${local.region}.amazonaws.com"]
     }
+    # Each log group the key encrypts: the receiver's, and the poller's (poller.tf).
     condition {
       test     = "ArnEquals"
       variable = "kms:EncryptionContext:aws:logs:arn"
-      values   = ["arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${local.log_group}"]
+      values = [
+        "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${local.log_group}",
+        "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${local.poller_log_group}",
+      ]
     }
   }
 
