@@ -69,6 +69,13 @@ def healthy(n, query):
     return objects_page(["ok.pdf"], truncated=False)
 
 
+def slow_and_endless(n, query):
+    # A new page every second, with new keys and a new token, for ever.
+    import time
+    time.sleep(1)
+    return objects_page([f"k{n:08}.pdf"], truncated=True, token=f"T{n}")
+
+
 def versions_without_marker(n, query):
     # ListObjectVersions truncated, naming no NextKeyMarker.
     return versions_page(["a.pdf"], truncated=True)
@@ -81,6 +88,7 @@ ANSWERS = {
     "truncated-no-token": truncated_without_token,
     "healthy": healthy,
     "versions-no-marker": versions_without_marker,
+    "slow-and-endless": slow_and_endless,
 }
 
 ASSUME_ROLE = """<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult>

@@ -3,7 +3,9 @@ must not hang `poll` or `backfill`, hold back a healthy integration, or end a ru
 objects never taken. Each failure is named, bounded in calls, and keeps the run's place."""
 
 import json
+import signal
 import subprocess
+import time
 
 import pytest
 
@@ -83,3 +85,17 @@ def test_versions_truncated_without_a_marker_are_incomplete_on_s3(relay, fake):
     assert code == 1, stderr
     assert ticks[0]["error"] == "listing_incomplete", ticks
     assert fake.calls["versions-no-marker"] == 1
+
+
+def test_ctrl_c_ends_poll_in_the_middle_of_a_tick(relay, fake):
+    r2(relay, "slow-and-endless", "--mode", "poll")
+    process = subprocess.Popen([str(RELAY_BIN), "--data-dir", str(relay.data_dir), "poll", "--every", "1m"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=relay.env)
+    deadline = time.monotonic() + 20
+    while fake.calls.get("slow-and-endless", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert fake.calls.get("slow-and-endless", 0) >= 2, "the tick is under way"
+    process.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    process.wait(timeout=10)
+    assert time.monotonic() - started < 3, "SIGINT ends the tick at once"

@@ -528,6 +528,17 @@ def test_text_output_never_carries_a_keys_control_characters(receiver):
         assert not any(line.startswith("FORGED-ROW") for line in text.splitlines()), (args, text)
 
 
+def test_a_damaged_master_key_leaves_show_and_jobs_list_working_and_serve_refuses_to_start(receiver):
+    created = receiver.create("s3", "docs")
+    (receiver.data_dir / "master.key").write_text("zz-not-hex-QWERTY\n")
+    shown = receiver.cli("integrations", "show", created["id"])
+    assert shown["external_id"] is None and "master key" in shown["external_id_error"]
+    assert receiver.cli("jobs", "list") == []
+    serve = subprocess.run([str(RELAY_BIN), "--data-dir", str(receiver.data_dir), "serve", "--listen", "127.0.0.1:0"],
+                           capture_output=True, text=True, timeout=30, env=receiver.env)
+    assert serve.returncode == 1 and "master key" in serve.stderr and "QWERTY" not in serve.stderr
+
+
 def test_objects_whose_fields_would_join_alike_are_two_jobs(receiver):
     # Joined with a separator, these two objects had one job id: the second was answered
     # `duplicate` and never enqueued.
@@ -749,3 +760,40 @@ def test_a_receiver_killed_mid_burst_and_restarted_makes_each_object_one_job(rec
     print(f"\nkilled after {answered.count(200)} answered batches; "
           f"sent {40 * 50}, jobs {len(keys)}, duplicates {len(keys) - len(set(keys))}, "
           f"lost {40 * 50 - len(set(keys))}")
+
+
+def test_an_unknown_integration_is_answered_404_before_its_body_is_read(receiver):
+    head = (b"POST /v1/integrations/int_nobodyhasthis/events HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Length: 5000000\r\ncontent-type: application/json\r\n\r\n")
+    # One byte of the 5 MB follows, and nothing more: the answer cannot have waited for it.
+    started = time.monotonic()
+    answer = raw_request(receiver, head, b"{", timeout=10)
+    assert answer.startswith(b"HTTP/1.1 404") and b'"error":"unknown_integration"' in answer, answer[:200]
+    assert time.monotonic() - started < 5, "answered before the read timeout (30 s)"
+
+
+def test_bodies_share_a_budget_and_one_that_does_not_fit_is_retried_later(tmp_path):
+    receiver = Receiver(tmp_path / "relay", tmp_path / "serve.log", serve_args=["--max-body-buffer-mib", "6"])
+    receiver.start()
+    try:
+        created = receiver.create()
+        path = f"/v1/integrations/{created['id']}/events"
+        big = 6_000_000
+        # A client holds most of the budget with a body it has not finished sending.
+        holder = socket.create_connection(("127.0.0.1", receiver.port), timeout=30)
+        holder.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {big}\r\n\r\n".encode())
+        holder.sendall(b"x" * (big - 10))
+        time.sleep(1)
+        body = b"y" * 1_000_000
+        head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        busy = raw_request(receiver, head, body, timeout=10)
+        assert busy.startswith(b"HTTP/1.1 503") and b"retry-after" in busy.lower(), busy[:300]
+        assert b'"error":"backend_unavailable"' in busy
+        # Once that body is in (and refused: it is not signed), the budget is free again.
+        holder.sendall(b"x" * 10)
+        assert holder.recv(65536).startswith(b"HTTP/1.1 401")
+        holder.close()
+        again = raw_request(receiver, head, body, timeout=10)
+        assert again.startswith(b"HTTP/1.1 401"), again[:200]
+    finally:
+        receiver.stop()

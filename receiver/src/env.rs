@@ -32,6 +32,10 @@ pub const R2_ENDPOINT_URL: &str = "RELAY_R2_ENDPOINT_URL";
 pub const R2_SECRET_ACCESS_KEY: &str = "RELAY_R2_SECRET_ACCESS_KEY";
 /// How often `serve` runs a poll tick in-process (`2m`); unset: never.
 pub const POLL_EVERY: &str = "RELAY_POLL_EVERY";
+/// How many connections `serve` serves at once (default 512).
+pub const MAX_CONNECTIONS: &str = "RELAY_MAX_CONNECTIONS";
+/// How many MiB of request bodies `serve` holds at once, across connections (default 128).
+pub const MAX_BODY_BUFFER_MIB: &str = "RELAY_MAX_BODY_BUFFER_MIB";
 /// `poll` on Lambda: the function runs one poll tick per invocation (the scheduler's), not
 /// the HTTP handler.
 pub const LAMBDA_HANDLER: &str = "RELAY_LAMBDA_HANDLER";
@@ -41,7 +45,7 @@ pub const LAMBDA_HANDLER_POLL: &str = "poll";
 pub const LAMBDA_RUNTIME_API: &str = "AWS_LAMBDA_RUNTIME_API";
 
 /// Every variable the receiver reads, for docs and tests (Terraform sets the AWS ones).
-pub const ALL: [&str; 16] = [
+pub const ALL: [&str; 18] = [
     DATA_DIR,
     LISTEN,
     READ_TIMEOUT,
@@ -57,5 +61,7 @@ pub const ALL: [&str; 16] = [
     R2_ENDPOINT_URL,
     R2_SECRET_ACCESS_KEY,
     POLL_EVERY,
+    MAX_CONNECTIONS,
+    MAX_BODY_BUFFER_MIB,
     LAMBDA_HANDLER,
 ];

@@ -101,6 +101,25 @@ impl Relay {
         }
     }
 
+    /// A refusal that needs no body: an events request for an integration the store does not
+    /// have (404 `unknown_integration`). The `serve` shell asks before it reads a body, so such
+    /// a request costs no memory. `None` when the body is needed to answer (or the store cannot
+    /// say now: the handler answers that).
+    #[cfg(feature = "server")]
+    pub(crate) async fn refusal_before_body(&self, method: &Method, path: &str) -> Option<Refusal> {
+        let integration_id = wire::parse_events_path(path)?;
+        if method != Method::POST {
+            return None;
+        }
+        match self.integrations.get(integration_id).await {
+            Ok(None) => Some(Refusal::new(
+                Reason::UnknownIntegration,
+                format!("no integration {integration_id}"),
+            )),
+            Ok(Some(_)) | Err(_) => None,
+        }
+    }
+
     /// Logs and counts a request the `serve` shell refused before the handler saw it (too
     /// large, too slow), exactly as the handler does its own refusals.
     pub fn refused_before_handling(&self, path: &str, refusal: &Refusal) {

@@ -173,6 +173,15 @@ pub struct ServeArgs {
     /// Also run a poll tick over the poll-mode integrations this often (`2m`), in-process.
     #[arg(long, env = env::POLL_EVERY)]
     pub poll_every: Option<humantime::Duration>,
+    /// Connections served at once; more wait to be accepted (1 to 65536).
+    #[arg(long, env = env::MAX_CONNECTIONS, default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub max_connections: u32,
+    /// MiB of request bodies held at once across connections; a body that does not fit is
+    /// answered 503 with Retry-After (6, one body at the 6 MB limit, to 65536).
+    #[arg(long, env = env::MAX_BODY_BUFFER_MIB, default_value_t = 128,
+          value_parser = clap::value_parser!(u32).range(6..=65_536))]
+    pub max_body_buffer_mib: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -71,7 +71,11 @@ pub(crate) async fn serve(
     #[cfg(feature = "server")]
     {
         tracing::info!(message = "starting", data_dir = %data_dir.display(), listen = %args.listen);
-        crate::serve::run(relay, args.listen, *args.read_timeout)
+        let limits = crate::serve::Limits {
+            connections: args.max_connections as usize,
+            body_bytes: args.max_body_buffer_mib as usize * 1024 * 1024,
+        };
+        crate::serve::run(relay, args.listen, *args.read_timeout, limits)
             .await
             .map_err(|e| anyhow!("cannot serve on {}: {e}", args.listen))
     }

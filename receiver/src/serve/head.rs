@@ -137,6 +137,8 @@ impl<S> Guarded<S> {
     /// Releases or refuses a whole head; `false` while it is still incomplete.
     fn advance_head(&mut self) -> bool {
         let refusal = match check_head(&self.held) {
+            // A head is held to the limit whole, however much of it one read brought.
+            Ok(Some((length, _))) if length > MAX_HEAD_BYTES => too_large_head(),
             Ok(Some((length, next))) => {
                 self.release(length, next);
                 return true;
@@ -378,6 +380,18 @@ mod tests {
             answer.contains(r#""error":"headers_too_large""#),
             "{answer}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_whole_head_over_the_limit_is_refused_431_however_it_arrives() {
+        for size in [MAX_HEAD_BYTES + 1, 66_000, 70_000, 80_000] {
+            let mut request = b"POST /v1/events/x HTTP/1.1\r\nx: ".to_vec();
+            request.resize(size - 4, b'a');
+            request.extend_from_slice(b"\r\n\r\n");
+            let (passed, answer) = through_guard(&request).await;
+            assert!(passed.is_empty(), "{size} bytes reached hyper");
+            assert!(answer.starts_with("HTTP/1.1 431 "), "{size}: {answer}");
+        }
     }
 
     #[test]

@@ -15,6 +15,12 @@
 //! - Once the body is read, the request is handled on a task of its own: a client that hangs up
 //!   cannot cut a commit in half. Its answer is lost, and the sender's retry is answered from the
 //!   ledger (`duplicate`).
+//! - What clients that have not yet proven anything can make the server hold is bounded: an
+//!   events request for an integration the store does not have is answered 404 before its body is
+//!   read; at most [`Limits::connections`] connections are served at once (more wait in the
+//!   listen backlog); and the bodies being read or handled share a budget of
+//!   [`Limits::body_bytes`] (a body that does not fit is answered 503 `backend_unavailable` with
+//!   `Retry-After`, which every sender retries).
 
 #[cfg(test)]
 mod differential;
@@ -35,27 +41,47 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// How much of an oversized body is read and thrown away after the 413, so that a client still
 /// sending gets the answer rather than a reset connection.
 const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
 /// How long open connections get to finish their requests after SIGTERM / Ctrl-C.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// The body budget's unit: permits are counted in KiB.
+const BUDGET_UNIT: usize = 1024;
+
+/// What `serve` holds at most for its clients.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// Connections served at once.
+    pub(crate) connections: usize,
+    /// Bytes of request bodies read or being handled, across every connection.
+    pub(crate) body_bytes: usize,
+}
 
 pub(crate) async fn run(
     relay: Arc<Relay>,
     listen: SocketAddr,
     read_timeout: Duration,
+    limits: Limits,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    tracing::info!(message = "listening", address = %listener.local_addr()?);
+    tracing::info!(
+        message = "listening",
+        address = %listener.local_addr()?,
+        max_connections = limits.connections,
+        max_body_buffer_bytes = limits.body_bytes,
+    );
     let connections = GracefulShutdown::new();
+    let open = Arc::new(Semaphore::new(limits.connections));
+    let budget = Arc::new(Semaphore::new(limits.body_bytes.div_ceil(BUDGET_UNIT)));
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+        let (stream, slot) = tokio::select! {
+            accepted = accept(&listener, &open) => match accepted {
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of file descriptors, most likely: wait for connections to close.
                     tracing::warn!(message = "accept_failed", error = %error);
@@ -71,9 +97,11 @@ pub(crate) async fn run(
             Box::new(move |path, refusal| reporter.refused_before_handling(path, refusal)),
         );
         let relay = Arc::clone(&relay);
+        let budget = Arc::clone(&budget);
         let service = service_fn(move |request| {
             let relay = Arc::clone(&relay);
-            async move { Ok::<_, Infallible>(forward(relay, request, read_timeout).await) }
+            let budget = Arc::clone(&budget);
+            async move { Ok::<_, Infallible>(forward(relay, request, read_timeout, budget).await) }
         });
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
@@ -87,6 +115,7 @@ pub(crate) async fn run(
             if let Err(error) = connection.await {
                 tracing::debug!(message = "connection_closed", error = %error);
             }
+            drop(slot);
         });
     }
     drop(listener);
@@ -97,23 +126,46 @@ pub(crate) async fn run(
     Ok(())
 }
 
+/// The next connection, once one of the connection slots is free.
+async fn accept(
+    listener: &tokio::net::TcpListener,
+    open: &Arc<Semaphore>,
+) -> std::io::Result<(tokio::net::TcpStream, OwnedSemaphorePermit)> {
+    let slot = Arc::clone(open)
+        .acquire_owned()
+        .await
+        .map_err(std::io::Error::other)?;
+    let (stream, _) = listener.accept().await?;
+    Ok((stream, slot))
+}
+
 async fn forward(
     relay: Arc<Relay>,
     request: Request<Incoming>,
     read_timeout: Duration,
+    budget: Arc<Semaphore>,
 ) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
-    let refusal = match declared_length(&parts.headers) {
-        Some(declared) if declared > MAX_BODY_BYTES => {
+    let known = relay
+        .refusal_before_body(&parts.method, parts.uri.path())
+        .await;
+    let refusal = match (known, declared_length(&parts.headers)) {
+        (Some(refusal), declared) => {
+            drain_in_background(body, declared.unwrap_or(0));
+            refusal
+        }
+        (None, Some(declared)) if declared > MAX_BODY_BYTES => {
             drain_in_background(body, declared);
             too_large(declared)
         }
-        _ => match tokio::time::timeout(read_timeout, read_limited(body)).await {
-            Ok(Ok(body)) => {
+        (None, _) => match tokio::time::timeout(read_timeout, read_limited(body, &budget)).await {
+            Ok(Ok((body, held))) => {
                 let handled = tokio::spawn(async move {
-                    relay
+                    let response = relay
                         .handle_parts(&parts.method, parts.uri.path(), &parts.headers, &body)
-                        .await
+                        .await;
+                    drop(held);
+                    response
                 });
                 return match handled.await {
                     Ok(response) => response.map(Full::new),
@@ -126,6 +178,13 @@ async fn forward(
             Ok(Err(BodyError::TooLarge { seen, rest })) => {
                 drain_in_background(rest, DRAIN_LIMIT);
                 too_large(seen)
+            }
+            Ok(Err(BodyError::Busy { rest })) => {
+                drain_in_background(rest, DRAIN_LIMIT);
+                Refusal::new(
+                    Reason::BackendUnavailable,
+                    "the receiver is reading as many bodies as it holds at once; retry later",
+                )
             }
             Ok(Err(BodyError::Broken)) => Refusal::new(
                 Reason::MalformedRequest,
@@ -161,11 +220,21 @@ enum BodyError {
         seen: usize,
         rest: Incoming,
     },
+    /// The body budget has no room for it now.
+    Busy {
+        rest: Incoming,
+    },
     Broken,
 }
 
-async fn read_limited(mut body: Incoming) -> Result<Bytes, BodyError> {
+/// Reads a body within [`MAX_BODY_BYTES`], taking its size from the body budget as it arrives;
+/// the budget is given back when the returned permit is dropped.
+async fn read_limited(
+    mut body: Incoming,
+    budget: &Arc<Semaphore>,
+) -> Result<(Bytes, Option<OwnedSemaphorePermit>), BodyError> {
     let mut buffer = BytesMut::new();
+    let mut held: Option<OwnedSemaphorePermit> = None;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| BodyError::Broken)?;
         let Ok(data) = frame.into_data() else {
@@ -178,8 +247,20 @@ async fn read_limited(mut body: Incoming) -> Result<Bytes, BodyError> {
                 rest: body,
             });
         }
+        let needed = buffer.len().div_ceil(BUDGET_UNIT);
+        let have = held.as_ref().map_or(0, |permit| permit.num_permits());
+        if needed > have {
+            let more = u32::try_from(needed - have).unwrap_or(u32::MAX);
+            match Arc::clone(budget).try_acquire_many_owned(more) {
+                Ok(permit) => match &mut held {
+                    Some(held) => held.merge(permit),
+                    None => held = Some(permit),
+                },
+                Err(_) => return Err(BodyError::Busy { rest: body }),
+            }
+        }
     }
-    Ok(buffer.freeze())
+    Ok((buffer.freeze(), held))
 }
 
 /// Reads and drops up to `limit` bytes of a refused body on a task of its own, within a deadline.
