@@ -2,25 +2,11 @@
 //! role to assume with the integration's external id, or the R2 token opened. The adapters that
 //! list and look up objects never hold the master key, and never derive or unseal anything.
 
-use crate::backend::bucket::AccessError;
-use crate::sealed::{self, KeyPair};
+use crate::backend::bucket::{AccessError, ReadCredentials};
+use crate::sealed;
 use relay_protocol::integration::ReadAccess;
 use relay_protocol::names;
 use relay_protocol::{secret, Integration, Provider};
-
-/// What reaches one integration's bucket.
-#[derive(Debug)]
-pub(crate) enum ReadCredentials {
-    /// S3: the customer's role, assumed with the integration's external id, in the
-    /// integration's region (if it names one).
-    AssumeRole {
-        role_arn: String,
-        external_id: String,
-        region: Option<String>,
-    },
-    /// R2: an R2 API token's keys, at the account's S3 API endpoint.
-    R2Token { account: String, keys: KeyPair },
-}
 
 impl ReadCredentials {
     /// The credentials that list `integration`'s one bucket, or why there are none.
@@ -77,6 +63,7 @@ impl ReadCredentials {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sealed::KeyPair;
     use chrono::Utc;
     use relay_protocol::integration::NewIntegration;
 

@@ -14,7 +14,7 @@
 //! Listing the next page overlaps committing the current one. Memory holds one page at a time,
 //! whatever the bucket's size.
 
-use crate::access::ReadCredentials;
+use crate::backend::bucket::ReadCredentials;
 use crate::backend::bucket::{AccessError, BucketSource, Page};
 use crate::backend::{
     error_chain, BackendError, Backends, Cursors, Intake, MasterKeySource, Store,

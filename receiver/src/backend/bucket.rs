@@ -11,10 +11,10 @@
 //! A listing resumes after a key (`KeyMarker` / `StartAfter`): a backfill stores the last key
 //! of each page it committed. Every failure is an [`AccessError`] with a stable name.
 
+use super::aws::{AwsConfig, Purpose};
 use super::error_chain;
-use crate::access::ReadCredentials;
 use crate::env;
-use crate::wiring::aws::{AwsConfig, Purpose};
+use crate::sealed::KeyPair;
 use async_trait::async_trait;
 use aws_config::sts::AssumeRoleProvider;
 use aws_credential_types::provider::future;
@@ -159,6 +159,20 @@ impl fmt::Display for AccessError {
 }
 
 impl std::error::Error for AccessError {}
+
+/// What reaches one integration's bucket.
+#[derive(Debug)]
+pub(crate) enum ReadCredentials {
+    /// S3: the customer's role, assumed with the integration's external id, in the
+    /// integration's region (if it names one).
+    AssumeRole {
+        role_arn: String,
+        external_id: String,
+        region: Option<String>,
+    },
+    /// R2: an R2 API token's keys, at the account's S3 API endpoint.
+    R2Token { account: String, keys: KeyPair },
+}
 
 /// One page of a listing: each live object's latest version, in key order.
 #[derive(Debug, Default)]

@@ -12,9 +12,9 @@
 //! assumes each role once, keeps one client per role and region, and answers within seconds:
 //! it is on a request's path.
 
+use super::aws::{AwsConfig, Purpose, LOOKUP_BUDGET};
 use super::bucket::assume;
 use super::error_chain;
-use crate::wiring::aws::{AwsConfig, Purpose};
 use async_trait::async_trait;
 use aws_sdk_s3::config::Region;
 use aws_sdk_s3::error::SdkError;
@@ -34,11 +34,6 @@ pub const FAILED_MESSAGE: &str = "object_lookup_failed";
 /// How long EventBridge waits for an API destination's answer before it times the call out and
 /// retries it (its documented client execution timeout).
 pub const API_DESTINATION_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The most a lookup may take, `AssumeRole` included: well inside
-/// [`API_DESTINATION_TIMEOUT`], so the request still answers (with the event's own id) when the
-/// customer's side is slow.
-pub const LOOKUP_BUDGET: Duration = Duration::from_secs(2);
 
 /// One object to look up, in the bucket's region.
 #[derive(Clone, Copy, Debug)]

@@ -1,11 +1,11 @@
 //! In-memory backends: the same semantics as the real ones, for tests and benchmarks.
 
+use super::bucket::ReadCredentials;
 use super::bucket::{AccessError, BucketSource, Listing, Page};
 use super::{
     BackendError, Claim, ClaimToken, Cursors, Delivery, Enqueued, History, Ledger, MasterKey,
     MasterKeySource, ObjectHistory, Queue, Seen, Store, UsageCounts, UsageLog, CLAIM_LEASE,
 };
-use crate::access::ReadCredentials;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use relay_protocol::event::listed::ListedObject;

@@ -10,6 +10,7 @@
 //! - [`bucket::BucketSource`]: listings of customers' buckets ([`bucket::Buckets`]: the S3 API,
 //!   for S3 and R2).
 //! - [`MasterKeySource`]: the master key, from [`keyfile`] (embedded) or [`secretsmanager`].
+//! - `aws`: the AWS SDK's configuration, read once, with each purpose's deadlines and retries.
 //! - [`DeadLetters`]: a dead-letter queue a replay drains ([`deadletters`]: SQS).
 //!
 //! Two ways to be an [`Intake`]:
@@ -28,6 +29,7 @@
 //! `in_flight` (retry later) and one after it re-claims and enqueues. So a crash can delay a job
 //! but never turn its retry into a `duplicate` that nobody enqueued.
 
+pub(crate) mod aws;
 pub mod bucket;
 pub mod claiming;
 pub mod deadletters;

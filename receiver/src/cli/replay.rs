@@ -19,11 +19,11 @@
 use super::args::{ReplayCommand, ReplayEventBridgeArgs, ReplayIngestArgs};
 use super::common::{load, master_key, CliResult, Printer, Report};
 use crate::auth::Sender;
+use crate::backend::aws::Purpose;
 use crate::backend::deadletters::SqsDeadLetters;
 use crate::backend::{DeadLetter, DeadLetters};
 use crate::handler::Relay;
 use crate::item::{decide_one, parse_events};
-use crate::wiring::aws::Purpose;
 use crate::wiring::{BackendArgs, Wired};
 use anyhow::Context;
 use chrono::Utc;

@@ -6,8 +6,8 @@
 use super::args::{SetSourceArgs, TestArgs};
 use super::common::{load, master_key, Checked, CliResult, Printer, Report, Safe};
 use super::setup;
-use crate::access::ReadCredentials;
 use crate::backend::bucket::AccessError;
+use crate::backend::bucket::ReadCredentials;
 use crate::backend::lookup::LookupError;
 use crate::sealed::{self, KeyPair};
 use crate::wiring::Wired;

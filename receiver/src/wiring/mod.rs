@@ -6,6 +6,7 @@
 //! (see [`crate::env`]), and the AWS SDK's own variables (`AWS_REGION`, `AWS_ENDPOINT_URL`, …)
 //! are honoured, so a local emulator works the same way.
 
+use crate::backend::aws::{AwsConfig, Purpose};
 use crate::backend::bucket::Buckets;
 use crate::backend::claiming::Claiming;
 use crate::backend::dynamodb::{DynamoLedger, DynamoStore};
@@ -16,12 +17,10 @@ use crate::backend::sqlite::Sqlite;
 use crate::backend::sqs::SqsQueue;
 use crate::backend::{Backends, MasterKeySource, MAX_REQUEST_TIME, SQS_FIFO_DEDUP_WINDOW};
 use crate::env;
-use aws::{AwsConfig, Purpose};
 use clap::{Args, ValueEnum};
 use std::path::Path;
 use std::sync::Arc;
 
-pub(crate) mod aws;
 #[cfg(feature = "embedded")]
 mod embedded;
 

@@ -10,6 +10,11 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
+/// The most a lookup may take, `AssumeRole` included: well inside the 5 s EventBridge gives an
+/// API destination (`lookup::API_DESTINATION_TIMEOUT`), so the request still answers (with the event's own id) when the
+/// customer's side is slow.
+pub(crate) const LOOKUP_BUDGET: Duration = Duration::from_secs(2);
+
 /// What an AWS call is for: each purpose has its own deadline and retries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Purpose {
@@ -20,7 +25,7 @@ pub(crate) enum Purpose {
     /// wait for it.
     Listing,
     /// Looking one object up on a request's path: the whole lookup, role included, within
-    /// [`crate::backend::lookup::LOOKUP_BUDGET`].
+    /// [`LOOKUP_BUDGET`].
     Lookup,
 }
 
@@ -37,7 +42,7 @@ impl Purpose {
             Purpose::Lookup => builder
                 .connect_timeout(Duration::from_secs(1))
                 .operation_attempt_timeout(Duration::from_secs(1))
-                .operation_timeout(crate::backend::lookup::LOOKUP_BUDGET),
+                .operation_timeout(LOOKUP_BUDGET),
         }
         .build()
     }
@@ -79,10 +84,7 @@ mod tests {
     #[test]
     fn a_lookup_gives_up_within_its_budget_and_a_backend_call_within_seconds() {
         let lookup = Purpose::Lookup.timeouts();
-        assert_eq!(
-            lookup.operation_timeout(),
-            Some(crate::backend::lookup::LOOKUP_BUDGET)
-        );
+        assert_eq!(lookup.operation_timeout(), Some(LOOKUP_BUDGET));
         let backend = Purpose::Backends.timeouts();
         assert!(backend.operation_timeout() <= Some(Duration::from_secs(10)));
         assert!(
