@@ -69,8 +69,11 @@ def healthy(n, query):
     return objects_page(["ok.pdf"], truncated=False)
 
 
-def slow_and_endless(n, query):
-    # A new page every second, with new keys and a new token, for ever.
+def slow_after_the_first_tick(n, query):
+    # The first listing is one whole page; from the second on, a new page every second, with new
+    # keys and a new token, for ever.
+    if n == 1:
+        return objects_page(["first.pdf"], truncated=False)
     import time
     time.sleep(1)
     return objects_page([f"k{n:08}.pdf"], truncated=True, token=f"T{n}")
@@ -88,7 +91,7 @@ ANSWERS = {
     "truncated-no-token": truncated_without_token,
     "healthy": healthy,
     "versions-no-marker": versions_without_marker,
-    "slow-and-endless": slow_and_endless,
+    "slow-after-first": slow_after_the_first_tick,
 }
 
 ASSUME_ROLE = """<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult>

@@ -88,13 +88,13 @@ def test_versions_truncated_without_a_marker_are_incomplete_on_s3(relay, fake):
 
 
 def test_ctrl_c_ends_poll_in_the_middle_of_a_tick(relay, fake):
-    r2(relay, "slow-and-endless", "--mode", "poll")
-    process = subprocess.Popen([str(RELAY_BIN), "--data-dir", str(relay.data_dir), "poll", "--every", "1m"],
+    r2(relay, "slow-after-first", "--mode", "poll")
+    process = subprocess.Popen([str(RELAY_BIN), "--data-dir", str(relay.data_dir), "poll", "--every", "1s"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=relay.env)
     deadline = time.monotonic() + 20
-    while fake.calls.get("slow-and-endless", 0) < 2 and time.monotonic() < deadline:
+    while fake.calls.get("slow-after-first", 0) < 3 and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert fake.calls.get("slow-and-endless", 0) >= 2, "the tick is under way"
+    assert fake.calls.get("slow-after-first", 0) >= 3, "the second tick is under way"
     process.send_signal(signal.SIGINT)
     started = time.monotonic()
     process.wait(timeout=10)
