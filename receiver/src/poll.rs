@@ -26,7 +26,7 @@ use futures::StreamExt;
 use relay_protocol::event::listed::{ListedFrom, ListedObject};
 use relay_protocol::{decide_via, Integration, Mode, ObjectEvent, Outcome, Reason, Status, Via};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
@@ -326,6 +326,53 @@ impl Poller {
             .collect()
             .await;
         Ok(results)
+    }
+
+    /// Ticks every active poll-mode integration every `every`, for as long as the process
+    /// lives (`serve --poll-every`). Each integration is ticked on its own: one whose tick is
+    /// still running when its next is due is passed over until it ends, and the others go on.
+    pub(crate) async fn run_every(self: Arc<Self>, every: std::time::Duration) {
+        let running: Arc<std::sync::Mutex<HashSet<String>>> = Arc::default();
+        let mut interval = tokio::time::interval(every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            let integrations = match self.store.list().await {
+                Ok(all) => all,
+                Err(error) => {
+                    let error = RunError::from(error);
+                    tracing::warn!(message = "poll_failed", error = error.name(), detail = %error);
+                    continue;
+                }
+            };
+            let due = integrations
+                .into_iter()
+                .filter(|i| i.mode == Mode::Poll && i.status == Status::Active);
+            for integration in due {
+                let started = running
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(integration.id.clone());
+                if !started {
+                    continue; // its last tick is still running
+                }
+                let (poller, running) = (Arc::clone(&self), Arc::clone(&running));
+                tokio::spawn(async move {
+                    if let Err(error) = poller.tick_one(&integration, DEFAULT_OVERLAP).await {
+                        tracing::warn!(
+                            message = "poll_failed",
+                            integration_id = %integration.id,
+                            error = error.name(),
+                            detail = %error,
+                        );
+                    }
+                    running
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .remove(&integration.id);
+                });
+            }
+        }
     }
 
     async fn tick_one(
@@ -795,10 +842,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn an_endless_listing_stops_by_name_and_holds_no_other_integration_back() {
-        let rig = rig(Mode::Poll, 1000);
-        rig.bucket.put("a.pdf", &at(1));
+    /// A second integration like the rig's, `int_endless`, with its own sealed token.
+    async fn endless_beside(rig: &Rig) -> Integration {
         let mut endless = rig.poller.store.get(&rig.id).await.unwrap().unwrap();
         endless.id = "int_endless".into();
         let token = crate::sealed::KeyPair {
@@ -808,6 +853,14 @@ mod tests {
         let sealed = crate::sealed::seal(MASTER, &endless.id, &token);
         endless.read_access = Some(relay_protocol::integration::ReadAccess::SealedKeys { sealed });
         rig.poller.store.put(&endless).await.unwrap();
+        endless
+    }
+
+    #[tokio::test]
+    async fn an_endless_listing_stops_by_name_and_holds_no_other_integration_back() {
+        let rig = rig(Mode::Poll, 1000);
+        rig.bucket.put("a.pdf", &at(1));
+        let endless = endless_beside(&rig).await;
         let limits = RunLimits {
             time: std::time::Duration::from_secs(2),
             pages: 200,
@@ -842,6 +895,27 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(error.name(), "listing_too_long");
+    }
+
+    #[tokio::test]
+    async fn in_process_ticks_go_on_for_every_integration_while_one_listing_never_ends() {
+        let rig = rig(Mode::Poll, 1000);
+        let endless = endless_beside(&rig).await;
+        let poller = Arc::new(Poller {
+            buckets: Arc::new(OneEndless {
+                bucket: Arc::clone(&rig.bucket),
+                endless_id: endless.id.clone(),
+            }),
+            ..rig.poller
+        });
+        let schedule = tokio::spawn(poller.run_every(std::time::Duration::from_millis(20)));
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        schedule.abort();
+        let healthy_ticks = rig.bucket.pages_served();
+        assert!(
+            healthy_ticks >= 5,
+            "the healthy integration was ticked {healthy_ticks} times in 0.5 s"
+        );
     }
 
     #[tokio::test]

@@ -270,6 +270,11 @@ impl MemoryBucket {
         self.objects.lock().unwrap().insert(key.to_owned(), object);
     }
 
+    /// How many pages the bucket has served, across listings.
+    pub fn pages_served(&self) -> usize {
+        *self.pages_served.lock().unwrap()
+    }
+
     /// The `n`th page served from now on fails.
     pub fn fail_at_page(&self, n: usize) {
         *self.fail_at_page.lock().unwrap() = Some(*self.pages_served.lock().unwrap() + n);

@@ -44,17 +44,7 @@ pub(crate) async fn poll(wired: Wired, printer: Printer, args: PollArgs) -> CliR
 
 /// Runs a tick every `every` for as long as the process lives: `serve --poll-every`.
 pub(crate) async fn spawn_ticks(wired: &Wired, every: std::time::Duration) {
-    let poller = poller(wired);
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(every);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            interval.tick().await;
-            if let Err(error) = poller.tick(None, crate::poll::DEFAULT_OVERLAP).await {
-                tracing::warn!(message = "poll_failed", error = error.name(), detail = %error);
-            }
-        }
-    });
+    tokio::spawn(Arc::new(poller(wired)).run_every(every));
 }
 
 /// `backfill`: every object in scope, once; resumable; progress on stderr.
