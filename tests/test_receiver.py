@@ -433,6 +433,14 @@ def test_the_master_key_file_is_private(receiver):
     assert mode == 0o600
 
 
+def test_the_database_and_its_wal_and_shm_files_are_private(receiver):
+    created = receiver.create()
+    receiver.post_batch(created["id"], created["secret"], [r2_event("a.pdf")])
+    names = ["relay.db", "relay.db-wal", "relay.db-shm"]
+    modes = {name: (receiver.data_dir / name).stat().st_mode & 0o777 for name in names}
+    assert modes == dict.fromkeys(names, 0o600), {name: oct(mode) for name, mode in modes.items()}
+
+
 # --- signatures agree with the reference library both ways -----------------------------------
 
 def test_our_signatures_verify_with_the_standardwebhooks_reference_library():
