@@ -75,8 +75,9 @@ fn signed_request(body: &str) -> http::Request<Bytes> {
 fn fresh_relay() -> Relay {
     let usage = Arc::new(MemoryUsage::default());
     let history = Arc::new(MemoryHistory::default());
+    let ledger = Arc::new(MemoryLedger::default());
     let intake = Claiming::new(
-        Arc::new(MemoryLedger::default()),
+        ledger.clone(),
         Arc::new(MemoryQueue::default()),
         usage.clone(),
         history.clone(),
@@ -87,6 +88,7 @@ fn fresh_relay() -> Relay {
         usage,
         cursors: Arc::new(MemoryCursors::default()),
         history,
+        records: ledger,
     };
     Relay::new(
         backends,
@@ -171,7 +173,8 @@ fn handler_sqlite(b: &mut criterion::Bencher<'_>, runtime: &tokio::runtime::Runt
             intake: db.clone(),
             usage: db.clone(),
             cursors: db.clone(),
-            history: db,
+            history: db.clone(),
+            records: db,
         },
         Arc::new(StaticKey(MasterKey::from_bytes(MASTER))),
         false,

@@ -27,6 +27,7 @@ mod integrations;
 mod item;
 mod lambda;
 mod poll;
+mod reconcile;
 mod sealed;
 #[cfg(feature = "server")]
 mod serve;

@@ -14,10 +14,9 @@
 //! Listing the next page overlaps committing the current one. Memory holds one page at a time,
 //! whatever the bucket's size.
 
-use crate::backend::bucket::ReadCredentials;
-use crate::backend::bucket::{AccessError, BucketSource, Page};
+use crate::backend::bucket::{AccessError, BucketSource, Listing, Page, ReadCredentials};
 use crate::backend::{
-    error_chain, BackendError, Backends, Cursors, Intake, MasterKeySource, Store,
+    error_chain, BackendError, Backends, Cursors, Intake, JobRecords, MasterKeySource, Store,
 };
 use crate::item::Item;
 use crate::settle::settle;
@@ -65,7 +64,7 @@ pub(crate) const BACKFILL_LIMITS: RunLimits = RunLimits {
 
 impl RunLimits {
     /// Whether a run that has listed `pages` pages since `started` must stop.
-    fn check(self, pages: u64, started: Instant) -> Result<(), RunError> {
+    pub(crate) fn check(self, pages: u64, started: Instant) -> Result<(), RunError> {
         let elapsed = started.elapsed();
         if pages > self.pages || elapsed >= self.time {
             return Err(RunError::TooLong {
@@ -244,6 +243,7 @@ pub(crate) struct Poller {
     store: Arc<dyn Store>,
     intake: Arc<dyn Intake>,
     cursors: Arc<dyn Cursors>,
+    records: Arc<dyn JobRecords>,
     keys: Arc<dyn MasterKeySource>,
     buckets: Arc<dyn BucketSource>,
     tick_limits: RunLimits,
@@ -267,6 +267,7 @@ impl Poller {
             store: Arc::clone(&backends.store),
             intake: Arc::clone(&backends.intake),
             cursors: Arc::clone(&backends.cursors),
+            records: Arc::clone(&backends.records),
             keys,
             buckets,
             tick_limits: TICK_LIMITS,
@@ -386,13 +387,8 @@ impl Poller {
             None => integration.created_at,
         };
         let from = watermark - overlap;
-        let master = self.keys.master_key().await?;
-        let credentials = ReadCredentials::resolve(integration, master.as_bytes())?;
         let prefix = integration.prefix.as_deref();
-        let mut listing = self
-            .buckets
-            .open(integration, &credentials, prefix, None)
-            .await?;
+        let mut listing = self.listing_of(integration, prefix, None).await?;
         let now = Utc::now();
         let run = Run {
             integration,
@@ -481,16 +477,8 @@ impl Poller {
             started_at: now,
         });
         let resumed_after = cursor.after.clone();
-        let master = self.keys.master_key().await?;
-        let credentials = ReadCredentials::resolve(&integration, master.as_bytes())?;
         let mut listing = self
-            .buckets
-            .open(
-                &integration,
-                &credentials,
-                scope.prefix.as_deref(),
-                cursor.after.clone(),
-            )
+            .listing_of(&integration, scope.prefix.as_deref(), cursor.after.clone())
             .await?;
         let run = Run {
             integration: &integration,
@@ -622,7 +610,33 @@ impl Poller {
         Ok(())
     }
 
-    async fn load(&self, id: &str) -> Result<Integration, RunError> {
+    /// A listing of `integration`'s bucket under `prefix` (after `after`), with its read access
+    /// resolved.
+    pub(crate) async fn listing_of(
+        &self,
+        integration: &Integration,
+        prefix: Option<&str>,
+        after: Option<String>,
+    ) -> Result<Box<dyn Listing>, RunError> {
+        let master = self.keys.master_key().await?;
+        let credentials = ReadCredentials::resolve(integration, master.as_bytes())?;
+        Ok(self
+            .buckets
+            .open(integration, &credentials, prefix, after)
+            .await?)
+    }
+
+    /// The intake jobs are committed through, and the ledger's records of them.
+    pub(crate) fn ledger(&self) -> (&dyn Intake, &dyn JobRecords) {
+        (self.intake.as_ref(), self.records.as_ref())
+    }
+
+    /// What a run of it may take: a backfill's limits (a reconcile lists as much).
+    pub(crate) fn run_limits(&self) -> RunLimits {
+        self.backfill_limits
+    }
+
+    pub(crate) async fn load(&self, id: &str) -> Result<Integration, RunError> {
         self.store
             .get(id)
             .await?
@@ -685,10 +699,11 @@ mod tests {
         let cursors = Arc::new(MemoryCursors::default());
         let bucket = Arc::new(MemoryBucket::new(page_size));
         let history = Arc::new(MemoryHistory::default());
+        let ledger = Arc::new(MemoryLedger::default());
         let backends = Backends {
             store: Arc::new(MemoryStore::with([integration.clone()])),
             intake: Arc::new(Claiming::new(
-                Arc::new(MemoryLedger::default()),
+                ledger.clone(),
                 queue.clone(),
                 Arc::new(MemoryUsage::default()),
                 history.clone(),
@@ -696,6 +711,7 @@ mod tests {
             usage: Arc::new(MemoryUsage::default()),
             cursors: cursors.clone(),
             history,
+            records: ledger,
         };
         let keys = Arc::new(StaticKey(MasterKey::from_bytes(MASTER)));
         let poller = Poller::new(&backends, keys, Arc::new(bucket.clone()));

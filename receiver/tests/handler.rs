@@ -77,6 +77,7 @@ async fn fixture() -> Fixture {
         usage,
         cursors: Arc::new(MemoryCursors::default()),
         history,
+        records: ledger.clone(),
     };
     let keys = Arc::new(StaticKey(MasterKey::from_bytes(MASTER)));
     Fixture {

@@ -16,8 +16,8 @@
 //!   puts by key: no index, no read before the write.
 
 use super::{
-    BackendError, Claim, ClaimToken, Cursors, Enqueued, History, Ledger, ObjectHistory, Seen,
-    Store, UsageCounts, UsageKey, UsageLog, CLAIM_LEASE, LEDGER_RETENTION,
+    BackendError, Claim, ClaimToken, Cursors, Enqueued, History, JobRecords, Ledger, ObjectHistory,
+    Recorded, Seen, Store, UsageCounts, UsageKey, UsageLog, CLAIM_LEASE, LEDGER_RETENTION,
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
@@ -471,6 +471,99 @@ impl UsageLog for DynamoLedger {
 
 fn cursor_id(integration_id: &str, name: &str) -> String {
     format!("cursor#{integration_id}#{name}")
+}
+
+#[async_trait]
+impl JobRecords for DynamoLedger {
+    /// `BatchGetItem`, 100 keys a call, a few calls at once; keys DynamoDB hands back
+    /// unprocessed are asked again.
+    async fn recorded(
+        &self,
+        job_ids: &[&str],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Recorded>, BackendError> {
+        let chunks: Vec<Vec<String>> = job_ids
+            .chunks(100)
+            .map(|chunk| chunk.iter().map(|id| (*id).to_owned()).collect())
+            .collect();
+        let answers = stream::iter(chunks)
+            .map(|chunk| self.recorded_chunk(chunk, now))
+            .buffered(4)
+            .collect::<Vec<_>>()
+            .await;
+        let mut known: HashMap<String, Recorded> = HashMap::new();
+        for answer in answers {
+            known.extend(answer?);
+        }
+        Ok(job_ids
+            .iter()
+            .map(|id| known.get(*id).copied().unwrap_or(Recorded::Unknown))
+            .collect())
+    }
+}
+
+impl DynamoLedger {
+    async fn recorded_chunk(
+        &self,
+        job_ids: Vec<String>,
+        now: DateTime<Utc>,
+    ) -> Result<HashMap<String, Recorded>, BackendError> {
+        let mut keys: Vec<HashMap<String, AttributeValue>> = job_ids
+            .into_iter()
+            .map(|id| HashMap::from([("job_id".to_owned(), s(id))]))
+            .collect();
+        let mut found = HashMap::new();
+        for _ in 0..10 {
+            if keys.is_empty() {
+                break;
+            }
+            let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut keys)))
+                .projection_expression("job_id, #state, #ttl")
+                .expression_attribute_names("#state", "state")
+                .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+                .consistent_read(true)
+                .build()
+                .map_err(err)?;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(sdk_err)?;
+            for item in out
+                .responses
+                .unwrap_or_default()
+                .remove(&self.table)
+                .unwrap_or_default()
+            {
+                let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+                let number = |name: &str| {
+                    item.get(name)
+                        .and_then(|v| v.as_n().ok())
+                        .and_then(|n| n.parse::<i64>().ok())
+                };
+                let Some(id) = text("job_id") else { continue };
+                let live = number(TTL_ATTRIBUTE).is_none_or(|at| at > now.timestamp());
+                let recorded = match (text("state").as_deref(), live) {
+                    (_, false) => Recorded::Unknown,
+                    (Some(STATE_DONE), true) => Recorded::Enqueued,
+                    (_, true) => Recorded::InFlight,
+                };
+                found.insert(id, recorded);
+            }
+            keys = out
+                .unprocessed_keys
+                .and_then(|mut rest| rest.remove(&self.table))
+                .map(|rest| rest.keys)
+                .unwrap_or_default();
+        }
+        if !keys.is_empty() {
+            return Err(err("the ledger left keys unprocessed ten times over"));
+        }
+        Ok(found)
+    }
 }
 
 #[async_trait]

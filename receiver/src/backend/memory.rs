@@ -3,8 +3,9 @@
 use super::bucket::ReadCredentials;
 use super::bucket::{AccessError, BucketSource, Listing, Page};
 use super::{
-    BackendError, Claim, ClaimToken, Cursors, Delivery, Enqueued, History, Ledger, MasterKey,
-    MasterKeySource, ObjectHistory, Queue, Seen, Store, UsageCounts, UsageLog, CLAIM_LEASE,
+    BackendError, Claim, ClaimToken, Cursors, Delivery, Enqueued, History, JobRecords, Ledger,
+    MasterKey, MasterKeySource, ObjectHistory, Queue, Recorded, Seen, Store, UsageCounts, UsageLog,
+    CLAIM_LEASE,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -131,6 +132,25 @@ enum Entry {
 #[derive(Default)]
 pub struct MemoryLedger {
     entries: Mutex<HashMap<String, Entry>>,
+}
+
+#[async_trait]
+impl JobRecords for MemoryLedger {
+    async fn recorded(
+        &self,
+        job_ids: &[&str],
+        _now: DateTime<Utc>,
+    ) -> Result<Vec<Recorded>, BackendError> {
+        let map = self.entries.lock().unwrap();
+        Ok(job_ids
+            .iter()
+            .map(|id| match map.get(*id) {
+                Some(Entry::Done) => Recorded::Enqueued,
+                Some(Entry::Pending { .. }) => Recorded::InFlight,
+                None => Recorded::Unknown,
+            })
+            .collect())
+    }
 }
 
 #[async_trait]

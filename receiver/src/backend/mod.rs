@@ -4,6 +4,7 @@
 //! - [`Intake`]: turns a request's jobs into exactly one message each on the ingest queue, and
 //!   counts the request's events. This is the port the handler commits through.
 //! - [`UsageLog`]: the per-day usage counts of every integration.
+//! - [`JobRecords`]: which jobs the ledger remembers, read by `reconcile`.
 //! - [`Cursors`]: where listing runs keep their place (a poll watermark, a backfill's last key).
 //! - [`History`]: the last word on each object key and the last event per outcome, for
 //!   `events why` and `integrations show`. The intake writes it with each commit.
@@ -540,6 +541,28 @@ pub trait MasterKeySource: Send + Sync {
     async fn master_key(&self) -> Result<MasterKey, BackendError>;
 }
 
+/// What the ledger remembers of one job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    /// It was enqueued, and the ledger still vouches for it.
+    Enqueued,
+    /// A request holds a claim on it now (or died holding one, until the lease ends).
+    InFlight,
+    /// The ledger has no record of it (never seen, or forgotten after its retention).
+    Unknown,
+}
+
+/// Reading the ledger: which jobs it remembers, for `reconcile`.
+#[async_trait]
+pub trait JobRecords: Send + Sync {
+    /// What the ledger remembers of each job id at `now`, in order.
+    async fn recorded(
+        &self,
+        job_ids: &[&str],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Recorded>, BackendError>;
+}
+
 /// The backends the handler and the CLI work with.
 pub struct Backends {
     pub store: Arc<dyn Store>,
@@ -547,6 +570,7 @@ pub struct Backends {
     pub usage: Arc<dyn UsageLog>,
     pub cursors: Arc<dyn Cursors>,
     pub history: Arc<dyn History>,
+    pub records: Arc<dyn JobRecords>,
 }
 
 #[cfg(test)]

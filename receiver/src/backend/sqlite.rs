@@ -22,8 +22,8 @@
 //! with the error (the senders retry; nothing is lost).
 
 use super::{
-    BackendError, Commit, Committed, Cursors, Enqueued, History, Intake, ObjectHistory, Seen,
-    Settled, Settlement, Store, UsageCounts, UsageKey, UsageLog, LEDGER_RETENTION,
+    BackendError, Commit, Committed, Cursors, Enqueued, History, Intake, JobRecords, ObjectHistory,
+    Recorded, Seen, Settled, Settlement, Store, UsageCounts, UsageKey, UsageLog, LEDGER_RETENTION,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -472,6 +472,33 @@ impl Store for Sqlite {
             .write(move |tx| tx.execute("DELETE FROM integrations WHERE id = ?1", [id]))
             .await?;
         Ok(deleted > 0)
+    }
+}
+
+#[async_trait]
+impl JobRecords for Sqlite {
+    async fn recorded(
+        &self,
+        job_ids: &[&str],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Recorded>, BackendError> {
+        let ids: Vec<String> = job_ids.iter().map(|id| (*id).to_owned()).collect();
+        let now_ms = now.timestamp_millis();
+        self.run(move |conn| {
+            let mut known = conn
+                .prepare_cached("SELECT 1 FROM ledger WHERE job_id = ?1 AND expires_at_ms > ?2")?;
+            ids.iter()
+                .map(|id| {
+                    let found = known.exists(params![id, now_ms])?;
+                    Ok(if found {
+                        Recorded::Enqueued
+                    } else {
+                        Recorded::Unknown
+                    })
+                })
+                .collect()
+        })
+        .await
     }
 }
 

@@ -42,6 +42,9 @@ pub enum Command {
     Poll(PollArgs),
     /// Turn every object already in an integration's bucket into a job, once (any mode).
     Backfill(BackfillArgs),
+    /// Whether every object in the bucket became a job: the missing ones named, and with
+    /// --repair made. Exit code 0 when none is missing, 3 when some are.
+    Reconcile(ReconcileArgs),
     /// What the receiver did with events.
     #[command(subcommand)]
     Events(EventsCommand),
@@ -144,6 +147,26 @@ pub struct BackfillArgs {
     /// Start from the first key even if an interrupted backfill of the same scope left a place.
     #[arg(long)]
     pub restart: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ReconcileArgs {
+    pub id: String,
+    /// List only under this prefix (within the integration's own).
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Only objects modified at or after this time (`2026-01-31T00:00:00Z` or `2026-01-31`).
+    #[arg(long, value_parser = parse_since)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only objects modified before this time.
+    #[arg(long, value_parser = parse_since)]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Make the missing jobs (the same job ids: running it twice changes nothing).
+    #[arg(long)]
+    pub repair: bool,
+    /// Write every missing object to this file, one JSON line each (mode 0600).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 fn parse_since(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {

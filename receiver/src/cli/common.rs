@@ -28,7 +28,27 @@ pub(crate) trait Report: Serialize {
     fn failure(&self) -> Option<String> {
         None
     }
+
+    /// The exit code of a [`Report::failure`]: 1, unless the command documents another.
+    fn exit_code(&self) -> u8 {
+        1
+    }
 }
+
+/// A command's failure with an exit code of its own (see [`Report::exit_code`]).
+#[derive(Debug)]
+pub(crate) struct Failed {
+    pub(crate) code: u8,
+    pub(crate) message: String,
+}
+
+impl fmt::Display for Failed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failed {}
 
 /// Shows reports as text, or as one JSON document each with `--json`.
 #[derive(Clone, Copy, Debug)]
@@ -41,7 +61,11 @@ impl Printer {
     pub(crate) fn emit<R: Report>(self, report: &R) -> CliResult {
         self.show(report)?;
         match report.failure() {
-            Some(message) => Err(anyhow!(message)),
+            Some(message) => Err(Failed {
+                code: report.exit_code(),
+                message,
+            }
+            .into()),
             None => Ok(()),
         }
     }

@@ -12,7 +12,8 @@ use std::fmt::{self, Write};
 use std::io::IsTerminal;
 use std::sync::Arc;
 
-fn poller(wired: &Wired) -> Poller {
+/// A poller over the process's backends and bucket clients.
+pub(crate) fn poller(wired: &Wired) -> Poller {
     let buckets = Arc::clone(&wired.buckets);
     Poller::new(&wired.backends, Arc::clone(&wired.keys), buckets)
 }
@@ -102,11 +103,11 @@ pub(crate) async fn backfill(wired: Wired, printer: Printer, args: BackfillArgs)
     })
 }
 
-/// Progress as a bar on a terminal.
-struct Bar(ProgressBar);
+/// Progress as a bar on a terminal (a backfill's, a reconcile's).
+pub(crate) struct Bar(ProgressBar);
 
 impl Bar {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let bar = ProgressBar::new_spinner();
         bar.set_style(
             ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
@@ -127,6 +128,13 @@ impl Progress for Bar {
             tally.skipped_total(),
             rate(tally.listed, elapsed_s)
         ));
+    }
+}
+
+impl Bar {
+    /// Shows `message` beside the spinner.
+    pub(crate) fn say(&self, message: String) {
+        self.0.set_message(message);
     }
 }
 
@@ -153,7 +161,8 @@ impl Progress for Lines {
     }
 }
 
-fn rate(count: u64, elapsed_s: f64) -> f64 {
+/// Objects per second.
+pub(crate) fn rate(count: u64, elapsed_s: f64) -> f64 {
     if elapsed_s > 0.0 {
         count as f64 / elapsed_s
     } else {

@@ -11,7 +11,8 @@
 //!   side) and [`source`] (`set-source`, `test`): the integration commands;
 //! - [`connection`] with [`test_event`]: `integrations test --receiver-url`, a test event over
 //!   HTTP;
-//! - [`listing`]: `poll` and `backfill`; [`events`]: `events why` and `jobs list`;
+//! - [`listing`]: `poll` and `backfill`; [`reconcile`]: `reconcile`, whether every object
+//!   became a job; [`events`]: `events why` and `jobs list`;
 //! - [`replay`]: `replay eventbridge` and `replay ingest`, the dead-letter queues.
 
 mod args;
@@ -20,6 +21,7 @@ mod connection;
 mod events;
 mod integrations;
 mod listing;
+mod reconcile;
 mod replay;
 mod secret;
 mod serve;
@@ -33,7 +35,7 @@ pub use args::Cli;
 use crate::telemetry;
 use crate::wiring::wire;
 use args::{Command, EventsCommand, JobsCommand, ServeArgs};
-use common::{CliResult, Printer};
+use common::{CliResult, Failed, Printer};
 use serve::Runtime;
 use std::process::ExitCode;
 
@@ -49,7 +51,11 @@ pub fn run(cli: Cli) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            ExitCode::from(
+                error
+                    .downcast_ref::<Failed>()
+                    .map_or(1, |failed| failed.code),
+            )
         }
     }
 }
@@ -67,7 +73,7 @@ async fn dispatch(cli: Cli, runtime: Runtime) -> CliResult {
     };
     match &command {
         Command::Serve(args) => telemetry::init_logging(&args.log, runtime.on_lambda()),
-        Command::Poll(_) | Command::Backfill(_) | Command::Replay(_) => {
+        Command::Poll(_) | Command::Backfill(_) | Command::Reconcile(_) | Command::Replay(_) => {
             telemetry::init_cli_logging();
         }
         Command::Integrations(_) | Command::Jobs(_) | Command::Events(_) => {}
@@ -80,6 +86,7 @@ async fn dispatch(cli: Cli, runtime: Runtime) -> CliResult {
         Command::Jobs(JobsCommand::List) => printer.emit(&events::jobs(&wired).await?),
         Command::Poll(args) => listing::poll(wired, printer, args).await,
         Command::Backfill(args) => listing::backfill(wired, printer, args).await,
+        Command::Reconcile(args) => reconcile::reconcile(wired, printer, args).await,
         Command::Events(EventsCommand::Why { integration, key }) => {
             printer.emit(&events::why(&wired, &integration, &key).await?)
         }

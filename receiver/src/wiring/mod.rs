@@ -154,7 +154,8 @@ async fn aws_backends(args: &BackendArgs, aws: &AwsConfig) -> anyhow::Result<Cho
             )),
             usage: ledger.clone(),
             cursors: ledger.clone(),
-            history: ledger,
+            history: ledger.clone(),
+            records: ledger,
         },
         keys: Arc::new(SecretsManagerKey::new(
             aws_sdk_secretsmanager::Client::new(&config),

@@ -1,0 +1,344 @@
+//! `reconcile`: proof that every object became a job, or the list of those that did not.
+//!
+//! The bucket is listed as a backfill lists it (page by page, flat memory), each object is put
+//! through the same decision, and each that the decision would make a job of is looked up in
+//! the ledger ([`JobRecords`]): the ledger vouches for it, a request holds it right now, or it is
+//! missing. With `repair`, the missing ones are settled through the one settle path, so their
+//! jobs get the same ids as their events' would have, and a second run changes nothing.
+
+use crate::backend::{JobRecords, Recorded};
+use crate::item::Item;
+use crate::poll::{Poller, RunError};
+use crate::settle::settle;
+use chrono::{DateTime, SecondsFormat, Utc};
+use relay_protocol::event::listed::{ListedFrom, ListedObject};
+use relay_protocol::{decide_via, IngestJob, ObjectEvent, Outcome, Reason, Status, Via};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// What a reconcile looks at.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ReconcileScope {
+    /// Listing prefix: the integration's, or one within it.
+    pub(crate) prefix: Option<String>,
+    /// Only objects modified at or after this time.
+    pub(crate) since: Option<DateTime<Utc>>,
+    /// Only objects modified before this time.
+    pub(crate) until: Option<DateTime<Utc>>,
+}
+
+impl ReconcileScope {
+    fn admits(&self, object: &ListedObject) -> bool {
+        let Some(modified) = object.last_modified else {
+            return self.since.is_none() && self.until.is_none();
+        };
+        self.since.is_none_or(|since| modified >= since)
+            && self.until.is_none_or(|until| modified < until)
+    }
+}
+
+/// What a reconcile found.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub(crate) struct Reconciled {
+    /// Objects listed (each key's latest version).
+    pub(crate) listed: u64,
+    /// Listed objects within `--since` / `--until`.
+    pub(crate) considered: u64,
+    /// Considered objects the decision would make a job of.
+    pub(crate) admitted: u64,
+    /// Considered objects the decision skips, by reason.
+    pub(crate) skipped: BTreeMap<String, u64>,
+    /// Admitted objects the ledger vouches became jobs.
+    pub(crate) with_job: u64,
+    /// Admitted objects a request is enqueueing right now.
+    pub(crate) in_flight: u64,
+    /// Admitted objects that never became a job (or whose job the ledger forgot).
+    pub(crate) missing: u64,
+    /// Missing objects made jobs by this run (`--repair`).
+    pub(crate) repaired: u64,
+}
+
+impl Reconciled {
+    /// Missing objects that are still missing after this run.
+    pub(crate) fn unrepaired(&self) -> u64 {
+        self.missing - self.repaired
+    }
+}
+
+/// Told about each missing object as it is found, and about the run after each page.
+pub(crate) trait ReconcileSink: Send {
+    fn missing(&mut self, job: &IngestJob);
+    fn page(&mut self, so_far: &Reconciled, elapsed_s: f64);
+}
+
+impl Poller {
+    /// Lists `id`'s bucket in `scope` and compares each object the decision admits with the
+    /// ledger; with `repair`, makes the missing jobs.
+    pub(crate) async fn reconcile(
+        &self,
+        id: &str,
+        scope: ReconcileScope,
+        repair: bool,
+        sink: &mut dyn ReconcileSink,
+    ) -> Result<Reconciled, RunError> {
+        let integration = self.load(id).await?;
+        if repair && integration.status == Status::Paused {
+            return Err(RunError::Paused(id.to_owned()));
+        }
+        let prefix = scope.prefix.clone().or_else(|| integration.prefix.clone());
+        let mut listing = self
+            .listing_of(&integration, prefix.as_deref(), None)
+            .await?;
+        let (intake, records) = self.ledger();
+        let run_id = format!(
+            "reconcile:{}",
+            Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+        );
+        let from = ListedFrom {
+            provider: integration.provider,
+            account: integration.account.as_deref(),
+            region: integration.region.as_deref(),
+            bucket: &integration.bucket,
+            run_id: &run_id,
+        };
+        let limits = self.run_limits();
+        let started = Instant::now();
+        let mut found = Reconciled::default();
+        let mut pages = 0;
+        while let Some(page) = listing.next_page().await? {
+            pages += 1;
+            limits.check(pages, started)?;
+            found.listed += page.objects.len() as u64;
+            let now = Utc::now();
+            let mut admitted = Vec::new();
+            for object in page.objects.into_iter().filter(|o| scope.admits(o)) {
+                found.considered += 1;
+                let key = object.key.clone();
+                let event = ObjectEvent::listed(&from, object);
+                // Paused or not, the decision says whether the object is one to make a job of.
+                let mut decided = integration.clone();
+                decided.status = Status::Active;
+                let item =
+                    Item::from_decision(key, decide_via(Via::Listing, &decided, Ok(event), now));
+                match &item.job {
+                    Some(_) => admitted.push(item),
+                    None => {
+                        let reason = item.reason.map_or("", Reason::as_str);
+                        *found.skipped.entry(reason.to_owned()).or_default() += 1;
+                    }
+                }
+            }
+            found.admitted += admitted.len() as u64;
+            let mut missing = compare(records, &mut admitted, now, &mut found).await?;
+            for item in &missing {
+                if let Some(job) = &item.job {
+                    sink.missing(job);
+                }
+            }
+            if repair && !missing.is_empty() {
+                settle(intake, &integration.id, &mut missing, now).await?;
+                for item in &missing {
+                    match item.outcome {
+                        Outcome::Accepted => found.repaired += 1,
+                        // Its event came in meanwhile: it has its job after all.
+                        Outcome::Duplicate => {
+                            found.missing -= 1;
+                            found.with_job += 1;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            sink.page(&found, started.elapsed().as_secs_f64());
+        }
+        tracing::info!(
+            message = "reconcile_done",
+            integration_id = %integration.id,
+            listed = found.listed,
+            admitted = found.admitted,
+            with_job = found.with_job,
+            in_flight = found.in_flight,
+            missing = found.missing,
+            repaired = found.repaired,
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        );
+        Ok(found)
+    }
+}
+
+/// Counts what the ledger vouches for among `admitted`, and returns the missing ones.
+async fn compare(
+    records: &dyn JobRecords,
+    admitted: &mut Vec<Item>,
+    now: DateTime<Utc>,
+    found: &mut Reconciled,
+) -> Result<Vec<Item>, RunError> {
+    let ids: Vec<&str> = admitted
+        .iter()
+        .filter_map(|item| item.job.as_ref().map(|job| job.job_id.as_str()))
+        .collect();
+    let recorded = records.recorded(&ids, now).await?;
+    let mut missing = Vec::new();
+    for (item, recorded) in std::mem::take(admitted).into_iter().zip(recorded) {
+        match recorded {
+            Recorded::Enqueued => found.with_job += 1,
+            Recorded::InFlight => found.in_flight += 1,
+            Recorded::Unknown => {
+                found.missing += 1;
+                missing.push(item);
+            }
+        }
+    }
+    Ok(missing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::claiming::Claiming;
+    use crate::backend::memory::{
+        MemoryBucket, MemoryCursors, MemoryHistory, MemoryLedger, MemoryQueue, MemoryStore,
+        MemoryUsage, StaticKey,
+    };
+    use crate::backend::{Backends, MasterKey};
+    use relay_protocol::integration::{NewIntegration, ReadAccess};
+    use relay_protocol::Provider;
+    use std::sync::Arc;
+
+    const MASTER: &[u8] = b"0123456789abcdef";
+
+    #[derive(Default)]
+    struct Collect(Vec<String>);
+
+    impl ReconcileSink for Collect {
+        fn missing(&mut self, job: &IngestJob) {
+            self.0.push(job.key.clone());
+        }
+        fn page(&mut self, _: &Reconciled, _: f64) {}
+    }
+
+    #[tokio::test]
+    async fn the_objects_that_never_became_jobs_are_named_and_repaired_once() {
+        let mut integration = NewIntegration {
+            account: Some("4f3c1e0d9b8a7c6d5e4f3a2b1c0d9e8f".into()),
+            suffixes: vec![".pdf".into()],
+            ..NewIntegration::new(Provider::R2, "uploads")
+        }
+        .build("rec", Utc::now())
+        .unwrap();
+        let token = crate::sealed::KeyPair {
+            access_key_id: "id".into(),
+            secret_access_key: "secret".into(),
+        };
+        let sealed = crate::sealed::seal(MASTER, &integration.id, &token);
+        integration.read_access = Some(ReadAccess::SealedKeys { sealed });
+        let ledger = Arc::new(MemoryLedger::default());
+        let queue = Arc::new(MemoryQueue::default());
+        let backends = Backends {
+            store: Arc::new(MemoryStore::with([integration.clone()])),
+            intake: Arc::new(Claiming::new(
+                ledger.clone(),
+                queue.clone(),
+                Arc::new(MemoryUsage::default()),
+                Arc::new(MemoryHistory::default()),
+            )),
+            usage: Arc::new(MemoryUsage::default()),
+            cursors: Arc::new(MemoryCursors::default()),
+            history: Arc::new(MemoryHistory::default()),
+            records: ledger,
+        };
+        let bucket = Arc::new(MemoryBucket::new(4));
+        let keys = Arc::new(StaticKey(MasterKey::from_bytes(MASTER)));
+        let poller = Poller::new(&backends, keys, Arc::new(Arc::clone(&bucket)));
+        let now = Utc::now().to_rfc3339();
+        for i in 0..10 {
+            bucket.put(&format!("in/{i}.pdf"), &now);
+        }
+        bucket.put("in/notes.txt", &now);
+        // Seven of the ten arrived as events: a backfill limited to them stands in.
+        let arrived: Vec<Item> = (0..7)
+            .map(|i| {
+                let object = ListedObject {
+                    key: format!("in/{i}.pdf"),
+                    size: Some(1),
+                    etag: Some(format!("\"etag-in/{i}.pdf-{now}\"")),
+                    version_id: None,
+                    last_modified: None,
+                };
+                let from = ListedFrom {
+                    provider: Provider::R2,
+                    account: integration.account.as_deref(),
+                    region: None,
+                    bucket: "uploads",
+                    run_id: "events",
+                };
+                let event = ObjectEvent::listed(&from, object);
+                Item::from_decision(
+                    String::new(),
+                    decide_via(Via::Listing, &integration, Ok(event), Utc::now()),
+                )
+            })
+            .collect();
+        let mut arrived = arrived;
+        settle(
+            backends.intake.as_ref(),
+            &integration.id,
+            &mut arrived,
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(queue.jobs().len(), 7);
+
+        let mut sink = Collect::default();
+        let found = poller
+            .reconcile(&integration.id, ReconcileScope::default(), false, &mut sink)
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                found.listed,
+                found.admitted,
+                found.with_job,
+                found.missing,
+                found.repaired
+            ),
+            (11, 10, 7, 3, 0)
+        );
+        assert_eq!(
+            found.skipped,
+            BTreeMap::from([("suffix_filtered".to_owned(), 1)])
+        );
+        assert_eq!(sink.0, ["in/7.pdf", "in/8.pdf", "in/9.pdf"]);
+        assert_eq!(queue.jobs().len(), 7, "reconcile alone changes nothing");
+
+        let repaired = poller
+            .reconcile(
+                &integration.id,
+                ReconcileScope::default(),
+                true,
+                &mut Collect::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (repaired.missing, repaired.repaired, repaired.unrepaired()),
+            (3, 3, 0)
+        );
+        let again = poller
+            .reconcile(
+                &integration.id,
+                ReconcileScope::default(),
+                true,
+                &mut Collect::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!((again.with_job, again.missing, again.repaired), (10, 0, 0));
+        let mut keys: Vec<String> = queue.jobs().into_iter().map(|job| job.key).collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), 10, "every object once, none twice");
+    }
+}
