@@ -90,3 +90,27 @@ def test_reconcile_refuses_a_prefix_outside_the_integrations(relay, args, error)
     integration = relay.create("r2", "uploads", "--account", R2_ACCOUNT, "--prefix", "in/")
     code, _, stderr = run(relay, "reconcile", integration["id"], *args)
     assert code == 1 and error in stderr
+
+
+def test_on_aws_the_ledger_is_read_from_dynamodb_and_repairs_go_to_sqs(s3, aws_receiver, aws_stack, moto):
+    from test_aws import drain
+    relay = aws_receiver
+    name = f"rec-{uuid.uuid4().hex[:8]}"
+    bucket(s3, name, versioned=True)
+    integration = relay.create("s3", name, "--account", ACCOUNT, "--region", REGION)
+    read_role(moto, integration["external_id"])
+    relay.cli("integrations", "set-source", integration["id"], "--role-arn", ROLE_ARN)
+    puts = {f"k{i:02}.pdf": put(s3, name, f"k{i:02}.pdf", body=f"{i}".encode()) for i in range(20)}
+    lost = ["k03.pdf", "k11.pdf", "k17.pdf"]
+    for key, done in puts.items():
+        if key not in lost:
+            event = s3_object_created(key, bucket=name, version_id=done["VersionId"], etag=done["ETag"])
+            assert relay.post_eventbridge(integration["id"], integration["secret"], event).status_code == 200
+    code, found, stderr = run(relay, "reconcile", integration["id"])
+    assert code == 3, stderr
+    assert (found["with_job"], found["missing"]) == (17, 3)
+    assert sorted(o["key"] for o in found["missing_objects"]) == lost
+    code, repaired, stderr = run(relay, "reconcile", integration["id"], "--repair")
+    assert code == 0 and repaired["repaired"] == 3, stderr
+    jobs = drain(aws_stack)
+    assert sorted(job["key"] for job in jobs) == sorted(puts), "each object once on SQS"
