@@ -56,8 +56,11 @@ pub(crate) async fn serve(
             .await
             .map_err(|e| anyhow!(e));
     }
-    if runtime == Runtime::Http {
-        // A key that cannot be read would answer every request 503: refuse to start instead.
+    #[cfg(feature = "embedded")]
+    if wired.embedded.is_some() {
+        // A local key file that cannot be read would answer every request 503 until someone
+        // mends it: refuse to start instead. (A key in Secrets Manager is read at the first
+        // request and answered 503 while it cannot be: an outage there must not stop the server.)
         wired.keys.master_key().await?;
     }
     if let (Some(every), Runtime::Http) = (args.poll_every, runtime) {
