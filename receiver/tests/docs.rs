@@ -269,3 +269,16 @@ fn every_failure_the_operator_pages_name_is_one_the_code_reports() {
     }
     assert!(unknown.is_empty(), "names no code reports: {unknown:?}");
 }
+
+#[test]
+fn the_operators_page_names_every_listing_failure() {
+    let operators = doc("operators.md");
+    let missing: Vec<String> = contract_words("listing", "access_errors")
+        .into_iter()
+        .filter(|name| !operators.contains(&format!("`{name}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/operators.md does not name the listing failures {missing:?}"
+    );
+}
