@@ -6,13 +6,16 @@
 //! missing. With `repair`, the missing ones are settled through the one settle path, so their
 //! jobs get the same ids as their events' would have, and a second run changes nothing.
 
-use crate::backend::{JobRecords, Recorded};
+use crate::backend::bucket::Page;
+use crate::backend::{Intake, JobRecords, Recorded};
 use crate::item::Item;
 use crate::poll::{Poller, RunError};
 use crate::settle::settle;
 use chrono::{DateTime, SecondsFormat, Utc};
 use relay_protocol::event::listed::{ListedFrom, ListedObject};
-use relay_protocol::{decide_via, IngestJob, ObjectEvent, Outcome, Reason, Status, Via};
+use relay_protocol::{
+    decide_via, IngestJob, Integration, ObjectEvent, Outcome, Reason, Status, Via,
+};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -102,55 +105,32 @@ impl Poller {
             bucket: &integration.bucket,
             run_id: &run_id,
         };
+        // Paused or not, the decision says whether an object is one to make a job of.
+        let mut decided = integration.clone();
+        decided.status = Status::Active;
+        let page_check = PageCheck {
+            integration: &decided,
+            from: &from,
+            scope: &scope,
+            records,
+            intake: repair.then_some(intake),
+        };
         let limits = self.run_limits();
         let started = Instant::now();
         let mut found = Reconciled::default();
         let mut pages = 0;
-        while let Some(page) = listing.next_page().await? {
+        // Reading the ledger for one page overlaps listing the next.
+        let mut page = listing.next_page().await?;
+        while let Some(current) = page {
             pages += 1;
             limits.check(pages, started)?;
-            found.listed += page.objects.len() as u64;
-            let now = Utc::now();
-            let mut admitted = Vec::new();
-            for object in page.objects.into_iter().filter(|o| scope.admits(o)) {
-                found.considered += 1;
-                let key = object.key.clone();
-                let event = ObjectEvent::listed(&from, object);
-                // Paused or not, the decision says whether the object is one to make a job of.
-                let mut decided = integration.clone();
-                decided.status = Status::Active;
-                let item =
-                    Item::from_decision(key, decide_via(Via::Listing, &decided, Ok(event), now));
-                match &item.job {
-                    Some(_) => admitted.push(item),
-                    None => {
-                        let reason = item.reason.map_or("", Reason::as_str);
-                        *found.skipped.entry(reason.to_owned()).or_default() += 1;
-                    }
-                }
-            }
-            found.admitted += admitted.len() as u64;
-            let mut missing = compare(records, &mut admitted, now, &mut found).await?;
-            for item in &missing {
-                if let Some(job) = &item.job {
-                    sink.missing(job);
-                }
-            }
-            if repair && !missing.is_empty() {
-                settle(intake, &integration.id, &mut missing, now).await?;
-                for item in &missing {
-                    match item.outcome {
-                        Outcome::Accepted => found.repaired += 1,
-                        // Its event came in meanwhile: it has its job after all.
-                        Outcome::Duplicate => {
-                            found.missing -= 1;
-                            found.with_job += 1;
-                        }
-                        _ => {}
-                    }
-                }
-            }
+            let (next, checked) = tokio::join!(
+                listing.next_page(),
+                page_check.check(current, &mut found, sink)
+            );
+            checked?;
             sink.page(&found, started.elapsed().as_secs_f64());
+            page = next?;
         }
         tracing::info!(
             message = "reconcile_done",
@@ -164,6 +144,66 @@ impl Poller {
             duration_ms = started.elapsed().as_secs_f64() * 1000.0,
         );
         Ok(found)
+    }
+}
+
+/// What checking one page needs: the decision's inputs, the ledger, and the intake when it
+/// repairs.
+struct PageCheck<'a> {
+    integration: &'a Integration,
+    from: &'a ListedFrom<'a>,
+    scope: &'a ReconcileScope,
+    records: &'a dyn JobRecords,
+    intake: Option<&'a dyn Intake>,
+}
+
+impl PageCheck<'_> {
+    /// Decides each object of `page`, asks the ledger about those with a job, names the missing
+    /// ones to `sink`, and repairs them when asked to.
+    async fn check(
+        &self,
+        page: Page,
+        found: &mut Reconciled,
+        sink: &mut dyn ReconcileSink,
+    ) -> Result<(), RunError> {
+        found.listed += page.objects.len() as u64;
+        let now = Utc::now();
+        let mut admitted = Vec::new();
+        for object in page.objects.into_iter().filter(|o| self.scope.admits(o)) {
+            found.considered += 1;
+            let key = object.key.clone();
+            let event = ObjectEvent::listed(self.from, object);
+            let decision = decide_via(Via::Listing, self.integration, Ok(event), now);
+            let item = Item::from_decision(key, decision);
+            match &item.job {
+                Some(_) => admitted.push(item),
+                None => {
+                    let reason = item.reason.map_or("", Reason::as_str);
+                    *found.skipped.entry(reason.to_owned()).or_default() += 1;
+                }
+            }
+        }
+        found.admitted += admitted.len() as u64;
+        let mut missing = compare(self.records, &mut admitted, now, found).await?;
+        for job in missing.iter().filter_map(|item| item.job.as_deref()) {
+            sink.missing(job);
+        }
+        let Some(intake) = self.intake.filter(|_| !missing.is_empty()) else {
+            return Ok(());
+        };
+        settle(intake, &self.integration.id, &mut missing, now).await?;
+        for item in &missing {
+            match item.outcome {
+                Outcome::Accepted => found.repaired += 1,
+                // Its event came in meanwhile: it has its job after all.
+                Outcome::Duplicate => {
+                    found.missing -= 1;
+                    found.with_job += 1;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 }
 
