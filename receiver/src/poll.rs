@@ -654,10 +654,8 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::claiming::Claiming;
     use crate::backend::memory::{
-        MemoryBucket, MemoryCursors, MemoryHistory, MemoryLedger, MemoryQueue, MemoryStore,
-        MemoryUsage, StaticKey,
+        backends, with_test_token, MemoryBucket, MemoryCursors, MemoryQueue, StaticKey,
     };
     use crate::backend::MasterKey;
     use relay_protocol::integration::NewIntegration;
@@ -688,31 +686,9 @@ mod tests {
         }
         .build("test", parse_time(T0).unwrap())
         .unwrap();
-        let token = crate::sealed::KeyPair {
-            access_key_id: "id".into(),
-            secret_access_key: "secret".into(),
-        };
-        let sealed = crate::sealed::seal(MASTER, &integration.id, &token);
-        integration.read_access =
-            Some(relay_protocol::integration::ReadAccess::SealedKeys { sealed });
-        let queue = Arc::new(MemoryQueue::default());
-        let cursors = Arc::new(MemoryCursors::default());
+        with_test_token(&mut integration, MASTER);
+        let (backends, queue, cursors) = backends([integration.clone()]);
         let bucket = Arc::new(MemoryBucket::new(page_size));
-        let history = Arc::new(MemoryHistory::default());
-        let ledger = Arc::new(MemoryLedger::default());
-        let backends = Backends {
-            store: Arc::new(MemoryStore::with([integration.clone()])),
-            intake: Arc::new(Claiming::new(
-                ledger.clone(),
-                queue.clone(),
-                Arc::new(MemoryUsage::default()),
-                history.clone(),
-            )),
-            usage: Arc::new(MemoryUsage::default()),
-            cursors: cursors.clone(),
-            history,
-            records: ledger,
-        };
         let keys = Arc::new(StaticKey(MasterKey::from_bytes(MASTER)));
         let poller = Poller::new(&backends, keys, Arc::new(bucket.clone()));
         Rig {
@@ -862,12 +838,7 @@ mod tests {
     async fn endless_beside(rig: &Rig) -> Integration {
         let mut endless = rig.poller.store.get(&rig.id).await.unwrap().unwrap();
         endless.id = "int_endless".into();
-        let token = crate::sealed::KeyPair {
-            access_key_id: "id".into(),
-            secret_access_key: "secret".into(),
-        };
-        let sealed = crate::sealed::seal(MASTER, &endless.id, &token);
-        endless.read_access = Some(relay_protocol::integration::ReadAccess::SealedKeys { sealed });
+        with_test_token(&mut endless, MASTER);
         rig.poller.store.put(&endless).await.unwrap();
         endless
     }

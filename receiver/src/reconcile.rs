@@ -236,13 +236,9 @@ async fn compare(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::claiming::Claiming;
-    use crate::backend::memory::{
-        MemoryBucket, MemoryCursors, MemoryHistory, MemoryLedger, MemoryQueue, MemoryStore,
-        MemoryUsage, StaticKey,
-    };
-    use crate::backend::{Backends, MasterKey};
-    use relay_protocol::integration::{NewIntegration, ReadAccess};
+    use crate::backend::memory::{backends, with_test_token, MemoryBucket, StaticKey};
+    use crate::backend::MasterKey;
+    use relay_protocol::integration::NewIntegration;
     use relay_protocol::Provider;
     use std::sync::Arc;
 
@@ -267,27 +263,8 @@ mod tests {
         }
         .build("rec", Utc::now())
         .unwrap();
-        let token = crate::sealed::KeyPair {
-            access_key_id: "id".into(),
-            secret_access_key: "secret".into(),
-        };
-        let sealed = crate::sealed::seal(MASTER, &integration.id, &token);
-        integration.read_access = Some(ReadAccess::SealedKeys { sealed });
-        let ledger = Arc::new(MemoryLedger::default());
-        let queue = Arc::new(MemoryQueue::default());
-        let backends = Backends {
-            store: Arc::new(MemoryStore::with([integration.clone()])),
-            intake: Arc::new(Claiming::new(
-                ledger.clone(),
-                queue.clone(),
-                Arc::new(MemoryUsage::default()),
-                Arc::new(MemoryHistory::default()),
-            )),
-            usage: Arc::new(MemoryUsage::default()),
-            cursors: Arc::new(MemoryCursors::default()),
-            history: Arc::new(MemoryHistory::default()),
-            records: ledger,
-        };
+        with_test_token(&mut integration, MASTER);
+        let (backends, queue, _) = backends([integration.clone()]);
         let bucket = Arc::new(MemoryBucket::new(4));
         let keys = Arc::new(StaticKey(MasterKey::from_bytes(MASTER)));
         let poller = Poller::new(&backends, keys, Arc::new(Arc::clone(&bucket)));

@@ -392,3 +392,39 @@ pub fn sample_job(job_id: &str, key: &str) -> IngestJob {
         source_event_id: String::new(),
     }
 }
+
+/// Every backend in memory over `integrations`, the intake a claiming one over a memory ledger
+/// and queue, as a test of listings or the handler wants them; with the queue and the cursors.
+pub fn backends(
+    integrations: impl IntoIterator<Item = Integration>,
+) -> (super::Backends, Arc<MemoryQueue>, Arc<MemoryCursors>) {
+    let ledger = Arc::new(MemoryLedger::default());
+    let queue = Arc::new(MemoryQueue::default());
+    let cursors = Arc::new(MemoryCursors::default());
+    let history = Arc::new(MemoryHistory::default());
+    let usage = Arc::new(MemoryUsage::default());
+    let backends = super::Backends {
+        store: Arc::new(MemoryStore::with(integrations)),
+        intake: Arc::new(super::claiming::Claiming::new(
+            ledger.clone(),
+            queue.clone(),
+            usage.clone(),
+            history.clone(),
+        )),
+        usage,
+        cursors: cursors.clone(),
+        history,
+        records: ledger,
+    };
+    (backends, queue, cursors)
+}
+
+/// Gives an R2 integration a sealed test token, sealed under `master_key` for its own id.
+pub fn with_test_token(integration: &mut Integration, master_key: &[u8]) {
+    let token = crate::sealed::KeyPair {
+        access_key_id: "test-key-id".into(),
+        secret_access_key: "test-secret".into(),
+    };
+    let sealed = crate::sealed::seal(master_key, &integration.id, &token);
+    integration.read_access = Some(relay_protocol::integration::ReadAccess::SealedKeys { sealed });
+}
