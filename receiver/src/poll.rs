@@ -313,14 +313,6 @@ impl Poller {
                 } else {
                     self.tick_one(&integration, overlap).await
                 };
-                if let Err(error) = &result {
-                    tracing::warn!(
-                        message = "poll_failed",
-                        integration_id = %integration.id,
-                        error = error.name(),
-                        detail = %error,
-                    );
-                }
                 (integration.id, result)
             })
             .buffered(TICKS_AT_ONCE)
@@ -359,14 +351,8 @@ impl Poller {
                 }
                 let (poller, running) = (Arc::clone(&self), Arc::clone(&running));
                 tokio::spawn(async move {
-                    if let Err(error) = poller.tick_one(&integration, DEFAULT_OVERLAP).await {
-                        tracing::warn!(
-                            message = "poll_failed",
-                            integration_id = %integration.id,
-                            error = error.name(),
-                            detail = %error,
-                        );
-                    }
+                    // A failure is logged by the tick; the next one is due at the next interval.
+                    let _ = poller.tick_one(&integration, DEFAULT_OVERLAP).await;
                     running
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -376,7 +362,25 @@ impl Poller {
         }
     }
 
+    /// One integration's tick; a failure is logged (`poll_failed`) as well as returned.
     async fn tick_one(
+        &self,
+        integration: &Integration,
+        overlap: Duration,
+    ) -> Result<RunTally, RunError> {
+        let result = self.tick_listing(integration, overlap).await;
+        if let Err(error) = &result {
+            tracing::warn!(
+                message = "poll_failed",
+                integration_id = %integration.id,
+                error = error.name(),
+                detail = %error,
+            );
+        }
+        result
+    }
+
+    async fn tick_listing(
         &self,
         integration: &Integration,
         overlap: Duration,

@@ -330,28 +330,20 @@ mod tests {
         assert_eq!(sink.0, ["in/7.pdf", "in/8.pdf", "in/9.pdf"]);
         assert_eq!(queue.jobs().len(), 7, "reconcile alone changes nothing");
 
-        let repaired = poller
-            .reconcile(
-                &integration.id,
-                ReconcileScope::default(),
-                true,
-                &mut Collect::default(),
-            )
-            .await
-            .unwrap();
+        let repair = || async {
+            let scope = ReconcileScope::default();
+            let mut sink = Collect::default();
+            poller
+                .reconcile(&integration.id, scope, true, &mut sink)
+                .await
+                .unwrap()
+        };
+        let repaired = repair().await;
         assert_eq!(
             (repaired.missing, repaired.repaired, repaired.unrepaired()),
             (3, 3, 0)
         );
-        let again = poller
-            .reconcile(
-                &integration.id,
-                ReconcileScope::default(),
-                true,
-                &mut Collect::default(),
-            )
-            .await
-            .unwrap();
+        let again = repair().await;
         assert_eq!((again.with_job, again.missing, again.repaired), (10, 0, 0));
         let mut keys: Vec<String> = queue.jobs().into_iter().map(|job| job.key).collect();
         keys.sort();

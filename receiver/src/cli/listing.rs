@@ -50,23 +50,7 @@ pub(crate) async fn spawn_ticks(wired: &Wired, every: std::time::Duration) {
 
 /// `backfill`: every object in scope, once; resumable; progress on stderr.
 pub(crate) async fn backfill(wired: Wired, printer: Printer, args: BackfillArgs) -> CliResult {
-    let integration = load(wired.backends.store.as_ref(), &args.id).await?;
-    if integration.scope.is_some() {
-        bail!(
-            "integration {} covers many buckets ({}): a backfill lists one bucket, so backfill \
-             through a one-bucket integration",
-            args.id,
-            integration.bucket
-        );
-    }
-    if let (Some(narrower), Some(own)) = (&args.prefix, &integration.prefix) {
-        if !narrower.starts_with(own.as_str()) {
-            bail!(
-                "--prefix {narrower:?} is outside the integration's prefix {own:?}: every object \
-                 under it would be skipped as prefix_filtered"
-            );
-        }
-    }
+    one_bucket(&wired, &args.id, args.prefix.as_deref(), "backfill").await?;
     let poller = poller(&wired);
     let scope = BackfillScope {
         prefix: args.prefix.clone(),
@@ -101,6 +85,33 @@ pub(crate) async fn backfill(wired: Wired, printer: Printer, args: BackfillArgs)
         tally: done.run,
         total: done.total,
     })
+}
+
+/// Checks that `id` lists one bucket and that `prefix` lies within its own: what a command
+/// that lists the whole bucket once (`backfill`, `reconcile`) needs.
+pub(crate) async fn one_bucket(
+    wired: &Wired,
+    id: &str,
+    prefix: Option<&str>,
+    command: &str,
+) -> CliResult {
+    let integration = load(wired.backends.store.as_ref(), id).await?;
+    if integration.scope.is_some() {
+        bail!(
+            "integration {id} covers many buckets ({}): a {command} lists one bucket, so \
+             {command} through a one-bucket integration",
+            integration.bucket
+        );
+    }
+    if let (Some(narrower), Some(own)) = (prefix, &integration.prefix) {
+        if !narrower.starts_with(own.as_str()) {
+            bail!(
+                "--prefix {narrower:?} is outside the integration's prefix {own:?}: every object \
+                 under it would be skipped as prefix_filtered"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Progress as a bar on a terminal (a backfill's, a reconcile's).

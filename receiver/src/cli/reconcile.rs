@@ -5,12 +5,12 @@
 //! are, so it can run from cron or CI.
 
 use super::args::ReconcileArgs;
-use super::common::{load, CliResult, Printer, Report, Safe};
-use super::listing::{poller, rate, Bar};
+use super::common::{CliResult, Printer, Report, Safe};
+use super::listing::{one_bucket, poller, rate, Bar};
 use crate::poll::RunError;
 use crate::reconcile::{ReconcileScope, ReconcileSink, Reconciled};
 use crate::wiring::Wired;
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
 use relay_protocol::IngestJob;
 use serde::Serialize;
 use std::fmt;
@@ -22,20 +22,7 @@ pub(crate) const MISSING_EXIT_CODE: u8 = 3;
 const SHOWN: usize = 100;
 
 pub(crate) async fn reconcile(wired: Wired, printer: Printer, args: ReconcileArgs) -> CliResult {
-    let integration = load(wired.backends.store.as_ref(), &args.id).await?;
-    if integration.scope.is_some() {
-        bail!(
-            "integration {} covers many buckets ({}): a reconcile lists one bucket, so \
-             reconcile through a one-bucket integration",
-            args.id,
-            integration.bucket
-        );
-    }
-    if let (Some(narrower), Some(own)) = (&args.prefix, &integration.prefix) {
-        if !narrower.starts_with(own.as_str()) {
-            bail!("--prefix {narrower:?} is outside the integration's prefix {own:?}");
-        }
-    }
+    one_bucket(&wired, &args.id, args.prefix.as_deref(), "reconcile").await?;
     let out = match &args.out {
         Some(path) => Some(std::io::BufWriter::new(private_file(path)?)),
         None => None,
