@@ -16,6 +16,26 @@ pub const DEFAULT_MAX_OBJECT_BYTES: u64 = 200 * 1024 * 1024;
 /// Integration ids start with this, followed by random lowercase alphanumerics.
 pub const ID_PREFIX: &str = "int_";
 
+/// How long the ledger remembers a job, unless the integration says otherwise: past a year, so
+/// a yearly reconcile or a backfill of last year's objects makes no second job.
+pub const DEFAULT_HORIZON_DAYS: u32 = 400;
+/// The shortest horizon: longer than any sender keeps redelivering an event (a Cloudflare queue
+/// keeps a message 14 days at most, EventBridge retries for 24 hours), so a redelivery is never
+/// a second job.
+pub const MIN_HORIZON_DAYS: u32 = 15;
+/// The longest horizon: ten years.
+pub const MAX_HORIZON_DAYS: u32 = 3650;
+
+/// The shortest interval of a safety-net listing: five minutes (a listing costs a request per
+/// 1,000 objects, whatever changed).
+pub const MIN_SAFETY_NET_SECS: u64 = 5 * 60;
+/// The longest interval of a safety-net listing: a week.
+pub const MAX_SAFETY_NET_SECS: u64 = 7 * 24 * 60 * 60;
+
+fn default_horizon_days() -> u32 {
+    DEFAULT_HORIZON_DAYS
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Provider {
@@ -100,6 +120,15 @@ pub struct Integration {
     /// organization); absent: the integration is `bucket` (in `account`, when set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<Scope>,
+    /// How many days the ledger remembers each job made for this integration: a listing
+    /// (backfill, reconcile, a poll tick) within the horizon makes no second job. Integrations
+    /// stored before there was a horizon get the default.
+    #[serde(default = "default_horizon_days")]
+    pub horizon_days: u32,
+    /// Event mode: the bucket is also listed this often (seconds), and what no event brought
+    /// becomes a job (`missed_by_events`). Absent: events only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety_net_secs: Option<u64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -390,6 +419,8 @@ impl NewIntegration {
             previous_generations: vec![],
             read_access: None,
             scope: self.scope,
+            horizon_days: DEFAULT_HORIZON_DAYS,
+            safety_net_secs: None,
             created_at: now,
             updated_at: now,
         })
@@ -439,7 +470,80 @@ pub fn account_follows_rules(provider: Provider, account: &str) -> bool {
     }
 }
 
+/// A horizon or safety-net interval out of its bounds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScheduleError {
+    /// The horizon (days) is outside [`MIN_HORIZON_DAYS`]..=[`MAX_HORIZON_DAYS`].
+    HorizonOutOfRange,
+    /// The safety-net interval is outside [`MIN_SAFETY_NET_SECS`]..=[`MAX_SAFETY_NET_SECS`].
+    SafetyNetOutOfRange,
+    /// A safety net for an integration in poll mode, which is listed already.
+    SafetyNetInPollMode,
+}
+
+impl fmt::Display for ScheduleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ScheduleError::HorizonOutOfRange => write!(
+                f,
+                "the horizon is {MIN_HORIZON_DAYS} to {MAX_HORIZON_DAYS} days: longer than any \
+                 sender redelivers an event, at most ten years"
+            ),
+            ScheduleError::SafetyNetOutOfRange => write!(
+                f,
+                "--safety-net is {} minutes to {} days",
+                MIN_SAFETY_NET_SECS / 60,
+                MAX_SAFETY_NET_SECS / 86_400
+            ),
+            ScheduleError::SafetyNetInPollMode => f.write_str(
+                "--safety-net is for event mode: a poll-mode integration is listed on every tick",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ScheduleError {}
+
 impl Integration {
+    /// How long the ledger remembers a job of this integration.
+    pub fn horizon(&self) -> chrono::Duration {
+        chrono::Duration::days(i64::from(self.horizon_days))
+    }
+
+    /// Sets the ledger horizon, in days.
+    pub fn set_horizon(&mut self, days: u32) -> Result<(), ScheduleError> {
+        if !(MIN_HORIZON_DAYS..=MAX_HORIZON_DAYS).contains(&days) {
+            return Err(ScheduleError::HorizonOutOfRange);
+        }
+        self.horizon_days = days;
+        Ok(())
+    }
+
+    /// Sets the mode, and with event mode the safety net's interval (`None`: events only).
+    pub fn set_mode(
+        &mut self,
+        mode: Mode,
+        safety_net_secs: Option<u64>,
+    ) -> Result<(), ScheduleError> {
+        if let Some(secs) = safety_net_secs {
+            if mode != Mode::Event {
+                return Err(ScheduleError::SafetyNetInPollMode);
+            }
+            if !(MIN_SAFETY_NET_SECS..=MAX_SAFETY_NET_SECS).contains(&secs) {
+                return Err(ScheduleError::SafetyNetOutOfRange);
+            }
+        }
+        self.mode = mode;
+        self.safety_net_secs = safety_net_secs;
+        Ok(())
+    }
+
+    /// The safety net's interval, when the integration has one (event mode only).
+    pub fn safety_net(&self) -> Option<chrono::Duration> {
+        let secs = self.safety_net_secs.filter(|_| self.mode == Mode::Event)?;
+        Some(chrono::Duration::seconds(i64::try_from(secs).ok()?))
+    }
+
     /// The secret generations a request may be signed with at `now`: current first.
     pub fn valid_generations(&self, now: DateTime<Utc>) -> impl Iterator<Item = u32> + '_ {
         let previous = self

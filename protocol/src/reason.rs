@@ -169,6 +169,10 @@ reasons! {
     /// bucket), for an object the bucket no longer has when the receiver looks it up
     /// (`HeadObject` answers 404): it was deleted, and nothing is left to ingest.
     ObjectGone = "object_gone",
+    /// A listing (backfill, reconcile, a poll tick) met an object older than the integration's
+    /// ledger horizon that the ledger has no job for: it may have been one, forgotten since, so
+    /// it is left alone unless the run is told `--past-horizon`.
+    BeyondHorizon = "beyond_horizon",
     /// This object version already became a job.
     Duplicate = "duplicate",
     /// A concurrent request is enqueueing the same object version right now.
@@ -191,7 +195,7 @@ impl Reason {
             | QueueRefused => Some(Outcome::Rejected),
             Paused | InFlight | BackendUnavailable => Some(Outcome::RetryLater),
             TestEvent | NotObjectCreated | PrefixFiltered | SuffixFiltered | TooLarge
-            | LoopProtection | FolderMarker | ObjectGone => Some(Outcome::Skipped),
+            | LoopProtection | FolderMarker | ObjectGone | BeyondHorizon => Some(Outcome::Skipped),
             Duplicate => Some(Outcome::Duplicate),
             InvalidSecret | UnknownIntegration | MalformedRequest | PayloadTooLarge
             | TooManyEvents | HeadersTooLarge | RequestTimeout | NotFound | MethodNotAllowed => {

@@ -62,11 +62,20 @@ pub fn document() -> Value {
             "reason_prefix": METRIC_REASON_PREFIX,
             "names": metrics,
         },
-        "ledger": {"key": "job_id", "ttl_attribute": TTL_ATTRIBUTE},
+        "ledger": {
+            "key": "job_id",
+            "ttl_attribute": TTL_ATTRIBUTE,
+            "horizon_days": {
+                "default": relay_protocol::integration::DEFAULT_HORIZON_DAYS,
+                "min": relay_protocol::integration::MIN_HORIZON_DAYS,
+                "max": relay_protocol::integration::MAX_HORIZON_DAYS,
+            },
+        },
         "listing": {
             "session_name": SESSION_NAME,
             "lookup_session_name": crate::backend::lookup::SESSION_NAME,
             "lookup_failed_message": crate::backend::lookup::FAILED_MESSAGE,
+            "missed_by_events_message": crate::poll::MISSED_BY_EVENTS,
             "external_id_prefix": relay_protocol::secret::EXTERNAL_ID_PREFIX,
             "lambda_handler_poll": crate::env::LAMBDA_HANDLER_POLL,
             "access_errors": AccessError::NAMES,

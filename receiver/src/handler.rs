@@ -205,7 +205,7 @@ impl Relay {
         for (id, event) in parsed {
             items.push(self.decide(&integration, &master, id, event, now).await);
         }
-        self.commit(&integration.id, &mut items, now).await;
+        self.commit(&integration, &mut items, now).await;
         Ok((sender, items))
     }
 
@@ -262,10 +262,10 @@ impl Relay {
     }
 
     /// Steps 6 and 7: the intake enqueues each new job exactly once and counts the request.
-    async fn commit(&self, integration_id: &str, items: &mut [Item], now: DateTime<Utc>) {
+    async fn commit(&self, integration: &Integration, items: &mut [Item], now: DateTime<Utc>) {
         self.probe_for_test_events(items).await;
         let intake = self.backends.intake.as_ref();
-        if let Err(err) = settle(intake, integration_id, items, now).await {
+        if let Err(err) = settle(intake, integration, items, now).await {
             log_backend_error(&err);
         }
     }

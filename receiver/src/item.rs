@@ -61,6 +61,16 @@ impl Item {
         }
     }
 
+    /// Refuses an event the decision gave a job (a listing leaving an object past the horizon
+    /// alone): the job is dropped, its bucket and key kept for the log.
+    pub(crate) fn refuse(&mut self, reason: Reason) {
+        if let Some(job) = self.job.take() {
+            self.object = Some((job.bucket, job.key));
+        }
+        self.outcome = reason.outcome().unwrap_or(Outcome::Skipped);
+        self.reason = Some(reason);
+    }
+
     pub(crate) fn settle(&mut self, outcome: Outcome, reason: Option<Reason>) {
         self.outcome = outcome;
         self.reason = reason;

@@ -7,6 +7,10 @@
 //!   `LastModified` says). The watermark is the newest `LastModified` a tick has listed, in the
 //!   storage's own clock; it advances only when the whole tick succeeded. With no watermark yet,
 //!   a tick considers what was modified since the integration was created.
+//! - A **safety-net listing** is the same tick for an event-mode integration with a safety net
+//!   (`set-mode ID event --safety-net 1h`), once per interval: its events keep making jobs, and
+//!   the listing makes a job of each object no event brought, logged and counted as
+//!   `missed_by_events`. Its line carries the reconcile of the window it looked at.
 //! - A **backfill** considers every object under a prefix (modified since a time, if given),
 //!   in any mode. It stores the last key of every page it committed, so a killed run resumes
 //!   there; the ledger makes the pages it repeats cost no second job.
@@ -16,10 +20,11 @@
 
 use crate::backend::bucket::{AccessError, BucketSource, Listing, Page, ReadCredentials};
 use crate::backend::{
-    error_chain, BackendError, Backends, Cursors, Intake, JobRecords, MasterKeySource, Store,
+    error_chain, BackendError, Backends, Cursors, Intake, JobRecords, LedgerTime, MasterKeySource,
+    Store,
 };
 use crate::item::Item;
-use crate::settle::settle;
+use crate::settle::{hold_past_horizon, settle};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use futures::StreamExt;
 use relay_protocol::event::listed::{ListedFrom, ListedObject};
@@ -34,6 +39,18 @@ use std::time::Instant;
 pub(crate) const POLL_CURSOR: &str = "poll";
 /// The cursor holding an unfinished backfill's place.
 pub(crate) const BACKFILL_CURSOR: &str = "backfill";
+/// The cursor holding a safety net's last listing ([`SafetyNetCursor`]).
+pub(crate) const SAFETY_NET_CURSOR: &str = "safety_net";
+/// The log message of each job a safety-net listing made: an object no event brought.
+pub(crate) const MISSED_BY_EVENTS: &str = "missed_by_events";
+
+/// A safety net's last listing: when it started, and what it found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SafetyNetCursor {
+    pub listed_at: DateTime<Utc>,
+    /// Jobs it made: objects no event brought.
+    pub missed_by_events: u64,
+}
 /// How far past the receiver's own clock a listing's `LastModified` may move the watermark: the
 /// storage's clock may run a little ahead, but an object dated in the future (9999-12-31, a
 /// skewed client) must not carry the watermark past every later upload.
@@ -94,6 +111,9 @@ pub(crate) struct RunTally {
     pub skipped: BTreeMap<String, u64>,
     /// Jobs the queue refused as they are (`queue_refused`).
     pub rejected: u64,
+    /// A safety-net listing's jobs: objects no event brought (each is also in `jobs`).
+    #[serde(default)]
+    pub missed_by_events: u64,
 }
 
 impl RunTally {
@@ -104,6 +124,7 @@ impl RunTally {
         self.jobs += other.jobs;
         self.duplicates += other.duplicates;
         self.rejected += other.rejected;
+        self.missed_by_events += other.missed_by_events;
         for (reason, count) in &other.skipped {
             *self.skipped.entry(reason.clone()).or_default() += count;
         }
@@ -169,8 +190,9 @@ impl fmt::Display for RunError {
             }
             RunError::NotPollMode(id) => write!(
                 f,
-                "integration {id} is in event mode: poll ticks list poll-mode integrations \
-                 (`set-mode {id} poll`), and `backfill {id}` lists it once in any mode"
+                "integration {id} is in event mode with no safety net: poll ticks list \
+                 poll-mode integrations (`set-mode {id} poll`) and safety nets (`set-mode {id} \
+                 event --safety-net 1h`), and `backfill {id}` lists it once in any mode"
             ),
             RunError::Access(error) => error.fmt(f),
             RunError::Backend(error) => f.write_str(&error_chain(error)),
@@ -250,11 +272,26 @@ pub(crate) struct Poller {
     backfill_limits: RunLimits,
 }
 
-/// One run: an integration, its listing's id, and whether it may change anything.
+/// One run: an integration, its listing's id, whether it may change anything, and whether it
+/// makes jobs of objects past the horizon that the ledger does not remember.
 struct Run<'a> {
     integration: &'a Integration,
     run_id: String,
     dry_run: bool,
+    past_horizon: bool,
+    /// A safety-net listing: each job it makes is an object no event brought.
+    safety_net: bool,
+}
+
+/// How a backfill runs.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct BackfillOptions {
+    /// Start from the first key even if an interrupted backfill of the same scope left a place.
+    pub restart: bool,
+    /// Decide and count, enqueue nothing.
+    pub dry_run: bool,
+    /// Make jobs of objects past the horizon that the ledger does not remember.
+    pub past_horizon: bool,
 }
 
 impl Poller {
@@ -283,8 +320,9 @@ impl Poller {
         self
     }
 
-    /// One tick over every active poll-mode integration, or only `only`. Each one's result, in
-    /// id order; one failing does not stop the others.
+    /// One tick over every active poll-mode integration and every safety net that is due, or
+    /// only `only` (a safety net then lists at once). Each one's result, in id order; one
+    /// failing does not stop the others.
     pub(crate) async fn tick(
         &self,
         only: Option<&str>,
@@ -293,35 +331,56 @@ impl Poller {
         let integrations = match only {
             Some(id) => {
                 let integration = self.load(id).await?;
-                if integration.mode != Mode::Poll {
+                if !is_listed(&integration) {
                     return Err(RunError::NotPollMode(id.to_owned()));
                 }
                 vec![integration]
             }
             None => self.store.list().await?,
         };
-        let due = integrations.into_iter().filter(|integration| {
-            integration.mode == Mode::Poll
-                && (integration.status == Status::Active || only.is_some())
+        let listed = integrations.into_iter().filter(|integration| {
+            is_listed(integration) && (integration.status == Status::Active || only.is_some())
         });
         // Integrations are listed side by side, each within its limits, so one slow or
         // endless bucket cannot hold the others back.
-        let results = futures::stream::iter(due)
-            .map(|integration| async move {
-                let result = if integration.status == Status::Paused {
-                    Err(RunError::Paused(integration.id.clone()))
-                } else {
-                    self.tick_one(&integration, overlap).await
-                };
-                (integration.id, result)
-            })
-            .buffered(TICKS_AT_ONCE)
-            .collect()
-            .await;
-        Ok(results)
+        let results: Vec<Option<(String, Result<RunTally, RunError>)>> =
+            futures::stream::iter(listed)
+                .map(|integration| async move {
+                    let result = if integration.status == Status::Paused {
+                        Err(RunError::Paused(integration.id.clone()))
+                    } else {
+                        match self.due(&integration, only.is_some()).await {
+                            Ok(false) => return None,
+                            Ok(true) => self.tick_one(&integration, overlap).await,
+                            Err(error) => Err(error),
+                        }
+                    };
+                    Some((integration.id, result))
+                })
+                .buffered(TICKS_AT_ONCE)
+                .collect()
+                .await;
+        Ok(results.into_iter().flatten().collect())
     }
 
-    /// Ticks every active poll-mode integration every `every`, for as long as the process
+    /// Whether a tick lists `integration` now: poll mode on every tick; a safety net once its
+    /// interval has passed since its last listing began (or when `forced`).
+    async fn due(&self, integration: &Integration, forced: bool) -> Result<bool, RunError> {
+        let Some(every) = integration.safety_net() else {
+            return Ok(integration.mode == Mode::Poll);
+        };
+        if forced {
+            return Ok(true);
+        }
+        let last = self
+            .cursors
+            .load(&integration.id, SAFETY_NET_CURSOR)
+            .await?
+            .and_then(|text| serde_json::from_str::<SafetyNetCursor>(&text).ok());
+        Ok(last.is_none_or(|last| last.listed_at + every <= Utc::now()))
+    }
+
+    /// Ticks every active poll-mode integration (and each safety net when due) every `every`, for as long as the process
     /// lives (`serve --poll-every`). Each integration is ticked on its own: one whose tick is
     /// still running when its next is due is passed over until it ends, and the others go on.
     pub(crate) async fn run_every(self: Arc<Self>, every: std::time::Duration) {
@@ -340,7 +399,7 @@ impl Poller {
             };
             let due = integrations
                 .into_iter()
-                .filter(|i| i.mode == Mode::Poll && i.status == Status::Active);
+                .filter(|i| is_listed(i) && i.status == Status::Active);
             for integration in due {
                 let started = running
                     .lock()
@@ -352,7 +411,9 @@ impl Poller {
                 let (poller, running) = (Arc::clone(&self), Arc::clone(&running));
                 tokio::spawn(async move {
                     // A failure is logged by the tick; the next one is due at the next interval.
-                    let _ = poller.tick_one(&integration, DEFAULT_OVERLAP).await;
+                    if poller.due(&integration, false).await.unwrap_or(true) {
+                        let _ = poller.tick_one(&integration, DEFAULT_OVERLAP).await;
+                    }
                     running
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -386,6 +447,8 @@ impl Poller {
         overlap: Duration,
     ) -> Result<RunTally, RunError> {
         let started = Instant::now();
+        let safety_net = integration.safety_net().is_some();
+        let kind = if safety_net { "safety_net" } else { "poll" };
         let watermark = match self.cursors.load(&integration.id, POLL_CURSOR).await? {
             Some(text) => parse_time(&text).unwrap_or(integration.created_at),
             None => integration.created_at,
@@ -396,8 +459,13 @@ impl Poller {
         let now = Utc::now();
         let run = Run {
             integration,
-            run_id: format!("poll:{}", now.to_rfc3339_opts(SecondsFormat::Millis, true)),
+            run_id: format!(
+                "{kind}:{}",
+                now.to_rfc3339_opts(SecondsFormat::Millis, true)
+            ),
             dry_run: false,
+            past_horizon: false,
+            safety_net,
         };
         let mut tally = RunTally::default();
         let mut newest = watermark;
@@ -426,14 +494,36 @@ impl Poller {
         self.cursors
             .save(&integration.id, POLL_CURSOR, Some(&mark))
             .await?;
+        let mut summary = format!(
+            "listed {} objects under prefix={}",
+            tally.listed,
+            prefix.unwrap_or("")
+        );
+        if safety_net {
+            let net = SafetyNetCursor {
+                listed_at: now,
+                missed_by_events: tally.missed_by_events,
+            };
+            let text = serde_json::to_string(&net)
+                .map_err(|e| RunError::Backend(BackendError::new("cursor", e)))?;
+            self.cursors
+                .save(&integration.id, SAFETY_NET_CURSOR, Some(&text))
+                .await?;
+            summary = format!(
+                "safety net: {summary}; of the {} modified since {}, {} had a job from an \
+                 event, {} missed by events (now jobs), {} skipped",
+                tally.considered,
+                from.to_rfc3339_opts(SecondsFormat::Secs, true),
+                tally.duplicates,
+                tally.missed_by_events,
+                tally.skipped_total()
+            );
+        }
         tracing::info!(
             message = "poll_tick",
             integration_id = %integration.id,
-            summary = %format!(
-                "listed {} objects under prefix={}",
-                tally.listed,
-                prefix.unwrap_or("")
-            ),
+            mode = %integration.mode,
+            summary = %summary,
             listed = tally.listed,
             considered = tally.considered,
             jobs = tally.jobs,
@@ -441,6 +531,7 @@ impl Poller {
             skipped = tally.skipped_total(),
             skipped_by_reason = %tally.skipped_by_reason(),
             rejected = tally.rejected,
+            missed_by_events = tally.missed_by_events,
             watermark = %mark,
             duration_ms = started.elapsed().as_secs_f64() * 1000.0,
         );
@@ -453,10 +544,14 @@ impl Poller {
         &self,
         id: &str,
         scope: BackfillScope,
-        restart: bool,
-        dry_run: bool,
+        options: BackfillOptions,
         progress: &mut dyn Progress,
     ) -> Result<BackfillDone, RunError> {
+        let BackfillOptions {
+            restart,
+            dry_run,
+            past_horizon,
+        } = options;
         let integration = self.load(id).await?;
         if integration.status == Status::Paused {
             return Err(RunError::Paused(id.to_owned()));
@@ -493,6 +588,8 @@ impl Poller {
                     .to_rfc3339_opts(SecondsFormat::Millis, true)
             ),
             dry_run,
+            past_horizon,
+            safety_net: false,
         };
         let since = scope.since;
         let in_scope = |object: &ListedObject| {
@@ -560,37 +657,55 @@ impl Poller {
         let now = Utc::now();
         tally.listed += page.objects.len() as u64;
         let mut items = Vec::new();
+        let mut modified = Vec::new();
         for object in page.objects.into_iter().filter(|object| wanted(object)) {
             tally.considered += 1;
             let id = object.key.clone();
+            modified.push(object.last_modified);
             let event = ObjectEvent::listed(&from, object);
             let item =
                 Item::from_decision(id, decide_via(Via::Listing, integration, Ok(event), now));
             if item.reason == Some(Reason::Paused) {
                 return Err(RunError::Paused(integration.id.clone()));
             }
-            if item.job.is_none() {
-                let reason = item.reason.map_or("", Reason::as_str);
-                tracing::info!(
-                    message = "object_skipped",
-                    integration_id = %integration.id,
-                    run = %run.run_id,
-                    reason,
-                    bucket = %integration.bucket,
-                    key = item.key().unwrap_or(""),
-                );
-                *tally.skipped.entry(reason.to_owned()).or_default() += 1;
-            }
             items.push(item);
+        }
+        if !run.past_horizon {
+            let at = LedgerTime::new(now, integration);
+            hold_past_horizon(self.records.as_ref(), &mut items, &modified, at).await?;
+        }
+        for item in items.iter().filter(|item| item.job.is_none()) {
+            let reason = item.reason.map_or("", Reason::as_str);
+            tracing::info!(
+                message = "object_skipped",
+                integration_id = %integration.id,
+                run = %run.run_id,
+                reason,
+                bucket = %integration.bucket,
+                key = item.key().unwrap_or(""),
+            );
+            *tally.skipped.entry(reason.to_owned()).or_default() += 1;
         }
         if run.dry_run {
             tally.jobs += items.iter().filter(|item| item.job.is_some()).count() as u64;
             return Ok(());
         }
-        settle(self.intake.as_ref(), &integration.id, &mut items, now).await?;
+        settle(self.intake.as_ref(), integration, &mut items, now).await?;
         let mut unsettled = 0;
         for item in items.iter().filter(|item| item.job.is_some()) {
             match item.outcome {
+                Outcome::Accepted if run.safety_net => {
+                    tally.jobs += 1;
+                    tally.missed_by_events += 1;
+                    tracing::warn!(
+                        message = MISSED_BY_EVENTS,
+                        integration_id = %integration.id,
+                        run = %run.run_id,
+                        bucket = %integration.bucket,
+                        key = item.key().unwrap_or(""),
+                        job_id = item.job.as_ref().map_or("", |job| job.job_id.as_str()),
+                    );
+                }
                 Outcome::Accepted => tally.jobs += 1,
                 Outcome::Duplicate => tally.duplicates += 1,
                 Outcome::RetryLater => unsettled += 1,
@@ -646,6 +761,11 @@ impl Poller {
             .await?
             .ok_or_else(|| RunError::NoIntegration(id.to_owned()))
     }
+}
+
+/// Whether a tick lists `integration`: poll mode, or event mode with a safety net.
+fn is_listed(integration: &Integration) -> bool {
+    integration.mode == Mode::Poll || integration.safety_net().is_some()
 }
 
 /// A listing's or a cursor's RFC 3339 time.
@@ -717,12 +837,44 @@ mod tests {
                 since: since.and_then(parse_time),
             };
             self.poller
-                .backfill(&self.id, scope, false, false, &mut Silent)
+                .backfill(&self.id, scope, BackfillOptions::default(), &mut Silent)
                 .await
         }
 
         async fn cursor(&self, name: &str) -> Option<String> {
             self.cursors.load(&self.id, name).await.unwrap()
+        }
+
+        /// An event for `key` as the bucket holds it (modified at `modified`), settled at `at`:
+        /// the job its event would have made then.
+        async fn event(&self, key: &str, modified: &str, at: DateTime<Utc>) -> Outcome {
+            let integration = self.poller.load(&self.id).await.unwrap();
+            let object = ListedObject {
+                key: key.to_owned(),
+                size: Some(1),
+                etag: Some(format!("\"etag-{key}-{modified}\"")),
+                version_id: None,
+                last_modified: parse_time(modified),
+            };
+            let from = ListedFrom {
+                provider: integration.provider,
+                account: integration.account.as_deref(),
+                region: None,
+                bucket: &integration.bucket,
+                run_id: "event",
+            };
+            let event = ObjectEvent::listed(&from, object);
+            let decision = decide_via(Via::Listing, &integration, Ok(event), at);
+            let mut items = [Item::from_decision(key.to_owned(), decision)];
+            let intake = self.poller.intake.as_ref();
+            settle(intake, &integration, &mut items, at).await.unwrap();
+            items[0].outcome
+        }
+
+        async fn change(&self, change: impl FnOnce(&mut Integration)) {
+            let mut integration = self.poller.load(&self.id).await.unwrap();
+            change(&mut integration);
+            self.poller.store.put(&integration).await.unwrap();
         }
 
         /// The keys on the queue, each asserted to be there once.
@@ -879,8 +1031,7 @@ mod tests {
             .backfill(
                 "int_endless",
                 BackfillScope::default(),
-                false,
-                false,
+                BackfillOptions::default(),
                 &mut Silent,
             )
             .await
@@ -969,6 +1120,134 @@ mod tests {
             run, total,
             "a run that did not resume is the whole backfill"
         );
+    }
+
+    #[tokio::test]
+    async fn a_backfill_a_month_after_the_jobs_were_made_makes_no_second_job() {
+        let rig = rig(Mode::Event, 1000);
+        // The ledger once forgot a job after 30 days: a backfill a month on made it again.
+        let month_ago = Utc::now() - Duration::days(31);
+        let modified = month_ago.to_rfc3339();
+        for key in ["a.pdf", "b.pdf"] {
+            rig.bucket.put(key, &modified);
+            assert_eq!(
+                rig.event(key, &modified, month_ago).await,
+                Outcome::Accepted
+            );
+        }
+        let tally = rig.backfill(None).await.unwrap().run;
+        assert_eq!((tally.jobs, tally.duplicates), (0, 2));
+        assert_eq!(rig.queued(), ["a.pdf", "b.pdf"]);
+    }
+
+    #[tokio::test]
+    async fn objects_past_the_horizon_the_ledger_has_no_job_for_are_left_alone_unless_asked() {
+        let rig = rig(Mode::Event, 1000);
+        let now = Utc::now();
+        let old = (now - Duration::days(401)).to_rfc3339();
+        // Its job was made when it was uploaded, 401 days ago: the ledger forgot it.
+        rig.bucket.put("forgotten.pdf", &old);
+        assert_eq!(
+            rig.event("forgotten.pdf", &old, now - Duration::days(401))
+                .await,
+            Outcome::Accepted
+        );
+        // As old, but its job was made ten days ago: the ledger still vouches for it.
+        rig.bucket.put("backfilled.pdf", &old);
+        assert_eq!(
+            rig.event("backfilled.pdf", &old, now - Duration::days(10))
+                .await,
+            Outcome::Accepted
+        );
+        rig.bucket.put("new.pdf", &now.to_rfc3339());
+
+        let tally = rig.backfill(None).await.unwrap().run;
+        assert_eq!((tally.jobs, tally.duplicates), (1, 1));
+        assert_eq!(
+            tally.skipped,
+            BTreeMap::from([("beyond_horizon".to_owned(), 1)])
+        );
+        assert_eq!(
+            rig.queue.jobs().len(),
+            3,
+            "nothing made of the forgotten one"
+        );
+
+        let options = BackfillOptions {
+            past_horizon: true,
+            ..BackfillOptions::default()
+        };
+        let scope = BackfillScope::default();
+        let done = rig
+            .poller
+            .backfill(&rig.id, scope, options, &mut Silent)
+            .await;
+        let tally = done.unwrap().run;
+        assert_eq!(
+            (tally.jobs, tally.duplicates),
+            (1, 2),
+            "told to, it makes it"
+        );
+
+        // A longer horizon reaches it again: the job just made is remembered.
+        rig.change(|i| i.set_horizon(500).unwrap()).await;
+        let tally = rig.backfill(None).await.unwrap().run;
+        assert_eq!(
+            (tally.jobs, tally.duplicates, tally.skipped_total()),
+            (0, 3, 0)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_safety_net_makes_jobs_of_what_no_event_brought_once_per_interval() {
+        let rig = rig(Mode::Event, 2);
+        assert!(
+            rig.poller
+                .tick(None, DEFAULT_OVERLAP)
+                .await
+                .unwrap()
+                .is_empty(),
+            "event mode alone is never listed"
+        );
+        rig.change(|i| i.set_mode(Mode::Event, Some(3600)).unwrap())
+            .await;
+        let keys: Vec<String> = (0..10).map(|i| format!("k{i}")).collect();
+        for (i, key) in keys.iter().enumerate() {
+            rig.bucket.put(key, &at(i as i64 + 1));
+        }
+        // Six arrived as events; four never did.
+        for (i, key) in keys.iter().enumerate().take(6) {
+            let outcome = rig.event(key, &at(i as i64 + 1), Utc::now()).await;
+            assert_eq!(outcome, Outcome::Accepted);
+        }
+        let tally = rig.tick().await.unwrap();
+        assert_eq!(
+            (
+                tally.considered,
+                tally.jobs,
+                tally.duplicates,
+                tally.missed_by_events
+            ),
+            (10, 4, 6, 4)
+        );
+        assert_eq!(rig.queued(), keys, "every object once");
+        let net: SafetyNetCursor =
+            serde_json::from_str(&rig.cursor(SAFETY_NET_CURSOR).await.unwrap()).unwrap();
+        assert_eq!(net.missed_by_events, 4);
+
+        let results = rig.poller.tick(None, DEFAULT_OVERLAP).await.unwrap();
+        assert!(results.is_empty(), "not due again within the hour");
+        let forced = rig.poller.tick(Some(&rig.id), DEFAULT_OVERLAP).await;
+        assert_eq!(forced.unwrap()[0].1.as_ref().unwrap().jobs, 0);
+        // The event of an object the net already made a job of arrives late: a duplicate.
+        assert_eq!(
+            rig.event("k9", &at(10), Utc::now()).await,
+            Outcome::Duplicate
+        );
+
+        rig.change(|i| i.set_mode(Mode::Event, None).unwrap()).await;
+        let error = rig.poller.tick(Some(&rig.id), DEFAULT_OVERLAP).await;
+        assert_eq!(error.unwrap_err().name(), "mode_mismatch");
     }
 
     #[tokio::test]

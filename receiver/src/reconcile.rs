@@ -7,7 +7,7 @@
 //! jobs get the same ids as their events' would have, and a second run changes nothing.
 
 use crate::backend::bucket::Page;
-use crate::backend::{Intake, JobRecords, Recorded};
+use crate::backend::{Intake, JobRecords, LedgerTime, Recorded};
 use crate::item::Item;
 use crate::poll::{Poller, RunError};
 use crate::settle::settle;
@@ -29,6 +29,9 @@ pub(crate) struct ReconcileScope {
     pub(crate) since: Option<DateTime<Utc>>,
     /// Only objects modified before this time.
     pub(crate) until: Option<DateTime<Utc>>,
+    /// Judge objects past the integration's horizon too: one the ledger has no job for is
+    /// missing (otherwise it is `beyond_horizon`).
+    pub(crate) past_horizon: bool,
 }
 
 impl ReconcileScope {
@@ -56,8 +59,12 @@ pub(crate) struct Reconciled {
     pub(crate) with_job: u64,
     /// Admitted objects a request is enqueueing right now.
     pub(crate) in_flight: u64,
-    /// Admitted objects that never became a job (or whose job the ledger forgot).
+    /// Admitted objects that never became a job.
     pub(crate) missing: u64,
+    /// Admitted objects older than the integration's horizon that the ledger has no job for:
+    /// each may have been a job once, forgotten since, so the ledger can neither vouch for it
+    /// nor call it missing (`--past-horizon` counts them as missing).
+    pub(crate) beyond_horizon: u64,
     /// Missing objects made jobs by this run (`--repair`).
     pub(crate) repaired: u64,
 }
@@ -140,6 +147,7 @@ impl Poller {
             with_job = found.with_job,
             in_flight = found.in_flight,
             missing = found.missing,
+            beyond_horizon = found.beyond_horizon,
             repaired = found.repaired,
             duration_ms = started.elapsed().as_secs_f64() * 1000.0,
         );
@@ -169,14 +177,19 @@ impl PageCheck<'_> {
         found.listed += page.objects.len() as u64;
         let now = Utc::now();
         let mut admitted = Vec::new();
+        let mut modified = Vec::new();
         for object in page.objects.into_iter().filter(|o| self.scope.admits(o)) {
             found.considered += 1;
             let key = object.key.clone();
+            let last_modified = object.last_modified;
             let event = ObjectEvent::listed(self.from, object);
             let decision = decide_via(Via::Listing, self.integration, Ok(event), now);
             let item = Item::from_decision(key, decision);
             match &item.job {
-                Some(_) => admitted.push(item),
+                Some(_) => {
+                    admitted.push(item);
+                    modified.push(last_modified);
+                }
                 None => {
                     let reason = item.reason.map_or("", Reason::as_str);
                     *found.skipped.entry(reason.to_owned()).or_default() += 1;
@@ -184,14 +197,17 @@ impl PageCheck<'_> {
             }
         }
         found.admitted += admitted.len() as u64;
-        let mut missing = compare(self.records, &mut admitted, now, found).await?;
+        let at = LedgerTime::new(now, self.integration);
+        let horizon_start = (!self.scope.past_horizon).then(|| at.forgotten_before());
+        let mut missing =
+            compare(self.records, admitted, &modified, at, horizon_start, found).await?;
         for job in missing.iter().filter_map(|item| item.job.as_deref()) {
             sink.missing(job);
         }
         let Some(intake) = self.intake.filter(|_| !missing.is_empty()) else {
             return Ok(());
         };
-        settle(intake, &self.integration.id, &mut missing, now).await?;
+        settle(intake, self.integration, &mut missing, now).await?;
         for item in &missing {
             match item.outcome {
                 Outcome::Accepted => found.repaired += 1,
@@ -207,23 +223,31 @@ impl PageCheck<'_> {
     }
 }
 
-/// Counts what the ledger vouches for among `admitted`, and returns the missing ones.
+/// Counts what the ledger vouches for among `admitted` (each modified at `modified`), and
+/// returns the missing ones; those the ledger does not know that were modified at or before
+/// `horizon_start`, when given, are counted `beyond_horizon` instead.
 async fn compare(
     records: &dyn JobRecords,
-    admitted: &mut Vec<Item>,
-    now: DateTime<Utc>,
+    admitted: Vec<Item>,
+    modified: &[Option<DateTime<Utc>>],
+    at: LedgerTime,
+    horizon_start: Option<DateTime<Utc>>,
     found: &mut Reconciled,
 ) -> Result<Vec<Item>, RunError> {
     let ids: Vec<&str> = admitted
         .iter()
         .filter_map(|item| item.job.as_ref().map(|job| job.job_id.as_str()))
         .collect();
-    let recorded = records.recorded(&ids, now).await?;
+    let recorded = records.recorded(&ids, at).await?;
     let mut missing = Vec::new();
-    for (item, recorded) in std::mem::take(admitted).into_iter().zip(recorded) {
+    for ((item, recorded), modified) in admitted.into_iter().zip(recorded).zip(modified) {
+        let past = horizon_start
+            .zip(*modified)
+            .is_some_and(|(start, m)| m <= start);
         match recorded {
             Recorded::Enqueued => found.with_job += 1,
             Recorded::InFlight => found.in_flight += 1,
+            Recorded::Unknown if past => found.beyond_horizon += 1,
             Recorded::Unknown => {
                 found.missing += 1;
                 missing.push(item);
@@ -300,7 +324,7 @@ mod tests {
         let mut arrived = arrived;
         settle(
             backends.intake.as_ref(),
-            &integration.id,
+            &integration,
             &mut arrived,
             Utc::now(),
         )

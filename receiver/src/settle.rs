@@ -9,22 +9,25 @@
 //! settled before the ledger are recorded with the first commit, so their usage counts and
 //! history are written once.
 
-use crate::backend::{BackendError, Commit, Committed, Intake, Settled};
+use crate::backend::{
+    BackendError, Commit, Committed, Intake, JobRecords, LedgerTime, Recorded, Settled,
+};
 use crate::item::Item;
 use chrono::{DateTime, Utc};
 use relay_protocol::wire::MAX_EVENTS_PER_REQUEST;
-use relay_protocol::{Outcome, Reason};
+use relay_protocol::{Integration, Outcome, Reason};
 use std::collections::HashSet;
 
 /// The most jobs one commit carries: a request's most events, so one request is one commit.
 pub(crate) const MAX_JOBS_PER_COMMIT: usize = MAX_EVENTS_PER_REQUEST;
 
-/// Settles every item: those with a job through `intake`, the others as decided. On `Err` the
+/// Settles every item: those with a job through `intake` (remembered for the integration's
+/// horizon), the others as decided. On `Err` the
 /// items whose commit failed (and those after it) are settled `retry_later` /
 /// `backend_unavailable`, so nothing is acked without a word on it; the caller logs or stops.
 pub(crate) async fn settle(
     intake: &dyn Intake,
-    integration_id: &str,
+    integration: &Integration,
     items: &mut [Item],
     now: DateTime<Utc>,
 ) -> Result<(), BackendError> {
@@ -57,13 +60,14 @@ pub(crate) async fn settle(
             Some(_) => Vec::new(),
             None => {
                 let commit = Commit {
-                    integration_id,
+                    integration_id: &integration.id,
                     jobs: group
                         .iter()
                         .filter_map(|&index| items[index].job.as_deref())
                         .collect(),
                     settled: std::mem::take(&mut settled),
                     now,
+                    horizon: integration.horizon(),
                 };
                 match intake.commit(&commit).await {
                     Ok(committed) => committed,
@@ -88,6 +92,44 @@ pub(crate) async fn settle(
     failure.map_or(Ok(()), Err)
 }
 
+/// Leaves alone the listed objects older than the integration's horizon whose job the ledger
+/// does not remember (`beyond_horizon`): each may have been a job once, forgotten since, so
+/// only a run told `--past-horizon` makes them jobs. `modified` is each item's `LastModified`.
+/// Answers how many were left alone; only the old objects cost a ledger read.
+pub(crate) async fn hold_past_horizon(
+    records: &dyn JobRecords,
+    items: &mut [Item],
+    modified: &[Option<DateTime<Utc>>],
+    at: LedgerTime,
+) -> Result<u64, BackendError> {
+    let horizon_start = at.forgotten_before();
+    let old: Vec<usize> = items
+        .iter()
+        .zip(modified)
+        .enumerate()
+        .filter(|(_, (item, modified))| {
+            item.job.is_some() && modified.is_some_and(|modified| modified <= horizon_start)
+        })
+        .map(|(index, _)| index)
+        .collect();
+    if old.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<&str> = old
+        .iter()
+        .filter_map(|&index| items[index].job.as_ref().map(|job| job.job_id.as_str()))
+        .collect();
+    let recorded = records.recorded(&ids, at).await?;
+    let mut held = 0;
+    for (&index, recorded) in old.iter().zip(recorded) {
+        if recorded == Recorded::Unknown {
+            items[index].refuse(Reason::BeyondHorizon);
+            held += 1;
+        }
+    }
+    Ok(held)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +152,14 @@ mod tests {
         (claiming, queue, usage)
     }
 
+    fn integration() -> Integration {
+        let fields = relay_protocol::integration::NewIntegration::new(
+            relay_protocol::Provider::R2,
+            "uploads",
+        );
+        fields.build("settle", Utc::now()).unwrap()
+    }
+
     fn item(id: &str, key: &str) -> Item {
         let job = Box::new(sample_job(&format!("j_{key}"), key));
         Item::from_decision(id.to_owned(), relay_protocol::Decision::Enqueue(job))
@@ -122,7 +172,7 @@ mod tests {
             .map(|i| item(&i.to_string(), &format!("k{i}")))
             .collect();
         items.push(item("copy", "k7"));
-        settle(&intake, "int_1", &mut items, Utc::now())
+        settle(&intake, &integration(), &mut items, Utc::now())
             .await
             .unwrap();
         assert_eq!(queue.jobs().len(), 250);
@@ -133,7 +183,7 @@ mod tests {
             (Outcome::Duplicate, Some(Reason::Duplicate))
         );
         let mut again: Vec<Item> = vec![item("again", "k3")];
-        settle(&intake, "int_1", &mut again, Utc::now())
+        settle(&intake, &integration(), &mut again, Utc::now())
             .await
             .unwrap();
         assert_eq!(again[0].outcome, Outcome::Duplicate);
@@ -151,9 +201,11 @@ mod tests {
         );
         let mut items = vec![skipped, item("1", "a.pdf")];
         let now = Utc::now();
-        settle(&intake, "int_1", &mut items, now).await.unwrap();
+        settle(&intake, &integration(), &mut items, now)
+            .await
+            .unwrap();
         let day = now.date_naive();
-        let counts = usage.usage("int_1", day, day).await.unwrap();
+        let counts = usage.usage(&integration().id, day, day).await.unwrap();
         let total: u64 = counts.values().flat_map(|c| c.values()).sum();
         assert_eq!(total, 2);
     }

@@ -10,7 +10,9 @@ use bucket_relay::backend::memory::{
     sample_job, MemoryCursors, MemoryHistory, MemoryLedger, MemoryQueue, MemoryStore, MemoryUsage,
     StaticKey,
 };
-use bucket_relay::backend::{BackendError, Backends, Delivery, Ledger, MasterKey, Queue, Store};
+use bucket_relay::backend::{
+    BackendError, Backends, Delivery, Ledger, LedgerTime, MasterKey, Queue, Store,
+};
 use bucket_relay::handler::Relay;
 use bytes::Bytes;
 use chrono::Utc;
@@ -137,13 +139,20 @@ async fn a_queue_outage_answers_retry_later_and_the_retry_is_accepted_not_duplic
     assert_eq!(f.queue.inner.jobs().len(), 2);
 }
 
+fn at_now() -> LedgerTime {
+    LedgerTime {
+        now: Utc::now(),
+        horizon: chrono::Duration::days(400),
+    }
+}
+
 #[tokio::test]
 async fn an_object_claimed_by_a_concurrent_request_is_retried_not_dropped() {
     let f = fixture().await;
     // Another request has claimed a.pdf and not yet enqueued it.
     let job_id = relay_protocol::job::job_id("int_h", "uploads", "a.pdf", "e");
     f.ledger
-        .claim(&[&claimed_job(&job_id)], Utc::now(), "another-request")
+        .claim(&[&claimed_job(&job_id)], at_now(), "another-request")
         .await
         .unwrap();
 

@@ -6,11 +6,11 @@
 //! [`super::CLAIM_LEASE`]; see docs/contract.md for what the pipeline sees in that case.
 
 use super::{
-    BackendError, Claim, Commit, Committed, Delivery, History, Intake, Ledger, Queue, UsageLog,
+    BackendError, Claim, Commit, Committed, Delivery, History, Intake, Ledger, LedgerTime, Queue,
+    UsageLog,
 };
 use crate::telemetry::log_backend_error as log_error;
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use rand::distr::{Alphanumeric, SampleString};
 use relay_protocol::IngestJob;
 use std::sync::Arc;
@@ -42,7 +42,7 @@ impl Claiming {
         &self,
         claimed: &[&IngestJob],
         token: &str,
-        now: DateTime<Utc>,
+        at: LedgerTime,
     ) -> Vec<Committed> {
         let sent = match self.queue.send(claimed).await {
             Ok(sent) if sent.len() == claimed.len() => sent,
@@ -88,7 +88,7 @@ impl Claiming {
             }
         }
         if !done.is_empty() {
-            if let Err(err) = self.ledger.complete(&done, now).await {
+            if let Err(err) = self.ledger.complete(&done, at).await {
                 // The jobs are on the queue, so the events are accepted; only a redelivery after
                 // the claim's lease could enqueue again, and the job id lets the pipeline see it.
                 log_error(&err);
@@ -105,7 +105,10 @@ impl Intake for Claiming {
             Vec::new()
         } else {
             let token = Alphanumeric.sample_string(&mut rand::rng(), 16);
-            let claims = self.ledger.claim(&commit.jobs, commit.now, &token).await?;
+            let claims = self
+                .ledger
+                .claim(&commit.jobs, commit.ledger_time(), &token)
+                .await?;
             if claims.len() != commit.jobs.len() {
                 return Err(BackendError::new(
                     "ledger",
@@ -120,7 +123,7 @@ impl Intake for Claiming {
                 .map(|(job, _)| *job)
                 .collect();
             let mut sent = self
-                .send_claimed(&claimed, &token, commit.now)
+                .send_claimed(&claimed, &token, commit.ledger_time())
                 .await
                 .into_iter();
             claims

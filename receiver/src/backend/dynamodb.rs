@@ -5,19 +5,24 @@
 //!   (`attribute_not_exists(job_id)`, or a lapsed claim, or an expired entry), so of N concurrent
 //!   deliveries of the same object exactly one wins; it carries the claiming request's token,
 //!   and a release deletes only a pending claim with that token. Completing writes the job's final item with
-//!   `BatchWriteItem` (25 per call). `expires_at` (epoch seconds) is the table's TTL attribute.
+//!   `BatchWriteItem` (25 per call). `expires_at` (epoch seconds) is the table's TTL attribute:
+//!   a job's item expires its integration's horizon after it was enqueued (`enqueued_at_ms`),
+//!   and a claim treats an item made before the current horizon as forgotten, so a shortened
+//!   horizon applies at once. A lengthened one, and the upgrade from the 30-day ledger, need
+//!   each item's `expires_at` moved: [`JobRecords::restamp`] (`bucket-relay ledger restamp`).
 //!   Usage counts live in the same table under `job_id = usage#<integration>#<day>`, one
 //!   `UpdateItem … ADD` per request.
 //! - Cursors (a poll watermark, a backfill's place) live there too, under
 //!   `job_id = cursor#<integration>#<name>`, with no expiry.
 //! - The history, too: `object#<integration>#<key>` (the key's last event), `enqueued#<integration>#<key>`
 //!   (its last job) and `seen#<integration>#<outcome>` (the last event per outcome), written with
-//!   `BatchWriteItem` (25 per call) after each commit and kept for the ledger's retention. Plain
+//!   `BatchWriteItem` (25 per call) after each commit and kept for [`HISTORY_RETENTION`]. Plain
 //!   puts by key: no index, no read before the write.
 
 use super::{
-    BackendError, Claim, ClaimToken, Cursors, Enqueued, History, JobRecords, Ledger, ObjectHistory,
-    Recorded, Seen, Store, UsageCounts, UsageKey, UsageLog, CLAIM_LEASE, LEDGER_RETENTION,
+    BackendError, Claim, ClaimToken, Cursors, Enqueued, History, JobRecords, Ledger, LedgerTime,
+    ObjectHistory, Recorded, Seen, Store, UsageCounts, UsageKey, UsageLog, CLAIM_LEASE,
+    HISTORY_RETENTION,
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
@@ -165,11 +170,12 @@ impl DynamoLedger {
     async fn claim_one(
         &self,
         job: &IngestJob,
-        now: DateTime<Utc>,
+        at: LedgerTime,
         token: &ClaimToken,
     ) -> Result<Claim, BackendError> {
+        let now = at.now;
         let now_ms = now.timestamp_millis();
-        let expires = (now + LEDGER_RETENTION).timestamp();
+        let expires = at.kept_until().timestamp();
         let result = self
             .client
             .put_item()
@@ -184,11 +190,17 @@ impl DynamoLedger {
             .item(TTL_ATTRIBUTE, n(expires))
             .condition_expression(
                 "attribute_not_exists(job_id) OR #ttl <= :now_s \
+                 OR (#state = :done AND enqueued_at_ms <= :forgotten_ms) \
                  OR (#state = :pending AND claimed_at_ms <= :stale_ms)",
             )
             .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":now_s", n(now.timestamp()))
+            .expression_attribute_values(":done", s(STATE_DONE))
+            .expression_attribute_values(
+                ":forgotten_ms",
+                n(at.forgotten_before().timestamp_millis()),
+            )
             .expression_attribute_values(":pending", s(STATE_PENDING))
             .expression_attribute_values(":stale_ms", n(now_ms - self.lease.num_milliseconds()))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -302,12 +314,12 @@ impl Ledger for DynamoLedger {
     async fn claim(
         &self,
         jobs: &[&IngestJob],
-        now: DateTime<Utc>,
+        at: LedgerTime,
         token: &ClaimToken,
     ) -> Result<Vec<Claim>, BackendError> {
         let claims: Vec<_> = jobs
             .iter()
-            .map(|job| self.claim_one(job, now, token))
+            .map(|job| self.claim_one(job, at, token))
             .collect();
         let results: Vec<Result<Claim, BackendError>> = stream::iter(claims)
             .buffered(CLAIM_CONCURRENCY)
@@ -331,8 +343,8 @@ impl Ledger for DynamoLedger {
         Err(results.swap_remove(failure).expect_err("found above"))
     }
 
-    async fn complete(&self, jobs: &[&IngestJob], now: DateTime<Utc>) -> Result<(), BackendError> {
-        let expires = (now + LEDGER_RETENTION).timestamp();
+    async fn complete(&self, jobs: &[&IngestJob], at: LedgerTime) -> Result<(), BackendError> {
+        let (now, expires) = (at.now, at.kept_until().timestamp());
         let items = jobs
             .iter()
             .map(|job| {
@@ -480,14 +492,14 @@ impl JobRecords for DynamoLedger {
     async fn recorded(
         &self,
         job_ids: &[&str],
-        now: DateTime<Utc>,
+        at: LedgerTime,
     ) -> Result<Vec<Recorded>, BackendError> {
         let chunks: Vec<Vec<String>> = job_ids
             .chunks(100)
             .map(|chunk| chunk.iter().map(|id| (*id).to_owned()).collect())
             .collect();
         let answers = stream::iter(chunks)
-            .map(|chunk| self.recorded_chunk(chunk, now))
+            .map(|chunk| self.recorded_chunk(chunk, at))
             .buffered(4)
             .collect::<Vec<_>>()
             .await;
@@ -500,13 +512,86 @@ impl JobRecords for DynamoLedger {
             .map(|id| known.get(*id).copied().unwrap_or(Recorded::Unknown))
             .collect())
     }
+
+    /// One `Scan` of the done items (projected to what the new expiry needs), and one
+    /// conditional `UpdateItem` per item whose `expires_at` differs from its enqueueing plus its
+    /// integration's horizon; items of other integrations are left alone.
+    async fn restamp(&self, integrations: &[Integration]) -> Result<u64, BackendError> {
+        let horizons: HashMap<&str, i64> = integrations
+            .iter()
+            .map(|i| (i.id.as_str(), i.horizon().num_seconds()))
+            .collect();
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("#state = :done")
+            .projection_expression("job_id, integration_id, enqueued_at_ms, #ttl")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":done", s(STATE_DONE))
+            .into_paginator()
+            .send();
+        let mut changed = 0;
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(sdk_err)?;
+            let updates: Vec<_> = page
+                .items()
+                .iter()
+                .filter_map(|item| {
+                    let horizon = horizons.get(text(item, "integration_id")?)?;
+                    let made_ms = number(item, "enqueued_at_ms")?;
+                    let want = made_ms.div_euclid(1000) + horizon;
+                    let job_id = text(item, "job_id")?.to_owned();
+                    (number(item, TTL_ATTRIBUTE) != Some(want))
+                        .then(|| self.set_expiry(job_id, made_ms, want))
+                })
+                .collect();
+            let results: Vec<Result<bool, BackendError>> = stream::iter(updates)
+                .buffer_unordered(CLAIM_CONCURRENCY)
+                .collect()
+                .await;
+            for result in results {
+                changed += u64::from(result?);
+            }
+        }
+        Ok(changed)
+    }
 }
 
 impl DynamoLedger {
+    /// Sets a done item's expiry, unless it was re-made meanwhile: whether it changed.
+    async fn set_expiry(
+        &self,
+        job_id: String,
+        made_ms: i64,
+        expires: i64,
+    ) -> Result<bool, BackendError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("job_id", s(job_id))
+            .update_expression("SET #ttl = :expires")
+            .condition_expression("#state = :done AND enqueued_at_ms = :made")
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":expires", n(expires))
+            .expression_attribute_values(":done", s(STATE_DONE))
+            .expression_attribute_values(":made", n(made_ms))
+            .send()
+            .await;
+        match result.map_err(|e| e.into_service_error()) {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_conditional_check_failed_exception() => Ok(false),
+            Err(e) => Err(sdk_err(e)),
+        }
+    }
+
     async fn recorded_chunk(
         &self,
         job_ids: Vec<String>,
-        now: DateTime<Utc>,
+        at: LedgerTime,
     ) -> Result<HashMap<String, Recorded>, BackendError> {
         let mut keys: Vec<HashMap<String, AttributeValue>> = job_ids
             .into_iter()
@@ -519,7 +604,7 @@ impl DynamoLedger {
             }
             let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
                 .set_keys(Some(std::mem::take(&mut keys)))
-                .projection_expression("job_id, #state, #ttl")
+                .projection_expression("job_id, #state, #ttl, enqueued_at_ms")
                 .expression_attribute_names("#state", "state")
                 .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
                 .consistent_read(true)
@@ -545,7 +630,9 @@ impl DynamoLedger {
                         .and_then(|n| n.parse::<i64>().ok())
                 };
                 let Some(id) = text("job_id") else { continue };
-                let live = number(TTL_ATTRIBUTE).is_none_or(|at| at > now.timestamp());
+                let live = number(TTL_ATTRIBUTE).is_none_or(|t| t > at.now.timestamp())
+                    && number("enqueued_at_ms")
+                        .is_none_or(|made| made > at.forgotten_before().timestamp_millis());
                 let recorded = match (text("state").as_deref(), live) {
                     (_, false) => Recorded::Unknown,
                     (Some(STATE_DONE), true) => Recorded::Enqueued,
@@ -642,7 +729,7 @@ fn seen_item(
         ("at_ms".to_owned(), n(seen.at.timestamp_millis())),
         (
             TTL_ATTRIBUTE.to_owned(),
-            n((seen.at + LEDGER_RETENTION).timestamp()),
+            n((seen.at + HISTORY_RETENTION).timestamp()),
         ),
     ]);
     if let Some(reason) = seen.reason {
@@ -656,6 +743,10 @@ fn seen_item(
 
 fn text<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a str> {
     item.get(name)?.as_s().ok().map(String::as_str)
+}
+
+fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
+    item.get(name)?.as_n().ok()?.parse().ok()
 }
 
 fn at(item: &HashMap<String, AttributeValue>) -> Option<DateTime<Utc>> {

@@ -4,8 +4,8 @@ use super::bucket::ReadCredentials;
 use super::bucket::{AccessError, BucketSource, Listing, Page};
 use super::{
     BackendError, Claim, ClaimToken, Cursors, Delivery, Enqueued, History, JobRecords, Ledger,
-    MasterKey, MasterKeySource, ObjectHistory, Queue, Recorded, Seen, Store, UsageCounts, UsageLog,
-    CLAIM_LEASE,
+    LedgerTime, MasterKey, MasterKeySource, ObjectHistory, Queue, Recorded, Seen, Store,
+    UsageCounts, UsageLog, CLAIM_LEASE,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -126,7 +126,8 @@ enum Entry {
         claimed_at: DateTime<Utc>,
         token: String,
     },
-    Done,
+    /// Enqueued at this time.
+    Done(DateTime<Utc>),
 }
 
 #[derive(Default)]
@@ -139,17 +140,21 @@ impl JobRecords for MemoryLedger {
     async fn recorded(
         &self,
         job_ids: &[&str],
-        _now: DateTime<Utc>,
+        at: LedgerTime,
     ) -> Result<Vec<Recorded>, BackendError> {
         let map = self.entries.lock().unwrap();
         Ok(job_ids
             .iter()
             .map(|id| match map.get(*id) {
-                Some(Entry::Done) => Recorded::Enqueued,
+                Some(Entry::Done(made)) if *made > at.forgotten_before() => Recorded::Enqueued,
                 Some(Entry::Pending { .. }) => Recorded::InFlight,
-                None => Recorded::Unknown,
+                _ => Recorded::Unknown,
             })
             .collect())
+    }
+
+    async fn restamp(&self, _integrations: &[Integration]) -> Result<u64, BackendError> {
+        Ok(0) // each entry's expiry is read from the horizon at read time
     }
 }
 
@@ -158,14 +163,15 @@ impl Ledger for MemoryLedger {
     async fn claim(
         &self,
         jobs: &[&IngestJob],
-        now: DateTime<Utc>,
+        at: LedgerTime,
         token: &ClaimToken,
     ) -> Result<Vec<Claim>, BackendError> {
+        let now = at.now;
         let mut map = self.entries.lock().unwrap();
         let claims = jobs
             .iter()
             .map(|job| match map.get(&job.job_id) {
-                Some(Entry::Done) => Claim::Done,
+                Some(Entry::Done(made)) if *made > at.forgotten_before() => Claim::Done,
                 Some(Entry::Pending { claimed_at, .. }) if now - *claimed_at < CLAIM_LEASE => {
                     Claim::InFlight
                 }
@@ -181,10 +187,10 @@ impl Ledger for MemoryLedger {
             .collect();
         Ok(claims)
     }
-    async fn complete(&self, jobs: &[&IngestJob], _now: DateTime<Utc>) -> Result<(), BackendError> {
+    async fn complete(&self, jobs: &[&IngestJob], at: LedgerTime) -> Result<(), BackendError> {
         let mut map = self.entries.lock().unwrap();
         for job in jobs {
-            map.insert(job.job_id.clone(), Entry::Done);
+            map.insert(job.job_id.clone(), Entry::Done(at.now));
         }
         Ok(())
     }

@@ -65,8 +65,42 @@ pub const SQS_FIFO_DEDUP_WINDOW: Duration = Duration::minutes(5);
 /// drops it. (A standard queue has no such window: there the pipeline may see the job twice,
 /// with the same `job_id`.)
 pub const CLAIM_LEASE: Duration = Duration::minutes(4);
-/// How long the ledger remembers a job: redeliveries after that become new jobs.
-pub const LEDGER_RETENTION: Duration = Duration::days(30);
+/// How long the history (`events why`, the last event per outcome) keeps an event. The ledger
+/// remembers each job for its integration's horizon ([`LedgerTime`]), which is far longer.
+pub const HISTORY_RETENTION: Duration = Duration::days(30);
+/// How long the ledger remembered a job before it had a horizon per integration: a ledger
+/// written then is migrated by adding the difference to each entry.
+pub const OLD_LEDGER_RETENTION: Duration = Duration::days(30);
+
+/// The ledger's clock for one commit or read: now, and how long the integration's jobs are
+/// remembered ([`Integration::horizon`]). A job made at or before [`forgotten_before`] is
+/// forgotten: a listing that meets its object again makes a new job.
+///
+/// [`forgotten_before`]: LedgerTime::forgotten_before
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LedgerTime {
+    pub now: DateTime<Utc>,
+    pub horizon: Duration,
+}
+
+impl LedgerTime {
+    pub fn new(now: DateTime<Utc>, integration: &Integration) -> Self {
+        LedgerTime {
+            now,
+            horizon: integration.horizon(),
+        }
+    }
+
+    /// Jobs made at or before this time are forgotten.
+    pub fn forgotten_before(self) -> DateTime<Utc> {
+        self.now - self.horizon
+    }
+
+    /// A job made now is remembered until this time.
+    pub fn kept_until(self) -> DateTime<Utc> {
+        self.now + self.horizon
+    }
+}
 
 /// A backend did not answer or refused; the request is answered 503 and retried by its sender.
 ///
@@ -194,9 +228,19 @@ pub struct Commit<'a> {
     pub jobs: Vec<&'a IngestJob>,
     pub settled: Vec<Settled>,
     pub now: DateTime<Utc>,
+    /// How long the ledger remembers these jobs: the integration's horizon.
+    pub horizon: Duration,
 }
 
 impl Commit<'_> {
+    /// The ledger's clock for this commit.
+    pub fn ledger_time(&self) -> LedgerTime {
+        LedgerTime {
+            now: self.now,
+            horizon: self.horizon,
+        }
+    }
+
     /// Every event of this commit with its final word, once the intake answered for its jobs.
     pub fn settlement(&self, committed: &[Committed]) -> Settlement {
         let jobs = self
@@ -301,7 +345,7 @@ pub struct ObjectHistory {
     pub enqueued: Option<Enqueued>,
 }
 
-/// The history of events per object key and per outcome, kept for [`LEDGER_RETENTION`].
+/// The history of events per object key and per outcome, kept for [`HISTORY_RETENTION`].
 #[async_trait]
 pub trait History: Send + Sync {
     /// Records a commit's events (see [`Settlement::history`]).
@@ -377,15 +421,17 @@ pub type ClaimToken = str;
 /// A processed-objects ledger that cannot share a transaction with the queue.
 #[async_trait]
 pub trait Ledger: Send + Sync {
-    /// Claims each job for `token`, answering in the same order. On `Err` no claim is held.
+    /// Claims each job for `token`, answering in the same order; a job made at or before
+    /// `at.forgotten_before()` is claimed anew. On `Err` no claim is held.
     async fn claim(
         &self,
         jobs: &[&IngestJob],
-        now: DateTime<Utc>,
+        at: LedgerTime,
         token: &ClaimToken,
     ) -> Result<Vec<Claim>, BackendError>;
-    /// Marks claimed jobs as enqueued, keeping their bucket and key for audit.
-    async fn complete(&self, jobs: &[&IngestJob], now: DateTime<Utc>) -> Result<(), BackendError>;
+    /// Marks claimed jobs as enqueued, remembered until `at.kept_until()`, keeping their bucket
+    /// and key for audit.
+    async fn complete(&self, jobs: &[&IngestJob], at: LedgerTime) -> Result<(), BackendError>;
     /// Drops `token`'s claims on jobs that could not be enqueued, so their retry is not a
     /// duplicate; another request's claim on the same job is left alone.
     async fn release(&self, job_ids: &[&str], token: &ClaimToken) -> Result<(), BackendError>;
@@ -548,19 +594,25 @@ pub enum Recorded {
     Enqueued,
     /// A request holds a claim on it now (or died holding one, until the lease ends).
     InFlight,
-    /// The ledger has no record of it (never seen, or forgotten after its retention).
+    /// The ledger has no record of it (never seen, or forgotten past its horizon).
     Unknown,
 }
 
-/// Reading the ledger: which jobs it remembers, for `reconcile`.
+/// Reading the ledger (which jobs it remembers, for `reconcile` and listings past the horizon),
+/// and keeping its entries to their integrations' horizons.
 #[async_trait]
 pub trait JobRecords: Send + Sync {
-    /// What the ledger remembers of each job id at `now`, in order.
+    /// What the ledger remembers of each job id at `at`, in order.
     async fn recorded(
         &self,
         job_ids: &[&str],
-        now: DateTime<Utc>,
+        at: LedgerTime,
     ) -> Result<Vec<Recorded>, BackendError>;
+    /// Makes each remembered job of these integrations expire at its making plus its
+    /// integration's current horizon: after a horizon changes, and once after an upgrade from
+    /// a ledger that kept every job 30 days. Idempotent; answers how many entries changed.
+    /// A ledger that reads each entry's expiry from the horizon at read time has nothing to do.
+    async fn restamp(&self, integrations: &[Integration]) -> Result<u64, BackendError>;
 }
 
 /// The backends the handler and the CLI work with.
@@ -702,6 +754,7 @@ mod tests {
             jobs: vec![&a, &b],
             settled: vec![skipped, unparsed],
             now,
+            horizon: Duration::days(400),
         };
         let history = commit
             .settlement(&[Committed::Enqueued, Committed::Duplicate])

@@ -22,8 +22,9 @@
 //! with the error (the senders retry; nothing is lost).
 
 use super::{
-    BackendError, Commit, Committed, Cursors, Enqueued, History, Intake, JobRecords, ObjectHistory,
-    Recorded, Seen, Settled, Settlement, Store, UsageCounts, UsageKey, UsageLog, LEDGER_RETENTION,
+    BackendError, Commit, Committed, Cursors, Enqueued, History, Intake, JobRecords, LedgerTime,
+    ObjectHistory, Recorded, Seen, Settled, Settlement, Store, UsageCounts, UsageKey, UsageLog,
+    HISTORY_RETENTION, OLD_LEDGER_RETENTION,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -37,8 +38,9 @@ const BACKEND: &str = "sqlite";
 
 /// The schema's version, in `PRAGMA user_version`. 2: the ledger holds only what exactly-once
 /// needs (job id, expiry) in one B-tree; the jobs table carries everything else. 3: the
-/// history (`objects`, `last_seen`).
-const SCHEMA_VERSION: i64 = 3;
+/// history (`objects`, `last_seen`). 4: the ledger keeps when each job was made, and whether
+/// it is still remembered is read from its integration's horizon.
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS integrations (
@@ -46,9 +48,9 @@ CREATE TABLE IF NOT EXISTS integrations (
     body TEXT NOT NULL            -- the Integration as JSON
 );
 CREATE TABLE IF NOT EXISTS ledger (
-    job_id        TEXT PRIMARY KEY, -- enqueued in the same transaction, with its job in jobs
-    expires_at_ms INTEGER NOT NULL  -- forgotten after this: a redelivery is a new job
-) WITHOUT ROWID;                    -- one B-tree keyed by job id, not a table plus an index
+    job_id     TEXT PRIMARY KEY, -- enqueued in the same transaction, with its job in jobs
+    made_at_ms INTEGER NOT NULL  -- forgotten once older than its integration's horizon
+) WITHOUT ROWID;                 -- one B-tree keyed by job id, not a table plus an index
 CREATE TABLE IF NOT EXISTS usage (
     integration_id TEXT NOT NULL,
     day            TEXT NOT NULL, -- YYYY-MM-DD, UTC
@@ -100,12 +102,13 @@ INSERT INTO ledger (job_id, expires_at_ms) SELECT job_id, expires_at_ms FROM led
 DROP TABLE ledger_v1;
 ";
 
-/// Records a job unless the ledger remembers it (an expired entry is taken over): one row
-/// changed means the job is new. ?1 job id, ?2 now, ?3 expiry.
+/// Records a job unless the ledger remembers it (an entry made at or before the horizon's start
+/// is taken over): one row changed means the job is new. ?1 job id, ?2 now, ?3 the horizon's
+/// start.
 const RECORD_JOB: &str = "
-INSERT INTO ledger (job_id, expires_at_ms) VALUES (?1, ?3)
-ON CONFLICT (job_id) DO UPDATE SET expires_at_ms = excluded.expires_at_ms
-WHERE ledger.expires_at_ms <= ?2";
+INSERT INTO ledger (job_id, made_at_ms) VALUES (?1, ?2)
+ON CONFLICT (job_id) DO UPDATE SET made_at_ms = excluded.made_at_ms
+WHERE ledger.made_at_ms <= ?3";
 const ENQUEUE_JOB: &str = "INSERT INTO jobs (job_id, body) VALUES (?1, ?2)";
 /// ?1 integration, ?2 key, ?3 outcome, ?4 reason, ?5 job id, ?6 at, ?7 the job when enqueued.
 const RECORD_OBJECT: &str = "
@@ -227,6 +230,9 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         if version < 2 && has_ledger {
             conn.execute_batch(MIGRATE_1_TO_2)?;
         }
+        if version < 4 && has_ledger {
+            migrate_ledger_to_4(conn)?;
+        }
         conn.execute_batch(SCHEMA)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
     })();
@@ -239,11 +245,30 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     }
 }
 
+/// Versions 2 and 3's ledger (each entry's expiry, 30 days after its job) moved into version
+/// 4's (each job's making): nothing it remembered is forgotten, and each entry now lasts for
+/// its integration's horizon.
+fn migrate_ledger_to_4(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "ALTER TABLE ledger RENAME TO ledger_v3;
+         CREATE TABLE ledger (
+             job_id     TEXT PRIMARY KEY,
+             made_at_ms INTEGER NOT NULL
+         ) WITHOUT ROWID;",
+    )?;
+    conn.execute(
+        "INSERT INTO ledger (job_id, made_at_ms) SELECT job_id, expires_at_ms - ?1 FROM ledger_v3",
+        [OLD_LEDGER_RETENTION.num_milliseconds()],
+    )?;
+    conn.execute_batch("DROP TABLE ledger_v3")
+}
+
 /// One request's commit, owned, on its way to the writer thread.
 struct PendingCommit {
     rows: Vec<JobRow>,
     now: DateTime<Utc>,
-    expires_ms: i64,
+    /// Jobs made at or before this (ms) are forgotten.
+    forgotten_before_ms: i64,
     integration_id: String,
     day: String,
     settled: Vec<Settled>,
@@ -308,7 +333,7 @@ fn commit_one(
     let mut committed = Vec::with_capacity(pending.rows.len());
     let now_ms = pending.now.timestamp_millis();
     for row in &pending.rows {
-        let new = record.execute(params![row.job_id, now_ms, pending.expires_ms])? == 1;
+        let new = record.execute(params![row.job_id, now_ms, pending.forgotten_before_ms])? == 1;
         if new {
             enqueue.execute(params![row.job_id, row.body])?;
         }
@@ -480,16 +505,16 @@ impl JobRecords for Sqlite {
     async fn recorded(
         &self,
         job_ids: &[&str],
-        now: DateTime<Utc>,
+        at: LedgerTime,
     ) -> Result<Vec<Recorded>, BackendError> {
         let ids: Vec<String> = job_ids.iter().map(|id| (*id).to_owned()).collect();
-        let now_ms = now.timestamp_millis();
+        let forgotten_before_ms = at.forgotten_before().timestamp_millis();
         self.run(move |conn| {
-            let mut known = conn
-                .prepare_cached("SELECT 1 FROM ledger WHERE job_id = ?1 AND expires_at_ms > ?2")?;
+            let mut known =
+                conn.prepare_cached("SELECT 1 FROM ledger WHERE job_id = ?1 AND made_at_ms > ?2")?;
             ids.iter()
                 .map(|id| {
-                    let found = known.exists(params![id, now_ms])?;
+                    let found = known.exists(params![id, forgotten_before_ms])?;
                     Ok(if found {
                         Recorded::Enqueued
                     } else {
@@ -499,6 +524,10 @@ impl JobRecords for Sqlite {
                 .collect()
         })
         .await
+    }
+
+    async fn restamp(&self, _integrations: &[Integration]) -> Result<u64, BackendError> {
+        Ok(0) // each entry's expiry is read from its integration's horizon at read time
     }
 }
 
@@ -569,7 +598,7 @@ impl Intake for Sqlite {
         let pending = PendingCommit {
             rows,
             now: commit.now,
-            expires_ms: (commit.now + LEDGER_RETENTION).timestamp_millis(),
+            forgotten_before_ms: commit.ledger_time().forgotten_before().timestamp_millis(),
             integration_id: commit.integration_id.to_owned(),
             day: commit.now.date_naive().to_string(),
             settled: commit.settled.clone(),
@@ -629,7 +658,7 @@ impl History for Sqlite {
                 .optional()
             })
             .await?;
-        let cutoff = Utc::now() - LEDGER_RETENTION;
+        let cutoff = Utc::now() - HISTORY_RETENTION;
         Ok(found.and_then(|(last, enqueued)| {
             let last = last.filter(|seen| seen.at > cutoff)?;
             let enqueued = enqueued.and_then(|(job_id, at_ms)| {
@@ -755,8 +784,11 @@ mod tests {
         jobs.into_iter().map(|job| job.job_id).collect()
     }
 
+    const HORIZON: chrono::Duration = chrono::Duration::days(400);
+
     fn commit<'a>(jobs: &[&'a IngestJob], now: DateTime<Utc>) -> Commit<'a> {
         Commit {
+            horizon: HORIZON,
             integration_id: "int_1",
             jobs: jobs.to_vec(),
             settled: vec![Settled {
@@ -792,12 +824,45 @@ mod tests {
         ]);
         assert_eq!(usage, BTreeMap::from([(day, expected)]));
 
-        // After the retention the ledger forgets, and the object becomes a job again.
-        let expired = t0 + LEDGER_RETENTION;
+        // Past the old 30-day limit the ledger still remembers; past the horizon it forgets,
+        // and the object becomes a job again.
+        let month_later = t0 + OLD_LEDGER_RETENTION + chrono::Duration::days(1);
         assert_eq!(
-            db.commit(&commit(&[&a], expired)).await.unwrap(),
+            db.commit(&commit(&[&a], month_later)).await.unwrap(),
+            [Committed::Duplicate]
+        );
+        let past_horizon = t0 + HORIZON;
+        assert_eq!(
+            db.commit(&commit(&[&a], past_horizon)).await.unwrap(),
             [Committed::Enqueued]
         );
+    }
+
+    #[tokio::test]
+    async fn a_shorter_horizon_applies_to_the_jobs_made_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Sqlite::open(&dir.path().join("relay.db")).unwrap();
+        let a = job("a");
+        let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        db.commit(&commit(&[&a], t0)).await.unwrap();
+        let later = t0 + chrono::Duration::days(21);
+        let at = |days| LedgerTime {
+            now: later,
+            horizon: chrono::Duration::days(days),
+        };
+        assert_eq!(
+            db.recorded(&["a"], at(400)).await.unwrap(),
+            [Recorded::Enqueued]
+        );
+        assert_eq!(
+            db.recorded(&["a"], at(20)).await.unwrap(),
+            [Recorded::Unknown]
+        );
+        let shorter = Commit {
+            horizon: chrono::Duration::days(20),
+            ..commit(&[&a], later)
+        };
+        assert_eq!(db.commit(&shorter).await.unwrap(), [Committed::Enqueued]);
     }
 
     #[tokio::test]
@@ -898,7 +963,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("relay.db");
         let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
-        let expires = (t0 + LEDGER_RETENTION).timestamp_millis();
+        let expires = (t0 + OLD_LEDGER_RETENTION).timestamp_millis();
         {
             let conn = Connection::open(&path).unwrap();
             conn.execute_batch(
@@ -921,11 +986,55 @@ mod tests {
             "the job the old ledger remembers stays a duplicate"
         );
         let again = Sqlite::open(&path).unwrap();
+        let a_month_on = t0 + OLD_LEDGER_RETENTION + chrono::Duration::days(1);
+        assert_eq!(
+            again
+                .commit(&commit(&[&job("j1")], a_month_on))
+                .await
+                .unwrap(),
+            [Committed::Duplicate],
+            "the old ledger's entries last for the horizon, not 30 days"
+        );
         let version: i64 = again
             .run(|conn| conn.query_row("PRAGMA user_version", [], |row| row.get(0)))
             .await
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[tokio::test]
+    async fn a_version_3_ledger_is_migrated_in_place_to_the_horizon() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.db");
+        let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE ledger (job_id TEXT PRIMARY KEY, expires_at_ms INTEGER NOT NULL)
+                     WITHOUT ROWID;
+                 PRAGMA user_version = 3;",
+            )
+            .unwrap();
+            let expires = (t0 + OLD_LEDGER_RETENTION).timestamp_millis();
+            conn.execute("INSERT INTO ledger VALUES ('j1', ?1)", [expires])
+                .unwrap();
+        }
+        let db = Sqlite::open(&path).unwrap();
+        let at = |now| LedgerTime {
+            now,
+            horizon: HORIZON,
+        };
+        let day = chrono::Duration::days(1);
+        let recorded = |now| {
+            let db = &db;
+            async move { db.recorded(&["j1"], at(now)).await.unwrap() }
+        };
+        assert_eq!(
+            recorded(t0 + OLD_LEDGER_RETENTION + day).await,
+            [Recorded::Enqueued]
+        );
+        assert_eq!(recorded(t0 + HORIZON - day).await, [Recorded::Enqueued]);
+        assert_eq!(recorded(t0 + HORIZON).await, [Recorded::Unknown]);
     }
 
     #[tokio::test]

@@ -147,6 +147,10 @@ pub struct BackfillArgs {
     /// Start from the first key even if an interrupted backfill of the same scope left a place.
     #[arg(long)]
     pub restart: bool,
+    /// Also make jobs of objects older than the integration's horizon that the ledger has no
+    /// job for (left alone as `beyond_horizon` otherwise: each may have been a job once).
+    #[arg(long)]
+    pub past_horizon: bool,
 }
 
 #[derive(Args, Debug)]
@@ -164,6 +168,11 @@ pub struct ReconcileArgs {
     /// Make the missing jobs (the same job ids: running it twice changes nothing).
     #[arg(long)]
     pub repair: bool,
+    /// Count objects older than the integration's horizon that the ledger has no job for as
+    /// missing (and with --repair make them jobs); otherwise they are counted as
+    /// `beyond_horizon`, neither vouched for nor missing.
+    #[arg(long)]
+    pub past_horizon: bool,
     /// Write every missing object to this file, one JSON line each (mode 0600).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -228,10 +237,26 @@ pub enum IntegrationsCommand {
     Resume {
         id: String,
     },
+    /// `event`: events become jobs; `poll`: a poller lists the bucket and events are refused.
     SetMode {
         id: String,
         mode: Mode,
+        /// Event mode: also list the bucket this often (`1h`; 5m to 7d) and make jobs of what
+        /// no event brought, each logged and counted as `missed_by_events`. Needs a poller
+        /// (`serve --poll-every`, or the scheduled poller on AWS). Without it: events only.
+        #[arg(long)]
+        safety_net: Option<humantime::Duration>,
     },
+    /// How many days the ledger remembers each job of this integration (15 to 3650; 400
+    /// unless set): a backfill or reconcile within it makes no second job.
+    SetHorizon {
+        id: String,
+        days: u32,
+    },
+    /// Make each job the ledger remembers expire at its making plus its integration's horizon.
+    /// Run it once after upgrading a DynamoDB ledger from the 30-day releases (`set-horizon`
+    /// does it for its integration); the embedded ledger needs nothing.
+    Restamp,
     /// Events per outcome and reason over the last days, from the ledger.
     Usage {
         id: String,

@@ -2,7 +2,7 @@
 //! queue).
 
 use super::common::{load, time, CliResult, Report, Safe};
-use crate::backend::{ObjectHistory, LEDGER_RETENTION};
+use crate::backend::{ObjectHistory, HISTORY_RETENTION};
 use crate::wiring::Wired;
 use relay_protocol::{IngestJob, Reason};
 use serde::Serialize;
@@ -76,7 +76,7 @@ impl Report for Why {
                  still retrying. See the runbook in docs/operators.md.",
                 self.key,
                 self.integration_id,
-                LEDGER_RETENTION.num_days()
+                HISTORY_RETENTION.num_days()
             );
         };
         match &history.enqueued {

@@ -1,10 +1,12 @@
-//! `integrations list | show | pause | resume | set-mode | usage | delete`: reading and changing
+//! `integrations list | show | pause | resume | set-mode | set-horizon | restamp | usage |
+//! delete`: reading and changing
 //! integrations in the store. (`create` and `rotate-secret`, which show a secret, are in
 //! [`super::secret`]; the read-access commands in [`super::source`].)
 
 use super::args::IntegrationsCommand;
 use super::common::{load, master_key, time, CliResult, Printer, Report, Safe, Shown};
-use crate::backend::{error_chain, Seen, Store, UsageCounts, LEDGER_RETENTION};
+use crate::backend::{error_chain, Seen, Store, UsageCounts, HISTORY_RETENTION};
+use crate::poll::{SafetyNetCursor, SAFETY_NET_CURSOR};
 use crate::wiring::Wired;
 use anyhow::{anyhow, Context};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -37,9 +39,26 @@ pub(crate) async fn run(wired: Wired, printer: Printer, command: IntegrationsCom
         IntegrationsCommand::Resume { id } => {
             printer.emit(&update(store, &id, now, Status::Active).await?)
         }
-        IntegrationsCommand::SetMode { id, mode } => {
-            printer.emit(&update(store, &id, now, mode).await?)
+        IntegrationsCommand::SetMode {
+            id,
+            mode,
+            safety_net,
+        } => {
+            let safety_net_secs = safety_net.map(|every| every.as_secs());
+            let change = SetMode {
+                mode,
+                safety_net_secs,
+            };
+            printer.emit(&update(store, &id, now, change).await?)
         }
+        IntegrationsCommand::SetHorizon { id, days } => {
+            let updated = update(store, &id, now, SetHorizon(days)).await?;
+            let restamped = restamp(&wired).await?;
+            printer.emit(&HorizonSet { updated, restamped })
+        }
+        IntegrationsCommand::Restamp => printer.emit(&Restamped {
+            restamped: restamp(&wired).await?,
+        }),
         IntegrationsCommand::Usage { id, days } => {
             printer.emit(&usage(&wired, &id, days, now).await?)
         }
@@ -76,12 +95,22 @@ async fn show(wired: &Wired, id: &str) -> CliResult<Show> {
         Ok(last) => (Some(last), None),
         Err(error) => (None, Some(error_chain(&error))),
     };
+    let safety_net = match integration.safety_net() {
+        Some(_) => wired
+            .backends
+            .cursors
+            .load(&integration.id, SAFETY_NET_CURSOR)
+            .await?
+            .and_then(|text| serde_json::from_str(&text).ok()),
+        None => None,
+    };
     Ok(Show {
         integration,
         external_id,
         external_id_error,
         last_seen,
         last_seen_error,
+        safety_net,
     })
 }
 
@@ -98,15 +127,44 @@ impl Change for Status {
     }
 }
 
-impl Change for Mode {
+/// `set-mode`: the mode, and in event mode the safety net's interval.
+#[derive(Clone, Copy)]
+struct SetMode {
+    mode: Mode,
+    safety_net_secs: Option<u64>,
+}
+
+impl Change for SetMode {
     fn apply(self, integration: &mut Integration) -> CliResult {
         if let Some(scope) = &integration.scope {
-            relay_protocol::integration::check_scope(scope, integration.provider, self)
+            relay_protocol::integration::check_scope(scope, integration.provider, self.mode)
                 .map_err(|e| anyhow!("integration {}: {e}", integration.id))?;
         }
-        integration.mode = self;
+        integration
+            .set_mode(self.mode, self.safety_net_secs)
+            .map_err(|e| anyhow!("integration {}: {e}", integration.id))?;
         Ok(())
     }
+}
+
+/// `set-horizon`: how many days the ledger remembers each job.
+#[derive(Clone, Copy)]
+struct SetHorizon(u32);
+
+impl Change for SetHorizon {
+    fn apply(self, integration: &mut Integration) -> CliResult {
+        integration
+            .set_horizon(self.0)
+            .map_err(|e| anyhow!("integration {}: {e}", integration.id))?;
+        Ok(())
+    }
+}
+
+/// Makes every ledger entry expire at its job's making plus its integration's horizon: how
+/// many entries changed.
+async fn restamp(wired: &Wired) -> CliResult<u64> {
+    let integrations = wired.backends.store.list().await?;
+    Ok(wired.backends.records.restamp(&integrations).await?)
 }
 
 async fn update(
@@ -217,6 +275,28 @@ struct Show {
     last_seen: Option<BTreeMap<Outcome, Seen>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_seen_error: Option<String>,
+    /// A safety net's last listing, when it has run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    safety_net: Option<SafetyNetCursor>,
+}
+
+/// `show`'s safety-net row: its interval and its last listing.
+fn safety_net(integration: &Integration, last: Option<&SafetyNetCursor>) -> String {
+    let Some(every) = integration
+        .safety_net()
+        .and_then(|every| every.to_std().ok())
+    else {
+        return "-".to_owned();
+    };
+    let every = humantime::format_duration(every);
+    match last {
+        Some(last) => format!(
+            "every {every}; last listing {}, {} missed by events",
+            time(last.listed_at),
+            last.missed_by_events
+        ),
+        None => format!("every {every}; not listed yet (needs a poller)"),
+    }
 }
 
 fn shown<S: serde::Serializer>(
@@ -255,6 +335,8 @@ impl Report for Show {
             ("scope", i.scope.as_ref().map_or_else(none, Scope::describe)),
             ("region", i.region.clone().unwrap_or_else(none)),
             ("mode", i.mode.to_string()),
+            ("safety_net", safety_net(i, self.safety_net.as_ref())),
+            ("horizon_days", i.horizon_days.to_string()),
             ("status", i.status.to_string()),
             ("prefix", i.prefix.clone().unwrap_or_else(none)),
             ("suffixes", list(&i.suffixes)),
@@ -287,7 +369,7 @@ impl Report for Show {
         };
         writeln!(out, "\nlast event per outcome:")?;
         if last.is_empty() {
-            let days = LEDGER_RETENTION.num_days();
+            let days = HISTORY_RETENTION.num_days();
             writeln!(out, "  none seen in the last {days} days")?;
         }
         for seen in last.values() {
@@ -304,6 +386,42 @@ impl Report for Show {
     }
 }
 
+/// `set-horizon`: the integration, and how many ledger entries now expire on its horizon.
+#[derive(Serialize)]
+struct HorizonSet {
+    #[serde(flatten)]
+    updated: Updated,
+    restamped: u64,
+}
+
+impl Report for HorizonSet {
+    fn render(&self, out: &mut dyn Write) -> fmt::Result {
+        let i = &self.updated.0;
+        writeln!(
+            out,
+            "The ledger remembers each job of {} for {} days: a backfill or reconcile within \
+             them makes no second job ({} ledger entries restamped).",
+            i.id, i.horizon_days, self.restamped
+        )
+    }
+}
+
+/// `restamp`: how many ledger entries now expire on their integrations' horizons.
+#[derive(Serialize)]
+struct Restamped {
+    restamped: u64,
+}
+
+impl Report for Restamped {
+    fn render(&self, out: &mut dyn Write) -> fmt::Result {
+        writeln!(
+            out,
+            "{} ledger entries now expire at their job's making plus their integration's horizon.",
+            self.restamped
+        )
+    }
+}
+
 /// `pause`, `resume`, `set-mode`: the changed integration.
 struct Updated(Integration);
 
@@ -316,9 +434,16 @@ impl Serialize for Updated {
 impl Report for Updated {
     fn render(&self, out: &mut dyn Write) -> fmt::Result {
         let i = &self.0;
+        let net = match i.safety_net_secs {
+            Some(secs) if i.mode == Mode::Event => format!(
+                ", with a safety net listing every {}",
+                humantime::format_duration(std::time::Duration::from_secs(secs))
+            ),
+            _ => String::new(),
+        };
         writeln!(
             out,
-            "Integration {} is now {}, mode {}.",
+            "Integration {} is now {}, mode {}{net}.",
             i.id, i.status, i.mode
         )
     }

@@ -3,10 +3,11 @@
 
 use super::args::{BackfillArgs, PollArgs};
 use super::common::{load, Checked, CliResult, Printer, Report, Safe};
-use crate::poll::{BackfillScope, Poller, Progress, RunError, RunTally};
+use crate::poll::{BackfillOptions, BackfillScope, Poller, Progress, RunError, RunTally};
 use crate::wiring::Wired;
 use anyhow::{anyhow, bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
+use relay_protocol::Reason;
 use serde::{Serialize, Serializer};
 use std::fmt::{self, Write};
 use std::io::IsTerminal;
@@ -65,8 +66,11 @@ pub(crate) async fn backfill(wired: Wired, printer: Printer, args: BackfillArgs)
         .backfill(
             &args.id,
             scope,
-            args.restart,
-            args.dry_run,
+            BackfillOptions {
+                restart: args.restart,
+                dry_run: args.dry_run,
+                past_horizon: args.past_horizon,
+            },
             progress.as_mut(),
         )
         .await;
@@ -274,6 +278,15 @@ impl Report for Backfill {
             tally.skipped_total(),
             skipped_detail(tally)
         )?;
+        let past = tally.skipped.get(Reason::BeyondHorizon.as_str()).copied();
+        if let Some(past) = past.filter(|n| *n > 0) {
+            writeln!(
+                out,
+                "{past} objects older than the ledger's horizon with no job it remembers were \
+                 left alone (beyond_horizon): each may have been a job once. --past-horizon \
+                 makes them jobs."
+            )?;
+        }
         if self.resumed_after.is_some() {
             let total = &self.total;
             writeln!(

@@ -39,6 +39,7 @@ pub(crate) async fn reconcile(wired: Wired, printer: Printer, args: ReconcileArg
         prefix: args.prefix.clone(),
         since: args.since,
         until: args.until,
+        past_horizon: args.past_horizon,
     };
     let result = poller
         .reconcile(&args.id, scope, args.repair, &mut sink)
@@ -180,6 +181,15 @@ impl Report for Reconciliation {
         if !f.skipped.is_empty() {
             let skipped: Vec<String> = f.skipped.iter().map(|(r, n)| format!("{r}={n}")).collect();
             writeln!(out, "Skipped by the filters: {}.", skipped.join(" "))?;
+        }
+        if f.beyond_horizon > 0 {
+            writeln!(
+                out,
+                "Beyond the horizon: {} objects older than the ledger's horizon that it has no \
+                 job for: each may have been a job, forgotten since. Neither vouched for nor \
+                 counted missing; --past-horizon judges them (and with --repair makes them jobs).",
+                f.beyond_horizon
+            )?;
         }
         if !self.missing_objects.is_empty() {
             writeln!(out, "\nMissing:")?;
