@@ -588,6 +588,20 @@ def test_failed_lookups_are_counted_from_their_log_lines_and_alarmed(receiver):
     assert (alarm["comparison_operator"], alarm["threshold"]) == ("GreaterThanThreshold", 0)
 
 
+def test_objects_missed_by_events_are_counted_from_the_pollers_log_lines_and_alarmed(receiver):
+    metric_filter = receiver["resource"]["aws_cloudwatch_log_metric_filter"]["missed_by_events"]
+    # The safety-net listings run in the poller, so its log group holds their lines.
+    assert metric_filter["log_group_name"] == "${aws_cloudwatch_log_group.poller[0].name}"
+    assert metric_filter["pattern"] == '{ $.message = "%s" }' % LISTING["missed_by_events_message"]
+    transformation = first(metric_filter["metric_transformation"])
+    alarm = receiver["resource"]["aws_cloudwatch_metric_alarm"]["missed_by_events"]
+    assert alarm["namespace"] == transformation["namespace"] == "${local.metrics_ns}"
+    assert "aws_cloudwatch_log_metric_filter.missed_by_events" in alarm["metric_name"]
+    assert (alarm["comparison_operator"], alarm["threshold"]) == ("GreaterThanThreshold", 0)
+    assert alarm["treat_missing_data"] == "notBreaching", "no listing, no missed object"
+    assert metric_filter["count"] == alarm["count"] == "${var.poll_enabled ? 1 : 0}"
+
+
 def test_the_poller_has_its_own_alarms(receiver):
     alarms = receiver["resource"]["aws_cloudwatch_metric_alarm"]
     poller = {a["metric_name"]: a for a in alarms.values() if "aws_lambda_function.poller" in str(a.get("dimensions"))}

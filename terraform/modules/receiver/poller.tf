@@ -255,3 +255,37 @@ resource "aws_cloudwatch_metric_alarm" "poller_stopped" {
   ok_actions          = [aws_sns_topic.alarms.arn]
   tags                = var.tags
 }
+
+# Safety nets (`set-mode ID event --safety-net 1h`): each object a scheduled listing made a job
+# of because no event brought it is one `missed_by_events` line (integration, bucket, key): an
+# event path upstream is losing objects (EventBridge gave up, a rule was switched off, CloudTrail
+# dropped them). The jobs are made; the alarm says the notifications cannot be trusted alone.
+resource "aws_cloudwatch_log_metric_filter" "missed_by_events" {
+  count          = var.poll_enabled ? 1 : 0
+  name           = "${var.name}-missed-by-events"
+  log_group_name = aws_cloudwatch_log_group.poller[0].name
+  pattern        = "{ $.message = \"missed_by_events\" }"
+
+  metric_transformation {
+    name      = "missed_by_events"
+    namespace = local.metrics_ns
+    value     = "1"
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "missed_by_events" {
+  count               = var.poll_enabled ? 1 : 0
+  alarm_name          = "${var.name}-missed-by-events"
+  alarm_description   = "A safety-net listing found objects no event brought and made their jobs: see the poller's missed_by_events log lines (integration_id, key) and check that integration's event source."
+  namespace           = local.metrics_ns
+  metric_name         = aws_cloudwatch_log_metric_filter.missed_by_events[0].metric_transformation[0].name
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+  tags                = var.tags
+}
