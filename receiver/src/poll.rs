@@ -111,9 +111,14 @@ pub(crate) struct RunTally {
     pub skipped: BTreeMap<String, u64>,
     /// Jobs the queue refused as they are (`queue_refused`).
     pub rejected: u64,
-    /// A safety-net listing's jobs: objects no event brought (each is also in `jobs`).
-    #[serde(default)]
+    /// A safety-net listing's jobs: objects no event brought (each is also in `jobs`); absent
+    /// from other runs' reports.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub missed_by_events: u64,
+}
+
+fn is_zero(count: &u64) -> bool {
+    *count == 0
 }
 
 impl RunTally {

@@ -209,15 +209,23 @@ impl Serialize for Tick {
 impl Report for Tick {
     fn render(&self, out: &mut dyn Write) -> fmt::Result {
         if self.0.is_empty() {
-            writeln!(out, "No active poll-mode integrations.")?;
+            writeln!(
+                out,
+                "Nothing to list: no active poll-mode integration, and no safety net due."
+            )?;
         }
         for (id, result) in &self.0 {
             match result {
                 Ok(tally) => writeln!(
                     out,
-                    "{id}: listed {}, new jobs {}, duplicates {}, skipped {}{}",
+                    "{id}: listed {}, new jobs {}{}, duplicates {}, skipped {}{}",
                     tally.listed,
                     tally.jobs,
+                    if tally.missed_by_events > 0 {
+                        format!(" (missed by events: {})", tally.missed_by_events)
+                    } else {
+                        String::new()
+                    },
                     tally.duplicates,
                     tally.skipped_total(),
                     skipped_detail(tally)

@@ -1,6 +1,7 @@
-# The poller: poll mode's ticks. The receiver's own zip runs as a second function with
-# RELAY_LAMBDA_HANDLER=poll, invoked by an EventBridge Scheduler schedule. Each invocation is one
-# tick over every active poll-mode integration: it assumes each customer's read role (with the
+# The poller: poll mode's ticks and event mode's safety nets. The receiver's own zip runs as a
+# second function with RELAY_LAMBDA_HANDLER=poll, invoked by an EventBridge Scheduler schedule.
+# Each invocation is one tick over every active poll-mode integration and every safety net that is
+# due (`set-mode ID event --safety-net 1h`): it assumes each customer's read role (with the
 # integration's external id) or opens its sealed R2 token, lists the bucket, and enqueues what is
 # new through the same ledger and queue as the receiver.
 
@@ -102,7 +103,7 @@ resource "aws_lambda_function" "poller" {
   # checkov:skip=CKV_AWS_115: ticks never overlap without a reservation: the timeout is shorter than the schedule's interval (validated), and a reservation fails in accounts with a small concurrency quota
   count         = var.poll_enabled ? 1 : 0
   function_name = local.poller_name
-  description   = "Bucket Relay poller: lists poll-mode integrations' buckets into ingest jobs"
+  description   = "Bucket Relay poller: lists poll-mode integrations' buckets, and safety nets', into ingest jobs"
   role          = aws_iam_role.poller[0].arn
   runtime       = "provided.al2023"
   handler       = "bootstrap"
@@ -180,7 +181,7 @@ resource "aws_scheduler_schedule" "poll" {
   # checkov:skip=CKV_AWS_297: the schedule's input is empty (the poller reads everything from its tables); there is nothing for a customer managed key to protect
   count                        = var.poll_enabled ? 1 : 0
   name                         = "${var.name}-poll"
-  description                  = "One poll tick over every active poll-mode integration"
+  description                  = "One poll tick over every active poll-mode integration and each safety net that is due"
   schedule_expression          = "rate(${var.poll_every_minutes} minutes)"
   schedule_expression_timezone = "UTC"
 

@@ -139,7 +139,7 @@ variable "rejected_reason_alarms" {
 }
 
 variable "poll_enabled" {
-  description = "Run the poller (poll mode's ticks) as a second function on a schedule. Without it, poll-mode integrations get no jobs; backfills still run from the CLI."
+  description = "Run the poller (poll mode's ticks, and event-mode integrations' safety nets) as a second function on a schedule. Without it, poll-mode integrations get no jobs and safety nets never list; backfills and reconciles still run from the CLI."
   type        = bool
   default     = true
 }
