@@ -2,8 +2,9 @@
 //! the docs must agree on, read from the one place each is defined.
 //!
 //! `cargo run --example contract` prints [`document`] as JSON for the tests written in other
-//! languages (Terraform's, the worker's), and `--reason-table` prints [`reason_table`], the
-//! docs/contract.md's table of reasons, which `receiver/tests/docs.rs` holds to this output.
+//! languages (Terraform's, the worker's), `--reason-table` prints [`reason_table`], the
+//! docs/contract.md's table of reasons, and `--log-table` docs/operators.md's table of log lines
+//! ([`crate::events::log_table`]); `receiver/tests/docs.rs` holds both pages to this output.
 
 use crate::backend::bucket::{AccessError, SESSION_NAME};
 use crate::backend::dynamodb::TTL_ATTRIBUTE;
@@ -42,6 +43,12 @@ pub fn document() -> Value {
     json!({
         "outcomes": Outcome::ALL.iter().map(|o| o.as_str()).collect::<Vec<_>>(),
         "reasons": reasons,
+        "log_events": crate::events::CATALOGUE.iter().map(|spec| json!({
+            "message": spec.message,
+            "level": spec.level,
+            "fields": spec.fields,
+            "description": crate::events::describe(spec),
+        })).collect::<Vec<_>>(),
         "receiver": {
             "auth_failed_causes": crate::auth::causes(),
             "env": env::ALL,
@@ -74,8 +81,8 @@ pub fn document() -> Value {
         "listing": {
             "session_name": SESSION_NAME,
             "lookup_session_name": crate::backend::lookup::SESSION_NAME,
-            "lookup_failed_message": crate::backend::lookup::FAILED_MESSAGE,
-            "missed_by_events_message": crate::poll::MISSED_BY_EVENTS,
+            "lookup_failed_message": crate::events::ObjectLookupFailed::MESSAGE,
+            "missed_by_events_message": crate::events::MissedByEvents::MESSAGE,
             "external_id_prefix": relay_protocol::secret::EXTERNAL_ID_PREFIX,
             "lambda_handler_poll": crate::env::LAMBDA_HANDLER_POLL,
             "access_errors": AccessError::NAMES,

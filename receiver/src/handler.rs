@@ -11,8 +11,9 @@ pub use crate::answer::{too_large, Refusal};
 
 use crate::answer::json_response;
 use crate::auth::{authenticate, Sender};
-use crate::backend::lookup::{Looked, ObjectLookup, ObjectRef, FAILED_MESSAGE};
+use crate::backend::lookup::{Looked, ObjectLookup, ObjectRef};
 use crate::backend::{Backends, MasterKey, MasterKeySource};
+use crate::events::{AuthFailed, ObjectLookupFailed, RequestHandled, RequestRefused};
 use crate::integrations::Integrations;
 use crate::item::{decide_one, log_event, parse_events, Item};
 use crate::settle::settle;
@@ -141,15 +142,15 @@ impl Relay {
             tally.refused(refusal.reason);
             println!("{}", tally.emf(now.timestamp_millis()));
         }
-        tracing::warn!(
-            message = "request",
+        RequestRefused {
             integration_id,
-            status = wire::request_error_status(refusal.reason),
-            error = refusal.reason.as_str(),
-            detail = %refusal.detail,
-            bytes,
-            duration_ms = elapsed_ms,
-        );
+            status: wire::request_error_status(refusal.reason),
+            error: refusal.reason.as_str(),
+            detail: &refusal.detail,
+            bytes: bytes as u64,
+            duration_ms: elapsed_ms,
+        }
+        .emit();
     }
 
     async fn events(
@@ -193,7 +194,11 @@ impl Relay {
             verified = authenticate(&integration, &master, headers, body, now);
         }
         let sender = verified.map_err(|e| {
-            tracing::warn!(message = "auth_failed", integration_id, cause = e.0);
+            AuthFailed {
+                integration_id,
+                cause: e.0,
+            }
+            .emit();
             Refusal::new(
                 Reason::InvalidSecret,
                 "the request is not signed with this integration's secret",
@@ -246,16 +251,16 @@ impl Relay {
             }
             Ok(Looked::Gone) => Item::gone(item.id, &event),
             Err(err) => {
-                tracing::warn!(
-                    message = FAILED_MESSAGE,
-                    integration_id = %integration.id,
-                    id = %item.id,
-                    bucket = %event.bucket,
-                    key = %event.key,
-                    role_arn,
-                    cause = err.name(),
-                    detail = err.detail(),
-                );
+                ObjectLookupFailed {
+                    integration_id: &integration.id,
+                    id: &item.id,
+                    bucket: &event.bucket,
+                    key: &event.key,
+                    role_arn: &role_arn,
+                    cause: err.name(),
+                    detail: err.detail(),
+                }
+                .emit();
                 item
             }
         }
@@ -303,20 +308,20 @@ impl Relay {
             (Sender::EventBridge, Some(item)) => wire::single_event_status(item.outcome),
             _ => 200,
         };
-        tracing::info!(
-            message = "request",
+        RequestHandled {
             integration_id,
-            sender = sender.as_str(),
+            sender: sender.as_str(),
             status,
-            events = items.len(),
-            accepted = tally.count(Outcome::Accepted),
-            duplicate = tally.count(Outcome::Duplicate),
-            skipped = tally.count(Outcome::Skipped),
-            rejected = tally.count(Outcome::Rejected),
-            retry_later = tally.count(Outcome::RetryLater),
-            bytes,
-            duration_ms = elapsed_ms,
-        );
+            events: items.len() as u64,
+            accepted: tally.count(Outcome::Accepted),
+            duplicate: tally.count(Outcome::Duplicate),
+            skipped: tally.count(Outcome::Skipped),
+            rejected: tally.count(Outcome::Rejected),
+            retry_later: tally.count(Outcome::RetryLater),
+            bytes: bytes as u64,
+            duration_ms: elapsed_ms,
+        }
+        .emit();
         if self.emit_metrics {
             println!("{}", tally.emf(now.timestamp_millis()));
         }

@@ -3,6 +3,7 @@
 
 use crate::answer::Refusal;
 use crate::auth::Sender;
+use crate::events::{EventDuplicate, EventRejected, EventRetryLater, EventSkipped, EventUnparsed};
 use chrono::{DateTime, Utc};
 use relay_protocol::event::{eventbridge, r2, EventError, ObjectEvent};
 use relay_protocol::wire::{self, WorkerBatch};
@@ -127,7 +128,12 @@ pub(crate) fn decide_one(
     now: DateTime<Utc>,
 ) -> Item {
     if let Err(err) = &event {
-        tracing::debug!(message = "event_unparsed", integration_id = %integration.id, id = %id, error = %err);
+        EventUnparsed {
+            integration_id: &integration.id,
+            id: &id,
+            error: err.to_string(),
+        }
+        .emit();
     }
     Item::from_decision(id, decide(integration, event, now))
 }
@@ -141,19 +147,41 @@ pub(crate) fn log_event(integration_id: &str, item: &Item) {
     };
     let reason = item.reason.map_or("", Reason::as_str);
     let job_id = item.job.as_ref().map_or("", |job| job.job_id.as_str());
+    let id = item.id.as_str();
     match item.outcome {
         Outcome::Accepted => {}
-        Outcome::Duplicate => {
-            tracing::info!(message = "event_duplicate", integration_id, id = %item.id, reason, bucket, key, job_id)
+        Outcome::Duplicate => EventDuplicate {
+            integration_id,
+            id,
+            reason,
+            bucket,
+            key,
+            job_id,
         }
-        Outcome::Skipped => {
-            tracing::info!(message = "event_skipped", integration_id, id = %item.id, reason, bucket, key)
+        .emit(),
+        Outcome::Skipped => EventSkipped {
+            integration_id,
+            id,
+            reason,
+            bucket,
+            key,
         }
-        Outcome::Rejected => {
-            tracing::warn!(message = "event_rejected", integration_id, id = %item.id, reason, bucket, key)
+        .emit(),
+        Outcome::Rejected => EventRejected {
+            integration_id,
+            id,
+            reason,
+            bucket,
+            key,
         }
-        Outcome::RetryLater => {
-            tracing::warn!(message = "event_retry_later", integration_id, id = %item.id, reason, bucket, key)
+        .emit(),
+        Outcome::RetryLater => EventRetryLater {
+            integration_id,
+            id,
+            reason,
+            bucket,
+            key,
         }
+        .emit(),
     }
 }

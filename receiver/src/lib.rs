@@ -12,7 +12,8 @@
 //!   [`sealed`]: R2 token credentials sealed at rest.
 //! - [`wiring`]: which backends a command uses (embedded or AWS).
 //! - [`cli`]: the `bucket-relay` command line.
-//! - [`telemetry`]: JSON logs and CloudWatch metrics; [`env`]: the environment variables.
+//! - [`events`]: the operator events, one type each, and the only `tracing` calls;
+//!   [`telemetry`]: the JSON log setup and CloudWatch metrics; [`env`]: the environment variables.
 //! - [`contract`]: the contract as data, for the docs and the other languages' tests.
 
 mod access;
@@ -22,6 +23,7 @@ pub mod backend;
 pub mod cli;
 pub mod contract;
 pub mod env;
+pub mod events;
 pub mod handler;
 mod integrations;
 mod item;

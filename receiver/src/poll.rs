@@ -23,6 +23,7 @@ use crate::backend::{
     error_chain, BackendError, Backends, Cursors, Intake, JobRecords, LedgerTime, MasterKeySource,
     Store,
 };
+use crate::events::{MissedByEvents, ObjectRejected, ObjectSkipped, PollFailed, PollTick};
 use crate::item::Item;
 use crate::settle::{hold_past_horizon, settle};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
@@ -41,8 +42,6 @@ pub(crate) const POLL_CURSOR: &str = "poll";
 pub(crate) const BACKFILL_CURSOR: &str = "backfill";
 /// The cursor holding a safety net's last listing ([`SafetyNetCursor`]).
 pub(crate) const SAFETY_NET_CURSOR: &str = "safety_net";
-/// The log message of each job a safety-net listing made: an object no event brought.
-pub(crate) const MISSED_BY_EVENTS: &str = "missed_by_events";
 
 /// A safety net's last listing: when it started, and what it found.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -398,7 +397,12 @@ impl Poller {
                 Ok(all) => all,
                 Err(error) => {
                     let error = RunError::from(error);
-                    tracing::warn!(message = "poll_failed", error = error.name(), detail = %error);
+                    PollFailed {
+                        integration_id: None,
+                        error: error.name(),
+                        detail: error.to_string(),
+                    }
+                    .emit();
                     continue;
                 }
             };
@@ -436,12 +440,12 @@ impl Poller {
     ) -> Result<RunTally, RunError> {
         let result = self.tick_listing(integration, overlap).await;
         if let Err(error) = &result {
-            tracing::warn!(
-                message = "poll_failed",
-                integration_id = %integration.id,
-                error = error.name(),
-                detail = %error,
-            );
+            PollFailed {
+                integration_id: Some(&integration.id),
+                error: error.name(),
+                detail: error.to_string(),
+            }
+            .emit();
         }
         result
     }
@@ -524,22 +528,22 @@ impl Poller {
                 tally.skipped_total()
             );
         }
-        tracing::info!(
-            message = "poll_tick",
-            integration_id = %integration.id,
-            mode = %integration.mode,
-            summary = %summary,
-            listed = tally.listed,
-            considered = tally.considered,
-            jobs = tally.jobs,
-            duplicates = tally.duplicates,
-            skipped = tally.skipped_total(),
-            skipped_by_reason = %tally.skipped_by_reason(),
-            rejected = tally.rejected,
-            missed_by_events = tally.missed_by_events,
-            watermark = %mark,
-            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-        );
+        PollTick {
+            integration_id: &integration.id,
+            mode: integration.mode.as_str(),
+            summary,
+            listed: tally.listed,
+            considered: tally.considered,
+            jobs: tally.jobs,
+            duplicates: tally.duplicates,
+            skipped: tally.skipped_total(),
+            skipped_by_reason: tally.skipped_by_reason(),
+            rejected: tally.rejected,
+            missed_by_events: tally.missed_by_events,
+            watermark: &mark,
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        }
+        .emit();
         Ok(tally)
     }
 
@@ -681,14 +685,14 @@ impl Poller {
         }
         for item in items.iter().filter(|item| item.job.is_none()) {
             let reason = item.reason.map_or("", Reason::as_str);
-            tracing::info!(
-                message = "object_skipped",
-                integration_id = %integration.id,
-                run = %run.run_id,
+            ObjectSkipped {
+                integration_id: &integration.id,
+                run: &run.run_id,
                 reason,
-                bucket = %integration.bucket,
-                key = item.key().unwrap_or(""),
-            );
+                bucket: &integration.bucket,
+                key: item.key().unwrap_or(""),
+            }
+            .emit();
             *tally.skipped.entry(reason.to_owned()).or_default() += 1;
         }
         if run.dry_run {
@@ -702,28 +706,28 @@ impl Poller {
                 Outcome::Accepted if run.safety_net => {
                     tally.jobs += 1;
                     tally.missed_by_events += 1;
-                    tracing::warn!(
-                        message = MISSED_BY_EVENTS,
-                        integration_id = %integration.id,
-                        run = %run.run_id,
-                        bucket = %integration.bucket,
-                        key = item.key().unwrap_or(""),
-                        job_id = item.job.as_ref().map_or("", |job| job.job_id.as_str()),
-                    );
+                    MissedByEvents {
+                        integration_id: &integration.id,
+                        run: &run.run_id,
+                        bucket: &integration.bucket,
+                        key: item.key().unwrap_or(""),
+                        job_id: item.job.as_ref().map_or("", |job| job.job_id.as_str()),
+                    }
+                    .emit();
                 }
                 Outcome::Accepted => tally.jobs += 1,
                 Outcome::Duplicate => tally.duplicates += 1,
                 Outcome::RetryLater => unsettled += 1,
                 Outcome::Rejected => {
                     tally.rejected += 1;
-                    tracing::warn!(
-                        message = "object_rejected",
-                        integration_id = %integration.id,
-                        run = %run.run_id,
-                        reason = item.reason.map_or("", Reason::as_str),
-                        bucket = %integration.bucket,
-                        key = item.key().unwrap_or(""),
-                    );
+                    ObjectRejected {
+                        integration_id: &integration.id,
+                        run: &run.run_id,
+                        reason: item.reason.map_or("", Reason::as_str),
+                        bucket: &integration.bucket,
+                        key: item.key().unwrap_or(""),
+                    }
+                    .emit();
                 }
                 Outcome::Skipped => {}
             }

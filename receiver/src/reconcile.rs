@@ -139,18 +139,18 @@ impl Poller {
             sink.page(&found, started.elapsed().as_secs_f64());
             page = next?;
         }
-        tracing::info!(
-            message = "reconcile_done",
-            integration_id = %integration.id,
-            listed = found.listed,
-            admitted = found.admitted,
-            with_job = found.with_job,
-            in_flight = found.in_flight,
-            missing = found.missing,
-            beyond_horizon = found.beyond_horizon,
-            repaired = found.repaired,
-            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-        );
+        crate::events::ReconcileDone {
+            integration_id: &integration.id,
+            listed: found.listed,
+            admitted: found.admitted,
+            with_job: found.with_job,
+            in_flight: found.in_flight,
+            missing: found.missing,
+            beyond_horizon: found.beyond_horizon,
+            repaired: found.repaired,
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        }
+        .emit();
         Ok(found)
     }
 }

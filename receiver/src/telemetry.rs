@@ -87,7 +87,11 @@ fn log_filter(directives: &str) -> EnvFilter {
 
 /// The backend's own words go to the log only; senders learn just that they may retry.
 pub(crate) fn log_backend_error(err: &crate::backend::BackendError) {
-    tracing::error!(message = "backend_unavailable", backend = err.backend, error = %err.detail());
+    crate::events::BackendUnavailable {
+        backend: err.backend,
+        error: err.detail(),
+    }
+    .emit();
 }
 
 /// Counts of one request's events.
@@ -111,11 +115,11 @@ impl EventCounts {
         bump(&mut self.reasons, reason);
     }
 
-    pub(crate) fn count(&self, outcome: Outcome) -> u32 {
+    pub(crate) fn count(&self, outcome: Outcome) -> u64 {
         self.outcomes
             .iter()
             .find(|(o, _)| *o == outcome)
-            .map_or(0, |(_, n)| *n)
+            .map_or(0, |(_, n)| u64::from(*n))
     }
 
     /// The embedded-metric-format document for these counts: metrics `events_<outcome>` and

@@ -9,6 +9,7 @@ use super::{
     BackendError, Claim, Commit, Committed, Delivery, History, Intake, Ledger, LedgerTime, Queue,
     UsageLog,
 };
+use crate::events::{EnqueueFailed, EnqueueRefused};
 use crate::telemetry::log_backend_error as log_error;
 use async_trait::async_trait;
 use rand::distr::{Alphanumeric, SampleString};
@@ -70,12 +71,20 @@ impl Claiming {
                     Committed::Enqueued
                 }
                 Delivery::Failed(why) => {
-                    tracing::error!(message = "enqueue_failed", job_id = %job.job_id, error = %why);
+                    EnqueueFailed {
+                        job_id: &job.job_id,
+                        error: why,
+                    }
+                    .emit();
                     failed.push(job.job_id.as_str());
                     Committed::Failed
                 }
                 Delivery::Refused(why) => {
-                    tracing::error!(message = "enqueue_refused", job_id = %job.job_id, error = %why);
+                    EnqueueRefused {
+                        job_id: &job.job_id,
+                        error: why,
+                    }
+                    .emit();
                     failed.push(job.job_id.as_str());
                     Committed::Refused
                 }

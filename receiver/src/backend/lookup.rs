@@ -28,9 +28,6 @@ use tokio::sync::OnceCell;
 /// The session name our lookups carry in the customer's CloudTrail.
 pub const SESSION_NAME: &str = "bucket-relay-lookup";
 
-/// The WARN log line of a lookup that failed (the receiver module counts these lines).
-pub const FAILED_MESSAGE: &str = "object_lookup_failed";
-
 /// How long EventBridge waits for an API destination's answer before it times the call out and
 /// retries it (its documented client execution timeout).
 pub const API_DESTINATION_TIMEOUT: Duration = Duration::from_secs(5);

@@ -52,7 +52,11 @@ impl SecretsManagerKey {
                 ))
             }
         };
-        tracing::info!(message = "master_key_loaded", source = BACKEND, secret_id = %self.secret_id);
+        crate::events::MasterKeyLoaded {
+            source: BACKEND,
+            secret_id: &self.secret_id,
+        }
+        .emit();
         Ok(key)
     }
 }

@@ -26,6 +26,7 @@ use super::{
     ObjectHistory, Recorded, Seen, Settled, Settlement, Store, UsageCounts, UsageKey, UsageLog,
     HISTORY_RETENTION, OLD_LEDGER_RETENTION,
 };
+use crate::events::{CheckpointFailed, UsageKeyUnknown};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use relay_protocol::{IngestJob, Integration, Outcome, Reason};
@@ -154,12 +155,20 @@ fn spawn_checkpointer(path: &Path, alive: std::sync::Weak<Mutex<Connection>>) {
             while alive.strong_count() > 0 {
                 std::thread::sleep(CHECKPOINT_EVERY);
                 if let Err(e) = checkpoint(&conn, WAL_BOUND_BYTES) {
-                    tracing::warn!(message = "checkpoint_failed", backend = BACKEND, error = %e);
+                    CheckpointFailed {
+                        backend: BACKEND,
+                        error: e.to_string(),
+                    }
+                    .emit();
                 }
             }
         });
     if let Err(e) = started {
-        tracing::warn!(message = "checkpoint_failed", backend = BACKEND, error = %e);
+        CheckpointFailed {
+            backend: BACKEND,
+            error: e.to_string(),
+        }
+        .emit();
     }
 }
 
@@ -752,7 +761,11 @@ impl UsageLog for Sqlite {
             let day = day.parse().map_err(err)?;
             let Ok(key) = name.parse::<UsageKey>() else {
                 // Counted by a newer receiver under a reason this one does not know.
-                tracing::warn!(message = "usage_key_unknown", backend = BACKEND, name = %name);
+                UsageKeyUnknown {
+                    backend: BACKEND,
+                    name: &name,
+                }
+                .emit();
                 continue;
             };
             usage

@@ -164,15 +164,16 @@ struct Lines;
 
 impl Progress for Lines {
     fn page(&mut self, tally: &RunTally, elapsed_s: f64) {
-        tracing::info!(
-            message = "backfill_progress",
-            listed = tally.listed,
-            considered = tally.considered,
-            jobs = tally.jobs,
-            duplicates = tally.duplicates,
-            skipped = tally.skipped_total(),
-            objects_per_s = rate(tally.listed, elapsed_s),
-        );
+        crate::events::BackfillProgress {
+            listed: tally.listed,
+            considered: tally.considered,
+            jobs: tally.jobs,
+            duplicates: tally.duplicates,
+            skipped: tally.skipped_total(),
+            skipped_by_reason: tally.skipped_by_reason(),
+            objects_per_s: rate(tally.listed, elapsed_s),
+        }
+        .emit();
     }
 }
 

@@ -133,14 +133,14 @@ impl ReconcileSink for Collect {
                 so_far.repaired,
                 rate(so_far.listed, elapsed_s)
             )),
-            None => tracing::info!(
-                message = "reconcile_progress",
-                listed = so_far.listed,
-                with_job = so_far.with_job,
-                missing = so_far.missing,
-                repaired = so_far.repaired,
-                objects_per_s = rate(so_far.listed, elapsed_s),
-            ),
+            None => crate::events::ReconcileProgress {
+                listed: so_far.listed,
+                with_job: so_far.with_job,
+                missing: so_far.missing,
+                repaired: so_far.repaired,
+                objects_per_s: rate(so_far.listed, elapsed_s),
+            }
+            .emit(),
         }
     }
 }

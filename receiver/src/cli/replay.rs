@@ -22,6 +22,7 @@ use crate::auth::Sender;
 use crate::backend::aws::Purpose;
 use crate::backend::deadletters::SqsDeadLetters;
 use crate::backend::{DeadLetter, DeadLetters};
+use crate::events::{EventKept, JobKept};
 use crate::handler::Relay;
 use crate::item::{decide_one, parse_events};
 use crate::wiring::{BackendArgs, Wired};
@@ -188,14 +189,14 @@ async fn eventbridge(
                         .attributes
                         .get("ERROR_CODE")
                         .map_or("-", String::as_str);
-                    tracing::info!(
-                        message = "replay_kept",
-                        integration_id = %integration.id,
-                        id = %letter.id,
-                        outcome = %word,
-                        dead_lettered_for = cause,
-                        dry_run = args.dry_run,
-                    );
+                    EventKept {
+                        integration_id: &integration.id,
+                        id: &letter.id,
+                        outcome: &word,
+                        dead_lettered_for: cause,
+                        dry_run: args.dry_run,
+                    }
+                    .emit();
                     tally.count(word);
                     kept.insert(letter.id.clone(), letter.receipt.clone());
                 }
@@ -285,12 +286,12 @@ async fn ingest(
         queue.delete(&moved.sent).await?;
         tally.deleted += moved.sent.len() as u64;
         for (letter, why) in moved.kept {
-            tracing::warn!(
-                message = "replay_kept",
-                id = %letter.id,
-                outcome = %format!("kept/{why}"),
-                dry_run = false,
-            );
+            JobKept {
+                id: &letter.id,
+                outcome: format!("kept/{why}"),
+                dry_run: false,
+            }
+            .emit();
             tally.count(format!("kept/{why}"));
             kept.push(letter.receipt);
         }

@@ -73,7 +73,11 @@ pub(crate) async fn serve(
     }
     #[cfg(feature = "server")]
     {
-        tracing::info!(message = "starting", data_dir = %data_dir.display(), listen = %args.listen);
+        crate::events::Starting {
+            data_dir: data_dir.display().to_string(),
+            listen: args.listen.to_string(),
+        }
+        .emit();
         let limits = crate::serve::Limits {
             connections: args.max_connections as usize,
             body_bytes: args.max_body_buffer_mib as usize * 1024 * 1024,

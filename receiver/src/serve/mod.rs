@@ -26,6 +26,7 @@
 mod differential;
 mod head;
 
+use crate::events::{AcceptFailed, ConnectionClosed, Listening, ShuttingDown};
 use crate::handler::{too_large, Refusal, Relay};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Request, Response};
@@ -67,12 +68,12 @@ pub(crate) async fn run(
     limits: Limits,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    tracing::info!(
-        message = "listening",
-        address = %listener.local_addr()?,
-        max_connections = limits.connections,
-        max_body_buffer_bytes = limits.body_bytes,
-    );
+    Listening {
+        address: listener.local_addr()?.to_string(),
+        max_connections: limits.connections as u64,
+        max_body_buffer_bytes: limits.body_bytes as u64,
+    }
+    .emit();
     let connections = GracefulShutdown::new();
     let open = Arc::new(Semaphore::new(limits.connections));
     let budget = Arc::new(Semaphore::new(limits.body_bytes.div_ceil(BUDGET_UNIT)));
@@ -84,7 +85,10 @@ pub(crate) async fn run(
                 Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of file descriptors, most likely: wait for connections to close.
-                    tracing::warn!(message = "accept_failed", error = %error);
+                    AcceptFailed {
+                        error: error.to_string(),
+                    }
+                    .emit();
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -113,7 +117,10 @@ pub(crate) async fn run(
         let connection = connections.watch(connection);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
-                tracing::debug!(message = "connection_closed", error = %error);
+                ConnectionClosed {
+                    error: error.to_string(),
+                }
+                .emit();
             }
             drop(slot);
         });
@@ -296,7 +303,7 @@ async fn shutdown_signal() {
         _ = interrupt => {},
         () = terminate => {},
     }
-    tracing::info!(message = "shutting_down");
+    ShuttingDown {}.emit();
 }
 
 #[cfg(test)]

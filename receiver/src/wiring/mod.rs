@@ -131,11 +131,12 @@ async fn aws_backends(args: &BackendArgs, aws: &AwsConfig) -> anyhow::Result<Cho
     let lease = chrono::Duration::from_std(*args.claim_lease)
         .map_err(|_| anyhow::anyhow!("{} is too long", env::CLAIM_LEASE))?;
     if !(MAX_REQUEST_TIME < lease && lease < SQS_FIFO_DEDUP_WINDOW) {
-        tracing::warn!(
-            message = "claim_lease_out_of_range",
-            lease_s = lease.num_seconds(),
-            detail = "a live request's claim may be taken over, or a re-sent job pass FIFO deduplication"
-        );
+        crate::events::ClaimLeaseOutOfRange {
+            lease_s: lease.num_seconds(),
+            detail:
+                "a live request's claim may be taken over, or a re-sent job pass FIFO deduplication",
+        }
+        .emit();
     }
     let ledger =
         Arc::new(DynamoLedger::new(dynamodb.clone(), name(&args.ledger_table)).with_lease(lease));

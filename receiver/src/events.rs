@@ -1,0 +1,387 @@
+//! Operator events: everything the receiver, the poller, the listings, the replays and the process
+//! itself report to the people who run it, one type each.
+//!
+//! An event is a struct; `emit()` writes its one JSON log line (`message` is the event's name,
+//! the struct's fields are the line's fields). This module is the only place that calls
+//! `tracing`: a log line's name and fields cannot drift from the catalogue ([`CATALOGUE`]), which
+//! the contract (`--example contract`) lists and docs/operators.md's log table is generated from.
+//! (Not to be confused with `bucket-relay events why`, the command that reads the history.)
+//!
+//! Each event is declared once, in [`operator_events!`]: its doc comment (what it means, shown in
+//! the table), its type name, its message, its level and its fields. A field's type must be one
+//! `tracing` records as is: `&str`, `String`, integers, `f64`, `bool`, or an `Option` of one (an
+//! absent one is left out of the line).
+
+/// One event's entry in the catalogue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct EventSpec {
+    /// The log line's `message`.
+    pub message: &'static str,
+    /// `DEBUG`, `INFO`, `WARN` or `ERROR`.
+    pub level: &'static str,
+    /// The line's fields besides `timestamp`, `level` and `message`, in order.
+    pub fields: &'static [&'static str],
+    /// When it is written, from the type's doc comment.
+    pub description: &'static str,
+}
+
+/// Declares the operator events: for each, a struct with public fields, its `MESSAGE`, an
+/// `emit()` that writes its log line, and its entry in [`CATALOGUE`].
+macro_rules! operator_events {
+    ($(
+        $(#[doc = $doc:literal])*
+        $name:ident $(<$lt:lifetime>)? = $message:literal, $level:ident {
+            $($field:ident: $ty:ty),* $(,)?
+        }
+    )*) => {
+        $(
+            $(#[doc = $doc])*
+            #[derive(Debug)]
+            // The Lambda package, without `serve` and the embedded backend, emits fewer events.
+            #[cfg_attr(not(all(feature = "server", feature = "embedded")), allow(dead_code))]
+            pub(crate) struct $name $(<$lt>)? {
+                $(pub(crate) $field: $ty,)*
+            }
+
+            impl $(<$lt>)? $name $(<$lt>)? {
+                /// The log line's `message`.
+                #[allow(dead_code)]
+                pub(crate) const MESSAGE: &'static str = $message;
+
+                /// Writes the event's log line.
+                #[cfg_attr(not(all(feature = "server", feature = "embedded")), allow(dead_code))]
+                pub(crate) fn emit(&self) {
+                    tracing::event!(
+                        tracing::Level::$level,
+                        message = $message,
+                        $($field = self.$field,)*
+                    );
+                }
+            }
+        )*
+
+        /// Every operator event, in declaration order.
+        pub const CATALOGUE: &[EventSpec] = &[$(
+            EventSpec {
+                message: $message,
+                level: stringify!($level),
+                fields: &[$(stringify!($field)),*],
+                description: concat!($($doc, "\n"),*),
+            },
+        )*];
+    };
+}
+
+operator_events! {
+    // --- the receiver, per request ---------------------------------------------------------
+    /// A request answered: its sender (`worker` or `eventbridge`), its status, how many events it
+    /// carried and how many ended in each outcome.
+    RequestHandled<'a> = "request", INFO {
+        integration_id: &'a str,
+        sender: &'a str,
+        status: u16,
+        events: u64,
+        accepted: u64,
+        duplicate: u64,
+        skipped: u64,
+        rejected: u64,
+        retry_later: u64,
+        bytes: u64,
+        duration_ms: f64,
+    }
+    /// A request refused as a whole (`error` is its reason: `invalid_secret`,
+    /// `payload_too_large`, `unknown_integration`…), with the status it was answered.
+    RequestRefused<'a> = "request", WARN {
+        integration_id: &'a str,
+        status: u16,
+        error: &'a str,
+        detail: &'a str,
+        bytes: u64,
+        duration_ms: f64,
+    }
+    /// An event that was already a job: the job it repeats.
+    EventDuplicate<'a> = "event_duplicate", INFO {
+        integration_id: &'a str,
+        id: &'a str,
+        reason: &'a str,
+        bucket: &'a str,
+        key: &'a str,
+        job_id: &'a str,
+    }
+    /// An event the integration's filters (or the object's kind) keep from becoming a job.
+    EventSkipped<'a> = "event_skipped", INFO {
+        integration_id: &'a str,
+        id: &'a str,
+        reason: &'a str,
+        bucket: &'a str,
+        key: &'a str,
+    }
+    /// An event refused (the sender dead-letters it): another bucket, account or provider, poll
+    /// mode, an event that cannot be parsed, a job the queue refuses.
+    EventRejected<'a> = "event_rejected", WARN {
+        integration_id: &'a str,
+        id: &'a str,
+        reason: &'a str,
+        bucket: &'a str,
+        key: &'a str,
+    }
+    /// An event to be sent again: paused, in flight, or a backend that did not answer.
+    EventRetryLater<'a> = "event_retry_later", WARN {
+        integration_id: &'a str,
+        id: &'a str,
+        reason: &'a str,
+        bucket: &'a str,
+        key: &'a str,
+    }
+    /// Why an event could not be parsed (its `event_rejected` line says `malformed_event`).
+    EventUnparsed<'a> = "event_unparsed", DEBUG {
+        integration_id: &'a str,
+        id: &'a str,
+        error: String,
+    }
+    /// A request's signature or bearer secret did not verify: `cause` names why (never the
+    /// secret).
+    AuthFailed<'a> = "auth_failed", WARN {
+        integration_id: &'a str,
+        cause: &'a str,
+    }
+    /// A CloudTrail event's object could not be looked up through the read role, so its job id
+    /// is its event id and the same object's S3 event may make a second job.
+    ObjectLookupFailed<'a> = "object_lookup_failed", WARN {
+        integration_id: &'a str,
+        id: &'a str,
+        bucket: &'a str,
+        key: &'a str,
+        role_arn: &'a str,
+        cause: &'a str,
+        detail: &'a str,
+    }
+    /// The store, ledger, queue or key did not answer (the events are answered `retry_later`).
+    BackendUnavailable<'a> = "backend_unavailable", ERROR {
+        backend: &'a str,
+        error: String,
+    }
+    /// A claimed job could not be sent to the queue this time; its claim is released.
+    EnqueueFailed<'a> = "enqueue_failed", ERROR {
+        job_id: &'a str,
+        error: &'a str,
+    }
+    /// The queue refused a job as it is (`queue_refused`): the event is dead-lettered.
+    EnqueueRefused<'a> = "enqueue_refused", ERROR {
+        job_id: &'a str,
+        error: &'a str,
+    }
+
+    // --- listings: poll ticks, safety nets, backfills, reconciles ---------------------------
+    /// One integration's poll tick or safety-net listing: what it listed and made, and the
+    /// watermark it moved to (a safety net's `summary` is the reconcile of its window).
+    PollTick<'a> = "poll_tick", INFO {
+        integration_id: &'a str,
+        mode: &'a str,
+        summary: String,
+        listed: u64,
+        considered: u64,
+        jobs: u64,
+        duplicates: u64,
+        skipped: u64,
+        skipped_by_reason: String,
+        rejected: u64,
+        missed_by_events: u64,
+        watermark: &'a str,
+        duration_ms: f64,
+    }
+    /// A tick that stopped (`error` is the failure's name: `list_denied`, `listing_too_long`…);
+    /// without an integration, the store could not list the integrations.
+    PollFailed<'a> = "poll_failed", WARN {
+        integration_id: Option<&'a str>,
+        error: &'a str,
+        detail: String,
+    }
+    /// One listed object that became no job, and why (at debug: a listing's page and run
+    /// lines count them by reason).
+    ObjectSkipped<'a> = "object_skipped", DEBUG {
+        integration_id: &'a str,
+        run: &'a str,
+        reason: &'a str,
+        bucket: &'a str,
+        key: &'a str,
+    }
+    /// One listed object whose job the queue refused.
+    ObjectRejected<'a> = "object_rejected", WARN {
+        integration_id: &'a str,
+        run: &'a str,
+        reason: &'a str,
+        bucket: &'a str,
+        key: &'a str,
+    }
+    /// A job a safety-net listing made: an object no event brought.
+    MissedByEvents<'a> = "missed_by_events", WARN {
+        integration_id: &'a str,
+        run: &'a str,
+        bucket: &'a str,
+        key: &'a str,
+        job_id: &'a str,
+    }
+    /// A backfill's page (when stderr is not a terminal): the run's figures so far.
+    BackfillProgress = "backfill_progress", INFO {
+        listed: u64,
+        considered: u64,
+        jobs: u64,
+        duplicates: u64,
+        skipped: u64,
+        skipped_by_reason: String,
+        objects_per_s: f64,
+    }
+    /// A reconcile's page (when stderr is not a terminal): its figures so far.
+    ReconcileProgress = "reconcile_progress", INFO {
+        listed: u64,
+        with_job: u64,
+        missing: u64,
+        repaired: u64,
+        objects_per_s: f64,
+    }
+    /// A finished reconcile.
+    ReconcileDone<'a> = "reconcile_done", INFO {
+        integration_id: &'a str,
+        listed: u64,
+        admitted: u64,
+        with_job: u64,
+        in_flight: u64,
+        missing: u64,
+        beyond_horizon: u64,
+        repaired: u64,
+        duration_ms: f64,
+    }
+
+    // --- replays ---------------------------------------------------------------------------
+    /// `replay eventbridge` left a message on the dead-letter queue: its outcome this time,
+    /// and why EventBridge dead-lettered it (`ERROR_CODE`).
+    EventKept<'a> = "replay_kept", INFO {
+        integration_id: &'a str,
+        id: &'a str,
+        outcome: &'a str,
+        dead_lettered_for: &'a str,
+        dry_run: bool,
+    }
+    /// `replay ingest` could not move a job back to the ingest queue (`outcome` is
+    /// `kept/<why>`).
+    JobKept<'a> = "replay_kept", WARN {
+        id: &'a str,
+        outcome: String,
+        dry_run: bool,
+    }
+
+    // --- the process -----------------------------------------------------------------------
+    /// `serve` starting on the embedded backend.
+    Starting = "starting", INFO {
+        data_dir: String,
+        listen: String,
+    }
+    /// `serve` accepting connections, with its limits.
+    Listening = "listening", INFO {
+        address: String,
+        max_connections: u64,
+        max_body_buffer_bytes: u64,
+    }
+    /// A connection could not be accepted (the process goes on).
+    AcceptFailed = "accept_failed", WARN {
+        error: String,
+    }
+    /// A connection ended with an error (a client hanging up, a malformed head).
+    ConnectionClosed = "connection_closed", DEBUG {
+        error: String,
+    }
+    /// `serve` stopping: connections drain, then it exits.
+    ShuttingDown = "shutting_down", INFO {}
+    /// The master key was read from Secrets Manager (once per cold start; never the key).
+    MasterKeyLoaded<'a> = "master_key_loaded", INFO {
+        source: &'a str,
+        secret_id: &'a str,
+    }
+    /// `--claim-lease` is outside the range that keeps exactly-once (see docs/contract.md).
+    ClaimLeaseOutOfRange = "claim_lease_out_of_range", WARN {
+        lease_s: i64,
+        detail: &'static str,
+    }
+    /// The embedded backend could not checkpoint its write-ahead log (it tries again).
+    CheckpointFailed = "checkpoint_failed", WARN {
+        backend: &'static str,
+        error: String,
+    }
+    /// A usage row names an outcome or reason this binary does not know (a newer one wrote it).
+    UsageKeyUnknown<'a> = "usage_key_unknown", WARN {
+        backend: &'static str,
+        name: &'a str,
+    }
+}
+
+/// The description of an event as one line: its doc comment's lines joined.
+pub fn describe(spec: &EventSpec) -> String {
+    spec.description
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// docs/operators.md's table of log lines: each message, its level, its fields and when it is
+/// written.
+pub fn log_table() -> String {
+    let mut table = String::from("| message | level | fields | when |\n|---|---|---|---|\n");
+    for spec in CATALOGUE {
+        let fields: Vec<String> = spec.fields.iter().map(|f| format!("`{f}`")).collect();
+        table.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            spec.message,
+            spec.level,
+            if fields.is_empty() {
+                "-".to_owned()
+            } else {
+                fields.join(", ")
+            },
+            describe(spec).replace('|', "\\|")
+        ));
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_is_described_and_each_message_keeps_one_meaning() {
+        for spec in CATALOGUE {
+            assert!(
+                describe(spec).len() > 20,
+                "{} is not described",
+                spec.message
+            );
+            assert!(
+                ["DEBUG", "INFO", "WARN", "ERROR"].contains(&spec.level),
+                "{}",
+                spec.message
+            );
+            assert!(
+                spec.message
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{} is not snake_case",
+                spec.message
+            );
+        }
+        // A message shared by two types (a request answered or refused, a message kept by
+        // either replay) keeps the fields a query on it relies on.
+        let request: Vec<&EventSpec> = CATALOGUE
+            .iter()
+            .filter(|s| s.message == "request")
+            .collect();
+        assert_eq!(request.len(), 2);
+        for spec in request {
+            for field in ["integration_id", "status", "bytes", "duration_ms"] {
+                assert!(spec.fields.contains(&field), "request without {field}");
+            }
+        }
+    }
+}
