@@ -43,6 +43,7 @@ pub fn document() -> Value {
     json!({
         "outcomes": Outcome::ALL.iter().map(|o| o.as_str()).collect::<Vec<_>>(),
         "reasons": reasons,
+        "prometheus_metrics": crate::events::METRICS,
         "log_events": crate::events::CATALOGUE.iter().map(|spec| json!({
             "message": spec.message,
             "level": spec.level,

@@ -10,6 +10,9 @@ pub const READ_TIMEOUT: &str = "RELAY_READ_TIMEOUT";
 pub const LOG: &str = "RELAY_LOG";
 /// `emf` prints one CloudWatch embedded-metric-format line per request; `off` does not.
 pub const METRICS: &str = "RELAY_METRICS";
+/// Where `serve` answers `GET /metrics` in Prometheus' text format (`127.0.0.1:9464`); unset:
+/// nowhere. Never the public port.
+pub const METRICS_LISTEN: &str = "RELAY_METRICS_LISTEN";
 /// The receiver's public base URL, printed in the customer setup by `create` / `rotate-secret`.
 pub const PUBLIC_URL: &str = "RELAY_PUBLIC_URL";
 /// `embedded` (default) or `aws`.
@@ -45,12 +48,13 @@ pub const LAMBDA_HANDLER_POLL: &str = "poll";
 pub const LAMBDA_RUNTIME_API: &str = "AWS_LAMBDA_RUNTIME_API";
 
 /// Every variable the receiver reads, for docs and tests (Terraform sets the AWS ones).
-pub const ALL: [&str; 18] = [
+pub const ALL: [&str; 19] = [
     DATA_DIR,
     LISTEN,
     READ_TIMEOUT,
     LOG,
     METRICS,
+    METRICS_LISTEN,
     PUBLIC_URL,
     BACKEND,
     INTEGRATIONS_TABLE,

@@ -10,7 +10,14 @@
 //! Each event is declared once, in [`operator_events!`]: its doc comment (what it means, shown in
 //! the table), its type name, its message, its level and its fields. A field's type must be one
 //! `tracing` records as is: `&str`, `String`, integers, `f64`, `bool`, or an `Option` of one (an
-//! absent one is left out of the line).
+//! absent one is left out of the line). An event that moves metrics names a hook (`=> hook`)
+//! that `emit()` calls after the line.
+//!
+//! Metrics go through the `metrics` facade: `emit()` does not know who collects them. `serve
+//! --metrics-listen` installs a Prometheus recorder and answers `/metrics`; without a recorder
+//! (the CLI, Lambda) the calls do nothing. The facade, rather than `prometheus-client`'s
+//! registry, is what keeps the events free of any one exporter: a CloudWatch recorder can take
+//! the same calls. Every metric is in [`METRICS`], which the contract lists.
 
 /// One event's entry in the catalogue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -32,7 +39,7 @@ macro_rules! operator_events {
         $(#[doc = $doc:literal])*
         $name:ident $(<$lt:lifetime>)? = $message:literal, $level:ident {
             $($field:ident: $ty:ty),* $(,)?
-        }
+        } $(=> $hook:ident)?
     )*) => {
         $(
             $(#[doc = $doc])*
@@ -56,6 +63,7 @@ macro_rules! operator_events {
                         message = $message,
                         $($field = self.$field,)*
                     );
+                    $($hook(self);)?
                 }
             }
         )*
@@ -88,7 +96,7 @@ operator_events! {
         retry_later: u64,
         bytes: u64,
         duration_ms: f64,
-    }
+    } => count_request
     /// A request refused as a whole (`error` is its reason: `invalid_secret`,
     /// `payload_too_large`, `unknown_integration`…), with the status it was answered.
     RequestRefused<'a> = "request", WARN {
@@ -98,7 +106,15 @@ operator_events! {
         detail: &'a str,
         bytes: u64,
         duration_ms: f64,
-    }
+    } => count_refusal
+    /// An event that became a job (at debug: the `request` line counts them).
+    EventAccepted<'a> = "event_accepted", DEBUG {
+        integration_id: &'a str,
+        id: &'a str,
+        bucket: &'a str,
+        key: &'a str,
+        job_id: &'a str,
+    } => count_accepted
     /// An event that was already a job: the job it repeats.
     EventDuplicate<'a> = "event_duplicate", INFO {
         integration_id: &'a str,
@@ -107,7 +123,7 @@ operator_events! {
         bucket: &'a str,
         key: &'a str,
         job_id: &'a str,
-    }
+    } => count_duplicate
     /// An event the integration's filters (or the object's kind) keep from becoming a job.
     EventSkipped<'a> = "event_skipped", INFO {
         integration_id: &'a str,
@@ -115,7 +131,7 @@ operator_events! {
         reason: &'a str,
         bucket: &'a str,
         key: &'a str,
-    }
+    } => count_skipped
     /// An event refused (the sender dead-letters it): another bucket, account or provider, poll
     /// mode, an event that cannot be parsed, a job the queue refuses.
     EventRejected<'a> = "event_rejected", WARN {
@@ -124,7 +140,7 @@ operator_events! {
         reason: &'a str,
         bucket: &'a str,
         key: &'a str,
-    }
+    } => count_rejected
     /// An event to be sent again: paused, in flight, or a backend that did not answer.
     EventRetryLater<'a> = "event_retry_later", WARN {
         integration_id: &'a str,
@@ -132,7 +148,7 @@ operator_events! {
         reason: &'a str,
         bucket: &'a str,
         key: &'a str,
-    }
+    } => count_retry_later
     /// Why an event could not be parsed (its `event_rejected` line says `malformed_event`).
     EventUnparsed<'a> = "event_unparsed", DEBUG {
         integration_id: &'a str,
@@ -144,7 +160,7 @@ operator_events! {
     AuthFailed<'a> = "auth_failed", WARN {
         integration_id: &'a str,
         cause: &'a str,
-    }
+    } => count_auth_failure
     /// A CloudTrail event's object could not be looked up through the read role, so its job id
     /// is its event id and the same object's S3 event may make a second job.
     ObjectLookupFailed<'a> = "object_lookup_failed", WARN {
@@ -155,12 +171,12 @@ operator_events! {
         role_arn: &'a str,
         cause: &'a str,
         detail: &'a str,
-    }
+    } => count_lookup_failure
     /// The store, ledger, queue or key did not answer (the events are answered `retry_later`).
     BackendUnavailable<'a> = "backend_unavailable", ERROR {
         backend: &'a str,
         error: String,
-    }
+    } => count_backend_error
     /// A claimed job could not be sent to the queue this time; its claim is released.
     EnqueueFailed<'a> = "enqueue_failed", ERROR {
         job_id: &'a str,
@@ -189,14 +205,14 @@ operator_events! {
         missed_by_events: u64,
         watermark: &'a str,
         duration_ms: f64,
-    }
+    } => count_poll_tick
     /// A tick that stopped (`error` is the failure's name: `list_denied`, `listing_too_long`…);
     /// without an integration, the store could not list the integrations.
     PollFailed<'a> = "poll_failed", WARN {
         integration_id: Option<&'a str>,
         error: &'a str,
         detail: String,
-    }
+    } => count_poll_failure
     /// One listed object that became no job, and why (at debug: a listing's page and run
     /// lines count them by reason).
     ObjectSkipped<'a> = "object_skipped", DEBUG {
@@ -221,7 +237,7 @@ operator_events! {
         bucket: &'a str,
         key: &'a str,
         job_id: &'a str,
-    }
+    } => count_missed
     /// A backfill's page (when stderr is not a terminal): the run's figures so far.
     BackfillProgress = "backfill_progress", INFO {
         listed: u64,
@@ -315,6 +331,190 @@ operator_events! {
     }
 }
 
+/// A metric the receiver publishes (through the `metrics` facade): the contract lists them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct MetricSpec {
+    pub name: &'static str,
+    /// `counter`, `gauge` or `histogram`.
+    pub kind: &'static str,
+    pub labels: &'static [&'static str],
+    pub help: &'static str,
+}
+
+const fn metric(
+    name: &'static str,
+    kind: &'static str,
+    labels: &'static [&'static str],
+    help: &'static str,
+) -> MetricSpec {
+    MetricSpec {
+        name,
+        kind,
+        labels,
+        help,
+    }
+}
+
+pub const EVENTS_TOTAL: MetricSpec = metric(
+    "bucket_relay_events_total",
+    "counter",
+    &["outcome", "reason"],
+    "Events settled, by outcome and reason (the reason is empty for an accepted event).",
+);
+pub const REQUESTS_TOTAL: MetricSpec = metric(
+    "bucket_relay_requests_total",
+    "counter",
+    &["status"],
+    "Requests answered, by HTTP status.",
+);
+pub const REQUESTS_REFUSED_TOTAL: MetricSpec = metric(
+    "bucket_relay_requests_refused_total",
+    "counter",
+    &["reason"],
+    "Requests refused as a whole, by reason.",
+);
+pub const REQUEST_SECONDS: MetricSpec = metric(
+    "bucket_relay_request_duration_seconds",
+    "histogram",
+    &[],
+    "How long the receiver took over a request, once its head was read.",
+);
+pub const AUTH_FAILURES_TOTAL: MetricSpec = metric(
+    "bucket_relay_auth_failures_total",
+    "counter",
+    &["cause"],
+    "Requests whose signature or bearer secret did not verify, by cause.",
+);
+pub const BACKEND_ERRORS_TOTAL: MetricSpec = metric(
+    "bucket_relay_backend_errors_total",
+    "counter",
+    &["backend"],
+    "Calls to a backend (store, ledger, queue, key) that failed.",
+);
+pub const LOOKUPS_FAILED_TOTAL: MetricSpec = metric(
+    "bucket_relay_object_lookups_failed_total",
+    "counter",
+    &["cause"],
+    "CloudTrail events whose object could not be looked up through the read role.",
+);
+pub const POLL_TICKS_TOTAL: MetricSpec = metric(
+    "bucket_relay_poll_ticks_total",
+    "counter",
+    &["mode"],
+    "Listings that ended (poll mode's ticks; event mode's safety nets).",
+);
+pub const POLL_FAILURES_TOTAL: MetricSpec = metric(
+    "bucket_relay_poll_failures_total",
+    "counter",
+    &["error"],
+    "Listings that stopped, by the failure's name.",
+);
+pub const MISSED_BY_EVENTS_TOTAL: MetricSpec = metric(
+    "bucket_relay_missed_by_events_total",
+    "counter",
+    &["integration_id"],
+    "Jobs a safety net made for objects no event brought, by integration.",
+);
+pub const BUILD_INFO: MetricSpec = metric(
+    "bucket_relay_build_info",
+    "gauge",
+    &["version"],
+    "Always 1; the version of the running binary.",
+);
+
+/// Every metric, in the order the contract lists them.
+pub const METRICS: &[MetricSpec] = &[
+    EVENTS_TOTAL,
+    REQUESTS_TOTAL,
+    REQUESTS_REFUSED_TOTAL,
+    REQUEST_SECONDS,
+    AUTH_FAILURES_TOTAL,
+    BACKEND_ERRORS_TOTAL,
+    LOOKUPS_FAILED_TOTAL,
+    POLL_TICKS_TOTAL,
+    POLL_FAILURES_TOTAL,
+    MISSED_BY_EVENTS_TOTAL,
+    BUILD_INFO,
+];
+
+/// Describes every metric to the installed recorder and sets the build info: called once by
+/// whoever installs one.
+pub fn describe_metrics() {
+    for spec in METRICS {
+        match spec.kind {
+            "counter" => metrics::describe_counter!(spec.name, spec.help),
+            "gauge" => metrics::describe_gauge!(spec.name, spec.help),
+            _ => metrics::describe_histogram!(spec.name, metrics::Unit::Seconds, spec.help),
+        }
+    }
+    metrics::gauge!(BUILD_INFO.name, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+}
+
+fn count_event(outcome: &'static str, reason: &str) {
+    metrics::counter!(EVENTS_TOTAL.name, "outcome" => outcome, "reason" => reason.to_owned())
+        .increment(1);
+}
+
+fn count_request(event: &RequestHandled<'_>) {
+    metrics::counter!(REQUESTS_TOTAL.name, "status" => event.status.to_string()).increment(1);
+    metrics::histogram!(REQUEST_SECONDS.name).record(event.duration_ms / 1000.0);
+}
+
+fn count_refusal(event: &RequestRefused<'_>) {
+    metrics::counter!(REQUESTS_TOTAL.name, "status" => event.status.to_string()).increment(1);
+    metrics::counter!(REQUESTS_REFUSED_TOTAL.name, "reason" => event.error.to_owned()).increment(1);
+    metrics::histogram!(REQUEST_SECONDS.name).record(event.duration_ms / 1000.0);
+}
+
+fn count_accepted(_: &EventAccepted<'_>) {
+    count_event("accepted", "");
+}
+
+fn count_duplicate(event: &EventDuplicate<'_>) {
+    count_event("duplicate", event.reason);
+}
+
+fn count_skipped(event: &EventSkipped<'_>) {
+    count_event("skipped", event.reason);
+}
+
+fn count_rejected(event: &EventRejected<'_>) {
+    count_event("rejected", event.reason);
+}
+
+fn count_retry_later(event: &EventRetryLater<'_>) {
+    count_event("retry_later", event.reason);
+}
+
+fn count_auth_failure(event: &AuthFailed<'_>) {
+    metrics::counter!(AUTH_FAILURES_TOTAL.name, "cause" => event.cause.to_owned()).increment(1);
+}
+
+fn count_lookup_failure(event: &ObjectLookupFailed<'_>) {
+    metrics::counter!(LOOKUPS_FAILED_TOTAL.name, "cause" => event.cause.to_owned()).increment(1);
+}
+
+fn count_backend_error(event: &BackendUnavailable<'_>) {
+    metrics::counter!(BACKEND_ERRORS_TOTAL.name, "backend" => event.backend.to_owned())
+        .increment(1);
+}
+
+fn count_poll_tick(event: &PollTick<'_>) {
+    metrics::counter!(POLL_TICKS_TOTAL.name, "mode" => event.mode.to_owned()).increment(1);
+}
+
+fn count_poll_failure(event: &PollFailed<'_>) {
+    metrics::counter!(POLL_FAILURES_TOTAL.name, "error" => event.error.to_owned()).increment(1);
+}
+
+fn count_missed(event: &MissedByEvents<'_>) {
+    metrics::counter!(
+        MISSED_BY_EVENTS_TOTAL.name,
+        "integration_id" => event.integration_id.to_owned()
+    )
+    .increment(1);
+}
+
 /// The description of an event as one line: its doc comment's lines joined.
 pub fn describe(spec: &EventSpec) -> String {
     spec.description
@@ -341,6 +541,26 @@ pub fn log_table() -> String {
                 fields.join(", ")
             },
             describe(spec).replace('|', "\\|")
+        ));
+    }
+    table
+}
+
+/// docs/operators.md's table of metrics: each metric, its kind, its labels and what it counts.
+pub fn metric_table() -> String {
+    let mut table = String::from("| metric | kind | labels | what |\n|---|---|---|---|\n");
+    for spec in METRICS {
+        let labels: Vec<String> = spec.labels.iter().map(|l| format!("`{l}`")).collect();
+        table.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            spec.name,
+            spec.kind,
+            if labels.is_empty() {
+                "-".to_owned()
+            } else {
+                labels.join(", ")
+            },
+            spec.help
         ));
     }
     table

@@ -15,7 +15,7 @@ use crate::backend::lookup::{Looked, ObjectLookup, ObjectRef};
 use crate::backend::{Backends, MasterKey, MasterKeySource};
 use crate::events::{AuthFailed, ObjectLookupFailed, RequestHandled, RequestRefused};
 use crate::integrations::Integrations;
-use crate::item::{decide_one, log_event, parse_events, Item};
+use crate::item::{decide_one, parse_events, report_event, Item};
 use crate::settle::settle;
 use crate::telemetry::{log_backend_error, EventCounts};
 use bytes::Bytes;
@@ -302,7 +302,7 @@ impl Relay {
         let mut tally = EventCounts::default();
         for item in &items {
             tally.add(item.outcome, item.reason);
-            log_event(integration_id, item);
+            report_event(integration_id, item);
         }
         let status = match (sender, items.first()) {
             (Sender::EventBridge, Some(item)) => wire::single_event_status(item.outcome),

@@ -3,7 +3,9 @@
 
 use crate::answer::Refusal;
 use crate::auth::Sender;
-use crate::events::{EventDuplicate, EventRejected, EventRetryLater, EventSkipped, EventUnparsed};
+use crate::events::{
+    EventAccepted, EventDuplicate, EventRejected, EventRetryLater, EventSkipped, EventUnparsed,
+};
 use chrono::{DateTime, Utc};
 use relay_protocol::event::{eventbridge, r2, EventError, ObjectEvent};
 use relay_protocol::wire::{self, WorkerBatch};
@@ -138,8 +140,9 @@ pub(crate) fn decide_one(
     Item::from_decision(id, decide(integration, event, now))
 }
 
-/// One log line for an event that was not accepted (an accepted one is counted, not logged).
-pub(crate) fn log_event(integration_id: &str, item: &Item) {
+/// The operator event of one settled event: a log line when it was not accepted (an accepted
+/// one's is at debug), and its count by outcome and reason.
+pub(crate) fn report_event(integration_id: &str, item: &Item) {
     let (bucket, key) = match (&item.job, &item.object) {
         (Some(job), _) => (job.bucket.as_str(), job.key.as_str()),
         (None, Some((bucket, key))) => (bucket.as_str(), key.as_str()),
@@ -149,7 +152,14 @@ pub(crate) fn log_event(integration_id: &str, item: &Item) {
     let job_id = item.job.as_ref().map_or("", |job| job.job_id.as_str());
     let id = item.id.as_str();
     match item.outcome {
-        Outcome::Accepted => {}
+        Outcome::Accepted => EventAccepted {
+            integration_id,
+            id,
+            bucket,
+            key,
+            job_id,
+        }
+        .emit(),
         Outcome::Duplicate => EventDuplicate {
             integration_id,
             id,

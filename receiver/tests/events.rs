@@ -2,7 +2,7 @@
 //! `receiver/src/events.rs`, and docs/operators.md's table of log lines is the one the code
 //! declares.
 
-use bucket_relay::events::{log_table, CATALOGUE};
+use bucket_relay::events::{log_table, metric_table, CATALOGUE};
 use std::path::{Path, PathBuf};
 
 fn sources(dir: &Path, found: &mut Vec<PathBuf>) {
@@ -43,20 +43,35 @@ fn no_log_line_is_written_outside_the_events_module() {
     }
 }
 
-#[test]
-fn the_operators_page_lists_every_log_line_the_code_declares() {
+/// The generated table docs/operators.md holds between `<!-- {marker}:` and `<!-- end of
+/// {marker} -->`.
+fn operators_table(marker: &str) -> String {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/operators.md");
     let page = std::fs::read_to_string(path).expect("docs/operators.md");
     let begin = page
-        .find("<!-- log lines:")
-        .expect("docs/operators.md marks its log table");
+        .find(&format!("<!-- {marker}:"))
+        .unwrap_or_else(|| panic!("docs/operators.md marks its {marker}"));
     let table = &page[begin..];
     let table = &table[table.find('\n').expect("a line") + 1..];
     let end = table
-        .find("<!-- end of log lines -->")
-        .expect("docs/operators.md marks the end of its log table");
+        .find(&format!("<!-- end of {marker} -->"))
+        .unwrap_or_else(|| panic!("docs/operators.md marks the end of its {marker}"));
+    table[..end].to_owned()
+}
+
+#[test]
+fn the_operators_page_lists_every_metric_the_code_declares() {
     assert_eq!(
-        &table[..end],
+        operators_table("metrics"),
+        metric_table(),
+        "regenerate it: cargo run -p bucket-relay --example contract -- --metric-table"
+    );
+}
+
+#[test]
+fn the_operators_page_lists_every_log_line_the_code_declares() {
+    assert_eq!(
+        operators_table("log lines"),
         log_table(),
         "regenerate it: cargo run -p bucket-relay --example contract -- --log-table"
     );

@@ -202,6 +202,10 @@ pub struct ServeArgs {
     /// CloudWatch embedded metrics on stdout: `emf`, or `off`. Default: `emf` on Lambda only.
     #[arg(long, env = env::METRICS)]
     pub metrics: Option<Metrics>,
+    /// Answer `GET /metrics` (Prometheus' text format) on this address, apart from `--listen`
+    /// (`127.0.0.1:9464`). Unset: no metrics endpoint.
+    #[arg(long, env = env::METRICS_LISTEN)]
+    pub metrics_listen: Option<SocketAddr>,
     /// Also run a poll tick over the poll-mode integrations this often (`2m`), in-process.
     #[arg(long, env = env::POLL_EVERY)]
     pub poll_every: Option<humantime::Duration>,

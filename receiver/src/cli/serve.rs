@@ -78,6 +78,11 @@ pub(crate) async fn serve(
             listen: args.listen.to_string(),
         }
         .emit();
+        if let Some(address) = args.metrics_listen {
+            crate::serve::metrics::serve(address)
+                .await
+                .map_err(|e| anyhow!("cannot answer /metrics on {address}: {e}"))?;
+        }
         let limits = crate::serve::Limits {
             connections: args.max_connections as usize,
             body_bytes: args.max_body_buffer_mib as usize * 1024 * 1024,

@@ -25,6 +25,7 @@
 #[cfg(test)]
 mod differential;
 mod head;
+pub(crate) mod metrics;
 
 use crate::events::{AcceptFailed, ConnectionClosed, Listening, ShuttingDown};
 use crate::handler::{too_large, Refusal, Relay};

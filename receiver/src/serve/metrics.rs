@@ -1,0 +1,75 @@
+//! `serve --metrics-listen`: `GET /metrics` in Prometheus' text format, on an address of its
+//! own (never the public port, which senders reach).
+//!
+//! The operator events ([`crate::events`]) count through the `metrics` facade; this installs the
+//! Prometheus recorder behind it and renders what it holds at each scrape.
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+/// Request durations' histogram buckets, in seconds: a commit on the embedded backend takes
+/// about a millisecond, a request on AWS tens; the last ones catch a backend that hangs.
+const DURATION_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0,
+];
+
+/// The content type of the text exposition format.
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Installs the Prometheus recorder, binds `listen` and answers scrapes on it for as long as the
+/// process lives.
+pub(crate) async fn serve(listen: SocketAddr) -> std::io::Result<()> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(
+                crate::events::REQUEST_SECONDS.name.to_owned(),
+            ),
+            &DURATION_BUCKETS,
+        )
+        .and_then(PrometheusBuilder::install_recorder)
+        .map_err(std::io::Error::other)?;
+    crate::events::describe_metrics();
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let handle = handle.clone();
+            let service = service_fn(move |request| {
+                let handle = handle.clone();
+                async move { Ok::<_, Infallible>(answer(&handle, &request)) }
+            });
+            tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+        }
+    });
+    Ok(())
+}
+
+fn answer(handle: &PrometheusHandle, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let (status, body) = match (request.method(), request.uri().path()) {
+        (&Method::GET, "/metrics") => {
+            handle.run_upkeep();
+            (StatusCode::OK, handle.render())
+        }
+        (_, "/metrics") => (StatusCode::METHOD_NOT_ALLOWED, "use GET\n".to_owned()),
+        _ => (StatusCode::NOT_FOUND, "see /metrics\n".to_owned()),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    if status == StatusCode::OK {
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(CONTENT_TYPE),
+        );
+    }
+    response
+}

@@ -1,0 +1,80 @@
+"""`serve --metrics-listen`: Prometheus' text format on an address of its own, whose counters move
+as events are accepted, duplicated, skipped and refused, and which the real `promtool check
+metrics` accepts."""
+
+import base64
+import os
+import re
+import shutil
+import subprocess
+
+import requests
+
+from support import R2_ACCOUNT, Receiver, free_port, r2_event
+
+SAMPLE = re.compile(r'^([a-z_]+)(?:\{(.*)\})? (\S+)$')
+
+
+def scrape(port):
+    answer = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
+    return answer.text
+
+
+def samples(text):
+    """{(name, frozenset of label pairs): value} for every sample line."""
+    found = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, labels, value = SAMPLE.match(line).groups()
+        pairs = frozenset(re.findall(r'([a-z_]+)="([^"]*)"', labels or ""))
+        found[(name, pairs)] = float(value)
+    return found
+
+
+def value(found, name, **labels):
+    return found.get((name, frozenset(labels.items())), 0.0)
+
+
+def test_serve_answers_prometheus_metrics_that_move_with_the_events(tmp_path):
+    port = free_port()
+    relay = Receiver(tmp_path / "relay", tmp_path / "serve.log", serve_args=["--metrics-listen", f"127.0.0.1:{port}"])
+    relay.start()
+    try:
+        integration = relay.create("r2", "uploads", "--account", R2_ACCOUNT, "--suffix", ".pdf")
+        iid, secret = integration["id"], integration["secret"]
+        before = samples(scrape(port))
+        assert value(before, "bucket_relay_events_total", outcome="accepted", reason="") == 0
+        assert any(name == "bucket_relay_build_info" for name, _ in before)
+
+        accepted = r2_event("in/a.pdf")
+        assert relay.post_batch(iid, secret, [accepted]).status_code == 200
+        assert relay.post_batch(iid, secret, [accepted, r2_event("in/notes.txt"),
+                                              r2_event("in/b.pdf", bucket="other")]).status_code == 200
+        wrong = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+        assert relay.post_batch(iid, wrong, [r2_event("in/c.pdf")]).status_code == 401
+
+        text = scrape(port)
+        after = samples(text)
+        events = {(outcome, reason): value(after, "bucket_relay_events_total", outcome=outcome, reason=reason)
+                  for outcome, reason in [("accepted", ""), ("duplicate", "duplicate"),
+                                          ("skipped", "suffix_filtered"), ("rejected", "bucket_mismatch")]}
+        assert events == {("accepted", ""): 1, ("duplicate", "duplicate"): 1,
+                          ("skipped", "suffix_filtered"): 1, ("rejected", "bucket_mismatch"): 1}
+        assert value(after, "bucket_relay_requests_total", status="200") == 2
+        assert value(after, "bucket_relay_requests_total", status="401") == 1
+        assert value(after, "bucket_relay_requests_refused_total", reason="invalid_secret") == 1
+        assert sum(v for (name, _), v in after.items() if name == "bucket_relay_auth_failures_total") == 1
+        assert value(after, "bucket_relay_request_duration_seconds_count") == 3
+
+        promtool = shutil.which("promtool")
+        assert promtool, "scripts/test installs promtool (Debian's prometheus package)"
+        checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+
+        # Not on the public port, which senders reach.
+        assert requests.get(f"{relay.url}/metrics", timeout=5).status_code == 404
+    finally:
+        relay.stop()
