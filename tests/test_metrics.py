@@ -78,3 +78,30 @@ def test_serve_answers_prometheus_metrics_that_move_with_the_events(tmp_path):
         assert requests.get(f"{relay.url}/metrics", timeout=5).status_code == 404
     finally:
         relay.stop()
+
+
+def test_with_emf_each_request_is_one_cloudwatch_line_from_the_same_events(tmp_path):
+    # What the Lambda function prints (EMF is its default): here through `serve --metrics emf`,
+    # whose stdout is the log file.
+    relay = Receiver(tmp_path / "relay", tmp_path / "serve.log", serve_args=["--metrics", "emf"])
+    relay.start()
+    try:
+        integration = relay.create("r2", "uploads", "--account", R2_ACCOUNT, "--suffix", ".pdf")
+        iid, secret = integration["id"], integration["secret"]
+        answer = relay.post_batch(iid, secret, [r2_event("in/a.pdf"), r2_event("in/notes.txt")])
+        assert answer.status_code == 200
+        wrong = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+        assert relay.post_batch(iid, wrong, [r2_event("in/c.pdf")]).status_code == 401
+        documents = [line for line in relay.log_lines() if "_aws" in line]
+        assert len(documents) == 2, "one line per request"
+        first, second = documents
+        assert {k: v for k, v in first.items() if k.startswith(("events_", "reason_"))} == {
+            "events_accepted": 1, "events_skipped": 1, "reason_suffix_filtered": 1}
+        assert {k: v for k, v in second.items() if k.startswith(("events_", "reason_"))} == {
+            "reason_invalid_secret": 1}
+        declared = first["_aws"]["CloudWatchMetrics"][0]
+        assert declared["Namespace"] == "BucketRelay" and declared["Dimensions"] == [["service"]]
+        assert sorted(m["Name"] for m in declared["Metrics"]) == [
+            "events_accepted", "events_skipped", "reason_suffix_filtered"]
+    finally:
+        relay.stop()

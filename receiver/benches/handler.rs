@@ -90,11 +90,7 @@ fn fresh_relay() -> Relay {
         history,
         records: ledger,
     };
-    Relay::new(
-        backends,
-        Arc::new(StaticKey(MasterKey::from_bytes(MASTER))),
-        false,
-    )
+    Relay::new(backends, Arc::new(StaticKey(MasterKey::from_bytes(MASTER))))
 }
 
 /// Times `relay` answering one request `make` builds per iteration (building it is not timed).
@@ -177,7 +173,6 @@ fn handler_sqlite(b: &mut criterion::Bencher<'_>, runtime: &tokio::runtime::Runt
             records: db,
         },
         Arc::new(StaticKey(MasterKey::from_bytes(MASTER))),
-        false,
     );
     let batches = AtomicU64::new(1);
     answer_each(b, runtime, &relay, || {

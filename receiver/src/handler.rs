@@ -35,18 +35,15 @@ pub struct Relay {
     /// Where an S3 event that names no object version is looked up; without it, such an
     /// event's job id is its own event id.
     lookup: Option<Arc<dyn ObjectLookup>>,
-    /// Print one CloudWatch EMF document per request (on by default on Lambda).
-    emit_metrics: bool,
 }
 
 impl Relay {
-    pub fn new(backends: Backends, keys: Arc<dyn MasterKeySource>, emit_metrics: bool) -> Self {
+    pub fn new(backends: Backends, keys: Arc<dyn MasterKeySource>) -> Self {
         Relay {
             integrations: Integrations::new(Arc::clone(&backends.store)),
             backends,
             keys,
             lookup: None,
-            emit_metrics,
         }
     }
 
@@ -92,11 +89,11 @@ impl Relay {
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         match outcome {
             Ok((sender, items)) => {
-                self.answer(integration_id, sender, items, body.len(), elapsed_ms, now)
+                self.answer(integration_id, sender, items, body.len(), elapsed_ms)
                     .await
             }
             Err(refusal) => {
-                self.report_refusal(integration_id, &refusal, body.len(), elapsed_ms, now);
+                self.report_refusal(integration_id, &refusal, body.len(), elapsed_ms);
                 refusal.into_response()
             }
         }
@@ -125,23 +122,17 @@ impl Relay {
     /// large, too slow), exactly as the handler does its own refusals.
     pub fn refused_before_handling(&self, path: &str, refusal: &Refusal) {
         let integration_id = wire::parse_events_path(path).unwrap_or("");
-        self.report_refusal(integration_id, refusal, 0, 0.0, Utc::now());
+        self.report_refusal(integration_id, refusal, 0, 0.0);
     }
 
-    /// One `request` log line and, with metrics on, one EMF document for a refused request.
+    /// The operator event of a refused request: its `request` line and its counts.
     fn report_refusal(
         &self,
         integration_id: &str,
         refusal: &Refusal,
         bytes: usize,
         elapsed_ms: f64,
-        now: DateTime<Utc>,
     ) {
-        if self.emit_metrics {
-            let mut tally = EventCounts::default();
-            tally.refused(refusal.reason);
-            println!("{}", tally.emf(now.timestamp_millis()));
-        }
         RequestRefused {
             integration_id,
             status: wire::request_error_status(refusal.reason),
@@ -297,11 +288,10 @@ impl Relay {
         items: Vec<Item>,
         bytes: usize,
         elapsed_ms: f64,
-        now: DateTime<Utc>,
     ) -> http::Response<Bytes> {
         let mut tally = EventCounts::default();
         for item in &items {
-            tally.add(item.outcome, item.reason);
+            tally.add(item.outcome);
             report_event(integration_id, item);
         }
         let status = match (sender, items.first()) {
@@ -322,9 +312,6 @@ impl Relay {
             duration_ms: elapsed_ms,
         }
         .emit();
-        if self.emit_metrics {
-            println!("{}", tally.emf(now.timestamp_millis()));
-        }
         let results = Results {
             results: items
                 .into_iter()

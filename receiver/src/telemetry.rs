@@ -1,13 +1,15 @@
-//! Logs and metrics: what the on-call engineer reads.
+//! Where logs and metrics go: what the on-call engineer reads. (What they say is
+//! [`crate::events`]: the operator events write the lines and count the metrics.)
 //!
-//! Logs are JSON lines on stdout, one per request (`request`) and one per event that was not
-//! accepted (`event_duplicate`, `event_skipped`, `event_rejected`, `event_retry_later`), each with
-//! the same reason words as the responses. Metrics are CloudWatch embedded-metric-format
-//! documents: one line per request with a count per outcome and per reason, which CloudWatch
-//! turns into metrics without any agent.
+//! Logs are JSON lines, on stdout for `serve` and Lambda, on stderr for the CLI. Metrics go
+//! through the `metrics` facade to the recorders [`install_metrics`] installs: CloudWatch's
+//! embedded metric format ([`Emf`]: one line per request, which CloudWatch turns into metrics
+//! without any agent), and Prometheus' text format for `serve --metrics-listen`.
 
-use relay_protocol::{Outcome, Reason};
+use relay_protocol::Outcome;
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use tracing_subscriber::EnvFilter;
 
 /// The CloudWatch namespace of the receiver's metrics.
@@ -94,25 +96,18 @@ pub(crate) fn log_backend_error(err: &crate::backend::BackendError) {
     .emit();
 }
 
-/// Counts of one request's events.
+/// Counts of one request's events by outcome, for its `request` line.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct EventCounts {
     outcomes: Vec<(Outcome, u32)>,
-    reasons: Vec<(Reason, u32)>,
 }
 
 impl EventCounts {
-    pub(crate) fn add(&mut self, outcome: Outcome, reason: Option<Reason>) {
-        bump(&mut self.outcomes, outcome);
-        if let Some(reason) = reason {
-            bump(&mut self.reasons, reason);
+    pub(crate) fn add(&mut self, outcome: Outcome) {
+        match self.outcomes.iter_mut().find(|(o, _)| *o == outcome) {
+            Some((_, n)) => *n += 1,
+            None => self.outcomes.push((outcome, 1)),
         }
-    }
-
-    /// A request refused as a whole (`invalid_secret`, `unknown_integration`…): its reason is
-    /// counted like an event's, so one alarm per reason covers both.
-    pub(crate) fn refused(&mut self, reason: Reason) {
-        bump(&mut self.reasons, reason);
     }
 
     pub(crate) fn count(&self, outcome: Outcome) -> u64 {
@@ -121,22 +116,134 @@ impl EventCounts {
             .find(|(o, _)| *o == outcome)
             .map_or(0, |(_, n)| u64::from(*n))
     }
+}
 
-    /// The embedded-metric-format document for these counts: metrics `events_<outcome>` and
-    /// `reason_<reason>`, unit Count, dimension `service`.
-    pub(crate) fn emf(&self, timestamp_ms: i64) -> Value {
+/// Which metrics recorders the process installs behind the `metrics` facade.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct MetricsSinks {
+    /// CloudWatch's embedded metric format: one line on stdout per request.
+    pub(crate) emf: bool,
+    /// Prometheus' text format, rendered by `serve --metrics-listen`.
+    pub(crate) prometheus: bool,
+}
+
+/// What was installed: the Prometheus recorder's handle, when asked for.
+pub(crate) struct Installed {
+    #[cfg(feature = "server")]
+    pub(crate) prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+/// The EMF recorder, once installed: the request events flush it ([`flush_emf`]).
+static EMF: std::sync::OnceLock<Emf> = std::sync::OnceLock::new();
+
+/// Installs the recorders `sinks` asks for as the process's one global recorder (several
+/// behind a fan-out), and describes every metric to them. Called once, before serving.
+pub(crate) fn install_metrics(sinks: MetricsSinks) -> Result<Installed, String> {
+    let mut recorders: Vec<Box<dyn metrics::Recorder + Send + Sync>> = Vec::new();
+    if sinks.emf {
+        let emf = EMF.get_or_init(Emf::default).clone();
+        recorders.push(Box::new(emf));
+    }
+    #[cfg(not(feature = "server"))]
+    if sinks.prometheus {
+        return Err("this build has no Prometheus endpoint (built without `server`)".to_owned());
+    }
+    #[cfg(feature = "server")]
+    let prometheus = if sinks.prometheus {
+        let recorder = crate::serve::metrics::recorder()?;
+        let handle = recorder.handle();
+        recorders.push(Box::new(recorder));
+        Some(handle)
+    } else {
+        None
+    };
+    if !recorders.is_empty() {
+        let fanout = recorders
+            .into_iter()
+            .fold(
+                metrics_util::layers::FanoutBuilder::default(),
+                |fanout, r| fanout.add_recorder(r),
+            )
+            .build();
+        metrics::set_global_recorder(fanout).map_err(|e| e.to_string())?;
+        crate::events::describe_metrics();
+    }
+    Ok(Installed {
+        #[cfg(feature = "server")]
+        prometheus,
+    })
+}
+
+/// Prints the EMF line of what the operator events counted since the last one, if the EMF
+/// recorder is installed and anything was counted.
+pub(crate) fn flush_emf() {
+    if let Some(document) = EMF
+        .get()
+        .and_then(|emf| emf.flush(chrono::Utc::now().timestamp_millis()))
+    {
+        println!("{document}");
+    }
+}
+
+/// CloudWatch's embedded metric format, fed by the operator events: an event counted under
+/// `bucket_relay_events_total{outcome, reason}` is `events_<outcome>` and `reason_<reason>`,
+/// a request refused under `bucket_relay_requests_refused_total{reason}` is `reason_<reason>`
+/// (the names the receiver module's alarms read). Other metrics are left to Prometheus.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Emf {
+    /// EMF metric name → count since the last line.
+    counts: Arc<Mutex<BTreeMap<String, u64>>>,
+}
+
+struct EmfCounter {
+    names: Vec<String>,
+    counts: Arc<Mutex<BTreeMap<String, u64>>>,
+}
+
+impl metrics::CounterFn for EmfCounter {
+    fn increment(&self, value: u64) {
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        for name in &self.names {
+            *counts.entry(name.clone()).or_default() += value;
+        }
+    }
+
+    fn absolute(&self, _value: u64) {}
+}
+
+impl Emf {
+    /// The EMF metric names a counter `key` adds to.
+    fn names(key: &metrics::Key) -> Vec<String> {
+        let label = |name: &str| {
+            key.labels()
+                .find(|label| label.key() == name)
+                .map(|label| label.value().to_owned())
+                .filter(|value| !value.is_empty())
+        };
+        let name = key.name();
+        let mut names = Vec::new();
+        if name == crate::events::EVENTS_TOTAL.name {
+            names.extend(label("outcome").map(|o| format!("{METRIC_OUTCOME_PREFIX}{o}")));
+        }
+        if name == crate::events::EVENTS_TOTAL.name
+            || name == crate::events::REQUESTS_REFUSED_TOTAL.name
+        {
+            names.extend(label("reason").map(|r| format!("{METRIC_REASON_PREFIX}{r}")));
+        }
+        names
+    }
+
+    /// The EMF document of the counts since the last one (`None` when nothing was counted):
+    /// metrics `events_<outcome>` and `reason_<reason>`, unit Count, dimension `service`.
+    pub(crate) fn flush(&self, timestamp_ms: i64) -> Option<Value> {
+        let counts =
+            std::mem::take(&mut *self.counts.lock().unwrap_or_else(PoisonError::into_inner));
+        if counts.is_empty() {
+            return None;
+        }
         let mut root = Map::new();
         let mut metrics = Vec::new();
-        let named = self
-            .outcomes
-            .iter()
-            .map(|(o, n)| (format!("{METRIC_OUTCOME_PREFIX}{o}"), *n))
-            .chain(
-                self.reasons
-                    .iter()
-                    .map(|(r, n)| (format!("{METRIC_REASON_PREFIX}{r}"), *n)),
-            );
-        for (name, count) in named {
+        for (name, count) in counts {
             metrics.push(json!({"Name": name, "Unit": "Count"}));
             root.insert(name, json!(count));
         }
@@ -152,14 +259,54 @@ impl EventCounts {
                 }],
             }),
         );
-        Value::Object(root)
+        Some(Value::Object(root))
     }
 }
 
-fn bump<T: PartialEq>(counts: &mut Vec<(T, u32)>, key: T) {
-    match counts.iter_mut().find(|(k, _)| *k == key) {
-        Some((_, n)) => *n += 1,
-        None => counts.push((key, 1)),
+impl metrics::Recorder for Emf {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        let names = Emf::names(key);
+        if names.is_empty() {
+            return metrics::Counter::noop();
+        }
+        metrics::Counter::from_arc(Arc::new(EmfCounter {
+            names,
+            counts: Arc::clone(&self.counts),
+        }))
+    }
+
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+
+    fn register_histogram(
+        &self,
+        _: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        metrics::Histogram::noop()
     }
 }
 
@@ -168,15 +315,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn emf_document_names_every_counted_metric_once_with_its_value() {
-        let mut tally = EventCounts::default();
-        tally.add(Outcome::Accepted, None);
-        tally.add(Outcome::Accepted, None);
-        tally.add(Outcome::Rejected, Some(Reason::BucketMismatch));
-        let doc = tally.emf(1_700_000_000_000);
+    fn an_emf_line_carries_the_events_counts_by_outcome_and_reason_then_starts_again() {
+        let emf = Emf::default();
+        let recorder: &dyn metrics::Recorder = &emf;
+        let metadata = metrics::Metadata::new("test", metrics::Level::INFO, None);
+        let counter = |name: &'static str, labels: &[(&'static str, &'static str)]| {
+            let labels: Vec<metrics::Label> = labels
+                .iter()
+                .map(|(k, v)| metrics::Label::new(*k, *v))
+                .collect();
+            recorder.register_counter(&metrics::Key::from_parts(name, labels), &metadata)
+        };
+        let events = crate::events::EVENTS_TOTAL.name;
+        counter(events, &[("outcome", "accepted"), ("reason", "")]).increment(2);
+        counter(
+            events,
+            &[("outcome", "rejected"), ("reason", "bucket_mismatch")],
+        )
+        .increment(1);
+        counter(
+            crate::events::REQUESTS_REFUSED_TOTAL.name,
+            &[("reason", "invalid_secret")],
+        )
+        .increment(1);
+        counter(crate::events::POLL_TICKS_TOTAL.name, &[("mode", "poll")]).increment(1);
+        let doc = emf.flush(1_700_000_000_000).unwrap();
         assert_eq!(doc["events_accepted"], 2);
         assert_eq!(doc["events_rejected"], 1);
         assert_eq!(doc["reason_bucket_mismatch"], 1);
+        assert_eq!(doc["reason_invalid_secret"], 1);
         assert_eq!(doc["service"], "bucket-relay");
         let declared = &doc["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(declared["Namespace"], "BucketRelay");
@@ -191,13 +358,15 @@ mod tests {
             [
                 "events_accepted",
                 "events_rejected",
-                "reason_bucket_mismatch"
-            ]
+                "reason_bucket_mismatch",
+                "reason_invalid_secret"
+            ],
+            "only the names the alarms read"
         );
-        assert_eq!(tally.count(Outcome::Accepted), 2);
-        assert_eq!(tally.count(Outcome::Skipped), 0);
-        let mut refused = EventCounts::default();
-        refused.refused(Reason::InvalidSecret);
-        assert_eq!(refused.emf(0)["reason_invalid_secret"], 1);
+        assert_eq!(
+            emf.flush(0),
+            None,
+            "each line carries what came since the last"
+        );
     }
 }

@@ -83,7 +83,7 @@ async fn fixture() -> Fixture {
     };
     let keys = Arc::new(StaticKey(MasterKey::from_bytes(MASTER)));
     Fixture {
-        relay: Relay::new(backends, keys, false),
+        relay: Relay::new(backends, keys),
         ledger,
         queue,
     }

@@ -142,7 +142,7 @@ async fn eventbridge(
         .context("the secret is not a header value")?;
     headers.insert(HEADER_AUTHORIZATION, authorization);
     let path = wire::events_path(&integration.id);
-    let relay = Arc::new(Relay::new(wired.backends, wired.keys, false).with_lookup(wired.lookups));
+    let relay = Arc::new(Relay::new(wired.backends, wired.keys).with_lookup(wired.lookups));
     let mut tally = Replayed::new("eventbridge", queue.url(), args.dry_run);
     // Kept messages by id, with their latest receipt handle: one that comes round again (its
     // visibility ran out in a long run) is not put through twice, and once only kept ones come

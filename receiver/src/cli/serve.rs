@@ -6,6 +6,7 @@ use super::listing;
 use crate::env;
 use crate::handler::Relay;
 use crate::poll::Poller;
+use crate::telemetry::{install_metrics, MetricsSinks};
 use crate::wiring::Wired;
 use anyhow::anyhow;
 use std::path::Path;
@@ -47,9 +48,13 @@ pub(crate) async fn serve(
     args: ServeArgs,
     runtime: Runtime,
 ) -> CliResult {
-    let emit_metrics = args
-        .metrics
-        .map_or(runtime.on_lambda(), |m| m == Metrics::Emf);
+    let sinks = MetricsSinks {
+        emf: args
+            .metrics
+            .map_or(runtime.on_lambda(), |m| m == Metrics::Emf),
+        prometheus: args.metrics_listen.is_some() && runtime == Runtime::Http,
+    };
+    let installed = install_metrics(sinks).map_err(|e| anyhow!("cannot record metrics: {e}"))?;
     if runtime == Runtime::LambdaPoller {
         let poller = Poller::new(&wired.backends, wired.keys, wired.buckets);
         return crate::lambda::run_poller(Arc::new(poller))
@@ -66,8 +71,7 @@ pub(crate) async fn serve(
     if let (Some(every), Runtime::Http) = (args.poll_every, runtime) {
         listing::spawn_ticks(&wired, *every).await;
     }
-    let relay =
-        Arc::new(Relay::new(wired.backends, wired.keys, emit_metrics).with_lookup(wired.lookups));
+    let relay = Arc::new(Relay::new(wired.backends, wired.keys).with_lookup(wired.lookups));
     if runtime == Runtime::LambdaHttp {
         return crate::lambda::run(relay).await.map_err(|e| anyhow!(e));
     }
@@ -78,8 +82,8 @@ pub(crate) async fn serve(
             listen: args.listen.to_string(),
         }
         .emit();
-        if let Some(address) = args.metrics_listen {
-            crate::serve::metrics::serve(address)
+        if let (Some(address), Some(handle)) = (args.metrics_listen, installed.prometheus) {
+            crate::serve::metrics::serve(address, handle)
                 .await
                 .map_err(|e| anyhow!("cannot answer /metrics on {address}: {e}"))?;
         }
@@ -93,7 +97,7 @@ pub(crate) async fn serve(
     }
     #[cfg(not(feature = "server"))]
     {
-        let _ = (data_dir, relay);
+        let _ = (data_dir, relay, installed);
         Err(anyhow!(
             "this build serves only on Lambda (it was built without the `server` feature), \
              not on {}",

@@ -1,7 +1,7 @@
 //! `serve --metrics-listen`: `GET /metrics` in Prometheus' text format, on an address of its
 //! own (never the public port, which senders reach).
 //!
-//! The operator events ([`crate::events`]) count through the `metrics` facade; this installs the
+//! The operator events ([`crate::events`]) count through the `metrics` facade; this builds the
 //! Prometheus recorder behind it and renders what it holds at each scrape.
 
 use bytes::Bytes;
@@ -11,7 +11,9 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 
@@ -24,19 +26,21 @@ const DURATION_BUCKETS: [f64; 12] = [
 /// The content type of the text exposition format.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Installs the Prometheus recorder, binds `listen` and answers scrapes on it for as long as the
-/// process lives.
-pub(crate) async fn serve(listen: SocketAddr) -> std::io::Result<()> {
-    let handle = PrometheusBuilder::new()
+/// The Prometheus recorder, with the request durations' buckets; [`crate::telemetry`] installs
+/// it behind the facade.
+pub(crate) fn recorder() -> Result<PrometheusRecorder, String> {
+    let builder = PrometheusBuilder::new()
         .set_buckets_for_metric(
-            metrics_exporter_prometheus::Matcher::Full(
-                crate::events::REQUEST_SECONDS.name.to_owned(),
-            ),
+            Matcher::Full(crate::events::REQUEST_SECONDS.name.to_owned()),
             &DURATION_BUCKETS,
         )
-        .and_then(PrometheusBuilder::install_recorder)
-        .map_err(std::io::Error::other)?;
-    crate::events::describe_metrics();
+        .map_err(|e| e.to_string())?;
+    Ok(builder.build_recorder())
+}
+
+/// Binds `listen` and answers scrapes on it, rendering `handle`, for as long as the process
+/// lives.
+pub(crate) async fn serve(listen: SocketAddr, handle: PrometheusHandle) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tokio::spawn(async move {
         loop {
