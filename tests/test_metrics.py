@@ -46,7 +46,7 @@ def test_serve_answers_prometheus_metrics_that_move_with_the_events(tmp_path):
         integration = relay.create("r2", "uploads", "--account", R2_ACCOUNT, "--suffix", ".pdf")
         iid, secret = integration["id"], integration["secret"]
         before = samples(scrape(port))
-        assert value(before, "bucket_relay_events_total", outcome="accepted", reason="") == 0
+        assert value(before, "bucket_relay_events_total", integration_id=iid, outcome="accepted", reason="") == 0
         assert any(name == "bucket_relay_build_info" for name, _ in before)
 
         accepted = r2_event("in/a.pdf")
@@ -58,7 +58,8 @@ def test_serve_answers_prometheus_metrics_that_move_with_the_events(tmp_path):
 
         text = scrape(port)
         after = samples(text)
-        events = {(outcome, reason): value(after, "bucket_relay_events_total", outcome=outcome, reason=reason)
+        events = {(outcome, reason): value(after, "bucket_relay_events_total", integration_id=iid, outcome=outcome,
+                                           reason=reason)
                   for outcome, reason in [("accepted", ""), ("duplicate", "duplicate"),
                                           ("skipped", "suffix_filtered"), ("rejected", "bucket_mismatch")]}
         assert events == {("accepted", ""): 1, ("duplicate", "duplicate"): 1,

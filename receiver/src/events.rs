@@ -359,8 +359,9 @@ const fn metric(
 pub const EVENTS_TOTAL: MetricSpec = metric(
     "bucket_relay_events_total",
     "counter",
-    &["outcome", "reason"],
-    "Events settled, by outcome and reason (the reason is empty for an accepted event).",
+    &["integration_id", "outcome", "reason"],
+    "Events settled, by integration, outcome and reason (the reason is empty for an accepted \
+     event).",
 );
 pub const REQUESTS_TOTAL: MetricSpec = metric(
     "bucket_relay_requests_total",
@@ -451,9 +452,14 @@ pub fn describe_metrics() {
     metrics::gauge!(BUILD_INFO.name, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
 
-fn count_event(outcome: &'static str, reason: &str) {
-    metrics::counter!(EVENTS_TOTAL.name, "outcome" => outcome, "reason" => reason.to_owned())
-        .increment(1);
+fn count_event(integration_id: &str, outcome: &'static str, reason: &str) {
+    metrics::counter!(
+        EVENTS_TOTAL.name,
+        "integration_id" => integration_id.to_owned(),
+        "outcome" => outcome,
+        "reason" => reason.to_owned()
+    )
+    .increment(1);
 }
 
 /// A request's counts; its events' were counted as each was settled. With EMF on, the request
@@ -471,24 +477,24 @@ fn count_refusal(event: &RequestRefused<'_>) {
     crate::telemetry::flush_emf();
 }
 
-fn count_accepted(_: &EventAccepted<'_>) {
-    count_event("accepted", "");
+fn count_accepted(event: &EventAccepted<'_>) {
+    count_event(event.integration_id, "accepted", "");
 }
 
 fn count_duplicate(event: &EventDuplicate<'_>) {
-    count_event("duplicate", event.reason);
+    count_event(event.integration_id, "duplicate", event.reason);
 }
 
 fn count_skipped(event: &EventSkipped<'_>) {
-    count_event("skipped", event.reason);
+    count_event(event.integration_id, "skipped", event.reason);
 }
 
 fn count_rejected(event: &EventRejected<'_>) {
-    count_event("rejected", event.reason);
+    count_event(event.integration_id, "rejected", event.reason);
 }
 
 fn count_retry_later(event: &EventRetryLater<'_>) {
-    count_event("retry_later", event.reason);
+    count_event(event.integration_id, "retry_later", event.reason);
 }
 
 fn count_auth_failure(event: &AuthFailed<'_>) {
