@@ -602,6 +602,68 @@ def test_objects_missed_by_events_are_counted_from_the_pollers_log_lines_and_ala
     assert metric_filter["count"] == alarm["count"] == "${var.poll_enabled ? 1 : 0}"
 
 
+DASHBOARD_VALUES = {"region": "eu-west-1", "namespace": "BucketRelay", "receiver_function": "relay",
+                    "poller_function": "relay-poller", "queue": "relay-ingest", "dlq": "relay-ingest-dlq"}
+AWS_METRICS = {
+    "AWS/Lambda": {"Invocations", "Errors", "Throttles", "Duration", "ConcurrentExecutions"},
+    "AWS/SQS": {"ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"},
+}
+
+
+def test_the_dashboard_is_json_naming_only_metrics_the_receiver_its_filters_or_aws_publish(receiver):
+    resource = receiver["resource"]["aws_cloudwatch_dashboard"]["this"]
+    template = (MODULES / "receiver" / "dashboard.json.tftpl").read_text()
+    placeholders = set(re.findall(r"\$\{(\w+)\}", template))
+    assert placeholders == set(DASHBOARD_VALUES)
+    assert "dashboard.json.tftpl" in resource["dashboard_body"]
+    for name in placeholders:
+        assert re.search(rf"\b{name}\b", resource["dashboard_body"]), f"templatefile passes no {name}"
+    rendered = re.sub(r"\$\{(\w+)\}", lambda m: DASHBOARD_VALUES[m.group(1)], template)
+    widgets = json.loads(rendered)["widgets"]
+    filters = receiver["resource"]["aws_cloudwatch_log_metric_filter"]
+    filtered = {first(f["metric_transformation"])["name"] for f in filters.values()}
+    published = set(METRICS["names"]) | filtered
+    charted = set()
+    for widget in widgets:
+        for row in widget["properties"]["metrics"]:
+            namespace, name, *rest = row
+            dimensions = [part for part in rest if isinstance(part, str)]
+            assert len(dimensions) % 2 == 0, row
+            pairs = dict(zip(dimensions[::2], dimensions[1::2]))
+            if namespace == "BucketRelay":
+                assert name in published, name
+                if name in METRICS["names"]:
+                    assert pairs == {METRICS["dimension"]["name"]: METRICS["dimension"]["value"]}, row
+                else:
+                    assert pairs == {}, "a metric filter's metric has no dimensions"
+            else:
+                assert name in AWS_METRICS[namespace], row
+                assert set(pairs.values()) <= set(DASHBOARD_VALUES.values()), row
+            charted.add(name)
+    outcomes = {f"{METRICS['outcome_prefix']}{o}" for o in CONTRACT["outcomes"]}
+    assert outcomes <= charted, "every outcome is charted"
+    assert {"missed_by_events", "object_lookups_failed", "ApproximateAgeOfOldestMessage",
+            "ConcurrentExecutions", "Throttles"} <= charted
+
+
+def test_the_ingest_queue_alarms_when_it_stalls_or_backs_up_as_the_runbook_says(receiver):
+    alarms = receiver["resource"]["aws_cloudwatch_metric_alarm"]
+    variables = receiver["variable"]
+    age, depth = alarms["queue_age"], alarms["queue_depth"]
+    for alarm in (age, depth):
+        assert alarm["namespace"] == "AWS/SQS"
+        assert alarm["dimensions"] == {"QueueName": "${aws_sqs_queue.ingest.name}"}
+        assert alarm["alarm_actions"] == ["${aws_sns_topic.alarms.arn}"]
+    assert (age["metric_name"], age["threshold"]) == ("ApproximateAgeOfOldestMessage",
+                                                      "${var.queue_age_alarm_seconds}")
+    assert (depth["metric_name"], depth["threshold"]) == ("ApproximateNumberOfMessagesVisible",
+                                                          "${var.queue_depth_alarm_messages}")
+    # "> 1000 messages for 10 min": the smallest count over two 5-minute periods above it.
+    assert variables["queue_depth_alarm_messages"]["default"] == 1000
+    assert (depth["statistic"], depth["period"] * depth["evaluation_periods"]) == ("Minimum", 600)
+    assert 60 <= variables["queue_age_alarm_seconds"]["default"] <= 3600
+
+
 def test_the_poller_has_its_own_alarms(receiver):
     alarms = receiver["resource"]["aws_cloudwatch_metric_alarm"]
     poller = {a["metric_name"]: a for a in alarms.values() if "aws_lambda_function.poller" in str(a.get("dimensions"))}

@@ -193,3 +193,25 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "queue_depth_alarm_messages" {
+  description = "Jobs waiting on the ingest queue for 10 minutes above which the backlog alarm fires (the runbook's 1000)."
+  type        = number
+  default     = 1000
+
+  validation {
+    condition     = var.queue_depth_alarm_messages >= 1
+    error_message = "queue_depth_alarm_messages must be at least 1."
+  }
+}
+
+variable "queue_age_alarm_seconds" {
+  description = "Age of the ingest queue's oldest job, in seconds, above which the stalled-pipeline alarm fires."
+  type        = number
+  default     = 900
+
+  validation {
+    condition     = var.queue_age_alarm_seconds >= 60 && var.queue_age_alarm_seconds <= 1209600
+    error_message = "queue_age_alarm_seconds must be 60 to 1209600 (the queue's longest retention)."
+  }
+}
