@@ -148,13 +148,14 @@ impl Intake for Claiming {
         // so a failure to record them is logged, not answered.
         let settlement = commit.settlement(&committed);
         let (usage, history) = (settlement.usage(), settlement.history());
-        let day = commit.now.date_naive();
         let (usage, history) = futures::join!(
             async {
                 if usage.is_empty() {
                     return Ok(());
                 }
-                self.usage.record(commit.integration_id, day, &usage).await
+                self.usage
+                    .record(commit.integration_id, commit.now, &usage)
+                    .await
             },
             async {
                 if history.is_empty() {

@@ -19,6 +19,7 @@
 //!   `BatchWriteItem` (25 per call) after each commit and kept for [`HISTORY_RETENTION`]. Plain
 //!   puts by key: no index, no read before the write.
 
+use super::usage_hour;
 use super::{
     BackendError, Claim, ClaimToken, Cursors, Enqueued, History, JobRecords, Ledger, LedgerTime,
     ObjectHistory, Recorded, Seen, Store, UsageCounts, UsageKey, UsageLog, CLAIM_LEASE,
@@ -305,8 +306,10 @@ impl DynamoLedger {
     }
 }
 
-fn usage_id(integration_id: &str, day: NaiveDate) -> String {
-    format!("usage#{integration_id}#{day}")
+/// A usage item's key: an hour's (`2026-11-30T05`), or a whole day's (written before usage was
+/// kept per hour).
+fn usage_id(integration_id: &str, when: &str) -> String {
+    format!("usage#{integration_id}#{when}")
 }
 
 #[async_trait]
@@ -406,26 +409,19 @@ impl UsageLog for DynamoLedger {
     async fn record(
         &self,
         integration_id: &str,
-        day: NaiveDate,
+        at: DateTime<Utc>,
         counts: &UsageCounts,
     ) -> Result<(), BackendError> {
+        let hour = usage_hour(at);
         let mut update = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key("job_id", s(usage_id(integration_id, day)))
+            .key("job_id", s(usage_id(integration_id, &hour)))
             .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
             .expression_attribute_values(":iid", s(integration_id))
-            .expression_attribute_values(":day", s(day.to_string()))
-            .expression_attribute_values(
-                ":exp",
-                n(day
-                    .and_hms_opt(0, 0, 0)
-                    .expect("midnight exists")
-                    .and_utc()
-                    .timestamp()
-                    + USAGE_RETENTION_DAYS * 86_400),
-            );
+            .expression_attribute_values(":hour", s(hour))
+            .expression_attribute_values(":exp", n(at.timestamp() + USAGE_RETENTION_DAYS * 86_400));
         let mut adds = Vec::new();
         for (i, (name, count)) in counts.iter().enumerate() {
             update = update
@@ -438,47 +434,79 @@ impl UsageLog for DynamoLedger {
         }
         update
             .update_expression(format!(
-                "SET integration_id = :iid, #day = :day, #ttl = :exp ADD {}",
+                "SET integration_id = :iid, #hour = :hour, #ttl = :exp ADD {}",
                 adds.join(", ")
             ))
-            .expression_attribute_names("#day", "day")
+            .expression_attribute_names("#hour", "hour")
             .send()
             .await
             .map_err(sdk_err)?;
         Ok(())
     }
 
+    /// Per day: its 24 hours' items and the whole-day item releases before hours wrote, in
+    /// `BatchGetItem` calls.
     async fn usage(
         &self,
         integration_id: &str,
         since: NaiveDate,
         until: NaiveDate,
     ) -> Result<BTreeMap<NaiveDate, UsageCounts>, BackendError> {
-        let mut usage = BTreeMap::new();
         let days: Vec<NaiveDate> = since.iter_days().take_while(|d| *d <= until).collect();
-        for day in days {
-            let out = self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .key("job_id", s(usage_id(integration_id, day)))
-                .send()
-                .await
-                .map_err(sdk_err)?;
-            let Some(item) = out.item else { continue };
-            let counts: UsageCounts = item
-                .iter()
-                .filter_map(|(name, value)| {
-                    // A reason a newer receiver counted and this one does not know is left out.
-                    let key = name.strip_prefix("count:")?.parse::<UsageKey>().ok()?;
-                    let count = value.as_n().ok()?.parse().ok()?;
-                    Some((key, count))
-                })
-                .collect();
-            usage.insert(day, counts);
+        let mut ids = Vec::new();
+        for day in &days {
+            let day_text = day.to_string();
+            ids.push(usage_id(integration_id, &day_text));
+            ids.extend((0..24).map(|h| usage_id(integration_id, &format!("{day_text}T{h:02}"))));
+        }
+        let mut usage: BTreeMap<NaiveDate, UsageCounts> = BTreeMap::new();
+        for item in self.get_all(ids).await? {
+            let Some(day) = text(&item, "job_id")
+                .and_then(|id| id.rsplit('#').next())
+                .and_then(|when| when.get(..10)?.parse::<NaiveDate>().ok())
+            else {
+                continue;
+            };
+            let total = usage.entry(day).or_default();
+            for (key, count) in usage_counts(&item) {
+                *total.entry(key).or_default() += count;
+            }
         }
         Ok(usage)
     }
+
+    async fn recent(
+        &self,
+        integration_id: &str,
+        since: DateTime<Utc>,
+    ) -> Result<UsageCounts, BackendError> {
+        let now = Utc::now();
+        let mut ids = Vec::new();
+        let mut hour = since;
+        while usage_hour(hour) <= usage_hour(now) && ids.len() < 24 * 31 {
+            ids.push(usage_id(integration_id, &usage_hour(hour)));
+            hour += Duration::hours(1);
+        }
+        let mut total = UsageCounts::new();
+        for item in self.get_all(ids).await? {
+            for (key, count) in usage_counts(&item) {
+                *total.entry(key).or_default() += count;
+            }
+        }
+        Ok(total)
+    }
+}
+
+/// A usage item's counts; a reason a newer receiver counted and this one does not know is left
+/// out.
+fn usage_counts(item: &HashMap<String, AttributeValue>) -> UsageCounts {
+    item.iter()
+        .filter_map(|(name, value)| {
+            let key = name.strip_prefix("count:")?.parse::<UsageKey>().ok()?;
+            let count = value.as_n().ok()?.parse().ok()?;
+            Some((key, count))
+        })
+        .collect()
 }
 
 fn cursor_id(integration_id: &str, name: &str) -> String {
@@ -560,6 +588,52 @@ impl JobRecords for DynamoLedger {
 }
 
 impl DynamoLedger {
+    /// The items with these keys (those that exist), by `BatchGetItem` (100 keys a call),
+    /// asking again for what DynamoDB hands back unprocessed.
+    async fn get_all(
+        &self,
+        ids: Vec<String>,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, BackendError> {
+        let mut found = Vec::new();
+        for chunk in ids.chunks(100) {
+            let mut keys: Vec<HashMap<String, AttributeValue>> = chunk
+                .iter()
+                .map(|id| HashMap::from([("job_id".to_owned(), s(id))]))
+                .collect();
+            for _ in 0..10 {
+                if keys.is_empty() {
+                    break;
+                }
+                let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut keys)))
+                    .build()
+                    .map_err(err)?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(sdk_err)?;
+                found.extend(
+                    out.responses
+                        .unwrap_or_default()
+                        .remove(&self.table)
+                        .unwrap_or_default(),
+                );
+                keys = out
+                    .unprocessed_keys
+                    .and_then(|mut rest| rest.remove(&self.table))
+                    .map(|rest| rest.keys)
+                    .unwrap_or_default();
+            }
+            if !keys.is_empty() {
+                return Err(err("usage items left unprocessed after 10 rounds"));
+            }
+        }
+        Ok(found)
+    }
+
     /// Sets a done item's expiry, unless it was re-made meanwhile: whether it changed.
     async fn set_expiry(
         &self,

@@ -3,8 +3,8 @@
 use super::bucket::ReadCredentials;
 use super::bucket::{AccessError, BucketSource, Listing, Page};
 use super::{
-    BackendError, Claim, ClaimToken, Cursors, Delivery, Enqueued, History, JobRecords, Ledger,
-    LedgerTime, MasterKey, MasterKeySource, ObjectHistory, Queue, Recorded, Seen, Store,
+    usage_hour, BackendError, Claim, ClaimToken, Cursors, Delivery, Enqueued, History, JobRecords,
+    Ledger, LedgerTime, MasterKey, MasterKeySource, ObjectHistory, Queue, Recorded, Seen, Store,
     UsageCounts, UsageLog, CLAIM_LEASE,
 };
 use async_trait::async_trait;
@@ -209,18 +209,20 @@ impl Ledger for MemoryLedger {
 }
 
 #[derive(Default)]
-pub struct MemoryUsage(Mutex<BTreeMap<(String, NaiveDate), UsageCounts>>);
+pub struct MemoryUsage(Mutex<BTreeMap<(String, String), UsageCounts>>);
 
 #[async_trait]
 impl UsageLog for MemoryUsage {
     async fn record(
         &self,
         integration_id: &str,
-        day: NaiveDate,
+        at: DateTime<Utc>,
         counts: &UsageCounts,
     ) -> Result<(), BackendError> {
         let mut usage = self.0.lock().unwrap();
-        let total = usage.entry((integration_id.to_owned(), day)).or_default();
+        let total = usage
+            .entry((integration_id.to_owned(), usage_hour(at)))
+            .or_default();
         for (name, count) in counts {
             *total.entry(*name).or_default() += count;
         }
@@ -233,11 +235,36 @@ impl UsageLog for MemoryUsage {
         until: NaiveDate,
     ) -> Result<BTreeMap<NaiveDate, UsageCounts>, BackendError> {
         let usage = self.0.lock().unwrap();
-        Ok(usage
-            .iter()
-            .filter(|((id, day), _)| id == integration_id && (since..=until).contains(day))
-            .map(|((_, day), counts)| (*day, counts.clone()))
-            .collect())
+        let mut days: BTreeMap<NaiveDate, UsageCounts> = BTreeMap::new();
+        for ((id, hour), counts) in usage.iter() {
+            let Ok(day) = hour[..10].parse::<NaiveDate>() else {
+                continue;
+            };
+            if id == integration_id && (since..=until).contains(&day) {
+                let total = days.entry(day).or_default();
+                for (name, count) in counts {
+                    *total.entry(*name).or_default() += count;
+                }
+            }
+        }
+        Ok(days)
+    }
+    async fn recent(
+        &self,
+        integration_id: &str,
+        since: DateTime<Utc>,
+    ) -> Result<UsageCounts, BackendError> {
+        let from = usage_hour(since);
+        let usage = self.0.lock().unwrap();
+        let mut total = UsageCounts::new();
+        for ((id, hour), counts) in usage.iter() {
+            if id == integration_id && *hour >= from {
+                for (name, count) in counts {
+                    *total.entry(*name).or_default() += count;
+                }
+            }
+        }
+        Ok(total)
     }
 }
 

@@ -3,7 +3,7 @@
 //! - [`Store`]: integrations, by id.
 //! - [`Intake`]: turns a request's jobs into exactly one message each on the ingest queue, and
 //!   counts the request's events. This is the port the handler commits through.
-//! - [`UsageLog`]: the per-day usage counts of every integration.
+//! - [`UsageLog`]: the usage counts of every integration, per hour (and so per day).
 //! - [`JobRecords`]: which jobs the ledger remembers, read by `reconcile`.
 //! - [`Cursors`]: where listing runs keep their place (a poll watermark, a backfill's last key).
 //! - [`History`]: the last word on each object key and the last event per outcome, for
@@ -374,20 +374,31 @@ pub trait Intake: Send + Sync {
 
 #[async_trait]
 pub trait UsageLog: Send + Sync {
-    /// Adds one request's counts to the integration's usage of that day.
+    /// Adds one request's counts to the integration's usage of the hour `at` falls in.
     async fn record(
         &self,
         integration_id: &str,
-        day: NaiveDate,
+        at: DateTime<Utc>,
         counts: &UsageCounts,
     ) -> Result<(), BackendError>;
-    /// The integration's usage per day, for the days in `since..=until` that have any.
+    /// The integration's usage per day (UTC), for the days in `since..=until` that have any.
     async fn usage(
         &self,
         integration_id: &str,
         since: NaiveDate,
         until: NaiveDate,
     ) -> Result<BTreeMap<NaiveDate, UsageCounts>, BackendError>;
+    /// The integration's usage in the hours from the one `since` falls in to now, together.
+    async fn recent(
+        &self,
+        integration_id: &str,
+        since: DateTime<Utc>,
+    ) -> Result<UsageCounts, BackendError>;
+}
+
+/// The hour `at` falls in, as usage keys it: `2026-11-30T05` (UTC).
+pub fn usage_hour(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H").to_string()
 }
 
 /// Where a listing run keeps its place between runs: a poll tick's watermark, an interrupted

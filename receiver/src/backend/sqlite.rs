@@ -22,9 +22,9 @@
 //! with the error (the senders retry; nothing is lost).
 
 use super::{
-    BackendError, Commit, Committed, Cursors, Enqueued, History, Intake, JobRecords, LedgerTime,
-    ObjectHistory, Recorded, Seen, Settled, Settlement, Store, UsageCounts, UsageKey, UsageLog,
-    HISTORY_RETENTION, OLD_LEDGER_RETENTION,
+    usage_hour, BackendError, Commit, Committed, Cursors, Enqueued, History, Intake, JobRecords,
+    LedgerTime, ObjectHistory, Recorded, Seen, Settled, Settlement, Store, UsageCounts, UsageKey,
+    UsageLog, HISTORY_RETENTION, OLD_LEDGER_RETENTION,
 };
 use crate::events::{CheckpointFailed, UsageKeyUnknown};
 use async_trait::async_trait;
@@ -40,7 +40,8 @@ const BACKEND: &str = "sqlite";
 /// The schema's version, in `PRAGMA user_version`. 2: the ledger holds only what exactly-once
 /// needs (job id, expiry) in one B-tree; the jobs table carries everything else. 3: the
 /// history (`objects`, `last_seen`). 4: the ledger keeps when each job was made, and whether
-/// it is still remembered is read from its integration's horizon.
+/// it is still remembered is read from its integration's horizon. (Usage counts are kept per
+/// hour since; a day's rows written before stay as they are and still add up.)
 const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
@@ -54,7 +55,7 @@ CREATE TABLE IF NOT EXISTS ledger (
 ) WITHOUT ROWID;                 -- one B-tree keyed by job id, not a table plus an index
 CREATE TABLE IF NOT EXISTS usage (
     integration_id TEXT NOT NULL,
-    day            TEXT NOT NULL, -- YYYY-MM-DD, UTC
+    day            TEXT NOT NULL, -- the hour, YYYY-MM-DDTHH, UTC (a whole day, YYYY-MM-DD, before 5)
     name           TEXT NOT NULL, -- '<outcome>' or '<outcome>/<reason>'
     count          INTEGER NOT NULL,
     PRIMARY KEY (integration_id, day, name)
@@ -279,7 +280,8 @@ struct PendingCommit {
     /// Jobs made at or before this (ms) are forgotten.
     forgotten_before_ms: i64,
     integration_id: String,
-    day: String,
+    /// The usage hour, [`usage_hour`].
+    hour: String,
     settled: Vec<Settled>,
     answer: tokio::sync::oneshot::Sender<Result<Vec<Committed>, BackendError>>,
 }
@@ -360,7 +362,7 @@ fn commit_one(
     add_usage(
         tx,
         &pending.integration_id,
-        &pending.day,
+        &pending.hour,
         &settlement.usage(),
     )?;
     record_history(tx, &pending.integration_id, &settlement.history())?;
@@ -609,7 +611,7 @@ impl Intake for Sqlite {
             now: commit.now,
             forgotten_before_ms: commit.ledger_time().forgotten_before().timestamp_millis(),
             integration_id: commit.integration_id.to_owned(),
-            day: commit.now.date_naive().to_string(),
+            hour: usage_hour(commit.now),
             settled: commit.settled.clone(),
             answer,
         };
@@ -704,49 +706,34 @@ impl History for Sqlite {
 fn add_usage(
     tx: &rusqlite::Transaction,
     integration_id: &str,
-    day: &str,
+    hour: &str,
     counts: &UsageCounts,
 ) -> rusqlite::Result<()> {
     let mut add = tx.prepare_cached(ADD_USAGE)?;
     for (name, count) in counts {
         let count = i64::try_from(*count).unwrap_or(i64::MAX);
-        add.execute(params![integration_id, day, name.to_string(), count])?;
+        add.execute(params![integration_id, hour, name.to_string(), count])?;
     }
     Ok(())
 }
 
-#[async_trait]
-impl UsageLog for Sqlite {
-    async fn record(
+impl Sqlite {
+    /// The usage rows of `integration_id` keyed from `from` (inclusive) to `to` (exclusive):
+    /// (hour or day, name, count).
+    async fn usage_rows(
         &self,
         integration_id: &str,
-        day: NaiveDate,
-        counts: &UsageCounts,
-    ) -> Result<(), BackendError> {
-        let (id, day) = (integration_id.to_owned(), day.to_string());
-        let counts = counts.clone();
-        self.write(move |tx| add_usage(tx, &id, &day, &counts))
-            .await
-    }
-
-    async fn usage(
-        &self,
-        integration_id: &str,
-        since: NaiveDate,
-        until: NaiveDate,
-    ) -> Result<BTreeMap<NaiveDate, UsageCounts>, BackendError> {
-        let (id, since, until) = (
-            integration_id.to_owned(),
-            since.to_string(),
-            until.to_string(),
-        );
+        from: String,
+        to: String,
+    ) -> Result<Vec<(String, UsageKey, u64)>, BackendError> {
+        let id = integration_id.to_owned();
         let rows = self
             .run(move |conn| {
                 let mut stmt = conn.prepare_cached(
                     "SELECT day, name, count FROM usage
-                     WHERE integration_id = ?1 AND day >= ?2 AND day <= ?3",
+                     WHERE integration_id = ?1 AND day >= ?2 AND day < ?3",
                 )?;
-                let rows = stmt.query_map(params![id, since, until], |row| {
+                let rows = stmt.query_map(params![id, from, to], |row| {
                     Ok((
                         row.get::<_, String>(0)?,
                         row.get::<_, String>(1)?,
@@ -756,24 +743,72 @@ impl UsageLog for Sqlite {
                 rows.collect::<rusqlite::Result<Vec<_>>>()
             })
             .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(when, name, count)| {
+                let Ok(key) = name.parse::<UsageKey>() else {
+                    // Counted by a newer receiver under a reason this one does not know.
+                    UsageKeyUnknown {
+                        backend: BACKEND,
+                        name: &name,
+                    }
+                    .emit();
+                    return None;
+                };
+                Some((when, key, u64::try_from(count).unwrap_or(0)))
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl UsageLog for Sqlite {
+    async fn record(
+        &self,
+        integration_id: &str,
+        at: DateTime<Utc>,
+        counts: &UsageCounts,
+    ) -> Result<(), BackendError> {
+        let (id, hour) = (integration_id.to_owned(), usage_hour(at));
+        let counts = counts.clone();
+        self.write(move |tx| add_usage(tx, &id, &hour, &counts))
+            .await
+    }
+
+    async fn usage(
+        &self,
+        integration_id: &str,
+        since: NaiveDate,
+        until: NaiveDate,
+    ) -> Result<BTreeMap<NaiveDate, UsageCounts>, BackendError> {
+        let after = until.succ_opt().unwrap_or(until);
+        let rows = self
+            .usage_rows(integration_id, since.to_string(), after.to_string())
+            .await?;
         let mut usage: BTreeMap<NaiveDate, UsageCounts> = BTreeMap::new();
-        for (day, name, count) in rows {
-            let day = day.parse().map_err(err)?;
-            let Ok(key) = name.parse::<UsageKey>() else {
-                // Counted by a newer receiver under a reason this one does not know.
-                UsageKeyUnknown {
-                    backend: BACKEND,
-                    name: &name,
-                }
-                .emit();
-                continue;
-            };
-            usage
-                .entry(day)
-                .or_default()
-                .insert(key, u64::try_from(count).unwrap_or(0));
+        for (when, key, count) in rows {
+            // An hour's row, or a whole day's from before usage was kept per hour.
+            let day = when.get(..10).unwrap_or(&when).parse().map_err(err)?;
+            *usage.entry(day).or_default().entry(key).or_default() += count;
         }
         Ok(usage)
+    }
+
+    async fn recent(
+        &self,
+        integration_id: &str,
+        since: DateTime<Utc>,
+    ) -> Result<UsageCounts, BackendError> {
+        // Hours sort after their day's whole-day row ("2026-11-30" < "2026-11-30T05"), and
+        // "~" after every digit: the range is the hours from `since`'s on.
+        let rows = self
+            .usage_rows(integration_id, usage_hour(since), "~".to_owned())
+            .await?;
+        let mut counts = UsageCounts::new();
+        for (_, key, count) in rows {
+            *counts.entry(key).or_default() += count;
+        }
+        Ok(counts)
     }
 }
 
@@ -923,25 +958,30 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn usage_adds_up_per_day_and_integration() {
+    async fn usage_adds_up_per_hour_per_day_and_integration_with_the_days_kept_before() {
         let dir = tempfile::tempdir().unwrap();
         let db = Sqlite::open(&dir.path().join("relay.db")).unwrap();
         let day = NaiveDate::from_ymd_opt(2026, 11, 22).unwrap();
+        let at = |h: u32, m: u32| day.and_hms_opt(h, m, 0).unwrap().and_utc();
         let counts = |n| UsageCounts::from([(key("accepted"), n)]);
-        UsageLog::record(&db, "int_1", day, &counts(2))
-            .await
-            .unwrap();
-        UsageLog::record(&db, "int_1", day, &counts(3))
-            .await
-            .unwrap();
-        UsageLog::record(&db, "int_2", day, &counts(7))
-            .await
-            .unwrap();
-        UsageLog::record(&db, "int_1", day.pred_opt().unwrap(), &counts(1))
+        for (id, when, n) in [
+            ("int_1", at(9, 5), 2),
+            ("int_1", at(9, 55), 3),
+            ("int_1", at(10, 1), 4),
+            ("int_2", at(10, 1), 7),
+            ("int_1", at(0, 0) - chrono::Duration::minutes(1), 1),
+        ] {
+            UsageLog::record(&db, id, when, &counts(n)).await.unwrap();
+        }
+        // A whole day's row, as a file from before hours were kept has it.
+        let whole_day = counts(10);
+        db.write(move |tx| add_usage(tx, "int_1", "2026-11-22", &whole_day))
             .await
             .unwrap();
         let usage = db.usage("int_1", day, day).await.unwrap();
-        assert_eq!(usage, BTreeMap::from([(day, counts(5))]));
+        assert_eq!(usage, BTreeMap::from([(day, counts(19))]));
+        assert_eq!(db.recent("int_1", at(10, 30)).await.unwrap(), counts(4));
+        assert_eq!(db.recent("int_1", at(9, 59)).await.unwrap(), counts(9));
     }
 
     #[tokio::test]
