@@ -59,6 +59,8 @@ def test_every_alert_reads_only_metrics_the_receiver_publishes_and_mirrors_an_al
     for rule in rules:
         unknown = metric_names(rule["expr"]) - set(METRICS)
         assert not unknown, f"{rule['alert']} reads {unknown}"
+    [share] = [rule for rule in rules if rule["alert"] == "BucketRelayIntegrationErrorShare"]
+    assert share["expr"].strip().endswith(f"> {contract()['error_share_alarm']}"), "the threshold `status` flags"
     test_names = re.findall(r"alertname: (\w+)", (RULES.parent / "rules.test.yml").read_text())
     assert set(test_names) == alerts, "every alert has a unit test"
 

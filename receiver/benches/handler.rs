@@ -76,9 +76,10 @@ fn fresh_relay() -> Relay {
     let usage = Arc::new(MemoryUsage::default());
     let history = Arc::new(MemoryHistory::default());
     let ledger = Arc::new(MemoryLedger::default());
+    let queue = Arc::new(MemoryQueue::default());
     let intake = Claiming::new(
         ledger.clone(),
-        Arc::new(MemoryQueue::default()),
+        queue.clone(),
         usage.clone(),
         history.clone(),
     );
@@ -89,6 +90,7 @@ fn fresh_relay() -> Relay {
         cursors: Arc::new(MemoryCursors::default()),
         history,
         records: ledger,
+        backlog: queue,
     };
     Relay::new(backends, Arc::new(StaticKey(MasterKey::from_bytes(MASTER))))
 }
@@ -170,7 +172,8 @@ fn handler_sqlite(b: &mut criterion::Bencher<'_>, runtime: &tokio::runtime::Runt
             usage: db.clone(),
             cursors: db.clone(),
             history: db.clone(),
-            records: db,
+            records: db.clone(),
+            backlog: db,
         },
         Arc::new(StaticKey(MasterKey::from_bytes(MASTER))),
     );

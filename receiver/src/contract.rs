@@ -44,6 +44,7 @@ pub fn document() -> Value {
         "outcomes": Outcome::ALL.iter().map(|o| o.as_str()).collect::<Vec<_>>(),
         "reasons": reasons,
         "prometheus_metrics": crate::events::METRICS,
+        "error_share_alarm": crate::events::ERROR_SHARE_ALARM,
         "log_events": crate::events::CATALOGUE.iter().map(|spec| json!({
             "message": spec.message,
             "level": spec.level,

@@ -424,6 +424,10 @@ pub const BUILD_INFO: MetricSpec = metric(
     "Always 1; the version of the running binary.",
 );
 
+/// The share of an integration's events over an hour, refused or to be retried, above which
+/// it is flagged: by `status`, and by the alert in deploy/prometheus.
+pub const ERROR_SHARE_ALARM: f64 = 0.5;
+
 /// Every metric, in the order the contract lists them.
 pub const METRICS: &[MetricSpec] = &[
     EVENTS_TOTAL,

@@ -80,6 +80,7 @@ async fn fixture() -> Fixture {
         cursors: Arc::new(MemoryCursors::default()),
         history,
         records: ledger.clone(),
+        backlog: Arc::new(MemoryQueue::default()),
     };
     let keys = Arc::new(StaticKey(MasterKey::from_bytes(MASTER)));
     Fixture {

@@ -278,6 +278,17 @@ impl MemoryQueue {
 }
 
 #[async_trait]
+impl super::Backlog for MemoryQueue {
+    async fn depths(&self) -> Result<Vec<super::QueueDepth>, BackendError> {
+        Ok(vec![super::QueueDepth {
+            queue: "memory".to_owned(),
+            waiting: self.0.lock().unwrap().len() as u64,
+            in_flight: None,
+        }])
+    }
+}
+
+#[async_trait]
 impl Queue for MemoryQueue {
     async fn send(&self, jobs: &[&IngestJob]) -> Result<Vec<Delivery>, BackendError> {
         let mut queue = self.0.lock().unwrap();
@@ -448,6 +459,7 @@ pub fn backends(
         cursors: cursors.clone(),
         history,
         records: ledger,
+        backlog: queue.clone(),
     };
     (backends, queue, cursors)
 }

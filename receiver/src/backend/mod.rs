@@ -13,6 +13,8 @@
 //! - [`MasterKeySource`]: the master key, from [`keyfile`] (embedded) or [`secretsmanager`].
 //! - `aws`: the AWS SDK's configuration, read once, with each purpose's deadlines and retries.
 //! - [`DeadLetters`]: a dead-letter queue a replay drains ([`deadletters`]: SQS).
+//! - [`Backlog`]: how many jobs wait on the ingest queue (and its dead-letter queue), for
+//!   `status`.
 //!
 //! Two ways to be an [`Intake`]:
 //! - [`sqlite`] (the embedded default) keeps the ledger, the queue and the usage counts in one
@@ -626,6 +628,23 @@ pub trait JobRecords: Send + Sync {
     async fn restamp(&self, integrations: &[Integration]) -> Result<u64, BackendError>;
 }
 
+/// One queue's depth, as `status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct QueueDepth {
+    /// `ingest`, `ingest-dlq`, or `embedded`.
+    pub queue: String,
+    /// Jobs waiting (approximately, on SQS).
+    pub waiting: u64,
+    /// Jobs a consumer holds right now (SQS only).
+    pub in_flight: Option<u64>,
+}
+
+/// How many jobs wait: the ingest queue, and its dead-letter queue when it has one.
+#[async_trait]
+pub trait Backlog: Send + Sync {
+    async fn depths(&self) -> Result<Vec<QueueDepth>, BackendError>;
+}
+
 /// The backends the handler and the CLI work with.
 pub struct Backends {
     pub store: Arc<dyn Store>,
@@ -634,6 +653,7 @@ pub struct Backends {
     pub cursors: Arc<dyn Cursors>,
     pub history: Arc<dyn History>,
     pub records: Arc<dyn JobRecords>,
+    pub backlog: Arc<dyn Backlog>,
 }
 
 #[cfg(test)]

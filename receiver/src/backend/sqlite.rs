@@ -761,6 +761,21 @@ impl Sqlite {
     }
 }
 
+/// The embedded queue keeps every job (`jobs list` reads them all): its depth is their count.
+#[async_trait]
+impl super::Backlog for Sqlite {
+    async fn depths(&self) -> Result<Vec<super::QueueDepth>, BackendError> {
+        let count: i64 = self
+            .run(|conn| conn.query_row("SELECT count(*) FROM jobs", [], |row| row.get(0)))
+            .await?;
+        Ok(vec![super::QueueDepth {
+            queue: "embedded".to_owned(),
+            waiting: u64::try_from(count).unwrap_or(0),
+            in_flight: None,
+        }])
+    }
+}
+
 #[async_trait]
 impl UsageLog for Sqlite {
     async fn record(

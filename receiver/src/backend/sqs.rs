@@ -147,3 +147,57 @@ impl Queue for SqsQueue {
         Ok(())
     }
 }
+
+/// `GetQueueAttributes` on the ingest queue, and on the dead-letter queue its redrive policy
+/// names (found by name with `GetQueueUrl`): both are read-only calls the operator's role has.
+#[async_trait]
+impl super::Backlog for SqsQueue {
+    async fn depths(&self) -> Result<Vec<super::QueueDepth>, BackendError> {
+        use aws_sdk_sqs::types::QueueAttributeName as Name;
+        let attributes = |url: String| async move {
+            self.client
+                .get_queue_attributes()
+                .queue_url(url)
+                .attribute_names(Name::ApproximateNumberOfMessages)
+                .attribute_names(Name::ApproximateNumberOfMessagesNotVisible)
+                .attribute_names(Name::RedrivePolicy)
+                .send()
+                .await
+                .map_err(sdk_err)
+                .map(|out| out.attributes.unwrap_or_default())
+        };
+        let number = |attributes: &std::collections::HashMap<Name, String>, name: &Name| {
+            attributes.get(name).and_then(|n| n.parse::<u64>().ok())
+        };
+        let ingest = attributes(self.queue_url.clone()).await?;
+        let mut depths = vec![super::QueueDepth {
+            queue: "ingest".to_owned(),
+            waiting: number(&ingest, &Name::ApproximateNumberOfMessages).unwrap_or(0),
+            in_flight: number(&ingest, &Name::ApproximateNumberOfMessagesNotVisible),
+        }];
+        // {"deadLetterTargetArn":"arn:aws:sqs:<region>:<account>:<name>","maxReceiveCount":…}
+        let dlq_name = ingest
+            .get(&Name::RedrivePolicy)
+            .and_then(|policy| serde_json::from_str::<serde_json::Value>(policy).ok())
+            .and_then(|policy| policy["deadLetterTargetArn"].as_str().map(str::to_owned))
+            .and_then(|arn| arn.rsplit(':').next().map(str::to_owned));
+        if let Some(name) = dlq_name {
+            let url = self
+                .client
+                .get_queue_url()
+                .queue_name(name)
+                .send()
+                .await
+                .map_err(sdk_err)?
+                .queue_url
+                .unwrap_or_default();
+            let dlq = attributes(url).await?;
+            depths.push(super::QueueDepth {
+                queue: "ingest-dlq".to_owned(),
+                waiting: number(&dlq, &Name::ApproximateNumberOfMessages).unwrap_or(0),
+                in_flight: number(&dlq, &Name::ApproximateNumberOfMessagesNotVisible),
+            });
+        }
+        Ok(depths)
+    }
+}

@@ -45,6 +45,9 @@ pub enum Command {
     /// Whether every object in the bucket became a job: the missing ones named, and with
     /// --repair made. Exit code 0 when none is missing, 3 when some are.
     Reconcile(ReconcileArgs),
+    /// One screen: every integration's mode, state, last event and events of the last hour and
+    /// day, the queues' depths, and the integrations refused or retried more than half the time.
+    Status(StatusArgs),
     /// What the receiver did with events.
     #[command(subcommand)]
     Events(EventsCommand),
@@ -151,6 +154,13 @@ pub struct BackfillArgs {
     /// job for (left alone as `beyond_horizon` otherwise: each may have been a job once).
     #[arg(long)]
     pub past_horizon: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Show it again this often (`5s`; 1s to 1h) until interrupted.
+    #[arg(long)]
+    pub watch: Option<humantime::Duration>,
 }
 
 #[derive(Args, Debug)]
@@ -445,6 +455,7 @@ pub(crate) const OVERLAP: DurationRange = range("--overlap", 0, 7 * DAY);
 pub(crate) const READ_TIMEOUT: DurationRange = range("--read-timeout", 1, 10 * MINUTE);
 pub(crate) const GRACE: DurationRange = range("--grace", 0, 90 * DAY);
 pub(crate) const CLAIM_LEASE: DurationRange = range("--claim-lease", 1, HOUR);
+pub(crate) const WATCH: DurationRange = range("--watch", 1, HOUR);
 
 impl DurationRange {
     /// `value`, if it is within the range.
@@ -475,6 +486,9 @@ impl Cli {
                 }
             }
             Some(Command::Serve(args)) => args.check_durations()?,
+            Some(Command::Status(StatusArgs { watch: Some(every) })) => {
+                WATCH.check(**every)?;
+            }
             Some(Command::Integrations(IntegrationsCommand::RotateSecret(args))) if !args.now => {
                 GRACE.check(*args.grace)?;
             }

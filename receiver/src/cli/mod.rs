@@ -27,6 +27,7 @@ mod secret;
 mod serve;
 mod setup;
 mod source;
+mod status;
 mod test_event;
 mod verdict;
 
@@ -76,7 +77,7 @@ async fn dispatch(cli: Cli, runtime: Runtime) -> CliResult {
         Command::Poll(_) | Command::Backfill(_) | Command::Reconcile(_) | Command::Replay(_) => {
             telemetry::init_cli_logging();
         }
-        Command::Integrations(_) | Command::Jobs(_) | Command::Events(_) => {}
+        Command::Integrations(_) | Command::Jobs(_) | Command::Events(_) | Command::Status(_) => {}
     }
     let wired = wire(&cli.data_dir, &cli.backend).await?;
     let printer = Printer { json: cli.json };
@@ -87,6 +88,7 @@ async fn dispatch(cli: Cli, runtime: Runtime) -> CliResult {
         Command::Poll(args) => listing::poll(wired, printer, args).await,
         Command::Backfill(args) => listing::backfill(wired, printer, args).await,
         Command::Reconcile(args) => reconcile::reconcile(wired, printer, args).await,
+        Command::Status(args) => status::status(wired, printer, args).await,
         Command::Events(EventsCommand::Why { integration, key }) => {
             printer.emit(&events::why(&wired, &integration, &key).await?)
         }

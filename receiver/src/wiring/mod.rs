@@ -149,7 +149,7 @@ async fn aws_backends(args: &BackendArgs, aws: &AwsConfig) -> anyhow::Result<Cho
             store: Arc::new(DynamoStore::new(dynamodb, name(&args.integrations_table))),
             intake: Arc::new(Claiming::new(
                 ledger.clone(),
-                queue,
+                queue.clone(),
                 ledger.clone(),
                 ledger.clone(),
             )),
@@ -157,6 +157,7 @@ async fn aws_backends(args: &BackendArgs, aws: &AwsConfig) -> anyhow::Result<Cho
             cursors: ledger.clone(),
             history: ledger.clone(),
             records: ledger,
+            backlog: queue,
         },
         keys: Arc::new(SecretsManagerKey::new(
             aws_sdk_secretsmanager::Client::new(&config),
