@@ -69,6 +69,10 @@ def test_serve_answers_prometheus_metrics_that_move_with_the_events(tmp_path):
         assert value(after, "bucket_relay_requests_refused_total", reason="invalid_secret") == 1
         assert sum(v for (name, _), v in after.items() if name == "bucket_relay_auth_failures_total") == 1
         assert value(after, "bucket_relay_request_duration_seconds_count") == 3
+        # One new job on the embedded queue, read at the scrape; each request was one commit.
+        assert value(after, "bucket_relay_queue_jobs", queue="embedded") == 1
+        assert value(after, "bucket_relay_commits_total") >= 2
+        assert value(after, "bucket_relay_commit_group_requests_count") == value(after, "bucket_relay_commits_total")
 
         promtool = shutil.which("promtool")
         assert promtool, "scripts/test installs promtool (Debian's prometheus package)"

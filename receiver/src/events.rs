@@ -320,6 +320,19 @@ operator_events! {
         lease_s: i64,
         detail: &'static str,
     }
+    /// The embedded backend committed a group of requests in one transaction: how many, how
+    /// many new jobs, how long (at debug: counted in the metrics).
+    GroupCommitted = "group_committed", DEBUG {
+        backend: &'static str,
+        requests: u64,
+        jobs: u64,
+        duration_ms: f64,
+    } => count_group
+    /// A queue's depth read for `/metrics` (at debug: it sets `bucket_relay_queue_jobs`).
+    QueueDepthRead<'a> = "queue_depth_read", DEBUG {
+        queue: &'a str,
+        waiting: u64,
+    } => set_queue_depth
     /// The embedded backend could not checkpoint its write-ahead log (it tries again).
     CheckpointFailed = "checkpoint_failed", WARN {
         backend: &'static str,
@@ -417,6 +430,25 @@ pub const MISSED_BY_EVENTS_TOTAL: MetricSpec = metric(
     &["integration_id"],
     "Jobs a safety net made for objects no event brought, by integration.",
 );
+pub const COMMITS_TOTAL: MetricSpec = metric(
+    "bucket_relay_commits_total",
+    "counter",
+    &[],
+    "Transactions of the embedded backend, each committing a group of requests.",
+);
+pub const COMMIT_GROUP_SIZE: MetricSpec = metric(
+    "bucket_relay_commit_group_requests",
+    "histogram",
+    &[],
+    "Requests per transaction of the embedded backend (group commit).",
+);
+pub const QUEUE_JOBS: MetricSpec = metric(
+    "bucket_relay_queue_jobs",
+    "gauge",
+    &["queue"],
+    "Jobs on a queue, read at each scrape: the embedded queue's, or SQS's ingest queue and its \
+     dead-letter queue.",
+);
 pub const BUILD_INFO: MetricSpec = metric(
     "bucket_relay_build_info",
     "gauge",
@@ -440,6 +472,9 @@ pub const METRICS: &[MetricSpec] = &[
     POLL_TICKS_TOTAL,
     POLL_FAILURES_TOTAL,
     MISSED_BY_EVENTS_TOTAL,
+    COMMITS_TOTAL,
+    COMMIT_GROUP_SIZE,
+    QUEUE_JOBS,
     BUILD_INFO,
 ];
 
@@ -450,7 +485,10 @@ pub fn describe_metrics() {
         match spec.kind {
             "counter" => metrics::describe_counter!(spec.name, spec.help),
             "gauge" => metrics::describe_gauge!(spec.name, spec.help),
-            _ => metrics::describe_histogram!(spec.name, metrics::Unit::Seconds, spec.help),
+            _ if spec.name.ends_with("_seconds") => {
+                metrics::describe_histogram!(spec.name, metrics::Unit::Seconds, spec.help)
+            }
+            _ => metrics::describe_histogram!(spec.name, spec.help),
         }
     }
     metrics::gauge!(BUILD_INFO.name, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
@@ -528,6 +566,15 @@ fn count_missed(event: &MissedByEvents<'_>) {
         "integration_id" => event.integration_id.to_owned()
     )
     .increment(1);
+}
+
+fn count_group(event: &GroupCommitted) {
+    metrics::counter!(COMMITS_TOTAL.name).increment(1);
+    metrics::histogram!(COMMIT_GROUP_SIZE.name).record(event.requests as f64);
+}
+
+fn set_queue_depth(event: &QueueDepthRead<'_>) {
+    metrics::gauge!(QUEUE_JOBS.name, "queue" => event.queue.to_owned()).set(event.waiting as f64);
 }
 
 /// The description of an event as one line: its doc comment's lines joined.

@@ -26,7 +26,7 @@ use super::{
     LedgerTime, ObjectHistory, Recorded, Seen, Settled, Settlement, Store, UsageCounts, UsageKey,
     UsageLog, HISTORY_RETENTION, OLD_LEDGER_RETENTION,
 };
-use crate::events::{CheckpointFailed, UsageKeyUnknown};
+use crate::events::{CheckpointFailed, GroupCommitted, UsageKeyUnknown};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use relay_protocol::{IngestJob, Integration, Outcome, Reason};
@@ -311,6 +311,7 @@ fn spawn_writer(
 
 /// Commits a group in one transaction and answers each of its requests.
 fn commit_group(conn: &mut Connection, group: Vec<PendingCommit>) {
+    let started = std::time::Instant::now();
     let written = (|| {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let answers = group
@@ -322,6 +323,18 @@ fn commit_group(conn: &mut Connection, group: Vec<PendingCommit>) {
     })();
     match written {
         Ok(answers) => {
+            let enqueued = answers
+                .iter()
+                .flatten()
+                .filter(|c| **c == Committed::Enqueued)
+                .count();
+            GroupCommitted {
+                backend: BACKEND,
+                requests: group.len() as u64,
+                jobs: enqueued as u64,
+                duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            }
+            .emit();
             for (pending, answer) in group.into_iter().zip(answers) {
                 let _ = pending.answer.send(Ok(answer));
             }

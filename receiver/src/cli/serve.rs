@@ -71,6 +71,8 @@ pub(crate) async fn serve(
     if let (Some(every), Runtime::Http) = (args.poll_every, runtime) {
         listing::spawn_ticks(&wired, *every).await;
     }
+    #[cfg(feature = "server")]
+    let backlog = Arc::clone(&wired.backends.backlog);
     let relay = Arc::new(Relay::new(wired.backends, wired.keys).with_lookup(wired.lookups));
     if runtime == Runtime::LambdaHttp {
         return crate::lambda::run(relay).await.map_err(|e| anyhow!(e));
@@ -83,7 +85,7 @@ pub(crate) async fn serve(
         }
         .emit();
         if let (Some(address), Some(handle)) = (args.metrics_listen, installed.prometheus) {
-            crate::serve::metrics::serve(address, handle)
+            crate::serve::metrics::serve(address, handle, backlog)
                 .await
                 .map_err(|e| anyhow!("cannot answer /metrics on {address}: {e}"))?;
         }

@@ -4,6 +4,7 @@
 //! The operator events ([`crate::events`]) count through the `metrics` facade; this builds the
 //! Prometheus recorder behind it and renders what it holds at each scrape.
 
+use crate::backend::Backlog;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -16,6 +17,7 @@ use metrics_exporter_prometheus::{
 };
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// Request durations' histogram buckets, in seconds: a commit on the embedded backend takes
 /// about a millisecond, a request on AWS tens; the last ones catch a backend that hangs.
@@ -39,8 +41,12 @@ pub(crate) fn recorder() -> Result<PrometheusRecorder, String> {
 }
 
 /// Binds `listen` and answers scrapes on it, rendering `handle`, for as long as the process
-/// lives.
-pub(crate) async fn serve(listen: SocketAddr, handle: PrometheusHandle) -> std::io::Result<()> {
+/// lives. Each scrape reads the queues' depths from `backlog` first.
+pub(crate) async fn serve(
+    listen: SocketAddr,
+    handle: PrometheusHandle,
+    backlog: Arc<dyn Backlog>,
+) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tokio::spawn(async move {
         loop {
@@ -48,14 +54,41 @@ pub(crate) async fn serve(listen: SocketAddr, handle: PrometheusHandle) -> std::
                 continue;
             };
             let handle = handle.clone();
+            let backlog = Arc::clone(&backlog);
             let service = service_fn(move |request| {
-                let handle = handle.clone();
-                async move { Ok::<_, Infallible>(answer(&handle, &request)) }
+                let (handle, backlog) = (handle.clone(), Arc::clone(&backlog));
+                async move {
+                    if is_scrape(&request) {
+                        read_depths(backlog.as_ref()).await;
+                    }
+                    Ok::<_, Infallible>(answer(&handle, &request))
+                }
             });
             tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
         }
     });
     Ok(())
+}
+
+fn is_scrape(request: &Request<Incoming>) -> bool {
+    request.method() == Method::GET && request.uri().path() == "/metrics"
+}
+
+/// The queues' depths, as gauges; a backlog that does not answer leaves the last ones (its
+/// failure is the backend's own `backend_unavailable` line).
+async fn read_depths(backlog: &dyn Backlog) {
+    match backlog.depths().await {
+        Ok(depths) => {
+            for depth in depths {
+                crate::events::QueueDepthRead {
+                    queue: &depth.queue,
+                    waiting: depth.waiting,
+                }
+                .emit();
+            }
+        }
+        Err(error) => crate::telemetry::log_backend_error(&error),
+    }
 }
 
 fn answer(handle: &PrometheusHandle, request: &Request<Incoming>) -> Response<Full<Bytes>> {
