@@ -30,6 +30,7 @@ MIRRORS = {
     "poller_duration": "BucketRelayPollFailing",  # a tick past its limits fails as listing_too_long
     "poller_stopped": "BucketRelayDown",  # serve's ticks run in-process
     "missed_by_events": "BucketRelayMissedByEvents",
+    "integration_errors": "BucketRelayIntegrationErrorShare",
     "queue_age": None,  # SQS's ingest queue; the embedded queue is read with `jobs list`
     "queue_depth": None,  # the same
 }

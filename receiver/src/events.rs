@@ -84,7 +84,10 @@ macro_rules! operator_events {
 operator_events! {
     // --- the receiver, per request ---------------------------------------------------------
     /// A request answered: its sender (`worker` or `eventbridge`), its status, how many events it
-    /// carried and how many ended in each outcome.
+    /// carried and how many ended in each outcome. `refused_balance` is its rejected and
+    /// retried events less the others: summed over an hour it is above zero exactly when more
+    /// than half of the integration's events were refused or retried (the receiver module's
+    /// Contributor Insights rule sums it per integration).
     RequestHandled<'a> = "request", INFO {
         integration_id: &'a str,
         sender: &'a str,
@@ -95,6 +98,7 @@ operator_events! {
         skipped: u64,
         rejected: u64,
         retry_later: u64,
+        refused_balance: i64,
         bytes: u64,
         duration_ms: f64,
     } => count_request

@@ -298,16 +298,20 @@ impl Relay {
             (Sender::EventBridge, Some(item)) => wire::single_event_status(item.outcome),
             _ => 200,
         };
+        let events = items.len() as u64;
+        let refused = tally.count(Outcome::Rejected) + tally.count(Outcome::RetryLater);
         RequestHandled {
             integration_id,
             sender: sender.as_str(),
             status,
-            events: items.len() as u64,
+            events,
             accepted: tally.count(Outcome::Accepted),
             duplicate: tally.count(Outcome::Duplicate),
             skipped: tally.count(Outcome::Skipped),
             rejected: tally.count(Outcome::Rejected),
             retry_later: tally.count(Outcome::RetryLater),
+            refused_balance: i64::try_from(2 * refused).unwrap_or(i64::MAX)
+                - i64::try_from(events).unwrap_or(i64::MAX),
             bytes: bytes as u64,
             duration_ms: elapsed_ms,
         }

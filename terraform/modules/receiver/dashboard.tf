@@ -54,3 +54,36 @@ resource "aws_cloudwatch_metric_alarm" "queue_depth" {
   ok_actions          = [aws_sns_topic.alarms.arn]
   tags                = var.tags
 }
+
+# The runbook's "one integration's error rate above 50 % for an hour", without one metric per
+# integration: a Contributor Insights rule sums each `request` line's `refused_balance` (its
+# rejected and retried events less the others) per integration. An integration's sum over an
+# hour is above zero exactly when more than half of its events were refused or retried, so the
+# top contributor's value (MaxContributorValue) above zero is the alarm.
+resource "aws_cloudwatch_contributor_insight_rule" "integration_errors" {
+  rule_name  = "${var.name}-integration-errors"
+  rule_state = "ENABLED"
+  rule_definition = templatefile("${path.module}/contributor-insights.json.tftpl", {
+    log_group = aws_cloudwatch_log_group.receiver.name
+  })
+}
+
+resource "aws_cloudwatch_metric_alarm" "integration_errors" {
+  alarm_name          = "${var.name}-integration-error-share"
+  alarm_description   = "Over the last hour, more than half of one integration's events were refused or retried: Contributor Insights rule ${var.name}-integration-errors names it (bucket-relay status too)."
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  evaluation_periods  = 1
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+  tags                = var.tags
+
+  metric_query {
+    id          = "worst"
+    expression  = "INSIGHT_RULE_METRIC(\"${aws_cloudwatch_contributor_insight_rule.integration_errors.rule_name}\", \"MaxContributorValue\")"
+    label       = "Refused or retried less the others, worst integration, last hour"
+    period      = 3600
+    return_data = true
+  }
+}
