@@ -460,7 +460,7 @@ impl UsageLog for DynamoLedger {
             ids.extend((0..24).map(|h| usage_id(integration_id, &format!("{day_text}T{h:02}"))));
         }
         let mut usage: BTreeMap<NaiveDate, UsageCounts> = BTreeMap::new();
-        for item in self.get_all(ids).await? {
+        for item in self.get_all(ids, false).await? {
             let Some(day) = text(&item, "job_id")
                 .and_then(|id| id.rsplit('#').next())
                 .and_then(|when| when.get(..10)?.parse::<NaiveDate>().ok())
@@ -488,13 +488,31 @@ impl UsageLog for DynamoLedger {
             hour += Duration::hours(1);
         }
         let mut total = UsageCounts::new();
-        for item in self.get_all(ids).await? {
+        for item in self.get_all(ids, false).await? {
             for (key, count) in usage_counts(&item) {
                 *total.entry(key).or_default() += count;
             }
         }
         Ok(total)
     }
+}
+
+/// What a ledger item says of its job at `at`: enqueued and remembered, in flight, or forgotten
+/// (its TTL passed, or it was made before the horizon). `None` for an item with no job id.
+fn recorded_of(
+    item: &HashMap<String, AttributeValue>,
+    at: LedgerTime,
+) -> Option<(String, Recorded)> {
+    let id = text(item, "job_id")?.to_owned();
+    let live = number(item, TTL_ATTRIBUTE).is_none_or(|t| t > at.now.timestamp())
+        && number(item, "enqueued_at_ms")
+            .is_none_or(|made| made > at.forgotten_before().timestamp_millis());
+    let recorded = match (text(item, "state"), live) {
+        (_, false) => Recorded::Unknown,
+        (Some(STATE_DONE), true) => Recorded::Enqueued,
+        (_, true) => Recorded::InFlight,
+    };
+    Some((id, recorded))
 }
 
 /// A usage item's counts; a reason a newer receiver counted and this one does not know is left
@@ -515,26 +533,19 @@ fn cursor_id(integration_id: &str, name: &str) -> String {
 
 #[async_trait]
 impl JobRecords for DynamoLedger {
-    /// `BatchGetItem`, 100 keys a call, a few calls at once; keys DynamoDB hands back
-    /// unprocessed are asked again.
+    /// `BatchGetItem` ([`DynamoLedger::get_all`]), strongly consistent.
     async fn recorded(
         &self,
         job_ids: &[&str],
         at: LedgerTime,
     ) -> Result<Vec<Recorded>, BackendError> {
-        let chunks: Vec<Vec<String>> = job_ids
-            .chunks(100)
-            .map(|chunk| chunk.iter().map(|id| (*id).to_owned()).collect())
+        let ids = job_ids.iter().map(|id| (*id).to_owned()).collect();
+        let known: HashMap<String, Recorded> = self
+            .get_all(ids, true)
+            .await?
+            .iter()
+            .filter_map(|item| recorded_of(item, at))
             .collect();
-        let answers = stream::iter(chunks)
-            .map(|chunk| self.recorded_chunk(chunk, at))
-            .buffered(4)
-            .collect::<Vec<_>>()
-            .await;
-        let mut known: HashMap<String, Recorded> = HashMap::new();
-        for answer in answers {
-            known.extend(answer?);
-        }
         Ok(job_ids
             .iter()
             .map(|id| known.get(*id).copied().unwrap_or(Recorded::Unknown))
@@ -588,50 +599,70 @@ impl JobRecords for DynamoLedger {
 }
 
 impl DynamoLedger {
-    /// The items with these keys (those that exist), by `BatchGetItem` (100 keys a call),
-    /// asking again for what DynamoDB hands back unprocessed.
+    /// The items with these keys (those that exist), by `BatchGetItem`: 100 keys a call, a few
+    /// calls at once, asking again for what DynamoDB hands back unprocessed.
     async fn get_all(
         &self,
         ids: Vec<String>,
+        consistent: bool,
     ) -> Result<Vec<HashMap<String, AttributeValue>>, BackendError> {
+        let chunks: Vec<Vec<String>> = ids.chunks(100).map(<[_]>::to_vec).collect();
+        let answers: Vec<Result<Vec<_>, BackendError>> = stream::iter(chunks)
+            .map(|chunk| self.get_chunk(chunk, consistent))
+            .buffered(4)
+            .collect()
+            .await;
         let mut found = Vec::new();
-        for chunk in ids.chunks(100) {
-            let mut keys: Vec<HashMap<String, AttributeValue>> = chunk
-                .iter()
-                .map(|id| HashMap::from([("job_id".to_owned(), s(id))]))
-                .collect();
-            for _ in 0..10 {
-                if keys.is_empty() {
-                    break;
-                }
-                let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
-                    .set_keys(Some(std::mem::take(&mut keys)))
-                    .build()
-                    .map_err(err)?;
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(sdk_err)?;
-                found.extend(
-                    out.responses
-                        .unwrap_or_default()
-                        .remove(&self.table)
-                        .unwrap_or_default(),
-                );
-                keys = out
-                    .unprocessed_keys
-                    .and_then(|mut rest| rest.remove(&self.table))
-                    .map(|rest| rest.keys)
-                    .unwrap_or_default();
-            }
-            if !keys.is_empty() {
-                return Err(err("usage items left unprocessed after 10 rounds"));
-            }
+        for answer in answers {
+            found.extend(answer?);
         }
         Ok(found)
+    }
+
+    /// One `BatchGetItem` of at most 100 keys, and its unprocessed keys again (ten rounds).
+    async fn get_chunk(
+        &self,
+        ids: Vec<String>,
+        consistent: bool,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, BackendError> {
+        let mut keys: Vec<HashMap<String, AttributeValue>> = ids
+            .into_iter()
+            .map(|id| HashMap::from([("job_id".to_owned(), s(id))]))
+            .collect();
+        let mut found = Vec::new();
+        for _ in 0..10 {
+            if keys.is_empty() {
+                return Ok(found);
+            }
+            let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut keys)))
+                .consistent_read(consistent)
+                .build()
+                .map_err(err)?;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(sdk_err)?;
+            found.extend(
+                out.responses
+                    .unwrap_or_default()
+                    .remove(&self.table)
+                    .unwrap_or_default(),
+            );
+            keys = out
+                .unprocessed_keys
+                .and_then(|mut rest| rest.remove(&self.table))
+                .map(|rest| rest.keys)
+                .unwrap_or_default();
+        }
+        if keys.is_empty() {
+            Ok(found)
+        } else {
+            Err(err("keys left unprocessed ten times over"))
+        }
     }
 
     /// Sets a done item's expiry, unless it was re-made meanwhile: whether it changed.
@@ -660,70 +691,6 @@ impl DynamoLedger {
             Err(e) if e.is_conditional_check_failed_exception() => Ok(false),
             Err(e) => Err(sdk_err(e)),
         }
-    }
-
-    async fn recorded_chunk(
-        &self,
-        job_ids: Vec<String>,
-        at: LedgerTime,
-    ) -> Result<HashMap<String, Recorded>, BackendError> {
-        let mut keys: Vec<HashMap<String, AttributeValue>> = job_ids
-            .into_iter()
-            .map(|id| HashMap::from([("job_id".to_owned(), s(id))]))
-            .collect();
-        let mut found = HashMap::new();
-        for _ in 0..10 {
-            if keys.is_empty() {
-                break;
-            }
-            let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
-                .set_keys(Some(std::mem::take(&mut keys)))
-                .projection_expression("job_id, #state, #ttl, enqueued_at_ms")
-                .expression_attribute_names("#state", "state")
-                .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
-                .consistent_read(true)
-                .build()
-                .map_err(err)?;
-            let out = self
-                .client
-                .batch_get_item()
-                .request_items(&self.table, request)
-                .send()
-                .await
-                .map_err(sdk_err)?;
-            for item in out
-                .responses
-                .unwrap_or_default()
-                .remove(&self.table)
-                .unwrap_or_default()
-            {
-                let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
-                let number = |name: &str| {
-                    item.get(name)
-                        .and_then(|v| v.as_n().ok())
-                        .and_then(|n| n.parse::<i64>().ok())
-                };
-                let Some(id) = text("job_id") else { continue };
-                let live = number(TTL_ATTRIBUTE).is_none_or(|t| t > at.now.timestamp())
-                    && number("enqueued_at_ms")
-                        .is_none_or(|made| made > at.forgotten_before().timestamp_millis());
-                let recorded = match (text("state").as_deref(), live) {
-                    (_, false) => Recorded::Unknown,
-                    (Some(STATE_DONE), true) => Recorded::Enqueued,
-                    (_, true) => Recorded::InFlight,
-                };
-                found.insert(id, recorded);
-            }
-            keys = out
-                .unprocessed_keys
-                .and_then(|mut rest| rest.remove(&self.table))
-                .map(|rest| rest.keys)
-                .unwrap_or_default();
-        }
-        if !keys.is_empty() {
-            return Err(err("the ledger left keys unprocessed ten times over"));
-        }
-        Ok(found)
     }
 }
 
