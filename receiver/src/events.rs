@@ -15,8 +15,9 @@
 //!
 //! Metrics go through the `metrics` facade: `emit()` does not know who collects them. On Lambda
 //! (and `serve --metrics emf`) an EMF recorder turns the counts into one CloudWatch line per
-//! request; `serve --metrics-listen` installs a Prometheus recorder and answers `/metrics`;
-//! without a recorder (the CLI) the calls do nothing. The facade, rather than `prometheus-client`'s
+//! request ([`crate::telemetry`]); `serve --metrics-listen` installs a Prometheus recorder and
+//! answers `/metrics`; without a recorder (the CLI) the calls do nothing. This module depends on
+//! no other of the crate: everything reports through it. The facade, rather than `prometheus-client`'s
 //! registry, is what keeps the events free of any one exporter: a CloudWatch recorder can take
 //! the same calls. Every metric is in [`METRICS`], which the contract lists.
 
@@ -508,19 +509,16 @@ fn count_event(integration_id: &str, outcome: &'static str, reason: &str) {
     .increment(1);
 }
 
-/// A request's counts; its events' were counted as each was settled. With EMF on, the request
-/// ends its line.
+/// A request's counts; its events' were counted as each was settled.
 fn count_request(event: &RequestHandled<'_>) {
     metrics::counter!(REQUESTS_TOTAL.name, "status" => event.status.to_string()).increment(1);
     metrics::histogram!(REQUEST_SECONDS.name).record(event.duration_ms / 1000.0);
-    crate::telemetry::flush_emf();
 }
 
 fn count_refusal(event: &RequestRefused<'_>) {
     metrics::counter!(REQUESTS_TOTAL.name, "status" => event.status.to_string()).increment(1);
     metrics::counter!(REQUESTS_REFUSED_TOTAL.name, "reason" => event.error.to_owned()).increment(1);
     metrics::histogram!(REQUEST_SECONDS.name).record(event.duration_ms / 1000.0);
-    crate::telemetry::flush_emf();
 }
 
 fn count_accepted(event: &EventAccepted<'_>) {

@@ -17,7 +17,7 @@ use crate::events::{AuthFailed, ObjectLookupFailed, RequestHandled, RequestRefus
 use crate::integrations::Integrations;
 use crate::item::{decide_one, parse_events, report_event, Item};
 use crate::settle::settle;
-use crate::telemetry::{log_backend_error, EventCounts};
+use crate::telemetry::{flush_emf, log_backend_error, EventCounts};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, Method};
@@ -142,6 +142,7 @@ impl Relay {
             duration_ms: elapsed_ms,
         }
         .emit();
+        flush_emf();
     }
 
     async fn events(
@@ -316,6 +317,8 @@ impl Relay {
             duration_ms: elapsed_ms,
         }
         .emit();
+        // With EMF on, the request's counts are one line.
+        flush_emf();
         let results = Results {
             results: items
                 .into_iter()

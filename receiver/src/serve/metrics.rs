@@ -1,8 +1,8 @@
 //! `serve --metrics-listen`: `GET /metrics` in Prometheus' text format, on an address of its
 //! own (never the public port, which senders reach).
 //!
-//! The operator events ([`crate::events`]) count through the `metrics` facade; this builds the
-//! Prometheus recorder behind it and renders what it holds at each scrape.
+//! The operator events ([`crate::events`]) count through the `metrics` facade, into the
+//! Prometheus recorder [`crate::telemetry`] installs; this renders what it holds at each scrape.
 
 use crate::backend::Backlog;
 use bytes::Bytes;
@@ -12,33 +12,13 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use metrics_exporter_prometheus::{
-    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
-};
+use metrics_exporter_prometheus::PrometheusHandle;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// Request durations' histogram buckets, in seconds: a commit on the embedded backend takes
-/// about a millisecond, a request on AWS tens; the last ones catch a backend that hangs.
-const DURATION_BUCKETS: [f64; 12] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0,
-];
-
 /// The content type of the text exposition format.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// The Prometheus recorder, with the request durations' buckets; [`crate::telemetry`] installs
-/// it behind the facade.
-pub(crate) fn recorder() -> Result<PrometheusRecorder, String> {
-    let builder = PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            Matcher::Full(crate::events::REQUEST_SECONDS.name.to_owned()),
-            &DURATION_BUCKETS,
-        )
-        .map_err(|e| e.to_string())?;
-    Ok(builder.build_recorder())
-}
 
 /// Binds `listen` and answers scrapes on it, rendering `handle`, for as long as the process
 /// lives. Each scrape reads the queues' depths from `backlog` first.
@@ -87,7 +67,11 @@ async fn read_depths(backlog: &dyn Backlog) {
                 .emit();
             }
         }
-        Err(error) => crate::telemetry::log_backend_error(&error),
+        Err(error) => crate::events::BackendUnavailable {
+            backend: error.backend,
+            error: error.detail(),
+        }
+        .emit(),
     }
 }
 
