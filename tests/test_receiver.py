@@ -412,12 +412,13 @@ def test_r2_create_prints_the_whole_wrangler_setup_in_order(receiver):
         f'INTEGRATION_ID = "{created["id"]}"',
         'KEY_PREFIX = "in/"',
         'KEY_SUFFIXES = ".pdf,.png"',
-        "npx wrangler secret put EVENT_SOURCE_SECRET",
         "npx wrangler deploy",
+        f"printf '%s' '{created['secret']}' | npx wrangler secret put EVENT_SOURCE_SECRET",
+        "npx wrangler r2 bucket notification list uploads",
         "npx wrangler r2 bucket notification create uploads --event-type object-create --queue r2-events"
-        " --prefix in/ --suffix .pdf",
+        " --prefix=in/ --suffix=.pdf",
         "npx wrangler r2 bucket notification create uploads --event-type object-create --queue r2-events"
-        " --prefix in/ --suffix .png",
+        " --prefix=in/ --suffix=.png",
         ".workers.dev/healthz",
     ]
     positions = [setup.find(step) for step in steps]
@@ -425,6 +426,8 @@ def test_r2_create_prints_the_whole_wrangler_setup_in_order(receiver):
     assert positions == sorted(positions), "the queues first, the deploy before the bucket notifies"
     assert created["notification_rules"] == [line.strip() for line in setup.splitlines()
                                              if "notification create" in line]
+    # The receiver here is http on this machine: no customer's side could reach it, and it says so.
+    assert setup.startswith(f"WARNING: the receiver URL {receiver.url} cannot be given to a customer")
 
 
 def test_the_master_key_file_is_private(receiver):

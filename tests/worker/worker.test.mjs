@@ -247,7 +247,7 @@ describe("the worker in workerd against the real receiver", () => {
     assert.ok(integration.setup.includes(`queues create ${QUEUE} --message-retention-period-secs`));
     assert.ok(integration.setup.includes(`queues create ${DLQ} --message-retention-period-secs`));
     assert.deepEqual(integration.notification_rules, [
-      `npx wrangler r2 bucket notification create uploads --event-type object-create --queue ${QUEUE} --suffix .pdf`,
+      `npx wrangler r2 bucket notification create uploads --event-type object-create --queue ${QUEUE} --suffix=.pdf`,
     ]);
     // The worker applies the pasted suffix filter itself: a .txt never reaches the receiver.
     const txt = message(notification("in/notes.txt"));

@@ -17,10 +17,47 @@ pub(super) fn events_url(public_url: &str, integration_id: &str) -> String {
     )
 }
 
+/// Why the customer's side could not reach `base`, if it could not: Cloudflare's worker refuses a
+/// receiver URL that is not https (`config_receiver_not_https`), EventBridge API destinations
+/// take https endpoints only, and neither reaches this machine's loopback or a private network.
+pub(super) fn unreachable_from_the_cloud(base: &str) -> Option<&'static str> {
+    let Some(rest) = base.strip_prefix("https://") else {
+        return Some("it is not https");
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
+    };
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let private = host == "localhost"
+        || host.ends_with(".localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| match ip {
+            std::net::IpAddr::V4(v4) => {
+                v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified()
+            }
+            std::net::IpAddr::V6(v6) => v6.is_loopback() || v6.is_unspecified(),
+        });
+    private.then_some("it names this machine or a private network")
+}
+
 /// What the customer does with the secret on their side.
 pub(super) fn instructions(integration: &Integration, secret: &str, public_url: &str) -> String {
     let base = public_url.trim_end_matches('/');
-    match integration.provider {
+    let warning = unreachable_from_the_cloud(base)
+        .map(|why| {
+            format!(
+                "WARNING: the receiver URL {base} cannot be given to a customer: {why}. Their side\
+                 \n(the worker, EventBridge) would refuse it or never reach it, and retry every event.\
+                 \nSet RELAY_PUBLIC_URL (or --receiver-url) to the receiver's public https URL, and\
+                 \nprint this again with `integrations rotate-secret ID --grace 0s`.\n\n"
+            )
+        })
+        .unwrap_or_default();
+    let text = match integration.provider {
         Provider::R2 => r2_instructions(integration, secret, base),
         Provider::S3 => {
             let (title, terraform, block) = match integration.scope {
@@ -53,11 +90,15 @@ pub(super) fn instructions(integration: &Integration, secret: &str, public_url: 
                 block = indent(&block, 4),
             )
         }
-    }
+    };
+    format!("{warning}{text}")
 }
 
 /// The R2 setup, in the order that loses nothing: the queues exist (with their retention) before
-/// the worker consumes them, and the worker runs before the bucket starts notifying.
+/// the worker consumes them, and the worker runs, with its secret, before the bucket starts
+/// notifying. It is deployed before its secret is put (`secret put` on a worker that does not
+/// exist yet stops to ask whether to create one): nothing reaches it until the rules exist.
+/// Every command runs pasted into a non-interactive shell.
 fn r2_instructions(integration: &Integration, secret: &str, base: &str) -> String {
     let retention = WORKER_QUEUE_RETENTION_SECONDS;
     let mut text = format!(
@@ -71,12 +112,16 @@ fn r2_instructions(integration: &Integration, secret: &str, base: &str) -> Strin
          \n     (`npx wrangler queues resume-delivery {WORKER_DEAD_LETTER_QUEUE}`, after fixing a cause):\n\
          \n       npx wrangler queues pause-delivery {WORKER_DEAD_LETTER_QUEUE}\n\
          \n  2. In wrangler.toml, replace the [vars] section with:\n\n{vars}\
-         \n  3. Store the secret in the worker (paste it when asked):\n\
-         \n       npx wrangler secret put {WORKER_SECRET_NAME}\n\
-         \n     value: {secret}\n\
-         \n  4. Deploy the worker, so that it consumes the queue before the bucket notifies it:\n\
+         \n  3. Deploy the worker, so that it consumes the queue before the bucket notifies it (it\
+         \n     prints the worker's URL, https://{WORKER_NAME}.<your-workers-subdomain>.workers.dev):\n\
          \n       npx wrangler deploy\n\
-         \n  5. Send the bucket's new objects to the queue, filtered as the integration filters:\n\n",
+         \n  4. Store the secret in the deployed worker:\n\
+         \n       printf '%s' '{secret}' | npx wrangler secret put {WORKER_SECRET_NAME}\n\
+         \n  5. See the bucket's existing notification rules first: one that overlaps a rule below\
+         \n     (same queue, prefix and suffix) makes its create step fail.\n\
+         \n       npx wrangler r2 bucket notification list {bucket}\n\
+         \n     Then send the bucket's new objects to the queue, filtered as the integration filters:\n\n",
+        bucket = shell_quote(&integration.bucket),
         days = retention / 86_400,
         vars = indent(&wrangler_vars(integration, base), 7),
     );
@@ -85,7 +130,8 @@ fn r2_instructions(integration: &Integration, secret: &str, base: &str) -> Strin
     }
     let _ = write!(
         text,
-        "\n  6. Check the worker (it shows the integration and the receiver, never the secret):\n\
+        "\n  6. Check the worker (it shows the integration and the receiver, never the secret), at\
+         \n     the URL step 3 printed:\n\
          \n       curl https://{WORKER_NAME}.<your-workers-subdomain>.workers.dev{HEALTH_PATH}\n"
     );
     text
@@ -124,7 +170,8 @@ pub(super) fn notification_rules(integration: &Integration) -> Vec<String> {
     let prefix = integration
         .prefix
         .as_deref()
-        .map(|prefix| format!(" --prefix {}", shell_quote(prefix)))
+        // `--flag=value`: a value starting with `-` would otherwise read as flags.
+        .map(|prefix| format!(" --prefix={}", shell_quote(prefix)))
         .unwrap_or_default();
     let suffixes = &integration.suffixes;
     let covering: Vec<&String> = suffixes
@@ -140,7 +187,7 @@ pub(super) fn notification_rules(integration: &Integration) -> Vec<String> {
     }
     let mut rules: Vec<String> = covering
         .into_iter()
-        .map(|suffix| format!("{base}{prefix} --suffix {}", shell_quote(suffix)))
+        .map(|suffix| format!("{base}{prefix} --suffix={}", shell_quote(suffix)))
         .collect();
     rules.dedup();
     rules
@@ -317,9 +364,18 @@ mod tests {
             rules,
             [
                 "npx wrangler r2 bucket notification create uploads --event-type object-create \
-                 --queue r2-events --prefix 'in/my docs/' --suffix .pdf",
+                 --queue r2-events --prefix='in/my docs/' --suffix=.pdf",
                 "npx wrangler r2 bucket notification create uploads --event-type object-create \
-                 --queue r2-events --prefix 'in/my docs/' --suffix .png",
+                 --queue r2-events --prefix='in/my docs/' --suffix=.png",
+            ]
+        );
+        // A value starting with `-` stays the flag's value, not more flags.
+        let dashed = notification_rules(&integration(Some("-in/"), &["-final.pdf"]));
+        assert_eq!(
+            dashed,
+            [
+                "npx wrangler r2 bucket notification create uploads --event-type object-create \
+              --queue r2-events --prefix=-in/ --suffix=-final.pdf"
             ]
         );
         let unfiltered = notification_rules(&integration(None, &[]));
@@ -359,11 +415,38 @@ mod tests {
                 && at("queues pause-delivery r2-events-dlq") < at("wrangler deploy"),
             "the dead letters are not replayed until someone resumes their delivery"
         );
-        assert!(at("[vars]") < at("secret put EVENT_SOURCE_SECRET"));
-        assert!(at("secret put") < at("wrangler deploy"));
-        assert!(at("wrangler deploy") < at("notification create uploads"));
+        assert!(at("[vars]") < at("wrangler deploy"));
+        // `secret put` on a worker that does not exist stops to ask; the value comes on stdin.
+        assert!(at("wrangler deploy") < at("secret put EVENT_SOURCE_SECRET"));
+        assert!(
+            text.contains("printf '%s' 'whsec_x' | npx wrangler secret put EVENT_SOURCE_SECRET")
+        );
+        assert!(at("secret put") < at("notification list uploads"));
+        assert!(at("notification list uploads") < at("notification create uploads"));
         assert!(at("notification create") < at("/healthz"));
         assert!(text.contains("KEY_PREFIX = \"in/\"") && text.contains("KEY_SUFFIXES = \".pdf\""));
         assert!(text.contains("RECEIVER_URL = \"https://r.example\""));
+        assert!(!text.contains("WARNING"));
+    }
+
+    #[test]
+    fn a_receiver_url_the_cloud_cannot_reach_is_flagged_before_the_setup() {
+        for url in [
+            "http://127.0.0.1:8787",
+            "http://relay.example.com",
+            "https://localhost:8787",
+            "https://10.1.2.3",
+            "https://192.168.0.5/x",
+            "https://[::1]:8787",
+        ] {
+            let text = instructions(&integration(None, &[]), "whsec_x", url);
+            assert!(
+                text.starts_with("WARNING: the receiver URL"),
+                "{url}: {text}"
+            );
+        }
+        for url in ["https://relay.example.com", "https://203.0.113.7:8443/"] {
+            assert_eq!(unreachable_from_the_cloud(url), None, "{url}");
+        }
     }
 }
