@@ -611,6 +611,35 @@ mod tests {
         assert!(last > 4.0 * 86_400.0 - margin);
     }
 
+    /// The consumers' concurrency and their delay for a batch the worker crashed on (an uncaught
+    /// error retries the whole batch after `retry_delay`, without the worker's own backoff).
+    #[test]
+    fn the_consumers_bound_their_load_and_a_crash_does_not_burn_the_retries() {
+        use relay_protocol::wire::{MAX_EVENTS_PER_REQUEST, WORKER_QUEUE_RETENTION_SECONDS};
+        let config: toml::Table = include_str!("../../wrangler.toml").parse().unwrap();
+        let consumers = config["queues"]["consumers"].as_array().unwrap();
+        let int = |consumer: &toml::Value, name: &str| {
+            let value = consumer.get(name).and_then(toml::Value::as_integer);
+            u64::try_from(value.unwrap_or_else(|| panic!("{name} is set"))).unwrap()
+        };
+        for consumer in consumers {
+            // Cloudflare: at most 250 concurrent invocations; a delay of at most 12 hours.
+            assert!((1..=250).contains(&int(consumer, "max_concurrency")));
+            assert!(int(consumer, "retry_delay") <= 12 * 3600);
+        }
+        let events = &consumers[0];
+        // Each invocation is one request of at most a batch: the receiver holds at most this
+        // many events of one bucket at once.
+        let in_flight = int(events, "max_concurrency") * int(events, "max_batch_size");
+        assert!(int(events, "max_batch_size") <= MAX_EVENTS_PER_REQUEST as u64);
+        assert!(in_flight <= 1000, "{in_flight} events in flight");
+        // A worker crashing on every batch moves messages to the dead-letter queue only after an
+        // hour or more (time to notice and redeploy), and well inside the retention.
+        let crash_budget = int(events, "retry_delay") * int(events, "max_retries");
+        assert!(crash_budget >= 3600, "{crash_budget} s");
+        assert!(crash_budget <= u64::from(WORKER_QUEUE_RETENTION_SECONDS) - 86_400);
+    }
+
     #[test]
     fn the_batch_id_is_stable_and_differs_between_batches() {
         let a: Vec<String> = vec!["m1".into(), "m2".into()];
