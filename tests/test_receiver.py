@@ -430,6 +430,17 @@ def test_r2_create_prints_the_whole_wrangler_setup_in_order(receiver):
     assert setup.startswith(f"WARNING: the receiver URL {receiver.url} cannot be given to a customer")
 
 
+def test_r2_on_the_free_plan_keeps_its_retries_inside_a_day(receiver):
+    created = receiver.create("r2", "uploads", "--cloudflare-plan", "free")
+    setup = created["setup"]
+    assert "npx wrangler queues create r2-events --message-retention-period-secs 86400" in setup
+    assert 'MAX_RETRY_DELAY_SECONDS = "3600"' in created["wrangler_vars"]
+    assert receiver.cli("integrations", "show", created["id"])["cloudflare_plan"] == "free"
+    refused = receiver.cli("integrations", "create", "--provider", "s3", "--bucket", "docs",
+                           "--cloudflare-plan", "free", check=False)
+    assert refused.returncode == 1 and "--cloudflare-plan is for R2" in refused.stderr
+
+
 def test_the_master_key_file_is_private(receiver):
     receiver.create()
     mode = (receiver.data_dir / "master.key").stat().st_mode & 0o777

@@ -6,6 +6,7 @@
 //! the master key), so the table can be read, backed up and logged freely.
 
 use crate::names;
+pub use crate::wire::CloudflarePlan;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -129,6 +130,10 @@ pub struct Integration {
     /// becomes a job (`missed_by_events`). Absent: events only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub safety_net_secs: Option<u64>,
+    /// R2: the customer's Cloudflare plan, which bounds the queues' retention and so the
+    /// worker's retries; absent: Paid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloudflare_plan: Option<CloudflarePlan>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -299,6 +304,8 @@ pub struct NewIntegration {
     pub mode: Mode,
     /// Many buckets (S3, event mode); `bucket` is then its first pattern.
     pub scope: Option<Scope>,
+    /// R2: the customer's Cloudflare plan (absent: Paid).
+    pub cloudflare_plan: Option<CloudflarePlan>,
 }
 
 /// A field a new integration cannot have, named as the operator's flag is.
@@ -319,6 +326,8 @@ pub enum FieldError {
     BadRegion,
     /// A bucket name (or S3 pattern) that breaks the provider's naming rules.
     BadBucket(Provider),
+    /// A Cloudflare plan on an S3 integration.
+    PlanNotR2,
 }
 
 impl fmt::Display for FieldError {
@@ -344,6 +353,10 @@ impl fmt::Display for FieldError {
                 "--account is a Cloudflare account id: 32 lowercase hexadecimal digits"
             }
             FieldError::BadRegion => "--region is an AWS Region code, such as eu-west-1",
+            FieldError::PlanNotR2 => {
+                "--cloudflare-plan is for R2 integrations (its queues' retention bounds the \
+                 worker's retries)"
+            }
             FieldError::BadBucket(Provider::S3) => {
                 "--bucket and --exclude-bucket follow S3's bucket naming rules: 3 to 63 lowercase \
                  letters, digits, dots and hyphens, beginning and ending with a letter or digit \
@@ -374,6 +387,7 @@ impl NewIntegration {
             output_prefix: None,
             mode: Mode::Event,
             scope: None,
+            cloudflare_plan: None,
         }
     }
 
@@ -388,6 +402,9 @@ impl NewIntegration {
         }
         if self.max_object_bytes == 0 {
             return Err(FieldError::ZeroMaxObjectBytes);
+        }
+        if self.cloudflare_plan.is_some() && self.provider != Provider::R2 {
+            return Err(FieldError::PlanNotR2);
         }
         if let Some(scope) = &self.scope {
             check_scope(scope, self.provider, self.mode)?;
@@ -421,6 +438,7 @@ impl NewIntegration {
             scope: self.scope,
             horizon_days: DEFAULT_HORIZON_DAYS,
             safety_net_secs: None,
+            cloudflare_plan: self.cloudflare_plan,
             created_at: now,
             updated_at: now,
         })
@@ -505,6 +523,11 @@ impl fmt::Display for ScheduleError {
 impl std::error::Error for ScheduleError {}
 
 impl Integration {
+    /// The customer's Cloudflare plan (R2; Paid unless said otherwise).
+    pub fn plan(&self) -> CloudflarePlan {
+        self.cloudflare_plan.unwrap_or(CloudflarePlan::Paid)
+    }
+
     /// How long the ledger remembers a job of this integration.
     pub fn horizon(&self) -> chrono::Duration {
         chrono::Duration::days(i64::from(self.horizon_days))

@@ -36,6 +36,9 @@ pub const WORKER_VAR_ACTIONS: &str = "FORWARD_ACTIONS";
 pub const WORKER_VAR_TIMEOUT: &str = "RECEIVER_TIMEOUT_SECONDS";
 /// `"true"` lets the worker call a plain-http receiver on 127.0.0.1 / localhost (local tests).
 pub const WORKER_VAR_ALLOW_INSECURE: &str = "ALLOW_INSECURE_RECEIVER";
+/// The longest wait between two retries of a message, in seconds (10 to 43200; default 43200):
+/// what fits every retry inside the plan's queue retention ([`CloudflarePlan`]).
+pub const WORKER_VAR_MAX_RETRY_DELAY: &str = "MAX_RETRY_DELAY_SECONDS";
 /// The worker's producer binding of the dead-letter queue, for rejected events.
 pub const WORKER_DLQ_BINDING: &str = "DEAD_LETTER_QUEUE";
 
@@ -45,10 +48,62 @@ pub const WORKER_NAME: &str = "bucket-relay-worker";
 pub const WORKER_QUEUE: &str = "r2-events";
 /// Its dead-letter queue: messages still failing after `max_retries`, and rejected events.
 pub const WORKER_DEAD_LETTER_QUEUE: &str = "r2-events-dlq";
-/// How long both queues keep a message: 14 days, the most Cloudflare Queues allow. The default
-/// (4 days) deletes a message before the worker's retries end, and a deleted message is not
-/// dead-lettered; the worker's tests hold its retry schedule under this.
+/// How long both queues keep a message on the Workers Paid plan: 14 days, the most Cloudflare
+/// Queues allow. The default (4 days) deletes a message before the worker's retries end, and a
+/// deleted message is not dead-lettered; the worker's tests hold its retry schedule under this.
 pub const WORKER_QUEUE_RETENTION_SECONDS: u32 = 14 * 24 * 60 * 60;
+
+/// The customer's Cloudflare plan, which bounds how long a queue keeps a message: on Free a
+/// queue's retention is fixed at 24 hours (`wrangler queues create --help`: "between 60 and 86400
+/// if on free tier"), on Paid it can be 14 days. The worker's retries must all fall due inside it,
+/// or a message still retrying is deleted instead of dead-lettered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloudflarePlan {
+    Free,
+    Paid,
+}
+
+impl CloudflarePlan {
+    pub const ALL: [CloudflarePlan; 2] = [CloudflarePlan::Free, CloudflarePlan::Paid];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CloudflarePlan::Free => "free",
+            CloudflarePlan::Paid => "paid",
+        }
+    }
+
+    /// The queues' retention the setup creates them with: the plan's longest.
+    pub const fn queue_retention_seconds(self) -> u32 {
+        match self {
+            CloudflarePlan::Free => 24 * 60 * 60,
+            CloudflarePlan::Paid => WORKER_QUEUE_RETENTION_SECONDS,
+        }
+    }
+
+    /// The worker's longest wait between retries ([`WORKER_VAR_MAX_RETRY_DELAY`]): on Free one
+    /// hour, so 20 retries end within about 13 hours; on Paid 12 hours (Cloudflare's longest
+    /// delay), so they spread over 4.5 days.
+    pub const fn max_retry_delay_seconds(self) -> u32 {
+        match self {
+            CloudflarePlan::Free => 60 * 60,
+            CloudflarePlan::Paid => 12 * 60 * 60,
+        }
+    }
+}
+
+impl std::str::FromStr for CloudflarePlan {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "free" => Ok(CloudflarePlan::Free),
+            "paid" => Ok(CloudflarePlan::Paid),
+            other => Err(format!("unknown plan {other:?} (expected free or paid)")),
+        }
+    }
+}
 
 /// `/v1/integrations/{id}/events`
 pub fn events_path(integration_id: &str) -> String {

@@ -106,6 +106,12 @@ pub fn document() -> Value {
             "queue": wire::WORKER_QUEUE,
             "dead_letter_queue": wire::WORKER_DEAD_LETTER_QUEUE,
             "queue_retention_seconds": wire::WORKER_QUEUE_RETENTION_SECONDS,
+            "max_retry_delay_var": wire::WORKER_VAR_MAX_RETRY_DELAY,
+            "plans": wire::CloudflarePlan::ALL.iter().map(|plan| json!({
+                "plan": plan.as_str(),
+                "queue_retention_seconds": plan.queue_retention_seconds(),
+                "max_retry_delay_seconds": plan.max_retry_delay_seconds(),
+            })).collect::<Vec<_>>(),
         },
     })
 }

@@ -319,6 +319,26 @@ describe("the worker in workerd against the real receiver", () => {
     assert.deepEqual(sorted(receiver.jobs().map((j) => j.key)), ["in/a.pdf", "in/b.pdf"]);
   });
 
+  test("on the Free plan the pasted vars cap every retry's wait so all fall inside a day", async () => {
+    const free = receiver.cli("integrations", "create", "--provider", "r2", "--bucket", "uploads",
+      "--cloudflare-plan", "free", "--receiver-url", receiver.url);
+    const plans = Object.fromEntries(CONTRACT.worker.plans.map((p) => [p.plan, p]));
+    const freeVars = parseToml(free.wrangler_vars).vars;
+    assert.equal(freeVars[CONTRACT.worker.max_retry_delay_var], String(plans.free.max_retry_delay_seconds));
+    const freeWorker = await startWorker({ ...bindings(), ...freeVars, [SECRET]: free.secret });
+    try {
+      await receiver.stop();
+      const twoDaysOld = () => message(notification("in/old.pdf"), 2 * 86400);
+      const onFree = await runBatch(freeWorker, [twoDaysOld()]);
+      assert.deepEqual(onFree.retryMessages.map((r) => r.delaySeconds), [plans.free.max_retry_delay_seconds]);
+      const onPaid = await runBatch(mf, [twoDaysOld()]);
+      assert.deepEqual(onPaid.retryMessages.map((r) => r.delaySeconds), [plans.paid.max_retry_delay_seconds]);
+    } finally {
+      await freeWorker.dispose();
+      await receiver.start();
+    }
+  });
+
   test("a receiver answering 503 gets every message retried, none acked", async () => {
     // The real receiver on AWS backends that cannot be reached answers 503 backend_unavailable.
     const unreachable = new Receiver({

@@ -9,7 +9,8 @@ use relay_protocol::wire::{
     WORKER_DEAD_LETTER_QUEUE, WORKER_SECRET_NAME, WORKER_VAR_ACTIONS as VAR_ACTIONS,
     WORKER_VAR_ALLOW_INSECURE as VAR_ALLOW_INSECURE, WORKER_VAR_INTEGRATION_ID,
     WORKER_VAR_KEY_PREFIX as VAR_PREFIX, WORKER_VAR_KEY_SUFFIXES as VAR_SUFFIXES,
-    WORKER_VAR_RECEIVER_URL, WORKER_VAR_TIMEOUT as VAR_TIMEOUT,
+    WORKER_VAR_MAX_RETRY_DELAY as VAR_MAX_RETRY_DELAY, WORKER_VAR_RECEIVER_URL,
+    WORKER_VAR_TIMEOUT as VAR_TIMEOUT,
 };
 use relay_protocol::{Disposition, Outcome, Reason};
 use serde::Deserialize;
@@ -21,7 +22,8 @@ pub const DEFAULT_TIMEOUT_SECONDS: u32 = 30;
 
 /// Actions forwarded when `FORWARD_ACTIONS` is not set: the ones the receiver turns into jobs.
 pub const DEFAULT_ACTIONS: [&str; 3] = CREATE_ACTIONS;
-/// Shortest retry delay, and the longest (Cloudflare Queues' limit: 12 h).
+/// Shortest retry delay, and the longest (Cloudflare Queues' limit: 12 h), which
+/// `MAX_RETRY_DELAY_SECONDS` may lower (the Free plan's 24-hour retention).
 pub const MIN_RETRY_SECONDS: u32 = 10;
 pub const MAX_RETRY_SECONDS: u32 = 12 * 60 * 60;
 
@@ -39,6 +41,8 @@ pub struct Config {
     pub suffixes: Vec<String>,
     /// How long to wait for the receiver's answer.
     pub timeout_seconds: u32,
+    /// The longest wait between two retries of a message.
+    pub max_retry_seconds: u32,
 }
 
 /// Why the worker cannot forward: each is logged, and every message is retried (never dropped)
@@ -51,6 +55,7 @@ pub enum ConfigError {
     InsecureNotLocal(String),
     BadUrl(String),
     BadTimeout(String),
+    BadRetryDelay(String),
 }
 
 impl std::fmt::Display for ConfigError {
@@ -73,6 +78,11 @@ impl std::fmt::Display for ConfigError {
                 f,
                 "{VAR_TIMEOUT} {value:?} is not a number of seconds from 1 to 600"
             ),
+            ConfigError::BadRetryDelay(value) => write!(
+                f,
+                "{VAR_MAX_RETRY_DELAY} {value:?} is not a number of seconds from \
+                 {MIN_RETRY_SECONDS} to {MAX_RETRY_SECONDS}"
+            ),
         }
     }
 }
@@ -87,6 +97,7 @@ impl ConfigError {
             ConfigError::InsecureNotLocal(_) => "config_insecure_not_local",
             ConfigError::BadUrl(_) => "config_receiver_url_invalid",
             ConfigError::BadTimeout(_) => "config_timeout_invalid",
+            ConfigError::BadRetryDelay(_) => "config_retry_delay_invalid",
         }
     }
 }
@@ -130,6 +141,30 @@ fn check_timeout(text: Option<String>) -> Result<u32, ConfigError> {
     }
 }
 
+fn check_retry_delay(text: Option<String>) -> Result<u32, ConfigError> {
+    match text {
+        None => Ok(MAX_RETRY_SECONDS),
+        Some(text) => match text.parse::<u32>() {
+            Ok(seconds) if (MIN_RETRY_SECONDS..=MAX_RETRY_SECONDS).contains(&seconds) => {
+                Ok(seconds)
+            }
+            _ => Err(ConfigError::BadRetryDelay(text)),
+        },
+    }
+}
+
+/// The longest retry wait to use even when the configuration is broken: the var's value when it
+/// is valid, 12 h when it is absent, and when it is invalid the Free plan's one hour (a message
+/// then reaches the dead-letter queue sooner, never after the shortest retention).
+pub fn retry_cap(text: Option<String>) -> u32 {
+    let given = text.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
+    match given {
+        None => MAX_RETRY_SECONDS,
+        Some(text) => check_retry_delay(Some(text))
+            .unwrap_or(relay_protocol::wire::CloudflarePlan::Free.max_retry_delay_seconds()),
+    }
+}
+
 impl Config {
     /// Reads and checks the configuration; `var` returns a var or secret by name.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Config, Vec<ConfigError>> {
@@ -167,13 +202,24 @@ impl Config {
         let timeout_seconds = check_timeout(get(VAR_TIMEOUT))
             .map_err(|error| errors.push(error))
             .ok();
+        let max_retry_seconds = check_retry_delay(get(VAR_MAX_RETRY_DELAY))
+            .map_err(|error| errors.push(error))
+            .ok();
         let (
             Some(url),
             Some(integration_id),
             Some(key),
             Some(receiver_host),
             Some(timeout_seconds),
-        ) = (url, integration_id, key, receiver_host, timeout_seconds)
+            Some(max_retry_seconds),
+        ) = (
+            url,
+            integration_id,
+            key,
+            receiver_host,
+            timeout_seconds,
+            max_retry_seconds,
+        )
         else {
             return Err(errors);
         };
@@ -194,6 +240,7 @@ impl Config {
             prefix: get(VAR_PREFIX),
             suffixes: list(get(VAR_SUFFIXES)),
             timeout_seconds,
+            max_retry_seconds,
         })
     }
 
@@ -217,14 +264,15 @@ impl Config {
 
 /// The retry delay of a message that has been in the queue for `age_seconds`: equal to its age,
 /// so every retry doubles it (exponential backoff without an attempt counter), from 10 s up to
-/// Cloudflare Queues' 12 h limit.
-pub fn backoff_seconds(age_seconds: f64) -> u32 {
+/// `max_seconds` (at most Cloudflare Queues' 12 h limit).
+pub fn backoff_seconds(age_seconds: f64, max_seconds: u32) -> u32 {
     let age = if age_seconds.is_finite() {
         age_seconds.max(0.0)
     } else {
         0.0
     };
-    (age.ceil() as u64).clamp(u64::from(MIN_RETRY_SECONDS), u64::from(MAX_RETRY_SECONDS)) as u32
+    let max = u64::from(max_seconds.clamp(MIN_RETRY_SECONDS, MAX_RETRY_SECONDS));
+    (age.ceil() as u64).clamp(u64::from(MIN_RETRY_SECONDS), max) as u32
 }
 
 /// Which queue a batch comes from: the bucket's notifications, or the dead-letter queue being
@@ -467,12 +515,23 @@ mod tests {
 
     #[test]
     fn backoff_doubles_with_age_from_ten_seconds_to_twelve_hours() {
-        assert_eq!(backoff_seconds(0.0), 10);
-        assert_eq!(backoff_seconds(30.2), 31);
-        assert_eq!(backoff_seconds(600.0), 600);
-        assert_eq!(backoff_seconds(1e9), 43_200);
-        assert_eq!(backoff_seconds(f64::NAN), 10);
-        assert_eq!(backoff_seconds(-5.0), 10);
+        let max = MAX_RETRY_SECONDS;
+        assert_eq!(backoff_seconds(0.0, max), 10);
+        assert_eq!(backoff_seconds(30.2, max), 31);
+        assert_eq!(backoff_seconds(600.0, max), 600);
+        assert_eq!(backoff_seconds(1e9, max), 43_200);
+        assert_eq!(backoff_seconds(f64::NAN, max), 10);
+        assert_eq!(backoff_seconds(-5.0, max), 10);
+        // MAX_RETRY_DELAY_SECONDS lowers the cap (the Free plan's), never past Cloudflare's.
+        assert_eq!(backoff_seconds(1e9, 3600), 3600);
+        assert_eq!(backoff_seconds(1e9, 1_000_000), 43_200);
+        assert_eq!(retry_cap(None), 43_200);
+        assert_eq!(retry_cap(Some("3600".into())), 3600);
+        assert_eq!(
+            retry_cap(Some("forever".into())),
+            3600,
+            "broken: the shortest plan's"
+        );
     }
 
     #[test]
@@ -553,26 +612,23 @@ mod tests {
         assert_eq!(Source::of("r2-events"), Source::Events);
     }
 
-    /// When the last delivery of a message that always fails falls due, counted from when it was
-    /// first delivered: each retry waits [`backoff_seconds`] of the message's age, plus up to
-    /// `max_batch_timeout` for its batch to fill.
-    fn last_delivery_seconds(max_retries: u32, batch_timeout: u32) -> f64 {
+    /// The last time a message is delivered, in seconds after it was first delivered: each
+    /// retry waits [`backoff_seconds`] of the message's age (capped at `max_delay`), plus up to
+    /// the batch timeout.
+    fn last_delivery_seconds(max_retries: u32, batch_timeout: u32, max_delay: u32) -> f64 {
         let mut age = 0.0;
         for _ in 0..max_retries {
-            age += f64::from(backoff_seconds(age)) + f64::from(batch_timeout);
+            age += f64::from(backoff_seconds(age, max_delay)) + f64::from(batch_timeout);
         }
         age
     }
 
-    /// Cloudflare deletes a message when the queue's retention ends, retries or not, and a deleted
-    /// message never reaches the dead-letter queue. So the last retry (and the move to the
-    /// dead-letter queue after it) must fall due inside the retention that the customer setup
-    /// creates the queues with, with a day to spare.
+    /// On either plan, the last retry `wrangler.toml` allows falls due well inside the
+    /// retention the setup creates the queues with (a quarter of it to spare), with the retry
+    /// cap the setup gives that plan; a message is dead-lettered, never deleted.
     #[test]
-    fn every_retry_in_wrangler_toml_falls_due_inside_the_queue_retention() {
-        use relay_protocol::wire::{
-            WORKER_DEAD_LETTER_QUEUE, WORKER_QUEUE, WORKER_QUEUE_RETENTION_SECONDS,
-        };
+    fn every_retry_in_wrangler_toml_falls_due_inside_the_queue_retention_on_each_plan() {
+        use relay_protocol::wire::{CloudflarePlan, WORKER_DEAD_LETTER_QUEUE, WORKER_QUEUE};
         let config: toml::Table = include_str!("../../wrangler.toml").parse().unwrap();
         let consumers = config["queues"]["consumers"].as_array().unwrap();
         let [consumer, replay] = consumers.as_slice() else {
@@ -585,30 +641,40 @@ mod tests {
         assert!(replay.get("dead_letter_queue").is_none());
         let replay_retries = u32::try_from(replay["max_retries"].as_integer().unwrap()).unwrap();
         assert!(replay_retries <= 100);
-        assert!(
-            u64::from(replay_retries) * u64::from(MAX_RETRY_SECONDS)
-                >= u64::from(WORKER_QUEUE_RETENTION_SECONDS)
-        );
         let int = |name: &str| u32::try_from(consumer[name].as_integer().unwrap()).unwrap();
         assert_eq!(consumer["queue"].as_str(), Some(WORKER_QUEUE));
         assert_eq!(
             consumer["dead_letter_queue"].as_str(),
             Some(WORKER_DEAD_LETTER_QUEUE)
         );
-        // Cloudflare Queues: at most 100 retries, and a retention of at most 14 days.
+        // Cloudflare Queues: at most 100 retries.
         assert!(int("max_retries") <= 100);
-        const { assert!(WORKER_QUEUE_RETENTION_SECONDS <= 14 * 86_400) };
-
-        let last = last_delivery_seconds(int("max_retries"), int("max_batch_timeout"));
-        let margin = 86_400.0;
-        assert!(
-            last <= f64::from(WORKER_QUEUE_RETENTION_SECONDS) - margin,
-            "the last retry falls due after {:.1} days; the queues keep messages {:.1} days",
-            last / 86_400.0,
-            f64::from(WORKER_QUEUE_RETENTION_SECONDS) / 86_400.0
+        for plan in CloudflarePlan::ALL {
+            let retention = f64::from(plan.queue_retention_seconds());
+            let cap = plan.max_retry_delay_seconds();
+            assert!(retention <= 14.0 * 86_400.0);
+            assert_eq!(retry_cap(Some(cap.to_string())), cap, "the var accepts it");
+            assert!(
+                f64::from(replay_retries) * f64::from(cap) >= retention,
+                "{plan:?}: the replay consumer's retries outlast the retention"
+            );
+            let last = last_delivery_seconds(int("max_retries"), int("max_batch_timeout"), cap);
+            assert!(
+                last <= retention * 0.75,
+                "{plan:?}: the last retry falls due after {:.1} h; the queues keep messages {:.1} h",
+                last / 3600.0,
+                retention / 3600.0
+            );
+        }
+        // The rule bites: with Paid's cap, a Free queue would delete messages still retrying;
+        // and Cloudflare's default retention (4 days) is too short for Paid's schedule.
+        let paid = last_delivery_seconds(
+            int("max_retries"),
+            int("max_batch_timeout"),
+            CloudflarePlan::Paid.max_retry_delay_seconds(),
         );
-        // The rule bites: Cloudflare's default retention (4 days) is too short for this schedule.
-        assert!(last > 4.0 * 86_400.0 - margin);
+        assert!(paid > f64::from(CloudflarePlan::Free.queue_retention_seconds()));
+        assert!(paid > 4.0 * 86_400.0 - 86_400.0);
     }
 
     /// The consumers' concurrency and their delay for a batch the worker crashed on (an uncaught

@@ -16,12 +16,14 @@ pub mod core;
 #[cfg(target_arch = "wasm32")]
 mod shell {
     use crate::core::{
-        backoff_seconds, batch_id, plan, Action, Answer, Config, ConfigError, ErrorWord, Source,
-        MAX_RETRY_SECONDS,
+        backoff_seconds, batch_id, plan, retry_cap, Action, Answer, Config, ConfigError, ErrorWord,
+        Source, MAX_RETRY_SECONDS,
     };
     use futures_util::future::{select, Either};
     use relay_protocol::webhook;
-    use relay_protocol::wire::{self, BatchEvent, WorkerBatch, WORKER_DLQ_BINDING};
+    use relay_protocol::wire::{
+        self, BatchEvent, WorkerBatch, WORKER_DLQ_BINDING, WORKER_VAR_MAX_RETRY_DELAY,
+    };
     use relay_protocol::Outcome;
     use serde_json::value::RawValue;
     use serde_json::{json, Map, Value};
@@ -67,8 +69,8 @@ mod shell {
         now_ms.saturating_sub(message.timestamp().as_millis()) as f64 / 1000.0
     }
 
-    fn retry(message: &Message<Value>, now_ms: u64, reason: &str) -> u32 {
-        let delay = backoff_seconds(age_seconds(message, now_ms));
+    fn retry(message: &Message<Value>, now_ms: u64, max_delay: u32, reason: &str) -> u32 {
+        let delay = backoff_seconds(age_seconds(message, now_ms), max_delay);
         message.retry_with_options(
             &QueueRetryOptionsBuilder::new()
                 .with_delay_seconds(delay)
@@ -95,10 +97,11 @@ mod shell {
             });
             seen.insert(queue.clone(), entry);
         });
+        let max_delay = retry_cap(read(&env, WORKER_VAR_MAX_RETRY_DELAY));
         let config = match config(&env) {
             Ok(config) => config,
             Err(errors) => {
-                retry_for_config(&messages, &errors, now_ms);
+                retry_for_config(&messages, &errors, now_ms, max_delay);
                 return Ok(());
             }
         };
@@ -114,14 +117,14 @@ mod shell {
                 for ((_, action), message) in
                     plan(source, &ids, &results).into_iter().zip(&forwarded)
                 {
-                    let word = settle(&env, message, action, now_ms).await;
+                    let word = settle(&env, message, action, now_ms, max_delay).await;
                     *counts.entry(word).or_default() += 1;
                 }
                 200
             }
             Err((status, reason)) => {
                 for message in &forwarded {
-                    retry(message, now_ms, &reason);
+                    retry(message, now_ms, max_delay, &reason);
                 }
                 *counts.entry("retried").or_default() += forwarded.len() as u32;
                 status
@@ -141,14 +144,19 @@ mod shell {
     }
 
     /// A configuration error: every message is retried (never dropped) and each error logged.
-    fn retry_for_config(messages: &[Message<Value>], errors: &[ConfigError], now_ms: u64) {
+    fn retry_for_config(
+        messages: &[Message<Value>],
+        errors: &[ConfigError],
+        now_ms: u64,
+        max_delay: u32,
+    ) {
         for error in errors {
             log(
                 json!({"message": "config_error", "error": error.code(), "detail": error.to_string()}),
             );
         }
         for message in messages {
-            retry(message, now_ms, "config_error");
+            retry(message, now_ms, max_delay, "config_error");
         }
         log(
             json!({"message": "batch", "messages": messages.len(), "retried": messages.len(), "reason": "config_error"}),
@@ -285,6 +293,7 @@ mod shell {
         message: &Message<Value>,
         action: Action,
         now_ms: u64,
+        max_delay: u32,
     ) -> &'static str {
         match action {
             Action::Ack { outcome } => {
@@ -292,7 +301,7 @@ mod shell {
                 outcome.as_str()
             }
             Action::Retry { reason } => {
-                retry(message, now_ms, &reason);
+                retry(message, now_ms, max_delay, &reason);
                 Outcome::RetryLater.as_str()
             }
             Action::Keep { reason } => {
@@ -328,7 +337,7 @@ mod shell {
                         log(
                             json!({"message": "dead_letter_failed", "id": message.id(), "reason": reason, "error": e.to_string()}),
                         );
-                        retry(message, now_ms, "dead_letter_failed");
+                        retry(message, now_ms, max_delay, "dead_letter_failed");
                         Outcome::RetryLater.as_str()
                     }
                 }

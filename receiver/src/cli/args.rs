@@ -326,6 +326,11 @@ pub struct CreateArgs {
     pub output_prefix: Option<String>,
     #[arg(long, default_value = "event")]
     pub mode: Mode,
+    /// R2: the customer's Cloudflare plan, `free` or `paid` (default). On Free a queue keeps a
+    /// message 24 hours at most, so the setup creates the queues with that and caps the worker's
+    /// retry wait at an hour; on Paid 14 days and 12 hours.
+    #[arg(long)]
+    pub cloudflare_plan: Option<relay_protocol::wire::CloudflarePlan>,
     #[command(flatten)]
     pub public: PublicUrl,
 }
@@ -422,6 +427,7 @@ impl CreateArgs {
             max_object_bytes: self.max_object_bytes,
             output_prefix: self.output_prefix.clone(),
             mode: self.mode,
+            cloudflare_plan: self.cloudflare_plan,
         }
     }
 }

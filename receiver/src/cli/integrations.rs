@@ -337,6 +337,14 @@ impl Report for Show {
             ("mode", i.mode.to_string()),
             ("safety_net", safety_net(i, self.safety_net.as_ref())),
             ("horizon_days", i.horizon_days.to_string()),
+            (
+                "cloudflare_plan",
+                match (i.provider, i.cloudflare_plan) {
+                    (Provider::R2, Some(plan)) => plan.as_str().to_owned(),
+                    (Provider::R2, None) => "paid (default)".to_owned(),
+                    (Provider::S3, _) => none(),
+                },
+            ),
             ("status", i.status.to_string()),
             ("prefix", i.prefix.clone().unwrap_or_else(none)),
             ("suffixes", list(&i.suffixes)),

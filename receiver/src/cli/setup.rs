@@ -1,9 +1,9 @@
 //! The customer's ready-to-paste setup, printed once with a new or rotated secret.
 
 use relay_protocol::wire::{
-    events_path, BEARER_PREFIX, HEALTH_PATH, WORKER_DEAD_LETTER_QUEUE, WORKER_NAME, WORKER_QUEUE,
-    WORKER_QUEUE_RETENTION_SECONDS, WORKER_SECRET_NAME, WORKER_VAR_INTEGRATION_ID,
-    WORKER_VAR_KEY_PREFIX, WORKER_VAR_KEY_SUFFIXES, WORKER_VAR_RECEIVER_URL,
+    events_path, CloudflarePlan, BEARER_PREFIX, HEALTH_PATH, WORKER_DEAD_LETTER_QUEUE, WORKER_NAME,
+    WORKER_QUEUE, WORKER_SECRET_NAME, WORKER_VAR_INTEGRATION_ID, WORKER_VAR_KEY_PREFIX,
+    WORKER_VAR_KEY_SUFFIXES, WORKER_VAR_MAX_RETRY_DELAY, WORKER_VAR_RECEIVER_URL,
 };
 use relay_protocol::{Integration, Provider};
 use std::fmt::Write;
@@ -100,12 +100,22 @@ pub(super) fn instructions(integration: &Integration, secret: &str, public_url: 
 /// exist yet stops to ask whether to create one): nothing reaches it until the rules exist.
 /// Every command runs pasted into a non-interactive shell.
 fn r2_instructions(integration: &Integration, secret: &str, base: &str) -> String {
-    let retention = WORKER_QUEUE_RETENTION_SECONDS;
+    let plan = integration.plan();
+    let retention = plan.queue_retention_seconds();
+    let keeping = match plan {
+        CloudflarePlan::Paid => format!(
+            "{} days (the most the Workers Paid plan allows; the 4-day\
+             \n     default would delete messages before the worker's retries end)",
+            retention / 86_400
+        ),
+        CloudflarePlan::Free => "24 hours (the most the Workers Free plan allows; the worker's\
+             \n     retries wait an hour at most, so they all end inside it)"
+            .to_owned(),
+    };
     let mut text = format!(
-        "Customer setup (Cloudflare R2 -> Bucket Relay worker), in this order, from a checkout of\n\
-         bucket-relay with Node.js (npx) and Rust (rustup target add wasm32-unknown-unknown):\n\
-         \n  1. Create the queues, keeping messages {days} days (the most Cloudflare allows; the 4-day\
-         \n     default would delete messages before the worker's retries end):\n\
+        "Customer setup (Cloudflare R2 -> Bucket Relay worker, Workers {plan_name} plan), in this order,\n\
+         from a checkout of bucket-relay with Node.js (npx) and Rust (rustup target add wasm32-unknown-unknown):\n\
+         \n  1. Create the queues, keeping messages {keeping}:\n\
          \n       npx wrangler queues create {WORKER_QUEUE} --message-retention-period-secs {retention}\
          \n       npx wrangler queues create {WORKER_DEAD_LETTER_QUEUE} --message-retention-period-secs {retention}\
          \n\n     and pause the dead-letter queue's delivery: the worker replays it once you resume it\
@@ -122,7 +132,10 @@ fn r2_instructions(integration: &Integration, secret: &str, base: &str) -> Strin
          \n       npx wrangler r2 bucket notification list {bucket}\n\
          \n     Then send the bucket's new objects to the queue, filtered as the integration filters:\n\n",
         bucket = shell_quote(&integration.bucket),
-        days = retention / 86_400,
+        plan_name = match plan {
+            CloudflarePlan::Paid => "Paid",
+            CloudflarePlan::Free => "Free",
+        },
         vars = indent(&wrangler_vars(integration, base), 7),
     );
     for rule in notification_rules(integration) {
@@ -153,6 +166,15 @@ pub(super) fn wrangler_vars(integration: &Integration, base: &str) -> String {
             vars,
             "{WORKER_VAR_KEY_SUFFIXES} = {}",
             quote(&integration.suffixes.join(","))
+        );
+    }
+    let plan = integration.plan();
+    if plan != CloudflarePlan::Paid {
+        // The worker's default is the Paid plan's; any other plan's cap is set.
+        let _ = writeln!(
+            vars,
+            "{WORKER_VAR_MAX_RETRY_DELAY} = {}",
+            quote(&plan.max_retry_delay_seconds().to_string())
         );
     }
     vars
@@ -427,6 +449,24 @@ mod tests {
         assert!(text.contains("KEY_PREFIX = \"in/\"") && text.contains("KEY_SUFFIXES = \".pdf\""));
         assert!(text.contains("RECEIVER_URL = \"https://r.example\""));
         assert!(!text.contains("WARNING"));
+    }
+
+    #[test]
+    fn on_the_free_plan_the_queues_keep_a_day_and_the_worker_retries_within_it() {
+        let mut free = integration(None, &[".pdf"]);
+        free.cloudflare_plan = Some(CloudflarePlan::Free);
+        let text = instructions(&free, "whsec_x", "https://r.example/");
+        assert!(text.contains("Workers Free plan"));
+        assert!(text.contains("queues create r2-events --message-retention-period-secs 86400"));
+        assert!(text.contains("queues create r2-events-dlq --message-retention-period-secs 86400"));
+        assert!(text.contains("MAX_RETRY_DELAY_SECONDS = \"3600\""));
+        assert!(!text.contains("1209600"));
+        let paid = instructions(&integration(None, &[]), "whsec_x", "https://r.example/");
+        assert!(paid.contains("Workers Paid plan") && paid.contains("1209600"));
+        assert!(
+            !paid.contains("MAX_RETRY_DELAY_SECONDS"),
+            "the worker's default is Paid's"
+        );
     }
 
     #[test]
