@@ -39,6 +39,9 @@ pub const WORKER_VAR_ALLOW_INSECURE: &str = "ALLOW_INSECURE_RECEIVER";
 /// The longest wait between two retries of a message, in seconds (10 to 43200; default 43200):
 /// what fits every retry inside the plan's queue retention ([`CloudflarePlan`]).
 pub const WORKER_VAR_MAX_RETRY_DELAY: &str = "MAX_RETRY_DELAY_SECONDS";
+/// The version of the prebuilt bundle a packaged worker runs (`<crate version>+<content hash>`),
+/// written by `bucket-relay worker package`; `/healthz` reports it.
+pub const WORKER_VAR_BUNDLE: &str = "WORKER_BUNDLE";
 /// The worker's producer binding of the dead-letter queue, for rejected events.
 pub const WORKER_DLQ_BINDING: &str = "DEAD_LETTER_QUEUE";
 

@@ -35,6 +35,8 @@ pub const R2_ENDPOINT_URL: &str = "RELAY_R2_ENDPOINT_URL";
 pub const R2_SECRET_ACCESS_KEY: &str = "RELAY_R2_SECRET_ACCESS_KEY";
 /// How often `serve` runs a poll tick in-process (`2m`); unset: never.
 pub const POLL_EVERY: &str = "RELAY_POLL_EVERY";
+/// Where `worker package` reads the prebuilt worker bundle (default `worker/build`).
+pub const WORKER_BUNDLE_DIR: &str = "RELAY_WORKER_BUNDLE";
 /// How many connections `serve` serves at once (default 512).
 pub const MAX_CONNECTIONS: &str = "RELAY_MAX_CONNECTIONS";
 /// How many MiB of request bodies `serve` holds at once, across connections (default 128).
@@ -48,7 +50,7 @@ pub const LAMBDA_HANDLER_POLL: &str = "poll";
 pub const LAMBDA_RUNTIME_API: &str = "AWS_LAMBDA_RUNTIME_API";
 
 /// Every variable the receiver reads, for docs and tests (Terraform sets the AWS ones).
-pub const ALL: [&str; 19] = [
+pub const ALL: [&str; 20] = [
     DATA_DIR,
     LISTEN,
     READ_TIMEOUT,
@@ -65,6 +67,7 @@ pub const ALL: [&str; 19] = [
     R2_ENDPOINT_URL,
     R2_SECRET_ACCESS_KEY,
     POLL_EVERY,
+    WORKER_BUNDLE_DIR,
     MAX_CONNECTIONS,
     MAX_BODY_BUFFER_MIB,
     LAMBDA_HANDLER,

@@ -243,6 +243,7 @@ describe("the worker in workerd against the real receiver", () => {
     const health = await (await mf.dispatchFetch("http://worker/healthz")).json();
     assert.equal(health.integration_id, integration.id);
     assert.equal(health.receiver_host, "127.0.0.1");
+    assert.equal(health.bundle, "source", "built from a checkout, not a packaged bundle");
     assert.equal(parseToml(integration.wrangler_vars).vars[VARS.key_suffixes], ".pdf");
     assert.ok(integration.setup.includes(`queues create ${QUEUE} --message-retention-period-secs`));
     assert.ok(integration.setup.includes(`queues create ${DLQ} --message-retention-period-secs`));

@@ -365,9 +365,14 @@ mod shell {
             },
             "consumed_by_this_isolate": seen,
         });
+        // The prebuilt bundle's version when packaged (`worker package`); a build from source
+        // has none.
+        let bundle = read(&env, wire::WORKER_VAR_BUNDLE).unwrap_or_else(|| "source".to_owned());
         let body = match Config::from_vars(|name| read(&env, name)) {
             Ok(config) => json!({
                 "status": "ok",
+                "bundle": bundle,
+                "max_retry_delay_seconds": config.max_retry_seconds,
                 "integration_id": config.integration_id,
                 "receiver_host": config.receiver_host,
                 "secret_set": secret_set,
@@ -379,6 +384,7 @@ mod shell {
             }),
             Err(errors) => json!({
                 "status": "misconfigured",
+                "bundle": bundle,
                 "integration_id": read(&env, relay_protocol::wire::WORKER_VAR_INTEGRATION_ID),
                 "secret_set": secret_set,
                 "problems": errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),

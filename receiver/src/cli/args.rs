@@ -51,9 +51,35 @@ pub enum Command {
     /// What the receiver did with events.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// The R2 worker, as a customer deploys it.
+    #[command(subcommand)]
+    Worker(WorkerCommand),
     /// Send dead-lettered events or jobs through again.
     #[command(subcommand)]
     Replay(ReplayCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WorkerCommand {
+    /// Write a folder an R2 customer deploys with Node.js alone: wrangler.toml filled in for
+    /// the integration, the prebuilt worker bundle, and a README with the ordered commands. No
+    /// secret is written.
+    Package(PackageArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PackageArgs {
+    pub id: String,
+    /// The folder to write (created; files in it are replaced).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The prebuilt bundle (`index.js`, `index_bg.wasm`, `worker/shim.mjs`): the worker's
+    /// release build, `worker/build` in a checkout after `scripts/test` or
+    /// `cd worker && worker-build --release`.
+    #[arg(long, env = env::WORKER_BUNDLE_DIR, default_value = "worker/build")]
+    pub bundle: PathBuf,
+    #[command(flatten)]
+    pub public: PublicUrl,
 }
 
 #[derive(Subcommand, Debug)]

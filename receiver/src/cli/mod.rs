@@ -21,6 +21,7 @@ mod connection;
 mod events;
 mod integrations;
 mod listing;
+mod package;
 mod reconcile;
 mod replay;
 mod secret;
@@ -35,7 +36,7 @@ pub use args::Cli;
 
 use crate::telemetry;
 use crate::wiring::wire;
-use args::{Command, EventsCommand, JobsCommand, ServeArgs};
+use args::{Command, EventsCommand, JobsCommand, ServeArgs, WorkerCommand};
 use common::{CliResult, Failed, Printer};
 use serve::Runtime;
 use std::process::ExitCode;
@@ -77,7 +78,11 @@ async fn dispatch(cli: Cli, runtime: Runtime) -> CliResult {
         Command::Poll(_) | Command::Backfill(_) | Command::Reconcile(_) | Command::Replay(_) => {
             telemetry::init_cli_logging();
         }
-        Command::Integrations(_) | Command::Jobs(_) | Command::Events(_) | Command::Status(_) => {}
+        Command::Integrations(_)
+        | Command::Jobs(_)
+        | Command::Events(_)
+        | Command::Status(_)
+        | Command::Worker(_) => {}
     }
     let wired = wire(&cli.data_dir, &cli.backend).await?;
     let printer = Printer { json: cli.json };
@@ -89,6 +94,9 @@ async fn dispatch(cli: Cli, runtime: Runtime) -> CliResult {
         Command::Backfill(args) => listing::backfill(wired, printer, args).await,
         Command::Reconcile(args) => reconcile::reconcile(wired, printer, args).await,
         Command::Status(args) => status::status(wired, printer, args).await,
+        Command::Worker(WorkerCommand::Package(args)) => {
+            printer.emit(&package::package(&wired, args).await?)
+        }
         Command::Events(EventsCommand::Why { integration, key }) => {
             printer.emit(&events::why(&wired, &integration, &key).await?)
         }

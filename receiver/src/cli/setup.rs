@@ -58,7 +58,7 @@ pub(super) fn instructions(integration: &Integration, secret: &str, public_url: 
         })
         .unwrap_or_default();
     let text = match integration.provider {
-        Provider::R2 => r2_instructions(integration, secret, base),
+        Provider::R2 => r2_instructions(integration, secret, base, Deployed::FromCheckout),
         Provider::S3 => {
             let (title, terraform, block) = match integration.scope {
                 Some(_) => (
@@ -99,7 +99,23 @@ pub(super) fn instructions(integration: &Integration, secret: &str, public_url: 
 /// notifying. It is deployed before its secret is put (`secret put` on a worker that does not
 /// exist yet stops to ask whether to create one): nothing reaches it until the rules exist.
 /// Every command runs pasted into a non-interactive shell.
-fn r2_instructions(integration: &Integration, secret: &str, base: &str) -> String {
+pub(super) fn r2_instructions(
+    integration: &Integration,
+    secret: &str,
+    base: &str,
+    from: Deployed,
+) -> String {
+    let (origin, vars_step) = match from {
+        Deployed::FromCheckout => (
+            "from a checkout of bucket-relay with Node.js (npx) and Rust (rustup target add \
+             wasm32-unknown-unknown)",
+            "In wrangler.toml, replace the [vars] section with",
+        ),
+        Deployed::FromPackage => (
+            "from this folder, with Node.js (npx) alone: the worker is prebuilt",
+            "wrangler.toml here is filled in for the integration already; its [vars] are",
+        ),
+    };
     let plan = integration.plan();
     let retention = plan.queue_retention_seconds();
     let keeping = match plan {
@@ -114,14 +130,14 @@ fn r2_instructions(integration: &Integration, secret: &str, base: &str) -> Strin
     };
     let mut text = format!(
         "Customer setup (Cloudflare R2 -> Bucket Relay worker, Workers {plan_name} plan), in this order,\n\
-         from a checkout of bucket-relay with Node.js (npx) and Rust (rustup target add wasm32-unknown-unknown):\n\
+         {origin}:\n\
          \n  1. Create the queues, keeping messages {keeping}:\n\
          \n       npx wrangler queues create {WORKER_QUEUE} --message-retention-period-secs {retention}\
          \n       npx wrangler queues create {WORKER_DEAD_LETTER_QUEUE} --message-retention-period-secs {retention}\
          \n\n     and pause the dead-letter queue's delivery: the worker replays it once you resume it\
          \n     (`npx wrangler queues resume-delivery {WORKER_DEAD_LETTER_QUEUE}`, after fixing a cause):\n\
          \n       npx wrangler queues pause-delivery {WORKER_DEAD_LETTER_QUEUE}\n\
-         \n  2. In wrangler.toml, replace the [vars] section with:\n\n{vars}\
+         \n  2. {vars_step}:\n\n{vars}\
          \n  3. Deploy the worker, so that it consumes the queue before the bucket notifies it (it\
          \n     prints the worker's URL, https://{WORKER_NAME}.<your-workers-subdomain>.workers.dev):\n\
          \n       npx wrangler deploy\n\
@@ -148,6 +164,15 @@ fn r2_instructions(integration: &Integration, secret: &str, base: &str) -> Strin
          \n       curl https://{WORKER_NAME}.<your-workers-subdomain>.workers.dev{HEALTH_PATH}\n"
     );
     text
+}
+
+/// Where the customer deploys the worker from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Deployed {
+    /// A checkout of this repository: wrangler builds the worker (Rust) first.
+    FromCheckout,
+    /// The folder `worker package` wrote: the bundle is prebuilt, the vars filled in.
+    FromPackage,
 }
 
 /// The `[vars]` section of the customer's wrangler.toml for this integration, as TOML.

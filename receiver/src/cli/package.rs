@@ -1,0 +1,164 @@
+//! `worker package ID --out DIR`: a folder an R2 customer deploys with Node.js alone. It holds
+//! the prebuilt worker bundle (the release build the workerd tests run), a `wrangler.toml` made
+//! from this repository's own (the same queues, consumers and settings) with no `[build]` step and
+//! the integration's `[vars]`, and a README with the ordered commands. No secret is written: the
+//! README's `secret put` step takes the one `integrations create` showed.
+//!
+//! The bundle's version is the crate version and a hash of its files; it is written into the
+//! `[vars]` (`WORKER_BUNDLE`), so the deployed worker's `/healthz` names the bytes it runs.
+
+use super::args::PackageArgs;
+use super::common::{load, CliResult, Report, Safe};
+use super::setup::{r2_instructions, unreachable_from_the_cloud, wrangler_vars, Deployed};
+use crate::wiring::Wired;
+use anyhow::{anyhow, bail, Context};
+use relay_protocol::wire::WORKER_VAR_BUNDLE;
+use relay_protocol::{Integration, Provider};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::fmt::{self, Write};
+use std::path::Path;
+
+/// The repository's wrangler.toml: the queues, consumers and settings every worker runs with.
+const TEMPLATE: &str = include_str!("../../../wrangler.toml");
+/// The files of a worker-build release build, as the package lays them out under `bundle/`.
+const BUNDLE_FILES: [&str; 3] = ["index.js", "index_bg.wasm", "worker/shim.mjs"];
+/// What the customer pastes in place of the secret.
+const SECRET_PLACEHOLDER: &str = "<the whsec_… secret integrations create showed>";
+
+pub(crate) async fn package(wired: &Wired, args: PackageArgs) -> CliResult<Packaged> {
+    let integration = load(wired.backends.store.as_ref(), &args.id).await?;
+    if integration.provider != Provider::R2 {
+        bail!(
+            "integration {} is {}: a worker forwards an R2 bucket's notifications",
+            integration.id,
+            integration.provider
+        );
+    }
+    let base = args.public.url.trim_end_matches('/').to_owned();
+    let files = BUNDLE_FILES
+        .iter()
+        .map(|name| {
+            let path = args.bundle.join(name);
+            std::fs::read(&path)
+                .map(|bytes| (*name, bytes))
+                .with_context(|| {
+                    format!(
+                        "cannot read the worker bundle's {} in {}: build it with \
+                     `cd worker && worker-build --release` in a checkout, or point --bundle at \
+                     a release's bundle folder",
+                        name,
+                        args.bundle.display()
+                    )
+                })
+        })
+        .collect::<CliResult<Vec<_>>>()?;
+    let version = bundle_version(&files);
+    let config = wrangler_toml(&integration, &base, &version)?;
+    let readme = readme(&integration, &base, &version);
+    let out = &args.out;
+    for (name, bytes) in &files {
+        write(&out.join("bundle").join(name), bytes)?;
+    }
+    write(&out.join("wrangler.toml"), config.as_bytes())?;
+    write(&out.join("README.md"), readme.as_bytes())?;
+    Ok(Packaged {
+        integration_id: integration.id,
+        out: out.display().to_string(),
+        bundle_version: version,
+        warning: unreachable_from_the_cloud(&base).map(str::to_owned),
+    })
+}
+
+fn write(path: &Path, bytes: &[u8]) -> CliResult {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// `<crate version>+<the first 12 hex digits of the SHA-256 of the files, name and bytes>`.
+fn bundle_version(files: &[(&str, Vec<u8>)]) -> String {
+    let mut hash = Sha256::new();
+    for (name, bytes) in files {
+        hash.update((name.len() as u64).to_be_bytes());
+        hash.update(name.as_bytes());
+        hash.update((bytes.len() as u64).to_be_bytes());
+        hash.update(bytes);
+    }
+    let digest = hash.finalize();
+    let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}+{hex}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The repository's wrangler.toml with the bundle as `main`, no `[build]` step, and the
+/// integration's `[vars]` with the bundle's version.
+fn wrangler_toml(integration: &Integration, base: &str, version: &str) -> CliResult<String> {
+    let mut config: toml::Table = TEMPLATE.parse().context("the wrangler.toml template")?;
+    config.remove("build");
+    config.insert("main".into(), toml::Value::String("bundle/index.js".into()));
+    let vars: toml::Table = wrangler_vars(integration, base)
+        .parse()
+        .context("the integration's [vars]")?;
+    let mut vars = vars
+        .get("vars")
+        .and_then(toml::Value::as_table)
+        .cloned()
+        .ok_or_else(|| anyhow!("no [vars] for the integration"))?;
+    vars.insert(
+        WORKER_VAR_BUNDLE.into(),
+        toml::Value::String(version.into()),
+    );
+    config.insert("vars".into(), toml::Value::Table(vars));
+    let body = toml::to_string(&config).context("wrangler.toml")?;
+    Ok(format!(
+        "# The Bucket Relay worker for integration {}, written by `bucket-relay worker package`.\n\
+         # Deploy it from this folder with Node.js alone; see README.md.\n\n{body}",
+        integration.id
+    ))
+}
+
+fn readme(integration: &Integration, base: &str, version: &str) -> String {
+    let steps = r2_instructions(integration, SECRET_PLACEHOLDER, base, Deployed::FromPackage);
+    format!(
+        "# Bucket Relay worker for {id}\n\n\
+         The prebuilt worker (bundle {version}, in `bundle/`) that forwards the R2 bucket \
+         `{bucket}`'s notifications to Bucket Relay. Nothing here is built: Node.js and \
+         `npx wrangler` are enough. The secret is not in this folder: step 4 takes the one you \
+         were given.\n\n```\n{steps}```\n",
+        id = integration.id,
+        bucket = integration.bucket,
+    )
+}
+
+/// What `worker package` wrote.
+#[derive(Serialize)]
+pub(crate) struct Packaged {
+    integration_id: String,
+    out: String,
+    bundle_version: String,
+    /// Why the receiver URL in it cannot be used by a customer, if it cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warning: Option<String>,
+}
+
+impl Report for Packaged {
+    fn render(&self, out: &mut dyn Write) -> fmt::Result {
+        if let Some(why) = &self.warning {
+            writeln!(
+                out,
+                "WARNING: its receiver URL cannot be given to a customer: {why}; set \
+                 RELAY_PUBLIC_URL (or --receiver-url) and package it again."
+            )?;
+        }
+        writeln!(
+            out,
+            "Wrote the worker for {} (bundle {}) to {}: deploy it from there with Node.js, as its \
+             README.md says.",
+            self.integration_id,
+            self.bundle_version,
+            Safe(&self.out)
+        )
+    }
+}
