@@ -66,3 +66,21 @@ def test_only_an_r2_integration_has_a_worker(receiver, tmp_path):
     missing = receiver.cli("worker", "package", r2["id"], "--out", str(tmp_path / "w"),
                            "--bundle", str(tmp_path / "nowhere"), check=False)
     assert missing.returncode == 1 and "worker-build --release" in missing.stderr
+
+
+def test_create_writes_the_worker_folder_with_the_integration(receiver, tmp_path):
+    out = tmp_path / "worker"
+    receiver.env["RELAY_WORKER_BUNDLE"] = str(BUILD)
+    created = receiver.create("r2", "uploads", "--account", R2_ACCOUNT, "--worker-out", str(out))
+    assert created["worker_package"]["out"] == str(out)
+    config = tomllib.loads((out / "wrangler.toml").read_text())
+    assert config["vars"]["INTEGRATION_ID"] == created["id"]
+    assert config["vars"]["WORKER_BUNDLE"] == created["worker_package"]["bundle_version"]
+    assert created["secret"].encode() not in (out / "wrangler.toml").read_bytes()
+    # Without a bundle to write, nothing is created.
+    receiver.env["RELAY_WORKER_BUNDLE"] = str(tmp_path / "nowhere")
+    before = receiver.cli("integrations", "list")
+    refused = receiver.cli("integrations", "create", "--provider", "r2", "--bucket", "photos",
+                           "--worker-out", str(tmp_path / "other"), check=False)
+    assert refused.returncode == 1 and "worker-build --release" in refused.stderr
+    assert receiver.cli("integrations", "list") == before

@@ -357,6 +357,10 @@ pub struct CreateArgs {
     /// retry wait at an hour; on Paid 14 days and 12 hours.
     #[arg(long)]
     pub cloudflare_plan: Option<relay_protocol::wire::CloudflarePlan>,
+    /// R2: also write the worker folder the customer deploys with Node.js alone (as `worker
+    /// package` does), from the bundle in `RELAY_WORKER_BUNDLE` (default `worker/build`).
+    #[arg(long)]
+    pub worker_out: Option<PathBuf>,
     #[command(flatten)]
     pub public: PublicUrl,
 }

@@ -28,6 +28,42 @@ const SECRET_PLACEHOLDER: &str = "<the whsec_… secret integrations create show
 
 pub(crate) async fn package(wired: &Wired, args: PackageArgs) -> CliResult<Packaged> {
     let integration = load(wired.backends.store.as_ref(), &args.id).await?;
+    let bundle = Bundle::read(&args.bundle)?;
+    write_package(&integration, &args.public.url, &bundle, &args.out)
+}
+
+/// The prebuilt worker: its files, as read from a release build's folder.
+pub(crate) struct Bundle(Vec<(&'static str, Vec<u8>)>);
+
+impl Bundle {
+    pub(crate) fn read(dir: &Path) -> CliResult<Bundle> {
+        let files = BUNDLE_FILES
+            .iter()
+            .map(|name| {
+                std::fs::read(dir.join(name))
+                    .map(|bytes| (*name, bytes))
+                    .with_context(|| {
+                        format!(
+                            "cannot read the worker bundle's {} in {}: build it with \
+                             `cd worker && worker-build --release` in a checkout, or point \
+                             --bundle (RELAY_WORKER_BUNDLE) at a release's bundle folder",
+                            name,
+                            dir.display()
+                        )
+                    })
+            })
+            .collect::<CliResult<Vec<_>>>()?;
+        Ok(Bundle(files))
+    }
+}
+
+/// Writes the integration's worker folder to `out`.
+pub(crate) fn write_package(
+    integration: &Integration,
+    public_url: &str,
+    bundle: &Bundle,
+    out: &Path,
+) -> CliResult<Packaged> {
     if integration.provider != Provider::R2 {
         bail!(
             "integration {} is {}: a worker forwards an R2 bucket's notifications",
@@ -35,38 +71,20 @@ pub(crate) async fn package(wired: &Wired, args: PackageArgs) -> CliResult<Packa
             integration.provider
         );
     }
-    let base = args.public.url.trim_end_matches('/').to_owned();
-    let files = BUNDLE_FILES
-        .iter()
-        .map(|name| {
-            let path = args.bundle.join(name);
-            std::fs::read(&path)
-                .map(|bytes| (*name, bytes))
-                .with_context(|| {
-                    format!(
-                        "cannot read the worker bundle's {} in {}: build it with \
-                     `cd worker && worker-build --release` in a checkout, or point --bundle at \
-                     a release's bundle folder",
-                        name,
-                        args.bundle.display()
-                    )
-                })
-        })
-        .collect::<CliResult<Vec<_>>>()?;
-    let version = bundle_version(&files);
-    let config = wrangler_toml(&integration, &base, &version)?;
-    let readme = readme(&integration, &base, &version);
-    let out = &args.out;
-    for (name, bytes) in &files {
+    let base = public_url.trim_end_matches('/');
+    let version = bundle_version(&bundle.0);
+    let config = wrangler_toml(integration, base, &version)?;
+    let readme = readme(integration, base, &version);
+    for (name, bytes) in &bundle.0 {
         write(&out.join("bundle").join(name), bytes)?;
     }
     write(&out.join("wrangler.toml"), config.as_bytes())?;
     write(&out.join("README.md"), readme.as_bytes())?;
     Ok(Packaged {
-        integration_id: integration.id,
+        integration_id: integration.id.clone(),
         out: out.display().to_string(),
         bundle_version: version,
-        warning: unreachable_from_the_cloud(&base).map(str::to_owned),
+        warning: unreachable_from_the_cloud(base).map(str::to_owned),
     })
 }
 
@@ -132,7 +150,7 @@ fn readme(integration: &Integration, base: &str, version: &str) -> String {
     )
 }
 
-/// What `worker package` wrote.
+/// What `worker package` (or `create --worker-out`) wrote.
 #[derive(Serialize)]
 pub(crate) struct Packaged {
     integration_id: String,

@@ -20,16 +20,38 @@ pub(crate) async fn create(
     check_url(&args.public.url)?;
     let random = Alphanumeric.sample_string(&mut rand::rng(), 20);
     let integration = args.fields().build(&random, now)?;
-    // The key first, the write last: a failure leaves nothing behind that nobody has the
-    // secret of.
+    // The bundle, when asked for, and the key first, the store's write last: a failure leaves
+    // nothing behind that nobody has the secret of.
+    let bundle = match &args.worker_out {
+        Some(_) if integration.provider != Provider::R2 => {
+            return Err(anyhow!(
+                "--worker-out is for R2 integrations: a worker forwards an R2 bucket's \
+                 notifications"
+            ));
+        }
+        Some(_) => {
+            let dir = std::env::var_os(crate::env::WORKER_BUNDLE_DIR)
+                .map_or_else(|| "worker/build".into(), std::path::PathBuf::from);
+            Some(super::package::Bundle::read(&dir)?)
+        }
+        None => None,
+    };
     let key = master_key(wired).await?;
+    // The folder holds no secret: written before the integration, a failure there leaves no
+    // integration whose secret nobody saw.
+    let package = match (&bundle, &args.worker_out) {
+        (Some(bundle), Some(out)) => Some(super::package::write_package(
+            &integration,
+            &args.public.url,
+            bundle,
+            out,
+        )?),
+        _ => None,
+    };
     wired.backends.store.put(&integration).await?;
-    Ok(SecretReport::new(
-        "Created",
-        integration,
-        key.as_bytes(),
-        &args.public.url,
-    ))
+    let mut report = SecretReport::new("Created", integration, key.as_bytes(), &args.public.url);
+    report.worker_package = package;
+    Ok(report)
 }
 
 pub(crate) async fn rotate(
@@ -86,6 +108,9 @@ pub(crate) struct SecretReport {
     terraform: Option<String>,
     external_id: Option<String>,
     read_access_setup: String,
+    /// The worker folder `--worker-out` wrote.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    worker_package: Option<super::package::Packaged>,
 }
 
 fn shown<S: serde::Serializer>(
@@ -117,6 +142,7 @@ impl SecretReport {
             external_id: (!r2).then_some(external_id),
             secret,
             integration,
+            worker_package: None,
         }
     }
 }
@@ -146,6 +172,10 @@ impl Report for SecretReport {
             writeln!(out)?;
         }
         write!(out, "{}", self.setup)?;
+        if let Some(package) = &self.worker_package {
+            writeln!(out)?;
+            package.render(out)?;
+        }
         // Read access lists one bucket; for an integration covering many, a role in each
         // account names the objects CloudTrail events leave unnamed.
         if i.scope.is_none() {
