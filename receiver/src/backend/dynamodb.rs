@@ -19,7 +19,7 @@
 //!   `BatchWriteItem` (25 per call) after each commit and kept for [`HISTORY_RETENTION`]. Plain
 //!   puts by key: no index, no read before the write.
 
-use super::usage_hour;
+use super::{add_counts, usage_hour};
 use super::{
     BackendError, Claim, ClaimToken, Cursors, Enqueued, History, JobRecords, Ledger, LedgerTime,
     ObjectHistory, Recorded, Seen, Store, UsageCounts, UsageKey, UsageLog, CLAIM_LEASE,
@@ -467,10 +467,7 @@ impl UsageLog for DynamoLedger {
             else {
                 continue;
             };
-            let total = usage.entry(day).or_default();
-            for (key, count) in usage_counts(&item) {
-                *total.entry(key).or_default() += count;
-            }
+            add_counts(usage.entry(day).or_default(), &usage_counts(&item));
         }
         Ok(usage)
     }
@@ -489,9 +486,7 @@ impl UsageLog for DynamoLedger {
         }
         let mut total = UsageCounts::new();
         for item in self.get_all(ids, false).await? {
-            for (key, count) in usage_counts(&item) {
-                *total.entry(key).or_default() += count;
-            }
+            add_counts(&mut total, &usage_counts(&item));
         }
         Ok(total)
     }

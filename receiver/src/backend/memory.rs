@@ -1,5 +1,6 @@
 //! In-memory backends: the same semantics as the real ones, for tests and benchmarks.
 
+use super::add_counts;
 use super::bucket::ReadCredentials;
 use super::bucket::{AccessError, BucketSource, Listing, Page};
 use super::{
@@ -220,12 +221,8 @@ impl UsageLog for MemoryUsage {
         counts: &UsageCounts,
     ) -> Result<(), BackendError> {
         let mut usage = self.0.lock().unwrap();
-        let total = usage
-            .entry((integration_id.to_owned(), usage_hour(at)))
-            .or_default();
-        for (name, count) in counts {
-            *total.entry(*name).or_default() += count;
-        }
+        let key = (integration_id.to_owned(), usage_hour(at));
+        add_counts(usage.entry(key).or_default(), counts);
         Ok(())
     }
     async fn usage(
@@ -241,10 +238,7 @@ impl UsageLog for MemoryUsage {
                 continue;
             };
             if id == integration_id && (since..=until).contains(&day) {
-                let total = days.entry(day).or_default();
-                for (name, count) in counts {
-                    *total.entry(*name).or_default() += count;
-                }
+                add_counts(days.entry(day).or_default(), counts);
             }
         }
         Ok(days)
@@ -259,9 +253,7 @@ impl UsageLog for MemoryUsage {
         let mut total = UsageCounts::new();
         for ((id, hour), counts) in usage.iter() {
             if id == integration_id && *hour >= from {
-                for (name, count) in counts {
-                    *total.entry(*name).or_default() += count;
-                }
+                add_counts(&mut total, counts);
             }
         }
         Ok(total)

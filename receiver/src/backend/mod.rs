@@ -463,6 +463,13 @@ pub struct UsageKey {
 /// Event counts by outcome and reason.
 pub type UsageCounts = BTreeMap<UsageKey, u64>;
 
+/// Adds `counts` to `total`, key by key.
+pub fn add_counts(total: &mut UsageCounts, counts: &UsageCounts) {
+    for (key, count) in counts {
+        *total.entry(*key).or_default() += count;
+    }
+}
+
 impl UsageKey {
     pub const fn new(outcome: Outcome, reason: Option<Reason>) -> Self {
         UsageKey { outcome, reason }

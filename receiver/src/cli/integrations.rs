@@ -5,7 +5,7 @@
 
 use super::args::IntegrationsCommand;
 use super::common::{load, master_key, time, CliResult, Printer, Report, Safe, Shown};
-use crate::backend::{error_chain, Seen, Store, UsageCounts, HISTORY_RETENTION};
+use crate::backend::{add_counts, error_chain, Seen, Store, UsageCounts, HISTORY_RETENTION};
 use crate::poll::{SafetyNetCursor, SAFETY_NET_CURSOR};
 use crate::wiring::Wired;
 use anyhow::{anyhow, Context};
@@ -189,9 +189,7 @@ async fn usage(wired: &Wired, id: &str, days: u32, now: DateTime<Utc>) -> CliRes
     let days = wired.backends.usage.usage(id, since, until).await?;
     let mut totals = UsageCounts::new();
     for counts in days.values() {
-        for (key, count) in counts {
-            *totals.entry(*key).or_default() += count;
-        }
+        add_counts(&mut totals, counts);
     }
     Ok(Usage {
         integration_id: id.to_owned(),
