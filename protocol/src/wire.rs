@@ -42,6 +42,30 @@ pub const WORKER_VAR_MAX_RETRY_DELAY: &str = "MAX_RETRY_DELAY_SECONDS";
 /// The version of the prebuilt bundle a packaged worker runs (`<crate version>+<content hash>`),
 /// written by `bucket-relay worker package`; `/healthz` reports it.
 pub const WORKER_VAR_BUNDLE: &str = "WORKER_BUNDLE";
+/// The header a worker sends with every batch: its bundle version ([`WORKER_VAR_BUNDLE`]), or
+/// `source` when built from source. The receiver records it per integration once the batch's
+/// signature verifies, so `integrations show` names the bytes a customer runs.
+pub const HEADER_WORKER_BUNDLE: &str = "bucket-relay-worker-bundle";
+/// What a worker built from source reports instead of a bundle version.
+pub const BUNDLE_FROM_SOURCE: &str = "source";
+
+/// Whether `value` can be a bundle version as the worker reports it: `source`, or
+/// `<crate version>+<hex>`, at most 64 characters of `[0-9A-Za-z.+-]`. Anything else is not
+/// recorded (it reaches a terminal through `integrations show`).
+#[must_use]
+pub fn is_bundle_version(value: &str) -> bool {
+    value == BUNDLE_FROM_SOURCE
+        || (value.len() <= 64
+            && value.split_once('+').is_some_and(|(version, hash)| {
+                !version.is_empty()
+                    && version
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+                    && !hash.is_empty()
+                    && hash.chars().all(|c| c.is_ascii_hexdigit())
+            }))
+}
+
 /// The worker's producer binding of the dead-letter queue, for rejected events.
 pub const WORKER_DLQ_BINDING: &str = "DEAD_LETTER_QUEUE";
 
@@ -198,6 +222,27 @@ mod tests {
         assert_eq!(parse_events_path("/v1/integrations//events"), None);
         assert_eq!(parse_events_path("/v1/integrations/a/b/events"), None);
         assert_eq!(parse_events_path("/v1/integrations/a"), None);
+    }
+
+    #[test]
+    fn a_bundle_version_is_source_or_a_crate_version_and_a_hash_and_nothing_else() {
+        for good in ["source", "0.1.0+3f9a1c2b7d4e", "1.2.3-rc.1+ab"] {
+            assert!(is_bundle_version(good), "{good}");
+        }
+        let long = format!("0.1.0+{}", "a".repeat(64));
+        for bad in [
+            "",
+            "0.1.0",
+            "+abc",
+            "0.1.0+",
+            "0.1.0+xyz",
+            "0.1 0+ab",
+            "0.1.0+ab\n",
+            "\u{1b}[31m+ab",
+            &long,
+        ] {
+            assert!(!is_bundle_version(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -107,6 +107,8 @@ pub fn document() -> Value {
             "dead_letter_queue": wire::WORKER_DEAD_LETTER_QUEUE,
             "queue_retention_seconds": wire::WORKER_QUEUE_RETENTION_SECONDS,
             "max_retry_delay_var": wire::WORKER_VAR_MAX_RETRY_DELAY,
+            "bundle_var": wire::WORKER_VAR_BUNDLE,
+            "bundle_header": wire::HEADER_WORKER_BUNDLE,
             "plans": wire::CloudflarePlan::ALL.iter().map(|plan| json!({
                 "plan": plan.as_str(),
                 "queue_retention_seconds": plan.queue_retention_seconds(),

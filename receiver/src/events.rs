@@ -167,6 +167,14 @@ operator_events! {
         integration_id: &'a str,
         cause: &'a str,
     } => count_auth_failure
+    /// An R2 integration's worker reported a bundle other than the one last kept for it: a
+    /// customer deployed a new package (or `source`, a build from source). `integrations show`
+    /// compares it with the bundle last packaged for them.
+    WorkerBundleReported<'a> = "worker_bundle_reported", INFO {
+        integration_id: &'a str,
+        bundle: &'a str,
+        previous: Option<&'a str>,
+    }
     /// A CloudTrail event's object could not be looked up through the read role, so its job id
     /// is its event id and the same object's S3 event may make a second job.
     ObjectLookupFailed<'a> = "object_lookup_failed", WARN {

@@ -18,6 +18,7 @@ use crate::integrations::Integrations;
 use crate::item::{decide_one, parse_events, report_event, Item};
 use crate::settle::settle;
 use crate::telemetry::{flush_emf, log_backend_error, EventCounts};
+use crate::worker_bundle::{self, Reporter};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, Method};
@@ -35,12 +36,15 @@ pub struct Relay {
     /// Where an S3 event that names no object version is looked up; without it, such an
     /// event's job id is its own event id.
     lookup: Option<Arc<dyn ObjectLookup>>,
+    /// Keeps the bundle each R2 integration's worker names.
+    bundles: Reporter,
 }
 
 impl Relay {
     pub fn new(backends: Backends, keys: Arc<dyn MasterKeySource>) -> Self {
         Relay {
             integrations: Integrations::new(Arc::clone(&backends.store)),
+            bundles: Reporter::new(Arc::clone(&backends.cursors)),
             backends,
             keys,
             lookup: None,
@@ -197,6 +201,11 @@ impl Relay {
             )
         })?;
 
+        if let (Sender::Worker, Some(bundle)) = (sender, worker_bundle::from_headers(headers)) {
+            if let Err(err) = self.bundles.note(integration_id, bundle, now).await {
+                log_backend_error(&err);
+            }
+        }
         let parsed = parse_events(sender, body)?;
         let mut items = Vec::with_capacity(parsed.len());
         for (id, event) in parsed {

@@ -10,7 +10,8 @@
 //! - [`poll`]: poll ticks and backfills: a bucket listed page by page into jobs; [`access`]:
 //!   an integration's read access resolved with the master key;
 //!   [`sealed`]: R2 token credentials sealed at rest.
-//! - [`wiring`]: which backends a command uses (embedded or AWS).
+//! - [`wiring`]: which backends a command uses (embedded or AWS); [`worker_bundle`]: the
+//!   worker bundle each R2 customer runs.
 //! - [`cli`]: the `bucket-relay` command line.
 //! - [`events`]: the operator events, one type each, and the only `tracing` calls;
 //!   [`telemetry`]: the JSON log setup and CloudWatch metrics; [`env`]: the environment variables.
@@ -36,3 +37,4 @@ mod serve;
 mod settle;
 mod telemetry;
 mod wiring;
+mod worker_bundle;

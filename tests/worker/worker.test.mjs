@@ -117,21 +117,27 @@ function notification(key, { action = "PutObject", bucket = "uploads", size = 10
   return { account: "4f3c1e0d9b8a7c6d5e4f3a2b1c0d9e8f", action, bucket, object, eventTime: "2026-11-22T10:00:00.000Z" };
 }
 
+/** The `bundle/` folder of the package the current test's integration was given. */
+let packagedBundle = BUILD;
+
 let nextId = 0;
 function message(body, ageSeconds = 1) {
   nextId += 1;
   return { id: `msg-${nextId}`, timestamp: new Date(Date.now() - ageSeconds * 1000), body, attempts: 1 };
 }
 
-/** Miniflare with the worker's release build and a recorder for its dead-letter queue. */
-async function startWorker(bindings) {
+/**
+ * Miniflare with a worker bundle (by default the folder `worker package` wrote, the bytes a
+ * customer deploys) and a recorder for its dead-letter queue.
+ */
+async function startWorker(bindings, bundle = packagedBundle) {
   const mf = new Miniflare({
     workers: [
       {
         name: "relay",
         modules: true,
-        scriptPath: path.join(BUILD, "index.js"),
-        modulesRoot: BUILD,
+        scriptPath: path.join(bundle, "index.js"),
+        modulesRoot: bundle,
         modulesRules: [
           { type: "ESModule", include: ["**/*.js"] },
           { type: "CompiledWasm", include: ["**/*.wasm"] },
@@ -217,13 +223,12 @@ test("wrangler.toml names the queues, binding and worker the code and the setup 
 });
 
 describe("the worker in workerd against the real receiver", () => {
-  let receiver, mf, integration;
+  let receiver, mf, integration, packaged, packagedVars;
 
-  // wrangler.toml's [vars] with the [vars] section `integrations create` printed pasted over them,
-  // as the customer does; then the secret, as `wrangler secret put` stores it.
+  // The packaged wrangler.toml's [vars], as `wrangler deploy` binds them from the customer's
+  // folder; then the secret, as `wrangler secret put` stores it.
   const bindings = (overrides = {}) => ({
-    ...WRANGLER.vars,
-    ...parseToml(integration.wrangler_vars).vars,
+    ...packagedVars,
     [SECRET]: integration.secret,
     [VARS.allow_insecure]: "true",
     ...overrides,
@@ -236,10 +241,48 @@ describe("the worker in workerd against the real receiver", () => {
     await receiver.start();
     integration = receiver.cli("integrations", "create", "--provider", "r2", "--bucket", "uploads",
       "--suffix", ".pdf", "--max-object-bytes", "1000000", "--receiver-url", receiver.url);
+    const folder = path.join(receiver.dir, "worker-package");
+    packaged = receiver.cli("worker", "package", integration.id, "--out", folder, "--bundle", BUILD,
+      "--receiver-url", receiver.url);
+    packagedBundle = path.join(folder, "bundle");
+    packagedVars = parseToml(readFileSync(path.join(folder, "wrangler.toml"), "utf8")).vars;
     mf = await startWorker(bindings());
   });
 
+  test("the worker names its bundle; show tells the operator when it is not the one packaged", async () => {
+    const health = await (await mf.dispatchFetch("http://worker/healthz")).json();
+    assert.equal(health.bundle, packaged.bundle_version);
+    assert.equal(receiver.cli("integrations", "show", integration.id).worker.reported, null, "no batch yet");
+
+    await runBatch(mf, [message(notification("in/a.pdf"))]);
+    let shown = receiver.cli("integrations", "show", integration.id).worker;
+    assert.equal(shown.reported.bundle, packaged.bundle_version);
+    assert.equal(shown.packaged.bundle, packaged.bundle_version);
+    assert.equal(shown.mismatch, undefined);
+
+    // The customer still runs the folder of an earlier release.
+    const older = await startWorker(bindings({ [CONTRACT.worker.bundle_var]: "0.0.9+000000000000" }));
+    try {
+      await runBatch(older, [message(notification("in/b.pdf"))]);
+    } finally {
+      await older.dispose();
+    }
+    shown = receiver.cli("integrations", "show", integration.id).worker;
+    assert.equal(shown.reported.bundle, "0.0.9+000000000000");
+    assert.match(shown.mismatch, /has not deployed that folder/);
+    assert.equal(receiver.jobs().length, 2, "the report never stands in the way of a batch");
+  });
+
   test("the pasted setup configures the worker: receiver, integration and the integration's filters", async () => {
+    // The developers' path: the worker built from a checkout, wrangler.toml's [vars] with the
+    // section `integrations create` printed pasted over them.
+    await mf.dispose();
+    mf = await startWorker({
+      ...WRANGLER.vars,
+      ...parseToml(integration.wrangler_vars).vars,
+      [SECRET]: integration.secret,
+      [VARS.allow_insecure]: "true",
+    }, BUILD);
     const health = await (await mf.dispatchFetch("http://worker/healthz")).json();
     assert.equal(health.integration_id, integration.id);
     assert.equal(health.receiver_host, "127.0.0.1");

@@ -6,11 +6,11 @@ use relay_protocol::decide::key_filter;
 use relay_protocol::event::r2::CREATE_ACTIONS;
 use relay_protocol::webhook::{SigningKey, SECRET_PREFIX};
 use relay_protocol::wire::{
-    WORKER_DEAD_LETTER_QUEUE, WORKER_SECRET_NAME, WORKER_VAR_ACTIONS as VAR_ACTIONS,
-    WORKER_VAR_ALLOW_INSECURE as VAR_ALLOW_INSECURE, WORKER_VAR_INTEGRATION_ID,
-    WORKER_VAR_KEY_PREFIX as VAR_PREFIX, WORKER_VAR_KEY_SUFFIXES as VAR_SUFFIXES,
-    WORKER_VAR_MAX_RETRY_DELAY as VAR_MAX_RETRY_DELAY, WORKER_VAR_RECEIVER_URL,
-    WORKER_VAR_TIMEOUT as VAR_TIMEOUT,
+    is_bundle_version, BUNDLE_FROM_SOURCE, WORKER_DEAD_LETTER_QUEUE, WORKER_SECRET_NAME,
+    WORKER_VAR_ACTIONS as VAR_ACTIONS, WORKER_VAR_ALLOW_INSECURE as VAR_ALLOW_INSECURE,
+    WORKER_VAR_BUNDLE, WORKER_VAR_INTEGRATION_ID, WORKER_VAR_KEY_PREFIX as VAR_PREFIX,
+    WORKER_VAR_KEY_SUFFIXES as VAR_SUFFIXES, WORKER_VAR_MAX_RETRY_DELAY as VAR_MAX_RETRY_DELAY,
+    WORKER_VAR_RECEIVER_URL, WORKER_VAR_TIMEOUT as VAR_TIMEOUT,
 };
 use relay_protocol::{Disposition, Outcome, Reason};
 use serde::Deserialize;
@@ -43,6 +43,9 @@ pub struct Config {
     pub timeout_seconds: u32,
     /// The longest wait between two retries of a message.
     pub max_retry_seconds: u32,
+    /// The prebuilt bundle's version (`WORKER_BUNDLE`, written by `worker package`), or
+    /// `source`: sent with every batch and reported by `/healthz`.
+    pub bundle: String,
 }
 
 /// Why the worker cannot forward: each is logged, and every message is retried (never dropped)
@@ -165,6 +168,13 @@ pub fn retry_cap(text: Option<String>) -> u32 {
     }
 }
 
+/// The bundle version the worker reports: `WORKER_BUNDLE` when it is one, else `source` (a
+/// build from source, or a var edited by hand).
+pub fn bundle_version(var: Option<String>) -> String {
+    var.filter(|v| is_bundle_version(v))
+        .unwrap_or_else(|| BUNDLE_FROM_SOURCE.to_owned())
+}
+
 impl Config {
     /// Reads and checks the configuration; `var` returns a var or secret by name.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Config, Vec<ConfigError>> {
@@ -241,6 +251,7 @@ impl Config {
             suffixes: list(get(VAR_SUFFIXES)),
             timeout_seconds,
             max_retry_seconds,
+            bundle: bundle_version(get(WORKER_VAR_BUNDLE)),
         })
     }
 
@@ -416,6 +427,20 @@ mod tests {
         assert_eq!(config.receiver_host, "relay.example.com");
         assert_eq!(config.actions, DEFAULT_ACTIONS);
         assert_eq!(config.timeout_seconds, DEFAULT_TIMEOUT_SECONDS);
+    }
+
+    #[test]
+    fn the_reported_bundle_is_the_packaged_version_or_source() {
+        assert_eq!(Config::from_vars(vars(&good())).unwrap().bundle, "source");
+        let mut packaged = good();
+        packaged.push(("WORKER_BUNDLE", "0.1.0+3f9a1c2b7d4e"));
+        assert_eq!(
+            Config::from_vars(vars(&packaged)).unwrap().bundle,
+            "0.1.0+3f9a1c2b7d4e"
+        );
+        let mut edited = good();
+        edited.push(("WORKER_BUNDLE", "mine\r\nx-evil: 1"));
+        assert_eq!(Config::from_vars(vars(&edited)).unwrap().bundle, "source");
     }
 
     #[test]

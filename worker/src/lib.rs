@@ -16,8 +16,8 @@ pub mod core;
 #[cfg(target_arch = "wasm32")]
 mod shell {
     use crate::core::{
-        backoff_seconds, batch_id, plan, retry_cap, Action, Answer, Config, ConfigError, ErrorWord,
-        Source, MAX_RETRY_SECONDS,
+        backoff_seconds, batch_id, bundle_version, plan, retry_cap, Action, Answer, Config,
+        ConfigError, ErrorWord, Source, MAX_RETRY_SECONDS,
     };
     use futures_util::future::{select, Either};
     use relay_protocol::webhook;
@@ -244,6 +244,7 @@ mod shell {
             webhook::HEADER_SIGNATURE,
             &config.key.sign(&msg_id, timestamp, body.as_bytes()),
         )?;
+        set(wire::HEADER_WORKER_BUNDLE, &config.bundle)?;
         let mut init = RequestInit::new();
         init.with_method(Method::Post)
             .with_headers(headers)
@@ -367,7 +368,7 @@ mod shell {
         });
         // The prebuilt bundle's version when packaged (`worker package`); a build from source
         // has none.
-        let bundle = read(&env, wire::WORKER_VAR_BUNDLE).unwrap_or_else(|| "source".to_owned());
+        let bundle = bundle_version(read(&env, wire::WORKER_VAR_BUNDLE));
         let body = match Config::from_vars(|name| read(&env, name)) {
             Ok(config) => json!({
                 "status": "ok",

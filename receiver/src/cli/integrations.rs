@@ -8,6 +8,7 @@ use super::common::{load, master_key, time, CliResult, Printer, Report, Safe, Sh
 use crate::backend::{add_counts, error_chain, Seen, Store, UsageCounts, HISTORY_RETENTION};
 use crate::poll::{SafetyNetCursor, SAFETY_NET_CURSOR};
 use crate::wiring::Wired;
+use crate::worker_bundle::{self, BundleSeen};
 use anyhow::{anyhow, Context};
 use chrono::{DateTime, NaiveDate, Utc};
 use relay_protocol::integration::{ReadAccess, Scope, DEFAULT_MAX_OBJECT_BYTES};
@@ -104,6 +105,10 @@ async fn show(wired: &Wired, id: &str) -> CliResult<Show> {
             .and_then(|text| serde_json::from_str(&text).ok()),
         None => None,
     };
+    let worker = match integration.provider {
+        Provider::R2 => Some(WorkerShown::load(wired, &integration.id).await?),
+        Provider::S3 => None,
+    };
     Ok(Show {
         integration,
         external_id,
@@ -111,6 +116,7 @@ async fn show(wired: &Wired, id: &str) -> CliResult<Show> {
         last_seen,
         last_seen_error,
         safety_net,
+        worker,
     })
 }
 
@@ -276,6 +282,53 @@ struct Show {
     /// A safety net's last listing, when it has run.
     #[serde(skip_serializing_if = "Option::is_none")]
     safety_net: Option<SafetyNetCursor>,
+    /// R2: the bundle the customer's worker runs, the one last packaged, and whether they agree.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    worker: Option<WorkerShown>,
+}
+
+/// `show`'s worker: the bundle its batches name, the one `worker package` last wrote, this
+/// binary's version, and what does not agree among them.
+#[derive(Serialize)]
+struct WorkerShown {
+    reported: Option<BundleSeen>,
+    packaged: Option<BundleSeen>,
+    receiver_version: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mismatch: Option<String>,
+}
+
+impl WorkerShown {
+    async fn load(wired: &Wired, id: &str) -> CliResult<WorkerShown> {
+        let cursors = wired.backends.cursors.as_ref();
+        let reported = worker_bundle::load(cursors, id, worker_bundle::REPORTED).await?;
+        let packaged = worker_bundle::load(cursors, id, worker_bundle::PACKAGED).await?;
+        let receiver_version = env!("CARGO_PKG_VERSION");
+        let mismatch =
+            worker_bundle::compare(reported.as_ref(), packaged.as_ref(), receiver_version);
+        Ok(WorkerShown {
+            reported,
+            packaged,
+            receiver_version,
+            mismatch,
+        })
+    }
+
+    fn describe(&self) -> String {
+        let reported = match &self.reported {
+            Some(seen) => format!("runs {} (reported {})", seen.bundle, seen.at),
+            None => "no batch seen yet".to_owned(),
+        };
+        let packaged = match &self.packaged {
+            Some(seen) => format!("packaged {} on {}", seen.bundle, seen.at),
+            None => "never packaged".to_owned(),
+        };
+        let verdict = match &self.mismatch {
+            Some(why) => format!("; MISMATCH: {why}"),
+            None => String::new(),
+        };
+        format!("{reported}; {packaged}{verdict}")
+    }
 }
 
 /// `show`'s safety-net row: its interval and its last listing.
@@ -360,6 +413,12 @@ impl Report for Show {
                     .map_or_else(none, ReadAccess::describe),
             ),
             ("external_id", external_id),
+            (
+                "worker",
+                self.worker
+                    .as_ref()
+                    .map_or_else(none, WorkerShown::describe),
+            ),
             ("created_at", i.created_at.to_rfc3339()),
             ("updated_at", i.updated_at.to_rfc3339()),
         ];

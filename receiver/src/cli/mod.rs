@@ -95,7 +95,7 @@ async fn dispatch(cli: Cli, runtime: Runtime) -> CliResult {
         Command::Reconcile(args) => reconcile::reconcile(wired, printer, args).await,
         Command::Status(args) => status::status(wired, printer, args).await,
         Command::Worker(WorkerCommand::Package(args)) => {
-            printer.emit(&package::package(&wired, args).await?)
+            printer.emit(&package::package(&wired, args, chrono::Utc::now()).await?)
         }
         Command::Events(EventsCommand::Why { integration, key }) => {
             printer.emit(&events::why(&wired, &integration, &key).await?)

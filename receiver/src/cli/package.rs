@@ -10,8 +10,11 @@
 use super::args::PackageArgs;
 use super::common::{load, CliResult, Report, Safe};
 use super::setup::{r2_instructions, unreachable_from_the_cloud, wrangler_vars, Deployed};
+use crate::backend::Cursors;
 use crate::wiring::Wired;
+use crate::worker_bundle::{self, BundleSeen};
 use anyhow::{anyhow, bail, Context};
+use chrono::{DateTime, Utc};
 use relay_protocol::wire::WORKER_VAR_BUNDLE;
 use relay_protocol::{Integration, Provider};
 use serde::Serialize;
@@ -26,10 +29,18 @@ const BUNDLE_FILES: [&str; 3] = ["index.js", "index_bg.wasm", "worker/shim.mjs"]
 /// What the customer pastes in place of the secret.
 const SECRET_PLACEHOLDER: &str = "<the whsec_… secret integrations create showed>";
 
-pub(crate) async fn package(wired: &Wired, args: PackageArgs) -> CliResult<Packaged> {
+pub(crate) async fn package(
+    wired: &Wired,
+    args: PackageArgs,
+    now: DateTime<Utc>,
+) -> CliResult<Packaged> {
     let integration = load(wired.backends.store.as_ref(), &args.id).await?;
     let bundle = Bundle::read(&args.bundle)?;
-    write_package(&integration, &args.public.url, &bundle, &args.out)
+    let packaged = write_package(&integration, &args.public.url, &bundle, &args.out)?;
+    packaged
+        .remember(wired.backends.cursors.as_ref(), now)
+        .await?;
+    Ok(packaged)
 }
 
 /// The prebuilt worker: its files, as read from a release build's folder.
@@ -159,6 +170,19 @@ pub(crate) struct Packaged {
     /// Why the receiver URL in it cannot be used by a customer, if it cannot.
     #[serde(skip_serializing_if = "Option::is_none")]
     warning: Option<String>,
+}
+
+impl Packaged {
+    /// Keeps the version as the integration's last packaged bundle, which `integrations show`
+    /// compares with the one its worker reports.
+    pub(crate) async fn remember(&self, cursors: &dyn Cursors, now: DateTime<Utc>) -> CliResult {
+        let seen = BundleSeen::new(&self.bundle_version, now);
+        let value = serde_json::to_string(&seen)?;
+        cursors
+            .save(&self.integration_id, worker_bundle::PACKAGED, Some(&value))
+            .await?;
+        Ok(())
+    }
 }
 
 impl Report for Packaged {

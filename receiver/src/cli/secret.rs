@@ -49,6 +49,11 @@ pub(crate) async fn create(
         _ => None,
     };
     wired.backends.store.put(&integration).await?;
+    if let Some(package) = &package {
+        package
+            .remember(wired.backends.cursors.as_ref(), now)
+            .await?;
+    }
     let mut report = SecretReport::new("Created", integration, key.as_bytes(), &args.public.url);
     report.worker_package = package;
     Ok(report)
