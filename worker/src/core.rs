@@ -2,7 +2,7 @@
 //! once the receiver has answered. No I/O and no Workers types, so it is unit-tested natively;
 //! `lib.rs` is the thin shell that reads the queue, calls the receiver and acks or retries.
 
-use relay_protocol::decide::key_filter;
+use relay_protocol::decide::{is_test_key, key_filter};
 use relay_protocol::event::r2::CREATE_ACTIONS;
 use relay_protocol::webhook::{SigningKey, SECRET_PREFIX};
 use relay_protocol::wire::{
@@ -269,6 +269,11 @@ impl Config {
             .get("object")
             .and_then(|o| o.get("key"))
             .and_then(|k| k.as_str())?;
+        // A test event (`connect-r2`'s, under the test key prefix) reaches the receiver
+        // whatever the filters, which answers it without making a job.
+        if is_test_key(key) {
+            return None;
+        }
         key_filter(self.prefix.as_deref(), &self.suffixes, key)
     }
 }
@@ -427,6 +432,22 @@ mod tests {
         assert_eq!(config.receiver_host, "relay.example.com");
         assert_eq!(config.actions, DEFAULT_ACTIONS);
         assert_eq!(config.timeout_seconds, DEFAULT_TIMEOUT_SECONDS);
+    }
+
+    #[test]
+    fn a_test_event_passes_the_key_filters_and_the_receiver_answers_it() {
+        use relay_protocol::decide::TEST_KEY_PREFIX;
+        let mut filtered = good();
+        filtered.push(("KEY_PREFIX", "in/"));
+        filtered.push(("KEY_SUFFIXES", ".pdf"));
+        let config = Config::from_vars(vars(&filtered)).unwrap();
+        let notification = |key: &str| json!({"action": "PutObject", "object": {"key": key}});
+        let test_key = format!("{TEST_KEY_PREFIX}abc");
+        assert_eq!(config.filter(&notification(&test_key)), None);
+        assert_eq!(
+            config.filter(&notification("other/a.pdf")),
+            Some(Reason::PrefixFiltered)
+        );
     }
 
     #[test]

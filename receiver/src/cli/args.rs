@@ -312,6 +312,14 @@ pub enum IntegrationsCommand {
     /// source would, and report each step. Without: check the read access (poll mode,
     /// backfill; a role in each account for object lookups).
     Test(TestArgs),
+    /// Set up an R2 bucket's whole forwarding in the customer's Cloudflare account with their
+    /// API token (CLOUDFLARE_API_TOKEN, or the first line of stdin): the queues, the worker
+    /// with its secret, its consumers and the bucket's notification rules; then a test event
+    /// through all of it. A second run changes nothing; a failed one resumes.
+    ConnectR2(ConnectArgs),
+    /// Remove what connect-r2 set up: the rules, the consumers, the worker; the queues only
+    /// with --force.
+    DisconnectR2(DisconnectArgs),
     Delete {
         id: String,
     },
@@ -399,6 +407,52 @@ pub struct RotateArgs {
     pub now: bool,
     #[command(flatten)]
     pub public: PublicUrl,
+}
+
+/// The customer's Cloudflare account, as `connect-r2` and `disconnect-r2` reach it.
+#[derive(Args, Debug)]
+pub struct CloudflareArgs {
+    /// The Cloudflare account id (32 hex digits; the dashboard's Account ID).
+    #[arg(long)]
+    pub cloudflare_account: String,
+    /// Cloudflare's API (the same variable wrangler reads; a local server in tests).
+    #[arg(long, env = "CLOUDFLARE_API_BASE_URL", default_value = super::cloudflare::DEFAULT_BASE)]
+    pub api_base: String,
+    /// Send no write: make the reads and list the writes it would send (secrets redacted).
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ConnectArgs {
+    pub id: String,
+    #[command(flatten)]
+    pub cloudflare: CloudflareArgs,
+    /// The prebuilt bundle to upload (as for `worker package`).
+    #[arg(long, env = env::WORKER_BUNDLE_DIR, default_value = "worker/build")]
+    pub bundle: PathBuf,
+    #[command(flatten)]
+    pub public: PublicUrl,
+    /// How long to wait for the receiver to record the test event.
+    #[arg(long, default_value = "2m")]
+    pub wait: humantime::Duration,
+    /// Skip the test event.
+    #[arg(long)]
+    pub no_test_event: bool,
+    /// Local tests only: a plain-http receiver on 127.0.0.1 (the worker is told
+    /// ALLOW_INSECURE_RECEIVER); Cloudflare cannot reach one.
+    #[arg(long)]
+    pub allow_insecure_receiver: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DisconnectArgs {
+    pub id: String,
+    #[command(flatten)]
+    pub cloudflare: CloudflareArgs,
+    /// Delete the queues too, and any message still in them.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]

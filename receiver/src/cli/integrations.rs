@@ -34,6 +34,12 @@ pub(crate) async fn run(wired: Wired, printer: Printer, command: IntegrationsCom
             printer.emit(&super::source::set_source(&wired, args).await?)
         }
         IntegrationsCommand::Test(args) => super::source::test(&wired, printer, args).await,
+        IntegrationsCommand::ConnectR2(args) => {
+            printer.emit(&super::connect::connect(&wired, args, now).await?)
+        }
+        IntegrationsCommand::DisconnectR2(args) => {
+            printer.emit(&super::connect::disconnect(&wired, args).await?)
+        }
         IntegrationsCommand::Pause { id } => {
             printer.emit(&update(store, &id, now, Status::Paused).await?)
         }

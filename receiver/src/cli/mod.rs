@@ -13,10 +13,14 @@
 //!   HTTP;
 //! - [`listing`]: `poll` and `backfill`; [`reconcile`]: `reconcile`, whether every object
 //!   became a job; [`events`]: `events why` and `jobs list`;
-//! - [`replay`]: `replay eventbridge` and `replay ingest`, the dead-letter queues.
+//! - [`replay`]: `replay eventbridge` and `replay ingest`, the dead-letter queues;
+//! - [`package`]: `worker package`; [`connect`] with [`cloudflare`]: `integrations connect-r2`
+//!   and `disconnect-r2`, the R2 setup through Cloudflare's API.
 
 mod args;
+mod cloudflare;
 mod common;
+mod connect;
 mod connection;
 mod events;
 mod integrations;

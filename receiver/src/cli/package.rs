@@ -19,6 +19,7 @@ use relay_protocol::wire::WORKER_VAR_BUNDLE;
 use relay_protocol::{Integration, Provider};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::fmt::{self, Write};
 use std::path::Path;
 
@@ -45,6 +46,21 @@ pub(crate) async fn package(
 
 /// The prebuilt worker: its files, as read from a release build's folder.
 pub(crate) struct Bundle(Vec<(&'static str, Vec<u8>)>);
+
+impl Bundle {
+    /// `<crate version>+<hash>` of the files.
+    pub(crate) fn version(&self) -> String {
+        bundle_version(&self.0)
+    }
+
+    /// One of its files, by its name in the bundle.
+    pub(crate) fn file(&self, name: &str) -> Option<&[u8]> {
+        self.0
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, bytes)| bytes.as_slice())
+    }
+}
 
 impl Bundle {
     pub(crate) fn read(dir: &Path) -> CliResult<Bundle> {
@@ -127,18 +143,10 @@ fn wrangler_toml(integration: &Integration, base: &str, version: &str) -> CliRes
     let mut config: toml::Table = TEMPLATE.parse().context("the wrangler.toml template")?;
     config.remove("build");
     config.insert("main".into(), toml::Value::String("bundle/index.js".into()));
-    let vars: toml::Table = wrangler_vars(integration, base)
-        .parse()
-        .context("the integration's [vars]")?;
-    let mut vars = vars
-        .get("vars")
-        .and_then(toml::Value::as_table)
-        .cloned()
-        .ok_or_else(|| anyhow!("no [vars] for the integration"))?;
-    vars.insert(
-        WORKER_VAR_BUNDLE.into(),
-        toml::Value::String(version.into()),
-    );
+    let vars = worker_vars(integration, base, version)?
+        .into_iter()
+        .map(|(name, value)| (name, toml::Value::String(value)))
+        .collect();
     config.insert("vars".into(), toml::Value::Table(vars));
     let body = toml::to_string(&config).context("wrangler.toml")?;
     Ok(format!(
@@ -146,6 +154,92 @@ fn wrangler_toml(integration: &Integration, base: &str, version: &str) -> CliRes
          # Deploy it from this folder with Node.js alone; see README.md.\n\n{body}",
         integration.id
     ))
+}
+
+/// The worker's `[vars]` for the integration, with the bundle's version: what the packaged
+/// wrangler.toml holds and what `connect-r2` uploads.
+pub(crate) fn worker_vars(
+    integration: &Integration,
+    base: &str,
+    version: &str,
+) -> CliResult<BTreeMap<String, String>> {
+    let vars: toml::Table = wrangler_vars(integration, base)
+        .parse()
+        .context("the integration's [vars]")?;
+    let mut vars: BTreeMap<String, String> = vars
+        .get("vars")
+        .and_then(toml::Value::as_table)
+        .ok_or_else(|| anyhow!("no [vars] for the integration"))?
+        .iter()
+        .filter_map(|(name, value)| Some((name.clone(), value.as_str()?.to_owned())))
+        .collect();
+    vars.insert(WORKER_VAR_BUNDLE.into(), version.into());
+    Ok(vars)
+}
+
+/// One `[[queues.consumers]]` of the repository's wrangler.toml, as the Queues API takes it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(crate) struct ConsumerSpec {
+    pub queue: String,
+    pub dead_letter_queue: Option<String>,
+    pub settings: ConsumerSettings,
+}
+
+/// A consumer's settings in the Queues API's names (wrangler.toml's `max_batch_size` is
+/// `batch_size`, its `max_batch_timeout` in seconds is `max_wait_time_ms`).
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub(crate) struct ConsumerSettings {
+    pub batch_size: u64,
+    pub max_retries: u64,
+    pub max_wait_time_ms: u64,
+    pub max_concurrency: u64,
+    pub retry_delay: u64,
+}
+
+/// The worker's queue consumers, from the repository's wrangler.toml: the one place their
+/// settings are decided (docs/customers-r2.md says why).
+pub(crate) fn consumers() -> CliResult<Vec<ConsumerSpec>> {
+    let config: toml::Table = TEMPLATE.parse().context("the wrangler.toml template")?;
+    let list = config
+        .get("queues")
+        .and_then(|q| q.get("consumers"))
+        .and_then(toml::Value::as_array)
+        .ok_or_else(|| anyhow!("wrangler.toml has no [[queues.consumers]]"))?;
+    list.iter()
+        .map(|consumer| {
+            let number = |name: &str| {
+                consumer
+                    .get(name)
+                    .and_then(toml::Value::as_integer)
+                    .and_then(|n| u64::try_from(n).ok())
+                    .ok_or_else(|| anyhow!("wrangler.toml's consumer has no {name}"))
+            };
+            let text = |name: &str| consumer.get(name).and_then(toml::Value::as_str);
+            Ok(ConsumerSpec {
+                queue: text("queue")
+                    .ok_or_else(|| anyhow!("a consumer without a queue"))?
+                    .to_owned(),
+                dead_letter_queue: text("dead_letter_queue").map(str::to_owned),
+                settings: ConsumerSettings {
+                    batch_size: number("max_batch_size")?,
+                    max_retries: number("max_retries")?,
+                    max_wait_time_ms: number("max_batch_timeout")? * 1000,
+                    max_concurrency: number("max_concurrency")?,
+                    retry_delay: number("retry_delay")?,
+                },
+            })
+        })
+        .collect()
+}
+
+/// The compatibility date of the repository's wrangler.toml.
+pub(crate) fn compatibility_date() -> CliResult<String> {
+    let config: toml::Table = TEMPLATE.parse().context("the wrangler.toml template")?;
+    config
+        .get("compatibility_date")
+        .and_then(toml::Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("wrangler.toml has no compatibility_date"))
 }
 
 fn readme(integration: &Integration, base: &str, version: &str) -> String {

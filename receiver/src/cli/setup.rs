@@ -214,14 +214,37 @@ pub(super) fn notification_rules(integration: &Integration) -> Vec<String> {
         "npx wrangler r2 bucket notification create {} --event-type object-create --queue {WORKER_QUEUE}",
         shell_quote(&integration.bucket)
     );
-    let prefix = integration
-        .prefix
-        .as_deref()
-        // `--flag=value`: a value starting with `-` would otherwise read as flags.
-        .map(|prefix| format!(" --prefix={}", shell_quote(prefix)))
-        .unwrap_or_default();
+    rule_filters(integration)
+        .into_iter()
+        .map(|rule| {
+            // `--flag=value`: a value starting with `-` would otherwise read as flags.
+            let prefix = rule
+                .prefix
+                .map(|prefix| format!(" --prefix={}", shell_quote(&prefix)))
+                .unwrap_or_default();
+            let suffix = rule
+                .suffix
+                .map(|suffix| format!(" --suffix={}", shell_quote(&suffix)))
+                .unwrap_or_default();
+            format!("{base}{prefix}{suffix}")
+        })
+        .collect()
+}
+
+/// One R2 notification rule's filters: the integration's prefix, and one of its suffixes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RuleFilter {
+    pub prefix: Option<String>,
+    pub suffix: Option<String>,
+}
+
+/// The bucket's notification rules for the integration, filtered like it: one per suffix that
+/// no other suffix already covers (two rules whose suffixes overlap are refused by R2), or one
+/// unfiltered by suffix.
+pub(crate) fn rule_filters(integration: &Integration) -> Vec<RuleFilter> {
+    let prefix = integration.prefix.clone().filter(|p| !p.is_empty());
     let suffixes = &integration.suffixes;
-    let covering: Vec<&String> = suffixes
+    let mut covering: Vec<&String> = suffixes
         .iter()
         .filter(|suffix| {
             !suffixes
@@ -229,15 +252,20 @@ pub(super) fn notification_rules(integration: &Integration) -> Vec<String> {
                 .any(|other| other != *suffix && suffix.ends_with(other.as_str()))
         })
         .collect();
+    covering.dedup();
     if covering.is_empty() {
-        return vec![format!("{base}{prefix}")];
+        return vec![RuleFilter {
+            prefix,
+            suffix: None,
+        }];
     }
-    let mut rules: Vec<String> = covering
+    covering
         .into_iter()
-        .map(|suffix| format!("{base}{prefix} --suffix={}", shell_quote(suffix)))
-        .collect();
-    rules.dedup();
-    rules
+        .map(|suffix| RuleFilter {
+            prefix: prefix.clone(),
+            suffix: Some(suffix.clone()),
+        })
+        .collect()
 }
 
 /// `text` as one POSIX shell word.
