@@ -37,6 +37,12 @@ pub const R2_SECRET_ACCESS_KEY: &str = "RELAY_R2_SECRET_ACCESS_KEY";
 pub const POLL_EVERY: &str = "RELAY_POLL_EVERY";
 /// Where `worker package` reads the prebuilt worker bundle (default `worker/build`).
 pub const WORKER_BUNDLE_DIR: &str = "RELAY_WORKER_BUNDLE";
+/// `integrations connect-r2` / `disconnect-r2`: the customer's Cloudflare API token (else the
+/// first line of stdin); never written anywhere.
+pub const CLOUDFLARE_API_TOKEN: &str = "CLOUDFLARE_API_TOKEN";
+/// Cloudflare's API base URL for `connect-r2` (default `https://api.cloudflare.com/client/v4`;
+/// the variable wrangler reads too).
+pub const CLOUDFLARE_API_BASE_URL: &str = "CLOUDFLARE_API_BASE_URL";
 /// How many connections `serve` serves at once (default 512).
 pub const MAX_CONNECTIONS: &str = "RELAY_MAX_CONNECTIONS";
 /// How many MiB of request bodies `serve` holds at once, across connections (default 128).

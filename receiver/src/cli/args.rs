@@ -416,7 +416,7 @@ pub struct CloudflareArgs {
     #[arg(long)]
     pub cloudflare_account: String,
     /// Cloudflare's API (the same variable wrangler reads; a local server in tests).
-    #[arg(long, env = "CLOUDFLARE_API_BASE_URL", default_value = super::cloudflare::DEFAULT_BASE)]
+    #[arg(long, env = env::CLOUDFLARE_API_BASE_URL, default_value = super::cloudflare::DEFAULT_BASE)]
     pub api_base: String,
     /// Send no write: make the reads and list the writes it would send (secrets redacted).
     #[arg(long)]

@@ -18,6 +18,15 @@ use std::time::Duration;
 pub(crate) const DEFAULT_BASE: &str = "https://api.cloudflare.com/client/v4";
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What the customer's API token must allow, as the dashboard names the permissions (Cloudflare's
+/// API reference names each endpoint's: Queues Write, Workers Scripts Write, Workers R2 Storage
+/// Write), all on the one account.
+pub(crate) const TOKEN_PERMISSIONS: [&str; 3] = [
+    "Account · Queues · Edit",
+    "Account · Workers Scripts · Edit",
+    "Account · Workers R2 Storage · Edit",
+];
+
 /// A Cloudflare account id: 32 lowercase hex digits.
 pub(crate) fn check_account(account: &str) -> anyhow::Result<()> {
     if account.len() == 32
@@ -362,6 +371,17 @@ fn transport(error: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_customers_pages_list_the_token_s_permissions() {
+        for page in ["README.md", "docs/customers-r2.md"] {
+            let path = format!("{}/../{page}", env!("CARGO_MANIFEST_DIR"));
+            let text = std::fs::read_to_string(&path).unwrap();
+            for permission in TOKEN_PERMISSIONS {
+                assert!(text.contains(permission), "{page} lacks {permission}");
+            }
+        }
+    }
 
     #[test]
     fn only_a_cloudflare_account_id_is_taken() {

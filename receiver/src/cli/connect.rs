@@ -122,7 +122,7 @@ impl Run<'_> {
 
 /// The token: `CLOUDFLARE_API_TOKEN`, or the first line of stdin.
 fn token() -> CliResult<Token> {
-    if let Ok(text) = std::env::var("CLOUDFLARE_API_TOKEN") {
+    if let Ok(text) = std::env::var(crate::env::CLOUDFLARE_API_TOKEN) {
         return Token::new(&text);
     }
     let mut text = String::new();
