@@ -130,8 +130,12 @@ def test_the_printed_setup_runs_through_the_real_wrangler(receiver, cloudflare, 
     rules = cloudflare.rules[("uploads", events["queue_id"])]
     assert sorted(r["suffix"] for r in rules) == ["-final.csv", ".pdf"]
 
+    # Writes in the order sent; reads (some concurrent) as the set of what was read.
     recorded = [{"command": re.sub(r"whsec_\S+'", "whsec_…'", command),
-                 "requests": [reference(r, cloudflare) for r in requests]} for command, requests in ran]
+                 "reads": sorted({json.dumps(reference(r, cloudflare), sort_keys=True)
+                                  for r in requests if r["method"] == "GET"}),
+                 "writes": [reference(r, cloudflare) for r in writes(requests)]}
+                for command, requests in ran]
     if os.environ.get("RECORD_FIXTURES"):
         FIXTURE.parent.mkdir(exist_ok=True)
         FIXTURE.write_text(json.dumps(recorded, indent=1) + "\n")
@@ -293,14 +297,23 @@ def test_connect_r2_proves_the_path_and_a_second_run_changes_nothing(receiver, c
         "the second run writes nothing but its test event"
     assert state(cloudflare) == after_first
 
+    # A rotated secret: the next run uploads the worker again, and the new secret verifies.
+    rotated = receiver.cli("integrations", "rotate-secret", created["id"], "--now")
+    code, stdout, stderr = connecting.run(created["id"])
+    assert code == 0, stderr
+    third = json.loads(stdout)
+    assert {s["step"]: s["did"] for s in third["steps"]}["worker bucket-relay-worker"] == "updated"
+    assert cloudflare.scripts["bucket-relay-worker"]["secrets"]["EVENT_SOURCE_SECRET"] == rotated["secret"]
+    assert third["test_event"]["reason"] == "test_event"
+
     # The token and the secret: sent to the API only, never printed, logged or stored.
-    secret = created["secret"]
-    for text in (stdout, stderr, receiver.logs()):
-        assert TOKEN not in text and secret not in text
-    for path in receiver.data_dir.rglob("*"):
-        if path.is_file():
-            data = path.read_bytes()
-            assert TOKEN.encode() not in data and secret.encode() not in data, path
+    for secret in (created["secret"], rotated["secret"]):
+        for text in (stdout, stderr, receiver.logs()):
+            assert TOKEN not in text and secret not in text
+        for path in receiver.data_dir.rglob("*"):
+            if path.is_file():
+                data = path.read_bytes()
+                assert TOKEN.encode() not in data and secret.encode() not in data, path
 
 
 STEPS = [
@@ -335,7 +348,7 @@ def test_a_failed_step_is_named_and_a_rerun_resumes(receiver, cloudflare, tmp_pa
 
 
 def test_a_dry_run_sends_no_write_and_shows_no_secret(receiver, cloudflare, tmp_path):
-    created = receiver.create("r2", "uploads", "--account", R2_ACCOUNT)
+    created = receiver.create("r2", "uploads", "--account", R2_ACCOUNT, "--cloudflare-plan", "free")
     code, stdout, stderr = Connecting(receiver, cloudflare, tmp_path).run(created["id"], "--dry-run")
     assert code == 0, stderr
     report = json.loads(stdout)
@@ -345,6 +358,11 @@ def test_a_dry_run_sends_no_write_and_shows_no_secret(receiver, cloudflare, tmp_
     assert ("POST", "/accounts/{account}/queues") in planned
     assert ("PUT", "/accounts/{account}/workers/scripts/bucket-relay-worker") in planned
     assert created["secret"] not in stdout and "<redacted>" in stdout
+    # The Free plan: queues keep messages 24 hours, and the worker's retries all fit in them.
+    queues = [p["body"] for p in report["planned"] if p["path"].endswith("/queues")]
+    assert [q["settings"]["message_retention_period"] for q in queues] == [86400, 86400]
+    [upload] = [p["body"] for p in report["planned"] if p["path"].endswith("/bucket-relay-worker")]
+    assert {"name": "MAX_RETRY_DELAY_SECONDS", "type": "plain_text", "text": "3600"} in upload["metadata"]["bindings"]
 
 
 def test_bad_input_is_refused_before_any_request(receiver, cloudflare, tmp_path):

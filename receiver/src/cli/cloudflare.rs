@@ -144,15 +144,23 @@ impl fmt::Display for ApiError {
             .map(|(code, message)| format!("Cloudflare error {code}: {message}"))
             .collect();
         if errors.is_empty() {
-            write!(f, "Cloudflare answered HTTP {}", self.status.unwrap_or(0))
+            write!(f, "Cloudflare answered HTTP {}", self.status.unwrap_or(0))?;
         } else {
             write!(
                 f,
                 "{} (HTTP {})",
                 errors.join("; "),
                 self.status.unwrap_or(0)
-            )
+            )?;
         }
+        if matches!(self.status, Some(401 | 403)) {
+            write!(
+                f,
+                ": the token must be for this account, with {}",
+                TOKEN_PERMISSIONS.join(", ")
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -371,6 +379,22 @@ fn transport(error: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_token_is_told_what_it_needs() {
+        let error = ApiError {
+            step: "queue r2-events".into(),
+            status: Some(403),
+            errors: vec![(10000, "Authentication error".into())],
+            transport: None,
+        };
+        let text = error.to_string();
+        assert!(text.contains("Cloudflare error 10000: Authentication error (HTTP 403)"));
+        assert!(
+            text.contains("Account · Workers R2 Storage · Edit"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn the_customers_pages_list_the_token_s_permissions() {

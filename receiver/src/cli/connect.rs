@@ -198,7 +198,7 @@ pub(crate) async fn connect(
         integration_id: integration.id.clone(),
         account: args.cloudflare.cloudflare_account.clone(),
         dry_run: api.dry_run(),
-        bundle: bundle.version(),
+        bundle: Some(bundle.version()),
         steps: run.steps,
         planned: api.planned(),
         healthz: None,
@@ -219,7 +219,7 @@ pub(crate) async fn connect(
     let record = Connection {
         account: args.cloudflare.cloudflare_account.clone(),
         generation: integration.generation,
-        bundle: connected.bundle.clone(),
+        bundle: bundle.version(),
         at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
     };
     cursors
@@ -231,7 +231,7 @@ pub(crate) async fn connect(
         .await?;
     // What the customer's account runs now is this bundle: `show` compares the worker's report
     // with it.
-    let packaged = serde_json::to_string(&BundleSeen::new(&connected.bundle, now))?;
+    let packaged = serde_json::to_string(&BundleSeen::new(&bundle.version(), now))?;
     cursors
         .save(&integration.id, worker_bundle::PACKAGED, Some(&packaged))
         .await?;
@@ -294,20 +294,7 @@ struct QueueRef {
 
 async fn queue(run: &mut Run<'_>, name: &'static str, retention: u32) -> CliResult<QueueRef> {
     let step = format!("queue {name}");
-    let found = run
-        .api
-        .call(
-            &step,
-            Method::GET,
-            "/queues",
-            &[("name", name), ("page", "1")],
-            Body::None,
-        )
-        .await?;
-    let existing = found
-        .as_array()
-        .and_then(|queues| queues.iter().find(|q| q["queue_name"] == name))
-        .cloned();
+    let existing = find_queue(run.api, &step, name).await?;
     let want = json!({"message_retention_period": retention});
     let Some(existing) = existing else {
         let created = run
@@ -364,6 +351,23 @@ async fn queue(run: &mut Run<'_>, name: &'static str, retention: u32) -> CliResu
             updated["settings"].clone()
         },
     })
+}
+
+/// The queue named `name`, if the account has it (listed by name, as wrangler looks it up).
+async fn find_queue(api: &Cloudflare, step: &str, name: &str) -> CliResult<Option<Value>> {
+    let found = api
+        .call(
+            step,
+            Method::GET,
+            "/queues",
+            &[("name", name), ("page", "1")],
+            Body::None,
+        )
+        .await?;
+    Ok(found
+        .as_array()
+        .and_then(|queues| queues.iter().find(|q| q["queue_name"] == name))
+        .cloned())
 }
 
 /// A resource id: 32 hex digits (what Cloudflare's ids are), so it is safe in a path.
@@ -709,19 +713,9 @@ async fn test_event(
     integration: &Integration,
     wait: Duration,
 ) -> CliResult<TestEventReport> {
-    let found = api
-        .call(
-            STEP_TEST,
-            Method::GET,
-            "/queues",
-            &[("name", WORKER_QUEUE), ("page", "1")],
-            Body::None,
-        )
-        .await?;
-    let id = found
-        .as_array()
-        .and_then(|queues| queues.iter().find(|q| q["queue_name"] == WORKER_QUEUE))
-        .and_then(|q| id_of(q, "queue_id"))
+    let id = find_queue(api, STEP_TEST, WORKER_QUEUE)
+        .await?
+        .and_then(|q| id_of(&q, "queue_id"))
         .ok_or_else(|| anyhow!("step `{STEP_TEST}` failed: no queue {WORKER_QUEUE}"))?;
     let nonce = Alphanumeric.sample_string(&mut rand::rng(), 12);
     let key = format!("{TEST_KEY_PREFIX}{nonce}");
@@ -790,11 +784,11 @@ pub(crate) async fn disconnect(wired: &Wired, args: DisconnectArgs) -> CliResult
         steps: Vec::new(),
     };
     let outcome = undo(&mut run, &integration, args.force).await;
-    let mut report = Connected {
+    let report = Connected {
         integration_id: integration.id.clone(),
         account: args.cloudflare.cloudflare_account.clone(),
         dry_run: api.dry_run(),
-        bundle: String::new(),
+        bundle: None,
         steps: run.steps,
         planned: api.planned(),
         healthz: None,
@@ -808,28 +802,14 @@ pub(crate) async fn disconnect(wired: &Wired, args: DisconnectArgs) -> CliResult
             .save(&integration.id, CONNECTED, None)
             .await?;
     }
-    report.bundle = "-".into();
     Ok(report)
 }
 
 async fn undo(run: &mut Run<'_>, integration: &Integration, force: bool) -> CliResult {
     let mut queues = Vec::new();
     for name in [WORKER_QUEUE, WORKER_DEAD_LETTER_QUEUE] {
-        let found = run
-            .api
-            .call(
-                &format!("queue {name}"),
-                Method::GET,
-                "/queues",
-                &[("name", name), ("page", "1")],
-                Body::None,
-            )
-            .await?;
-        if let Some(queue) = found
-            .as_array()
-            .and_then(|queues| queues.iter().find(|q| q["queue_name"] == name))
-        {
-            let id = id_of(queue, "queue_id").ok_or_else(|| anyhow!("queue {name}: no id"))?;
+        if let Some(queue) = find_queue(run.api, &format!("queue {name}"), name).await? {
+            let id = id_of(&queue, "queue_id").ok_or_else(|| anyhow!("queue {name}: no id"))?;
             queues.push((name, id));
         }
     }
@@ -939,7 +919,9 @@ pub(crate) struct Connected {
     integration_id: String,
     account: String,
     dry_run: bool,
-    bundle: String,
+    /// The bundle `connect-r2` uploads (absent for `disconnect-r2`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bundle: Option<String>,
     steps: Vec<Step>,
     /// In a dry run: the writes it would send (secrets redacted).
     #[serde(skip_serializing_if = "Vec::is_empty")]
