@@ -37,6 +37,18 @@ fn default_horizon_days() -> u32 {
     DEFAULT_HORIZON_DAYS
 }
 
+/// The master key's first version: what every value derived before versions existed used.
+pub const FIRST_KEY_VERSION: u32 = 1;
+
+fn first_key_version() -> u32 {
+    FIRST_KEY_VERSION
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if takes a reference
+fn is_first_key_version(version: &u32) -> bool {
+    *version == FIRST_KEY_VERSION
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Provider {
@@ -111,6 +123,20 @@ pub struct Integration {
     pub output_prefix: Option<String>,
     /// Secret generation: bumped by rotation.
     pub generation: u32,
+    /// The master key version the current generation's secret is derived from (stored only
+    /// when it is not the first).
+    #[serde(
+        default = "first_key_version",
+        skip_serializing_if = "is_first_key_version"
+    )]
+    pub key_version: u32,
+    /// The master key version the external id (read roles' trust policies) is derived from:
+    /// it stays on the version it was issued with until `set-source` issues it again.
+    #[serde(
+        default = "first_key_version",
+        skip_serializing_if = "is_first_key_version"
+    )]
+    pub external_id_key_version: u32,
     /// Earlier generations whose secrets still verify until their grace ends, newest first.
     #[serde(default)]
     pub previous_generations: Vec<GraceGeneration>,
@@ -284,6 +310,12 @@ pub use crate::names::is_role_name;
 pub struct GraceGeneration {
     pub generation: u32,
     pub valid_until: DateTime<Utc>,
+    /// The master key version its secret is derived from.
+    #[serde(
+        default = "first_key_version",
+        skip_serializing_if = "is_first_key_version"
+    )]
+    pub key_version: u32,
 }
 
 /// Why an integration cannot be rotated.
@@ -433,6 +465,8 @@ impl NewIntegration {
             max_object_bytes: self.max_object_bytes,
             output_prefix: given(self.output_prefix),
             generation: 1,
+            key_version: FIRST_KEY_VERSION,
+            external_id_key_version: FIRST_KEY_VERSION,
             previous_generations: vec![],
             read_access: None,
             scope: self.scope,
@@ -569,21 +603,31 @@ impl Integration {
 
     /// The secret generations a request may be signed with at `now`: current first.
     pub fn valid_generations(&self, now: DateTime<Utc>) -> impl Iterator<Item = u32> + '_ {
+        self.valid_secrets(now).map(|(generation, _)| generation)
+    }
+
+    /// Each secret that verifies at `now`: its generation and the master key version it is
+    /// derived from, the current one first.
+    pub fn valid_secrets(&self, now: DateTime<Utc>) -> impl Iterator<Item = (u32, u32)> + '_ {
         let previous = self
             .previous_generations
             .iter()
             .filter(move |grace| now < grace.valid_until)
-            .map(|grace| grace.generation);
-        std::iter::once(self.generation).chain(previous)
+            .map(|grace| (grace.generation, grace.key_version));
+        std::iter::once((self.generation, self.key_version)).chain(previous)
     }
 
     /// Issues a new secret generation at `now`. The current one keeps working until
     /// `grace_until`, and every earlier one keeps the grace it was promised; `None` revokes all
     /// of them at once. Generations whose grace has ended are dropped.
+    ///
+    /// The new generation's secret is derived from master key version `key_version` (the
+    /// current one); a replaced secret keeps the version it was derived from.
     pub fn rotate(
         &mut self,
         now: DateTime<Utc>,
         grace_until: Option<DateTime<Utc>>,
+        key_version: u32,
     ) -> Result<(), GenerationsExhausted> {
         let next = self.generation.checked_add(1).ok_or(GenerationsExhausted)?;
         match grace_until {
@@ -595,14 +639,34 @@ impl Integration {
                     GraceGeneration {
                         generation: self.generation,
                         valid_until,
+                        key_version: self.key_version,
                     },
                 );
             }
             None => self.previous_generations.clear(),
         }
         self.generation = next;
+        self.key_version = key_version;
         self.updated_at = now;
         Ok(())
+    }
+
+    /// The master key versions anything of this integration still depends on at `now`: its
+    /// valid secrets, and its external id when a read role trusts it.
+    pub fn key_versions(&self, now: DateTime<Utc>) -> impl Iterator<Item = u32> + '_ {
+        let external = self
+            .uses_external_id()
+            .then_some(self.external_id_key_version);
+        self.valid_secrets(now).map(|(_, v)| v).chain(external)
+    }
+
+    /// Whether a customer's read role trusts this integration's external id: an S3
+    /// integration with a role to assume.
+    pub fn uses_external_id(&self) -> bool {
+        matches!(
+            self.read_access,
+            Some(ReadAccess::AssumeRole { .. } | ReadAccess::AssumeRoleInEachAccount { .. })
+        )
     }
 }
 
@@ -709,7 +773,7 @@ pub(crate) mod tests {
         let now = integration.created_at;
         assert_eq!(valid(&integration, now), [1]);
         let hours = chrono::Duration::hours;
-        integration.rotate(now, Some(now + hours(24))).unwrap();
+        integration.rotate(now, Some(now + hours(24)), 1).unwrap();
         assert_eq!(valid(&integration, now), [2, 1]);
         assert_eq!(valid(&integration, now + hours(25)), [2]);
         assert_eq!(integration.updated_at, now);
@@ -720,9 +784,9 @@ pub(crate) mod tests {
         let mut integration = sample(Provider::R2);
         let t0 = integration.created_at;
         let hours = chrono::Duration::hours;
-        integration.rotate(t0, Some(t0 + hours(24))).unwrap();
+        integration.rotate(t0, Some(t0 + hours(24)), 1).unwrap();
         integration
-            .rotate(t0 + hours(1), Some(t0 + hours(2)))
+            .rotate(t0 + hours(1), Some(t0 + hours(2)), 1)
             .unwrap();
         assert_eq!(valid(&integration, t0 + hours(1)), [3, 2, 1]);
         assert_eq!(
@@ -732,13 +796,39 @@ pub(crate) mod tests {
         );
         // A rotation after a grace ended drops that generation for good.
         integration
-            .rotate(t0 + hours(30), Some(t0 + hours(31)))
+            .rotate(t0 + hours(30), Some(t0 + hours(31)), 1)
             .unwrap();
         assert_eq!(valid(&integration, t0 + hours(30)), [4, 3]);
         // --now revokes every earlier generation at once.
-        integration.rotate(t0 + hours(30), None).unwrap();
+        integration.rotate(t0 + hours(30), None, 1).unwrap();
         assert_eq!(valid(&integration, t0 + hours(30)), [5]);
         assert!(integration.previous_generations.is_empty());
+    }
+
+    #[test]
+    fn a_rotated_secret_keeps_its_key_version_and_the_new_one_takes_the_current() {
+        let mut integration = sample(Provider::S3);
+        let t0 = integration.created_at;
+        assert_eq!(integration.key_versions(t0).collect::<Vec<_>>(), [1]);
+        integration
+            .rotate(t0, Some(t0 + chrono::Duration::hours(24)), 2)
+            .unwrap();
+        let secrets: Vec<_> = integration.valid_secrets(t0).collect();
+        assert_eq!(secrets, [(2, 2), (1, 1)]);
+        assert_eq!(integration.key_versions(t0).collect::<Vec<_>>(), [2, 1]);
+        let later = t0 + chrono::Duration::hours(25);
+        assert_eq!(integration.key_versions(later).collect::<Vec<_>>(), [2]);
+        // A role that trusts the external id depends on its version too.
+        integration.read_access = Some(ReadAccess::AssumeRole {
+            role_arn: "arn:aws:iam::123456789012:role/r".into(),
+        });
+        assert_eq!(integration.key_versions(later).collect::<Vec<_>>(), [2, 1]);
+        // Stored as before when everything is on the first version.
+        let json = serde_json::to_value(sample(Provider::R2)).unwrap();
+        assert!(json.get("key_version").is_none() && json.get("external_id_key_version").is_none());
+        let back: Integration =
+            serde_json::from_value(serde_json::to_value(&integration).unwrap()).unwrap();
+        assert_eq!(back, integration);
     }
 
     #[test]
@@ -746,7 +836,7 @@ pub(crate) mod tests {
         let mut integration = sample(Provider::R2);
         integration.generation = u32::MAX;
         let now = integration.created_at;
-        assert_eq!(integration.rotate(now, None), Err(GenerationsExhausted));
+        assert_eq!(integration.rotate(now, None, 1), Err(GenerationsExhausted));
         assert_eq!(integration.generation, u32::MAX);
     }
 

@@ -92,7 +92,10 @@ fn fresh_relay() -> Relay {
         records: ledger,
         backlog: queue,
     };
-    Relay::new(backends, Arc::new(StaticKey(MasterKey::from_bytes(MASTER))))
+    Relay::new(
+        backends,
+        Arc::new(StaticKey::new(MasterKey::from_bytes(MASTER))),
+    )
 }
 
 /// Times `relay` answering one request `make` builds per iteration (building it is not timed).
@@ -175,7 +178,7 @@ fn handler_sqlite(b: &mut criterion::Bencher<'_>, runtime: &tokio::runtime::Runt
             records: db.clone(),
             backlog: db,
         },
-        Arc::new(StaticKey(MasterKey::from_bytes(MASTER))),
+        Arc::new(StaticKey::new(MasterKey::from_bytes(MASTER))),
     );
     let batches = AtomicU64::new(1);
     answer_each(b, runtime, &relay, || {

@@ -3,17 +3,15 @@
 //! list and look up objects never hold the master key, and never derive or unseal anything.
 
 use crate::backend::bucket::{AccessError, ReadCredentials};
+use crate::keys::Keyring;
 use crate::sealed;
 use relay_protocol::integration::ReadAccess;
 use relay_protocol::names;
-use relay_protocol::{secret, Integration, Provider};
+use relay_protocol::{Integration, Provider};
 
 impl ReadCredentials {
     /// The credentials that list `integration`'s one bucket, or why there are none.
-    pub(crate) fn resolve(
-        integration: &Integration,
-        master_key: &[u8],
-    ) -> Result<Self, AccessError> {
+    pub(crate) fn resolve(integration: &Integration, ring: &Keyring) -> Result<Self, AccessError> {
         let access = integration
             .read_access
             .as_ref()
@@ -33,7 +31,11 @@ impl ReadCredentials {
                 }
                 Ok(ReadCredentials::AssumeRole {
                     role_arn: role_arn.clone(),
-                    external_id: secret::external_id(master_key, &integration.id),
+                    external_id: ring.external_id(integration).map_err(|missing| {
+                        AccessError::Misconfigured(format!(
+                            "its external id's {missing}: `set-source` issues it again"
+                        ))
+                    })?,
                     region: integration.region.clone(),
                 })
             }
@@ -48,7 +50,7 @@ impl ReadCredentials {
                         "the account is not a Cloudflare account id (32 hexadecimal digits)".into(),
                     ));
                 }
-                let keys = sealed::open(master_key, &integration.id, sealed)
+                let keys = sealed::open(ring, &integration.id, sealed)
                     .map_err(|_| AccessError::SealedUnreadable)?;
                 Ok(ReadCredentials::R2Token { account, keys })
             }
@@ -68,6 +70,10 @@ mod tests {
     use relay_protocol::integration::NewIntegration;
 
     const MASTER: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn ring(key: &[u8]) -> Keyring {
+        Keyring::single(crate::backend::MasterKey::from_bytes(key))
+    }
 
     fn integration(provider: Provider, access: Option<ReadAccess>) -> Integration {
         let mut integration = NewIntegration {
@@ -92,9 +98,12 @@ mod tests {
             role_arn: "arn:aws:iam::123456789012:role/r".into(),
         };
         let s3 = integration(Provider::S3, Some(role));
-        match ReadCredentials::resolve(&s3, MASTER).unwrap() {
+        match ReadCredentials::resolve(&s3, &ring(MASTER)).unwrap() {
             ReadCredentials::AssumeRole { external_id, .. } => {
-                assert_eq!(external_id, secret::external_id(MASTER, &s3.id));
+                assert_eq!(
+                    external_id,
+                    relay_protocol::secret::external_id(MASTER, &s3.id)
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -104,9 +113,9 @@ mod tests {
         };
         let mut r2 = integration(Provider::R2, None);
         r2.read_access = Some(ReadAccess::SealedKeys {
-            sealed: sealed::seal(MASTER, &r2.id, &keys),
+            sealed: sealed::seal(&ring(MASTER), &r2.id, &keys),
         });
-        match ReadCredentials::resolve(&r2, MASTER).unwrap() {
+        match ReadCredentials::resolve(&r2, &ring(MASTER)).unwrap() {
             ReadCredentials::R2Token {
                 account,
                 keys: opened,
@@ -119,16 +128,18 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let other_key = b"fedcba9876543210fedcba9876543210";
-        let error = ReadCredentials::resolve(&r2, other_key).unwrap_err();
+        let error = ReadCredentials::resolve(&r2, &ring(other_key)).unwrap_err();
         assert_eq!(error.name(), "sealed_token_unreadable");
-        assert!(!format!("{:?}", ReadCredentials::resolve(&r2, MASTER)).contains("secret"));
+        assert!(!format!("{:?}", ReadCredentials::resolve(&r2, &ring(MASTER))).contains("secret"));
     }
 
     #[test]
     fn missing_or_mismatched_access_is_named() {
         let none = integration(Provider::S3, None);
         assert_eq!(
-            ReadCredentials::resolve(&none, MASTER).unwrap_err().name(),
+            ReadCredentials::resolve(&none, &ring(MASTER))
+                .unwrap_err()
+                .name(),
             "no_read_access"
         );
         let each = ReadAccess::AssumeRoleInEachAccount {
@@ -136,7 +147,7 @@ mod tests {
         };
         let scoped = integration(Provider::S3, Some(each));
         assert_eq!(
-            ReadCredentials::resolve(&scoped, MASTER)
+            ReadCredentials::resolve(&scoped, &ring(MASTER))
                 .unwrap_err()
                 .name(),
             "read_access_misconfigured"

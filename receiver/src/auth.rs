@@ -5,12 +5,12 @@
 //! Either may use the current secret generation or, during a rotation's grace, the previous one.
 //! Failures are named for the log, never with the secret or the signature in them.
 
-use crate::backend::MasterKey;
+use crate::keys::Keyring;
 use chrono::{DateTime, Utc};
 use http::HeaderMap;
 use relay_protocol::webhook::{self, SignedHeaders, WebhookError};
 use relay_protocol::wire::{BEARER_PREFIX, HEADER_AUTHORIZATION};
-use relay_protocol::{secret, Integration};
+use relay_protocol::Integration;
 use subtle::ConstantTimeEq;
 
 /// Who sent the request, as proven by how it authenticated.
@@ -55,16 +55,14 @@ pub(crate) struct AuthError(pub &'static str);
 
 pub(crate) fn authenticate(
     integration: &Integration,
-    master: &MasterKey,
+    ring: &Keyring,
     headers: &HeaderMap,
     body: &[u8],
     now: DateTime<Utc>,
 ) -> Result<Sender, AuthError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let keys: Vec<_> = integration
-        .valid_generations(now)
-        .map(|generation| secret::event_source_key(master.as_bytes(), &integration.id, generation))
-        .collect();
+    // A secret whose key version the keyring lacks (retired) cannot verify.
+    let (keys, _missing) = ring.signing_keys(integration, now);
 
     if headers.contains_key(webhook::HEADER_SIGNATURE) {
         let signed = SignedHeaders {

@@ -270,6 +270,14 @@ operator_events! {
         repaired: u64,
         objects_per_s: f64,
     }
+    /// `keys reseal` under way: integrations done of all, tokens resealed, tokens that do not
+    /// open.
+    ResealProgress = "reseal_progress", INFO {
+        done: u64,
+        total: u64,
+        resealed: u64,
+        unreadable: u64,
+    }
     /// A finished reconcile.
     ReconcileDone<'a> = "reconcile_done", INFO {
         integration_id: &'a str,

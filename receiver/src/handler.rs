@@ -12,7 +12,7 @@ pub use crate::answer::{too_large, Refusal};
 use crate::answer::json_response;
 use crate::auth::{authenticate, Sender};
 use crate::backend::lookup::{Looked, ObjectLookup, ObjectRef};
-use crate::backend::{Backends, MasterKey, MasterKeySource};
+use crate::backend::{Backends, Keyring, MasterKeySource};
 use crate::events::{AuthFailed, ObjectLookupFailed, RequestHandled, RequestRefused};
 use crate::integrations::Integrations;
 use crate::item::{decide_one, parse_events, report_event, Item};
@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use http::{HeaderMap, Method};
 use relay_protocol::event::{EventError, ObjectEvent};
 use relay_protocol::wire::{self, EventResult, Results};
-use relay_protocol::{secret, Integration, Outcome, Reason};
+use relay_protocol::{Integration, Outcome, Reason};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -171,13 +171,15 @@ impl Relay {
             .await
             .map_err(|e| Refusal::unavailable(&e))?
             .ok_or_else(unknown)?;
-        let master = self
+        let mut integration = lookup.integration;
+        // The current secret's key version: one a `keys rotate` added since this process read
+        // the keyring makes it read the keyring again.
+        let mut ring = self
             .keys
-            .master_key()
+            .keyring_with(integration.key_version)
             .await
             .map_err(|e| Refusal::unavailable(&e))?;
-        let mut integration = lookup.integration;
-        let mut verified = authenticate(&integration, &master, headers, body, now);
+        let mut verified = authenticate(&integration, &ring, headers, body, now);
         if verified.is_err() && lookup.cached {
             // Perhaps a secret from a rotation the remembered integration predates.
             integration = self
@@ -187,7 +189,12 @@ impl Relay {
                 .map_err(|e| Refusal::unavailable(&e))?
                 .ok_or_else(unknown)?
                 .integration;
-            verified = authenticate(&integration, &master, headers, body, now);
+            ring = self
+                .keys
+                .keyring_with(integration.key_version)
+                .await
+                .map_err(|e| Refusal::unavailable(&e))?;
+            verified = authenticate(&integration, &ring, headers, body, now);
         }
         let sender = verified.map_err(|e| {
             AuthFailed {
@@ -209,7 +216,7 @@ impl Relay {
         let parsed = parse_events(sender, body)?;
         let mut items = Vec::with_capacity(parsed.len());
         for (id, event) in parsed {
-            items.push(self.decide(&integration, &master, id, event, now).await);
+            items.push(self.decide(&integration, &ring, id, event, now).await);
         }
         self.commit(&integration, &mut items, now).await;
         Ok((sender, items))
@@ -221,7 +228,7 @@ impl Relay {
     async fn decide(
         &self,
         integration: &Integration,
-        master: &MasterKey,
+        ring: &Keyring,
         id: String,
         event: Result<ObjectEvent, EventError>,
         now: DateTime<Utc>,
@@ -244,7 +251,11 @@ impl Relay {
             bucket: &event.bucket,
             key: &event.key,
         };
-        let external_id = secret::external_id(master.as_bytes(), &integration.id);
+        // Without its key version (retired) the lookup cannot assume the role: the job keeps
+        // the event's own id, as when the lookup fails.
+        let Ok(external_id) = ring.external_id(integration) else {
+            return item;
+        };
         match lookup.head(&role_arn, &external_id, object).await {
             Ok(Looked::Found(head)) => {
                 event.identify(head);

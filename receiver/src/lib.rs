@@ -28,6 +28,7 @@ pub mod events;
 pub mod handler;
 mod integrations;
 mod item;
+mod keys;
 mod lambda;
 mod poll;
 mod reconcile;

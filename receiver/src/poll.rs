@@ -746,8 +746,10 @@ impl Poller {
         prefix: Option<&str>,
         after: Option<String>,
     ) -> Result<Box<dyn Listing>, RunError> {
-        let master = self.keys.master_key().await?;
-        let credentials = ReadCredentials::resolve(integration, master.as_bytes())?;
+        let version = crate::sealed::sealed_version(integration)
+            .unwrap_or(integration.external_id_key_version);
+        let ring = self.keys.keyring_with(version).await?;
+        let credentials = ReadCredentials::resolve(integration, &ring)?;
         Ok(self
             .buckets
             .open(integration, &credentials, prefix, after)
@@ -822,7 +824,7 @@ mod tests {
         with_test_token(&mut integration, MASTER);
         let (backends, queue, cursors) = backends([integration.clone()]);
         let bucket = Arc::new(MemoryBucket::new(page_size));
-        let keys = Arc::new(StaticKey(MasterKey::from_bytes(MASTER)));
+        let keys = Arc::new(StaticKey::new(MasterKey::from_bytes(MASTER)));
         let poller = Poller::new(&backends, keys, Arc::new(bucket.clone()));
         Rig {
             poller,

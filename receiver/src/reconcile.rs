@@ -290,7 +290,7 @@ mod tests {
         with_test_token(&mut integration, MASTER);
         let (backends, queue, _) = backends([integration.clone()]);
         let bucket = Arc::new(MemoryBucket::new(4));
-        let keys = Arc::new(StaticKey(MasterKey::from_bytes(MASTER)));
+        let keys = Arc::new(StaticKey::new(MasterKey::from_bytes(MASTER)));
         let poller = Poller::new(&backends, keys, Arc::new(Arc::clone(&bucket)));
         let now = Utc::now().to_rfc3339();
         for i in 0..10 {

@@ -82,7 +82,7 @@ async fn fixture() -> Fixture {
         records: ledger.clone(),
         backlog: Arc::new(MemoryQueue::default()),
     };
-    let keys = Arc::new(StaticKey(MasterKey::from_bytes(MASTER)));
+    let keys = Arc::new(StaticKey::new(MasterKey::from_bytes(MASTER)));
     Fixture {
         relay: Relay::new(backends, keys),
         ledger,

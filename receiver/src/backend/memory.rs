@@ -5,8 +5,8 @@ use super::bucket::ReadCredentials;
 use super::bucket::{AccessError, BucketSource, Listing, Page};
 use super::{
     usage_hour, BackendError, Claim, ClaimToken, Cursors, Delivery, Enqueued, History, JobRecords,
-    Ledger, LedgerTime, MasterKey, MasterKeySource, ObjectHistory, Queue, Recorded, Seen, Store,
-    UsageCounts, UsageLog, CLAIM_LEASE,
+    Keyring, Ledger, LedgerTime, MasterKey, MasterKeySource, ObjectHistory, Queue, Recorded, Seen,
+    Store, UsageCounts, UsageLog, CLAIM_LEASE,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -395,13 +395,36 @@ impl BucketSource for Arc<MemoryBucket> {
     }
 }
 
-/// A master key already in memory.
-pub struct StaticKey(pub MasterKey);
+/// A keyring in memory.
+pub struct StaticKey(pub std::sync::Mutex<Keyring>);
+
+impl StaticKey {
+    /// One key, version 1.
+    pub fn new(key: MasterKey) -> Self {
+        StaticKey(std::sync::Mutex::new(Keyring::single(key)))
+    }
+}
 
 #[async_trait]
 impl MasterKeySource for StaticKey {
-    async fn master_key(&self) -> Result<MasterKey, BackendError> {
-        Ok(self.0.clone())
+    async fn keyring(&self) -> Result<Keyring, BackendError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone())
+    }
+
+    async fn replace(&self, expected: &Keyring, new: &Keyring) -> Result<(), BackendError> {
+        let mut ring = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if &*ring != expected {
+            return Err(BackendError::new("memory", "the keyring changed"));
+        }
+        *ring = new.clone();
+        Ok(())
     }
 }
 
@@ -456,12 +479,14 @@ pub fn backends(
     (backends, queue, cursors)
 }
 
-/// Gives an R2 integration a sealed test token, sealed under `master_key` for its own id.
+/// Gives an R2 integration a sealed test token, sealed under `master_key` (version 1) for its
+/// own id.
 pub fn with_test_token(integration: &mut Integration, master_key: &[u8]) {
+    let ring = Keyring::single(MasterKey::from_bytes(master_key));
     let token = crate::sealed::KeyPair {
         access_key_id: "test-key-id".into(),
         secret_access_key: "test-secret".into(),
     };
-    let sealed = crate::sealed::seal(master_key, &integration.id, &token);
+    let sealed = crate::sealed::seal(&ring, &integration.id, &token);
     integration.read_access = Some(relay_protocol::integration::ReadAccess::SealedKeys { sealed });
 }

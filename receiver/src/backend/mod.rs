@@ -46,6 +46,7 @@ pub mod secretsmanager;
 pub mod sqlite;
 pub mod sqs;
 
+pub use crate::keys::Keyring;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use relay_protocol::{IngestJob, Integration, Outcome, Reason};
@@ -567,9 +568,9 @@ pub struct Moved {
     pub kept: Vec<(DeadLetter, String)>,
 }
 
-/// The master key every event source secret is derived from. Its bytes never reach a log line,
-/// an error or `Debug`.
-#[derive(Clone)]
+/// One version of the master key, which event source secrets, external ids and sealing keys
+/// are derived from. Its bytes never reach a log line, an error or `Debug`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct MasterKey(Arc<[u8]>);
 
 impl MasterKey {
@@ -601,10 +602,79 @@ impl fmt::Debug for MasterKey {
     }
 }
 
-/// Where the master key comes from: [`keyfile`] locally, [`secretsmanager`] on AWS.
+/// Where the master key's versions come from: [`keyfile`] locally, [`secretsmanager`] on AWS.
 #[async_trait]
 pub trait MasterKeySource: Send + Sync {
-    async fn master_key(&self) -> Result<MasterKey, BackendError>;
+    /// The keyring, read at its first use and kept for the process's life.
+    async fn keyring(&self) -> Result<Keyring, BackendError>;
+    /// The keyring, read again when the kept one lacks `version` (a `keys rotate` since this
+    /// process read it), at most once a second.
+    async fn keyring_with(&self, version: u32) -> Result<Keyring, BackendError> {
+        let _ = version;
+        self.keyring().await
+    }
+    /// Stores `new` in place of the keyring, if the source still holds `expected` (`keys
+    /// rotate`, `keys retire`): never half-written, never over a change made meanwhile.
+    async fn replace(&self, expected: &Keyring, new: &Keyring) -> Result<(), BackendError>;
+}
+
+/// A keyring kept in memory. It is read again when asked for a version it lacks (a `keys
+/// rotate` reaches a running receiver at its first request that needs the new version; such
+/// re-reads at most once per [`KeyCache::REREAD_AFTER`]) and once it is [`KeyCache::MAX_AGE`]
+/// old (a `keys retire` reaches it within that; a failed re-read then keeps the kept keyring).
+#[derive(Default)]
+pub struct KeyCache(tokio::sync::Mutex<KeyCacheState>);
+
+#[derive(Default)]
+pub struct KeyCacheState {
+    kept: Option<(std::time::Instant, Keyring)>,
+    /// When a missing version last made it read again.
+    missed_at: Option<std::time::Instant>,
+}
+
+impl KeyCache {
+    pub const REREAD_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+    pub const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
+    /// The kept keyring, or `read`'s when there is none, it lacks `want` or it is old.
+    pub async fn get<F, Fut>(&self, want: Option<u32>, read: F) -> Result<Keyring, BackendError>
+    where
+        F: FnOnce() -> Fut + Send,
+        Fut: std::future::Future<Output = Result<Keyring, BackendError>> + Send,
+    {
+        let mut state = self.0.lock().await;
+        let state = &mut *state;
+        if let Some((read_at, ring)) = state.kept.as_mut() {
+            let has = want.is_none_or(|v| ring.version(v).is_ok());
+            if has && read_at.elapsed() < Self::MAX_AGE {
+                return Ok(ring.clone());
+            }
+            if has {
+                // Old, but whole: a failed re-read keeps it (and is tried again later).
+                match read().await {
+                    Ok(fresh) => *ring = fresh,
+                    Err(error) => crate::telemetry::log_backend_error(&error),
+                }
+                *read_at = std::time::Instant::now();
+                return Ok(ring.clone());
+            }
+            if state
+                .missed_at
+                .is_some_and(|at| at.elapsed() < Self::REREAD_AFTER)
+            {
+                return Ok(ring.clone());
+            }
+            state.missed_at = Some(std::time::Instant::now());
+        }
+        let ring = read().await?;
+        state.kept = Some((std::time::Instant::now(), ring.clone()));
+        Ok(ring)
+    }
+
+    /// Forgets the kept keyring (after this process replaced it).
+    pub async fn forget(&self) {
+        self.0.lock().await.kept = None;
+    }
 }
 
 /// What the ledger remembers of one job.

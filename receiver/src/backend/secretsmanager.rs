@@ -1,20 +1,22 @@
-//! Secrets Manager: the master key on AWS, fetched once per cold start and kept in memory.
+//! Secrets Manager: the master key's keyring on AWS, fetched once per cold start and kept in
+//! memory (fetched again when a request needs a version the kept one lacks: a `keys rotate`
+//! since the cold start).
 //!
-//! The secret holds the key as hex in `SecretString` (as `master.key` does locally; Terraform
-//! generates it) or as raw bytes in `SecretBinary`. A failed fetch is not cached: the request
-//! is answered 503 `backend_unavailable` and the next one tries again.
+//! The secret holds the keyring's JSON in `SecretString` (`keys rotate` writes it), or, as
+//! before versions, the key as hex (version 1; Terraform generates it) or as raw bytes in
+//! `SecretBinary`. A failed fetch is not cached: the request is answered 503
+//! `backend_unavailable` and the next one tries again.
 
-use super::{BackendError, MasterKey, MasterKeySource};
+use super::{BackendError, KeyCache, Keyring, MasterKey, MasterKeySource};
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
-use tokio::sync::OnceCell;
 
 const BACKEND: &str = "secretsmanager";
 
 pub struct SecretsManagerKey {
     client: Client,
     secret_id: String,
-    key: OnceCell<MasterKey>,
+    cache: KeyCache,
 }
 
 impl SecretsManagerKey {
@@ -22,11 +24,11 @@ impl SecretsManagerKey {
         SecretsManagerKey {
             client,
             secret_id: secret_id.into(),
-            key: OnceCell::new(),
+            cache: KeyCache::default(),
         }
     }
 
-    async fn fetch(&self) -> Result<MasterKey, BackendError> {
+    async fn fetch(&self) -> Result<Keyring, BackendError> {
         let out = self
             .client
             .get_secret_value()
@@ -34,17 +36,19 @@ impl SecretsManagerKey {
             .send()
             .await
             .map_err(|e| BackendError::caused_by(BACKEND, e))?;
-        let key = match (out.secret_string(), out.secret_binary()) {
-            (Some(text), _) => MasterKey::from_hex(text).ok_or_else(|| {
+        let ring = match (out.secret_string(), out.secret_binary()) {
+            (Some(text), _) => Keyring::parse(text).map_err(|why| {
                 BackendError::new(
                     BACKEND,
                     format!(
-                        "secret {} is not at least 16 bytes of hex (its value is not shown)",
+                        "secret {} is not a key: {why} (its value is not shown)",
                         self.secret_id
                     ),
                 )
             })?,
-            (None, Some(blob)) if blob.as_ref().len() >= 16 => MasterKey::from_bytes(blob.as_ref()),
+            (None, Some(blob)) if blob.as_ref().len() >= 16 => {
+                Keyring::single(MasterKey::from_bytes(blob.as_ref()))
+            }
             _ => {
                 return Err(BackendError::new(
                     BACKEND,
@@ -57,13 +61,40 @@ impl SecretsManagerKey {
             secret_id: &self.secret_id,
         }
         .emit();
-        Ok(key)
+        Ok(ring)
     }
 }
 
 #[async_trait]
 impl MasterKeySource for SecretsManagerKey {
-    async fn master_key(&self) -> Result<MasterKey, BackendError> {
-        self.key.get_or_try_init(|| self.fetch()).await.cloned()
+    async fn keyring(&self) -> Result<Keyring, BackendError> {
+        self.cache.get(None, || self.fetch()).await
+    }
+
+    async fn keyring_with(&self, version: u32) -> Result<Keyring, BackendError> {
+        self.cache.get(Some(version), || self.fetch()).await
+    }
+
+    /// A new version of the secret (`PutSecretValue`; Secrets Manager keeps the previous one
+    /// as `AWSPREVIOUS`), after checking that it still holds `expected`.
+    async fn replace(&self, expected: &Keyring, new: &Keyring) -> Result<(), BackendError> {
+        if &self.fetch().await? != expected {
+            return Err(BackendError::new(
+                BACKEND,
+                format!(
+                    "secret {} changed while this command ran: run it again",
+                    self.secret_id
+                ),
+            ));
+        }
+        self.client
+            .put_secret_value()
+            .secret_id(&self.secret_id)
+            .secret_string(new.to_text())
+            .send()
+            .await
+            .map_err(|e| BackendError::caused_by(BACKEND, e))?;
+        self.cache.forget().await;
+        Ok(())
     }
 }

@@ -57,6 +57,54 @@ pub enum Command {
     /// Send dead-lettered events or jobs through again.
     #[command(subcommand)]
     Replay(ReplayCommand),
+    /// The master key's versions: rotate, reseal, retire, and what depends on each.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Per master key version: the secrets, external ids and sealed R2 tokens that depend on it.
+    Status,
+    /// Add a new master key version, current for everything new; what was issued under the
+    /// old one keeps working. With --grace, also rotate every integration's secret onto it
+    /// (the replaced one verifying for that long) and print the new secrets.
+    Rotate {
+        #[arg(long)]
+        grace: Option<humantime::Duration>,
+    },
+    /// Seal every stored R2 token again under the current version (idempotent, resumable).
+    Reseal {
+        /// Count what would be resealed; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Issue S3 integrations' external ids again under the current version (the customer
+    /// updates the read role's trust policy).
+    ReissueExternalIds {
+        /// Only this integration.
+        #[arg(long)]
+        integration: Option<String>,
+    },
+    /// Destroy a version's key. Refused while anything depends on it (see `keys status`),
+    /// unless --force (after a compromise): then each integration's step is named.
+    Retire {
+        /// The version: `v1` or `1`.
+        #[arg(value_parser = parse_key_version)]
+        version: u32,
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// A key version as `keys status` prints it (`v2`) or bare (`2`).
+fn parse_key_version(text: &str) -> Result<u32, String> {
+    text.strip_prefix('v')
+        .unwrap_or(text)
+        .parse::<u32>()
+        .ok()
+        .filter(|v| *v >= 1)
+        .ok_or_else(|| format!("{text:?} is not a key version (v1, v2, …)"))
 }
 
 #[derive(Subcommand, Debug)]

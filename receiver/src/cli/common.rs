@@ -1,12 +1,12 @@
 //! What every command shares: its error type, the [`Report`] it returns and the [`Printer`] that
-//! shows it, and the two reads nearly every command starts with ([`load`], [`master_key`]).
+//! shows it, and the two reads nearly every command starts with ([`load`], [`keyring`]).
 //!
 //! A command returns a typed, serialisable report; [`Printer::emit`] is the one place that
 //! decides whether a person reads it as text or a program as one JSON document (`--json`).
 //! These live apart from `cli/mod.rs` so that no command module imports the module that
 //! dispatches to it.
 
-use crate::backend::{MasterKey, Store};
+use crate::backend::{Keyring, Store};
 use crate::wiring::Wired;
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
@@ -118,9 +118,9 @@ fn push_safe(out: &mut String, c: char) {
     }
 }
 
-/// The master key, or the backend's error.
-pub(crate) async fn master_key(wired: &Wired) -> CliResult<MasterKey> {
-    Ok(wired.keys.master_key().await?)
+/// The master key's keyring, or the backend's error.
+pub(crate) async fn keyring(wired: &Wired) -> CliResult<Keyring> {
+    Ok(wired.keys.keyring().await?)
 }
 
 /// The integration `id`, or "no integration ID".

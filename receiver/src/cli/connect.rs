@@ -20,7 +20,7 @@
 
 use super::args::{ConnectArgs, DisconnectArgs};
 use super::cloudflare::{check_base, Body, Cloudflare, PlannedRequest, Token};
-use super::common::{load, master_key, CliResult, Report, Safe};
+use super::common::{keyring, load, CliResult, Report, Safe};
 use super::package::{
     compatibility_date, consumers, worker_vars, Bundle, ConsumerSettings, ConsumerSpec,
 };
@@ -35,7 +35,7 @@ use relay_protocol::wire::{
     WORKER_DEAD_LETTER_QUEUE, WORKER_DLQ_BINDING, WORKER_NAME, WORKER_QUEUE, WORKER_SECRET_NAME,
     WORKER_VAR_ALLOW_INSECURE,
 };
-use relay_protocol::{secret, Integration, Outcome, Provider, Reason};
+use relay_protocol::{Integration, Outcome, Provider, Reason};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -176,7 +176,7 @@ pub(crate) async fn connect(
         );
     }
     let bundle = Bundle::read(&args.bundle)?;
-    let key = master_key(wired).await?;
+    let secret = keyring(wired).await?.current_secret(&integration)?;
     let api = api(&args.cloudflare)?;
     let mut run = Run {
         api: &api,
@@ -193,7 +193,7 @@ pub(crate) async fn connect(
         bundle: &bundle,
         insecure_local,
     };
-    let outcome = steps(&mut run, &target, key.as_bytes(), previous).await;
+    let outcome = steps(&mut run, &target, &secret, previous).await;
     let mut connected = Connected {
         integration_id: integration.id.clone(),
         account: args.cloudflare.cloudflare_account.clone(),
@@ -258,7 +258,7 @@ struct Target<'a> {
 async fn steps(
     run: &mut Run<'_>,
     target: &Target<'_>,
-    master_key: &[u8],
+    secret: &str,
     previous: Option<Connection>,
 ) -> CliResult<Option<String>> {
     let integration = target.integration;
@@ -266,11 +266,10 @@ async fn steps(
     let events = queue(run, WORKER_QUEUE, retention).await?;
     let dead = queue(run, WORKER_DEAD_LETTER_QUEUE, retention).await?;
     pause(run, &dead).await?;
-    let secret = secret::event_source_secret(master_key, &integration.id, integration.generation);
     let secret_current = previous.as_ref().is_some_and(|p| {
         p.generation == integration.generation && p.account == run.api.account_id()
     });
-    worker(run, target, &secret, secret_current).await?;
+    worker(run, target, secret, secret_current).await?;
     let healthz = route(run).await?;
     for spec in consumers()? {
         let queue = if spec.queue == WORKER_QUEUE {

@@ -3,7 +3,7 @@
 //! opens, an answer comes back, and the receiver's answer is read.
 
 use super::args::TestArgs;
-use super::common::{load, master_key, CliResult, Report, Safe};
+use super::common::{keyring, load, CliResult, Report, Safe};
 use super::test_event::{self, SendAs, TestRequest};
 use super::verdict::{judge, Step, Verdict};
 use crate::backend::error_chain;
@@ -30,18 +30,12 @@ pub(crate) async fn test_event(
         account: args.account.clone(),
         secret: args.secret_stdin.then(read_secret).transpose()?,
     };
-    let master = match send_as.secret {
+    let current = match &send_as.secret {
         // Signing with a given secret needs no master key.
-        Some(_) => None,
-        None => Some(master_key(wired).await?),
+        Some(given) => given.clone(),
+        None => keyring(wired).await?.current_signing_key(&integration)?,
     };
-    let request = test_event::build(
-        &integration,
-        master.as_ref().map_or(&[][..], |key| key.as_bytes()),
-        &send_as,
-        receiver_url,
-        Utc::now(),
-    );
+    let request = test_event::build(&integration, &current, &send_as, receiver_url, Utc::now());
     let verdict = send(&request).await;
     Ok(EventTest {
         integration,

@@ -4,7 +4,7 @@
 //! [`super::secret`]; the read-access commands in [`super::source`].)
 
 use super::args::IntegrationsCommand;
-use super::common::{load, master_key, time, CliResult, Printer, Report, Safe, Shown};
+use super::common::{keyring, load, time, CliResult, Printer, Report, Safe, Shown};
 use crate::backend::{add_counts, error_chain, Seen, Store, UsageCounts, HISTORY_RETENTION};
 use crate::poll::{SafetyNetCursor, SAFETY_NET_CURSOR};
 use crate::wiring::Wired;
@@ -85,14 +85,14 @@ async fn show(wired: &Wired, id: &str) -> CliResult<Show> {
     // Only an S3 integration's external id needs the master key, and `show` works without it:
     // the operator may be looking because the key cannot be read.
     let (external_id, external_id_error) = match integration.provider {
-        Provider::S3 => match master_key(wired).await {
-            Ok(key) => (
-                Some(relay_protocol::secret::external_id(
-                    key.as_bytes(),
-                    &integration.id,
-                )),
-                None,
-            ),
+        Provider::S3 => match keyring(wired).await {
+            Ok(ring) => match ring.external_id(&integration) {
+                Ok(id) => (Some(id), None),
+                Err(missing) => (
+                    None,
+                    Some(format!("{missing}: `set-source` issues it again")),
+                ),
+            },
             Err(error) => (None, Some(format!("{error:#}"))),
         },
         Provider::R2 => (None, None),
@@ -382,8 +382,22 @@ impl Report for Show {
         let grace: Vec<String> = i
             .previous_generations
             .iter()
-            .map(|g| format!("{} until {}", g.generation, g.valid_until.to_rfc3339()))
+            .map(|g| {
+                format!(
+                    "{} (key v{}) until {}",
+                    g.generation,
+                    g.key_version,
+                    g.valid_until.to_rfc3339()
+                )
+            })
             .collect();
+        let mut keys = format!("secret v{}", i.key_version);
+        if i.provider == Provider::S3 {
+            let _ = write!(keys, ", external id v{}", i.external_id_key_version);
+        }
+        if let Some(v) = crate::sealed::sealed_version(i) {
+            let _ = write!(keys, ", sealed token v{v}");
+        }
         let rows = [
             ("id", i.id.clone()),
             ("provider", i.provider.to_string()),
@@ -411,6 +425,7 @@ impl Report for Show {
                 i.output_prefix.clone().unwrap_or_else(none),
             ),
             ("generation", i.generation.to_string()),
+            ("key_versions", keys),
             ("previous_generations", list(&grace)),
             (
                 "read_access",

@@ -24,6 +24,7 @@ mod connect;
 mod connection;
 mod events;
 mod integrations;
+mod keys;
 mod listing;
 mod package;
 mod reconcile;
@@ -79,7 +80,11 @@ async fn dispatch(cli: Cli, runtime: Runtime) -> CliResult {
     };
     match &command {
         Command::Serve(args) => telemetry::init_logging(&args.log, runtime.on_lambda()),
-        Command::Poll(_) | Command::Backfill(_) | Command::Reconcile(_) | Command::Replay(_) => {
+        Command::Poll(_)
+        | Command::Backfill(_)
+        | Command::Reconcile(_)
+        | Command::Replay(_)
+        | Command::Keys(_) => {
             telemetry::init_cli_logging();
         }
         Command::Integrations(_)
@@ -105,5 +110,6 @@ async fn dispatch(cli: Cli, runtime: Runtime) -> CliResult {
             printer.emit(&events::why(&wired, &integration, &key).await?)
         }
         Command::Replay(command) => replay::replay(wired, printer, &cli.backend, command).await,
+        Command::Keys(command) => keys::run(wired, printer, command).await,
     }
 }

@@ -17,7 +17,7 @@
 //! twice, and a run ends when the queue has nothing else.
 
 use super::args::{ReplayCommand, ReplayEventBridgeArgs, ReplayIngestArgs};
-use super::common::{load, master_key, CliResult, Printer, Report};
+use super::common::{keyring, load, CliResult, Printer, Report};
 use crate::auth::Sender;
 use crate::backend::aws::Purpose;
 use crate::backend::deadletters::SqsDeadLetters;
@@ -30,7 +30,7 @@ use anyhow::Context;
 use chrono::Utc;
 use http::{HeaderMap, HeaderValue, Method};
 use relay_protocol::wire::{self, Results, BEARER_PREFIX, HEADER_AUTHORIZATION};
-use relay_protocol::{secret, Disposition};
+use relay_protocol::Disposition;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Write};
@@ -133,9 +133,7 @@ async fn eventbridge(
     args: ReplayEventBridgeArgs,
 ) -> CliResult<Replayed> {
     let integration = load(wired.backends.store.as_ref(), &args.integration).await?;
-    let key = master_key(&wired).await?;
-    let bearer = secret::event_source_key(key.as_bytes(), &integration.id, integration.generation)
-        .to_secret();
+    let bearer = keyring(&wired).await?.current_secret(&integration)?;
     let mut headers = HeaderMap::new();
     let authorization = HeaderValue::from_str(&format!("{BEARER_PREFIX}{bearer}"))
         .ok()

@@ -2,13 +2,14 @@
 //! customer's ready-to-paste setup ([`super::setup`]).
 
 use super::args::{CreateArgs, RotateArgs};
-use super::common::{load, master_key, CliResult, Report, Shown};
+use super::common::{keyring, load, CliResult, Report, Shown};
 use super::setup;
+use crate::backend::Keyring;
 use crate::wiring::Wired;
 use anyhow::{anyhow, Context};
 use chrono::{DateTime, Utc};
 use rand::distr::{Alphanumeric, SampleString};
-use relay_protocol::{secret, Integration, Provider};
+use relay_protocol::{Integration, Provider};
 use serde::Serialize;
 use std::fmt::{self, Write};
 
@@ -19,7 +20,7 @@ pub(crate) async fn create(
 ) -> CliResult<SecretReport> {
     check_url(&args.public.url)?;
     let random = Alphanumeric.sample_string(&mut rand::rng(), 20);
-    let integration = args.fields().build(&random, now)?;
+    let mut integration = args.fields().build(&random, now)?;
     // The bundle, when asked for, and the key first, the store's write last: a failure leaves
     // nothing behind that nobody has the secret of.
     let bundle = match &args.worker_out {
@@ -36,7 +37,10 @@ pub(crate) async fn create(
         }
         None => None,
     };
-    let key = master_key(wired).await?;
+    let ring = keyring(wired).await?;
+    // Its secret and external id come from the current key version.
+    integration.key_version = ring.current_version();
+    integration.external_id_key_version = ring.current_version();
     // The folder holds no secret: written before the integration, a failure there leaves no
     // integration whose secret nobody saw.
     let package = match (&bundle, &args.worker_out) {
@@ -54,7 +58,7 @@ pub(crate) async fn create(
             .remember(wired.backends.cursors.as_ref(), now)
             .await?;
     }
-    let mut report = SecretReport::new("Created", integration, key.as_bytes(), &args.public.url);
+    let mut report = SecretReport::new("Created", integration, &ring, &args.public.url)?;
     report.worker_package = package;
     Ok(report)
 }
@@ -76,18 +80,14 @@ pub(crate) async fn rotate(
             .with_context(|| format!("--grace {} is too long", args.grace))?;
         Some(until)
     };
+    let ring = keyring(wired).await?;
+    // The new secret is derived from the current key version; the replaced one keeps its own.
     integration
-        .rotate(now, grace_until)
+        .rotate(now, grace_until, ring.current_version())
         .map_err(|_| anyhow!("integration {} has used every secret generation", args.id))?;
-    let key = master_key(wired).await?;
     store.put(&integration).await?;
     let verb = "Rotated the secret of";
-    Ok(SecretReport::new(
-        verb,
-        integration,
-        key.as_bytes(),
-        &args.public.url,
-    ))
+    SecretReport::new(verb, integration, &ring, &args.public.url)
 }
 
 /// The receiver URL the customer's side will post to: printed into their setup, so it must be
@@ -126,12 +126,21 @@ fn shown<S: serde::Serializer>(
 }
 
 impl SecretReport {
-    fn new(verb: &'static str, integration: Integration, master_key: &[u8], url: &str) -> Self {
-        let secret =
-            secret::event_source_secret(master_key, &integration.id, integration.generation);
-        let external_id = secret::external_id(master_key, &integration.id);
+    fn new(
+        verb: &'static str,
+        integration: Integration,
+        ring: &Keyring,
+        url: &str,
+    ) -> CliResult<Self> {
+        let secret = ring.current_secret(&integration)?;
         let r2 = integration.provider == Provider::R2;
-        SecretReport {
+        // Only S3 has an external id (an R2 integration's version of it means nothing).
+        let external_id = if r2 {
+            String::new()
+        } else {
+            ring.external_id(&integration)?
+        };
+        Ok(SecretReport {
             verb,
             id: integration.id.clone(),
             events_url: setup::events_url(url, &integration.id),
@@ -148,7 +157,7 @@ impl SecretReport {
             secret,
             integration,
             worker_package: None,
-        }
+        })
     }
 }
 

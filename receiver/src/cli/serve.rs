@@ -66,7 +66,7 @@ pub(crate) async fn serve(
         // A local key file that cannot be read would answer every request 503 until someone
         // mends it: refuse to start instead. (A key in Secrets Manager is read at the first
         // request and answered 503 while it cannot be: an outage there must not stop the server.)
-        wired.keys.master_key().await?;
+        wired.keys.keyring().await?;
     }
     if let (Some(every), Runtime::Http) = (args.poll_every, runtime) {
         listing::spawn_ticks(&wired, *every).await;

@@ -4,17 +4,18 @@
 //! or, with `--receiver-url`, sends a test event ([`super::connection`]).
 
 use super::args::{SetSourceArgs, TestArgs};
-use super::common::{load, master_key, Checked, CliResult, Printer, Report, Safe};
+use super::common::{keyring, load, Checked, CliResult, Printer, Report, Safe};
 use super::setup;
 use crate::backend::bucket::AccessError;
 use crate::backend::bucket::ReadCredentials;
 use crate::backend::lookup::LookupError;
+use crate::backend::Keyring;
 use crate::sealed::{self, KeyPair};
 use crate::wiring::Wired;
 use anyhow::{bail, Context};
 use chrono::Utc;
 use relay_protocol::integration::{is_role_name, ReadAccess};
-use relay_protocol::{secret, Integration, Provider};
+use relay_protocol::{Integration, Provider};
 use serde::{Serialize, Serializer};
 use std::fmt::{self, Write};
 
@@ -22,7 +23,7 @@ use std::fmt::{self, Write};
 pub(crate) async fn set_source(wired: &Wired, args: SetSourceArgs) -> CliResult<ReadAccessSet> {
     let store = wired.backends.store.as_ref();
     let mut integration = load(store, &args.id).await?;
-    let key = master_key(wired).await?;
+    let ring = keyring(wired).await?;
     let scoped = integration.scope.is_some();
     if scoped != args.role_name.is_some() {
         if scoped {
@@ -82,7 +83,7 @@ pub(crate) async fn set_source(wired: &Wired, args: SetSourceArgs) -> CliResult<
                 secret_access_key,
             };
             ReadAccess::SealedKeys {
-                sealed: sealed::seal(key.as_bytes(), &integration.id, &pair),
+                sealed: sealed::seal(&ring, &integration.id, &pair),
             }
         }
         (Provider::S3, _, _) => {
@@ -93,9 +94,14 @@ pub(crate) async fn set_source(wired: &Wired, args: SetSourceArgs) -> CliResult<
         }
     };
     integration.read_access = Some(access);
+    if integration.provider == Provider::S3 {
+        // The role's trust policy is (re)written from what this prints: the external id is
+        // issued under the current key version.
+        integration.external_id_key_version = ring.current_version();
+    }
     integration.updated_at = Utc::now();
     store.put(&integration).await?;
-    let external_id = secret::external_id(key.as_bytes(), &integration.id);
+    let external_id = ring.external_id(&integration)?;
     Ok(ReadAccessSet {
         setup: setup::read_access(&integration, &external_id),
         external_id: (integration.provider == Provider::S3).then_some(external_id),
@@ -110,9 +116,9 @@ pub(crate) async fn test(wired: &Wired, printer: Printer, args: TestArgs) -> Cli
         return printer.emit(&super::connection::test_event(wired, &args, url).await?);
     }
     let integration = load(wired.backends.store.as_ref(), &args.id).await?;
-    let key = master_key(wired).await?;
+    let ring = keyring(wired).await?;
     if let Some(ReadAccess::AssumeRoleInEachAccount { .. }) = &integration.read_access {
-        let checks = test_lookups(wired, &integration, key.as_bytes(), &args).await?;
+        let checks = test_lookups(wired, &integration, &ring, &args).await?;
         return printer.emit(&checks);
     }
     if args.account.is_some() || args.bucket.is_some() {
@@ -122,7 +128,7 @@ pub(crate) async fn test(wired: &Wired, printer: Printer, args: TestArgs) -> Cli
             args.id
         );
     }
-    let result = match ReadCredentials::resolve(&integration, key.as_bytes()) {
+    let result = match ReadCredentials::resolve(&integration, &ring) {
         Ok(credentials) => wired.buckets.check(&integration, &credentials).await,
         Err(error) => Err(error),
     };
@@ -137,7 +143,7 @@ pub(crate) async fn test(wired: &Wired, printer: Printer, args: TestArgs) -> Cli
 async fn test_lookups(
     wired: &Wired,
     integration: &Integration,
-    master_key: &[u8],
+    ring: &Keyring,
     args: &TestArgs,
 ) -> CliResult<LookupChecks> {
     let accounts: Vec<&str> = match &args.account {
@@ -154,7 +160,7 @@ async fn test_lookups(
             integration.id
         );
     }
-    let external_id = secret::external_id(master_key, &integration.id);
+    let external_id = ring.external_id(integration)?;
     let region = integration.region.as_deref();
     let mut checks = Vec::new();
     for account in accounts {

@@ -14,7 +14,7 @@ use rand::distr::{Alphanumeric, SampleString};
 use relay_protocol::decide::TEST_KEY_PREFIX;
 use relay_protocol::webhook::{self, SigningKey};
 use relay_protocol::wire::{self, BEARER_PREFIX, HEADER_AUTHORIZATION};
-use relay_protocol::{secret, Integration, Provider};
+use relay_protocol::{Integration, Provider};
 use serde_json::json;
 
 /// Who the test event claims to come from, where it differs from the integration: to see what a
@@ -40,7 +40,7 @@ pub(super) struct TestRequest {
 /// The test event's request to `receiver_url` for `integration`.
 pub(super) fn build(
     integration: &Integration,
-    master_key: &[u8],
+    current: &SigningKey,
     send_as: &SendAs,
     receiver_url: &str,
     now: DateTime<Utc>,
@@ -57,9 +57,7 @@ pub(super) fn build(
         .as_deref()
         .or(integration.account.as_deref())
         .or(first_account.map(String::as_str));
-    let signing = send_as.secret.clone().unwrap_or_else(|| {
-        secret::event_source_key(master_key, &integration.id, integration.generation)
-    });
+    let signing = send_as.secret.clone().unwrap_or_else(|| current.clone());
     let url = format!(
         "{}{}",
         receiver_url.trim_end_matches('/'),
@@ -134,7 +132,11 @@ pub(super) fn build(
 mod tests {
     use super::*;
     use crate::auth::authenticate;
-    use crate::backend::MasterKey;
+    use crate::backend::{Keyring, MasterKey};
+
+    fn ring() -> Keyring {
+        Keyring::single(MasterKey::from_bytes(MASTER))
+    }
     use crate::item::{decide_one, parse_events};
     use http::{HeaderMap, HeaderName, HeaderValue};
     use relay_protocol::integration::NewIntegration;
@@ -158,9 +160,8 @@ mod tests {
     /// What the receiver decides for the test event: authenticate, parse, decide.
     fn decided(integration: &Integration, request: &TestRequest) -> (Sender, Option<Reason>) {
         let now = Utc::now();
-        let master = MasterKey::from_bytes(MASTER);
         let body = request.body.as_bytes();
-        let sender = authenticate(integration, &master, &headers(request), body, now).unwrap();
+        let sender = authenticate(integration, &ring(), &headers(request), body, now).unwrap();
         let mut events = parse_events(sender, body).unwrap();
         let (id, event) = events.remove(0);
         (sender, decide_one(integration, id, event, now).reason)
@@ -187,7 +188,7 @@ mod tests {
             .unwrap();
             let request = build(
                 &integration,
-                MASTER,
+                &ring().current_signing_key(&integration).unwrap(),
                 &SendAs::default(),
                 "https://r.example/",
                 Utc::now(),
@@ -208,7 +209,7 @@ mod tests {
             };
             let request = build(
                 &integration,
-                MASTER,
+                &ring().current_signing_key(&integration).unwrap(),
                 &elsewhere,
                 "https://r.example",
                 Utc::now(),
