@@ -163,6 +163,26 @@ def test_a_reseal_killed_halfway_leaves_every_token_readable_and_a_rerun_finishe
     assert status(relay)[1]["sealed_tokens"] == 0
 
 
+def test_rotate_with_a_grace_moves_every_secret_and_keeps_the_old_ones_for_the_grace(receiver):
+    a = receiver.create("r2", "uploads")
+    b = receiver.create("s3", "docs")
+    rotated = keys(receiver, "rotate", "--grace", "1h")
+    issued = {s["id"]: s["secret"] for s in rotated["secrets"]}
+    assert sorted(issued) == sorted([a["id"], b["id"]])
+    assert issued[a["id"]] != a["secret"]
+    # Both the old and the new secret verify during the grace; the old ones still count on v1.
+    assert accepted(receiver, a["id"], a["secret"], "old.pdf") == "accepted"
+    assert accepted(receiver, a["id"], issued[a["id"]], "new.pdf") == "accepted"
+    by_version = status(receiver)
+    assert counts(by_version[1]) == (2, 0, 0) and counts(by_version[2]) == (2, 0, 0)
+    show = receiver.cli("integrations", "show", a["id"])
+    assert show["key_version"] == 2 and show["previous_generations"][0]["generation"] == 1
+    # The text names the next steps, and never a key.
+    text = subprocess.run([str(RELAY_BIN), "--data-dir", str(receiver.data_dir), "keys", "status"],
+                          capture_output=True, text=True, env=receiver.env).stdout
+    assert "v1 still used by" in text
+
+
 def test_retire_force_after_a_compromise_names_what_each_integration_must_do(receiver):
     created = receiver.create("r2", "uploads")
     keys(receiver, "rotate")
