@@ -21,7 +21,8 @@ import http.server
 import json
 import threading
 
-SERVICES = {"AmazonSQS": "sqs", "DynamoDB_20120810": "dynamodb", "secretsmanager": "secretsmanager"}
+SERVICES = {"AmazonSQS": "sqs", "DynamoDB_20120810": "dynamodb", "secretsmanager": "secretsmanager",
+            "TrentService": "kms"}
 
 
 def operation_of(headers, path="", body=b"", method="POST"):

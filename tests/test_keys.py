@@ -225,3 +225,55 @@ def test_on_aws_the_keyring_lives_in_secrets_manager(tmp_path, aws_stack, aws_pr
             assert key not in stored and key not in relay.logs()
     finally:
         relay.stop()
+
+
+def test_a_kms_held_version_derives_and_seals_in_kms_and_no_key_material_leaves_it(tmp_path, aws_stack, aws_proxy,
+                                                                                      moto):
+    import boto3
+    from support import REGION
+    kms = boto3.client("kms", endpoint_url=f"http://127.0.0.1:{moto}", region_name=REGION)
+    mac_key = kms.create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]["Arn"]
+    seal_key = kms.create_key(KeySpec="SYMMETRIC_DEFAULT", KeyUsage="ENCRYPT_DECRYPT")["KeyMetadata"]["Arn"]
+    # moto's S3 stands in for R2's endpoint (aws_stack reset moto already: no s3 fixture).
+    boto3.client("s3", endpoint_url=f"http://127.0.0.1:{moto}", region_name=REGION).create_bucket(Bucket="uploads")
+    env = {**aws_stack.receiver_env(aws_proxy.port), "RELAY_R2_ENDPOINT_URL": f"http://127.0.0.1:{aws_proxy.port}"}
+    relay = Receiver(tmp_path / "relay", tmp_path / "serve.log", env=env)
+    relay.start()
+    try:
+        before = relay.create("r2", "uploads", "--account", R2_ACCOUNT)
+        set_token(relay, before["id"])
+
+        # A wrong key is refused before anything is written.
+        wrong = run(relay, "keys", "rotate", "--kms-mac-key", seal_key, "--kms-seal-key", seal_key)
+        assert wrong.returncode == 1 and "GenerateMac" in wrong.stderr
+        rotated = keys(relay, "rotate", "--kms-mac-key", mac_key, "--kms-seal-key", seal_key)
+        assert (rotated["current"], rotated["held"]) == (2, "kms")
+        ring = json.loads(aws_stack.secrets.get_secret_value(SecretId=aws_stack.secret_id)["SecretString"])
+        assert ring["keys"]["2"] == {"kms_mac_key": mac_key, "kms_seal_key": seal_key}, "ids only, no key"
+
+        # A new integration's secret is KMS's MAC of the documented message.
+        created = relay.create("r2", "uploads", "--account", R2_ACCOUNT)
+        message = f"event-source-secret/v1/{created['id']}/1".encode()
+        mac = kms.generate_mac(KeyId=mac_key, MacAlgorithm="HMAC_SHA_256", Message=message)["Mac"]
+        assert created["secret"] == "whsec_" + base64.b64encode(mac).decode()
+        aws_proxy.reset_counts()
+        for n in range(3):
+            assert accepted(relay, created["id"], created["secret"], f"k{n}.pdf") == "accepted"
+        assert aws_proxy.count("kms", "GenerateMac") == 1, "derived once, then kept for the process's life"
+        assert accepted(relay, before["id"], before["secret"], "old.pdf") == "accepted", "v1 still verifies"
+
+        # Tokens: sealed by KMS Encrypt, opened by Decrypt, bound to their integration.
+        set_token(relay, created["id"])
+        assert keys(relay, "reseal")["resealed"] == 1
+        for integration_id in (before["id"], created["id"]):
+            assert relay.cli("integrations", "test", integration_id)["ok"]
+        assert counts(status(relay)[1]) == (1, 0, 0) and status(relay)[2]["held"] == "kms"
+
+        items = json.dumps(aws_stack.dynamodb.scan(TableName=aws_stack.integrations_table)["Items"])
+        assert "v2.2." in items
+        for text in (items, relay.logs(), json.dumps(ring)):
+            assert R2_SECRET not in text and R2_KEY_ID not in text
+            assert created["secret"] not in text and before["secret"] not in text
+        assert ring["keys"]["1"] not in relay.logs()
+    finally:
+        relay.stop()

@@ -30,30 +30,41 @@ fn hmac(master_key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// What the master key MACs to derive the signing key of `integration_id` at `generation`
+/// (the same message whether the key is in memory or in KMS: `GenerateMac`).
+pub fn event_source_message(integration_id: &str, generation: u32) -> Vec<u8> {
+    format!("{DERIVATION_CONTEXT}{integration_id}/{generation}").into_bytes()
+}
+
+/// What the master key MACs to derive the external id of `integration_id`.
+pub fn external_id_message(integration_id: &str) -> Vec<u8> {
+    format!("{EXTERNAL_ID_CONTEXT}{integration_id}").into_bytes()
+}
+
+/// The external id, from the MAC of [`external_id_message`].
+pub fn external_id_from_mac(mac: &[u8]) -> String {
+    let mut id = String::from(EXTERNAL_ID_PREFIX);
+    for byte in mac.iter().take(16) {
+        id.push_str(&format!("{byte:02x}"));
+    }
+    id
+}
+
+/// HMAC-SHA256 of `message` under a master key in memory.
+pub fn mac(master_key: &[u8], message: &[u8]) -> [u8; 32] {
+    hmac(master_key, &[message])
+}
+
 /// The signing key of `integration_id` at `generation`.
 pub fn event_source_key(master_key: &[u8], integration_id: &str, generation: u32) -> SigningKey {
-    let generation = generation.to_string();
-    let parts: [&[u8]; 4] = [
-        DERIVATION_CONTEXT.as_bytes(),
-        integration_id.as_bytes(),
-        b"/",
-        generation.as_bytes(),
-    ];
-    SigningKey::from_bytes(hmac(master_key, &parts).to_vec())
+    let message = event_source_message(integration_id, generation);
+    SigningKey::from_bytes(mac(master_key, &message).to_vec())
 }
 
 /// The external id the customer's read role trusts us with, for `integration_id`: not a
 /// secret (the customer writes it into a trust policy), but only we can compute it.
 pub fn external_id(master_key: &[u8], integration_id: &str) -> String {
-    let digest = hmac(
-        master_key,
-        &[EXTERNAL_ID_CONTEXT.as_bytes(), integration_id.as_bytes()],
-    );
-    let mut id = String::from(EXTERNAL_ID_PREFIX);
-    for byte in &digest[..16] {
-        id.push_str(&format!("{byte:02x}"));
-    }
-    id
+    external_id_from_mac(&mac(master_key, &external_id_message(integration_id)))
 }
 
 /// The 256-bit key that seals stored read credentials (an AEAD key).

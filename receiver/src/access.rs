@@ -3,7 +3,7 @@
 //! list and look up objects never hold the master key, and never derive or unseal anything.
 
 use crate::backend::bucket::{AccessError, ReadCredentials};
-use crate::keys::Keyring;
+use crate::keys::{KeyError, Keyring};
 use crate::sealed;
 use relay_protocol::integration::ReadAccess;
 use relay_protocol::names;
@@ -11,7 +11,10 @@ use relay_protocol::{Integration, Provider};
 
 impl ReadCredentials {
     /// The credentials that list `integration`'s one bucket, or why there are none.
-    pub(crate) fn resolve(integration: &Integration, ring: &Keyring) -> Result<Self, AccessError> {
+    pub(crate) async fn resolve(
+        integration: &Integration,
+        ring: &Keyring,
+    ) -> Result<Self, AccessError> {
         let access = integration
             .read_access
             .as_ref()
@@ -31,11 +34,14 @@ impl ReadCredentials {
                 }
                 Ok(ReadCredentials::AssumeRole {
                     role_arn: role_arn.clone(),
-                    external_id: ring.external_id(integration).map_err(|missing| {
-                        AccessError::Misconfigured(format!(
-                            "its external id's {missing}: `set-source` issues it again"
-                        ))
-                    })?,
+                    external_id: ring.external_id(integration).await.map_err(
+                        |error| match error {
+                            KeyError::Missing(_) => AccessError::Misconfigured(format!(
+                            "its external id's {error}: `keys reissue-external-ids` issues it again"
+                        )),
+                            KeyError::Kms(error) => AccessError::Unreachable(error.detail()),
+                        },
+                    )?,
                     region: integration.region.clone(),
                 })
             }
@@ -51,7 +57,13 @@ impl ReadCredentials {
                     ));
                 }
                 let keys = sealed::open(ring, &integration.id, sealed)
-                    .map_err(|_| AccessError::SealedUnreadable)?;
+                    .await
+                    .map_err(|error| match error {
+                        sealed::Unreadable::Sealed => AccessError::SealedUnreadable,
+                        sealed::Unreadable::Unavailable(error) => {
+                            AccessError::Unreachable(error.to_string())
+                        }
+                    })?;
                 Ok(ReadCredentials::R2Token { account, keys })
             }
             (provider, access) => Err(AccessError::Misconfigured(format!(
@@ -92,13 +104,13 @@ mod tests {
         integration
     }
 
-    #[test]
-    fn a_role_gets_the_integrations_external_id_and_a_token_opens_only_with_its_key() {
+    #[tokio::test]
+    async fn a_role_gets_the_integrations_external_id_and_a_token_opens_only_with_its_key() {
         let role = ReadAccess::AssumeRole {
             role_arn: "arn:aws:iam::123456789012:role/r".into(),
         };
         let s3 = integration(Provider::S3, Some(role));
-        match ReadCredentials::resolve(&s3, &ring(MASTER)).unwrap() {
+        match ReadCredentials::resolve(&s3, &ring(MASTER)).await.unwrap() {
             ReadCredentials::AssumeRole { external_id, .. } => {
                 assert_eq!(
                     external_id,
@@ -113,9 +125,9 @@ mod tests {
         };
         let mut r2 = integration(Provider::R2, None);
         r2.read_access = Some(ReadAccess::SealedKeys {
-            sealed: sealed::seal(&ring(MASTER), &r2.id, &keys),
+            sealed: sealed::seal(&ring(MASTER), &r2.id, &keys).await.unwrap(),
         });
-        match ReadCredentials::resolve(&r2, &ring(MASTER)).unwrap() {
+        match ReadCredentials::resolve(&r2, &ring(MASTER)).await.unwrap() {
             ReadCredentials::R2Token {
                 account,
                 keys: opened,
@@ -128,16 +140,21 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let other_key = b"fedcba9876543210fedcba9876543210";
-        let error = ReadCredentials::resolve(&r2, &ring(other_key)).unwrap_err();
+        let error = ReadCredentials::resolve(&r2, &ring(other_key))
+            .await
+            .unwrap_err();
         assert_eq!(error.name(), "sealed_token_unreadable");
-        assert!(!format!("{:?}", ReadCredentials::resolve(&r2, &ring(MASTER))).contains("secret"));
+        assert!(
+            !format!("{:?}", ReadCredentials::resolve(&r2, &ring(MASTER)).await).contains("secret")
+        );
     }
 
-    #[test]
-    fn missing_or_mismatched_access_is_named() {
+    #[tokio::test]
+    async fn missing_or_mismatched_access_is_named() {
         let none = integration(Provider::S3, None);
         assert_eq!(
             ReadCredentials::resolve(&none, &ring(MASTER))
+                .await
                 .unwrap_err()
                 .name(),
             "no_read_access"
@@ -148,6 +165,7 @@ mod tests {
         let scoped = integration(Provider::S3, Some(each));
         assert_eq!(
             ReadCredentials::resolve(&scoped, &ring(MASTER))
+                .await
                 .unwrap_err()
                 .name(),
             "read_access_misconfigured"

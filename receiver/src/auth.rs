@@ -5,12 +5,10 @@
 //! Either may use the current secret generation or, during a rotation's grace, the previous one.
 //! Failures are named for the log, never with the secret or the signature in them.
 
-use crate::keys::Keyring;
 use chrono::{DateTime, Utc};
 use http::HeaderMap;
-use relay_protocol::webhook::{self, SignedHeaders, WebhookError};
+use relay_protocol::webhook::{self, SignedHeaders, SigningKey, WebhookError};
 use relay_protocol::wire::{BEARER_PREFIX, HEADER_AUTHORIZATION};
-use relay_protocol::Integration;
 use subtle::ConstantTimeEq;
 
 /// Who sent the request, as proven by how it authenticated.
@@ -54,15 +52,12 @@ pub(crate) fn causes() -> Vec<&'static str> {
 pub(crate) struct AuthError(pub &'static str);
 
 pub(crate) fn authenticate(
-    integration: &Integration,
-    ring: &Keyring,
+    keys: &[SigningKey],
     headers: &HeaderMap,
     body: &[u8],
     now: DateTime<Utc>,
 ) -> Result<Sender, AuthError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    // A secret whose key version the keyring lacks (retired) cannot verify.
-    let (keys, _missing) = ring.signing_keys(integration, now);
 
     if headers.contains_key(webhook::HEADER_SIGNATURE) {
         let signed = SignedHeaders {
@@ -70,7 +65,7 @@ pub(crate) fn authenticate(
             timestamp: header(webhook::HEADER_TIMESTAMP),
             signature: header(webhook::HEADER_SIGNATURE),
         };
-        return webhook::verify(&keys, signed, body, now.timestamp())
+        return webhook::verify(keys, signed, body, now.timestamp())
             .map(|()| Sender::Worker)
             .map_err(|e: WebhookError| AuthError(e.as_str()));
     }

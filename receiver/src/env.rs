@@ -17,6 +17,10 @@ pub const METRICS_LISTEN: &str = "RELAY_METRICS_LISTEN";
 pub const PUBLIC_URL: &str = "RELAY_PUBLIC_URL";
 /// `embedded` (default) or `aws`.
 pub const BACKEND: &str = "RELAY_BACKEND";
+/// `keys rotate`: the new master key version is held in KMS, this HMAC_256 key (GenerateMac).
+pub const MASTER_KEY_KMS_ID: &str = "RELAY_MASTER_KEY_KMS_ID";
+/// `keys rotate`: the symmetric KMS key sealing R2 tokens for a KMS-held version.
+pub const SEALING_KEY_KMS_ID: &str = "RELAY_SEALING_KEY_KMS_ID";
 /// DynamoDB table of integrations, with `RELAY_BACKEND=aws`.
 pub const INTEGRATIONS_TABLE: &str = "RELAY_INTEGRATIONS_TABLE";
 /// DynamoDB table of the processed-objects ledger and usage counts.

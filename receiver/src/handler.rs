@@ -16,6 +16,7 @@ use crate::backend::{Backends, Keyring, MasterKeySource};
 use crate::events::{AuthFailed, ObjectLookupFailed, RequestHandled, RequestRefused};
 use crate::integrations::Integrations;
 use crate::item::{decide_one, parse_events, report_event, Item};
+use crate::keys::KeyError;
 use crate::settle::settle;
 use crate::telemetry::{flush_emf, log_backend_error, EventCounts};
 use crate::worker_bundle::{self, Reporter};
@@ -23,6 +24,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, Method};
 use relay_protocol::event::{EventError, ObjectEvent};
+use relay_protocol::webhook::SigningKey;
 use relay_protocol::wire::{self, EventResult, Results};
 use relay_protocol::{Integration, Outcome, Reason};
 use std::sync::Arc;
@@ -172,14 +174,9 @@ impl Relay {
             .map_err(|e| Refusal::unavailable(&e))?
             .ok_or_else(unknown)?;
         let mut integration = lookup.integration;
-        // The current secret's key version: one a `keys rotate` added since this process read
-        // the keyring makes it read the keyring again.
-        let mut ring = self
-            .keys
-            .keyring_with(integration.key_version)
-            .await
-            .map_err(|e| Refusal::unavailable(&e))?;
-        let mut verified = authenticate(&integration, &ring, headers, body, now);
+        let mut ring = self.keyring_for(&integration).await?;
+        let mut keys = self.signing_keys(&ring, &integration, now).await?;
+        let mut verified = authenticate(&keys, headers, body, now);
         if verified.is_err() && lookup.cached {
             // Perhaps a secret from a rotation the remembered integration predates.
             integration = self
@@ -189,12 +186,9 @@ impl Relay {
                 .map_err(|e| Refusal::unavailable(&e))?
                 .ok_or_else(unknown)?
                 .integration;
-            ring = self
-                .keys
-                .keyring_with(integration.key_version)
-                .await
-                .map_err(|e| Refusal::unavailable(&e))?;
-            verified = authenticate(&integration, &ring, headers, body, now);
+            ring = self.keyring_for(&integration).await?;
+            keys = self.signing_keys(&ring, &integration, now).await?;
+            verified = authenticate(&keys, headers, body, now);
         }
         let sender = verified.map_err(|e| {
             AuthFailed {
@@ -220,6 +214,33 @@ impl Relay {
         }
         self.commit(&integration, &mut items, now).await;
         Ok((sender, items))
+    }
+
+    /// The keyring, with the integration's current key version: one a `keys rotate` added
+    /// since this process read the keyring makes it read the keyring again.
+    async fn keyring_for(&self, integration: &Integration) -> Result<Keyring, Refusal> {
+        self.keys
+            .keyring_with(integration.key_version)
+            .await
+            .map_err(|e| Refusal::unavailable(&e))
+    }
+
+    /// The signing keys of the integration's valid secrets (KMS not answering is a 503: the
+    /// sender retries).
+    async fn signing_keys(
+        &self,
+        ring: &Keyring,
+        integration: &Integration,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SigningKey>, Refusal> {
+        ring.signing_keys(integration, now)
+            .await
+            .map_err(|error| match error {
+                KeyError::Kms(error) => Refusal::unavailable(&error),
+                missing @ KeyError::Missing(_) => {
+                    Refusal::unavailable(&crate::backend::BackendError::new("keys", missing))
+                }
+            })
     }
 
     /// Steps 2–5, and 5b: an event that would become a job but names no version of its object
@@ -253,7 +274,7 @@ impl Relay {
         };
         // Without its key version (retired) the lookup cannot assume the role: the job keeps
         // the event's own id, as when the lookup fails.
-        let Ok(external_id) = ring.external_id(integration) else {
+        let Ok(external_id) = ring.external_id(integration).await else {
             return item;
         };
         match lookup.head(&role_arn, &external_id, object).await {

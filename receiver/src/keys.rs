@@ -11,26 +11,59 @@
 //! only hex (the key file or secret before versions) is version 1, current. Pure: reading and
 //! writing it is the key source's ([`crate::backend::MasterKeySource`]).
 
-use crate::backend::MasterKey;
+use crate::backend::{BackendError, Kms, MasterKey};
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use relay_protocol::webhook::SigningKey;
 use relay_protocol::{secret, Integration};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
 
 pub(crate) use relay_protocol::integration::FIRST_KEY_VERSION;
 
 /// Bytes of a newly made key version.
 pub(crate) const KEY_BYTES: usize = 32;
 
-/// The master key's versions and the current one.
+/// One version of the master key: its bytes in this process's memory, or two keys that never
+/// leave AWS KMS (derivations by `GenerateMac` on an HMAC_SHA_256 key; seals by `Encrypt` /
+/// `Decrypt` on a symmetric key, with the integration id as encryption context).
 #[derive(Clone, PartialEq, Eq)]
+pub enum KeyVersion {
+    Local(MasterKey),
+    Kms { mac_key: String, seal_key: String },
+}
+
+/// The master key's versions and the current one, with the KMS client its KMS-held versions
+/// use and the MACs KMS computed (kept for the process's life: a secret is derived once per
+/// integration and generation).
+#[derive(Clone)]
 pub struct Keyring {
     current: u32,
-    keys: BTreeMap<u32, MasterKey>,
+    keys: BTreeMap<u32, KeyVersion>,
+    kms: Option<Arc<dyn Kms>>,
+    macs: Arc<Mutex<HashMap<(u32, Vec<u8>), [u8; 32]>>>,
 }
+
+impl fmt::Debug for KeyVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyVersion::Local(_) => f.write_str("Local(<redacted>)"),
+            KeyVersion::Kms { mac_key, seal_key } => {
+                write!(f, "Kms {{ mac_key: {mac_key}, seal_key: {seal_key} }}")
+            }
+        }
+    }
+}
+
+impl PartialEq for Keyring {
+    fn eq(&self, other: &Self) -> bool {
+        self.current == other.current && self.keys == other.keys
+    }
+}
+
+impl Eq for Keyring {}
 
 impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -43,34 +76,78 @@ impl fmt::Debug for Keyring {
     }
 }
 
-/// A value derived from a key version the keyring does not hold (retired, or added by a
-/// `keys rotate` this process has not read yet).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MissingVersion(pub u32);
+/// Why a value cannot be derived, sealed or opened.
+#[derive(Debug)]
+pub enum KeyError {
+    /// A version the keyring does not hold (retired, or added by a `keys rotate` this process
+    /// has not read yet).
+    Missing(u32),
+    /// KMS did not answer, or refused.
+    Kms(BackendError),
+}
 
-impl fmt::Display for MissingVersion {
+impl fmt::Display for KeyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "master key version {} is not in the keyring", self.0)
+        match self {
+            KeyError::Missing(version) => {
+                write!(f, "master key version {version} is not in the keyring")
+            }
+            KeyError::Kms(error) => write!(f, "{error}"),
+        }
     }
 }
 
-impl std::error::Error for MissingVersion {}
+impl std::error::Error for KeyError {}
 
 /// The keyring's stored form.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Stored {
     current: u32,
-    keys: BTreeMap<u32, String>,
+    keys: BTreeMap<u32, StoredVersion>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum StoredVersion {
+    Hex(String),
+    Kms {
+        kms_mac_key: String,
+        kms_seal_key: String,
+    },
+}
+
+/// A KMS key id, ARN or alias as `keys rotate` takes it: what AWS accepts as a `KeyId`.
+pub(crate) fn is_kms_key_id(id: &str) -> bool {
+    (1..=2048).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_/:.".contains(c))
 }
 
 impl Keyring {
     /// A keyring of one key, version 1: what a key before versions is.
     pub fn single(key: MasterKey) -> Keyring {
+        Keyring::of(
+            FIRST_KEY_VERSION,
+            BTreeMap::from([(FIRST_KEY_VERSION, KeyVersion::Local(key))]),
+        )
+    }
+
+    fn of(current: u32, keys: BTreeMap<u32, KeyVersion>) -> Keyring {
         Keyring {
-            current: FIRST_KEY_VERSION,
-            keys: BTreeMap::from([(FIRST_KEY_VERSION, key)]),
+            current,
+            keys,
+            kms: None,
+            macs: Arc::default(),
         }
+    }
+
+    /// The KMS client the KMS-held versions use.
+    #[must_use]
+    pub fn with_kms(mut self, kms: Arc<dyn Kms>) -> Keyring {
+        self.kms = Some(kms);
+        self
     }
 
     /// Reads a keyring's text, or a bare hex key (version 1). The error never holds the text.
@@ -83,31 +160,54 @@ impl Keyring {
         let keys = stored
             .keys
             .into_iter()
-            .map(|(version, hex)| {
-                let key = MasterKey::from_hex(&hex)
-                    .ok_or("a key version that is not 16+ bytes of hex")?;
-                (version >= 1)
-                    .then_some((version, key))
-                    .ok_or("a key version numbered 0")
+            .map(|(version, stored)| {
+                if version == 0 {
+                    return Err("a key version numbered 0");
+                }
+                let key = match stored {
+                    StoredVersion::Hex(hex) => KeyVersion::Local(
+                        MasterKey::from_hex(&hex)
+                            .ok_or("a key version that is not 16+ bytes of hex")?,
+                    ),
+                    StoredVersion::Kms {
+                        kms_mac_key,
+                        kms_seal_key,
+                    } => {
+                        if !is_kms_key_id(&kms_mac_key) || !is_kms_key_id(&kms_seal_key) {
+                            return Err("a KMS key id that is not one");
+                        }
+                        KeyVersion::Kms {
+                            mac_key: kms_mac_key,
+                            seal_key: kms_seal_key,
+                        }
+                    }
+                };
+                Ok((version, key))
             })
             .collect::<Result<BTreeMap<_, _>, _>>()?;
         if !keys.contains_key(&stored.current) {
             return Err("its current version is not among its keys");
         }
-        Ok(Keyring {
-            current: stored.current,
-            keys,
-        })
+        Ok(Keyring::of(stored.current, keys))
     }
 
-    /// The stored form (the keys in hex): for the key file or the secret, never for a log.
+    /// The stored form (local keys in hex): for the key file or the secret, never for a log.
     pub fn to_text(&self) -> String {
         let stored = Stored {
             current: self.current,
             keys: self
                 .keys
                 .iter()
-                .map(|(version, key)| (*version, hex(key.as_bytes())))
+                .map(|(version, key)| {
+                    let stored = match key {
+                        KeyVersion::Local(key) => StoredVersion::Hex(hex(key.as_bytes())),
+                        KeyVersion::Kms { mac_key, seal_key } => StoredVersion::Kms {
+                            kms_mac_key: mac_key.clone(),
+                            kms_seal_key: seal_key.clone(),
+                        },
+                    };
+                    (*version, stored)
+                })
                 .collect(),
         };
         serde_json::to_string(&stored).expect("a keyring serialises")
@@ -117,29 +217,41 @@ impl Keyring {
         self.current
     }
 
-    pub fn current(&self) -> &MasterKey {
-        &self.keys[&self.current]
-    }
-
-    pub fn version(&self, version: u32) -> Result<&MasterKey, MissingVersion> {
-        self.keys.get(&version).ok_or(MissingVersion(version))
+    pub fn version(&self, version: u32) -> Result<&KeyVersion, KeyError> {
+        self.keys.get(&version).ok_or(KeyError::Missing(version))
     }
 
     pub fn versions(&self) -> impl Iterator<Item = u32> + '_ {
         self.keys.keys().copied()
     }
 
-    /// This keyring with a new random version, made current.
+    /// Where a version's key is held: `local` or `kms`.
+    pub(crate) fn held(&self, version: u32) -> Option<&'static str> {
+        self.keys.get(&version).map(|key| match key {
+            KeyVersion::Local(_) => "local",
+            KeyVersion::Kms { .. } => "kms",
+        })
+    }
+
+    /// This keyring with a new version made current: a random local key, or KMS keys.
     #[must_use]
-    pub fn rotated(&self) -> Keyring {
-        let mut key = [0u8; KEY_BYTES];
-        rand::rng().fill_bytes(&mut key);
+    pub fn rotated(&self, kms: Option<(String, String)>) -> Keyring {
+        let key = match kms {
+            Some((mac_key, seal_key)) => KeyVersion::Kms { mac_key, seal_key },
+            None => {
+                let mut key = [0u8; KEY_BYTES];
+                rand::rng().fill_bytes(&mut key);
+                KeyVersion::Local(MasterKey::from_bytes(&key))
+            }
+        };
         let next = self.keys.keys().max().copied().unwrap_or(0) + 1;
         let mut keys = self.keys.clone();
-        keys.insert(next, MasterKey::from_bytes(&key));
+        keys.insert(next, key);
         Keyring {
             current: next,
             keys,
+            kms: self.kms.clone(),
+            macs: Arc::clone(&self.macs),
         }
     }
 
@@ -156,57 +268,142 @@ impl Keyring {
         Ok(Keyring {
             current: self.current,
             keys,
+            kms: self.kms.clone(),
+            macs: Arc::clone(&self.macs),
         })
     }
 
-    /// The signing keys of every secret of `integration` that verifies at `now`, and the
-    /// versions none could be derived from.
-    pub(crate) fn signing_keys(
+    fn kms(&self) -> Result<&Arc<dyn Kms>, KeyError> {
+        self.kms.as_ref().ok_or_else(|| {
+            KeyError::Kms(BackendError::new(
+                "kms",
+                "the keyring holds a KMS key but this process has no KMS client (--backend aws)",
+            ))
+        })
+    }
+
+    /// HMAC-SHA256 of `message` under `version`: in memory, or by KMS `GenerateMac` (each
+    /// result kept for the process's life).
+    pub(crate) async fn mac(&self, version: u32, message: &[u8]) -> Result<[u8; 32], KeyError> {
+        match self.version(version)? {
+            KeyVersion::Local(key) => Ok(secret::mac(key.as_bytes(), message)),
+            KeyVersion::Kms { mac_key, .. } => {
+                let cache_key = (version, message.to_vec());
+                if let Some(mac) = self
+                    .macs
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(&cache_key)
+                {
+                    return Ok(*mac);
+                }
+                let mac = self
+                    .kms()?
+                    .generate_mac(mac_key, message)
+                    .await
+                    .map_err(KeyError::Kms)?;
+                let mac: [u8; 32] = mac.try_into().map_err(|_| {
+                    KeyError::Kms(BackendError::new(
+                        "kms",
+                        "GenerateMac answered a MAC that is not 32 bytes: the key must be HMAC_256",
+                    ))
+                })?;
+                self.macs
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(cache_key, mac);
+                Ok(mac)
+            }
+        }
+    }
+
+    /// Seals `plaintext` for `integration_id` under the current version; answers the body
+    /// [`crate::sealed`] frames.
+    pub(crate) async fn seal_bytes(
+        &self,
+        integration_id: &str,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, KeyError> {
+        match self.version(self.current)? {
+            KeyVersion::Local(key) => Ok(crate::sealed::local_seal(key, integration_id, plaintext)),
+            KeyVersion::Kms { seal_key, .. } => self
+                .kms()?
+                .encrypt(seal_key, integration_id, plaintext)
+                .await
+                .map_err(KeyError::Kms),
+        }
+    }
+
+    /// Opens what [`Keyring::seal_bytes`] sealed under `version`; `None` when it does not open.
+    pub(crate) async fn open_bytes(
+        &self,
+        version: u32,
+        integration_id: &str,
+        body: &[u8],
+    ) -> Result<Option<Vec<u8>>, KeyError> {
+        match self.version(version)? {
+            KeyVersion::Local(key) => Ok(crate::sealed::local_open(key, integration_id, body)),
+            KeyVersion::Kms { seal_key, .. } => self
+                .kms()?
+                .decrypt(seal_key, integration_id, body)
+                .await
+                .map_err(KeyError::Kms),
+        }
+    }
+
+    /// The signing keys of every secret of `integration` that verifies at `now`; a secret
+    /// whose version the keyring lacks (retired) has none.
+    pub(crate) async fn signing_keys(
         &self,
         integration: &Integration,
         now: DateTime<Utc>,
-    ) -> (Vec<SigningKey>, Vec<u32>) {
+    ) -> Result<Vec<SigningKey>, KeyError> {
         let mut keys = Vec::new();
-        let mut missing = Vec::new();
         for (generation, version) in integration.valid_secrets(now) {
-            match self.version(version) {
-                Ok(master) => keys.push(secret::event_source_key(
-                    master.as_bytes(),
-                    &integration.id,
-                    generation,
-                )),
-                Err(MissingVersion(v)) => missing.push(v),
+            match self.signing_key(integration, generation, version).await {
+                Ok(key) => keys.push(key),
+                Err(KeyError::Missing(_)) => {}
+                Err(error) => return Err(error),
             }
         }
-        (keys, missing)
+        Ok(keys)
+    }
+
+    async fn signing_key(
+        &self,
+        integration: &Integration,
+        generation: u32,
+        version: u32,
+    ) -> Result<SigningKey, KeyError> {
+        let message = secret::event_source_message(&integration.id, generation);
+        let mac = self.mac(version, &message).await?;
+        Ok(SigningKey::from_bytes(mac.to_vec()))
     }
 
     /// The current secret generation's signing key.
-    pub(crate) fn current_signing_key(
+    pub(crate) async fn current_signing_key(
         &self,
         integration: &Integration,
-    ) -> Result<SigningKey, MissingVersion> {
-        let master = self.version(integration.key_version)?;
-        Ok(secret::event_source_key(
-            master.as_bytes(),
-            &integration.id,
-            integration.generation,
-        ))
+    ) -> Result<SigningKey, KeyError> {
+        self.signing_key(integration, integration.generation, integration.key_version)
+            .await
     }
 
     /// The current secret, as the customer is shown it.
-    pub(crate) fn current_secret(
+    pub(crate) async fn current_secret(
         &self,
         integration: &Integration,
-    ) -> Result<String, MissingVersion> {
-        self.current_signing_key(integration)
-            .map(|key| key.to_secret())
+    ) -> Result<String, KeyError> {
+        Ok(self.current_signing_key(integration).await?.to_secret())
     }
 
     /// The integration's external id, from the version it was issued with.
-    pub(crate) fn external_id(&self, integration: &Integration) -> Result<String, MissingVersion> {
-        let master = self.version(integration.external_id_key_version)?;
-        Ok(secret::external_id(master.as_bytes(), &integration.id))
+    pub(crate) async fn external_id(&self, integration: &Integration) -> Result<String, KeyError> {
+        let message = secret::external_id_message(&integration.id);
+        let mac = self
+            .mac(integration.external_id_key_version, &message)
+            .await?;
+        Ok(secret::external_id_from_mac(&mac))
     }
 }
 
@@ -278,13 +475,18 @@ mod tests {
     fn a_bare_hex_key_is_version_1_and_a_keyring_round_trips() {
         let ring = Keyring::parse(HEX).unwrap();
         assert_eq!(ring.current_version(), 1);
-        assert_eq!(ring.current().as_bytes(), (0u8..16).collect::<Vec<_>>());
-        let rotated = ring.rotated();
+        assert_eq!(
+            ring.version(1).unwrap(),
+            &KeyVersion::Local(MasterKey::from_bytes(&(0u8..16).collect::<Vec<_>>()))
+        );
+        let rotated = ring.rotated(None);
         assert_eq!(rotated.current_version(), 2);
-        assert_eq!(rotated.version(1).unwrap(), ring.current());
-        let text = rotated.to_text();
-        assert_eq!(Keyring::parse(&text).unwrap(), rotated);
-        assert!(!format!("{rotated:?}").contains(HEX));
+        let with_kms = rotated.rotated(Some(("alias/mac".into(), "alias/seal".into())));
+        assert_eq!(with_kms.held(3), Some("kms"));
+        let text = with_kms.to_text();
+        assert_eq!(Keyring::parse(&text).unwrap(), with_kms);
+        assert!(text.contains(r#""3":{"kms_mac_key":"alias/mac","kms_seal_key":"alias/seal"}"#));
+        assert!(!format!("{with_kms:?}").contains(HEX));
     }
 
     #[test]
@@ -294,6 +496,7 @@ mod tests {
             r#"{"current": 2, "keys": {"1": "000102030405060708090a0b0c0d0e0f"}}"#,
             r#"{"current": 1, "keys": {"1": "0011"}}"#,
             r#"{"current": 0, "keys": {"0": "000102030405060708090a0b0c0d0e0f"}}"#,
+            r#"{"current": 1, "keys": {"1": {"kms_mac_key": "a b", "kms_seal_key": "x"}}}"#,
         ] {
             let error = Keyring::parse(bad).unwrap_err();
             assert!(
@@ -305,42 +508,58 @@ mod tests {
 
     #[test]
     fn the_current_version_cannot_be_retired_and_a_retired_one_is_missing() {
-        let ring = Keyring::parse(HEX).unwrap().rotated();
+        let ring = Keyring::parse(HEX).unwrap().rotated(None);
         assert!(ring.without(2).is_err());
         let retired = ring.without(1).unwrap();
-        assert_eq!(retired.version(1), Err(MissingVersion(1)));
+        assert!(matches!(retired.version(1), Err(KeyError::Missing(1))));
         assert_eq!(retired.versions().collect::<Vec<_>>(), [2]);
     }
 
-    #[test]
-    fn each_value_is_derived_from_the_version_it_records() {
-        let ring = Keyring::parse(HEX).unwrap().rotated();
+    #[tokio::test]
+    async fn each_value_is_derived_from_the_version_it_records() {
+        let ring = Keyring::parse(HEX).unwrap().rotated(None);
+        let KeyVersion::Local(v1_key) = ring.version(1).unwrap().clone() else {
+            panic!("local");
+        };
         let now = Utc::now();
         let mut integration = NewIntegration::new(Provider::S3, "docs")
             .build("abc", now)
             .unwrap();
-        let v1 = ring.current_secret(&integration).unwrap();
+        let v1 = ring.current_secret(&integration).await.unwrap();
         assert_eq!(
             v1,
-            secret::event_source_secret(ring.version(1).unwrap().as_bytes(), &integration.id, 1)
+            secret::event_source_secret(v1_key.as_bytes(), &integration.id, 1)
+        );
+        assert_eq!(
+            ring.external_id(&integration).await.unwrap(),
+            secret::external_id(v1_key.as_bytes(), &integration.id)
         );
         integration
             .rotate(now, Some(now + chrono::Duration::hours(1)), 2)
             .unwrap();
-        let v2 = ring.current_secret(&integration).unwrap();
+        let v2 = ring.current_secret(&integration).await.unwrap();
         assert_ne!(v1, v2);
-        let (keys, missing) = ring.signing_keys(&integration, now);
+        let keys = ring.signing_keys(&integration, now).await.unwrap();
         let secrets: Vec<String> = keys.iter().map(SigningKey::to_secret).collect();
         assert_eq!(secrets, [v2.clone(), v1.clone()]);
-        assert!(missing.is_empty());
-        // Without version 1, the replaced secret cannot verify, and says which version.
-        let (keys, missing) = ring.without(1).unwrap().signing_keys(&integration, now);
-        assert_eq!((keys.len(), missing), (1, vec![1]));
+        // Without version 1, the replaced secret cannot verify.
+        let retired = ring.without(1).unwrap();
+        let keys = retired.signing_keys(&integration, now).await.unwrap();
+        assert_eq!(keys.len(), 1);
     }
 
-    #[test]
-    fn dependents_count_secrets_external_ids_and_tokens_per_version() {
-        let ring = Keyring::parse(HEX).unwrap().rotated();
+    #[tokio::test]
+    async fn a_kms_version_without_a_client_is_named() {
+        let ring = Keyring::parse(HEX)
+            .unwrap()
+            .rotated(Some(("alias/mac".into(), "alias/seal".into())));
+        let error = ring.mac(2, b"m").await.unwrap_err();
+        assert!(error.to_string().contains("no KMS client"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn dependents_count_secrets_external_ids_and_tokens_per_version() {
+        let ring = Keyring::parse(HEX).unwrap().rotated(None);
         let now = Utc::now();
         let mut s3 = NewIntegration::new(Provider::S3, "docs")
             .build("aaa", now)
@@ -359,7 +578,7 @@ mod tests {
             secret_access_key: "b".into(),
         };
         r2.read_access = Some(ReadAccess::SealedKeys {
-            sealed: crate::sealed::seal(&ring, &r2.id, &pair),
+            sealed: crate::sealed::seal(&ring, &r2.id, &pair).await.unwrap(),
         });
         r2.key_version = 2;
         let counts = dependents(&[s3.clone(), r2.clone()], now);

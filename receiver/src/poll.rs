@@ -749,7 +749,7 @@ impl Poller {
         let version = crate::sealed::sealed_version(integration)
             .unwrap_or(integration.external_id_key_version);
         let ring = self.keys.keyring_with(version).await?;
-        let credentials = ReadCredentials::resolve(integration, &ring)?;
+        let credentials = ReadCredentials::resolve(integration, &ring).await?;
         Ok(self
             .buckets
             .open(integration, &credentials, prefix, after)

@@ -1,12 +1,18 @@
-//! R2 token credentials sealed at rest: XChaCha20-Poly1305 keyed from a master key version.
+//! R2 token credentials sealed at rest, under a master key version.
 //!
-//! `sealed = "v2." + <key version> + "." + base64(nonce (24 random bytes) ‖ ciphertext ‖ tag)`,
-//! over the JSON of the key pair, with the integration id as associated data: a sealed value
-//! copied onto another integration does not open. `v1.` + base64(…) (before versions) was
-//! sealed under version 1. `keys reseal` seals each value again under the current version
-//! ([`reseal`]), so that an old version can be retired.
+//! `sealed = "v2." + <key version> + "." + base64(body)`, over the JSON of the key pair, bound to
+//! the integration id (a sealed value copied onto another integration does not open):
+//!
+//! - a version in memory: body = nonce (24 random bytes) ‖ XChaCha20-Poly1305 ciphertext ‖ tag,
+//!   keyed `HMAC-SHA256(master key, "read-access-seal/v1")`, the id as associated data;
+//! - a version in KMS: body = KMS `Encrypt`'s ciphertext blob, the id as encryption context.
+//!
+//! `v1.` + base64(…) (before versions) was sealed in memory under version 1. `keys reseal`
+//! seals each value again under the current version ([`reseal`]), so that an old version can be
+//! retired.
 
-use crate::keys::{Keyring, FIRST_KEY_VERSION};
+use crate::backend::MasterKey;
+use crate::keys::{KeyError, Keyring, FIRST_KEY_VERSION};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -35,36 +41,53 @@ impl fmt::Debug for KeyPair {
     }
 }
 
-/// A sealed value that does not open: another master key, another integration, a retired
-/// version, or damage.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Unreadable;
-
-/// Seals `pair` for `integration_id` under the keyring's current version, with a fresh random
-/// nonce.
-pub(crate) fn seal(ring: &Keyring, integration_id: &str, pair: &KeyPair) -> String {
-    let nonce: [u8; NONCE_BYTES] = rand::random();
-    let version = ring.current_version();
-    seal_with_nonce(
-        ring.current().as_bytes(),
-        version,
-        integration_id,
-        pair,
-        nonce,
-    )
+/// Why a sealed value does not open.
+#[derive(Debug)]
+pub(crate) enum Unreadable {
+    /// Another integration's, damaged, or under a version the keyring does not hold.
+    Sealed,
+    /// KMS did not answer: try again.
+    Unavailable(KeyError),
 }
 
-fn seal_with_nonce(
-    master_key: &[u8],
-    version: u32,
+impl From<KeyError> for Unreadable {
+    fn from(error: KeyError) -> Self {
+        match error {
+            KeyError::Missing(_) => Unreadable::Sealed,
+            error @ KeyError::Kms(_) => Unreadable::Unavailable(error),
+        }
+    }
+}
+
+/// Seals `pair` for `integration_id` under the keyring's current version.
+pub(crate) async fn seal(
+    ring: &Keyring,
     integration_id: &str,
     pair: &KeyPair,
-    nonce: [u8; NONCE_BYTES],
-) -> String {
+) -> Result<String, KeyError> {
     let plaintext = serde_json::to_vec(pair).expect("a key pair serialises");
-    let cipher = XChaCha20Poly1305::new(&secret::sealing_key(master_key).into());
+    let body = ring.seal_bytes(integration_id, &plaintext).await?;
+    Ok(format!(
+        "{VERSIONED}{}.{}",
+        ring.current_version(),
+        STANDARD.encode(body)
+    ))
+}
+
+/// The in-memory seal: nonce ‖ ciphertext ‖ tag, with a fresh random nonce.
+pub(crate) fn local_seal(key: &MasterKey, integration_id: &str, plaintext: &[u8]) -> Vec<u8> {
+    local_seal_with_nonce(key, integration_id, plaintext, rand::random())
+}
+
+fn local_seal_with_nonce(
+    key: &MasterKey,
+    integration_id: &str,
+    plaintext: &[u8],
+    nonce: [u8; NONCE_BYTES],
+) -> Vec<u8> {
+    let cipher = XChaCha20Poly1305::new(&secret::sealing_key(key.as_bytes()).into());
     let payload = Payload {
-        msg: &plaintext,
+        msg: plaintext,
         aad: integration_id.as_bytes(),
     };
     let ciphertext = cipher
@@ -72,7 +95,21 @@ fn seal_with_nonce(
         .expect("XChaCha20-Poly1305 seals any message under 256 GiB");
     let mut out = nonce.to_vec();
     out.extend_from_slice(&ciphertext);
-    format!("{VERSIONED}{version}.{}", STANDARD.encode(out))
+    out
+}
+
+/// Opens an in-memory seal; `None` when it does not open.
+pub(crate) fn local_open(key: &MasterKey, integration_id: &str, body: &[u8]) -> Option<Vec<u8>> {
+    if body.len() < NONCE_BYTES {
+        return None;
+    }
+    let (nonce, ciphertext) = body.split_at(NONCE_BYTES);
+    let cipher = XChaCha20Poly1305::new(&secret::sealing_key(key.as_bytes()).into());
+    let payload = Payload {
+        msg: ciphertext,
+        aad: integration_id.as_bytes(),
+    };
+    cipher.decrypt(XNonce::from_slice(nonce), payload).ok()
 }
 
 /// The key version a sealed value names, and its base64 body.
@@ -94,47 +131,37 @@ pub(crate) fn sealed_version(integration: &Integration) -> Option<u32> {
 }
 
 /// Opens what [`seal`] sealed for the same integration, with the version it names.
-pub(crate) fn open(
+pub(crate) async fn open(
     ring: &Keyring,
     integration_id: &str,
     sealed: &str,
 ) -> Result<KeyPair, Unreadable> {
-    let (version, body) = split(sealed).ok_or(Unreadable)?;
-    let master_key = ring.version(version).map_err(|_| Unreadable)?;
-    let bytes = STANDARD.decode(body).map_err(|_| Unreadable)?;
-    if bytes.len() < NONCE_BYTES {
-        return Err(Unreadable);
-    }
-    let (nonce, ciphertext) = bytes.split_at(NONCE_BYTES);
-    let cipher = XChaCha20Poly1305::new(&secret::sealing_key(master_key.as_bytes()).into());
-    let payload = Payload {
-        msg: ciphertext,
-        aad: integration_id.as_bytes(),
-    };
-    let plaintext = cipher
-        .decrypt(XNonce::from_slice(nonce), payload)
-        .map_err(|_| Unreadable)?;
-    serde_json::from_slice(&plaintext).map_err(|_| Unreadable)
+    let (version, body) = split(sealed).ok_or(Unreadable::Sealed)?;
+    let body = STANDARD.decode(body).map_err(|_| Unreadable::Sealed)?;
+    let plaintext = ring
+        .open_bytes(version, integration_id, &body)
+        .await?
+        .ok_or(Unreadable::Sealed)?;
+    serde_json::from_slice(&plaintext).map_err(|_| Unreadable::Sealed)
 }
 
 /// The value sealed again under the current version, or `None` when it already is.
-pub(crate) fn reseal(
+pub(crate) async fn reseal(
     ring: &Keyring,
     integration_id: &str,
     sealed: &str,
 ) -> Result<Option<String>, Unreadable> {
-    let (version, _) = split(sealed).ok_or(Unreadable)?;
+    let (version, _) = split(sealed).ok_or(Unreadable::Sealed)?;
     if version == ring.current_version() {
         return Ok(None);
     }
-    let pair = open(ring, integration_id, sealed)?;
-    Ok(Some(seal(ring, integration_id, &pair)))
+    let pair = open(ring, integration_id, sealed).await?;
+    Ok(Some(seal(ring, integration_id, &pair).await?))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::MasterKey;
 
     const MASTER: &[u8] = b"0123456789abcdef0123456789abcdef";
 
@@ -149,29 +176,31 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_sealed_pair_opens_only_for_its_integration_and_master_key() {
-        let sealed = seal(&ring(), "int_a", &pair());
-        assert_eq!(open(&ring(), "int_a", &sealed), Ok(pair()));
-        assert_eq!(open(&ring(), "int_b", &sealed), Err(Unreadable));
+    fn sealed_is(result: Result<KeyPair, Unreadable>) -> bool {
+        matches!(result, Err(Unreadable::Sealed))
+    }
+
+    #[tokio::test]
+    async fn a_sealed_pair_opens_only_for_its_integration_and_master_key() {
+        let sealed = seal(&ring(), "int_a", &pair()).await.unwrap();
+        assert_eq!(open(&ring(), "int_a", &sealed).await.unwrap(), pair());
+        assert!(sealed_is(open(&ring(), "int_b", &sealed).await));
         let other = Keyring::single(MasterKey::from_bytes(b"another master key"));
-        assert_eq!(open(&other, "int_a", &sealed), Err(Unreadable));
+        assert!(sealed_is(open(&other, "int_a", &sealed).await));
         let mut damaged = sealed.clone().into_bytes();
         let last = damaged.len() - 3;
         damaged[last] = if damaged[last] == b'A' { b'B' } else { b'A' };
-        assert_eq!(
-            open(&ring(), "int_a", std::str::from_utf8(&damaged).unwrap()),
-            Err(Unreadable)
-        );
+        let damaged = String::from_utf8(damaged).unwrap();
+        assert!(sealed_is(open(&ring(), "int_a", &damaged).await));
         for bad in ["v1.", "v2.1.", "v2.0.AAAA", "v2.x.AAAA", "plain"] {
-            assert_eq!(open(&ring(), "int_a", bad), Err(Unreadable), "{bad}");
+            assert!(sealed_is(open(&ring(), "int_a", bad).await), "{bad}");
         }
     }
 
-    #[test]
-    fn the_sealed_text_shows_neither_key_and_never_repeats() {
-        let a = seal(&ring(), "int_a", &pair());
-        let b = seal(&ring(), "int_a", &pair());
+    #[tokio::test]
+    async fn the_sealed_text_shows_neither_key_and_never_repeats() {
+        let a = seal(&ring(), "int_a", &pair()).await.unwrap();
+        let b = seal(&ring(), "int_a", &pair()).await.unwrap();
         assert_ne!(a, b, "a fresh nonce each time");
         for sealed in [&a, &b] {
             assert!(!sealed.contains("AKIDEXAMPLE"));
@@ -181,39 +210,41 @@ mod tests {
     }
 
     #[test]
-    fn the_format_is_the_documented_one() {
-        // "v2.<version>." then nonce ‖ ciphertext ‖ 16-byte tag, base64
-        let sealed = seal_with_nonce(MASTER, 3, "int_a", &pair(), [7; NONCE_BYTES]);
-        let bytes = STANDARD
-            .decode(sealed.strip_prefix("v2.3.").unwrap())
-            .unwrap();
+    fn the_in_memory_body_is_the_documented_one() {
+        // nonce ‖ ciphertext ‖ 16-byte tag
         let plaintext = serde_json::to_vec(&pair()).unwrap();
-        assert_eq!(bytes.len(), NONCE_BYTES + plaintext.len() + 16);
-        assert_eq!(&bytes[..NONCE_BYTES], &[7; NONCE_BYTES]);
+        let key = MasterKey::from_bytes(MASTER);
+        let body = local_seal_with_nonce(&key, "int_a", &plaintext, [7; NONCE_BYTES]);
+        assert_eq!(body.len(), NONCE_BYTES + plaintext.len() + 16);
+        assert_eq!(&body[..NONCE_BYTES], &[7; NONCE_BYTES]);
+        assert_eq!(local_open(&key, "int_a", &body), Some(plaintext));
     }
 
-    #[test]
-    fn a_value_sealed_before_versions_opens_as_version_1_and_reseals_under_the_current() {
+    #[tokio::test]
+    async fn a_value_sealed_before_versions_opens_as_version_1_and_reseals_under_the_current() {
         // What the previous release wrote: "v1." + base64(nonce ‖ ciphertext ‖ tag).
-        let legacy = seal_with_nonce(MASTER, 1, "int_a", &pair(), [9; NONCE_BYTES])
-            .replacen("v2.1.", "v1.", 1);
-        assert_eq!(open(&ring(), "int_a", &legacy), Ok(pair()));
-        assert_eq!(
-            reseal(&ring(), "int_a", &legacy),
-            Ok(None),
+        let plaintext = serde_json::to_vec(&pair()).unwrap();
+        let key = MasterKey::from_bytes(MASTER);
+        let legacy = format!(
+            "v1.{}",
+            STANDARD.encode(local_seal_with_nonce(
+                &key,
+                "int_a",
+                &plaintext,
+                [9; NONCE_BYTES]
+            ))
+        );
+        assert_eq!(open(&ring(), "int_a", &legacy).await.unwrap(), pair());
+        assert!(
+            matches!(reseal(&ring(), "int_a", &legacy).await, Ok(None)),
             "already current"
         );
-        let rotated = ring().rotated();
-        let resealed = reseal(&rotated, "int_a", &legacy).unwrap().unwrap();
+        let rotated = ring().rotated(None);
+        let resealed = reseal(&rotated, "int_a", &legacy).await.unwrap().unwrap();
         assert!(resealed.starts_with("v2.2."));
-        assert_eq!(open(&rotated, "int_a", &resealed), Ok(pair()));
-        assert_eq!(
-            open(&rotated.without(1).unwrap(), "int_a", &resealed),
-            Ok(pair())
-        );
-        assert_eq!(
-            open(&rotated.without(1).unwrap(), "int_a", &legacy),
-            Err(Unreadable)
-        );
+        assert_eq!(open(&rotated, "int_a", &resealed).await.unwrap(), pair());
+        let retired = rotated.without(1).unwrap();
+        assert_eq!(open(&retired, "int_a", &resealed).await.unwrap(), pair());
+        assert!(sealed_is(open(&retired, "int_a", &legacy).await));
     }
 }

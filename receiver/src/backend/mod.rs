@@ -38,6 +38,7 @@ pub mod claiming;
 pub mod deadletters;
 pub mod dynamodb;
 pub mod keyfile;
+pub mod kms;
 pub mod lookup;
 #[cfg(any(test, feature = "testing"))]
 pub mod memory;
@@ -616,6 +617,28 @@ pub trait MasterKeySource: Send + Sync {
     /// Stores `new` in place of the keyring, if the source still holds `expected` (`keys
     /// rotate`, `keys retire`): never half-written, never over a change made meanwhile.
     async fn replace(&self, expected: &Keyring, new: &Keyring) -> Result<(), BackendError>;
+}
+
+/// AWS KMS, for master key versions it holds: the key material never leaves it.
+#[async_trait]
+pub trait Kms: Send + Sync {
+    /// `GenerateMac` with HMAC_SHA_256 on `key_id`.
+    async fn generate_mac(&self, key_id: &str, message: &[u8]) -> Result<Vec<u8>, BackendError>;
+    /// `Encrypt` on `key_id`, with `{"integration_id": …}` as the encryption context.
+    async fn encrypt(
+        &self,
+        key_id: &str,
+        integration_id: &str,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, BackendError>;
+    /// `Decrypt` on `key_id` with the same context; `None` when the ciphertext does not open
+    /// with them (`InvalidCiphertextException`: another integration's, or damaged).
+    async fn decrypt(
+        &self,
+        key_id: &str,
+        integration_id: &str,
+        ciphertext: &[u8],
+    ) -> Result<Option<Vec<u8>>, BackendError>;
 }
 
 /// A keyring kept in memory. It is read again when asked for a version it lacks (a `keys

@@ -7,9 +7,10 @@
 //! `SecretBinary`. A failed fetch is not cached: the request is answered 503
 //! `backend_unavailable` and the next one tries again.
 
-use super::{BackendError, KeyCache, Keyring, MasterKey, MasterKeySource};
+use super::{BackendError, KeyCache, Keyring, Kms, MasterKey, MasterKeySource};
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
+use std::sync::Arc;
 
 const BACKEND: &str = "secretsmanager";
 
@@ -17,6 +18,8 @@ pub struct SecretsManagerKey {
     client: Client,
     secret_id: String,
     cache: KeyCache,
+    /// For the keyring's KMS-held versions.
+    kms: Option<Arc<dyn Kms>>,
 }
 
 impl SecretsManagerKey {
@@ -25,7 +28,15 @@ impl SecretsManagerKey {
             client,
             secret_id: secret_id.into(),
             cache: KeyCache::default(),
+            kms: None,
         }
+    }
+
+    /// The KMS client the keyring's KMS-held versions use.
+    #[must_use]
+    pub fn with_kms(mut self, kms: Arc<dyn Kms>) -> Self {
+        self.kms = Some(kms);
+        self
     }
 
     async fn fetch(&self) -> Result<Keyring, BackendError> {
@@ -61,7 +72,10 @@ impl SecretsManagerKey {
             secret_id: &self.secret_id,
         }
         .emit();
-        Ok(ring)
+        Ok(match &self.kms {
+            Some(kms) => ring.with_kms(Arc::clone(kms)),
+            None => ring,
+        })
     }
 }
 

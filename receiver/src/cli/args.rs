@@ -72,6 +72,14 @@ pub enum KeysCommand {
     Rotate {
         #[arg(long)]
         grace: Option<humantime::Duration>,
+        /// On AWS: the new version is held in KMS, this HMAC_256 key (id, ARN or alias)
+        /// deriving secrets and external ids by GenerateMac. With --kms-seal-key.
+        #[arg(long, env = env::MASTER_KEY_KMS_ID, requires = "kms_seal_key")]
+        kms_mac_key: Option<String>,
+        /// On AWS: the symmetric KMS key sealing R2 tokens (Encrypt / Decrypt) for the new
+        /// version. With --kms-mac-key.
+        #[arg(long, env = env::SEALING_KEY_KMS_ID, requires = "kms_mac_key")]
+        kms_seal_key: Option<String>,
     },
     /// Seal every stored R2 token again under the current version (idempotent, resumable).
     Reseal {

@@ -176,7 +176,7 @@ pub(crate) async fn connect(
         );
     }
     let bundle = Bundle::read(&args.bundle)?;
-    let secret = keyring(wired).await?.current_secret(&integration)?;
+    let secret = keyring(wired).await?.current_secret(&integration).await?;
     let api = api(&args.cloudflare)?;
     let mut run = Run {
         api: &api,

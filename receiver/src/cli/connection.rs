@@ -33,7 +33,12 @@ pub(crate) async fn test_event(
     let current = match &send_as.secret {
         // Signing with a given secret needs no master key.
         Some(given) => given.clone(),
-        None => keyring(wired).await?.current_signing_key(&integration)?,
+        None => {
+            keyring(wired)
+                .await?
+                .current_signing_key(&integration)
+                .await?
+        }
     };
     let request = test_event::build(&integration, &current, &send_as, receiver_url, Utc::now());
     let verdict = send(&request).await;

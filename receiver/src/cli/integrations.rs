@@ -86,7 +86,7 @@ async fn show(wired: &Wired, id: &str) -> CliResult<Show> {
     // the operator may be looking because the key cannot be read.
     let (external_id, external_id_error) = match integration.provider {
         Provider::S3 => match keyring(wired).await {
-            Ok(ring) => match ring.external_id(&integration) {
+            Ok(ring) => match ring.external_id(&integration).await {
                 Ok(id) => (Some(id), None),
                 Err(missing) => (
                     None,

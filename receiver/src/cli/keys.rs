@@ -15,7 +15,7 @@
 use super::args::KeysCommand;
 use super::common::{keyring, CliResult, Printer, Report, Safe};
 use crate::events::ResealProgress;
-use crate::keys::{dependents, Dependents, Keyring};
+use crate::keys::{dependents, is_kms_key_id, Dependents, Keyring};
 use crate::sealed;
 use crate::wiring::Wired;
 use anyhow::{anyhow, bail, Context};
@@ -33,7 +33,11 @@ pub(crate) async fn run(wired: Wired, printer: Printer, command: KeysCommand) ->
     let now = Utc::now();
     match command {
         KeysCommand::Status => printer.emit(&status(&wired, now).await?),
-        KeysCommand::Rotate { grace } => {
+        KeysCommand::Rotate {
+            grace,
+            kms_mac_key,
+            kms_seal_key,
+        } => {
             let grace = grace
                 .map(|g| {
                     chrono::Duration::from_std(*g)
@@ -42,7 +46,8 @@ pub(crate) async fn run(wired: Wired, printer: Printer, command: KeysCommand) ->
                         .with_context(|| format!("--grace {g} is too long"))
                 })
                 .transpose()?;
-            printer.emit(&rotate(&wired, grace, now).await?)
+            let kms = kms_mac_key.zip(kms_seal_key);
+            printer.emit(&rotate(&wired, grace, kms, now).await?)
         }
         KeysCommand::Reseal { dry_run } => printer.emit(&reseal(&wired, dry_run).await?),
         KeysCommand::ReissueExternalIds { integration } => {
@@ -61,6 +66,9 @@ struct VersionStatus {
     current: bool,
     /// Whether the keyring holds its key (a retired version does not).
     in_keyring: bool,
+    /// Where its key is: `local` (in the keyring) or `kms`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    held: Option<&'static str>,
     #[serde(flatten)]
     dependents: Dependents,
 }
@@ -90,6 +98,7 @@ fn status_of(ring: &Keyring, integrations: &[Integration], now: DateTime<Utc>) -
                 version,
                 current: version == ring.current_version(),
                 in_keyring: ring.version(version).is_ok(),
+                held: ring.held(version),
                 dependents,
             })
             .collect(),
@@ -100,8 +109,8 @@ impl Report for Status {
     fn render(&self, out: &mut dyn Write) -> fmt::Result {
         writeln!(
             out,
-            "{:<8} {:<10} {:>8} {:>13} {:>14} {:>13}",
-            "version", "", "secrets", "external ids", "sealed tokens", "integrations"
+            "{:<8} {:<10} {:<6} {:>8} {:>13} {:>14} {:>13}",
+            "version", "", "held", "secrets", "external ids", "sealed tokens", "integrations"
         )?;
         for v in &self.versions {
             let state = match (v.current, v.in_keyring) {
@@ -111,8 +120,9 @@ impl Report for Status {
             };
             writeln!(
                 out,
-                "v{:<7} {state:<10} {:>8} {:>13} {:>14} {:>13}",
+                "v{:<7} {state:<10} {:<6} {:>8} {:>13} {:>14} {:>13}",
                 v.version,
+                v.held.unwrap_or("-"),
                 v.dependents.secrets,
                 v.dependents.external_ids,
                 v.dependents.sealed_tokens,
@@ -153,6 +163,8 @@ struct Issued {
 pub(crate) struct Rotated {
     previous: u32,
     current: u32,
+    /// Where the new version's key is: `local` (in the keyring) or `kms`.
+    held: &'static str,
     /// With `--grace`: every integration's new secret.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     secrets: Vec<Issued>,
@@ -161,10 +173,20 @@ pub(crate) struct Rotated {
 async fn rotate(
     wired: &Wired,
     grace_until: Option<DateTime<Utc>>,
+    kms: Option<(String, String)>,
     now: DateTime<Utc>,
 ) -> CliResult<Rotated> {
+    if let Some((mac, seal)) = &kms {
+        if !is_kms_key_id(mac) || !is_kms_key_id(seal) {
+            bail!("--kms-mac-key and --kms-seal-key take a KMS key id, ARN or alias");
+        }
+    }
     let ring = keyring(wired).await?;
-    let rotated = ring.rotated();
+    let held = if kms.is_some() { "kms" } else { "local" };
+    let rotated = ring.rotated(kms);
+    if held == "kms" {
+        probe(&rotated).await?;
+    }
     wired.keys.replace(&ring, &rotated).await?;
     let mut secrets = Vec::new();
     if let Some(until) = grace_until {
@@ -181,7 +203,7 @@ async fn rotate(
                 })?;
             store.put(&integration).await?;
             secrets.push(Issued {
-                secret: rotated.current_secret(&integration)?,
+                secret: rotated.current_secret(&integration).await?,
                 id: integration.id,
                 provider: integration.provider,
                 previous_valid_until: until,
@@ -191,17 +213,39 @@ async fn rotate(
     Ok(Rotated {
         previous: ring.current_version(),
         current: rotated.current_version(),
+        held,
         secrets,
     })
+}
+
+/// Before a KMS-held version becomes current: its keys answer GenerateMac and seal and open a
+/// value (a wrong key id, a key of the wrong kind or a missing permission fails here, not at
+/// every request).
+async fn probe(ring: &Keyring) -> CliResult {
+    let version = ring.current_version();
+    let mac = ring.mac(version, b"bucket-relay/kms-probe").await;
+    mac.context("the KMS MAC key does not answer GenerateMac (HMAC_SHA_256)")?;
+    let sealed = ring
+        .seal_bytes("kms-probe", b"probe")
+        .await
+        .context("the KMS seal key does not answer Encrypt")?;
+    let opened = ring
+        .open_bytes(version, "kms-probe", &sealed)
+        .await
+        .context("the KMS seal key does not answer Decrypt")?;
+    if opened.as_deref() != Some(&b"probe"[..]) {
+        bail!("the KMS seal key does not open what it sealed");
+    }
+    Ok(())
 }
 
 impl Report for Rotated {
     fn render(&self, out: &mut dyn Write) -> fmt::Result {
         writeln!(
             out,
-            "Master key v{} is current (was v{}). New secrets, external ids and sealed tokens use \
-             it; everything issued under v{} keeps working.",
-            self.current, self.previous, self.previous
+            "Master key v{} ({}) is current (was v{}). New secrets, external ids and sealed \
+             tokens use it; everything issued under v{} keeps working.",
+            self.current, self.held, self.previous, self.previous
         )?;
         if self.secrets.is_empty() {
             writeln!(
@@ -264,7 +308,7 @@ async fn reseal(wired: &Wired, dry_run: bool) -> CliResult<Resealed> {
         match integration {
             Some(mut integration) => match &integration.read_access {
                 Some(ReadAccess::SealedKeys { sealed }) => {
-                    match sealed::reseal(&ring, &integration.id, sealed) {
+                    match sealed::reseal(&ring, &integration.id, sealed).await {
                         Ok(None) => report.already_current += 1,
                         Ok(Some(resealed)) => {
                             if !dry_run {
@@ -275,7 +319,8 @@ async fn reseal(wired: &Wired, dry_run: bool) -> CliResult<Resealed> {
                             }
                             report.resealed += 1;
                         }
-                        Err(sealed::Unreadable) => report.unreadable.push(integration.id),
+                        Err(sealed::Unreadable::Sealed) => report.unreadable.push(integration.id),
+                        Err(sealed::Unreadable::Unavailable(error)) => return Err(error.into()),
                     }
                 }
                 _ => report.without_token += 1,
@@ -364,7 +409,7 @@ async fn reissue(wired: &Wired, only: Option<&str>, now: DateTime<Utc>) -> CliRe
         integration.updated_at = now;
         store.put(&integration).await?;
         reissued.push(Reissued {
-            external_id: ring.external_id(&integration)?,
+            external_id: ring.external_id(&integration).await?,
             id: integration.id,
         });
     }
@@ -504,7 +549,7 @@ mod tests {
 
     #[test]
     fn status_counts_every_version_in_the_ring_and_marks_a_missing_one() {
-        let ring = Keyring::single(MasterKey::from_bytes(&[7; 32])).rotated();
+        let ring = Keyring::single(MasterKey::from_bytes(&[7; 32])).rotated(None);
         let now = Utc::now();
         let old = NewIntegration::new(Provider::R2, "uploads")
             .build("a", now)

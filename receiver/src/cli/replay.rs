@@ -133,7 +133,7 @@ async fn eventbridge(
     args: ReplayEventBridgeArgs,
 ) -> CliResult<Replayed> {
     let integration = load(wired.backends.store.as_ref(), &args.integration).await?;
-    let bearer = keyring(&wired).await?.current_secret(&integration)?;
+    let bearer = keyring(&wired).await?.current_secret(&integration).await?;
     let mut headers = HeaderMap::new();
     let authorization = HeaderValue::from_str(&format!("{BEARER_PREFIX}{bearer}"))
         .ok()

@@ -58,7 +58,7 @@ pub(crate) async fn create(
             .remember(wired.backends.cursors.as_ref(), now)
             .await?;
     }
-    let mut report = SecretReport::new("Created", integration, &ring, &args.public.url)?;
+    let mut report = SecretReport::new("Created", integration, &ring, &args.public.url).await?;
     report.worker_package = package;
     Ok(report)
 }
@@ -87,7 +87,7 @@ pub(crate) async fn rotate(
         .map_err(|_| anyhow!("integration {} has used every secret generation", args.id))?;
     store.put(&integration).await?;
     let verb = "Rotated the secret of";
-    SecretReport::new(verb, integration, &ring, &args.public.url)
+    SecretReport::new(verb, integration, &ring, &args.public.url).await
 }
 
 /// The receiver URL the customer's side will post to: printed into their setup, so it must be
@@ -126,19 +126,19 @@ fn shown<S: serde::Serializer>(
 }
 
 impl SecretReport {
-    fn new(
+    async fn new(
         verb: &'static str,
         integration: Integration,
         ring: &Keyring,
         url: &str,
     ) -> CliResult<Self> {
-        let secret = ring.current_secret(&integration)?;
+        let secret = ring.current_secret(&integration).await?;
         let r2 = integration.provider == Provider::R2;
         // Only S3 has an external id (an R2 integration's version of it means nothing).
         let external_id = if r2 {
             String::new()
         } else {
-            ring.external_id(&integration)?
+            ring.external_id(&integration).await?
         };
         Ok(SecretReport {
             verb,

@@ -83,7 +83,7 @@ pub(crate) async fn set_source(wired: &Wired, args: SetSourceArgs) -> CliResult<
                 secret_access_key,
             };
             ReadAccess::SealedKeys {
-                sealed: sealed::seal(&ring, &integration.id, &pair),
+                sealed: sealed::seal(&ring, &integration.id, &pair).await?,
             }
         }
         (Provider::S3, _, _) => {
@@ -101,7 +101,7 @@ pub(crate) async fn set_source(wired: &Wired, args: SetSourceArgs) -> CliResult<
     }
     integration.updated_at = Utc::now();
     store.put(&integration).await?;
-    let external_id = ring.external_id(&integration)?;
+    let external_id = ring.external_id(&integration).await?;
     Ok(ReadAccessSet {
         setup: setup::read_access(&integration, &external_id),
         external_id: (integration.provider == Provider::S3).then_some(external_id),
@@ -128,7 +128,7 @@ pub(crate) async fn test(wired: &Wired, printer: Printer, args: TestArgs) -> Cli
             args.id
         );
     }
-    let result = match ReadCredentials::resolve(&integration, &ring) {
+    let result = match ReadCredentials::resolve(&integration, &ring).await {
         Ok(credentials) => wired.buckets.check(&integration, &credentials).await,
         Err(error) => Err(error),
     };
@@ -160,7 +160,7 @@ async fn test_lookups(
             integration.id
         );
     }
-    let external_id = ring.external_id(integration)?;
+    let external_id = ring.external_id(integration).await?;
     let region = integration.region.as_deref();
     let mut checks = Vec::new();
     for account in accounts {

@@ -161,7 +161,8 @@ mod tests {
     fn decided(integration: &Integration, request: &TestRequest) -> (Sender, Option<Reason>) {
         let now = Utc::now();
         let body = request.body.as_bytes();
-        let sender = authenticate(integration, &ring(), &headers(request), body, now).unwrap();
+        let keys = futures::executor::block_on(ring().signing_keys(integration, now)).unwrap();
+        let sender = authenticate(&keys, &headers(request), body, now).unwrap();
         let mut events = parse_events(sender, body).unwrap();
         let (id, event) = events.remove(0);
         (sender, decide_one(integration, id, event, now).reason)
@@ -188,7 +189,7 @@ mod tests {
             .unwrap();
             let request = build(
                 &integration,
-                &ring().current_signing_key(&integration).unwrap(),
+                &futures::executor::block_on(ring().current_signing_key(&integration)).unwrap(),
                 &SendAs::default(),
                 "https://r.example/",
                 Utc::now(),
@@ -209,7 +210,7 @@ mod tests {
             };
             let request = build(
                 &integration,
-                &ring().current_signing_key(&integration).unwrap(),
+                &futures::executor::block_on(ring().current_signing_key(&integration)).unwrap(),
                 &elsewhere,
                 "https://r.example",
                 Utc::now(),

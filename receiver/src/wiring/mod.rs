@@ -10,6 +10,7 @@ use crate::backend::aws::{AwsConfig, Purpose};
 use crate::backend::bucket::Buckets;
 use crate::backend::claiming::Claiming;
 use crate::backend::dynamodb::{DynamoLedger, DynamoStore};
+use crate::backend::kms::KmsKeys;
 use crate::backend::lookup::HeadObjects;
 use crate::backend::secretsmanager::SecretsManagerKey;
 #[cfg(feature = "embedded")]
@@ -159,10 +160,13 @@ async fn aws_backends(args: &BackendArgs, aws: &AwsConfig) -> anyhow::Result<Cho
             records: ledger,
             backlog: queue,
         },
-        keys: Arc::new(SecretsManagerKey::new(
-            aws_sdk_secretsmanager::Client::new(&config),
-            name(&args.master_key_secret),
-        )),
+        keys: Arc::new(
+            SecretsManagerKey::new(
+                aws_sdk_secretsmanager::Client::new(&config),
+                name(&args.master_key_secret),
+            )
+            .with_kms(Arc::new(KmsKeys::new(aws_sdk_kms::Client::new(&config)))),
+        ),
         #[cfg(feature = "embedded")]
         embedded: None,
     })
