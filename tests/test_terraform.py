@@ -224,7 +224,7 @@ def test_tables_have_recovery_encryption_and_the_ledger_ttl(receiver):
 
 def test_the_key_rotates_and_encrypts_logs_topic_and_secret(receiver):
     resources = receiver["resource"]
-    assert only(resources["aws_kms_key"])["enable_key_rotation"] is True
+    assert resources["aws_kms_key"]["this"]["enable_key_rotation"] is True
     for group in resources["aws_cloudwatch_log_group"].values():
         assert "aws_kms_key" in group["kms_key_id"]
     assert "aws_kms_key" in only(resources["aws_sns_topic"])["kms_master_key_id"]
@@ -355,13 +355,49 @@ def test_the_master_key_never_enters_the_terraform_state(receiver):
     assert stateful_random == [], f"random resources keep their value in the state: {stateful_random}"
     version = only(receiver["resource"]["aws_secretsmanager_secret_version"])
     assert "secret_string" not in version and "secret_binary" not in version
-    assert version["secret_string_wo"] == "${ephemeral.random_password.master_key.result}"
+    # A random key, or (master_key_in_kms) a keyring that only names the KMS keys.
+    assert version["secret_string_wo"] == \
+        "${var.master_key_in_kms ? local.kms_keyring : ephemeral.random_password.master_key.result}"
     assert version["secret_string_wo_version"] == 1
     key = receiver["ephemeral"]["random_password"]["master_key"]
     # 64 characters from 0-9a-f: 32 bytes of hex, the form the receiver reads.
     assert key["length"] == 64
     assert (key["lower"], key["upper"], key["numeric"], key["special"]) == (False, False, True, True)
     assert key["override_special"] == "abcdef"
+
+
+def test_the_master_key_in_kms_is_used_only_as_the_issue_allows(receiver):
+    """The functions may GenerateMac (HMAC_SHA_256) and Decrypt (with an integration_id
+    context); only the key administrators Encrypt and administer; no account-root statement."""
+    policies = receiver["data"]["aws_iam_policy_document"]
+    users = "${local.key_users}"
+    mac = {s["sid"]: s for s in policies["master_mac_key"]["statement"]}
+    seal = {s["sid"]: s for s in policies["master_seal_key"]["statement"]}
+    for statements in (mac, seal):
+        for statement in statements.values():
+            identifiers = first(statement["principals"])["identifiers"]
+            assert ":root" not in json.dumps(identifiers) and identifiers != ["*"]
+            if statement["sid"] == "OperatorsAdminister":
+                assert not {"kms:Encrypt", "kms:Decrypt", "kms:GenerateMac"} & set(statement["actions"])
+    derive = mac["OperatorsAndFunctionsDerive"]
+    assert derive["actions"] == ["kms:GenerateMac"]
+    assert "local.key_users" in first(derive["principals"])["identifiers"]
+    assert first(derive["condition"])["values"] == ["HMAC_SHA_256"]
+    assert seal["FunctionsOpen"]["actions"] == ["kms:Decrypt"]
+    assert first(seal["FunctionsOpen"]["principals"])["identifiers"] == users
+    assert first(seal["FunctionsOpen"]["condition"])["variable"] == "${local.seal_context.variable}"
+    assert receiver["locals"]["seal_context"]["values"] == ["integration_id"]
+    assert sorted(seal["OperatorsSealAndOpen"]["actions"]) == ["kms:Decrypt", "kms:Encrypt"]
+    keys = receiver["resource"]["aws_kms_key"]
+    assert (keys["master_mac"]["key_usage"], keys["master_mac"]["customer_master_key_spec"]) == \
+        ("GENERATE_VERIFY_MAC", "HMAC_256")
+    assert keys["master_seal"]["key_usage"] == "ENCRYPT_DECRYPT" and keys["master_seal"]["enable_key_rotation"]
+    # The keyring names the two keys in the shape the receiver reads (receiver/src/keys.rs).
+    ring = receiver["locals"]["kms_keyring"]
+    assert "kms_mac_key" in ring and "kms_seal_key" in ring and "current" in ring
+    environment = json.dumps(receiver["locals"]["kms_cli_environment"])
+    assert "RELAY_MASTER_KEY_KMS_ID" in environment and "RELAY_SEALING_KEY_KMS_ID" in environment
+    assert {"RELAY_MASTER_KEY_KMS_ID", "RELAY_SEALING_KEY_KMS_ID"} <= RECEIVER_ENV
 
 
 # --- the customer's S3 module ----------------------------------------------------------------

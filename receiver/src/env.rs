@@ -60,7 +60,7 @@ pub const LAMBDA_HANDLER_POLL: &str = "poll";
 pub const LAMBDA_RUNTIME_API: &str = "AWS_LAMBDA_RUNTIME_API";
 
 /// Every variable the receiver reads, for docs and tests (Terraform sets the AWS ones).
-pub const ALL: [&str; 20] = [
+pub const ALL: [&str; 24] = [
     DATA_DIR,
     LISTEN,
     READ_TIMEOUT,
@@ -81,4 +81,8 @@ pub const ALL: [&str; 20] = [
     MAX_CONNECTIONS,
     MAX_BODY_BUFFER_MIB,
     LAMBDA_HANDLER,
+    CLOUDFLARE_API_TOKEN,
+    CLOUDFLARE_API_BASE_URL,
+    MASTER_KEY_KMS_ID,
+    SEALING_KEY_KMS_ID,
 ];

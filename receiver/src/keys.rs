@@ -43,8 +43,11 @@ pub struct Keyring {
     current: u32,
     keys: BTreeMap<u32, KeyVersion>,
     kms: Option<Arc<dyn Kms>>,
-    macs: Arc<Mutex<HashMap<(u32, Vec<u8>), [u8; 32]>>>,
+    macs: Arc<Mutex<Macs>>,
 }
+
+/// KMS MACs already computed, by key version and message.
+type Macs = HashMap<(u32, Vec<u8>), [u8; 32]>;
 
 impl fmt::Debug for KeyVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

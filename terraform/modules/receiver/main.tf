@@ -190,8 +190,9 @@ ephemeral "random_password" "master_key" {
 }
 
 resource "aws_secretsmanager_secret_version" "master_key" {
-  secret_id                = aws_secretsmanager_secret.master_key.id
-  secret_string_wo         = ephemeral.random_password.master_key.result
+  secret_id = aws_secretsmanager_secret.master_key.id
+  # With master_key_in_kms, the keyring names the KMS keys (keys.tf) and holds no key.
+  secret_string_wo         = var.master_key_in_kms ? local.kms_keyring : ephemeral.random_password.master_key.result
   secret_string_wo_version = 1
 }
 

@@ -65,6 +65,11 @@ output "cli_environment" {
   }
 }
 
+output "master_key_kms_environment" {
+  description = "With master_key_in_kms: RELAY_MASTER_KEY_KMS_ID and RELAY_SEALING_KEY_KMS_ID, the two KMS keys, for `bucket-relay keys rotate` to add a KMS-held version to an existing keyring (add them to cli_environment). Empty otherwise."
+  value       = local.kms_cli_environment
+}
+
 output "receiver_role_arn" {
   description = "ARN of the receiver function's role: the principal org-source's `read_role.trusted_principal_arn` trusts, for object lookups."
   value       = aws_iam_role.receiver.arn

@@ -215,3 +215,20 @@ variable "queue_age_alarm_seconds" {
     error_message = "queue_age_alarm_seconds must be 60 to 1209600 (the queue's longest retention)."
   }
 }
+
+variable "master_key_in_kms" {
+  description = "Hold the master key in AWS KMS: an HMAC_256 key derives every secret and external id (GenerateMac) and a symmetric key seals R2 tokens (Encrypt/Decrypt), so no key material is in Secrets Manager or the functions' memory. A new stack starts its keyring on them; an existing one moves with `bucket-relay keys rotate` (its cli_environment names the keys) and `keys reseal`."
+  type        = bool
+  default     = false
+}
+
+variable "key_administrator_arns" {
+  description = "With master_key_in_kms: the IAM roles that administer the two keys and may Encrypt (the operator's CLI seals tokens in `set-source` and `keys reseal`). Include the role Terraform runs as: KMS refuses a key policy that would lock its creator out."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for arn in var.key_administrator_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$", arn))])
+    error_message = "key_administrator_arns must be IAM role ARNs (arn:aws:iam::<account>:role/<name>)."
+  }
+}
