@@ -291,6 +291,13 @@ impl Keyring {
         match self.version(version)? {
             KeyVersion::Local(key) => Ok(secret::mac(key.as_bytes(), message)),
             KeyVersion::Kms { mac_key, .. } => {
+                // GenerateMac takes messages of at most 4,096 bytes (KMS API reference).
+                if message.len() > 4096 {
+                    return Err(KeyError::Kms(BackendError::new(
+                        "kms",
+                        "a message over GenerateMac's 4,096 bytes",
+                    )));
+                }
                 let cache_key = (version, message.to_vec());
                 if let Some(mac) = self
                     .macs
