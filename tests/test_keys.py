@@ -208,6 +208,9 @@ def test_on_aws_the_keyring_lives_in_secrets_manager(tmp_path, aws_stack, aws_pr
         set_token(relay, created["id"])
         hex_key = aws_stack.secrets.get_secret_value(SecretId=aws_stack.secret_id)["SecretString"]
         assert accepted(relay, created["id"], created["secret"], "a.pdf") == "accepted"
+        assert keys(relay, "reseal")["already_current"] == 1
+        secret_now = aws_stack.secrets.get_secret_value(SecretId=aws_stack.secret_id)["SecretString"]
+        assert secret_now == hex_key, "today's plain hex keeps working, unchanged until keys rotate"
 
         assert keys(relay, "rotate")["current"] == 2
         ring = json.loads(aws_stack.secrets.get_secret_value(SecretId=aws_stack.secret_id)["SecretString"])
@@ -249,6 +252,7 @@ def test_a_kms_held_version_derives_and_seals_in_kms_and_no_key_material_leaves_
         rotated = keys(relay, "rotate", "--kms-mac-key", mac_key, "--kms-seal-key", seal_key)
         assert (rotated["current"], rotated["held"]) == (2, "kms")
         ring = json.loads(aws_stack.secrets.get_secret_value(SecretId=aws_stack.secret_id)["SecretString"])
+        assert ring["keys"]["1"] not in json.dumps(rotated) + json.dumps(keys(relay, "status"))
         assert ring["keys"]["2"] == {"kms_mac_key": mac_key, "kms_seal_key": seal_key}, "ids only, no key"
 
         # A new integration's secret is KMS's MAC of the documented message.
