@@ -403,3 +403,18 @@ def test_disconnect_removes_rules_consumers_and_worker_and_queues_only_when_forc
                             env=connecting.env())
     assert forced.returncode == 0, forced.stderr
     assert cloudflare.queues == {}
+
+
+def test_an_existing_queue_keeps_its_id_and_gets_the_plans_retention(receiver, cloudflare, tmp_path):
+    import requests
+    created = receiver.create("r2", "uploads", "--account", R2_ACCOUNT)
+    # A queue the customer made earlier with Cloudflare's default retention (4 days).
+    made = requests.post(f"{cloudflare.base_url}/accounts/{R2_ACCOUNT}/queues", json={"queue_name": "r2-events"},
+                         headers={"authorization": f"Bearer {TOKEN}"}, timeout=10).json()["result"]
+    assert made["settings"]["message_retention_period"] == 345600
+    code, stdout, stderr = Connecting(receiver, cloudflare, tmp_path).run(created["id"], "--no-test-event")
+    assert code == 0, stderr
+    step = next(s for s in json.loads(stdout)["steps"] if s["step"] == "queue r2-events")
+    assert step["did"] == "updated" and "345600 s -> 1209600 s" in step["detail"]
+    events = cloudflare.queue_named("r2-events")
+    assert events["queue_id"] == made["queue_id"] and events["settings"]["message_retention_period"] == 1209600
