@@ -15,13 +15,33 @@ import time
 import uuid
 from pathlib import Path
 
+import jsonschema
 import requests
 from standardwebhooks.webhooks import Webhook
 
-from relay_contract import BIN_DIR, contract
+from relay_contract import BIN_DIR, ROOT, contract
 
 RELAY_BIN = BIN_DIR / "bucket-relay"
 SIGN_BIN = BIN_DIR / "examples" / "sign"
+
+
+# The checked-in JSON Schema of each job schema (docs/schemas): every job a test reads off a queue
+# is held to its own.
+JOB_SCHEMAS = {
+    f"ingest-job/{version}": jsonschema.Draft202012Validator(
+        json.loads((ROOT / "docs" / "schemas" / f"ingest-job-{version}.schema.json").read_text()),
+        format_checker=jsonschema.FormatChecker())
+    for version in ("v1", "v2")
+}
+
+
+def valid_job(job):
+    """`job`, after checking it against the JSON Schema its `schema` names."""
+    validator = JOB_SCHEMAS.get(job.get("schema"))
+    assert validator is not None, f"a job of no known schema: {job.get('schema')!r}"
+    errors = sorted(validator.iter_errors(job), key=lambda e: list(e.path))
+    assert not errors, f"{job.get('schema')} job breaks its JSON Schema: {[e.message for e in errors]}"
+    return job
 
 
 # How long a running receiver may go on with an integration it read before a CLI change
@@ -108,7 +128,7 @@ class Receiver:
                         "--receiver-url", self.url, *extra)
 
     def jobs(self):
-        return self.cli("jobs", "list")
+        return [valid_job(job) for job in self.cli("jobs", "list")]
 
     # --- requests ------------------------------------------------------------------------
     def events_url(self, integration_id):
@@ -284,4 +304,8 @@ class AwsStack:
             for m in fresh:
                 seen.add(m["MessageId"])
                 found.append(m)
+        for m in found:
+            # The ingest queue carries jobs (dead-letter queues may hold what a test put there).
+            if queue_url == self.queue_url:
+                valid_job(json.loads(m["Body"]))
         return found

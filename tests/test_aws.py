@@ -10,8 +10,8 @@ import threading
 import pytest
 import requests
 
-from support import (AwsStack, Receiver, r2_event, s3_object_created, signed_headers,
-                      wait_for_config_change)
+from support import (AwsStack, Receiver, r2_event, s3_object_created, signed_headers, valid_job,
+                     wait_for_config_change)
 
 
 def bodies(messages):
@@ -33,7 +33,7 @@ def test_accepted_events_land_on_sqs_exactly_once_with_attributes(aws_receiver, 
     messages = aws_stack.messages()
     assert sorted(j["key"] for j in bodies(messages)) == ["in/a.pdf", "in/b c.pdf", "in/d+e.pdf"]
     job = bodies(messages)[0]
-    assert job["schema"] == "ingest-job/v1" and job["integration_id"] == created["id"]
+    assert job["schema"] == "ingest-job/v2" and job["integration_id"] == created["id"]
     attributes = messages[0]["MessageAttributes"]
     assert attributes["integration_id"]["StringValue"] == created["id"]
     assert attributes["provider"]["StringValue"] == "r2"
@@ -274,7 +274,7 @@ def drain(stack):
                                           VisibilityTimeout=60).get("Messages", [])
         if not batch:
             return found
-        found.extend(json.loads(m["Body"]) for m in batch)
+        found.extend(valid_job(json.loads(m["Body"])) for m in batch)
         stack.sqs.delete_message_batch(QueueUrl=stack.queue_url, Entries=[
             {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)])
 

@@ -22,7 +22,7 @@ from support import (R2_ACCOUNT, RELAY_BIN, SIGN_BIN, Receiver, wait_for_config_
 
 JOB_FIELDS = {"schema", "job_id", "integration_id", "provider", "account", "region", "bucket", "key",
               "key_encoding", "size", "etag", "version_id", "sequencer", "action", "event_time", "received_at",
-              "source_event_id"}
+              "source_event_id", "route", "params", "output_prefix"}
 
 
 def results(response):
@@ -49,7 +49,8 @@ def test_a_signed_r2_batch_becomes_exactly_the_expected_ingest_jobs(receiver):
     assert [j["key"] for j in jobs] == ["in/a.pdf", "in/b.pdf"]
     job = jobs[0]
     assert set(job) == JOB_FIELDS
-    assert job["schema"] == "ingest-job/v1"
+    assert job["schema"] == "ingest-job/v2"
+    assert (job["route"], job["params"], job["output_prefix"]) == (None, {}, None), "the default route"
     assert job["integration_id"] == created["id"]
     assert job["provider"] == "r2" and job["bucket"] == "uploads" and job["account"] == R2_ACCOUNT
     assert job["source_event_id"] == "m1" and job["action"] == "PutObject" and job["size"] == 1024

@@ -118,11 +118,10 @@ pub fn decide_via(
         return refuse(reason, event);
     }
     let received_at = now.to_rfc3339_opts(SecondsFormat::Millis, true);
-    Decision::Enqueue(Box::new(IngestJob::from_event(
-        &integration.id,
-        event,
-        received_at,
-    )))
+    let matched = integration.route_for(&event.key);
+    Decision::Enqueue(Box::new(
+        IngestJob::from_event(&integration.id, event, received_at).routed(&matched),
+    ))
 }
 
 /// Whether `key` is a test event's: under [`TEST_KEY_PREFIX`], which no job is ever made for.
@@ -165,6 +164,9 @@ fn skip_reason(integration: &Integration, event: &ObjectEvent) -> Option<Reason>
         if !output.is_empty() && key.starts_with(output) {
             return Some(Reason::LoopProtection);
         }
+    }
+    if integration.under_a_route_output(key) {
+        return Some(Reason::LoopProtection);
     }
     if key.ends_with('/') && event.size == Some(0) {
         return Some(Reason::FolderMarker);
@@ -213,12 +215,39 @@ mod tests {
     }
 
     #[test]
+    fn a_job_carries_its_route_and_a_route_s_output_is_never_a_job() {
+        let mut integration = sample(Provider::R2);
+        let route = crate::route::Route {
+            prefix: "invoices/".into(),
+            params: [("tier".to_owned(), "premium".to_owned())].into(),
+            output_prefix: Some("out/invoices/".into()),
+            ..crate::route::Route::default()
+        };
+        integration.put_route(route).unwrap();
+        let Decision::Enqueue(job) = decide(&integration, Ok(event("invoices/a.pdf", 10)), now())
+        else {
+            panic!("expected a job");
+        };
+        let routing = job.routing.unwrap();
+        assert_eq!(routing.route.as_deref(), Some("invoices/"));
+        assert_eq!(routing.params["tier"], "premium");
+        assert_eq!(routing.output_prefix.as_deref(), Some("out/invoices/"));
+        let result = decide(&integration, Ok(event("out/invoices/a.json", 10)), now());
+        assert_eq!(
+            reason_of(result),
+            Some((Outcome::Skipped, Reason::LoopProtection))
+        );
+    }
+
+    #[test]
     fn a_matching_created_event_becomes_a_job() {
         let integration = sample(Provider::R2);
         let Decision::Enqueue(job) = decide(&integration, Ok(event("a.pdf", 10)), now()) else {
             panic!("expected a job");
         };
-        assert_eq!(job.schema, "ingest-job/v1");
+        assert_eq!(job.schema, "ingest-job/v2");
+        let routing = job.routing.as_ref().unwrap();
+        assert_eq!(routing.route, None, "no route: the default");
         assert_eq!(job.key, "a.pdf");
         assert_eq!(job.received_at, "2023-11-14T22:13:20.000Z");
         assert_eq!(

@@ -160,6 +160,12 @@ pub struct Integration {
     /// worker's retries; absent: Paid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloudflare_plan: Option<CloudflarePlan>,
+    /// Per key prefix, what the pipeline needs and where results go ([`crate::route`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<crate::route::Route>,
+    /// The parameters of an object no route takes (its output prefix is `output_prefix`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub default_params: std::collections::BTreeMap<String, String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -473,6 +479,8 @@ impl NewIntegration {
             horizon_days: DEFAULT_HORIZON_DAYS,
             safety_net_secs: None,
             cloudflare_plan: self.cloudflare_plan,
+            routes: Vec::new(),
+            default_params: std::collections::BTreeMap::new(),
             created_at: now,
             updated_at: now,
         })

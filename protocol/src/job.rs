@@ -1,4 +1,9 @@
-//! The `ingest-job/v1` message: what the pipeline reads off the ingest queue.
+//! The ingest job: what the pipeline reads off the ingest queue.
+//!
+//! `ingest-job/v2` (the default) is `ingest-job/v1` with the object's route: `route` (the
+//! matched prefix, `null` for the integration's default), `params` and `output_prefix`. Every v1
+//! field keeps its meaning. A receiver told `--job-schema v1` writes v1 messages: the same job
+//! without the three fields. docs/schemas/ holds a JSON Schema for each.
 //!
 //! `job_id` = lowercase hex of the first 16 bytes of SHA-256 over the fields `integration_id`,
 //! `bucket`, `key` and `version_id | unquoted etag`, each written as its UTF-8 byte length (4 bytes,
@@ -11,7 +16,37 @@ use crate::integration::Provider;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub const SCHEMA: &str = "ingest-job/v1";
+/// The schema a job is written in ([`IngestJob::message`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum JobSchema {
+    V1,
+    #[default]
+    V2,
+}
+
+impl JobSchema {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            JobSchema::V1 => "ingest-job/v1",
+            JobSchema::V2 => "ingest-job/v2",
+        }
+    }
+}
+
+impl std::str::FromStr for JobSchema {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "v1" | "ingest-job/v1" => Ok(JobSchema::V1),
+            "v2" | "ingest-job/v2" => Ok(JobSchema::V2),
+            _ => Err(format!("{text:?} is not a job schema (v1 or v2)")),
+        }
+    }
+}
+
+/// The newest schema, which jobs are made in.
+pub const SCHEMA: &str = JobSchema::V2.as_str();
 
 /// SQS message attribute names carried with every job.
 pub const ATTRIBUTE_INTEGRATION_ID: &str = "integration_id";
@@ -38,6 +73,18 @@ pub struct IngestJob {
     pub event_time: String,
     pub received_at: String,
     pub source_event_id: String,
+    /// v2: the route the object took, its parameters and its output prefix.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub routing: Option<Routing>,
+}
+
+/// What `ingest-job/v2` adds: the object's route ([`crate::route`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Routing {
+    /// The matched route's prefix; `None` (`null`): the integration's default.
+    pub route: Option<String>,
+    pub params: std::collections::BTreeMap<String, String>,
+    pub output_prefix: Option<String>,
 }
 
 /// The deterministic id of one object version's job.
@@ -87,7 +134,36 @@ impl IngestJob {
             event_time: event.event_time,
             received_at,
             source_event_id: event.source_event_id,
+            routing: Some(Routing::default()),
         }
+    }
+
+    /// The job with the route its object takes.
+    #[must_use]
+    pub fn routed(mut self, matched: &crate::route::Matched<'_>) -> Self {
+        self.routing = Some(Routing {
+            route: matched.route.map(str::to_owned),
+            params: matched.params.clone(),
+            output_prefix: matched.output_prefix.map(str::to_owned),
+        });
+        self
+    }
+
+    /// The message a queue carries, in `schema`: v1 leaves the route out.
+    pub fn message(&self, schema: JobSchema) -> String {
+        let written = match schema {
+            JobSchema::V2 => IngestJob {
+                schema: SCHEMA.to_owned(),
+                routing: Some(self.routing.clone().unwrap_or_default()),
+                ..self.clone()
+            },
+            JobSchema::V1 => IngestJob {
+                schema: JobSchema::V1.as_str().to_owned(),
+                routing: None,
+                ..self.clone()
+            },
+        };
+        serde_json::to_string(&written).expect("a job serialises")
     }
 }
 
@@ -107,6 +183,47 @@ mod tests {
             job_id("int_test", "uploads", "a.pdf", "e"),
             "e4512691f5a43e4c4a686005c44513e9"
         );
+    }
+
+    fn sample() -> IngestJob {
+        serde_json::from_value(serde_json::json!({
+            "schema": "ingest-job/v1", "job_id": "j", "integration_id": "int_a", "provider": "r2",
+            "account": null, "region": null, "bucket": "b", "key": "k", "key_encoding": "exact",
+            "size": 1, "etag": "e", "version_id": null, "sequencer": null, "action": "PutObject",
+            "event_time": "t", "received_at": "t", "source_event_id": "m"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_v1_message_reads_without_a_route_and_writes_in_either_schema() {
+        let v1 = sample();
+        assert_eq!(v1.routing, None);
+        let written: serde_json::Value = serde_json::from_str(&v1.message(JobSchema::V1)).unwrap();
+        assert_eq!(written["schema"], "ingest-job/v1");
+        assert!(written.get("route").is_none() && written.get("params").is_none());
+        let v2: serde_json::Value = serde_json::from_str(&v1.message(JobSchema::V2)).unwrap();
+        assert_eq!(v2["schema"], "ingest-job/v2");
+        assert_eq!(
+            (v2["route"].clone(), v2["params"].clone()),
+            (serde_json::Value::Null, serde_json::json!({}))
+        );
+        let routed = IngestJob {
+            routing: Some(Routing {
+                route: Some("invoices/".into()),
+                params: [("tier".to_owned(), "premium".to_owned())].into(),
+                output_prefix: Some("out/".into()),
+            }),
+            ..v1
+        };
+        let text = routed.message(JobSchema::V2);
+        let back: IngestJob = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            back.routing, routed.routing,
+            "a v2 message reads back whole"
+        );
+        assert_eq!("v1".parse(), Ok(JobSchema::V1));
+        assert!("v3".parse::<JobSchema>().is_err());
     }
 
     #[test]

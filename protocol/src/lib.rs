@@ -11,7 +11,8 @@
 //!   ([`event::r2`]) and EventBridge S3 / CloudTrail events ([`event::eventbridge`]).
 //! - [`webhook`]: Standard Webhooks signing and verification.
 //! - [`secret`]: the event source secret derived from the master key.
-//! - [`job`]: the `ingest-job/v1` message and its deterministic `job_id`.
+//! - [`job`]: the `ingest-job/v2` (and `/v1`) message and its deterministic `job_id`;
+//!   [`route`]: per key prefix, the parameters and output prefix a job carries.
 //! - [`decide`]: the pure decision "what happens to this event".
 //! - [`wire`]: request and response bodies, header names and the events path.
 
@@ -21,6 +22,7 @@ pub mod integration;
 pub mod job;
 pub mod names;
 pub mod reason;
+pub mod route;
 pub mod secret;
 pub mod webhook;
 pub mod wire;

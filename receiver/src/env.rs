@@ -21,6 +21,8 @@ pub const BACKEND: &str = "RELAY_BACKEND";
 pub const MASTER_KEY_KMS_ID: &str = "RELAY_MASTER_KEY_KMS_ID";
 /// `keys rotate`: the symmetric KMS key sealing R2 tokens for a KMS-held version.
 pub const SEALING_KEY_KMS_ID: &str = "RELAY_SEALING_KEY_KMS_ID";
+/// `v2` (default) or `v1`: the schema jobs are written in.
+pub const JOB_SCHEMA: &str = "RELAY_JOB_SCHEMA";
 /// DynamoDB table of integrations, with `RELAY_BACKEND=aws`.
 pub const INTEGRATIONS_TABLE: &str = "RELAY_INTEGRATIONS_TABLE";
 /// DynamoDB table of the processed-objects ledger and usage counts.
@@ -60,7 +62,7 @@ pub const LAMBDA_HANDLER_POLL: &str = "poll";
 pub const LAMBDA_RUNTIME_API: &str = "AWS_LAMBDA_RUNTIME_API";
 
 /// Every variable the receiver reads, for docs and tests (Terraform sets the AWS ones).
-pub const ALL: [&str; 24] = [
+pub const ALL: [&str; 25] = [
     DATA_DIR,
     LISTEN,
     READ_TIMEOUT,
@@ -85,4 +87,5 @@ pub const ALL: [&str; 24] = [
     CLOUDFLARE_API_BASE_URL,
     MASTER_KEY_KMS_ID,
     SEALING_KEY_KMS_ID,
+    JOB_SCHEMA,
 ];

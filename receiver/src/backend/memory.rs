@@ -449,6 +449,7 @@ pub fn sample_job(job_id: &str, key: &str) -> IngestJob {
         event_time: String::new(),
         received_at: String::new(),
         source_event_id: String::new(),
+        routing: None,
     }
 }
 

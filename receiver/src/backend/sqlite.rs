@@ -29,6 +29,7 @@ use super::{
 use crate::events::{CheckpointFailed, GroupCommitted, UsageKeyUnknown};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
+use relay_protocol::job::JobSchema;
 use relay_protocol::{IngestJob, Integration, Outcome, Reason};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::BTreeMap;
@@ -89,7 +90,7 @@ CREATE TABLE IF NOT EXISTS last_seen (  -- the history: the last event per outco
 CREATE TABLE IF NOT EXISTS jobs (
     seq    INTEGER PRIMARY KEY,   -- rising: jobs are only ever appended
     job_id TEXT NOT NULL,
-    body   TEXT NOT NULL          -- the ingest-job/v1 message, as a queue would carry it
+    body   TEXT NOT NULL          -- the ingest-job message, as a queue would carry it
 );
 ";
 
@@ -193,6 +194,8 @@ pub struct Sqlite {
     conn: Arc<Mutex<Connection>>,
     /// The writer thread's queue of commits.
     commits: std::sync::mpsc::Sender<PendingCommit>,
+    /// The schema jobs are written in (`--job-schema`).
+    schema: JobSchema,
 }
 
 fn err(e: impl std::fmt::Display) -> BackendError {
@@ -425,7 +428,18 @@ impl Sqlite {
         let commits = spawn_writer(connect(path)?)?;
         let conn = Arc::new(Mutex::new(conn));
         spawn_checkpointer(path, Arc::downgrade(&conn));
-        Ok(Sqlite { conn, commits })
+        Ok(Sqlite {
+            conn,
+            commits,
+            schema: JobSchema::default(),
+        })
+    }
+
+    /// Writes jobs in `schema` (v2 unless told v1).
+    #[must_use]
+    pub fn with_job_schema(mut self, schema: JobSchema) -> Self {
+        self.schema = schema;
+        self
     }
 
     async fn run<T, F>(&self, f: F) -> Result<T, BackendError>
@@ -609,15 +623,12 @@ impl Intake for Sqlite {
         let rows = commit
             .jobs
             .iter()
-            .map(|job| {
-                Ok(JobRow {
-                    job_id: job.job_id.clone(),
-                    body: serde_json::to_string(job)?,
-                    key: job.key.clone(),
-                })
+            .map(|job| JobRow {
+                job_id: job.job_id.clone(),
+                body: job.message(self.schema),
+                key: job.key.clone(),
             })
-            .collect::<Result<Vec<_>, serde_json::Error>>()
-            .map_err(err)?;
+            .collect::<Vec<_>>();
         let (answer, answered) = tokio::sync::oneshot::channel();
         let pending = PendingCommit {
             rows,

@@ -13,7 +13,7 @@ use super::{BackendError, Delivery, Queue};
 use async_trait::async_trait;
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use aws_sdk_sqs::Client;
-use relay_protocol::job::{ATTRIBUTE_INTEGRATION_ID, ATTRIBUTE_PROVIDER};
+use relay_protocol::job::{JobSchema, ATTRIBUTE_INTEGRATION_ID, ATTRIBUTE_PROVIDER};
 use relay_protocol::IngestJob;
 
 const BACKEND: &str = "sqs";
@@ -24,6 +24,8 @@ pub struct SqsQueue {
     client: Client,
     queue_url: String,
     fifo: bool,
+    /// The schema jobs are written in (`--job-schema`).
+    schema: JobSchema,
 }
 
 fn err(e: impl std::fmt::Display) -> BackendError {
@@ -49,7 +51,15 @@ impl SqsQueue {
             fifo: queue_url.ends_with(".fifo"),
             client,
             queue_url,
+            schema: JobSchema::default(),
         }
+    }
+
+    /// Writes jobs in `schema` (v2 unless told v1).
+    #[must_use]
+    pub fn with_job_schema(mut self, schema: JobSchema) -> Self {
+        self.schema = schema;
+        self
     }
 
     fn entry(
@@ -57,7 +67,7 @@ impl SqsQueue {
         id: usize,
         job: &IngestJob,
     ) -> Result<SendMessageBatchRequestEntry, BackendError> {
-        let body = serde_json::to_string(job).map_err(err)?;
+        let body = job.message(self.schema);
         let mut entry = SendMessageBatchRequestEntry::builder()
             .id(id.to_string())
             .message_body(body)

@@ -343,6 +343,9 @@ pub enum IntegrationsCommand {
         #[arg(long)]
         safety_net: Option<humantime::Duration>,
     },
+    /// Per key prefix: the parameters and output prefix each job carries (`ingest-job/v2`).
+    #[command(subcommand)]
+    Route(RouteCommand),
     /// How many days the ledger remembers each job of this integration (15 to 3650; 400
     /// unless set): a backfill or reconcile within it makes no second job.
     SetHorizon {
@@ -463,6 +466,47 @@ pub struct RotateArgs {
     pub now: bool,
     #[command(flatten)]
     pub public: PublicUrl,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RouteCommand {
+    /// Add a route, or replace the one with the same prefix: objects under PREFIX (ending with
+    /// one of the suffixes, if given) carry these parameters and output prefix. The longest
+    /// matching prefix wins.
+    Add {
+        id: String,
+        #[arg(long)]
+        prefix: String,
+        #[arg(long = "suffix")]
+        suffixes: Vec<String>,
+        /// A parameter for the pipeline, `name=value` (repeatable).
+        #[arg(long = "param", value_parser = parse_param)]
+        params: Vec<(String, String)>,
+        /// Where the pipeline writes this route's results (never turned into jobs).
+        #[arg(long)]
+        output_prefix: Option<String>,
+    },
+    Remove {
+        id: String,
+        #[arg(long)]
+        prefix: String,
+    },
+    List {
+        id: String,
+    },
+    /// The parameters of objects no route takes (their output prefix is the integration's).
+    Default {
+        id: String,
+        #[arg(long = "param", value_parser = parse_param)]
+        params: Vec<(String, String)>,
+    },
+}
+
+/// `name=value`.
+fn parse_param(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{text:?} is not name=value"))
 }
 
 /// The customer's Cloudflare account, as `connect-r2` and `disconnect-r2` reach it.

@@ -58,6 +58,7 @@ pub(crate) async fn run(wired: Wired, printer: Printer, command: IntegrationsCom
             };
             printer.emit(&update(store, &id, now, change).await?)
         }
+        IntegrationsCommand::Route(command) => super::routes::run(&wired, printer, command).await,
         IntegrationsCommand::SetHorizon { id, days } => {
             let updated = update(store, &id, now, SetHorizon(days)).await?;
             let restamped = restamp(&wired).await?;
@@ -423,6 +424,28 @@ impl Report for Show {
             (
                 "output_prefix",
                 i.output_prefix.clone().unwrap_or_else(none),
+            ),
+            (
+                "routes",
+                if i.routes.is_empty() {
+                    none()
+                } else {
+                    i.routes
+                        .iter()
+                        .map(|r| {
+                            format!(
+                                "{} ({})",
+                                r.prefix,
+                                super::routes::describe_params(&r.params)
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                },
+            ),
+            (
+                "default_params",
+                super::routes::describe_params(&i.default_params),
             ),
             ("generation", i.generation.to_string()),
             ("key_versions", keys),

@@ -29,6 +29,7 @@ mod listing;
 mod package;
 mod reconcile;
 mod replay;
+mod routes;
 mod secret;
 mod serve;
 mod setup;

@@ -19,6 +19,7 @@ use crate::backend::sqs::SqsQueue;
 use crate::backend::{Backends, MasterKeySource, MAX_REQUEST_TIME, SQS_FIFO_DEDUP_WINDOW};
 use crate::env;
 use clap::{Args, ValueEnum};
+use relay_protocol::job::JobSchema;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -55,6 +56,10 @@ pub struct BackendArgs {
     /// deduplication window; the fault tests shorten it to see a lapsed claim re-taken.
     #[arg(long, global = true, env = env::CLAIM_LEASE, default_value = "4m")]
     pub claim_lease: humantime::Duration,
+    /// The schema jobs are written in: v2 (with their route), or v1 while the pipeline
+    /// upgrades.
+    #[arg(long, global = true, env = env::JOB_SCHEMA, default_value = "v2")]
+    pub job_schema: JobSchema,
 }
 
 /// Everything one process works with, built once here: the backends, the master key, the
@@ -97,7 +102,7 @@ pub(crate) async fn wire(data_dir: &Path, args: &BackendArgs) -> anyhow::Result<
 async fn choose(data_dir: &Path, args: &BackendArgs, aws: &AwsConfig) -> anyhow::Result<Chosen> {
     match args.backend {
         #[cfg(feature = "embedded")]
-        BackendKind::Embedded => embedded::wire(data_dir),
+        BackendKind::Embedded => embedded::wire(data_dir, args.job_schema),
         #[cfg(not(feature = "embedded"))]
         BackendKind::Embedded => Err(anyhow::anyhow!(
             "this build has no embedded backend for {} (it was built without the `embedded` \
@@ -141,10 +146,10 @@ async fn aws_backends(args: &BackendArgs, aws: &AwsConfig) -> anyhow::Result<Cho
     }
     let ledger =
         Arc::new(DynamoLedger::new(dynamodb.clone(), name(&args.ledger_table)).with_lease(lease));
-    let queue = Arc::new(SqsQueue::new(
-        aws_sdk_sqs::Client::new(&config),
-        name(&args.queue_url),
-    ));
+    let queue = Arc::new(
+        SqsQueue::new(aws_sdk_sqs::Client::new(&config), name(&args.queue_url))
+            .with_job_schema(args.job_schema),
+    );
     Ok(Chosen {
         backends: Backends {
             store: Arc::new(DynamoStore::new(dynamodb, name(&args.integrations_table))),

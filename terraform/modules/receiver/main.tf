@@ -324,6 +324,7 @@ resource "aws_lambda_function" "receiver" {
       RELAY_MASTER_KEY_SECRET_ID = aws_secretsmanager_secret.master_key.arn
       RELAY_LOG                  = var.log_level
       RELAY_METRICS              = "emf"
+      RELAY_JOB_SCHEMA           = var.job_schema
     }
   }
 

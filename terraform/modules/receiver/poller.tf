@@ -124,6 +124,7 @@ resource "aws_lambda_function" "poller" {
       RELAY_QUEUE_URL            = aws_sqs_queue.ingest.url
       RELAY_MASTER_KEY_SECRET_ID = aws_secretsmanager_secret.master_key.arn
       RELAY_LOG                  = var.log_level
+      RELAY_JOB_SCHEMA           = var.job_schema
     }
   }
 

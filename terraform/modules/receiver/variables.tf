@@ -232,3 +232,14 @@ variable "key_administrator_arns" {
     error_message = "key_administrator_arns must be IAM role ARNs (arn:aws:iam::<account>:role/<name>)."
   }
 }
+
+variable "job_schema" {
+  description = "The schema jobs are written in: v2 (with each object's route: route, params, output_prefix) or v1 while the pipeline upgrades (docs/contract.md, docs/schemas/)."
+  type        = string
+  default     = "v2"
+
+  validation {
+    condition     = contains(["v1", "v2"], var.job_schema)
+    error_message = "job_schema must be v1 or v2."
+  }
+}
