@@ -659,6 +659,38 @@ impl Integration {
         Ok(())
     }
 
+    /// The route `key` takes: the longest matching route prefix, else the default
+    /// (`default_params` and `output_prefix`).
+    pub fn route_for(&self, key: &str) -> crate::route::Matched<'_> {
+        crate::route::route_for(
+            &self.routes,
+            &self.default_params,
+            self.output_prefix.as_deref(),
+            key,
+        )
+    }
+
+    /// Whether `key` lies under one of the routes' output prefixes (loop protection).
+    pub fn under_a_route_output(&self, key: &str) -> bool {
+        crate::route::under_an_output(&self.routes, key)
+    }
+
+    /// Adds a route, or replaces the one with its prefix (see [`crate::route::put`]).
+    pub fn put_route(
+        &mut self,
+        route: crate::route::Route,
+    ) -> Result<bool, crate::route::RouteError> {
+        crate::route::put(&mut self.routes, self.prefix.as_deref(), route)
+    }
+
+    /// Removes the route with `prefix`.
+    pub fn remove_route(
+        &mut self,
+        prefix: &str,
+    ) -> Result<crate::route::Route, crate::route::RouteError> {
+        crate::route::remove(&mut self.routes, prefix)
+    }
+
     /// The master key versions anything of this integration still depends on at `now`: its
     /// valid secrets, and its external id when a read role trusts it.
     pub fn key_versions(&self, now: DateTime<Utc>) -> impl Iterator<Item = u32> + '_ {

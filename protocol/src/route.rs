@@ -12,7 +12,6 @@
 //! the integration (its own, another route's, or the integration's), and an object under any
 //! route's output prefix never becomes a job.
 
-use crate::integration::Integration;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -178,70 +177,77 @@ impl Route {
     }
 }
 
-impl Integration {
-    /// The route `key` takes: the longest matching route prefix, else the default.
-    pub fn route_for(&self, key: &str) -> Matched<'_> {
-        let best = self
-            .routes
-            .iter()
-            .filter(|route| route.admits(key))
-            .max_by_key(|route| route.prefix.len());
-        match best {
-            Some(route) => Matched {
-                route: Some(&route.prefix),
-                params: &route.params,
-                output_prefix: route.output_prefix.as_deref(),
-            },
-            None => Matched {
-                route: None,
-                params: &self.default_params,
-                output_prefix: self.output_prefix.as_deref(),
-            },
+/// The route `key` takes among `routes`: the longest matching prefix, else the default
+/// (`default_params`, `default_output`).
+pub fn route_for<'a>(
+    routes: &'a [Route],
+    default_params: &'a BTreeMap<String, String>,
+    default_output: Option<&'a str>,
+    key: &str,
+) -> Matched<'a> {
+    let best = routes
+        .iter()
+        .filter(|route| route.admits(key))
+        .max_by_key(|route| route.prefix.len());
+    match best {
+        Some(route) => Matched {
+            route: Some(&route.prefix),
+            params: &route.params,
+            output_prefix: route.output_prefix.as_deref(),
+        },
+        None => Matched {
+            route: None,
+            params: default_params,
+            output_prefix: default_output,
+        },
+    }
+}
+
+/// Whether `key` lies under one of the routes' output prefixes (loop protection).
+pub fn under_an_output(routes: &[Route], key: &str) -> bool {
+    routes.iter().any(|route| {
+        route
+            .output_prefix
+            .as_deref()
+            .is_some_and(|output| !output.is_empty() && key.starts_with(output))
+    })
+}
+
+/// Adds `route` to `routes`, or replaces the one with the same prefix; answers whether it
+/// replaced one. `watched` is the integration's own prefix. Refused by name when it breaks a
+/// limit or loop protection; `routes` is then unchanged.
+pub fn put(
+    routes: &mut Vec<Route>,
+    watched: Option<&str>,
+    route: Route,
+) -> Result<bool, RouteError> {
+    route.check()?;
+    let mut next = routes.clone();
+    let replaced = match next.iter_mut().find(|r| r.prefix == route.prefix) {
+        Some(existing) => {
+            *existing = route;
+            true
         }
-    }
-
-    /// Whether `key` lies under one of the routes' output prefixes (loop protection).
-    pub fn under_a_route_output(&self, key: &str) -> bool {
-        self.routes.iter().any(|route| {
-            route
-                .output_prefix
-                .as_deref()
-                .is_some_and(|output| !output.is_empty() && key.starts_with(output))
-        })
-    }
-
-    /// Adds `route`, or replaces the route with the same prefix; answers whether it replaced
-    /// one. Refused by name when it breaks a limit or loop protection.
-    pub fn put_route(&mut self, route: Route) -> Result<bool, RouteError> {
-        route.check()?;
-        let mut routes = self.routes.clone();
-        let replaced = match routes.iter_mut().find(|r| r.prefix == route.prefix) {
-            Some(existing) => {
-                *existing = route;
-                true
+        None => {
+            if next.len() >= MAX_ROUTES {
+                return Err(RouteError::TooManyRoutes);
             }
-            None => {
-                if routes.len() >= MAX_ROUTES {
-                    return Err(RouteError::TooManyRoutes);
-                }
-                routes.push(route);
-                false
-            }
-        };
-        check_outputs(self.prefix.as_deref(), &routes)?;
-        self.routes = routes;
-        Ok(replaced)
-    }
+            next.push(route);
+            false
+        }
+    };
+    check_outputs(watched, &next)?;
+    *routes = next;
+    Ok(replaced)
+}
 
-    /// Removes the route with `prefix`.
-    pub fn remove_route(&mut self, prefix: &str) -> Result<Route, RouteError> {
-        let at = self
-            .routes
-            .iter()
-            .position(|r| r.prefix == prefix)
-            .ok_or_else(|| RouteError::NoSuchRoute(prefix.to_owned()))?;
-        Ok(self.routes.remove(at))
-    }
+/// Removes the route with `prefix` from `routes`.
+pub fn remove(routes: &mut Vec<Route>, prefix: &str) -> Result<Route, RouteError> {
+    let at = routes
+        .iter()
+        .position(|r| r.prefix == prefix)
+        .ok_or_else(|| RouteError::NoSuchRoute(prefix.to_owned()))?;
+    Ok(routes.remove(at))
 }
 
 /// No route's output prefix lies under a watched prefix: the integration's (when it has one)
@@ -266,8 +272,6 @@ fn check_outputs(integration_prefix: Option<&str>, routes: &[Route]) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::integration::tests::sample;
-    use crate::Provider;
 
     fn route(prefix: &str, params: &[(&str, &str)], output: Option<&str>) -> Route {
         Route {
@@ -283,94 +287,108 @@ mod tests {
 
     #[test]
     fn the_longest_matching_prefix_wins_and_the_default_applies_otherwise() {
-        let mut integration = sample(Provider::R2);
-        integration.output_prefix = Some("results/".into());
-        integration.default_params = [("tier".to_owned(), "standard".to_owned())].into();
-        integration
-            .put_route(route(
-                "invoices/",
-                &[("tier", "premium")],
-                Some("out/invoices/"),
-            ))
-            .unwrap();
-        integration
-            .put_route(route("invoices/eu/", &[("language", "de")], None))
-            .unwrap();
-        let eu = integration.route_for("invoices/eu/a.pdf");
+        let mut routes = Vec::new();
+        let defaults: BTreeMap<String, String> =
+            [("tier".to_owned(), "standard".to_owned())].into();
+        put(
+            &mut routes,
+            None,
+            route("invoices/", &[("tier", "premium")], Some("out/invoices/")),
+        )
+        .unwrap();
+        put(
+            &mut routes,
+            None,
+            route("invoices/eu/", &[("language", "de")], None),
+        )
+        .unwrap();
+        let at = |key| route_for(&routes, &defaults, Some("results/"), key);
+        let eu = at("invoices/eu/a.pdf");
         assert_eq!(eu.route, Some("invoices/eu/"));
         assert_eq!(eu.params["language"], "de");
-        let invoices = integration.route_for("invoices/us/a.pdf");
+        let invoices = at("invoices/us/a.pdf");
         assert_eq!(
             (invoices.route, invoices.output_prefix),
             (Some("invoices/"), Some("out/invoices/"))
         );
-        let other = integration.route_for("scans/a.pdf");
+        let other = at("scans/a.pdf");
         assert_eq!((other.route, other.output_prefix), (None, Some("results/")));
         assert_eq!(other.params["tier"], "standard");
-        assert!(integration.under_a_route_output("out/invoices/a.json"));
-        assert!(!integration.under_a_route_output("invoices/a.pdf"));
+        assert!(under_an_output(&routes, "out/invoices/a.json"));
+        assert!(!under_an_output(&routes, "invoices/a.pdf"));
     }
 
     #[test]
     fn a_route_with_suffixes_takes_only_those_keys() {
-        let mut integration = sample(Provider::S3);
         let mut pdfs = route("scans/", &[("tier", "basic")], None);
         pdfs.suffixes = vec![".pdf".into()];
-        integration.put_route(pdfs).unwrap();
-        assert_eq!(integration.route_for("scans/a.pdf").route, Some("scans/"));
-        assert_eq!(integration.route_for("scans/a.png").route, None);
+        let routes = vec![pdfs];
+        let none = BTreeMap::new();
+        assert_eq!(
+            route_for(&routes, &none, None, "scans/a.pdf").route,
+            Some("scans/")
+        );
+        assert_eq!(route_for(&routes, &none, None, "scans/a.png").route, None);
     }
 
     #[test]
     fn each_limit_and_loop_is_refused_by_name() {
-        let mut integration = sample(Provider::S3);
-        let names = |r: Route, i: &mut Integration| i.put_route(r).unwrap_err().as_str();
+        let mut routes = Vec::new();
+        let name =
+            |r: Route, routes: &mut Vec<Route>| put(routes, Some("in/"), r).unwrap_err().as_str();
         assert_eq!(
-            names(route("", &[], None), &mut integration),
+            name(route("", &[], None), &mut routes),
             "route_prefix_empty"
         );
         assert_eq!(
-            names(route("a/", &[("Tier", "x")], None), &mut integration),
+            name(route("a/", &[("Tier", "x")], None), &mut routes),
             "bad_param_name"
         );
         let long = "x".repeat(MAX_PARAM_VALUE_BYTES + 1);
         assert_eq!(
-            names(route("a/", &[("tier", &long)], None), &mut integration),
+            name(route("a/", &[("tier", &long)], None), &mut routes),
             "param_value_too_long"
         );
         assert_eq!(
-            names(route("a/\n", &[], None), &mut integration),
+            name(route("a/\n", &[], None), &mut routes),
             "route_control_character"
         );
         assert_eq!(
-            names(route("in/", &[], Some("in/results/")), &mut integration),
-            "output_under_watched_prefix"
+            name(route("x/", &[], Some("in/results/")), &mut routes),
+            "output_under_watched_prefix",
+            "under the integration's prefix"
         );
-        integration.put_route(route("b/", &[], None)).unwrap();
+        put(&mut routes, Some("in/"), route("b/", &[], None)).unwrap();
         assert_eq!(
-            names(route("c/", &[], Some("b/out/")), &mut integration),
+            name(route("c/", &[], Some("b/out/")), &mut routes),
             "output_under_watched_prefix",
             "under another route's prefix"
         );
         for n in 1..MAX_ROUTES {
-            integration
-                .put_route(route(&format!("r{n}/"), &[], None))
-                .unwrap();
+            put(
+                &mut routes,
+                Some("in/"),
+                route(&format!("r{n}/"), &[], None),
+            )
+            .unwrap();
         }
         assert_eq!(
-            names(route("last/", &[], None), &mut integration),
+            name(route("last/", &[], None), &mut routes),
             "too_many_routes"
         );
         assert!(
-            integration
-                .put_route(route("b/", &[("tier", "x")], None))
-                .unwrap(),
+            put(
+                &mut routes,
+                Some("in/"),
+                route("b/", &[("tier", "x")], None)
+            )
+            .unwrap(),
             "the same prefix replaces its route, within the limit"
         );
         assert_eq!(
-            integration.remove_route("nope/").unwrap_err().as_str(),
+            remove(&mut routes, "nope/").unwrap_err().as_str(),
             "no_such_route"
         );
-        assert_eq!(integration.remove_route("b/").unwrap().params["tier"], "x");
+        assert_eq!(remove(&mut routes, "b/").unwrap().params["tier"], "x");
     }
 }

@@ -12,6 +12,8 @@
 //! writing it is the key source's ([`crate::backend::MasterKeySource`]).
 
 use crate::backend::{BackendError, Kms, MasterKey};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use relay_protocol::webhook::SigningKey;
@@ -22,6 +24,9 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 pub(crate) use relay_protocol::integration::FIRST_KEY_VERSION;
+
+/// The in-memory seal's nonce: XChaCha20-Poly1305's 24 bytes.
+pub(crate) const NONCE_BYTES: usize = 24;
 
 /// Bytes of a newly made key version.
 pub(crate) const KEY_BYTES: usize = 32;
@@ -335,7 +340,7 @@ impl Keyring {
         plaintext: &[u8],
     ) -> Result<Vec<u8>, KeyError> {
         match self.version(self.current)? {
-            KeyVersion::Local(key) => Ok(crate::sealed::local_seal(key, integration_id, plaintext)),
+            KeyVersion::Local(key) => Ok(local_seal(key, integration_id, plaintext)),
             KeyVersion::Kms { seal_key, .. } => self
                 .kms()?
                 .encrypt(seal_key, integration_id, plaintext)
@@ -352,7 +357,7 @@ impl Keyring {
         body: &[u8],
     ) -> Result<Option<Vec<u8>>, KeyError> {
         match self.version(version)? {
-            KeyVersion::Local(key) => Ok(crate::sealed::local_open(key, integration_id, body)),
+            KeyVersion::Local(key) => Ok(local_open(key, integration_id, body)),
             KeyVersion::Kms { seal_key, .. } => self
                 .kms()?
                 .decrypt(seal_key, integration_id, body)
@@ -417,66 +422,52 @@ impl Keyring {
     }
 }
 
+/// The in-memory seal: nonce ‖ ciphertext ‖ tag, with a fresh random nonce.
+pub(crate) fn local_seal(key: &MasterKey, integration_id: &str, plaintext: &[u8]) -> Vec<u8> {
+    local_seal_with_nonce(key, integration_id, plaintext, rand::random())
+}
+
+pub(crate) fn local_seal_with_nonce(
+    key: &MasterKey,
+    integration_id: &str,
+    plaintext: &[u8],
+    nonce: [u8; NONCE_BYTES],
+) -> Vec<u8> {
+    let cipher = XChaCha20Poly1305::new(&secret::sealing_key(key.as_bytes()).into());
+    let payload = Payload {
+        msg: plaintext,
+        aad: integration_id.as_bytes(),
+    };
+    let ciphertext = cipher
+        .encrypt(XNonce::from_slice(&nonce), payload)
+        .expect("XChaCha20-Poly1305 seals any message under 256 GiB");
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&ciphertext);
+    out
+}
+
+/// Opens an in-memory seal; `None` when it does not open.
+pub(crate) fn local_open(key: &MasterKey, integration_id: &str, body: &[u8]) -> Option<Vec<u8>> {
+    if body.len() < NONCE_BYTES {
+        return None;
+    }
+    let (nonce, ciphertext) = body.split_at(NONCE_BYTES);
+    let cipher = XChaCha20Poly1305::new(&secret::sealing_key(key.as_bytes()).into());
+    let payload = Payload {
+        msg: ciphertext,
+        aad: integration_id.as_bytes(),
+    };
+    cipher.decrypt(XNonce::from_slice(nonce), payload).ok()
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// What depends on each key version: `keys status`'s counts, and what `keys retire` checks.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub(crate) struct Dependents {
-    /// Secrets that verify (current generations and those in their grace).
-    pub secrets: u64,
-    /// External ids a read role trusts.
-    pub external_ids: u64,
-    /// Sealed R2 tokens.
-    pub sealed_tokens: u64,
-    /// The integrations behind the counts.
-    pub integrations: Vec<String>,
-}
-
-impl Dependents {
-    pub(crate) fn total(&self) -> u64 {
-        self.secrets + self.external_ids + self.sealed_tokens
-    }
-}
-
-/// Per version, what of `integrations` depends on it at `now`.
-pub(crate) fn dependents(
-    integrations: &[Integration],
-    now: DateTime<Utc>,
-) -> BTreeMap<u32, Dependents> {
-    let mut out: BTreeMap<u32, Dependents> = BTreeMap::new();
-    for integration in integrations {
-        let mut touched = Vec::new();
-        for (_, version) in integration.valid_secrets(now) {
-            out.entry(version).or_default().secrets += 1;
-            touched.push(version);
-        }
-        if integration.uses_external_id() {
-            let version = integration.external_id_key_version;
-            out.entry(version).or_default().external_ids += 1;
-            touched.push(version);
-        }
-        if let Some(version) = crate::sealed::sealed_version(integration) {
-            out.entry(version).or_default().sealed_tokens += 1;
-            touched.push(version);
-        }
-        touched.sort_unstable();
-        touched.dedup();
-        for version in touched {
-            out.entry(version)
-                .or_default()
-                .integrations
-                .push(integration.id.clone());
-        }
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use relay_protocol::integration::{NewIntegration, ReadAccess};
+    use relay_protocol::integration::NewIntegration;
     use relay_protocol::Provider;
 
     const HEX: &str = "000102030405060708090a0b0c0d0e0f";
@@ -567,48 +558,14 @@ mod tests {
         assert!(error.to_string().contains("no KMS client"), "{error}");
     }
 
-    #[tokio::test]
-    async fn dependents_count_secrets_external_ids_and_tokens_per_version() {
-        let ring = Keyring::parse(HEX).unwrap().rotated(None);
-        let now = Utc::now();
-        let mut s3 = NewIntegration::new(Provider::S3, "docs")
-            .build("aaa", now)
-            .unwrap();
-        s3.read_access = Some(ReadAccess::AssumeRole {
-            role_arn: "arn:aws:iam::123456789012:role/r".into(),
-        });
-        let mut r2 = NewIntegration {
-            account: Some("4f3c1e0d9b8a7c6d5e4f3a2b1c0d9e8f".into()),
-            ..NewIntegration::new(Provider::R2, "uploads")
-        }
-        .build("bbb", now)
-        .unwrap();
-        let pair = crate::sealed::KeyPair {
-            access_key_id: "a".into(),
-            secret_access_key: "b".into(),
-        };
-        r2.read_access = Some(ReadAccess::SealedKeys {
-            sealed: crate::sealed::seal(&ring, &r2.id, &pair).await.unwrap(),
-        });
-        r2.key_version = 2;
-        let counts = dependents(&[s3.clone(), r2.clone()], now);
-        assert_eq!(
-            (
-                counts[&1].secrets,
-                counts[&1].external_ids,
-                counts[&1].sealed_tokens
-            ),
-            (1, 1, 0)
-        );
-        assert_eq!(
-            (
-                counts[&2].secrets,
-                counts[&2].external_ids,
-                counts[&2].sealed_tokens
-            ),
-            (1, 0, 1)
-        );
-        assert_eq!(counts[&1].integrations, [s3.id.clone()]);
-        assert_eq!(counts[&2].integrations, [r2.id.clone()]);
+    #[test]
+    fn the_in_memory_body_is_the_documented_one() {
+        // nonce ‖ ciphertext ‖ 16-byte tag
+        let plaintext = br#"{"access_key_id":"a"}"#.to_vec();
+        let key = MasterKey::from_bytes(b"0123456789abcdef0123456789abcdef");
+        let body = local_seal_with_nonce(&key, "int_a", &plaintext, [7; NONCE_BYTES]);
+        assert_eq!(body.len(), NONCE_BYTES + plaintext.len() + 16);
+        assert_eq!(&body[..NONCE_BYTES], &[7; NONCE_BYTES]);
+        assert_eq!(local_open(&key, "int_a", &body), Some(plaintext));
     }
 }

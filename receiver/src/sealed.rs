@@ -11,14 +11,11 @@
 //! seals each value again under the current version ([`reseal`]), so that an old version can be
 //! retired.
 
-use crate::backend::MasterKey;
 use crate::keys::{KeyError, Keyring, FIRST_KEY_VERSION};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use relay_protocol::integration::ReadAccess;
-use relay_protocol::{secret, Integration};
+use relay_protocol::Integration;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -26,7 +23,6 @@ use std::fmt;
 const LEGACY: &str = "v1.";
 /// `v2.<key version>.`
 const VERSIONED: &str = "v2.";
-const NONCE_BYTES: usize = 24;
 
 /// An R2 API token's S3 credentials. `Debug` never shows the secret.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,44 +68,6 @@ pub(crate) async fn seal(
         ring.current_version(),
         STANDARD.encode(body)
     ))
-}
-
-/// The in-memory seal: nonce ‖ ciphertext ‖ tag, with a fresh random nonce.
-pub(crate) fn local_seal(key: &MasterKey, integration_id: &str, plaintext: &[u8]) -> Vec<u8> {
-    local_seal_with_nonce(key, integration_id, plaintext, rand::random())
-}
-
-fn local_seal_with_nonce(
-    key: &MasterKey,
-    integration_id: &str,
-    plaintext: &[u8],
-    nonce: [u8; NONCE_BYTES],
-) -> Vec<u8> {
-    let cipher = XChaCha20Poly1305::new(&secret::sealing_key(key.as_bytes()).into());
-    let payload = Payload {
-        msg: plaintext,
-        aad: integration_id.as_bytes(),
-    };
-    let ciphertext = cipher
-        .encrypt(XNonce::from_slice(&nonce), payload)
-        .expect("XChaCha20-Poly1305 seals any message under 256 GiB");
-    let mut out = nonce.to_vec();
-    out.extend_from_slice(&ciphertext);
-    out
-}
-
-/// Opens an in-memory seal; `None` when it does not open.
-pub(crate) fn local_open(key: &MasterKey, integration_id: &str, body: &[u8]) -> Option<Vec<u8>> {
-    if body.len() < NONCE_BYTES {
-        return None;
-    }
-    let (nonce, ciphertext) = body.split_at(NONCE_BYTES);
-    let cipher = XChaCha20Poly1305::new(&secret::sealing_key(key.as_bytes()).into());
-    let payload = Payload {
-        msg: ciphertext,
-        aad: integration_id.as_bytes(),
-    };
-    cipher.decrypt(XNonce::from_slice(nonce), payload).ok()
 }
 
 /// The key version a sealed value names, and its base64 body.
@@ -162,6 +120,8 @@ pub(crate) async fn reseal(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::MasterKey;
+    use crate::keys::{local_seal_with_nonce, NONCE_BYTES};
 
     const MASTER: &[u8] = b"0123456789abcdef0123456789abcdef";
 
@@ -207,17 +167,6 @@ mod tests {
             assert!(!sealed.contains("EXAMPLEKEY"));
         }
         assert_eq!(format!("{:?}", pair()), "KeyPair(<redacted>)");
-    }
-
-    #[test]
-    fn the_in_memory_body_is_the_documented_one() {
-        // nonce ‖ ciphertext ‖ 16-byte tag
-        let plaintext = serde_json::to_vec(&pair()).unwrap();
-        let key = MasterKey::from_bytes(MASTER);
-        let body = local_seal_with_nonce(&key, "int_a", &plaintext, [7; NONCE_BYTES]);
-        assert_eq!(body.len(), NONCE_BYTES + plaintext.len() + 16);
-        assert_eq!(&body[..NONCE_BYTES], &[7; NONCE_BYTES]);
-        assert_eq!(local_open(&key, "int_a", &body), Some(plaintext));
     }
 
     #[tokio::test]

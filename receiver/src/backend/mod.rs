@@ -676,7 +676,11 @@ impl KeyCache {
                 // Old, but whole: a failed re-read keeps it (and is tried again later).
                 match read().await {
                     Ok(fresh) => *ring = fresh,
-                    Err(error) => crate::telemetry::log_backend_error(&error),
+                    Err(error) => crate::events::BackendUnavailable {
+                        backend: error.backend,
+                        error: error.detail(),
+                    }
+                    .emit(),
                 }
                 *read_at = std::time::Instant::now();
                 return Ok(ring.clone());

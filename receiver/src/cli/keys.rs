@@ -15,7 +15,7 @@
 use super::args::KeysCommand;
 use super::common::{keyring, CliResult, Printer, Report, Safe};
 use crate::events::ResealProgress;
-use crate::keys::{dependents, is_kms_key_id, Dependents, Keyring};
+use crate::keys::{is_kms_key_id, Keyring};
 use crate::sealed;
 use crate::wiring::Wired;
 use anyhow::{anyhow, bail, Context};
@@ -57,6 +57,58 @@ pub(crate) async fn run(wired: Wired, printer: Printer, command: KeysCommand) ->
             printer.emit(&retire(&wired, version, force, now).await?)
         }
     }
+}
+
+/// What depends on each key version: `keys status`'s counts, and what `keys retire` checks.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub(crate) struct Dependents {
+    /// Secrets that verify (current generations and those in their grace).
+    pub secrets: u64,
+    /// External ids a read role trusts.
+    pub external_ids: u64,
+    /// Sealed R2 tokens.
+    pub sealed_tokens: u64,
+    /// The integrations behind the counts.
+    pub integrations: Vec<String>,
+}
+
+impl Dependents {
+    pub(crate) fn total(&self) -> u64 {
+        self.secrets + self.external_ids + self.sealed_tokens
+    }
+}
+
+/// Per version, what of `integrations` depends on it at `now`.
+pub(crate) fn dependents(
+    integrations: &[Integration],
+    now: DateTime<Utc>,
+) -> BTreeMap<u32, Dependents> {
+    let mut out: BTreeMap<u32, Dependents> = BTreeMap::new();
+    for integration in integrations {
+        let mut touched = Vec::new();
+        for (_, version) in integration.valid_secrets(now) {
+            out.entry(version).or_default().secrets += 1;
+            touched.push(version);
+        }
+        if integration.uses_external_id() {
+            let version = integration.external_id_key_version;
+            out.entry(version).or_default().external_ids += 1;
+            touched.push(version);
+        }
+        if let Some(version) = sealed::sealed_version(integration) {
+            out.entry(version).or_default().sealed_tokens += 1;
+            touched.push(version);
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for version in touched {
+            out.entry(version)
+                .or_default()
+                .integrations
+                .push(integration.id.clone());
+        }
+    }
+    out
 }
 
 /// One version's row of `status`.
@@ -590,5 +642,50 @@ mod tests {
         );
         assert!(text.contains("reissue-external-ids"), "{text}");
         assert!(steps_for(&[s3], 2, now).is_empty());
+    }
+
+    #[tokio::test]
+    async fn dependents_count_secrets_external_ids_and_tokens_per_version() {
+        let ring = Keyring::single(MasterKey::from_bytes(&[7; 32])).rotated(None);
+        let now = Utc::now();
+        let mut s3 = NewIntegration::new(Provider::S3, "docs")
+            .build("aaa", now)
+            .unwrap();
+        s3.read_access = Some(ReadAccess::AssumeRole {
+            role_arn: "arn:aws:iam::123456789012:role/r".into(),
+        });
+        let mut r2 = NewIntegration {
+            account: Some("4f3c1e0d9b8a7c6d5e4f3a2b1c0d9e8f".into()),
+            ..NewIntegration::new(Provider::R2, "uploads")
+        }
+        .build("bbb", now)
+        .unwrap();
+        let pair = crate::sealed::KeyPair {
+            access_key_id: "a".into(),
+            secret_access_key: "b".into(),
+        };
+        r2.read_access = Some(ReadAccess::SealedKeys {
+            sealed: crate::sealed::seal(&ring, &r2.id, &pair).await.unwrap(),
+        });
+        r2.key_version = 2;
+        let counts = dependents(&[s3.clone(), r2.clone()], now);
+        assert_eq!(
+            (
+                counts[&1].secrets,
+                counts[&1].external_ids,
+                counts[&1].sealed_tokens
+            ),
+            (1, 1, 0)
+        );
+        assert_eq!(
+            (
+                counts[&2].secrets,
+                counts[&2].external_ids,
+                counts[&2].sealed_tokens
+            ),
+            (1, 0, 1)
+        );
+        assert_eq!(counts[&1].integrations, [s3.id.clone()]);
+        assert_eq!(counts[&2].integrations, [r2.id.clone()]);
     }
 }
