@@ -14,6 +14,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { Miniflare } from "miniflare";
 import { parse as parseToml } from "smol-toml";
+import Ajv2020 from "ajv/dist/2020.js";
+import addFormats from "ajv-formats";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const BIN_DIR = process.env.RELAY_BIN_DIR ?? path.join(ROOT, "target/debug");
@@ -36,6 +38,20 @@ const QUEUE = CONSUMER.queue;
 // margin.
 const CONFIG_STALENESS_MS = CONTRACT.receiver.integration_staleness_seconds * 1000 + 200;
 const DLQ = CONSUMER.dead_letter_queue;
+// The checked-in JSON Schema of each job schema (docs/schemas): every job these tests read off the
+// receiver's queue is held to its own, as the pytest suite's are.
+const ajv = addFormats(new Ajv2020({ allErrors: true, strict: true }));
+const JOB_SCHEMAS = Object.fromEntries(["v1", "v2"].map((v) => [
+  `ingest-job/${v}`,
+  ajv.compile(JSON.parse(readFileSync(path.join(ROOT, `docs/schemas/ingest-job-${v}.schema.json`), "utf8"))),
+]));
+
+function validJob(job) {
+  const validate = JOB_SCHEMAS[job.schema];
+  assert.ok(validate, `a job of no known schema: ${job.schema}`);
+  assert.ok(validate(job), `${job.schema} job breaks its JSON Schema: ${JSON.stringify(validate.errors)}`);
+  return job;
+}
 
 function freePort() {
   return new Promise((resolve) => {
@@ -95,7 +111,7 @@ class Receiver {
   }
 
   jobs() {
-    return this.cli("jobs", "list");
+    return this.cli("jobs", "list").map(validJob);
   }
 
   /**
