@@ -46,7 +46,8 @@ pub enum KeyVersion {
 #[derive(Clone)]
 pub struct Keyring {
     current: u32,
-    keys: BTreeMap<u32, KeyVersion>,
+    /// Shared: a request clones the keyring, never its keys.
+    keys: Arc<BTreeMap<u32, KeyVersion>>,
     kms: Option<Arc<dyn Kms>>,
     macs: Arc<Mutex<Macs>>,
 }
@@ -145,7 +146,7 @@ impl Keyring {
     fn of(current: u32, keys: BTreeMap<u32, KeyVersion>) -> Keyring {
         Keyring {
             current,
-            keys,
+            keys: Arc::new(keys),
             kms: None,
             macs: Arc::default(),
         }
@@ -253,11 +254,11 @@ impl Keyring {
             }
         };
         let next = self.keys.keys().max().copied().unwrap_or(0) + 1;
-        let mut keys = self.keys.clone();
+        let mut keys = BTreeMap::clone(&self.keys);
         keys.insert(next, key);
         Keyring {
             current: next,
-            keys,
+            keys: Arc::new(keys),
             kms: self.kms.clone(),
             macs: Arc::clone(&self.macs),
         }
@@ -271,11 +272,11 @@ impl Keyring {
             ));
         }
         self.version(version).map_err(|e| e.to_string())?;
-        let mut keys = self.keys.clone();
+        let mut keys = BTreeMap::clone(&self.keys);
         keys.remove(&version);
         Ok(Keyring {
             current: self.current,
-            keys,
+            keys: Arc::new(keys),
             kms: self.kms.clone(),
             macs: Arc::clone(&self.macs),
         })
@@ -460,7 +461,7 @@ pub(crate) fn local_open(key: &MasterKey, integration_id: &str, body: &[u8]) -> 
     cipher.decrypt(XNonce::from_slice(nonce), payload).ok()
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

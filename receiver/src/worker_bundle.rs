@@ -69,15 +69,14 @@ impl Reporter {
         bundle: &str,
         now: DateTime<Utc>,
     ) -> Result<(), BackendError> {
-        let known = self
-            .written
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(integration_id)
-            .cloned();
-        if known.as_deref() == Some(bundle) {
-            return Ok(());
-        }
+        // The common case, every batch after the first: nothing to write, nothing allocated.
+        let known = {
+            let written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+            match written.get(integration_id) {
+                Some(known) if known == bundle => return Ok(()),
+                known => known.cloned(),
+            }
+        };
         let previous = match known {
             Some(known) => Some(known),
             None => load(self.cursors.as_ref(), integration_id, REPORTED)
@@ -103,6 +102,19 @@ impl Reporter {
             .insert(integration_id.to_owned(), bundle.to_owned());
         Ok(())
     }
+}
+
+/// Keeps `bundle` as the one last handed to the integration's customer (`worker package`,
+/// `create --worker-out`, `connect-r2`).
+pub(crate) async fn remember_packaged(
+    cursors: &dyn Cursors,
+    integration_id: &str,
+    bundle: &str,
+    now: DateTime<Utc>,
+) -> Result<(), BackendError> {
+    let value =
+        serde_json::to_string(&BundleSeen::new(bundle, now)).expect("two strings serialize");
+    cursors.save(integration_id, PACKAGED, Some(&value)).await
 }
 
 /// A kept bundle cursor; one that cannot be read is treated as absent.

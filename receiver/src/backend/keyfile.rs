@@ -5,7 +5,7 @@
 //! [`MasterKeySource`] read from it.
 
 use super::{BackendError, KeyCache, Keyring, MasterKey, MasterKeySource};
-use crate::keys::KEY_BYTES;
+use crate::keys::{hex, KEY_BYTES};
 use async_trait::async_trait;
 use rand::RngCore;
 use std::io::Write;
@@ -126,10 +126,6 @@ fn parse(path: &Path, text: &str) -> Result<Keyring, String> {
             path.display()
         )
     })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -27,13 +27,9 @@ pub(crate) const TOKEN_PERMISSIONS: [&str; 3] = [
     "Account · Workers R2 Storage · Edit",
 ];
 
-/// A Cloudflare account id: 32 lowercase hex digits.
+/// A Cloudflare account id: 32 lowercase hex digits (the protocol's naming rule).
 pub(crate) fn check_account(account: &str) -> anyhow::Result<()> {
-    if account.len() == 32
-        && account
-            .chars()
-            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
-    {
+    if relay_protocol::names::is_r2_account_id(account) {
         Ok(())
     } else {
         bail!("--cloudflare-account must be a Cloudflare account id: 32 lowercase hex digits")

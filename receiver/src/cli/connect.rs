@@ -26,7 +26,7 @@ use super::package::{
 };
 use super::setup::{rule_filters, unreachable_from_the_cloud, RuleFilter};
 use crate::wiring::Wired;
-use crate::worker_bundle::{self, BundleSeen};
+use crate::worker_bundle;
 use anyhow::{anyhow, bail, Context};
 use chrono::{DateTime, SecondsFormat, Utc};
 use rand::distr::{Alphanumeric, SampleString};
@@ -231,10 +231,7 @@ pub(crate) async fn connect(
         .await?;
     // What the customer's account runs now is this bundle: `show` compares the worker's report
     // with it.
-    let packaged = serde_json::to_string(&BundleSeen::new(&bundle.version(), now))?;
-    cursors
-        .save(&integration.id, worker_bundle::PACKAGED, Some(&packaged))
-        .await?;
+    worker_bundle::remember_packaged(cursors, &integration.id, &bundle.version(), now).await?;
     if !args.no_test_event {
         let wait = *args.wait;
         match test_event(&api, wired, &integration, wait).await {

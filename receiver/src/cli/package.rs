@@ -12,7 +12,7 @@ use super::common::{load, CliResult, Report, Safe};
 use super::setup::{r2_instructions, unreachable_from_the_cloud, wrangler_vars, Deployed};
 use crate::backend::Cursors;
 use crate::wiring::Wired;
-use crate::worker_bundle::{self, BundleSeen};
+use crate::worker_bundle;
 use anyhow::{anyhow, bail, Context};
 use chrono::{DateTime, Utc};
 use relay_protocol::wire::WORKER_VAR_BUNDLE;
@@ -25,6 +25,11 @@ use std::path::Path;
 
 /// The repository's wrangler.toml: the queues, consumers and settings every worker runs with.
 const TEMPLATE: &str = include_str!("../../../wrangler.toml");
+/// The repository's wrangler.toml, parsed.
+fn template() -> CliResult<toml::Table> {
+    TEMPLATE.parse().context("the wrangler.toml template")
+}
+
 /// The files of a worker-build release build, as the package lays them out under `bundle/`.
 const BUNDLE_FILES: [&str; 3] = ["index.js", "index_bg.wasm", "worker/shim.mjs"];
 /// What the customer pastes in place of the secret.
@@ -140,7 +145,7 @@ fn bundle_version(files: &[(&str, Vec<u8>)]) -> String {
 /// The repository's wrangler.toml with the bundle as `main`, no `[build]` step, and the
 /// integration's `[vars]` with the bundle's version.
 fn wrangler_toml(integration: &Integration, base: &str, version: &str) -> CliResult<String> {
-    let mut config: toml::Table = TEMPLATE.parse().context("the wrangler.toml template")?;
+    let mut config: toml::Table = template()?;
     config.remove("build");
     config.insert("main".into(), toml::Value::String("bundle/index.js".into()));
     let vars = worker_vars(integration, base, version)?
@@ -199,7 +204,7 @@ pub(crate) struct ConsumerSettings {
 /// The worker's queue consumers, from the repository's wrangler.toml: the one place their
 /// settings are decided (docs/customers-r2.md says why).
 pub(crate) fn consumers() -> CliResult<Vec<ConsumerSpec>> {
-    let config: toml::Table = TEMPLATE.parse().context("the wrangler.toml template")?;
+    let config: toml::Table = template()?;
     let list = config
         .get("queues")
         .and_then(|q| q.get("consumers"))
@@ -234,7 +239,7 @@ pub(crate) fn consumers() -> CliResult<Vec<ConsumerSpec>> {
 
 /// The compatibility date of the repository's wrangler.toml.
 pub(crate) fn compatibility_date() -> CliResult<String> {
-    let config: toml::Table = TEMPLATE.parse().context("the wrangler.toml template")?;
+    let config: toml::Table = template()?;
     config
         .get("compatibility_date")
         .and_then(toml::Value::as_str)
@@ -270,10 +275,7 @@ impl Packaged {
     /// Keeps the version as the integration's last packaged bundle, which `integrations show`
     /// compares with the one its worker reports.
     pub(crate) async fn remember(&self, cursors: &dyn Cursors, now: DateTime<Utc>) -> CliResult {
-        let seen = BundleSeen::new(&self.bundle_version, now);
-        let value = serde_json::to_string(&seen)?;
-        cursors
-            .save(&self.integration_id, worker_bundle::PACKAGED, Some(&value))
+        worker_bundle::remember_packaged(cursors, &self.integration_id, &self.bundle_version, now)
             .await?;
         Ok(())
     }
