@@ -5,6 +5,8 @@
 //! id derived the same way, and an R2 token's credentials are stored sealed (an AEAD keyed from
 //! the master key), so the table can be read, backed up and logged freely.
 
+pub use crate::admission::Overwrites;
+use crate::admission::{check_jobs_per_minute, LimitError};
 use crate::names;
 pub use crate::wire::CloudflarePlan;
 use chrono::{DateTime, Utc};
@@ -166,6 +168,12 @@ pub struct Integration {
     /// The parameters of an object no route takes (its output prefix is `output_prefix`).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub default_params: std::collections::BTreeMap<String, String>,
+    /// The most new jobs a minute ([`crate::admission`]); absent: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_jobs_per_minute: Option<u32>,
+    /// Whether a key's later versions become jobs too.
+    #[serde(default, skip_serializing_if = "Overwrites::is_default")]
+    pub overwrites: Overwrites,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -344,6 +352,9 @@ pub struct NewIntegration {
     pub scope: Option<Scope>,
     /// R2: the customer's Cloudflare plan (absent: Paid).
     pub cloudflare_plan: Option<CloudflarePlan>,
+    /// The most new jobs a minute; `None`: no limit.
+    pub max_jobs_per_minute: Option<u32>,
+    pub overwrites: Overwrites,
 }
 
 /// A field a new integration cannot have, named as the operator's flag is.
@@ -366,11 +377,14 @@ pub enum FieldError {
     BadBucket(Provider),
     /// A Cloudflare plan on an S3 integration.
     PlanNotR2,
+    /// A limit out of its range.
+    Limit(LimitError),
 }
 
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            FieldError::Limit(limit) => return limit.fmt(f),
             FieldError::EmptyBucket => "--bucket must not be empty",
             FieldError::EmptySuffix => "--suffix must not be empty",
             FieldError::ZeroMaxObjectBytes => "--max-object-bytes must be at least 1",
@@ -426,6 +440,8 @@ impl NewIntegration {
             mode: Mode::Event,
             scope: None,
             cloudflare_plan: None,
+            max_jobs_per_minute: None,
+            overwrites: Overwrites::NewJob,
         }
     }
 
@@ -443,6 +459,9 @@ impl NewIntegration {
         }
         if self.cloudflare_plan.is_some() && self.provider != Provider::R2 {
             return Err(FieldError::PlanNotR2);
+        }
+        if let Some(limit) = self.max_jobs_per_minute {
+            check_jobs_per_minute(limit).map_err(FieldError::Limit)?;
         }
         if let Some(scope) = &self.scope {
             check_scope(scope, self.provider, self.mode)?;
@@ -481,6 +500,8 @@ impl NewIntegration {
             cloudflare_plan: self.cloudflare_plan,
             routes: Vec::new(),
             default_params: std::collections::BTreeMap::new(),
+            max_jobs_per_minute: self.max_jobs_per_minute,
+            overwrites: self.overwrites,
             created_at: now,
             updated_at: now,
         })
@@ -573,6 +594,28 @@ impl Integration {
     /// How long the ledger remembers a job of this integration.
     pub fn horizon(&self) -> chrono::Duration {
         chrono::Duration::days(i64::from(self.horizon_days))
+    }
+
+    /// Sets the admission limits: `jobs_per_minute` (`Some(None)` removes the limit) and the
+    /// largest object; each `None` leaves its limit as it is.
+    pub fn set_limits(
+        &mut self,
+        jobs_per_minute: Option<Option<u32>>,
+        max_object_bytes: Option<u64>,
+    ) -> Result<(), LimitError> {
+        if max_object_bytes == Some(0) {
+            return Err(LimitError::ZeroMaxObjectBytes);
+        }
+        if let Some(Some(limit)) = jobs_per_minute {
+            check_jobs_per_minute(limit)?;
+        }
+        if let Some(limit) = jobs_per_minute {
+            self.max_jobs_per_minute = limit;
+        }
+        if let Some(bytes) = max_object_bytes {
+            self.max_object_bytes = bytes;
+        }
+        Ok(())
     }
 
     /// Sets the ledger horizon, in days.

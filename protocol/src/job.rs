@@ -107,6 +107,19 @@ pub fn job_id(integration_id: &str, bucket: &str, key: &str, version: &str) -> S
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// The id of a key, whatever its version: what `--overwrites ignore` lets one job claim. It
+/// cannot be a [`job_id`], which is 32 hex digits.
+pub fn key_id(integration_id: &str, bucket: &str, key: &str) -> String {
+    format!("key-{}", job_id(integration_id, bucket, key, ""))
+}
+
+impl IngestJob {
+    /// The id of this job's key, every version of it.
+    pub fn key_id(&self) -> String {
+        key_id(&self.integration_id, &self.bucket, &self.key)
+    }
+}
+
 impl IngestJob {
     /// The job for `event` under `integration_id`; `received_at` is RFC 3339 UTC.
     pub fn from_event(integration_id: &str, event: ObjectEvent, received_at: String) -> Self {

@@ -4,6 +4,7 @@
 //! depend on this crate, so the event formats, the Standard Webhooks signature, the secret
 //! derivation, the `ingest-job/v1` schema and the per-event decision cannot drift apart.
 //!
+//! - [`admission`]: an integration's rate limit (fixed windows) and overwrite policy.
 //! - [`reason`]: the outcomes and the stable reason strings used in responses, logs and metrics.
 //! - [`integration`]: one customer bucket's configuration; [`names`]: the clouds' naming rules
 //!   for every field that reaches a host.
@@ -16,6 +17,7 @@
 //! - [`decide`]: the pure decision "what happens to this event".
 //! - [`wire`]: request and response bodies, header names and the events path.
 
+pub mod admission;
 pub mod decide;
 pub mod event;
 pub mod integration;

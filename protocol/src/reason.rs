@@ -177,6 +177,13 @@ reasons! {
     Duplicate = "duplicate",
     /// A concurrent request is enqueueing the same object version right now.
     InFlight = "in_flight",
+    /// The integration's `--max-jobs-per-minute` is used up for this minute: the event is sent
+    /// again (the worker and EventBridge retry it; a listing waits for the next minute), and
+    /// nothing is lost.
+    RateLimited = "rate_limited",
+    /// `--overwrites ignore`: another version of this key already became a job, and the
+    /// integration wants only each key's first.
+    OverwriteIgnored = "overwrite_ignored",
     /// The store, ledger, queue or key did not answer: the event, or the whole request (503),
     /// is to be sent again; nothing is lost.
     BackendUnavailable = "backend_unavailable",
@@ -193,9 +200,11 @@ impl Reason {
         match self {
             MalformedEvent | ProviderMismatch | AccountMismatch | BucketMismatch | ModeMismatch
             | QueueRefused => Some(Outcome::Rejected),
-            Paused | InFlight | BackendUnavailable => Some(Outcome::RetryLater),
+            Paused | InFlight | RateLimited | BackendUnavailable => Some(Outcome::RetryLater),
             TestEvent | NotObjectCreated | PrefixFiltered | SuffixFiltered | TooLarge
-            | LoopProtection | FolderMarker | ObjectGone | BeyondHorizon => Some(Outcome::Skipped),
+            | LoopProtection | FolderMarker | ObjectGone | BeyondHorizon | OverwriteIgnored => {
+                Some(Outcome::Skipped)
+            }
             Duplicate => Some(Outcome::Duplicate),
             InvalidSecret | UnknownIntegration | MalformedRequest | PayloadTooLarge
             | TooManyEvents | HeadersTooLarge | RequestTimeout | NotFound | MethodNotAllowed => {

@@ -193,7 +193,8 @@ pub const fn request_error_status(reason: Reason) -> u16 {
         Reason::RequestTimeout => 408,
         Reason::HeadersTooLarge => 431,
         Reason::PayloadTooLarge | Reason::TooManyEvents => 413,
-        Reason::BackendUnavailable | Reason::Paused | Reason::InFlight => 503,
+        // Every reason to send the events again: the whole request is retried.
+        retry if matches!(retry.outcome(), Some(Outcome::RetryLater)) => 503,
         _ => 400,
     }
 }

@@ -23,6 +23,8 @@ pub const MASTER_KEY_KMS_ID: &str = "RELAY_MASTER_KEY_KMS_ID";
 pub const SEALING_KEY_KMS_ID: &str = "RELAY_SEALING_KEY_KMS_ID";
 /// `v2` (default) or `v1`: the schema jobs are written in.
 pub const JOB_SCHEMA: &str = "RELAY_JOB_SCHEMA";
+/// How long the "minute" of `--max-jobs-per-minute` lasts (default `1m`; tests shorten it).
+pub const RATE_WINDOW: &str = "RELAY_RATE_WINDOW";
 /// DynamoDB table of integrations, with `RELAY_BACKEND=aws`.
 pub const INTEGRATIONS_TABLE: &str = "RELAY_INTEGRATIONS_TABLE";
 /// DynamoDB table of the processed-objects ledger and usage counts.
@@ -62,7 +64,7 @@ pub const LAMBDA_HANDLER_POLL: &str = "poll";
 pub const LAMBDA_RUNTIME_API: &str = "AWS_LAMBDA_RUNTIME_API";
 
 /// Every variable the receiver reads, for docs and tests (Terraform sets the AWS ones).
-pub const ALL: [&str; 25] = [
+pub const ALL: [&str; 26] = [
     DATA_DIR,
     LISTEN,
     READ_TIMEOUT,
@@ -88,4 +90,5 @@ pub const ALL: [&str; 25] = [
     MASTER_KEY_KMS_ID,
     SEALING_KEY_KMS_ID,
     JOB_SCHEMA,
+    RATE_WINDOW,
 ];

@@ -252,6 +252,13 @@ operator_events! {
         key: &'a str,
         job_id: &'a str,
     } => count_missed
+    /// A listing (poll tick, safety net, backfill, reconcile) met its integration's
+    /// `--max-jobs-per-minute`: it waits for the next window, then makes the jobs left.
+    RateLimitWait<'a> = "rate_limit_wait", INFO {
+        integration_id: &'a str,
+        jobs_waiting: u64,
+        wait_ms: u64,
+    } => count_rate_limit_wait
     /// A backfill's page (when stderr is not a terminal): the run's figures so far.
     BackfillProgress = "backfill_progress", INFO {
         listed: u64,
@@ -451,6 +458,13 @@ pub const MISSED_BY_EVENTS_TOTAL: MetricSpec = metric(
     &["integration_id"],
     "Jobs a safety net made for objects no event brought, by integration.",
 );
+pub const RATE_LIMIT_WAITS: MetricSpec = metric(
+    "bucket_relay_rate_limit_waits_total",
+    "counter",
+    &["integration_id"],
+    "Times a listing waited for its integration's next rate window, by integration (events \
+     over the rate are counted in bucket_relay_events_total, reason rate_limited).",
+);
 pub const COMMITS_TOTAL: MetricSpec = metric(
     "bucket_relay_commits_total",
     "counter",
@@ -493,6 +507,7 @@ pub const METRICS: &[MetricSpec] = &[
     POLL_TICKS_TOTAL,
     POLL_FAILURES_TOTAL,
     MISSED_BY_EVENTS_TOTAL,
+    RATE_LIMIT_WAITS,
     COMMITS_TOTAL,
     COMMIT_GROUP_SIZE,
     QUEUE_JOBS,
@@ -581,6 +596,14 @@ fn count_poll_failure(event: &PollFailed<'_>) {
 fn count_missed(event: &MissedByEvents<'_>) {
     metrics::counter!(
         MISSED_BY_EVENTS_TOTAL.name,
+        "integration_id" => event.integration_id.to_owned()
+    )
+    .increment(1);
+}
+
+fn count_rate_limit_wait(event: &RateLimitWait<'_>) {
+    metrics::counter!(
+        RATE_LIMIT_WAITS.name,
         "integration_id" => event.integration_id.to_owned()
     )
     .increment(1);

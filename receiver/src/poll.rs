@@ -25,7 +25,7 @@ use crate::backend::{
 };
 use crate::events::{MissedByEvents, ObjectRejected, ObjectSkipped, PollFailed, PollTick};
 use crate::item::Item;
-use crate::settle::{hold_past_horizon, settle};
+use crate::settle::{hold_past_horizon, settle_within_rate};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use futures::StreamExt;
 use relay_protocol::event::listed::{ListedFrom, ListedObject};
@@ -699,7 +699,7 @@ impl Poller {
             tally.jobs += items.iter().filter(|item| item.job.is_some()).count() as u64;
             return Ok(());
         }
-        settle(self.intake.as_ref(), integration, &mut items, now).await?;
+        settle_within_rate(self.intake.as_ref(), integration, &mut items, now).await?;
         let mut unsettled = 0;
         for item in items.iter().filter(|item| item.job.is_some()) {
             match item.outcome {
@@ -878,7 +878,9 @@ mod tests {
             let decision = decide_via(Via::Listing, &integration, Ok(event), at);
             let mut items = [Item::from_decision(key.to_owned(), decision)];
             let intake = self.poller.intake.as_ref();
-            settle(intake, &integration, &mut items, at).await.unwrap();
+            crate::settle::settle(intake, &integration, &mut items, at)
+                .await
+                .unwrap();
             items[0].outcome
         }
 

@@ -10,7 +10,7 @@ use crate::backend::bucket::Page;
 use crate::backend::{Intake, JobRecords, LedgerTime, Recorded};
 use crate::item::Item;
 use crate::poll::{Poller, RunError};
-use crate::settle::settle;
+use crate::settle::settle_within_rate;
 use chrono::{DateTime, SecondsFormat, Utc};
 use relay_protocol::event::listed::{ListedFrom, ListedObject};
 use relay_protocol::{
@@ -207,7 +207,7 @@ impl PageCheck<'_> {
         let Some(intake) = self.intake.filter(|_| !missing.is_empty()) else {
             return Ok(());
         };
-        settle(intake, self.integration, &mut missing, now).await?;
+        settle_within_rate(intake, self.integration, &mut missing, now).await?;
         for item in &missing {
             match item.outcome {
                 Outcome::Accepted => found.repaired += 1,
@@ -322,7 +322,7 @@ mod tests {
             })
             .collect();
         let mut arrived = arrived;
-        settle(
+        crate::settle::settle(
             backends.intake.as_ref(),
             &integration,
             &mut arrived,

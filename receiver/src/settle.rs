@@ -10,10 +10,12 @@
 //! history are written once.
 
 use crate::backend::{
-    BackendError, Commit, Committed, Intake, JobRecords, LedgerTime, Recorded, Settled,
+    BackendError, Commit, Committed, Intake, JobRecords, LedgerTime, RateLimit, Recorded, Settled,
 };
+use crate::events::RateLimitWait;
 use crate::item::Item;
 use chrono::{DateTime, Utc};
+use relay_protocol::admission::{Overwrites, Window};
 use relay_protocol::wire::MAX_EVENTS_PER_REQUEST;
 use relay_protocol::{Integration, Outcome, Reason};
 use std::collections::HashSet;
@@ -31,10 +33,58 @@ pub(crate) async fn settle(
     items: &mut [Item],
     now: DateTime<Utc>,
 ) -> Result<(), BackendError> {
+    settle_where(intake, integration, items, now, |_| true).await
+}
+
+/// Settles like [`settle`], then waits out the integration's rate: what a listing's window had
+/// no room for is settled again as each next window opens, until nothing is left
+/// `rate_limited`. So a listing slows to the limit instead of failing or skipping objects.
+pub(crate) async fn settle_within_rate(
+    intake: &dyn Intake,
+    integration: &Integration,
+    items: &mut [Item],
+    now: DateTime<Utc>,
+) -> Result<(), BackendError> {
+    settle(intake, integration, items, now).await?;
+    let limited = |item: &Item| item.reason == Some(Reason::RateLimited);
+    loop {
+        let waiting = items.iter().filter(|item| limited(item)).count();
+        if waiting == 0 {
+            return Ok(());
+        }
+        let now = Utc::now();
+        let window = Window::containing(now, intake.rate_window());
+        let wait = (window.end - now).to_std().unwrap_or_default();
+        RateLimitWait {
+            integration_id: &integration.id,
+            jobs_waiting: waiting as u64,
+            wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+        }
+        .emit();
+        tokio::time::sleep(wait).await;
+        settle_where(intake, integration, items, Utc::now(), limited).await?;
+    }
+}
+
+/// [`settle`] for the items `wanted` picks; the others are left as they are.
+async fn settle_where(
+    intake: &dyn Intake,
+    integration: &Integration,
+    items: &mut [Item],
+    now: DateTime<Utc>,
+    wanted: impl Fn(&Item) -> bool,
+) -> Result<(), BackendError> {
     let mut seen = HashSet::new();
     let mut pending = Vec::new();
     let mut settled = Vec::new();
+    let window = Window::containing(now, intake.rate_window());
+    let limit = integration
+        .max_jobs_per_minute
+        .map(|per_window| RateLimit { window, per_window });
     for (index, item) in items.iter_mut().enumerate() {
+        if !wanted(item) {
+            continue;
+        }
         if let Some(job) = &item.job {
             if seen.insert(job.job_id.clone()) {
                 pending.push(index);
@@ -68,6 +118,8 @@ pub(crate) async fn settle(
                     settled: std::mem::take(&mut settled),
                     now,
                     horizon: integration.horizon(),
+                    limit,
+                    first_versions_only: integration.overwrites == Overwrites::Ignore,
                 };
                 match intake.commit(&commit).await {
                     Ok(committed) => committed,
@@ -208,5 +260,166 @@ mod tests {
         let counts = usage.usage(&integration().id, day, day).await.unwrap();
         let total: u64 = counts.values().flat_map(|c| c.values()).sum();
         assert_eq!(total, 2);
+    }
+
+    /// Two intakes over one store, as two receivers are: claiming over one in-memory ledger,
+    /// and two handles on one SQLite file.
+    fn receivers(window: chrono::Duration) -> Vec<(&'static str, [Arc<dyn Intake>; 2])> {
+        let ledger = Arc::new(MemoryLedger::default());
+        let claiming = || -> Arc<dyn Intake> {
+            Arc::new(
+                Claiming::new(
+                    ledger.clone(),
+                    Arc::new(MemoryQueue::default()),
+                    Arc::new(MemoryUsage::default()),
+                    Arc::new(MemoryHistory::default()),
+                )
+                .with_rate_window(window),
+            )
+        };
+        let mut all = vec![("claiming", [claiming(), claiming()])];
+        #[cfg(feature = "embedded")]
+        {
+            let dir = tempfile::tempdir().unwrap().keep();
+            let path = dir.join("relay.db");
+            let sqlite = || -> Arc<dyn Intake> {
+                Arc::new(
+                    crate::backend::sqlite::Sqlite::open(&path)
+                        .unwrap()
+                        .with_rate_window(window),
+                )
+            };
+            all.push(("sqlite", [sqlite(), sqlite()]));
+        }
+        all
+    }
+
+    fn reasons(items: &[Item]) -> std::collections::BTreeMap<String, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        for item in items {
+            let word = item.reason.map_or(item.outcome.as_str(), Reason::as_str);
+            *counts.entry(word.to_owned()).or_default() += 1;
+        }
+        counts
+    }
+
+    fn limited(per_minute: u32) -> Integration {
+        let mut integration = integration();
+        integration
+            .set_limits(Some(Some(per_minute)), None)
+            .unwrap();
+        integration
+    }
+
+    #[tokio::test]
+    async fn a_window_admits_its_limit_across_receivers_and_the_rest_are_rate_limited() {
+        let integration = limited(60);
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        for (backend, [first, second]) in receivers(chrono::Duration::minutes(1)) {
+            let batch = |from: usize, count: usize| -> Vec<Item> {
+                (from..from + count)
+                    .map(|i| item(&i.to_string(), &format!("k{i}")))
+                    .collect()
+            };
+            let mut a = batch(0, 100);
+            settle(first.as_ref(), &integration, &mut a, now)
+                .await
+                .unwrap();
+            let expected = [("accepted".to_owned(), 60), ("rate_limited".to_owned(), 40)];
+            assert_eq!(reasons(&a), expected.into(), "{backend}");
+            let mut b = batch(100, 10);
+            settle(second.as_ref(), &integration, &mut b, now)
+                .await
+                .unwrap();
+            assert_eq!(
+                reasons(&b),
+                [("rate_limited".to_owned(), 10)].into(),
+                "{backend}"
+            );
+            // The next window admits what was sent again, and nothing twice.
+            let next = now + chrono::Duration::minutes(1);
+            let mut again: Vec<Item> = batch(60, 50);
+            settle(second.as_ref(), &integration, &mut again, next)
+                .await
+                .unwrap();
+            assert_eq!(
+                reasons(&again),
+                [("accepted".to_owned(), 50)].into(),
+                "{backend}"
+            );
+            let mut old = batch(0, 10);
+            settle(first.as_ref(), &integration, &mut old, next)
+                .await
+                .unwrap();
+            assert_eq!(
+                reasons(&old),
+                [("duplicate".to_owned(), 10)].into(),
+                "{backend}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_listing_waits_for_the_next_window_and_makes_every_job() {
+        let integration = limited(20);
+        let window = chrono::Duration::milliseconds(150);
+        for (backend, [intake, _]) in receivers(window) {
+            let mut items: Vec<Item> = (0..50)
+                .map(|i| item(&i.to_string(), &format!("listed/{i}")))
+                .collect();
+            let started = std::time::Instant::now();
+            settle_within_rate(intake.as_ref(), &integration, &mut items, Utc::now())
+                .await
+                .unwrap();
+            assert_eq!(
+                reasons(&items),
+                [("accepted".to_owned(), 50)].into(),
+                "{backend}"
+            );
+            // 50 jobs at 20 a window touch at least three windows: two window boundaries.
+            assert!(
+                started.elapsed()
+                    >= (window * 2).to_std().unwrap() - std::time::Duration::from_millis(150),
+                "{backend}: a listing over the limit must wait"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn with_overwrites_ignored_only_a_keys_first_version_becomes_a_job() {
+        let now = Utc::now();
+        let version = |id: &str, job: &str| {
+            let job = Box::new(sample_job(job, "scans/a.pdf"));
+            Item::from_decision(id.to_owned(), relay_protocol::Decision::Enqueue(job))
+        };
+        for (backend, [first, second]) in receivers(chrono::Duration::minutes(1)) {
+            let mut ignoring = integration();
+            ignoring.overwrites = Overwrites::Ignore;
+            let mut items = vec![version("1", "j_v1")];
+            settle(first.as_ref(), &ignoring, &mut items, now)
+                .await
+                .unwrap();
+            assert_eq!(items[0].outcome, Outcome::Accepted, "{backend}");
+            let mut items = vec![version("2", "j_v2"), version("3", "j_v1")];
+            settle(second.as_ref(), &ignoring, &mut items, now)
+                .await
+                .unwrap();
+            assert_eq!(
+                (items[0].outcome, items[0].reason),
+                (Outcome::Skipped, Some(Reason::OverwriteIgnored)),
+                "{backend}: a second version"
+            );
+            assert_eq!(
+                items[1].outcome,
+                Outcome::Duplicate,
+                "{backend}: the first again"
+            );
+            // Told new-job, the same second version becomes its own job.
+            let mut items = vec![version("4", "j_v2")];
+            settle(first.as_ref(), &integration(), &mut items, now)
+                .await
+                .unwrap();
+            assert_eq!(items[0].outcome, Outcome::Accepted, "{backend}");
+        }
     }
 }

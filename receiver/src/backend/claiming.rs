@@ -6,12 +6,13 @@
 //! [`super::CLAIM_LEASE`]; see docs/contract.md for what the pipeline sees in that case.
 
 use super::{
-    BackendError, Claim, Commit, Committed, Delivery, History, Intake, Ledger, LedgerTime, Queue,
-    UsageLog,
+    BackendError, Claim, Commit, Committed, Delivery, First, History, Intake, Ledger, LedgerTime,
+    Queue, UsageLog, DEFAULT_RATE_WINDOW,
 };
 use crate::events::{EnqueueFailed, EnqueueRefused};
 use crate::telemetry::log_backend_error as log_error;
 use async_trait::async_trait;
+use chrono::Duration;
 use rand::distr::{Alphanumeric, SampleString};
 use relay_protocol::IngestJob;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ pub struct Claiming {
     queue: Arc<dyn Queue>,
     usage: Arc<dyn UsageLog>,
     history: Arc<dyn History>,
+    rate_window: Duration,
 }
 
 impl Claiming {
@@ -35,7 +37,86 @@ impl Claiming {
             queue,
             usage,
             history,
+            rate_window: DEFAULT_RATE_WINDOW,
         }
+    }
+
+    /// A rate window other than a minute (`RELAY_RATE_WINDOW`).
+    #[must_use]
+    pub fn with_rate_window(self, rate_window: Duration) -> Self {
+        Claiming {
+            rate_window,
+            ..self
+        }
+    }
+
+    /// Claim, send, complete: each job's answer, in order. Under `--overwrites ignore` a job
+    /// first claims its key; a key another version holds is not claimed at all.
+    async fn claim_and_send(
+        &self,
+        jobs: &[&IngestJob],
+        commit: &Commit<'_>,
+    ) -> Result<Vec<Committed>, BackendError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let at = commit.ledger_time();
+        let firsts = if commit.first_versions_only {
+            let firsts = self.ledger.claim_first(jobs, at).await?;
+            answered_for_each(&firsts, jobs, "key claims")?;
+            firsts
+        } else {
+            vec![First::Ours; jobs.len()]
+        };
+        let ours: Vec<&IngestJob> = jobs
+            .iter()
+            .zip(&firsts)
+            .filter(|(_, first)| **first == First::Ours)
+            .map(|(job, _)| *job)
+            .collect();
+        let token = Alphanumeric.sample_string(&mut rand::rng(), 16);
+        let claims = if ours.is_empty() {
+            Vec::new()
+        } else {
+            self.ledger.claim(&ours, at, &token).await?
+        };
+        answered_for_each(&claims, &ours, "claims")?;
+        let claimed: Vec<&IngestJob> = ours
+            .iter()
+            .zip(&claims)
+            .filter(|(_, claim)| **claim == Claim::Claimed)
+            .map(|(job, _)| *job)
+            .collect();
+        let mut sent = self.send_claimed(&claimed, &token, at).await.into_iter();
+        let mut claims = claims.iter();
+        let committed: Vec<Committed> = firsts
+            .iter()
+            .map(|first| match first {
+                First::Other => Committed::OverwriteIgnored,
+                First::Ours => match claims.next() {
+                    Some(Claim::Claimed) => sent.next().unwrap_or(Committed::Failed),
+                    Some(Claim::Done) => Committed::Duplicate,
+                    Some(Claim::InFlight) => Committed::InFlight,
+                    None => Committed::Failed,
+                },
+            })
+            .collect();
+        if commit.first_versions_only {
+            // A key claimed for a job that was not made is let go, so the next version (or
+            // this one's retry) may have it; a job another request is making keeps it.
+            let unmade: Vec<&IngestJob> = jobs
+                .iter()
+                .zip(&committed)
+                .filter(|(_, c)| matches!(c, Committed::Failed | Committed::Refused))
+                .map(|(job, _)| *job)
+                .collect();
+            if !unmade.is_empty() {
+                if let Err(err) = self.ledger.release_first(&unmade).await {
+                    log_error(&err);
+                }
+            }
+        }
+        Ok(committed)
     }
 
     /// Sends the claimed jobs; completes the sent ones and releases the others.
@@ -110,40 +191,41 @@ impl Claiming {
 #[async_trait]
 impl Intake for Claiming {
     async fn commit(&self, commit: &Commit<'_>) -> Result<Vec<Committed>, BackendError> {
-        let committed = if commit.jobs.is_empty() {
-            Vec::new()
-        } else {
-            let token = Alphanumeric.sample_string(&mut rand::rng(), 16);
-            let claims = self
-                .ledger
-                .claim(&commit.jobs, commit.ledger_time(), &token)
-                .await?;
-            if claims.len() != commit.jobs.len() {
-                return Err(BackendError::new(
-                    "ledger",
-                    format!("{} claims for {} jobs", claims.len(), commit.jobs.len()),
-                ));
+        let wanted = u32::try_from(commit.jobs.len()).unwrap_or(u32::MAX);
+        let admitted = match &commit.limit {
+            Some(limit) if wanted > 0 => {
+                let granted = self
+                    .ledger
+                    .admit(commit.integration_id, limit, wanted)
+                    .await?;
+                usize::try_from(granted).map_or(0, |granted| granted.min(commit.jobs.len()))
             }
-            let claimed: Vec<&IngestJob> = commit
-                .jobs
-                .iter()
-                .zip(&claims)
-                .filter(|(_, claim)| **claim == Claim::Claimed)
-                .map(|(job, _)| *job)
-                .collect();
-            let mut sent = self
-                .send_claimed(&claimed, &token, commit.ledger_time())
-                .await
-                .into_iter();
-            claims
-                .iter()
-                .map(|claim| match claim {
-                    Claim::Claimed => sent.next().unwrap_or(Committed::Failed),
-                    Claim::Done => Committed::Duplicate,
-                    Claim::InFlight => Committed::InFlight,
-                })
-                .collect()
+            _ => commit.jobs.len(),
         };
+        let (admitted_jobs, limited) = commit.jobs.split_at(admitted);
+        let result = self.claim_and_send(admitted_jobs, commit).await;
+        if let Some(limit) = &commit.limit {
+            // Admissions taken for jobs that were not made are given back.
+            let made = result.as_ref().map_or(0, |committed| {
+                committed
+                    .iter()
+                    .filter(|c| **c == Committed::Enqueued)
+                    .count()
+            });
+            let unused = u32::try_from(admitted - made).unwrap_or(0);
+            if unused > 0 {
+                if let Err(err) = self
+                    .ledger
+                    .readmit(commit.integration_id, limit, unused)
+                    .await
+                {
+                    // The window admits fewer than it could until it ends: nothing is lost.
+                    log_error(&err);
+                }
+            }
+        }
+        let mut committed = result?;
+        committed.extend(limited.iter().map(|_| Committed::RateLimited));
         // Usage and history are for reports and diagnosis; the events themselves are settled,
         // so a failure to record them is logged, not answered.
         let settlement = commit.settlement(&committed);
@@ -172,8 +254,28 @@ impl Intake for Claiming {
         Ok(committed)
     }
 
+    fn rate_window(&self) -> Duration {
+        self.rate_window
+    }
+
     async fn probe(&self) -> Result<(), BackendError> {
         self.ledger.probe().await?;
         self.queue.probe().await
+    }
+}
+
+/// A ledger that answers short cannot be paired with the jobs: the commit fails whole.
+fn answered_for_each<T>(
+    answers: &[T],
+    jobs: &[&IngestJob],
+    what: &str,
+) -> Result<(), BackendError> {
+    if answers.len() == jobs.len() {
+        Ok(())
+    } else {
+        Err(BackendError::new(
+            "ledger",
+            format!("{} {what} for {} jobs", answers.len(), jobs.len()),
+        ))
     }
 }

@@ -12,6 +12,10 @@
 //!   each item's `expires_at` moved: [`JobRecords::restamp`] (`bucket-relay ledger restamp`).
 //!   Usage counts live in the same table under `job_id = usage#<integration>#<day>`, one
 //!   `UpdateItem … ADD` per request.
+//! - A rate window's count (`--max-jobs-per-minute`) under `admitted#<integration>#<window>`:
+//!   one `UpdateItem … ADD` with the condition that the window is not full; an overshoot is
+//!   given back with a second one. `--overwrites ignore` claims each key once, under
+//!   [`IngestJob::key_id`], with a conditional `PutItem` naming the job that holds it.
 //! - Cursors (a poll watermark, a backfill's place) live there too, under
 //!   `job_id = cursor#<integration>#<name>`, with no expiry.
 //! - The history, too: `object#<integration>#<key>` (the key's last event), `enqueued#<integration>#<key>`
@@ -25,13 +29,15 @@ use super::{
     ObjectHistory, Recorded, Seen, Store, UsageCounts, UsageKey, UsageLog, CLAIM_LEASE,
     HISTORY_RETENTION,
 };
+use super::{First, RateLimit};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, PutRequest, ReturnValuesOnConditionCheckFailure, WriteRequest,
+    AttributeValue, PutRequest, ReturnValue, ReturnValuesOnConditionCheckFailure, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use futures::stream::{self, StreamExt};
+use relay_protocol::admission;
 use relay_protocol::{IngestJob, Integration, Outcome, Reason};
 use std::collections::{BTreeMap, HashMap};
 
@@ -230,6 +236,43 @@ impl DynamoLedger {
         })
     }
 
+    /// `--overwrites ignore`: one conditional `PutItem` on the key's item, won when nobody holds
+    /// the key, this job holds it already, or the holder is forgotten (past the horizon).
+    async fn claim_first_one(
+        &self,
+        job: &IngestJob,
+        at: LedgerTime,
+    ) -> Result<First, BackendError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("job_id", s(job.key_id()))
+            .item(KEY_OWNER, s(&job.job_id))
+            .item("integration_id", s(&job.integration_id))
+            .item("made_at_ms", n(at.now.timestamp_millis()))
+            .item(TTL_ATTRIBUTE, n(at.kept_until().timestamp()))
+            .condition_expression(
+                "attribute_not_exists(job_id) OR #owner = :job OR made_at_ms <= :forgotten_ms \
+                 OR #ttl <= :now_s",
+            )
+            .expression_attribute_names("#owner", KEY_OWNER)
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":job", s(&job.job_id))
+            .expression_attribute_values(
+                ":forgotten_ms",
+                n(at.forgotten_before().timestamp_millis()),
+            )
+            .expression_attribute_values(":now_s", n(at.now.timestamp()))
+            .send()
+            .await;
+        match result.map_err(|e| e.into_service_error()) {
+            Ok(_) => Ok(First::Ours),
+            Err(e) if e.is_conditional_check_failed_exception() => Ok(First::Other),
+            Err(e) => Err(sdk_err(e)),
+        }
+    }
+
     /// The entry's state, for emulators that do not return the item on a failed condition.
     async fn current_state(&self, job_id: &str) -> Result<AttributeValue, BackendError> {
         let out = self
@@ -306,6 +349,16 @@ impl DynamoLedger {
     }
 }
 
+/// A rate window's item: how many jobs the integration made in it.
+fn admitted_id(integration_id: &str, window: i64) -> String {
+    format!("admitted#{integration_id}#{window}")
+}
+
+/// The attribute of a window's count.
+const ADMITTED: &str = "admitted";
+/// The attribute of the job a key belongs to under `--overwrites ignore`.
+const KEY_OWNER: &str = "owner_job_id";
+
 /// A usage item's key: an hour's (`2026-11-30T05`), or a whole day's (written before usage was
 /// kept per hour).
 fn usage_id(integration_id: &str, when: &str) -> String {
@@ -375,6 +428,118 @@ impl Ledger for DynamoLedger {
             .send()
             .await
             .map_err(sdk_err)?;
+        Ok(())
+    }
+
+    async fn admit(
+        &self,
+        integration_id: &str,
+        limit: &RateLimit,
+        wanted: u32,
+    ) -> Result<u32, BackendError> {
+        let id = admitted_id(integration_id, limit.window.index);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("job_id", s(&id))
+            .update_expression("ADD #admitted :wanted SET #ttl = :exp")
+            .condition_expression("attribute_not_exists(#admitted) OR #admitted < :limit")
+            .expression_attribute_names("#admitted", ADMITTED)
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":wanted", n(i64::from(wanted)))
+            .expression_attribute_values(":limit", n(i64::from(limit.per_window)))
+            .expression_attribute_values(":exp", n(limit.kept_until().timestamp()))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        let total = match result {
+            Ok(out) => out
+                .attributes
+                .as_ref()
+                .and_then(|item| number(item, ADMITTED))
+                .ok_or_else(|| err("the admission count came back without its value"))?,
+            Err(e) => {
+                let e = e.into_service_error();
+                if e.is_conditional_check_failed_exception() {
+                    return Ok(0); // the window is full: one write, nothing to give back
+                }
+                return Err(sdk_err(e));
+            }
+        };
+        let before = u64::try_from(total - i64::from(wanted)).unwrap_or(0);
+        let granted = admission::room(limit.per_window, before, u64::from(wanted));
+        let granted = u32::try_from(granted).unwrap_or(wanted);
+        if granted < wanted {
+            // The overshoot is given back at once; meanwhile another receiver may be told less
+            // room than there is, never more.
+            if let Err(err) = self.readmit(integration_id, limit, wanted - granted).await {
+                crate::telemetry::log_backend_error(&err);
+            }
+        }
+        Ok(granted)
+    }
+
+    async fn readmit(
+        &self,
+        integration_id: &str,
+        limit: &RateLimit,
+        count: u32,
+    ) -> Result<(), BackendError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("job_id", s(admitted_id(integration_id, limit.window.index)))
+            .update_expression("ADD #admitted :back")
+            .condition_expression("attribute_exists(#admitted)")
+            .expression_attribute_names("#admitted", ADMITTED)
+            .expression_attribute_values(":back", n(-i64::from(count)))
+            .send()
+            .await;
+        match result.map_err(|e| e.into_service_error()) {
+            Err(e) if !e.is_conditional_check_failed_exception() => Err(sdk_err(e)),
+            _ => Ok(()),
+        }
+    }
+
+    async fn claim_first(
+        &self,
+        jobs: &[&IngestJob],
+        at: LedgerTime,
+    ) -> Result<Vec<First>, BackendError> {
+        let claims: Vec<_> = jobs
+            .iter()
+            .map(|job| self.claim_first_one(job, at))
+            .collect();
+        stream::iter(claims)
+            .buffered(CLAIM_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    async fn release_first(&self, jobs: &[&IngestJob]) -> Result<(), BackendError> {
+        for job in jobs {
+            let result = self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .key("job_id", s(job.key_id()))
+                .condition_expression("#owner = :job")
+                .expression_attribute_names("#owner", KEY_OWNER)
+                .expression_attribute_values(":job", s(&job.job_id))
+                .send()
+                .await;
+            if let Err(e) = result {
+                let e = e.into_service_error();
+                // Another version's now: not ours to let go.
+                if !e.is_conditional_check_failed_exception() {
+                    return Err(sdk_err(e));
+                }
+            }
+        }
         Ok(())
     }
 

@@ -8,8 +8,10 @@ use super::{
     Keyring, Ledger, LedgerTime, MasterKey, MasterKeySource, ObjectHistory, Queue, Recorded, Seen,
     Store, UsageCounts, UsageLog, CLAIM_LEASE,
 };
+use super::{First, RateLimit};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
+use relay_protocol::admission::room;
 use relay_protocol::event::listed::ListedObject;
 use relay_protocol::{IngestJob, Integration, Outcome};
 use std::collections::{BTreeMap, HashMap};
@@ -134,6 +136,10 @@ enum Entry {
 #[derive(Default)]
 pub struct MemoryLedger {
     entries: Mutex<HashMap<String, Entry>>,
+    /// Each (integration, window)'s admissions.
+    admitted: Mutex<HashMap<(String, i64), u64>>,
+    /// Each key's job under `--overwrites ignore`, and when it was claimed.
+    firsts: Mutex<HashMap<String, (String, DateTime<Utc>)>>,
 }
 
 #[async_trait]
@@ -200,6 +206,63 @@ impl Ledger for MemoryLedger {
         for id in job_ids {
             if matches!(map.get(*id), Some(Entry::Pending { token: owner, .. }) if owner == token) {
                 map.remove(*id);
+            }
+        }
+        Ok(())
+    }
+    async fn admit(
+        &self,
+        integration_id: &str,
+        limit: &RateLimit,
+        wanted: u32,
+    ) -> Result<u32, BackendError> {
+        let mut admitted = self.admitted.lock().unwrap();
+        let count = admitted
+            .entry((integration_id.to_owned(), limit.window.index))
+            .or_default();
+        let granted = room(limit.per_window, *count, u64::from(wanted));
+        *count += granted;
+        Ok(u32::try_from(granted).unwrap_or(wanted))
+    }
+    async fn readmit(
+        &self,
+        integration_id: &str,
+        limit: &RateLimit,
+        count: u32,
+    ) -> Result<(), BackendError> {
+        let mut admitted = self.admitted.lock().unwrap();
+        if let Some(taken) = admitted.get_mut(&(integration_id.to_owned(), limit.window.index)) {
+            *taken = taken.saturating_sub(u64::from(count));
+        }
+        Ok(())
+    }
+    async fn claim_first(
+        &self,
+        jobs: &[&IngestJob],
+        at: LedgerTime,
+    ) -> Result<Vec<First>, BackendError> {
+        let mut firsts = self.firsts.lock().unwrap();
+        Ok(jobs
+            .iter()
+            .map(|job| match firsts.get(&job.key_id()) {
+                Some((owner, made)) if *made > at.forgotten_before() && *owner != job.job_id => {
+                    First::Other
+                }
+                _ => {
+                    firsts.insert(job.key_id(), (job.job_id.clone(), at.now));
+                    First::Ours
+                }
+            })
+            .collect())
+    }
+    async fn release_first(&self, jobs: &[&IngestJob]) -> Result<(), BackendError> {
+        let mut firsts = self.firsts.lock().unwrap();
+        for job in jobs {
+            if firsts
+                .get(&job.key_id())
+                .is_some_and(|(owner, _)| *owner == job.job_id)
+            {
+                firsts.remove(&job.key_id());
             }
         }
         Ok(())

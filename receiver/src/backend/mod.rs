@@ -50,6 +50,7 @@ pub mod sqs;
 pub use crate::keys::Keyring;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
+use relay_protocol::admission::Window;
 use relay_protocol::{IngestJob, Integration, Outcome, Reason};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -198,6 +199,11 @@ pub enum Committed {
     Failed,
     /// The queue refuses the job as it is; nothing remembers it, and the event is dead-lettered.
     Refused,
+    /// The integration's window has no room for another job: nothing was sent, nothing
+    /// remembers it, and the event is sent again.
+    RateLimited,
+    /// `--overwrites ignore`: another version of the key became the key's job.
+    OverwriteIgnored,
 }
 
 impl Committed {
@@ -209,6 +215,8 @@ impl Committed {
             Committed::InFlight => (Outcome::RetryLater, Some(Reason::InFlight)),
             Committed::Failed => (Outcome::RetryLater, Some(Reason::BackendUnavailable)),
             Committed::Refused => (Outcome::Rejected, Some(Reason::QueueRefused)),
+            Committed::RateLimited => (Outcome::RetryLater, Some(Reason::RateLimited)),
+            Committed::OverwriteIgnored => (Outcome::Skipped, Some(Reason::OverwriteIgnored)),
         }
     }
 }
@@ -234,6 +242,37 @@ pub struct Commit<'a> {
     pub now: DateTime<Utc>,
     /// How long the ledger remembers these jobs: the integration's horizon.
     pub horizon: Duration,
+    /// The integration's rate in this commit's window, when it has one.
+    pub limit: Option<RateLimit>,
+    /// `--overwrites ignore`: each job must also be the first of its key.
+    pub first_versions_only: bool,
+}
+
+/// One window of an integration's rate ([`relay_protocol::admission`]): the most new jobs it
+/// admits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub window: Window,
+    pub per_window: u32,
+}
+
+impl RateLimit {
+    /// Until when the window's count is kept: an hour past its end, for `status` to read.
+    pub fn kept_until(&self) -> DateTime<Utc> {
+        self.window.end + Duration::hours(1)
+    }
+}
+
+/// The length of a rate window unless a receiver is told otherwise: `--max-jobs-per-minute`.
+pub const DEFAULT_RATE_WINDOW: Duration = Duration::minutes(1);
+
+/// Whose a key is under `--overwrites ignore`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum First {
+    /// This job is the key's job (it claimed the key now, or had claimed it before).
+    Ours,
+    /// Another version's job has the key.
+    Other,
 }
 
 impl Commit<'_> {
@@ -372,6 +411,8 @@ pub trait Intake: Send + Sync {
     /// Puts every job not seen before on the ingest queue, exactly once, and records the
     /// request's usage counts; one answer per job, in order. `Err` means nothing was enqueued.
     async fn commit(&self, commit: &Commit<'_>) -> Result<Vec<Committed>, BackendError>;
+    /// How long one window of `--max-jobs-per-minute` lasts here ([`DEFAULT_RATE_WINDOW`]).
+    fn rate_window(&self) -> Duration;
     /// Whether the ledger and the queue answer, with nothing written: what a test event checks.
     async fn probe(&self) -> Result<(), BackendError>;
 }
@@ -450,6 +491,30 @@ pub trait Ledger: Send + Sync {
     /// Drops `token`'s claims on jobs that could not be enqueued, so their retry is not a
     /// duplicate; another request's claim on the same job is left alone.
     async fn release(&self, job_ids: &[&str], token: &ClaimToken) -> Result<(), BackendError>;
+    /// Takes up to `wanted` of the window's admissions for `integration_id`, never past its
+    /// limit whatever other receivers take meanwhile; answers how many it took.
+    async fn admit(
+        &self,
+        integration_id: &str,
+        limit: &RateLimit,
+        wanted: u32,
+    ) -> Result<u32, BackendError>;
+    /// Gives back admissions taken for jobs that were not made (duplicates, failures).
+    async fn readmit(
+        &self,
+        integration_id: &str,
+        limit: &RateLimit,
+        count: u32,
+    ) -> Result<(), BackendError>;
+    /// `--overwrites ignore`: claims each job's key ([`IngestJob::key_id`]) for the job, unless
+    /// another version's job holds it and the ledger still remembers that one.
+    async fn claim_first(
+        &self,
+        jobs: &[&IngestJob],
+        at: LedgerTime,
+    ) -> Result<Vec<First>, BackendError>;
+    /// Drops the key claims of jobs that were not made, so another version may have the key.
+    async fn release_first(&self, jobs: &[&IngestJob]) -> Result<(), BackendError>;
     /// A read that shows the ledger answers.
     async fn probe(&self) -> Result<(), BackendError>;
 }
@@ -890,6 +955,8 @@ mod tests {
             settled: vec![skipped, unparsed],
             now,
             horizon: Duration::days(400),
+            limit: None,
+            first_versions_only: false,
         };
         let history = commit
             .settlement(&[Committed::Enqueued, Committed::Duplicate])

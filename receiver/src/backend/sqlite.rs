@@ -26,9 +26,11 @@ use super::{
     LedgerTime, ObjectHistory, Recorded, Seen, Settled, Settlement, Store, UsageCounts, UsageKey,
     UsageLog, HISTORY_RETENTION, OLD_LEDGER_RETENTION,
 };
+use super::{RateLimit, DEFAULT_RATE_WINDOW};
 use crate::events::{CheckpointFailed, GroupCommitted, UsageKeyUnknown};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
+use relay_protocol::admission;
 use relay_protocol::job::JobSchema;
 use relay_protocol::{IngestJob, Integration, Outcome, Reason};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -42,8 +44,10 @@ const BACKEND: &str = "sqlite";
 /// needs (job id, expiry) in one B-tree; the jobs table carries everything else. 3: the
 /// history (`objects`, `last_seen`). 4: the ledger keeps when each job was made, and whether
 /// it is still remembered is read from its integration's horizon. (Usage counts are kept per
-/// hour since; a day's rows written before stay as they are and still add up.)
-const SCHEMA_VERSION: i64 = 4;
+/// hour since; a day's rows written before stay as they are and still add up.) 5: each rate
+/// window's admissions (`admitted`) and each key's one job under `--overwrites ignore`
+/// (`first_versions`).
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS integrations (
@@ -87,6 +91,17 @@ CREATE TABLE IF NOT EXISTS last_seen (  -- the history: the last event per outco
     at_ms          INTEGER NOT NULL,
     PRIMARY KEY (integration_id, outcome)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS admitted (  -- jobs made per rate window (--max-jobs-per-minute)
+    integration_id TEXT NOT NULL,
+    window_index   INTEGER NOT NULL,    -- the window's number since the Unix epoch
+    count          INTEGER NOT NULL,
+    PRIMARY KEY (integration_id, window_index)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS first_versions (  -- --overwrites ignore: the one job of each key
+    key_id     TEXT PRIMARY KEY,             -- IngestJob::key_id
+    job_id     TEXT NOT NULL,
+    made_at_ms INTEGER NOT NULL              -- forgotten with its integration's horizon
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS jobs (
     seq    INTEGER PRIMARY KEY,   -- rising: jobs are only ever appended
     job_id TEXT NOT NULL,
@@ -113,6 +128,24 @@ INSERT INTO ledger (job_id, made_at_ms) VALUES (?1, ?2)
 ON CONFLICT (job_id) DO UPDATE SET made_at_ms = excluded.made_at_ms
 WHERE ledger.made_at_ms <= ?3";
 const ENQUEUE_JOB: &str = "INSERT INTO jobs (job_id, body) VALUES (?1, ?2)";
+/// Whether the ledger remembers a job: ?1 job id, ?2 the horizon's start.
+const REMEMBERED: &str = "SELECT 1 FROM ledger WHERE job_id = ?1 AND made_at_ms > ?2";
+/// ?1 integration, ?2 window.
+const ADMITTED: &str = "SELECT count FROM admitted WHERE integration_id = ?1 AND window_index = ?2";
+/// ?1 integration, ?2 window, ?3 jobs made.
+const ADD_ADMITTED: &str = "
+INSERT INTO admitted (integration_id, window_index, count) VALUES (?1, ?2, ?3)
+ON CONFLICT (integration_id, window_index) DO UPDATE SET count = count + excluded.count";
+/// ?1 integration, ?2 the oldest window kept.
+const FORGET_WINDOWS: &str = "DELETE FROM admitted WHERE integration_id = ?1 AND window_index < ?2";
+/// How many past windows `admitted` keeps (for `status`).
+const WINDOWS_KEPT: i64 = 60;
+/// The job a key belongs to, unless forgotten: ?1 key id, ?2 the horizon's start.
+const FIRST_OWNER: &str = "SELECT job_id FROM first_versions WHERE key_id = ?1 AND made_at_ms > ?2";
+/// ?1 key id, ?2 job id, ?3 now.
+const CLAIM_FIRST: &str = "
+INSERT INTO first_versions (key_id, job_id, made_at_ms) VALUES (?1, ?2, ?3)
+ON CONFLICT (key_id) DO UPDATE SET job_id = excluded.job_id, made_at_ms = excluded.made_at_ms";
 /// ?1 integration, ?2 key, ?3 outcome, ?4 reason, ?5 job id, ?6 at, ?7 the job when enqueued.
 const RECORD_OBJECT: &str = "
 INSERT INTO objects (integration_id, key, outcome, reason, job_id, at_ms, enqueued_job, enqueued_at_ms)
@@ -196,6 +229,8 @@ pub struct Sqlite {
     commits: std::sync::mpsc::Sender<PendingCommit>,
     /// The schema jobs are written in (`--job-schema`).
     schema: JobSchema,
+    /// How long one window of `--max-jobs-per-minute` lasts.
+    rate_window: chrono::Duration,
 }
 
 fn err(e: impl std::fmt::Display) -> BackendError {
@@ -286,6 +321,8 @@ struct PendingCommit {
     /// The usage hour, [`usage_hour`].
     hour: String,
     settled: Vec<Settled>,
+    limit: Option<RateLimit>,
+    first_versions_only: bool,
     answer: tokio::sync::oneshot::Sender<Result<Vec<Committed>, BackendError>>,
 }
 
@@ -350,7 +387,9 @@ fn commit_group(conn: &mut Connection, group: Vec<PendingCommit>) {
     }
 }
 
-/// One request's jobs, usage counts and history, inside the group's transaction.
+/// One request's jobs, usage counts and history, inside the group's transaction. The rate and
+/// the key claims are read and written in the same transaction, so they hold exactly across
+/// every process sharing the file.
 fn commit_one(
     tx: &rusqlite::Transaction,
     pending: &PendingCommit,
@@ -359,16 +398,68 @@ fn commit_one(
     let mut enqueue = tx.prepare_cached(ENQUEUE_JOB)?;
     let mut committed = Vec::with_capacity(pending.rows.len());
     let now_ms = pending.now.timestamp_millis();
-    for row in &pending.rows {
-        let new = record.execute(params![row.job_id, now_ms, pending.forgotten_before_ms])? == 1;
-        if new {
-            enqueue.execute(params![row.job_id, row.body])?;
+    let forgotten = pending.forgotten_before_ms;
+    let mut room = match &pending.limit {
+        Some(limit) => {
+            let admitted: Option<i64> = tx
+                .prepare_cached(ADMITTED)?
+                .query_row(params![pending.integration_id, limit.window.index], |row| {
+                    row.get(0)
+                })
+                .optional()?;
+            let admitted = u64::try_from(admitted.unwrap_or(0)).unwrap_or(0);
+            Some(admission::room(limit.per_window, admitted, u64::MAX))
         }
-        committed.push(if new {
+        None => None,
+    };
+    let mut made = 0_i64;
+    for row in &pending.rows {
+        let owner: Option<String> = if pending.first_versions_only {
+            let owner = tx
+                .prepare_cached(FIRST_OWNER)?
+                .query_row(params![row.key_id, forgotten], |row| row.get(0))
+                .optional()?;
+            if owner.as_ref().is_some_and(|owner| *owner != row.job_id) {
+                committed.push(Committed::OverwriteIgnored);
+                continue;
+            }
+            owner
+        } else {
+            None
+        };
+        let answer = if room == Some(0) {
+            if tx
+                .prepare_cached(REMEMBERED)?
+                .exists(params![row.job_id, forgotten])?
+            {
+                Committed::Duplicate
+            } else {
+                Committed::RateLimited
+            }
+        } else if record.execute(params![row.job_id, now_ms, forgotten])? == 1 {
+            enqueue.execute(params![row.job_id, row.body])?;
+            room = room.map(|room| room - 1);
+            made += 1;
             Committed::Enqueued
         } else {
             Committed::Duplicate
-        });
+        };
+        if pending.first_versions_only && owner.is_none() && answer != Committed::RateLimited {
+            tx.prepare_cached(CLAIM_FIRST)?
+                .execute(params![row.key_id, row.job_id, now_ms])?;
+        }
+        committed.push(answer);
+    }
+    if let (Some(limit), true) = (&pending.limit, made > 0) {
+        tx.prepare_cached(ADD_ADMITTED)?.execute(params![
+            pending.integration_id,
+            limit.window.index,
+            made
+        ])?;
+        tx.prepare_cached(FORGET_WINDOWS)?.execute(params![
+            pending.integration_id,
+            limit.window.index - WINDOWS_KEPT
+        ])?;
     }
     let jobs = pending
         .rows
@@ -432,7 +523,15 @@ impl Sqlite {
             conn,
             commits,
             schema: JobSchema::default(),
+            rate_window: DEFAULT_RATE_WINDOW,
         })
+    }
+
+    /// A rate window other than a minute (`RELAY_RATE_WINDOW`).
+    #[must_use]
+    pub fn with_rate_window(mut self, rate_window: chrono::Duration) -> Self {
+        self.rate_window = rate_window;
+        self
     }
 
     /// Writes jobs in `schema` (v2 unless told v1).
@@ -615,6 +714,8 @@ struct JobRow {
     job_id: String,
     body: String,
     key: String,
+    /// The key's id, under `--overwrites ignore` (empty otherwise).
+    key_id: String,
 }
 
 #[async_trait]
@@ -627,6 +728,11 @@ impl Intake for Sqlite {
                 job_id: job.job_id.clone(),
                 body: job.message(self.schema),
                 key: job.key.clone(),
+                key_id: if commit.first_versions_only {
+                    job.key_id()
+                } else {
+                    String::new()
+                },
             })
             .collect::<Vec<_>>();
         let (answer, answered) = tokio::sync::oneshot::channel();
@@ -637,11 +743,17 @@ impl Intake for Sqlite {
             integration_id: commit.integration_id.to_owned(),
             hour: usage_hour(commit.now),
             settled: commit.settled.clone(),
+            limit: commit.limit,
+            first_versions_only: commit.first_versions_only,
             answer,
         };
         let stopped = || err("the writer thread has stopped");
         self.commits.send(pending).map_err(|_| stopped())?;
         answered.await.map_err(|_| stopped())?
+    }
+
+    fn rate_window(&self) -> chrono::Duration {
+        self.rate_window
     }
 
     async fn probe(&self) -> Result<(), BackendError> {
@@ -885,6 +997,8 @@ mod tests {
                 job_id: None,
             }],
             now,
+            limit: None,
+            first_versions_only: false,
         }
     }
 

@@ -3,7 +3,7 @@
 use crate::env;
 use crate::wiring::BackendArgs;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use relay_protocol::integration::{NewIntegration, Scope, DEFAULT_MAX_OBJECT_BYTES};
+use relay_protocol::integration::{NewIntegration, Overwrites, Scope, DEFAULT_MAX_OBJECT_BYTES};
 use relay_protocol::{Mode, Provider};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -352,6 +352,10 @@ pub enum IntegrationsCommand {
         id: String,
         days: u32,
     },
+    /// What the integration admits: how many new jobs a minute (over it, events are answered
+    /// `rate_limited` and sent again; listings wait), the largest object, and whether a key's
+    /// later versions become jobs. A flag left out keeps its value.
+    SetLimits(SetLimitsArgs),
     /// Make each job the ledger remembers expire at its making plus its integration's horizon.
     /// Run it once after upgrading a DynamoDB ledger from the 30-day releases (`set-horizon`
     /// does it for its integration); the embedded ledger needs nothing.
@@ -417,6 +421,12 @@ pub struct CreateArgs {
     /// Where the pipeline writes results into the bucket; never turned into jobs.
     #[arg(long)]
     pub output_prefix: Option<String>,
+    /// The most new jobs a minute (see `set-limits`); no limit unless set.
+    #[arg(long)]
+    pub max_jobs_per_minute: Option<u32>,
+    /// `new-job` (default): every version of a key becomes a job; `ignore`: only the first.
+    #[arg(long, default_value = "new-job")]
+    pub overwrites: Overwrites,
     #[arg(long, default_value = "event")]
     pub mode: Mode,
     /// R2: the customer's Cloudflare plan, `free` or `paid` (default). On Free a queue keeps a
@@ -430,6 +440,40 @@ pub struct CreateArgs {
     pub worker_out: Option<PathBuf>,
     #[command(flatten)]
     pub public: PublicUrl,
+}
+
+#[derive(Args, Debug)]
+pub struct SetLimitsArgs {
+    pub id: String,
+    /// The most new jobs a minute, across every receiver (1 to 1000000), or `none`.
+    #[arg(long)]
+    pub max_jobs_per_minute: Option<JobsPerMinute>,
+    /// Larger objects are skipped (`too_large`).
+    #[arg(long)]
+    pub max_object_bytes: Option<u64>,
+    /// `new-job`: every version of a key becomes a job; `ignore`: only the first to arrive,
+    /// while the ledger remembers it (later ones are skipped, `overwrite_ignored`).
+    #[arg(long)]
+    pub overwrites: Option<Overwrites>,
+}
+
+/// `--max-jobs-per-minute`: a number, or `none` for no limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JobsPerMinute(pub Option<u32>);
+
+impl std::str::FromStr for JobsPerMinute {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text == "none" {
+            return Ok(JobsPerMinute(None));
+        }
+        let limit: u32 = text
+            .parse()
+            .map_err(|_| format!("{text:?} is not a number of jobs (or `none`)"))?;
+        relay_protocol::admission::check_jobs_per_minute(limit)
+            .map(|limit| JobsPerMinute(Some(limit)))
+            .map_err(|e| e.to_string())
+    }
 }
 
 #[derive(Args, Debug)]
@@ -612,6 +656,8 @@ impl CreateArgs {
             output_prefix: self.output_prefix.clone(),
             mode: self.mode,
             cloudflare_plan: self.cloudflare_plan,
+            max_jobs_per_minute: self.max_jobs_per_minute,
+            overwrites: self.overwrites,
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::wiring::Wired;
 use crate::worker_bundle::{self, BundleSeen};
 use anyhow::{anyhow, Context};
 use chrono::{DateTime, NaiveDate, Utc};
-use relay_protocol::integration::{ReadAccess, Scope, DEFAULT_MAX_OBJECT_BYTES};
+use relay_protocol::integration::{Overwrites, ReadAccess, Scope, DEFAULT_MAX_OBJECT_BYTES};
 use relay_protocol::{Integration, Mode, Outcome, Provider, Reason, Status};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -59,6 +59,14 @@ pub(crate) async fn run(wired: Wired, printer: Printer, command: IntegrationsCom
             printer.emit(&update(store, &id, now, change).await?)
         }
         IntegrationsCommand::Route(command) => super::routes::run(&wired, printer, command).await,
+        IntegrationsCommand::SetLimits(args) => {
+            let change = SetLimits {
+                jobs_per_minute: args.max_jobs_per_minute.map(|rate| rate.0),
+                max_object_bytes: args.max_object_bytes,
+                overwrites: args.overwrites,
+            };
+            printer.emit(&update(store, &args.id, now, change).await?)
+        }
         IntegrationsCommand::SetHorizon { id, days } => {
             let updated = update(store, &id, now, SetHorizon(days)).await?;
             let restamped = restamp(&wired).await?;
@@ -156,6 +164,26 @@ impl Change for SetMode {
         integration
             .set_mode(self.mode, self.safety_net_secs)
             .map_err(|e| anyhow!("integration {}: {e}", integration.id))?;
+        Ok(())
+    }
+}
+
+/// `set-limits`: what the integration admits; `None` keeps a limit as it is.
+#[derive(Clone, Copy)]
+struct SetLimits {
+    jobs_per_minute: Option<Option<u32>>,
+    max_object_bytes: Option<u64>,
+    overwrites: Option<Overwrites>,
+}
+
+impl Change for SetLimits {
+    fn apply(self, integration: &mut Integration) -> CliResult {
+        integration
+            .set_limits(self.jobs_per_minute, self.max_object_bytes)
+            .map_err(|e| anyhow!("integration {}: {e}", integration.id))?;
+        if let Some(overwrites) = self.overwrites {
+            integration.overwrites = overwrites;
+        }
         Ok(())
     }
 }
@@ -265,6 +293,12 @@ fn filters(i: &Integration) -> String {
     }
     if i.max_object_bytes != DEFAULT_MAX_OBJECT_BYTES {
         parts.push(format!("max={}", i.max_object_bytes));
+    }
+    if let Some(rate) = i.max_jobs_per_minute {
+        parts.push(format!("rate={rate}/min"));
+    }
+    if i.overwrites == Overwrites::Ignore {
+        parts.push(format!("overwrites={}", i.overwrites));
     }
     if parts.is_empty() {
         "-".into()
@@ -421,6 +455,12 @@ impl Report for Show {
             ("prefix", i.prefix.clone().unwrap_or_else(none)),
             ("suffixes", list(&i.suffixes)),
             ("max_object_bytes", i.max_object_bytes.to_string()),
+            (
+                "max_jobs_per_minute",
+                i.max_jobs_per_minute
+                    .map_or_else(|| "none".to_owned(), |rate| rate.to_string()),
+            ),
+            ("overwrites", i.overwrites.to_string()),
             (
                 "output_prefix",
                 i.output_prefix.clone().unwrap_or_else(none),

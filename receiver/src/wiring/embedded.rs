@@ -12,7 +12,11 @@ use std::sync::Arc;
 const DB_FILE: &str = "relay.db";
 const KEY_FILE: &str = "master.key";
 
-pub(super) fn wire(data_dir: &Path, schema: JobSchema) -> anyhow::Result<Chosen> {
+pub(super) fn wire(
+    data_dir: &Path,
+    schema: JobSchema,
+    rate_window: chrono::Duration,
+) -> anyhow::Result<Chosen> {
     create_private_dir(data_dir)?;
     let db_path = data_dir.join(DB_FILE);
     // The ledger and the queue name every object: readable by the owner only. SQLite gives its
@@ -28,7 +32,9 @@ pub(super) fn wire(data_dir: &Path, schema: JobSchema) -> anyhow::Result<Chosen>
             make_private(path, 0o600)?;
         }
     }
-    let db = Sqlite::open(&db_path)?.with_job_schema(schema);
+    let db = Sqlite::open(&db_path)?
+        .with_job_schema(schema)
+        .with_rate_window(rate_window);
     let key_path = data_dir.join(KEY_FILE);
     let key = KeyFile::at(&key_path);
     if keyfile::is_too_open(&key_path) {

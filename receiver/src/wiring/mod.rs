@@ -60,6 +60,21 @@ pub struct BackendArgs {
     /// upgrades.
     #[arg(long, global = true, env = env::JOB_SCHEMA, default_value = "v2")]
     pub job_schema: JobSchema,
+    /// How long the "minute" of `--max-jobs-per-minute` lasts. Keep the default; the tests
+    /// shorten it to see an hour of a limit in a minute, as they shorten the claim lease.
+    #[arg(long, global = true, env = env::RATE_WINDOW, default_value = "1m")]
+    pub rate_window: humantime::Duration,
+}
+
+impl BackendArgs {
+    fn rate_window(&self) -> anyhow::Result<chrono::Duration> {
+        let window = chrono::Duration::from_std(*self.rate_window)
+            .map_err(|_| anyhow::anyhow!("{} is too long", env::RATE_WINDOW))?;
+        if window < chrono::Duration::milliseconds(100) || window > chrono::Duration::hours(1) {
+            anyhow::bail!("{} must be 100ms to 1h", env::RATE_WINDOW);
+        }
+        Ok(window)
+    }
 }
 
 /// Everything one process works with, built once here: the backends, the master key, the
@@ -102,7 +117,7 @@ pub(crate) async fn wire(data_dir: &Path, args: &BackendArgs) -> anyhow::Result<
 async fn choose(data_dir: &Path, args: &BackendArgs, aws: &AwsConfig) -> anyhow::Result<Chosen> {
     match args.backend {
         #[cfg(feature = "embedded")]
-        BackendKind::Embedded => embedded::wire(data_dir, args.job_schema),
+        BackendKind::Embedded => embedded::wire(data_dir, args.job_schema, args.rate_window()?),
         #[cfg(not(feature = "embedded"))]
         BackendKind::Embedded => Err(anyhow::anyhow!(
             "this build has no embedded backend for {} (it was built without the `embedded` \
@@ -153,12 +168,15 @@ async fn aws_backends(args: &BackendArgs, aws: &AwsConfig) -> anyhow::Result<Cho
     Ok(Chosen {
         backends: Backends {
             store: Arc::new(DynamoStore::new(dynamodb, name(&args.integrations_table))),
-            intake: Arc::new(Claiming::new(
-                ledger.clone(),
-                queue.clone(),
-                ledger.clone(),
-                ledger.clone(),
-            )),
+            intake: Arc::new(
+                Claiming::new(
+                    ledger.clone(),
+                    queue.clone(),
+                    ledger.clone(),
+                    ledger.clone(),
+                )
+                .with_rate_window(args.rate_window()?),
+            ),
             usage: ledger.clone(),
             cursors: ledger.clone(),
             history: ledger.clone(),
