@@ -93,6 +93,27 @@ pub fn check_jobs_per_minute(limit: u32) -> Result<u32, LimitError> {
     }
 }
 
+/// How long EventBridge sends an S3 event again before it goes to the rule's dead-letter queue:
+/// its longest maximum event age, the source modules' default.
+pub const EVENTBRIDGE_RETRY_SPAN_SECONDS: u64 = 24 * 60 * 60;
+
+/// How long the sender of an integration's events sends a `rate_limited` one again before it
+/// gives up on it, keeping it in a dead-letter queue to be replayed: R2's worker for its plan
+/// ([`crate::wire::CloudflarePlan::retry_span_seconds`]), S3's EventBridge for a day.
+pub fn retry_span_seconds(integration: &crate::Integration) -> u64 {
+    match integration.provider {
+        crate::Provider::R2 => integration.plan().retry_span_seconds(),
+        crate::Provider::S3 => EVENTBRIDGE_RETRY_SPAN_SECONDS,
+    }
+}
+
+/// The largest burst a limit of `per_minute` drains before the first of it outlives
+/// `span_seconds` of retries: past it, the rest is dead-lettered (kept, to be replayed), never
+/// lost, but late.
+pub fn backlog_carried(per_minute: u32, span_seconds: u64) -> u64 {
+    u64::from(per_minute).saturating_mul(span_seconds) / 60
+}
+
 /// One window of the rate: its number since the epoch, and when it ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
@@ -148,6 +169,19 @@ mod tests {
         assert_eq!(room(60, 60, 1), 0);
         assert_eq!(room(60, 75, 1), 0, "an overshoot another receiver made");
         assert_eq!(room(60, 0, 5), 5);
+    }
+
+    #[test]
+    fn a_limit_carries_the_burst_its_senders_retry_for() {
+        use crate::integration::tests::sample;
+        use crate::wire::CloudflarePlan;
+        let mut r2 = sample(crate::Provider::R2);
+        r2.cloudflare_plan = Some(CloudflarePlan::Free);
+        assert_eq!(retry_span_seconds(&r2), 41_120);
+        assert_eq!(backlog_carried(60, retry_span_seconds(&r2)), 41_120);
+        let s3 = sample(crate::Provider::S3);
+        assert_eq!(backlog_carried(60, retry_span_seconds(&s3)), 86_400);
+        assert_eq!(backlog_carried(u32::MAX, u64::MAX), u64::MAX / 60);
     }
 
     #[test]

@@ -80,6 +80,31 @@ pub const WORKER_DEAD_LETTER_QUEUE: &str = "r2-events-dlq";
 /// deleted message is not dead-lettered; the worker's tests hold its retry schedule under this.
 pub const WORKER_QUEUE_RETENTION_SECONDS: u32 = 14 * 24 * 60 * 60;
 
+/// Shortest retry delay, and the longest (Cloudflare Queues' limit: 12 h), which
+/// `MAX_RETRY_DELAY_SECONDS` may lower (the Free plan's 24-hour retention).
+pub const MIN_RETRY_SECONDS: u32 = 10;
+pub const MAX_RETRY_SECONDS: u32 = 12 * 60 * 60;
+/// How many times the queue retries a message before dead-lettering it: wrangler.toml's
+/// `max_retries` for the worker's queue (the workerd tests hold the template to it).
+pub const WORKER_MAX_RETRIES: u32 = 20;
+
+/// The retry delay of a message that has been in the queue for `age_seconds`: equal to its age,
+/// so every retry doubles it (exponential backoff without an attempt counter), from 10 s up to
+/// `max_seconds` (at most Cloudflare Queues' 12 h limit).
+#[must_use]
+pub fn backoff_seconds(age_seconds: f64, max_seconds: u32) -> u32 {
+    let age = if age_seconds.is_finite() {
+        age_seconds.max(0.0)
+    } else {
+        0.0
+    };
+    let max = u64::from(max_seconds.clamp(MIN_RETRY_SECONDS, MAX_RETRY_SECONDS));
+    // A finite, non-negative age: the cast saturates, and the clamp bounds it to a u32.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let delay = (age.ceil() as u64).clamp(u64::from(MIN_RETRY_SECONDS), max) as u32;
+    delay
+}
+
 /// The customer's Cloudflare plan, which bounds how long a queue keeps a message: on Free a
 /// queue's retention is fixed at 24 hours (`wrangler queues create --help`: "between 60 and 86400
 /// if on free tier"), on Paid it can be 14 days. The worker's retries must all fall due inside it,
@@ -110,13 +135,26 @@ impl CloudflarePlan {
     }
 
     /// The worker's longest wait between retries ([`WORKER_VAR_MAX_RETRY_DELAY`]): on Free one
-    /// hour, so 20 retries end within about 13 hours; on Paid 12 hours (Cloudflare's longest
-    /// delay), so they spread over 4.5 days.
+    /// hour, so 20 retries end within about 11.5 hours; on Paid 12 hours (Cloudflare's longest
+    /// delay), so they spread over about 4 days.
     pub const fn max_retry_delay_seconds(self) -> u32 {
         match self {
             CloudflarePlan::Free => 60 * 60,
             CloudflarePlan::Paid => 12 * 60 * 60,
         }
+    }
+
+    /// How long the worker goes on retrying a message the receiver keeps answering
+    /// `retry_later` before the queue dead-letters it: [`WORKER_MAX_RETRIES`] waits of
+    /// [`backoff_seconds`], each from the message's age then (about 11.4 hours on Free, 3.9 days
+    /// on Paid; both inside the plan's retention).
+    #[must_use]
+    pub fn retry_span_seconds(self) -> u64 {
+        (0..WORKER_MAX_RETRIES).fold(0_u64, |age, _| {
+            #[allow(clippy::cast_precision_loss)] // ages of days are exact in an f64
+            let wait = backoff_seconds(age as f64, self.max_retry_delay_seconds());
+            age + u64::from(wait)
+        })
     }
 }
 
@@ -212,6 +250,18 @@ pub const fn single_event_status(outcome: Outcome) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_worker_retries_a_message_for_hours_on_free_and_days_on_paid_inside_the_retention() {
+        let free = CloudflarePlan::Free.retry_span_seconds();
+        let paid = CloudflarePlan::Paid.retry_span_seconds();
+        // 10, 10, 20, … doubling to the cap, then the cap until 20 waits are spent.
+        assert_eq!(free, 10 * 2_u64.pow(9) + 10 * 3600, "about 11.4 hours");
+        assert_eq!(paid, 10 * 2_u64.pow(13) + 6 * 43_200, "about 3.9 days");
+        for plan in CloudflarePlan::ALL {
+            assert!(plan.retry_span_seconds() < u64::from(plan.queue_retention_seconds()));
+        }
+    }
 
     #[test]
     fn events_path_round_trips_and_rejects_other_paths() {

@@ -113,7 +113,9 @@ pub fn document() -> Value {
                 "plan": plan.as_str(),
                 "queue_retention_seconds": plan.queue_retention_seconds(),
                 "max_retry_delay_seconds": plan.max_retry_delay_seconds(),
+                "retry_span_seconds": plan.retry_span_seconds(),
             })).collect::<Vec<_>>(),
+            "max_retries": wire::WORKER_MAX_RETRIES,
         },
     })
 }

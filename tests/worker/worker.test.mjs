@@ -63,11 +63,15 @@ function freePort() {
   });
 }
 
+// The "minute" of `--max-jobs-per-minute` lasts half a second in these receivers, so a burst a
+// limit spreads over minutes takes seconds here, window for window the same.
+const RATE_WINDOW_S = 0.5;
+
 /** A running receiver (`bucket-relay serve`) and its CLI on the same data directory. */
 class Receiver {
   constructor(env = {}) {
     this.dir = mkdtempSync(path.join(tmpdir(), "relay-"));
-    this.env = { ...process.env, ...env };
+    this.env = { ...process.env, RELAY_RATE_WINDOW: `${RATE_WINDOW_S * 1000}ms`, ...env };
     this.logPath = path.join(this.dir, "serve.log");
     this.logText = "";
   }
@@ -237,6 +241,8 @@ before(() => {
 
 test("wrangler.toml names the queues, binding and worker the code and the setup use", () => {
   assert.equal(WRANGLER.name, CONTRACT.worker.name);
+  assert.equal(CONSUMER.max_retries, CONTRACT.worker.max_retries,
+    "the receiver reads from max_retries how long a limited backlog is retried");
   assert.equal(QUEUE, CONTRACT.worker.queue);
   assert.equal(DLQ, CONTRACT.worker.dead_letter_queue);
   assert.equal(PRODUCER.queue, CONTRACT.worker.dead_letter_queue);
@@ -492,6 +498,69 @@ describe("the worker in workerd against the real receiver", () => {
     assert.equal(pending.length, 0, "every message acked in the end");
     assert.equal(unique.size, 10_000);
     assert.equal(keys.length, 10_000, "no object twice");
+  });
+
+  test("a burst of 1,000 events over a limit of 60 a minute becomes exactly 1,000 jobs, none dead-lettered", async () => {
+    receiver.cli("integrations", "set-limits", integration.id, "--max-jobs-per-minute", "60");
+    await new Promise((r) => setTimeout(r, CONFIG_STALENESS_MS));
+    // The queue's side is played on the receivers' compressed clock: a simulated minute lasts
+    // one rate window. Each message is redelivered when the delay the worker asked for has
+    // passed, its age is the simulated one the worker reads its backoff from, and one retried
+    // more than max_retries times goes to the dead-letter queue, as Cloudflare's would.
+    const SCALE = 60 / RATE_WINDOW_S;
+    const started = Date.now();
+    const simNow = () => started + (Date.now() - started) * SCALE;
+    let waiting = Array.from({ length: 1000 }, (_, i) => ({
+      body: notification(`limited/${String(i).padStart(4, "0")}.pdf`), sentAt: simNow(), due: 0, attempts: 1,
+    }));
+    let deadLettered = 0, deliveries = 0, maxAttempts = 1;
+    while (waiting.length > 0) {
+      const now = simNow();
+      const due = waiting.filter((m) => m.due <= now).slice(0, CONSUMER.max_batch_size);
+      if (due.length === 0) {
+        const next = Math.min(...waiting.map((m) => m.due));
+        await new Promise((r) => setTimeout(r, Math.max(1, (next - now) / SCALE)));
+        continue;
+      }
+      const batch = due.map((m, i) => {
+        nextId += 1;
+        m.id = `burst-${nextId}-${i}`;
+        return { id: m.id, timestamp: new Date(Date.now() - (now - m.sentAt)), body: m.body, attempts: m.attempts };
+      });
+      deliveries += batch.length;
+      const result = await runBatch(mf, batch);
+      const acked = new Set(result.explicitAcks);
+      const delays = Object.fromEntries(result.retryMessages.map((r) => [r.msgId, r.delaySeconds]));
+      const settled = new Set(due.filter((m) => acked.has(m.id)));
+      for (const m of due.filter((m) => !acked.has(m.id))) {
+        assert.ok(delays[m.id] >= 10, "a rate-limited message is retried with a delay");
+        m.attempts += 1;
+        maxAttempts = Math.max(maxAttempts, m.attempts);
+        m.due = simNow() + delays[m.id] * 1000;
+        if (m.attempts > CONSUMER.max_retries + 1) {
+          deadLettered += 1;
+          settled.add(m);
+        }
+      }
+      waiting = waiting.filter((m) => !settled.has(m));
+    }
+    const elapsedWindows = (Date.now() - started) / 1000 / RATE_WINDOW_S;
+    const jobs = receiver.jobs();
+    const keys = new Set(jobs.map((j) => j.key));
+    const perWindow = {};
+    for (const job of jobs) {
+      const window = Math.floor(Date.parse(job.received_at) / (RATE_WINDOW_S * 1000));
+      perWindow[window] = (perWindow[window] ?? 0) + 1;
+    }
+    const usage = receiver.cli("integrations", "usage", integration.id, "--days", "1").totals;
+    console.log(`limited burst: 1000 events, ${deliveries} deliveries, ${elapsedWindows.toFixed(1)} windows ` +
+      `(simulated minutes), most attempts ${maxAttempts}, rate_limited ${usage["retry_later/rate_limited"]}`);
+    assert.equal(deadLettered, 0, "the worker's backoff outlasts the backlog: nothing dead-lettered");
+    assert.equal(jobs.length, 1000);
+    assert.equal(keys.size, 1000, "every event one job, none twice");
+    assert.ok(Math.max(...Object.values(perWindow)) <= 60, "no window made more than the limit");
+    assert.ok(elapsedWindows >= Math.ceil(1000 / 60) - 2, "the burst took the time the limit implies");
+    assert.ok(usage["retry_later/rate_limited"] > 0);
   });
 
   test("a wrong secret is retried and never acked", async () => {

@@ -22,10 +22,9 @@ pub const DEFAULT_TIMEOUT_SECONDS: u32 = 30;
 
 /// Actions forwarded when `FORWARD_ACTIONS` is not set: the ones the receiver turns into jobs.
 pub const DEFAULT_ACTIONS: [&str; 3] = CREATE_ACTIONS;
-/// Shortest retry delay, and the longest (Cloudflare Queues' limit: 12 h), which
-/// `MAX_RETRY_DELAY_SECONDS` may lower (the Free plan's 24-hour retention).
-pub const MIN_RETRY_SECONDS: u32 = 10;
-pub const MAX_RETRY_SECONDS: u32 = 12 * 60 * 60;
+/// The retry delays and the backoff are the protocol's: the receiver reads from them how long
+/// the worker carries a backlog (`integrations set-limits`).
+pub use relay_protocol::wire::{backoff_seconds, MAX_RETRY_SECONDS, MIN_RETRY_SECONDS};
 
 /// The worker's configuration, checked.
 #[derive(Clone, Debug)]
@@ -276,19 +275,6 @@ impl Config {
         }
         key_filter(self.prefix.as_deref(), &self.suffixes, key)
     }
-}
-
-/// The retry delay of a message that has been in the queue for `age_seconds`: equal to its age,
-/// so every retry doubles it (exponential backoff without an attempt counter), from 10 s up to
-/// `max_seconds` (at most Cloudflare Queues' 12 h limit).
-pub fn backoff_seconds(age_seconds: f64, max_seconds: u32) -> u32 {
-    let age = if age_seconds.is_finite() {
-        age_seconds.max(0.0)
-    } else {
-        0.0
-    };
-    let max = u64::from(max_seconds.clamp(MIN_RETRY_SECONDS, MAX_RETRY_SECONDS));
-    (age.ceil() as u64).clamp(u64::from(MIN_RETRY_SECONDS), max) as u32
 }
 
 /// Which queue a batch comes from: the bucket's notifications, or the dead-letter queue being

@@ -60,12 +60,7 @@ pub(crate) async fn run(wired: Wired, printer: Printer, command: IntegrationsCom
         }
         IntegrationsCommand::Route(command) => super::routes::run(&wired, printer, command).await,
         IntegrationsCommand::SetLimits(args) => {
-            let change = SetLimits {
-                jobs_per_minute: args.max_jobs_per_minute.map(|rate| rate.0),
-                max_object_bytes: args.max_object_bytes,
-                overwrites: args.overwrites,
-            };
-            printer.emit(&update(store, &args.id, now, change).await?)
+            printer.emit(&super::limits::set_limits(&wired, &args, now).await?)
         }
         IntegrationsCommand::SetHorizon { id, days } => {
             let updated = update(store, &id, now, SetHorizon(days)).await?;
@@ -164,26 +159,6 @@ impl Change for SetMode {
         integration
             .set_mode(self.mode, self.safety_net_secs)
             .map_err(|e| anyhow!("integration {}: {e}", integration.id))?;
-        Ok(())
-    }
-}
-
-/// `set-limits`: what the integration admits; `None` keeps a limit as it is.
-#[derive(Clone, Copy)]
-struct SetLimits {
-    jobs_per_minute: Option<Option<u32>>,
-    max_object_bytes: Option<u64>,
-    overwrites: Option<Overwrites>,
-}
-
-impl Change for SetLimits {
-    fn apply(self, integration: &mut Integration) -> CliResult {
-        integration
-            .set_limits(self.jobs_per_minute, self.max_object_bytes)
-            .map_err(|e| anyhow!("integration {}: {e}", integration.id))?;
-        if let Some(overwrites) = self.overwrites {
-            integration.overwrites = overwrites;
-        }
         Ok(())
     }
 }

@@ -25,6 +25,7 @@ mod connection;
 mod events;
 mod integrations;
 mod keys;
+mod limits;
 mod listing;
 mod package;
 mod reconcile;

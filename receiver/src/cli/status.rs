@@ -6,12 +6,12 @@
 
 use super::args::StatusArgs;
 use super::common::{time, CliResult, Printer, Report, Safe};
-use crate::backend::{error_chain, QueueDepth, Seen, UsageCounts};
+use crate::backend::{error_chain, QueueDepth, Seen, UsageCounts, UsageKey};
 use crate::events::ERROR_SHARE_ALARM;
 use crate::wiring::Wired;
 use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
-use relay_protocol::{Integration, Outcome};
+use relay_protocol::{Integration, Outcome, Reason};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::{self, Write};
@@ -48,12 +48,16 @@ fn by_outcome(counts: &UsageCounts) -> OutcomeCounts {
     outcomes
 }
 
-/// The share of `counts` refused or to be retried; `None` without events.
-fn error_share(counts: &OutcomeCounts) -> Option<f64> {
-    let total: u64 = counts.values().sum();
-    let bad: u64 = [Outcome::Rejected, Outcome::RetryLater]
-        .iter()
-        .filter_map(|outcome| counts.get(outcome))
+/// The share of `counts` refused or to be retried; `None` without events. Events held back by
+/// the integration's own rate limit (`rate_limited`) count on neither side: a limit is the
+/// operator's choice, not an error (the alert in deploy/prometheus reads them the same way).
+fn error_share(counts: &UsageCounts) -> Option<f64> {
+    let chosen = |key: &&UsageKey| key.reason != Some(Reason::RateLimited);
+    let counted = || counts.iter().filter(|(key, _)| chosen(key));
+    let total: u64 = counted().map(|(_, count)| count).sum();
+    let bad: u64 = counted()
+        .filter(|(key, _)| matches!(key.outcome, Outcome::Rejected | Outcome::RetryLater))
+        .map(|(_, count)| count)
         .sum();
     (total > 0).then(|| bad as f64 / total as f64)
 }
@@ -90,14 +94,13 @@ async fn one(wired: &Wired, integration: Integration, now: DateTime<Utc>) -> Int
     let mut errors = Vec::new();
     let last_event = keep(last, &mut errors)
         .and_then(|last| last.into_values().max_by_key(|seen: &Seen| seen.at));
-    let last_hour = keep(hour, &mut errors)
-        .map(|c| by_outcome(&c))
-        .unwrap_or_default();
+    let hour = keep(hour, &mut errors).unwrap_or_default();
+    let last_hour = by_outcome(&hour);
     let last_day = keep(day, &mut errors)
         .map(|c| by_outcome(&c))
         .unwrap_or_default();
     IntegrationStatus {
-        error_share_last_hour: error_share(&last_hour),
+        error_share_last_hour: error_share(&hour),
         id,
         provider: integration.provider.to_string(),
         bucket: integration.bucket.clone(),
@@ -256,18 +259,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_error_share_counts_refused_and_retried_events_against_all() {
-        let counts = OutcomeCounts::from([
-            (Outcome::Accepted, 3),
-            (Outcome::Rejected, 2),
-            (Outcome::RetryLater, 2),
-            (Outcome::Skipped, 1),
+    fn the_error_share_counts_refused_and_retried_events_against_all_but_the_rate_limited() {
+        let key = |outcome, reason| UsageKey::new(outcome, reason);
+        let mut usage = UsageCounts::from([
+            (key(Outcome::Accepted, None), 3),
+            (key(Outcome::Rejected, Some(Reason::BucketMismatch)), 2),
+            (key(Outcome::RetryLater, Some(Reason::Paused)), 2),
+            (key(Outcome::Skipped, Some(Reason::SuffixFiltered)), 1),
         ]);
-        assert_eq!(error_share(&counts), Some(0.5));
-        assert_eq!(error_share(&OutcomeCounts::new()), None);
+        assert_eq!(error_share(&usage), Some(0.5));
+        usage.insert(key(Outcome::RetryLater, Some(Reason::RateLimited)), 40);
+        assert_eq!(error_share(&usage), Some(0.5), "held back by its own limit");
+        assert_eq!(error_share(&UsageCounts::new()), None);
+        let counts = by_outcome(&usage);
         assert_eq!(
             counts_text(&counts),
-            "3 accepted, 1 skipped, 2 rejected, 2 retry_later"
+            "3 accepted, 1 skipped, 2 rejected, 42 retry_later"
         );
     }
 }
