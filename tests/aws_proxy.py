@@ -68,6 +68,7 @@ class CountingProxy:
         self.throttled = None  # (operation, calls to let through first, calls to throttle)
         self.seen = []  # (service, operation, access key id, body) of S3 and STS calls
         self.denied = set()  # operations answered AccessDenied
+        self.meter = None  # a DynamoMeter (dynamodb_meter.py): bills each DynamoDB call
 
     # --- control ---------------------------------------------------------------------------
     def start(self):
@@ -185,8 +186,14 @@ class CountingProxy:
         headers["Host"] = f"127.0.0.1:{self.upstream_port}"
         headers["Content-Length"] = str(len(body))
         if service == "dynamodb":
+            def call(target, payload):
+                sent = {**headers, "X-Amz-Target": target, "Content-Length": str(len(payload))}
+                return self.upstream(handler.command, handler.path, payload, sent)
             with self.dynamodb_lock:
-                response, data = self.upstream(handler.command, handler.path, body, headers)
+                if self.meter is not None:
+                    response, data = self.meter.measure(operation, body, call)
+                else:
+                    response, data = self.upstream(handler.command, handler.path, body, headers)
         else:
             response, data = self.upstream(handler.command, handler.path, body, headers)
         if failed_entries:
