@@ -100,10 +100,11 @@ def check_why(relay, iid, secret, post):
     new = why(relay, iid, "in/new.pdf")
     assert new["seen"] and new["last"]["outcome"] == "accepted"
     assert new["enqueued"]["job_id"] == new["last"]["job_id"]
+    # A redelivery repeats the job: the key's last word stays the job (a duplicate writes no
+    # history of its own; it counts in the usage and as the last duplicate).
     again = why(relay, iid, "in/again.pdf")
-    assert (again["last"]["outcome"], again["last"]["reason"]) == ("duplicate", "duplicate")
-    assert again["enqueued"]["job_id"] == again["last"]["job_id"], "the job the duplicate repeats"
-    assert again["enqueued"]["at"] <= again["last"]["at"]
+    assert (again["last"]["outcome"], again["last"]["reason"]) == ("accepted", None)
+    assert again["enqueued"]["job_id"] == again["last"]["job_id"]
     notes = why(relay, iid, "in/notes.txt")
     assert (notes["last"]["outcome"], notes["last"]["reason"], notes["enqueued"]) == \
         ("skipped", "suffix_filtered", None)
@@ -112,9 +113,12 @@ def check_why(relay, iid, secret, post):
     never = why(relay, iid, "in/never.pdf")
     assert (never["seen"], never["last"], never["enqueued"]) == (False, None, None)
 
+    # The last event per outcome: on DynamoDB a process writes each outcome's at most every
+    # 10 s (the first always), so there the last accepted shown is the first of the two.
     shown = relay.cli("integrations", "show", iid)["last_seen"]
+    accepted = "in/new.pdf" if relay.env.get("RELAY_BACKEND") == "aws" else "in/again.pdf"
     assert {outcome: seen["key"] for outcome, seen in shown.items()} == {
-        "accepted": "in/again.pdf", "duplicate": "in/again.pdf", "skipped": "in/notes.txt",
+        "accepted": accepted, "duplicate": "in/again.pdf", "skipped": "in/notes.txt",
         "rejected": "in/elsewhere.pdf"}
     assert shown["rejected"]["reason"] == "bucket_mismatch"
 

@@ -15,7 +15,8 @@ use async_trait::async_trait;
 use chrono::Duration;
 use rand::distr::{Alphanumeric, SampleString};
 use relay_protocol::IngestJob;
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 pub struct Claiming {
     ledger: Arc<dyn Ledger>,
@@ -23,6 +24,29 @@ pub struct Claiming {
     usage: Arc<dyn UsageLog>,
     history: Arc<dyn History>,
     rate_window: Duration,
+    /// Integrations whose last commit in this process was mostly duplicates (a redelivered
+    /// batch, a re-run backfill): their next commit reads before it claims.
+    duplicate_heavy: Mutex<HashSet<String>>,
+}
+
+/// What becomes of a job before the claims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Before {
+    /// `--overwrites ignore`, and another version has the key.
+    OtherVersion,
+    /// The ledger read first says it was made.
+    Made,
+    /// Claimed, then sent.
+    Claim,
+}
+
+/// The jobs whose step is `wanted`.
+fn pick<'j>(jobs: &[&'j IngestJob], before: &[Before], wanted: Before) -> Vec<&'j IngestJob> {
+    jobs.iter()
+        .zip(before)
+        .filter(|(_, step)| **step == wanted)
+        .map(|(job, _)| *job)
+        .collect()
 }
 
 impl Claiming {
@@ -38,6 +62,7 @@ impl Claiming {
             usage,
             history,
             rate_window: DEFAULT_RATE_WINDOW,
+            duplicate_heavy: Mutex::default(),
         }
     }
 
@@ -51,7 +76,10 @@ impl Claiming {
     }
 
     /// Claim, send, complete: each job's answer, in order. Under `--overwrites ignore` a job
-    /// first claims its key; a key another version holds is not claimed at all.
+    /// first claims its key; a key another version holds is not claimed at all. When the
+    /// integration's last commit here was mostly duplicates, the ledger is read before the
+    /// claims (half a read unit a job) and the jobs it has made are answered `duplicate` with
+    /// no write at all; a claim would have cost a write unit each.
     async fn claim_and_send(
         &self,
         jobs: &[&IngestJob],
@@ -61,19 +89,28 @@ impl Claiming {
             return Ok(Vec::new());
         }
         let at = commit.ledger_time();
-        let firsts = if commit.first_versions_only {
+        let mut before = vec![Before::Claim; jobs.len()];
+        if commit.first_versions_only {
             let firsts = self.ledger.claim_first(jobs, at).await?;
             answered_for_each(&firsts, jobs, "key claims")?;
-            firsts
-        } else {
-            vec![First::Ours; jobs.len()]
-        };
-        let ours: Vec<&IngestJob> = jobs
-            .iter()
-            .zip(&firsts)
-            .filter(|(_, first)| **first == First::Ours)
-            .map(|(job, _)| *job)
-            .collect();
+            for (step, first) in before.iter_mut().zip(firsts) {
+                if first == First::Other {
+                    *step = Before::OtherVersion;
+                }
+            }
+        }
+        if self.expects_duplicates(commit.integration_id) {
+            let candidates = pick(jobs, &before, Before::Claim);
+            let made = self.ledger.made(&candidates, at).await?;
+            answered_for_each(&made, &candidates, "reads")?;
+            let mut made = made.into_iter();
+            for step in before.iter_mut().filter(|step| **step == Before::Claim) {
+                if made.next() == Some(true) {
+                    *step = Before::Made;
+                }
+            }
+        }
+        let ours = pick(jobs, &before, Before::Claim);
         let token = Alphanumeric.sample_string(&mut rand::rng(), 16);
         let claims = if ours.is_empty() {
             Vec::new()
@@ -89,11 +126,12 @@ impl Claiming {
             .collect();
         let mut sent = self.send_claimed(&claimed, &token, at).await.into_iter();
         let mut claims = claims.iter();
-        let committed: Vec<Committed> = firsts
+        let committed: Vec<Committed> = before
             .iter()
-            .map(|first| match first {
-                First::Other => Committed::OverwriteIgnored,
-                First::Ours => match claims.next() {
+            .map(|step| match step {
+                Before::OtherVersion => Committed::OverwriteIgnored,
+                Before::Made => Committed::Duplicate,
+                Before::Claim => match claims.next() {
                     Some(Claim::Claimed) => sent.next().unwrap_or(Committed::Failed),
                     Some(Claim::Done) => Committed::Duplicate,
                     Some(Claim::InFlight) => Committed::InFlight,
@@ -101,6 +139,11 @@ impl Claiming {
                 },
             })
             .collect();
+        let duplicates = committed
+            .iter()
+            .filter(|c| **c == Committed::Duplicate)
+            .count();
+        self.expect_duplicates(commit.integration_id, duplicates * 2 > committed.len());
         if commit.first_versions_only {
             // A key claimed for a job that was not made is let go, so the next version (or
             // this one's retry) may have it; a job another request is making keeps it.
@@ -117,6 +160,22 @@ impl Claiming {
             }
         }
         Ok(committed)
+    }
+
+    fn expects_duplicates(&self, integration_id: &str) -> bool {
+        self.duplicate_heavy
+            .lock()
+            .is_ok_and(|heavy| heavy.contains(integration_id))
+    }
+
+    fn expect_duplicates(&self, integration_id: &str, expected: bool) {
+        if let Ok(mut heavy) = self.duplicate_heavy.lock() {
+            if expected {
+                heavy.insert(integration_id.to_owned());
+            } else {
+                heavy.remove(integration_id);
+            }
+        }
     }
 
     /// Sends the claimed jobs; completes the sent ones and releases the others.

@@ -18,10 +18,12 @@
 //!   [`IngestJob::key_id`], with a conditional `PutItem` naming the job that holds it.
 //! - Cursors (a poll watermark, a backfill's place) live there too, under
 //!   `job_id = cursor#<integration>#<name>`, with no expiry.
-//! - The history, too: `object#<integration>#<key>` (the key's last event), `enqueued#<integration>#<key>`
-//!   (its last job) and `seen#<integration>#<outcome>` (the last event per outcome), written with
-//!   `BatchWriteItem` (25 per call) after each commit and kept for [`HISTORY_RETENTION`]. Plain
-//!   puts by key: no index, no read before the write.
+//! - The history, too: `object#<integration>#<key>` (the key's last accepted event and its job),
+//!   `last#<integration>#<key>` (a later event that was not accepted) and
+//!   `seen#<integration>#<outcome>` (the last event per outcome, written at most every
+//!   [`SEEN_EVERY`] by a process), written with `BatchWriteItem` (25 per call) after each commit
+//!   and kept for [`HISTORY_RETENTION`]. Plain puts by key: no index, no read before the write.
+//!   (Releases before kept the key's job apart, under `enqueued#<integration>#<key>`: still read.)
 
 use super::{add_counts, usage_hour};
 use super::{
@@ -158,7 +160,13 @@ pub struct DynamoLedger {
     client: Client,
     table: String,
     lease: Duration,
+    /// When this process last wrote each (integration, outcome)'s `seen#` item.
+    seen_written: std::sync::Mutex<HashMap<(String, Outcome), std::time::Instant>>,
 }
+
+/// How often a process writes an integration's last event of one outcome (`seen#`): the one
+/// `integrations show` and `status` print is at most this much older than the last.
+pub const SEEN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl DynamoLedger {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
@@ -166,6 +174,7 @@ impl DynamoLedger {
             client,
             table: table.into(),
             lease: CLAIM_LEASE,
+            seen_written: std::sync::Mutex::default(),
         }
     }
 
@@ -234,6 +243,22 @@ impl DynamoLedger {
             Ok(STATE_DONE) => Claim::Done,
             _ => Claim::InFlight,
         })
+    }
+
+    /// Whether `outcome`'s `seen#` item is due a write: not written by this process in the last
+    /// [`SEEN_EVERY`]. The first event of each outcome is always written.
+    fn seen_due(&self, integration_id: &str, outcome: Outcome, now: std::time::Instant) -> bool {
+        let Ok(mut written) = self.seen_written.lock() else {
+            return true;
+        };
+        let key = (integration_id.to_owned(), outcome);
+        match written.get(&key) {
+            Some(at) if now.duration_since(*at) < SEEN_EVERY => false,
+            _ => {
+                written.insert(key, now);
+                true
+            }
+        }
     }
 
     /// `--overwrites ignore`: one conditional `PutItem` on the key's item, won when nobody holds
@@ -518,6 +543,19 @@ impl Ledger for DynamoLedger {
             .await
             .into_iter()
             .collect()
+    }
+
+    async fn made(&self, jobs: &[&IngestJob], at: LedgerTime) -> Result<Vec<bool>, BackendError> {
+        let ids = jobs.iter().map(|job| job.job_id.clone()).collect();
+        let made: std::collections::HashSet<String> = self
+            .get_all(ids, false)
+            .await?
+            .iter()
+            .filter_map(|item| recorded_of(item, at))
+            .filter(|(_, recorded)| *recorded == Recorded::Enqueued)
+            .map(|(id, _)| id)
+            .collect();
+        Ok(jobs.iter().map(|job| made.contains(&job.job_id)).collect())
     }
 
     async fn release_first(&self, jobs: &[&IngestJob]) -> Result<(), BackendError> {
@@ -907,6 +945,12 @@ fn object_id(integration_id: &str, key: &str) -> String {
     format!("object#{integration_id}#{key}")
 }
 
+/// A key's last event when it was not accepted (its job stays on the `object#` item).
+fn last_id(integration_id: &str, key: &str) -> String {
+    format!("last#{integration_id}#{key}")
+}
+
+/// Where releases before kept a key's last job.
 fn enqueued_id(integration_id: &str, key: &str) -> String {
     format!("enqueued#{integration_id}#{key}")
 }
@@ -987,20 +1031,30 @@ impl DynamoLedger {
 #[async_trait]
 impl History for DynamoLedger {
     async fn record(&self, integration_id: &str, events: &[Seen]) -> Result<(), BackendError> {
-        // One put per item key (a batch may not name a key twice): the last event per key, the
-        // last job per key, the last event per outcome.
+        // One put per item key (a batch may not name a key twice), each a plain put, so all go
+        // in `BatchWriteItem`s: an accepted event's `object#` item holds it and its job; any
+        // other kept event's `last#` item holds it alone, leaving the key's job where it is.
+        // Duplicates and rate-limited events write nothing per key (`Seen::kept_per_key`).
         let mut items: BTreeMap<String, HashMap<String, AttributeValue>> = BTreeMap::new();
-        for seen in events {
-            let id = object_id(integration_id, &seen.key);
-            items.insert(id.clone(), seen_item(id, integration_id, seen));
-            if seen.outcome == Outcome::Accepted && seen.job_id.is_some() {
-                let id = enqueued_id(integration_id, &seen.key);
+        for seen in events.iter().filter(|seen| seen.kept_per_key()) {
+            let accepted = seen.outcome == Outcome::Accepted && seen.job_id.is_some();
+            let id = if accepted {
+                object_id(integration_id, &seen.key)
+            } else {
+                last_id(integration_id, &seen.key)
+            };
+            let mut item = seen_item(id.clone(), integration_id, seen);
+            if accepted {
+                item.insert("enqueued_at_ms".to_owned(), n(seen.at.timestamp_millis()));
+            }
+            items.insert(id, item);
+        }
+        let now = std::time::Instant::now();
+        for (outcome, seen) in Seen::last_per_outcome(events) {
+            if self.seen_due(integration_id, outcome, now) {
+                let id = seen_id(integration_id, outcome);
                 items.insert(id.clone(), seen_item(id, integration_id, seen));
             }
-        }
-        for (outcome, seen) in Seen::last_per_outcome(events) {
-            let id = seen_id(integration_id, outcome);
-            items.insert(id.clone(), seen_item(id, integration_id, seen));
         }
         self.put_all(items.into_values().collect()).await
     }
@@ -1010,8 +1064,9 @@ impl History for DynamoLedger {
         integration_id: &str,
         key: &str,
     ) -> Result<Option<ObjectHistory>, BackendError> {
-        let (last, enqueued) = futures::try_join!(
+        let (object, last, legacy) = futures::try_join!(
             self.get(object_id(integration_id, key)),
+            self.get(last_id(integration_id, key)),
             self.get(enqueued_id(integration_id, key)),
         )?;
         let now = Utc::now().timestamp();
@@ -1021,12 +1076,21 @@ impl History for DynamoLedger {
                 .and_then(|v| v.as_n().ok()?.parse::<i64>().ok())
                 .is_none_or(|expires| expires > now)
         };
-        let Some(last) = last.filter(live).as_ref().and_then(seen_from) else {
+        let object = object.filter(live);
+        let newest = [object.as_ref(), last.as_ref().filter(|item| live(item))]
+            .into_iter()
+            .flatten()
+            .filter_map(seen_from)
+            .max_by_key(|seen| seen.at);
+        let Some(last) = newest else {
             return Ok(None);
         };
-        let enqueued = enqueued
-            .filter(live)
+        // The key's job: on its `object#` item (an item written before there was one holds the
+        // last event only), or on the `enqueued#` item releases before kept apart.
+        let enqueued = object
             .as_ref()
+            .filter(|item| item.contains_key("enqueued_at_ms"))
+            .or(legacy.as_ref().filter(|item| live(item)))
             .and_then(seen_from)
             .and_then(|seen| {
                 Some(Enqueued {

@@ -83,7 +83,7 @@ pub struct MemoryHistory {
 impl History for MemoryHistory {
     async fn record(&self, integration_id: &str, events: &[Seen]) -> Result<(), BackendError> {
         let mut objects = self.objects.lock().unwrap();
-        for seen in events {
+        for seen in events.iter().filter(|seen| seen.kept_per_key()) {
             let key = (integration_id.to_owned(), seen.key.clone());
             let enqueued = match (&seen.outcome, &seen.job_id) {
                 (Outcome::Accepted, Some(job_id)) => Some(Enqueued {
@@ -252,6 +252,15 @@ impl Ledger for MemoryLedger {
                     firsts.insert(job.key_id(), (job.job_id.clone(), at.now));
                     First::Ours
                 }
+            })
+            .collect())
+    }
+    async fn made(&self, jobs: &[&IngestJob], at: LedgerTime) -> Result<Vec<bool>, BackendError> {
+        let map = self.entries.lock().unwrap();
+        Ok(jobs
+            .iter()
+            .map(|job| {
+                matches!(map.get(&job.job_id), Some(Entry::Done(made)) if *made > at.forgotten_before())
             })
             .collect())
     }

@@ -367,6 +367,14 @@ pub struct Seen {
 }
 
 impl Seen {
+    /// Whether the event becomes its key's last word. A duplicate repeats the key's job and a
+    /// `rate_limited` event comes again, so neither changes what `events why` answers, and
+    /// writing them would cost a write per redelivery (on DynamoDB, as much as the claim); both
+    /// still count in the usage and as the last event of their outcome.
+    pub fn kept_per_key(&self) -> bool {
+        self.outcome != Outcome::Duplicate && self.reason != Some(Reason::RateLimited)
+    }
+
     /// The last event of each outcome among `events` (in commit order).
     pub fn last_per_outcome(events: &[Seen]) -> BTreeMap<Outcome, &Seen> {
         events.iter().map(|seen| (seen.outcome, seen)).collect()
@@ -515,6 +523,10 @@ pub trait Ledger: Send + Sync {
     ) -> Result<Vec<First>, BackendError>;
     /// Drops the key claims of jobs that were not made, so another version may have the key.
     async fn release_first(&self, jobs: &[&IngestJob]) -> Result<(), BackendError>;
+    /// Which of `jobs` the ledger remembers as made, by a read that may lag a write by a moment
+    /// (the cheapest): what a commit that expects duplicates reads before it claims. A job read
+    /// as not made is claimed as usual, so a lagging read costs a claim, never a second job.
+    async fn made(&self, jobs: &[&IngestJob], at: LedgerTime) -> Result<Vec<bool>, BackendError>;
     /// A read that shows the ledger answers.
     async fn probe(&self) -> Result<(), BackendError>;
 }

@@ -482,7 +482,7 @@ fn record_history(
     events: &[Seen],
 ) -> rusqlite::Result<()> {
     let mut object = tx.prepare_cached(RECORD_OBJECT)?;
-    for seen in events {
+    for seen in events.iter().filter(|seen| seen.kept_per_key()) {
         let enqueued = match seen.outcome {
             Outcome::Accepted => seen.job_id.as_deref(),
             _ => None,
@@ -1076,14 +1076,11 @@ mod tests {
         db.commit(&commit(&[&a], t0)).await.unwrap();
         db.commit(&commit(&[&a], t1)).await.unwrap();
 
+        // The redelivery at t1 repeats the job: the key's last word stays the job.
         let history = db.object("int_1", "in/a.pdf").await.unwrap().unwrap();
         assert_eq!(
             (history.last.outcome, history.last.reason, history.last.at),
-            (
-                Outcome::Duplicate,
-                Some(Reason::Duplicate),
-                t1.trunc_subsecs(3)
-            )
+            (Outcome::Accepted, None, t0.trunc_subsecs(3))
         );
         let enqueued = history.enqueued.unwrap();
         assert_eq!(
