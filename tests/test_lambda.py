@@ -158,3 +158,15 @@ def test_every_log_line_of_an_invocation_carries_its_lambda_request_id(tmp_path,
     assert {line["message"] for line in ours} >= {"request", "event_skipped", "auth_failed"}, lines
     request_ids = {line["span"]["requestId"] for line in ours}
     assert len(request_ids) == 2 and all(request_ids), "one id per invocation, on every line of it"
+
+
+def test_the_lambda_build_leaves_the_operators_commands_out_and_says_so(tmp_path, function_url, aws_stack):
+    # The binary `cargo lambda watch` built for the fixture, as the Lambda package is built: no
+    # embedded backend, no HTTP server, no operator commands (they call Cloudflare or a receiver).
+    binary = ROOT / "target" / "lambda-watch" / "debug" / FUNCTION
+    env = {**os.environ, **aws_stack.receiver_env(4)}
+    for args in (["integrations", "connect-r2", "int_x", "--cloudflare-account", "0" * 32],
+                 ["integrations", "test", "int_x", "--receiver-url", "https://example.com"]):
+        result = subprocess.run([str(binary), *args], capture_output=True, text=True, env=env, timeout=60)
+        assert result.returncode == 1, result.stderr
+        assert "leaves the operator's commands out" in result.stderr, result.stderr

@@ -318,6 +318,9 @@ pub enum Metrics {
     Off,
 }
 
+/// Cloudflare's API, unless `CLOUDFLARE_API_BASE_URL` says otherwise.
+pub(crate) const CLOUDFLARE_API_BASE: &str = "https://api.cloudflare.com/client/v4";
+
 #[derive(Subcommand, Debug)]
 pub enum IntegrationsCommand {
     /// Create an integration and print its secret and the customer's setup.
@@ -560,7 +563,7 @@ pub struct CloudflareArgs {
     #[arg(long)]
     pub cloudflare_account: String,
     /// Cloudflare's API (the same variable wrangler reads; a local server in tests).
-    #[arg(long, env = env::CLOUDFLARE_API_BASE_URL, default_value = super::cloudflare::DEFAULT_BASE)]
+    #[arg(long, env = env::CLOUDFLARE_API_BASE_URL, default_value = CLOUDFLARE_API_BASE)]
     pub api_base: String,
     /// Send no write: make the reads and list the writes it would send (secrets redacted).
     #[arg(long)]

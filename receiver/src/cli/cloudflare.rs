@@ -14,8 +14,7 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// Cloudflare's API, unless `CLOUDFLARE_API_BASE_URL` says otherwise (as it does for wrangler).
-pub(crate) const DEFAULT_BASE: &str = "https://api.cloudflare.com/client/v4";
+/// How long one API call may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the customer's API token must allow, as the dashboard names the permissions (Cloudflare's
@@ -426,7 +425,7 @@ mod tests {
 
     #[test]
     fn the_base_url_is_https_or_loopback_http() {
-        assert!(check_base(DEFAULT_BASE).is_ok());
+        assert!(check_base(super::super::args::CLOUDFLARE_API_BASE).is_ok());
         assert!(check_base("http://127.0.0.1:8080/client/v4").is_ok());
         assert!(check_base("http://localhost:1/client/v4").is_ok());
         for bad in [

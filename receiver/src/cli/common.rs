@@ -124,6 +124,15 @@ pub(crate) async fn keyring(wired: &Wired) -> CliResult<Keyring> {
 }
 
 /// The integration `id`, or "no integration ID".
+/// A command the build leaves out (the Lambda package has no `operator` feature).
+#[cfg(not(feature = "operator"))]
+pub(crate) fn not_in_this_build(command: &str) -> anyhow::Error {
+    anyhow!(
+        "{command}: this build of bucket-relay (the Lambda package) leaves the operator's \
+         commands out; run it from a full build (cargo install, or the release binary)"
+    )
+}
+
 pub(crate) async fn load(store: &dyn Store, id: &str) -> CliResult<Integration> {
     store
         .get(id)

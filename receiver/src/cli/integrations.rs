@@ -34,12 +34,18 @@ pub(crate) async fn run(wired: Wired, printer: Printer, command: IntegrationsCom
             printer.emit(&super::source::set_source(&wired, args).await?)
         }
         IntegrationsCommand::Test(args) => super::source::test(&wired, printer, args).await,
+        #[cfg(feature = "operator")]
         IntegrationsCommand::ConnectR2(args) => {
             printer.emit(&super::connect::connect(&wired, args, now).await?)
         }
+        #[cfg(feature = "operator")]
         IntegrationsCommand::DisconnectR2(args) => {
             printer.emit(&super::connect::disconnect(&wired, args).await?)
         }
+        #[cfg(not(feature = "operator"))]
+        IntegrationsCommand::ConnectR2(_) | IntegrationsCommand::DisconnectR2(_) => Err(
+            super::common::not_in_this_build("connect-r2 and disconnect-r2"),
+        ),
         IntegrationsCommand::Pause { id } => {
             printer.emit(&update(store, &id, now, Status::Paused).await?)
         }

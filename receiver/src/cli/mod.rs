@@ -18,9 +18,12 @@
 //!   and `disconnect-r2`, the R2 setup through Cloudflare's API.
 
 mod args;
+#[cfg(feature = "operator")]
 mod cloudflare;
 mod common;
+#[cfg(feature = "operator")]
 mod connect;
+#[cfg(feature = "operator")]
 mod connection;
 mod events;
 mod integrations;
@@ -36,7 +39,9 @@ mod serve;
 mod setup;
 mod source;
 mod status;
+#[cfg(feature = "operator")]
 mod test_event;
+#[cfg(feature = "operator")]
 mod verdict;
 
 pub use args::Cli;

@@ -52,6 +52,8 @@ pub(crate) async fn package(
 /// The prebuilt worker: its files, as read from a release build's folder.
 pub(crate) struct Bundle(Vec<(&'static str, Vec<u8>)>);
 
+/// What `connect-r2` uploads: the bundle's version and files.
+#[cfg(feature = "operator")]
 impl Bundle {
     /// `<crate version>+<hash>` of the files.
     pub(crate) fn version(&self) -> String {
@@ -183,6 +185,7 @@ pub(crate) fn worker_vars(
 }
 
 /// One `[[queues.consumers]]` of the repository's wrangler.toml, as the Queues API takes it.
+#[cfg(feature = "operator")]
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub(crate) struct ConsumerSpec {
     pub queue: String,
@@ -192,6 +195,7 @@ pub(crate) struct ConsumerSpec {
 
 /// A consumer's settings in the Queues API's names (wrangler.toml's `max_batch_size` is
 /// `batch_size`, its `max_batch_timeout` in seconds is `max_wait_time_ms`).
+#[cfg(feature = "operator")]
 #[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub(crate) struct ConsumerSettings {
     pub batch_size: u64,
@@ -203,6 +207,7 @@ pub(crate) struct ConsumerSettings {
 
 /// The worker's queue consumers, from the repository's wrangler.toml: the one place their
 /// settings are decided (docs/customers-r2.md says why).
+#[cfg(feature = "operator")]
 pub(crate) fn consumers() -> CliResult<Vec<ConsumerSpec>> {
     let config: toml::Table = template()?;
     let list = config
@@ -238,6 +243,7 @@ pub(crate) fn consumers() -> CliResult<Vec<ConsumerSpec>> {
 }
 
 /// The compatibility date of the repository's wrangler.toml.
+#[cfg(feature = "operator")]
 pub(crate) fn compatibility_date() -> CliResult<String> {
     let config: toml::Table = template()?;
     config

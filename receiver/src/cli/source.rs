@@ -113,7 +113,12 @@ pub(crate) async fn set_source(wired: &Wired, args: SetSourceArgs) -> CliResult<
 /// `integrations test`: with `--receiver-url` the test event; without, the read access.
 pub(crate) async fn test(wired: &Wired, printer: Printer, args: TestArgs) -> CliResult {
     if let Some(url) = &args.receiver_url {
+        #[cfg(feature = "operator")]
         return printer.emit(&super::connection::test_event(wired, &args, url).await?);
+        #[cfg(not(feature = "operator"))]
+        return Err(super::common::not_in_this_build(&format!(
+            "test --receiver-url {url}"
+        )));
     }
     let integration = load(wired.backends.store.as_ref(), &args.id).await?;
     let ring = keyring(wired).await?;
