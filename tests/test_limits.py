@@ -17,7 +17,8 @@ import time
 import uuid
 from collections import Counter
 
-from support import R2_ACCOUNT, RELAY_BIN, Receiver, r2_event, s3_object_created, valid_job
+from support import R2_ACCOUNT, RELAY_BIN, Receiver, r2_event, s3_object_created
+from test_aws import drain
 
 WINDOW_S = 0.5
 RATE_ENV = {"RELAY_RATE_WINDOW": "500ms"}
@@ -144,19 +145,6 @@ def test_a_burst_over_the_limit_becomes_every_job_once_across_two_serve_processe
     finally:
         first.stop()
         second.stop()
-
-
-def drain(stack):
-    """Every job on the SQS queue, received and deleted."""
-    jobs = []
-    while True:
-        batch = stack.sqs.receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10,
-                                          VisibilityTimeout=60).get("Messages", [])
-        if not batch:
-            return jobs
-        jobs.extend(valid_job(json.loads(m["Body"])) for m in batch)
-        stack.sqs.delete_message_batch(QueueUrl=stack.queue_url, Entries=[
-            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)])
 
 
 def test_a_burst_over_the_limit_holds_across_receivers_on_dynamodb(tmp_path, aws_stack, aws_proxy):

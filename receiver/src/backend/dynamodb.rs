@@ -298,6 +298,25 @@ impl DynamoLedger {
         }
     }
 
+    /// Sends a conditional `DeleteItem` on the ledger table; an item its condition no longer
+    /// describes (changed or gone meanwhile) is left alone without an error.
+    async fn delete_unless_changed(
+        &self,
+        delete: aws_sdk_dynamodb::operation::delete_item::builders::DeleteItemFluentBuilder,
+    ) -> Result<(), BackendError> {
+        match delete.table_name(&self.table).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let e = e.into_service_error();
+                if e.is_conditional_check_failed_exception() {
+                    Ok(())
+                } else {
+                    Err(sdk_err(e))
+                }
+            }
+        }
+    }
+
     /// The entry's state, for emulators that do not return the item on a failed condition.
     async fn current_state(&self, job_id: &str) -> Result<AttributeValue, BackendError> {
         let out = self
@@ -560,48 +579,32 @@ impl Ledger for DynamoLedger {
 
     async fn release_first(&self, jobs: &[&IngestJob]) -> Result<(), BackendError> {
         for job in jobs {
-            let result = self
+            // Another version's now: not ours to let go.
+            let delete = self
                 .client
                 .delete_item()
-                .table_name(&self.table)
                 .key("job_id", s(job.key_id()))
                 .condition_expression("#owner = :job")
                 .expression_attribute_names("#owner", KEY_OWNER)
-                .expression_attribute_values(":job", s(&job.job_id))
-                .send()
-                .await;
-            if let Err(e) = result {
-                let e = e.into_service_error();
-                // Another version's now: not ours to let go.
-                if !e.is_conditional_check_failed_exception() {
-                    return Err(sdk_err(e));
-                }
-            }
+                .expression_attribute_values(":job", s(&job.job_id));
+            self.delete_unless_changed(delete).await?;
         }
         Ok(())
     }
 
     async fn release(&self, job_ids: &[&str], token: &ClaimToken) -> Result<(), BackendError> {
         for id in job_ids {
-            let result = self
+            // Gone, done meanwhile, or claimed by another request: not ours to release.
+            let delete = self
                 .client
                 .delete_item()
-                .table_name(&self.table)
                 .key("job_id", s(*id))
                 .condition_expression("#state = :pending AND #token = :token")
                 .expression_attribute_names("#state", "state")
                 .expression_attribute_names("#token", CLAIM_TOKEN)
                 .expression_attribute_values(":pending", s(STATE_PENDING))
-                .expression_attribute_values(":token", s(token))
-                .send()
-                .await;
-            if let Err(e) = result {
-                let e = e.into_service_error();
-                // Gone, done meanwhile, or claimed by another request: not ours to release.
-                if !e.is_conditional_check_failed_exception() {
-                    return Err(sdk_err(e));
-                }
-            }
+                .expression_attribute_values(":token", s(token));
+            self.delete_unless_changed(delete).await?;
         }
         Ok(())
     }
