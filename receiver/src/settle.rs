@@ -263,8 +263,11 @@ mod tests {
     }
 
     /// Two intakes over one store, as two receivers are: claiming over one in-memory ledger,
-    /// and two handles on one SQLite file.
-    fn receivers(window: chrono::Duration) -> Vec<(&'static str, [Arc<dyn Intake>; 2])> {
+    /// and two handles on one SQLite file (in `dir`, which the caller keeps for the test).
+    fn receivers(
+        window: chrono::Duration,
+        dir: &std::path::Path,
+    ) -> Vec<(&'static str, [Arc<dyn Intake>; 2])> {
         let ledger = Arc::new(MemoryLedger::default());
         let claiming = || -> Arc<dyn Intake> {
             Arc::new(
@@ -280,7 +283,6 @@ mod tests {
         let mut all = vec![("claiming", [claiming(), claiming()])];
         #[cfg(feature = "embedded")]
         {
-            let dir = tempfile::tempdir().unwrap().keep();
             let path = dir.join("relay.db");
             let sqlite = || -> Arc<dyn Intake> {
                 Arc::new(
@@ -315,7 +317,8 @@ mod tests {
     async fn a_window_admits_its_limit_across_receivers_and_the_rest_are_rate_limited() {
         let integration = limited(60);
         let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
-        for (backend, [first, second]) in receivers(chrono::Duration::minutes(1)) {
+        let dir = tempfile::tempdir().unwrap();
+        for (backend, [first, second]) in receivers(chrono::Duration::minutes(1), dir.path()) {
             let batch = |from: usize, count: usize| -> Vec<Item> {
                 (from..from + count)
                     .map(|i| item(&i.to_string(), &format!("k{i}")))
@@ -363,7 +366,8 @@ mod tests {
     async fn a_listing_waits_for_the_next_window_and_makes_every_job() {
         let integration = limited(20);
         let window = chrono::Duration::milliseconds(150);
-        for (backend, [intake, _]) in receivers(window) {
+        let dir = tempfile::tempdir().unwrap();
+        for (backend, [intake, _]) in receivers(window, dir.path()) {
             let mut items: Vec<Item> = (0..50)
                 .map(|i| item(&i.to_string(), &format!("listed/{i}")))
                 .collect();
@@ -392,7 +396,8 @@ mod tests {
             let job = Box::new(sample_job(job, "scans/a.pdf"));
             Item::from_decision(id.to_owned(), relay_protocol::Decision::Enqueue(job))
         };
-        for (backend, [first, second]) in receivers(chrono::Duration::minutes(1)) {
+        let dir = tempfile::tempdir().unwrap();
+        for (backend, [first, second]) in receivers(chrono::Duration::minutes(1), dir.path()) {
             let mut ignoring = integration();
             ignoring.overwrites = Overwrites::Ignore;
             let mut items = vec![version("1", "j_v1")];

@@ -137,7 +137,7 @@ async fn show(wired: &Wired, id: &str) -> CliResult<Show> {
 }
 
 /// A status or mode change, written back with its time.
-trait Change: Copy {
+pub(super) trait Change: Copy {
     /// Changes the integration, or says why it cannot.
     fn apply(self, integration: &mut Integration) -> CliResult;
 }
@@ -189,7 +189,7 @@ async fn restamp(wired: &Wired) -> CliResult<u64> {
     Ok(wired.backends.records.restamp(&integrations).await?)
 }
 
-async fn update(
+pub(super) async fn update(
     store: &dyn Store,
     id: &str,
     now: DateTime<Utc>,
@@ -553,7 +553,7 @@ impl Report for Restamped {
 }
 
 /// `pause`, `resume`, `set-mode`: the changed integration.
-struct Updated(Integration);
+pub(super) struct Updated(pub(super) Integration);
 
 impl Serialize for Updated {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

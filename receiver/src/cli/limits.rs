@@ -7,7 +7,8 @@
 //! admits in a day (that backlog would only grow).
 
 use super::args::SetLimitsArgs;
-use super::common::{load, CliResult, Report, Shown};
+use super::common::{CliResult, Report, Shown};
+use super::integrations::{update, Change, Updated};
 use crate::wiring::Wired;
 use anyhow::anyhow;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -54,24 +55,37 @@ pub(crate) async fn set_limits(
     args: &SetLimitsArgs,
     now: DateTime<Utc>,
 ) -> CliResult<LimitsSet> {
-    let store = wired.backends.store.as_ref();
-    let mut integration = load(store, &args.id).await?;
-    integration
-        .set_limits(
-            args.max_jobs_per_minute.map(|rate| rate.0),
-            args.max_object_bytes,
-        )
-        .map_err(|e| anyhow!("integration {}: {e}", integration.id))?;
-    if let Some(overwrites) = args.overwrites {
-        integration.overwrites = overwrites;
-    }
-    integration.updated_at = now;
-    store.put(&integration).await?;
+    let change = SetLimits {
+        jobs_per_minute: args.max_jobs_per_minute.map(|rate| rate.0),
+        max_object_bytes: args.max_object_bytes,
+        overwrites: args.overwrites,
+    };
+    let Updated(integration) = update(wired.backends.store.as_ref(), &args.id, now, change).await?;
     let rate = match integration.max_jobs_per_minute {
         Some(per_minute) => Some(carried(wired, &integration, per_minute, now).await?),
         None => None,
     };
     Ok(LimitsSet { integration, rate })
+}
+
+/// `set-limits`' change: each `None` keeps its limit as it is.
+#[derive(Clone, Copy)]
+struct SetLimits {
+    jobs_per_minute: Option<Option<u32>>,
+    max_object_bytes: Option<u64>,
+    overwrites: Option<Overwrites>,
+}
+
+impl Change for SetLimits {
+    fn apply(self, integration: &mut Integration) -> CliResult {
+        integration
+            .set_limits(self.jobs_per_minute, self.max_object_bytes)
+            .map_err(|e| anyhow!("integration {}: {e}", integration.id))?;
+        if let Some(overwrites) = self.overwrites {
+            integration.overwrites = overwrites;
+        }
+        Ok(())
+    }
 }
 
 async fn carried(
