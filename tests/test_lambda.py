@@ -5,6 +5,7 @@ backends on moto.
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -16,6 +17,11 @@ from relay_contract import ROOT
 from support import R2_ACCOUNT, Receiver, free_port, r2_event, s3_object_created, wait_for_config_change
 
 FUNCTION = "bucket-relay"
+BUILD_FAILED = re.compile(r"^error(\[E\d+\])?: |No space left on device", re.MULTILINE)
+
+
+def log_tail(path, lines=40):
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
 def watch(tmp_path, env_vars, name, ready):
@@ -49,9 +55,12 @@ def watch(tmp_path, env_vars, name, ready):
                 pass
             if process.poll() is not None:
                 pytest.fail(f"cargo lambda watch exited: {log_path.read_text()}")
+            # A failed build leaves the watcher waiting for the next edit: say why now.
+            if BUILD_FAILED.search(log_path.read_text(errors="replace")):
+                pytest.fail(f"the function did not build: {log_tail(log_path)}")
             time.sleep(1)
         else:
-            pytest.fail("the function never answered")
+            pytest.fail(f"the function never answered: {log_tail(log_path)}")
         yield port
     finally:
         os.killpg(process.pid, 15)
