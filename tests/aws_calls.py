@@ -204,7 +204,8 @@ def main():
             print(f"  {'units':<15} {operation + ' ' + kind:<22} {units:>7.1f} ({units / measured.events:.2f} per event)")
     print(f"\nPer cold start: {cold['secretsmanager']} Secrets Manager call(s), {cold['kms']} KMS call(s) "
           "(KMS only with a KMS-held key version)")
-    print(f"\nPrices: us-east-1 list prices as of {PRICES_DATE}; Lambda duration is not in these figures.\n")
+    print(f"\nPrices: us-east-1 list prices as of {PRICES_DATE}; Lambda duration is not in these figures\n"
+          "(scripts/lambda-start measures its CPU floor).\n")
     print(table(rows), end="")
 
 
