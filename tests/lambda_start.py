@@ -55,6 +55,11 @@ class RuntimeApi:
                 pass
 
             def do_GET(self):
+                if self.path.endswith("/extension/event/next"):
+                    # The receiver's extension only registers (so that Lambda sends SIGTERM
+                    # before a shutdown) and subscribes to nothing: its next event never comes.
+                    api.stopped.wait()
+                    return self.reply(500, b"{}")
                 if not self.path.endswith("/runtime/invocation/next"):
                     return self.reply(404, b"{}")
                 request_id, event = api.events.get()
@@ -70,6 +75,10 @@ class RuntimeApi:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 parts = self.path.split("/")
+                if self.path.endswith("/extension/register"):
+                    return self.reply(200, json.dumps({"functionName": "bucket-relay", "functionVersion": "$LATEST",
+                                                       "handler": "bootstrap"}).encode(),
+                                      {"Lambda-Extension-Identifier": str(uuid.uuid4())})
                 if "invocation" in parts and parts[-1] in ("response", "error"):
                     request_id = parts[-2]
                     with api.answered:
@@ -98,6 +107,7 @@ class RuntimeApi:
                 pass  # a function process killed after its cold start drops its connection
 
         self.handed = {}
+        self.stopped = threading.Event()
         self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -120,6 +130,7 @@ class RuntimeApi:
         return kind, json.loads(body or b"{}"), at - self.handed.pop(request_id)
 
     def stop(self):
+        self.stopped.set()
         self.server.shutdown()
 
 
@@ -211,7 +222,8 @@ def main():
     work = Path(tempfile.mkdtemp())
     try:
         stack = AwsStack(moto_port)
-        env = stack.receiver_env(moto_port)
+        # As deployed: usage counts wait in memory (the tests' write-through setting is theirs).
+        env = {k: v for k, v in stack.receiver_env(moto_port).items() if k != "RELAY_USAGE_FLUSH"}
         cli = Receiver(work / "relay", work / "cli.log", env=env)
         r2 = cli.create("r2", "uploads")
         s3 = cli.create("s3", "docs")

@@ -281,6 +281,9 @@ class AwsStack:
             "RELAY_LEDGER_TABLE": self.ledger_table,
             "RELAY_QUEUE_URL": self.queue_url,
             "RELAY_MASTER_KEY_SECRET_ID": self.secret_id,
+            # The tests read usage from another process right after a request: each request's
+            # counts are written at once here. The default (10 s in memory) has its own tests.
+            "RELAY_USAGE_FLUSH": "0s",
         }
 
     def depth(self, queue_url=None):

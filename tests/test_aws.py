@@ -170,6 +170,37 @@ def test_integrations_cli_and_usage_work_against_dynamodb(aws_receiver):
     assert jobs.returncode == 1 and "SQS" in jobs.stderr
 
 
+def test_usage_counts_wait_in_memory_and_are_written_when_serve_stops(tmp_path, aws_stack, aws_proxy):
+    # By default a process adds its requests' counts up and writes them every 10 s: one
+    # UpdateItem per interval, not one per request. Held for a minute here, they are written
+    # when the process ends, and none is lost.
+    env = {**aws_stack.receiver_env(aws_proxy.port), "RELAY_USAGE_FLUSH": "60s"}
+    receiver = Receiver(tmp_path / "relay", tmp_path / "serve.log", env=env)
+    receiver.start()
+    try:
+        created = receiver.create("r2", "uploads")
+        aws_proxy.reset_counts()
+        for name in ("a.pdf", "b.pdf", "c.pdf"):
+            receiver.post_batch(created["id"], created["secret"], [r2_event(name)])
+        receiver.post_batch(created["id"], created["secret"], [r2_event("a.pdf")])
+        assert aws_proxy.count("dynamodb", "UpdateItem") == 0, "no usage write per request"
+        # Another process reads what is written: nothing yet.
+        waiting = receiver.cli("integrations", "usage", created["id"], "--days", "1")
+        assert waiting["totals"] == {}, waiting
+    finally:
+        receiver.stop()  # SIGTERM: serve finishes, then writes what waits
+    assert aws_proxy.count("dynamodb", "UpdateItem") == 1, "one write for the integration's hour"
+    written = receiver.cli("integrations", "usage", created["id"], "--days", "1")
+    assert written["totals"] == {"accepted": 3, "duplicate/duplicate": 1}
+
+
+def test_a_usage_flush_interval_out_of_range_is_refused_by_name(tmp_path, aws_stack, aws_proxy):
+    env = {**aws_stack.receiver_env(aws_proxy.port), "RELAY_USAGE_FLUSH": "2m"}
+    receiver = Receiver(tmp_path / "relay", tmp_path / "serve.log", env=env)
+    refused = receiver.cli("integrations", "list", check=False)
+    assert refused.returncode != 0 and "RELAY_USAGE_FLUSH must be 0s to 60s" in refused.stderr
+
+
 def test_create_and_rotate_write_nothing_when_the_master_key_cannot_be_read(tmp_path, aws_stack, aws_proxy):
     # The secret is derived from the master key: an integration written without it would be one
     # whose secret nobody ever saw, and a rotation would bump a generation nobody can sign with.

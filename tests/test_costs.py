@@ -1,6 +1,7 @@
 """What the receiver costs on AWS, measured (tests/aws_calls.py, what `scripts/aws-calls` runs):
 the README's cost table is the measured one, and the write budget holds: a new job 3 write
-units plus its request's usage count, a redelivered batch a failed conditional write each (then,
+units on either path (usage counts are written apart, once per process every 10 s), a
+redelivered batch a failed conditional write each (then,
 once a commit was mostly duplicates, a read each and no write), SQS one request per 10 jobs."""
 
 import re
@@ -25,14 +26,14 @@ def test_the_cost_table_is_measured_and_the_write_budget_holds():
     rows, cold = aws_calls.run()
     measured = {r.label: r.row() for r in rows}
     new = measured["worker batch, new"]
-    assert new["write_units"] <= 3 + 1 / aws_calls.BATCH + 0.001, "claim, done, history; one usage count a request"
+    assert new["write_units"] <= 3.001, "claim, done, history; usage counts are written apart, every 10 s"
     assert new["sqs_requests"] == 0.1 and new["requests"] == 1 / aws_calls.BATCH
-    assert measured["worker batch, redelivered"]["write_units"] <= 1 + 2 / aws_calls.BATCH + 0.001
+    assert measured["worker batch, redelivered"]["write_units"] <= 1 + 1 / aws_calls.BATCH + 0.001
     again = measured["worker batch, redelivered again"]
     assert again["write_units"] <= 2 / aws_calls.BATCH + 0.001 and again["read_units"] <= 0.51, \
         "a batch of duplicates after one is read, not claimed"
     single = measured["one event, new"]
-    assert single["write_units"] <= 4.05 and single["sqs_requests"] == 1
+    assert single["write_units"] <= 3.001 and single["sqs_requests"] == 1, "no usage write per request"
     assert cold == {"secretsmanager": 1, "kms": 0}, "one master-key read per cold start"
 
     # The README's table: each figure within rounding (and a moment's sampling of the last

@@ -179,3 +179,28 @@ def test_the_lambda_build_leaves_the_operators_commands_out_and_says_so(tmp_path
         result = subprocess.run([str(binary), *args], capture_output=True, text=True, env=env, timeout=60)
         assert result.returncode == 1, result.stderr
         assert "leaves the operator's commands out" in result.stderr, result.stderr
+
+
+def test_the_function_writes_its_waiting_usage_counts_on_the_sigterm_before_shutdown(tmp_path, aws_stack, aws_proxy):
+    # Counts wait in memory (one write per interval, not per request). Lambda sends SIGTERM
+    # before it shuts an environment down because the function registers an internal
+    # extension; the counts still waiting are written then.
+    env = {**aws_stack.receiver_env(aws_proxy.port), "RELAY_USAGE_FLUSH": "60s"}
+    cli = Receiver(tmp_path / "cli", tmp_path / "cli.log", env=aws_stack.receiver_env(aws_proxy.port))
+    s3 = cli.create("s3", "docs")
+
+    def ready(port):
+        return requests.get(f"http://127.0.0.1:{port}/lambda-url/{FUNCTION}/healthz", timeout=30).status_code == 200
+
+    function = watch(tmp_path, env, "lambda-usage", ready)
+    port = next(function)
+    cli.url = f"http://127.0.0.1:{port}/lambda-url/{FUNCTION}"
+    aws_proxy.reset_counts()
+    for name in ("a.pdf", "b.pdf"):
+        answer = cli.post_eventbridge(s3["id"], s3["secret"], s3_object_created(name))
+        assert answer.json()["results"][0]["outcome"] == "accepted"
+    assert aws_proxy.count("dynamodb", "UpdateItem") == 0, "no usage write per request"
+    assert cli.cli("integrations", "usage", s3["id"], "--days", "1")["totals"] == {}
+    function.close()  # SIGTERM to the watcher and the function
+    assert aws_proxy.count("dynamodb", "UpdateItem") == 1
+    assert cli.cli("integrations", "usage", s3["id"], "--days", "1")["totals"] == {"accepted": 2}

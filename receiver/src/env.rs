@@ -25,6 +25,9 @@ pub const SEALING_KEY_KMS_ID: &str = "RELAY_SEALING_KEY_KMS_ID";
 pub const JOB_SCHEMA: &str = "RELAY_JOB_SCHEMA";
 /// How long the "minute" of `--max-jobs-per-minute` lasts (default `1m`; tests shorten it).
 pub const RATE_WINDOW: &str = "RELAY_RATE_WINDOW";
+/// How long usage counts wait in memory before they are written, with the AWS backends
+/// (default `10s`; `0s` writes each request's).
+pub const USAGE_FLUSH: &str = "RELAY_USAGE_FLUSH";
 /// DynamoDB table of integrations, with `RELAY_BACKEND=aws`.
 pub const INTEGRATIONS_TABLE: &str = "RELAY_INTEGRATIONS_TABLE";
 /// DynamoDB table of the processed-objects ledger and usage counts.
@@ -64,7 +67,7 @@ pub const LAMBDA_HANDLER_POLL: &str = "poll";
 pub const LAMBDA_RUNTIME_API: &str = "AWS_LAMBDA_RUNTIME_API";
 
 /// Every variable the receiver reads, for docs and tests (Terraform sets the AWS ones).
-pub const ALL: [&str; 26] = [
+pub const ALL: [&str; 27] = [
     DATA_DIR,
     LISTEN,
     READ_TIMEOUT,
@@ -91,4 +94,5 @@ pub const ALL: [&str; 26] = [
     SEALING_KEY_KMS_ID,
     JOB_SCHEMA,
     RATE_WINDOW,
+    USAGE_FLUSH,
 ];

@@ -4,10 +4,23 @@
 //! Chosen automatically when `AWS_LAMBDA_RUNTIME_API` is set. The function URL already limits
 //! bodies to 6 MB and hands over the exact bytes, so this shell only converts types.
 
+use crate::backend::usage_buffer::BufferedUsage;
 use crate::handler::Relay;
 use crate::poll::{Poller, DEFAULT_OVERLAP};
 use lambda_http::{service_fn, Body, Error, LambdaEvent, Request};
 use std::sync::Arc;
+
+/// Writes the usage counts still waiting when Lambda shuts the environment down: the runtime
+/// registers an internal extension, so Lambda sends the process SIGTERM first and gives it a
+/// moment (an environment without an extension is stopped without one).
+pub(crate) async fn flush_on_shutdown(buffer: Arc<BufferedUsage>) {
+    lambda_http::lambda_runtime::spawn_graceful_shutdown_handler(move || async move {
+        if let Err(err) = buffer.flush().await {
+            crate::telemetry::log_backend_error(&err);
+        }
+    })
+    .await;
+}
 
 /// One poll tick per invocation, whatever the event (the scheduler's carries nothing we need).
 /// The answer counts each integration's result; an invocation with a failed integration is an

@@ -46,6 +46,7 @@ pub mod secretsmanager;
 #[cfg(feature = "embedded")]
 pub mod sqlite;
 pub mod sqs;
+pub mod usage_buffer;
 
 pub use crate::keys::Keyring;
 use async_trait::async_trait;

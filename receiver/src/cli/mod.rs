@@ -101,8 +101,9 @@ async fn dispatch(cli: Cli, runtime: Runtime) -> CliResult {
         | Command::Worker(_) => {}
     }
     let wired = wire(&cli.data_dir, &cli.backend).await?;
+    let usage_buffer = wired.usage_buffer.clone();
     let printer = Printer { json: cli.json };
-    match command {
+    let result = match command {
         Command::Serve(args) => serve::serve(wired, &cli.data_dir, args, runtime).await,
         Command::Integrations(command) => integrations::run(wired, printer, command).await,
         Command::Jobs(JobsCommand::List) => printer.emit(&events::jobs(&wired).await?),
@@ -118,5 +119,13 @@ async fn dispatch(cli: Cli, runtime: Runtime) -> CliResult {
         }
         Command::Replay(command) => replay::replay(wired, printer, &cli.backend, command).await,
         Command::Keys(command) => keys::run(wired, printer, command).await,
+    };
+    // The counts of what this process did, before it ends (a Lambda's are flushed on its
+    // SIGTERM, as it never gets here).
+    if let Some(buffer) = usage_buffer {
+        if let Err(err) = buffer.flush().await {
+            telemetry::log_backend_error(&err);
+        }
     }
+    result
 }

@@ -55,6 +55,13 @@ pub(crate) async fn serve(
         prometheus: args.metrics_listen.is_some() && runtime == Runtime::Http,
     };
     let installed = install_metrics(sinks).map_err(|e| anyhow!("cannot record metrics: {e}"))?;
+    if let Some(buffer) = &wired.usage_buffer {
+        if runtime.on_lambda() {
+            crate::lambda::flush_on_shutdown(Arc::clone(buffer)).await;
+        } else {
+            buffer.spawn_ticker();
+        }
+    }
     if runtime == Runtime::LambdaPoller {
         let poller = Poller::new(&wired.backends, wired.keys, wired.buckets);
         return crate::lambda::run_poller(Arc::new(poller))

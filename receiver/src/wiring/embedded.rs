@@ -56,6 +56,8 @@ pub(super) fn wire(
         },
         keys: Arc::new(key),
         embedded: Some(db),
+        // SQLite adds the counts up in the commit's own transaction.
+        usage_buffer: None,
     })
 }
 

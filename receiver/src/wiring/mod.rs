@@ -16,6 +16,7 @@ use crate::backend::secretsmanager::SecretsManagerKey;
 #[cfg(feature = "embedded")]
 use crate::backend::sqlite::Sqlite;
 use crate::backend::sqs::SqsQueue;
+use crate::backend::usage_buffer::BufferedUsage;
 use crate::backend::{Backends, MasterKeySource, MAX_REQUEST_TIME, SQS_FIFO_DEDUP_WINDOW};
 use crate::env;
 use clap::{Args, ValueEnum};
@@ -64,9 +65,22 @@ pub struct BackendArgs {
     /// shorten it to see an hour of a limit in a minute, as they shorten the claim lease.
     #[arg(long, global = true, env = env::RATE_WINDOW, default_value = "1m")]
     pub rate_window: humantime::Duration,
+    /// How long usage counts wait in memory before they are written, with --backend aws (0s to
+    /// 60s; 0s writes each request's). One write per process per interval instead of one per
+    /// request; `status` in another process sees a count up to that late.
+    #[arg(long, global = true, env = env::USAGE_FLUSH, default_value = "10s")]
+    pub usage_flush: humantime::Duration,
 }
 
 impl BackendArgs {
+    fn usage_flush(&self) -> anyhow::Result<std::time::Duration> {
+        let every: std::time::Duration = *self.usage_flush;
+        if every > std::time::Duration::from_secs(60) {
+            anyhow::bail!("{} must be 0s to 60s", env::USAGE_FLUSH);
+        }
+        Ok(every)
+    }
+
     fn rate_window(&self) -> anyhow::Result<chrono::Duration> {
         let window = chrono::Duration::from_std(*self.rate_window)
             .map_err(|_| anyhow::anyhow!("{} is too long", env::RATE_WINDOW))?;
@@ -90,6 +104,9 @@ pub(crate) struct Wired {
     pub(crate) lookups: Arc<HeadObjects>,
     #[cfg(feature = "embedded")]
     pub(crate) embedded: Option<Sqlite>,
+    /// The usage counts waiting to be written (with the AWS backends): flushed when the process
+    /// ends.
+    pub(crate) usage_buffer: Option<Arc<BufferedUsage>>,
 }
 
 /// The backends of one process, and the embedded database when that is what they are.
@@ -98,6 +115,7 @@ struct Chosen {
     keys: Arc<dyn MasterKeySource>,
     #[cfg(feature = "embedded")]
     embedded: Option<Sqlite>,
+    usage_buffer: Option<Arc<BufferedUsage>>,
 }
 
 pub(crate) async fn wire(data_dir: &Path, args: &BackendArgs) -> anyhow::Result<Wired> {
@@ -111,6 +129,7 @@ pub(crate) async fn wire(data_dir: &Path, args: &BackendArgs) -> anyhow::Result<
         aws,
         #[cfg(feature = "embedded")]
         embedded: chosen.embedded,
+        usage_buffer: chosen.usage_buffer,
     })
 }
 
@@ -165,19 +184,15 @@ async fn aws_backends(args: &BackendArgs, aws: &AwsConfig) -> anyhow::Result<Cho
         SqsQueue::new(aws_sdk_sqs::Client::new(&config), name(&args.queue_url))
             .with_job_schema(args.job_schema),
     );
+    let usage = Arc::new(BufferedUsage::new(ledger.clone(), args.usage_flush()?));
     Ok(Chosen {
         backends: Backends {
             store: Arc::new(DynamoStore::new(dynamodb, name(&args.integrations_table))),
             intake: Arc::new(
-                Claiming::new(
-                    ledger.clone(),
-                    queue.clone(),
-                    ledger.clone(),
-                    ledger.clone(),
-                )
-                .with_rate_window(args.rate_window()?),
+                Claiming::new(ledger.clone(), queue.clone(), usage.clone(), ledger.clone())
+                    .with_rate_window(args.rate_window()?),
             ),
-            usage: ledger.clone(),
+            usage: usage.clone(),
             cursors: ledger.clone(),
             history: ledger.clone(),
             records: ledger,
@@ -192,5 +207,6 @@ async fn aws_backends(args: &BackendArgs, aws: &AwsConfig) -> anyhow::Result<Cho
         ),
         #[cfg(feature = "embedded")]
         embedded: None,
+        usage_buffer: Some(usage),
     })
 }
