@@ -4,8 +4,9 @@
 //! [`super::secret`]; the read-access commands in [`super::source`].)
 
 use super::args::IntegrationsCommand;
+use super::change::{update, Change, Updated};
 use super::common::{keyring, load, time, CliResult, Printer, Report, Safe, Shown};
-use crate::backend::{add_counts, error_chain, Seen, Store, UsageCounts, HISTORY_RETENTION};
+use crate::backend::{add_counts, error_chain, Seen, UsageCounts, HISTORY_RETENTION};
 use crate::poll::{SafetyNetCursor, SAFETY_NET_CURSOR};
 use crate::wiring::Wired;
 use crate::worker_bundle::{self, BundleSeen};
@@ -136,12 +137,6 @@ async fn show(wired: &Wired, id: &str) -> CliResult<Show> {
     })
 }
 
-/// A status or mode change, written back with its time.
-pub(super) trait Change: Copy {
-    /// Changes the integration, or says why it cannot.
-    fn apply(self, integration: &mut Integration) -> CliResult;
-}
-
 impl Change for Status {
     fn apply(self, integration: &mut Integration) -> CliResult {
         integration.status = self;
@@ -187,19 +182,6 @@ impl Change for SetHorizon {
 async fn restamp(wired: &Wired) -> CliResult<u64> {
     let integrations = wired.backends.store.list().await?;
     Ok(wired.backends.records.restamp(&integrations).await?)
-}
-
-pub(super) async fn update(
-    store: &dyn Store,
-    id: &str,
-    now: DateTime<Utc>,
-    change: impl Change,
-) -> CliResult<Updated> {
-    let mut integration = load(store, id).await?;
-    change.apply(&mut integration)?;
-    integration.updated_at = now;
-    store.put(&integration).await?;
-    Ok(Updated(integration))
 }
 
 async fn usage(wired: &Wired, id: &str, days: u32, now: DateTime<Utc>) -> CliResult<Usage> {
@@ -548,33 +530,6 @@ impl Report for Restamped {
             out,
             "{} ledger entries now expire at their job's making plus their integration's horizon.",
             self.restamped
-        )
-    }
-}
-
-/// `pause`, `resume`, `set-mode`: the changed integration.
-pub(super) struct Updated(pub(super) Integration);
-
-impl Serialize for Updated {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        Shown(&self.0).serialize(serializer)
-    }
-}
-
-impl Report for Updated {
-    fn render(&self, out: &mut dyn Write) -> fmt::Result {
-        let i = &self.0;
-        let net = match i.safety_net_secs {
-            Some(secs) if i.mode == Mode::Event => format!(
-                ", with a safety net listing every {}",
-                humantime::format_duration(std::time::Duration::from_secs(secs))
-            ),
-            _ => String::new(),
-        };
-        writeln!(
-            out,
-            "Integration {} is now {}, mode {}{net}.",
-            i.id, i.status, i.mode
         )
     }
 }

@@ -7,8 +7,8 @@
 //! admits in a day (that backlog would only grow).
 
 use super::args::SetLimitsArgs;
+use super::change::{update, Change, Updated};
 use super::common::{CliResult, Report, Shown};
-use super::integrations::{update, Change, Updated};
 use crate::wiring::Wired;
 use anyhow::anyhow;
 use chrono::{DateTime, NaiveDate, Utc};

@@ -18,6 +18,7 @@
 //!   and `disconnect-r2`, the R2 setup through Cloudflare's API.
 
 mod args;
+mod change;
 #[cfg(feature = "operator")]
 mod cloudflare;
 mod common;
