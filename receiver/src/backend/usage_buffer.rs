@@ -105,6 +105,12 @@ impl BufferedUsage {
         });
     }
 
+    async fn flush_before_reading(&self) {
+        if let Err(err) = self.flush().await {
+            crate::telemetry::log_backend_error(&err);
+        }
+    }
+
     async fn flush_if_due(&self) -> Result<(), BackendError> {
         let due = {
             let pending = self.pending.lock().await;
@@ -135,14 +141,15 @@ impl UsageLog for BufferedUsage {
         self.flush_if_due().await
     }
 
-    /// Written first, so a process reads its own counts.
+    /// Written first, so a process reads its own counts (a write that fails is logged, and
+    /// the read goes on without them).
     async fn usage(
         &self,
         integration_id: &str,
         since: NaiveDate,
         until: NaiveDate,
     ) -> Result<BTreeMap<NaiveDate, UsageCounts>, BackendError> {
-        self.flush().await?;
+        self.flush_before_reading().await;
         self.inner.usage(integration_id, since, until).await
     }
 
@@ -151,7 +158,7 @@ impl UsageLog for BufferedUsage {
         integration_id: &str,
         since: DateTime<Utc>,
     ) -> Result<UsageCounts, BackendError> {
-        self.flush().await?;
+        self.flush_before_reading().await;
         self.inner.recent(integration_id, since).await
     }
 }
@@ -278,6 +285,11 @@ mod tests {
             .record("int_1", at(1, 1), &accepted(1))
             .await
             .unwrap();
+        assert_eq!(
+            buffer.recent("int_1", at(1, 0)).await.unwrap(),
+            UsageCounts::new(),
+            "a read answers what is written while the write fails"
+        );
         log.failing
             .store(false, std::sync::atomic::Ordering::SeqCst);
         buffer.flush().await.unwrap();
