@@ -27,7 +27,8 @@ pub(super) async fn update(
     Ok(Updated(integration))
 }
 
-/// `pause`, `resume`, `set-mode`: the changed integration.
+/// The changed integration, as `pause`, `resume`, `set-mode`, `set-horizon` and `set-limits`
+/// report it.
 pub(super) struct Updated(pub(super) Integration);
 
 impl Serialize for Updated {
