@@ -68,16 +68,19 @@ def watch(tmp_path, env_vars, name, ready):
         log.close()
 
 
+def function_base(port):
+    """The function URL `cargo lambda watch` serves the function at."""
+    return f"http://127.0.0.1:{port}/lambda-url/{FUNCTION}"
+
+
+def function_ready(port):
+    return requests.get(f"{function_base(port)}/healthz", timeout=30).status_code == 200
+
+
 @pytest.fixture
 def function_url(tmp_path, aws_stack, aws_proxy):
-    def base(port):
-        return f"http://127.0.0.1:{port}/lambda-url/{FUNCTION}"
-
-    def ready(port):
-        return requests.get(f"{base(port)}/healthz", timeout=30).status_code == 200
-
-    for port in watch(tmp_path, aws_stack.receiver_env(aws_proxy.port), "lambda", ready):
-        yield base(port)
+    for port in watch(tmp_path, aws_stack.receiver_env(aws_proxy.port), "lambda", function_ready):
+        yield function_base(port)
 
 
 def invoke(port, event):
@@ -189,12 +192,8 @@ def test_the_function_writes_its_waiting_usage_counts_on_the_sigterm_before_shut
     cli = Receiver(tmp_path / "cli", tmp_path / "cli.log", env=aws_stack.receiver_env(aws_proxy.port))
     s3 = cli.create("s3", "docs")
 
-    def ready(port):
-        return requests.get(f"http://127.0.0.1:{port}/lambda-url/{FUNCTION}/healthz", timeout=30).status_code == 200
-
-    function = watch(tmp_path, env, "lambda-usage", ready)
-    port = next(function)
-    cli.url = f"http://127.0.0.1:{port}/lambda-url/{FUNCTION}"
+    function = watch(tmp_path, env, "lambda-usage", function_ready)
+    cli.url = function_base(next(function))
     aws_proxy.reset_counts()
     for name in ("a.pdf", "b.pdf"):
         answer = cli.post_eventbridge(s3["id"], s3["secret"], s3_object_created(name))

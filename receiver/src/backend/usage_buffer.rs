@@ -111,13 +111,15 @@ impl BufferedUsage {
         }
     }
 
+    /// Whether the oldest waiting count has waited its interval (always, with a zero one).
+    fn is_due(&self, pending: &Pending) -> bool {
+        pending
+            .since
+            .is_some_and(|since| since.elapsed() >= self.every)
+    }
+
     async fn flush_if_due(&self) -> Result<(), BackendError> {
-        let due = {
-            let pending = self.pending.lock().await;
-            pending
-                .since
-                .is_some_and(|since| since.elapsed() >= self.every)
-        };
+        let due = self.is_due(&*self.pending.lock().await);
         if due {
             self.flush().await
         } else {
@@ -134,11 +136,16 @@ impl UsageLog for BufferedUsage {
         at: DateTime<Utc>,
         counts: &UsageCounts,
     ) -> Result<(), BackendError> {
-        self.pending.lock().await.add(integration_id, at, counts);
-        if self.every.is_zero() {
-            return self.flush().await;
+        let due = {
+            let mut pending = self.pending.lock().await;
+            pending.add(integration_id, at, counts);
+            self.is_due(&pending)
+        };
+        if due {
+            self.flush().await
+        } else {
+            Ok(())
         }
-        self.flush_if_due().await
     }
 
     /// Written first, so a process reads its own counts (a write that fails is logged, and
