@@ -234,11 +234,11 @@ async fn compare(
     horizon_start: Option<DateTime<Utc>>,
     found: &mut Reconciled,
 ) -> Result<Vec<Item>, RunError> {
-    let ids: Vec<&str> = admitted
+    let jobs: Vec<&IngestJob> = admitted
         .iter()
-        .filter_map(|item| item.job.as_ref().map(|job| job.job_id.as_str()))
+        .filter_map(|item| item.job.as_deref())
         .collect();
-    let recorded = records.recorded(&ids, at).await?;
+    let recorded = records.recorded(&jobs, at).await?;
     let mut missing = Vec::new();
     for ((item, recorded), modified) in admitted.into_iter().zip(recorded).zip(modified) {
         let past = horizon_start

@@ -17,7 +17,7 @@ use crate::item::Item;
 use chrono::{DateTime, Utc};
 use relay_protocol::admission::{Overwrites, Window};
 use relay_protocol::wire::MAX_EVENTS_PER_REQUEST;
-use relay_protocol::{Integration, Outcome, Reason};
+use relay_protocol::{IngestJob, Integration, Outcome, Reason};
 use std::collections::HashSet;
 
 /// The most jobs one commit carries: a request's most events, so one request is one commit.
@@ -167,11 +167,11 @@ pub(crate) async fn hold_past_horizon(
     if old.is_empty() {
         return Ok(0);
     }
-    let ids: Vec<&str> = old
+    let jobs: Vec<&IngestJob> = old
         .iter()
-        .filter_map(|&index| items[index].job.as_ref().map(|job| job.job_id.as_str()))
+        .filter_map(|&index| items[index].job.as_deref())
         .collect();
-    let recorded = records.recorded(&ids, at).await?;
+    let recorded = records.recorded(&jobs, at).await?;
     let mut held = 0;
     for (&index, recorded) in old.iter().zip(recorded) {
         if recorded == Recorded::Unknown {

@@ -737,19 +737,19 @@ impl JobRecords for DynamoLedger {
     /// `BatchGetItem` ([`DynamoLedger::get_all`]), strongly consistent.
     async fn recorded(
         &self,
-        job_ids: &[&str],
+        jobs: &[&IngestJob],
         at: LedgerTime,
     ) -> Result<Vec<Recorded>, BackendError> {
-        let ids = job_ids.iter().map(|id| (*id).to_owned()).collect();
+        let ids = jobs.iter().map(|job| job.job_id.clone()).collect();
         let known: HashMap<String, Recorded> = self
             .get_all(ids, true)
             .await?
             .iter()
             .filter_map(|item| recorded_of(item, at))
             .collect();
-        Ok(job_ids
+        Ok(jobs
             .iter()
-            .map(|id| known.get(*id).copied().unwrap_or(Recorded::Unknown))
+            .map(|job| known.get(&job.job_id).copied().unwrap_or(Recorded::Unknown))
             .collect())
     }
 

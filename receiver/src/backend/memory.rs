@@ -146,13 +146,13 @@ pub struct MemoryLedger {
 impl JobRecords for MemoryLedger {
     async fn recorded(
         &self,
-        job_ids: &[&str],
+        jobs: &[&IngestJob],
         at: LedgerTime,
     ) -> Result<Vec<Recorded>, BackendError> {
         let map = self.entries.lock().unwrap();
-        Ok(job_ids
+        Ok(jobs
             .iter()
-            .map(|id| match map.get(*id) {
+            .map(|job| match map.get(&job.job_id) {
                 Some(Entry::Done(made)) if *made > at.forgotten_before() => Recorded::Enqueued,
                 Some(Entry::Pending { .. }) => Recorded::InFlight,
                 _ => Recorded::Unknown,

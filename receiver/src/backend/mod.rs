@@ -797,10 +797,10 @@ pub enum Recorded {
 /// and keeping its entries to their integrations' horizons.
 #[async_trait]
 pub trait JobRecords: Send + Sync {
-    /// What the ledger remembers of each job id at `at`, in order.
+    /// What the ledger remembers of each job at `at`, in order.
     async fn recorded(
         &self,
-        job_ids: &[&str],
+        jobs: &[&IngestJob],
         at: LedgerTime,
     ) -> Result<Vec<Recorded>, BackendError>;
     /// Makes each remembered job of these integrations expire at its making plus its

@@ -46,8 +46,9 @@ const BACKEND: &str = "sqlite";
 /// it is still remembered is read from its integration's horizon. (Usage counts are kept per
 /// hour since; a day's rows written before stay as they are and still add up.) 5: each rate
 /// window's admissions (`admitted`) and each key's one job under `--overwrites ignore`
-/// (`first_versions`).
-const SCHEMA_VERSION: i64 = 5;
+/// (`first_versions`). 6: the ledger is ordered by object key (see [`SCHEMA`]); an older
+/// file's entries whose key cannot be found stay in `ledger_by_id`.
+const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS integrations (
@@ -55,9 +56,15 @@ CREATE TABLE IF NOT EXISTS integrations (
     body TEXT NOT NULL            -- the Integration as JSON
 );
 CREATE TABLE IF NOT EXISTS ledger (
-    job_id     TEXT PRIMARY KEY, -- enqueued in the same transaction, with its job in jobs
-    made_at_ms INTEGER NOT NULL  -- forgotten once older than its integration's horizon
-) WITHOUT ROWID;                 -- one B-tree keyed by job id, not a table plus an index
+    key        TEXT NOT NULL,    -- the object's key first: one folder's uploads share pages
+    job_id     TEXT NOT NULL,    -- enqueued in the same transaction, with its job in jobs
+    made_at_ms INTEGER NOT NULL, -- forgotten once older than its integration's horizon
+    PRIMARY KEY (key, job_id)
+) WITHOUT ROWID;                 -- one B-tree, not a table plus an index
+CREATE TABLE IF NOT EXISTS ledger_by_id (  -- before 6: entries whose key was not found
+    job_id     TEXT PRIMARY KEY,           -- read, never written; empty in a new file
+    made_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS usage (
     integration_id TEXT NOT NULL,
     day            TEXT NOT NULL, -- the hour, YYYY-MM-DDTHH, UTC (a whole day, YYYY-MM-DD, before 5)
@@ -121,15 +128,20 @@ DROP TABLE ledger_v1;
 ";
 
 /// Records a job unless the ledger remembers it (an entry made at or before the horizon's start
-/// is taken over): one row changed means the job is new. ?1 job id, ?2 now, ?3 the horizon's
-/// start.
+/// is taken over): one row changed means the job is new. ?1 key, ?2 job id, ?3 now, ?4 the
+/// horizon's start.
 const RECORD_JOB: &str = "
-INSERT INTO ledger (job_id, made_at_ms) VALUES (?1, ?2)
-ON CONFLICT (job_id) DO UPDATE SET made_at_ms = excluded.made_at_ms
-WHERE ledger.made_at_ms <= ?3";
+INSERT INTO ledger (key, job_id, made_at_ms) VALUES (?1, ?2, ?3)
+ON CONFLICT (key, job_id) DO UPDATE SET made_at_ms = excluded.made_at_ms
+WHERE ledger.made_at_ms <= ?4";
 const ENQUEUE_JOB: &str = "INSERT INTO jobs (job_id, body) VALUES (?1, ?2)";
-/// Whether the ledger remembers a job: ?1 job id, ?2 the horizon's start.
-const REMEMBERED: &str = "SELECT 1 FROM ledger WHERE job_id = ?1 AND made_at_ms > ?2";
+/// Whether the ledger remembers a job: ?1 key, ?2 job id, ?3 the horizon's start.
+const REMEMBERED: &str = "SELECT 1 FROM ledger WHERE key = ?1 AND job_id = ?2 AND made_at_ms > ?3";
+/// Whether an entry an older file could not place by key remembers a job: ?1 job id, ?2 the
+/// horizon's start.
+const REMEMBERED_BY_ID: &str = "SELECT 1 FROM ledger_by_id WHERE job_id = ?1 AND made_at_ms > ?2";
+/// Whether `ledger_by_id` has any entry: only a file from before version 6 can.
+const HAS_LEDGER_BY_ID: &str = "SELECT EXISTS (SELECT 1 FROM ledger_by_id)";
 /// ?1 integration, ?2 window.
 const ADMITTED: &str = "SELECT count FROM admitted WHERE integration_id = ?1 AND window_index = ?2";
 /// ?1 integration, ?2 window, ?3 jobs made.
@@ -252,7 +264,7 @@ fn connect(path: &Path) -> Result<Connection, BackendError> {
         .map_err(err)?;
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(err)?;
-    // The ledger is keyed by a hash, so a batch touches pages all over it: keep them in memory.
+    // A batch's keys can be anywhere in the ledger and the history: keep their pages in memory.
     conn.pragma_update(None, "cache_size", -CACHE_KIB)
         .map_err(err)?;
     // Checkpoints (copying the WAL into the file, with an fsync) run on a thread of their own,
@@ -288,7 +300,14 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         if version < 4 && has_ledger {
             migrate_ledger_to_4(conn)?;
         }
+        let ledger_by_id = version < 6 && has_ledger;
+        if ledger_by_id {
+            conn.execute_batch("ALTER TABLE ledger RENAME TO ledger_by_id")?;
+        }
         conn.execute_batch(SCHEMA)?;
+        if ledger_by_id {
+            conn.execute_batch(MIGRATE_LEDGER_TO_6)?;
+        }
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
     })();
     match migrated {
@@ -318,6 +337,19 @@ fn migrate_ledger_to_4(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch("DROP TABLE ledger_v3")
 }
 
+/// Versions 2 to 5's ledger, keyed by job id alone and renamed `ledger_by_id`, moved into
+/// version 6's, keyed by object key then job id. Every entry was made with its job, in the same
+/// transaction, and the job's message names its key; an entry whose job is not found stays in
+/// `ledger_by_id`, which the commit reads as long as it has any entry, so nothing remembered is
+/// forgotten.
+const MIGRATE_LEDGER_TO_6: &str = "
+INSERT OR IGNORE INTO ledger (key, job_id, made_at_ms)
+    SELECT json_extract(jobs.body, '$.key'), ledger_by_id.job_id, ledger_by_id.made_at_ms
+    FROM jobs JOIN ledger_by_id ON ledger_by_id.job_id = jobs.job_id
+    WHERE json_valid(jobs.body);
+DELETE FROM ledger_by_id WHERE job_id IN (SELECT job_id FROM ledger);
+";
+
 /// One request's commit, owned, on its way to the writer thread.
 struct PendingCommit {
     rows: Vec<JobRow>,
@@ -338,6 +370,11 @@ fn spawn_writer(
     mut conn: Connection,
 ) -> Result<std::sync::mpsc::Sender<PendingCommit>, BackendError> {
     let (sender, receiver) = std::sync::mpsc::channel::<PendingCommit>();
+    // Nothing writes `ledger_by_id` after the migration, so once read this stays true.
+    let by_id = LedgerById(
+        conn.query_row(HAS_LEDGER_BY_ID, [], |row| row.get(0))
+            .map_err(err)?,
+    );
     std::thread::Builder::new()
         .name("sqlite-writer".into())
         .spawn(move || {
@@ -349,21 +386,36 @@ fn spawn_writer(
                         Err(_) => break,
                     }
                 }
-                commit_group(&mut conn, group);
+                commit_group(&mut conn, group, by_id);
             }
         })
         .map_err(|e| err(format!("cannot start the writer thread: {e}")))?;
     Ok(sender)
 }
 
+/// Whether the file has entries from before version 6 that the ledger could not place by key,
+/// which every check of the ledger then reads too.
+#[derive(Clone, Copy)]
+struct LedgerById(bool);
+
+impl LedgerById {
+    /// Whether `ledger_by_id` remembers `job_id` (false when it is empty).
+    fn remembers(self, tx: &Connection, job_id: &str, forgotten: i64) -> rusqlite::Result<bool> {
+        Ok(self.0
+            && tx
+                .prepare_cached(REMEMBERED_BY_ID)?
+                .exists(params![job_id, forgotten])?)
+    }
+}
+
 /// Commits a group in one transaction and answers each of its requests.
-fn commit_group(conn: &mut Connection, group: Vec<PendingCommit>) {
+fn commit_group(conn: &mut Connection, group: Vec<PendingCommit>, by_id: LedgerById) {
     let started = std::time::Instant::now();
     let written = (|| {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let answers = group
             .iter()
-            .map(|pending| commit_one(&tx, pending))
+            .map(|pending| commit_one(&tx, pending, by_id))
             .collect::<rusqlite::Result<Vec<_>>>()?;
         tx.commit()?;
         Ok::<_, rusqlite::Error>(answers)
@@ -400,6 +452,7 @@ fn commit_group(conn: &mut Connection, group: Vec<PendingCommit>) {
 fn commit_one(
     tx: &rusqlite::Transaction,
     pending: &PendingCommit,
+    by_id: LedgerById,
 ) -> rusqlite::Result<Vec<Committed>> {
     let mut record = tx.prepare_cached(RECORD_JOB)?;
     let mut enqueue = tx.prepare_cached(ENQUEUE_JOB)?;
@@ -434,16 +487,18 @@ fn commit_one(
         } else {
             None
         };
-        let answer = if room == Some(0) {
+        let answer = if by_id.remembers(tx, &row.job_id, forgotten)? {
+            Committed::Duplicate
+        } else if room == Some(0) {
             if tx
                 .prepare_cached(REMEMBERED)?
-                .exists(params![row.job_id, forgotten])?
+                .exists(params![row.key, row.job_id, forgotten])?
             {
                 Committed::Duplicate
             } else {
                 Committed::RateLimited
             }
-        } else if record.execute(params![row.job_id, now_ms, forgotten])? == 1 {
+        } else if record.execute(params![row.key, row.job_id, now_ms, forgotten])? == 1 {
             enqueue.execute(params![row.job_id, row.body])?;
             room = room.map(|room| room - 1);
             made += 1;
@@ -648,17 +703,21 @@ impl Store for Sqlite {
 impl JobRecords for Sqlite {
     async fn recorded(
         &self,
-        job_ids: &[&str],
+        jobs: &[&IngestJob],
         at: LedgerTime,
     ) -> Result<Vec<Recorded>, BackendError> {
-        let ids: Vec<String> = job_ids.iter().map(|id| (*id).to_owned()).collect();
-        let forgotten_before_ms = at.forgotten_before().timestamp_millis();
+        let ids: Vec<(String, String)> = jobs
+            .iter()
+            .map(|job| (job.key.clone(), job.job_id.clone()))
+            .collect();
+        let forgotten = at.forgotten_before().timestamp_millis();
         self.run(move |conn| {
-            let mut known =
-                conn.prepare_cached("SELECT 1 FROM ledger WHERE job_id = ?1 AND made_at_ms > ?2")?;
+            let by_id = LedgerById(conn.query_row(HAS_LEDGER_BY_ID, [], |row| row.get(0))?);
+            let mut known = conn.prepare_cached(REMEMBERED)?;
             ids.iter()
-                .map(|id| {
-                    let found = known.exists(params![id, forgotten_before_ms])?;
+                .map(|(key, id)| {
+                    let found = known.exists(params![key, id, forgotten])?
+                        || by_id.remembers(conn, id, forgotten)?;
                     Ok(if found {
                         Recorded::Enqueued
                     } else {
@@ -1059,11 +1118,11 @@ mod tests {
             horizon: chrono::Duration::days(days),
         };
         assert_eq!(
-            db.recorded(&["a"], at(400)).await.unwrap(),
+            db.recorded(&[&a], at(400)).await.unwrap(),
             [Recorded::Enqueued]
         );
         assert_eq!(
-            db.recorded(&["a"], at(20)).await.unwrap(),
+            db.recorded(&[&a], at(20)).await.unwrap(),
             [Recorded::Unknown]
         );
         let shorter = Commit {
@@ -1245,7 +1304,7 @@ mod tests {
         let day = chrono::Duration::days(1);
         let recorded = |now| {
             let db = &db;
-            async move { db.recorded(&["j1"], at(now)).await.unwrap() }
+            async move { db.recorded(&[&job("j1")], at(now)).await.unwrap() }
         };
         assert_eq!(
             recorded(t0 + OLD_LEDGER_RETENTION + day).await,
@@ -1253,6 +1312,89 @@ mod tests {
         );
         assert_eq!(recorded(t0 + HORIZON - day).await, [Recorded::Enqueued]);
         assert_eq!(recorded(t0 + HORIZON).await, [Recorded::Unknown]);
+    }
+
+    #[tokio::test]
+    async fn a_version_5_ledger_is_ordered_by_key_and_forgets_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.db");
+        let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let (a, b, lost) = (
+            sample_job("ja", "a.pdf"),
+            sample_job("jb", "b.pdf"),
+            job("jl"),
+        );
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE ledger (job_id TEXT PRIMARY KEY, made_at_ms INTEGER NOT NULL)
+                     WITHOUT ROWID;
+                 CREATE TABLE jobs (seq INTEGER PRIMARY KEY, job_id TEXT NOT NULL,
+                     body TEXT NOT NULL);
+                 PRAGMA user_version = 5;",
+            )
+            .unwrap();
+            for job in [&a, &b, &lost] {
+                conn.execute(
+                    "INSERT INTO ledger VALUES (?1, ?2)",
+                    params![job.job_id, t0.timestamp_millis()],
+                )
+                .unwrap();
+            }
+            // `jl`'s job is gone from the queue table (say, deleted by hand): its key is unknown.
+            for job in [&a, &b, &a] {
+                conn.execute(
+                    "INSERT INTO jobs (job_id, body) VALUES (?1, ?2)",
+                    params![job.job_id, job.message(JobSchema::V2)],
+                )
+                .unwrap();
+            }
+        }
+        let db = Sqlite::open(&path).unwrap();
+        let rows = |sql: &'static str| {
+            let db = &db;
+            async move {
+                db.run(move |conn| {
+                    let mut stmt = conn.prepare(sql)?;
+                    let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+                    rows.collect::<rusqlite::Result<Vec<String>>>()
+                })
+                .await
+                .unwrap()
+            }
+        };
+        assert_eq!(
+            rows("SELECT key || ' ' || job_id FROM ledger ORDER BY key").await,
+            ["a.pdf ja", "b.pdf jb"],
+            "each entry whose job names its key is in the keyed ledger, once"
+        );
+        assert_eq!(rows("SELECT job_id FROM ledger_by_id").await, ["jl"]);
+        let later = t0 + chrono::Duration::days(1);
+        let at = LedgerTime {
+            now: later,
+            horizon: HORIZON,
+        };
+        assert_eq!(
+            db.recorded(&[&a, &lost, &job("new")], at).await.unwrap(),
+            [Recorded::Enqueued, Recorded::Enqueued, Recorded::Unknown]
+        );
+        assert_eq!(
+            db.commit(&commit(&[&a, &b, &lost, &job("new")], later))
+                .await
+                .unwrap(),
+            [
+                Committed::Duplicate,
+                Committed::Duplicate,
+                Committed::Duplicate,
+                Committed::Enqueued
+            ],
+            "what the old ledger remembered stays a duplicate, by key or not"
+        );
+        assert_eq!(
+            db.commit(&commit(&[&lost], t0 + HORIZON)).await.unwrap(),
+            [Committed::Enqueued],
+            "and is forgotten with its horizon"
+        );
     }
 
     #[tokio::test]
