@@ -29,6 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "0123456789abcdef0123456789abcdef"
 BUCKET = "uploads"
 
+# Requests per Lua function in the requests file.
+CHUNK = 10000
+
 # wrk's request script: replays the signed requests in turn, each once.
 REPLAY_LUA = """
 local n = 0
@@ -51,8 +54,11 @@ def write_requests(out, path, secret, count, per):
     hook = Webhook(secret)
     now = datetime.datetime.now(tz=datetime.timezone.utc)
     with open(out, "w") as f:
-        f.write(f"path = {lua_string(path)}\nreqs = {{\n")
+        # LuaJIT allows 65,536 constants per function: each chunk of requests is a function.
+        f.write(f"path = {lua_string(path)}\nreqs = {{}}\n")
         for i in range(count):
+            if i % CHUNK == 0:
+                f.write(";(function() local chunk = {\n")
             events = [{"id": f"m{i}-{j}", "notification": {
                 "account": ACCOUNT, "action": "PutObject", "bucket": BUCKET,
                 "object": {"key": f"docs/{i}/{j}/report.pdf", "size": 1234, "eTag": f"{i:08x}{j:08x}"},
@@ -61,7 +67,8 @@ def write_requests(out, path, secret, count, per):
             message_id = f"msg_{i}"
             signature = hook.sign(message_id, now, body)
             f.write("{" + ",".join(lua_string(v) for v in (message_id, str(int(now.timestamp())), signature, body)) + "},\n")
-        f.write("}\n")
+            if i % CHUNK == CHUNK - 1 or i == count - 1:
+                f.write("} for _, r in ipairs(chunk) do reqs[#reqs + 1] = r end end)()\n")
 
 
 def wait_ready(port, process):
@@ -111,7 +118,7 @@ def main():
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--requests", type=int)
     args = parser.parse_args()
-    requests = args.requests or (8000 if args.per >= 100 else 60000)
+    requests = args.requests or (8000 if args.per >= 100 else 200000)
     node = ROOT / "tests" / "worker" / "node_modules" / ".bin" / "node"
     for tool, hint in ((shutil.which("wrk"), "Debian's wrk package"), (shutil.which("taskset"), "util-linux"),
                        (node if node.exists() else None, "scripts/setup-worker-toolchain installs it")):

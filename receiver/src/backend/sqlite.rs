@@ -46,8 +46,9 @@ const BACKEND: &str = "sqlite";
 /// it is still remembered is read from its integration's horizon. (Usage counts are kept per
 /// hour since; a day's rows written before stay as they are and still add up.) 5: each rate
 /// window's admissions (`admitted`) and each key's one job under `--overwrites ignore`
-/// (`first_versions`). 6: the ledger is ordered by object key (see [`SCHEMA`]); an older
-/// file's entries whose key cannot be found stay in `ledger_by_id`.
+/// (`first_versions`). 6: the ledger's entries and the history's last word on each key share
+/// one B-tree ordered by object key (`objects`, see [`SCHEMA`]); an older file's entries whose
+/// key cannot be found stay in `ledger_by_id`.
 const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA: &str = "
@@ -55,12 +56,22 @@ CREATE TABLE IF NOT EXISTS integrations (
     id   TEXT PRIMARY KEY,
     body TEXT NOT NULL            -- the Integration as JSON
 );
-CREATE TABLE IF NOT EXISTS ledger (
-    key        TEXT NOT NULL,    -- the object's key first: one folder's uploads share pages
-    job_id     TEXT NOT NULL,    -- enqueued in the same transaction, with its job in jobs
-    made_at_ms INTEGER NOT NULL, -- forgotten once older than its integration's horizon
-    PRIMARY KEY (key, job_id)
-) WITHOUT ROWID;                 -- one B-tree, not a table plus an index
+-- What is known of each object key, its rows side by side in one B-tree: a new job's ledger
+-- entry and its key's history land on the same page, and one folder's uploads on a few pages.
+CREATE TABLE IF NOT EXISTS objects (
+    integration_id TEXT NOT NULL,
+    key            TEXT NOT NULL,
+    job_id         TEXT NOT NULL,  -- '': the key's history row; otherwise the ledger's entry
+                                   -- for that job, enqueued in the same transaction into jobs
+    made_at_ms     INTEGER,        -- entry: forgotten once older than its integration's horizon
+    outcome        TEXT,           -- history: the key's last event
+    reason         TEXT,
+    event_job      TEXT,
+    at_ms          INTEGER,
+    enqueued_job   TEXT,           -- history: the key's last job, kept through later events
+    enqueued_at_ms INTEGER,
+    PRIMARY KEY (integration_id, key, job_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS ledger_by_id (  -- before 6: entries whose key was not found
     job_id     TEXT PRIMARY KEY,           -- read, never written; empty in a new file
     made_at_ms INTEGER NOT NULL
@@ -78,17 +89,6 @@ CREATE TABLE IF NOT EXISTS cursors (
     value          TEXT NOT NULL,
     PRIMARY KEY (integration_id, name)
 );
-CREATE TABLE IF NOT EXISTS objects (  -- the history: the last word on each key
-    integration_id TEXT NOT NULL,
-    key            TEXT NOT NULL,
-    outcome        TEXT NOT NULL,     -- of the key's last event
-    reason         TEXT,
-    job_id         TEXT,
-    at_ms          INTEGER NOT NULL,
-    enqueued_job   TEXT,              -- the key's last job, kept through later events
-    enqueued_at_ms INTEGER,
-    PRIMARY KEY (integration_id, key)
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS last_seen (  -- the history: the last event per outcome
     integration_id TEXT NOT NULL,
     outcome        TEXT NOT NULL,
@@ -128,15 +128,16 @@ DROP TABLE ledger_v1;
 ";
 
 /// Records a job unless the ledger remembers it (an entry made at or before the horizon's start
-/// is taken over): one row changed means the job is new. ?1 key, ?2 job id, ?3 now, ?4 the
-/// horizon's start.
+/// is taken over): one row changed means the job is new. ?1 integration, ?2 key, ?3 job id,
+/// ?4 now, ?5 the horizon's start.
 const RECORD_JOB: &str = "
-INSERT INTO ledger (key, job_id, made_at_ms) VALUES (?1, ?2, ?3)
-ON CONFLICT (key, job_id) DO UPDATE SET made_at_ms = excluded.made_at_ms
-WHERE ledger.made_at_ms <= ?4";
+INSERT INTO objects (integration_id, key, job_id, made_at_ms) VALUES (?1, ?2, ?3, ?4)
+ON CONFLICT (integration_id, key, job_id) DO UPDATE SET made_at_ms = excluded.made_at_ms
+WHERE objects.made_at_ms <= ?5";
 const ENQUEUE_JOB: &str = "INSERT INTO jobs (job_id, body) VALUES (?1, ?2)";
-/// Whether the ledger remembers a job: ?1 key, ?2 job id, ?3 the horizon's start.
-const REMEMBERED: &str = "SELECT 1 FROM ledger WHERE key = ?1 AND job_id = ?2 AND made_at_ms > ?3";
+/// Whether the ledger remembers a job: ?1 integration, ?2 key, ?3 job id, ?4 the horizon's start.
+const REMEMBERED: &str = "
+SELECT 1 FROM objects WHERE integration_id = ?1 AND key = ?2 AND job_id = ?3 AND made_at_ms > ?4";
 /// Whether an entry an older file could not place by key remembers a job: ?1 job id, ?2 the
 /// horizon's start.
 const REMEMBERED_BY_ID: &str = "SELECT 1 FROM ledger_by_id WHERE job_id = ?1 AND made_at_ms > ?2";
@@ -158,12 +159,14 @@ const FIRST_OWNER: &str = "SELECT job_id FROM first_versions WHERE key_id = ?1 A
 const CLAIM_FIRST: &str = "
 INSERT INTO first_versions (key_id, job_id, made_at_ms) VALUES (?1, ?2, ?3)
 ON CONFLICT (key_id) DO UPDATE SET job_id = excluded.job_id, made_at_ms = excluded.made_at_ms";
-/// ?1 integration, ?2 key, ?3 outcome, ?4 reason, ?5 job id, ?6 at, ?7 the job when enqueued.
+/// A key's history row: ?1 integration, ?2 key, ?3 outcome, ?4 reason, ?5 job id, ?6 at, ?7 the
+/// job when enqueued.
 const RECORD_OBJECT: &str = "
-INSERT INTO objects (integration_id, key, outcome, reason, job_id, at_ms, enqueued_job, enqueued_at_ms)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, CASE WHEN ?7 IS NULL THEN NULL ELSE ?6 END)
-ON CONFLICT (integration_id, key) DO UPDATE SET
-    outcome = excluded.outcome, reason = excluded.reason, job_id = excluded.job_id,
+INSERT INTO objects (integration_id, key, job_id, outcome, reason, event_job, at_ms,
+                     enqueued_job, enqueued_at_ms)
+VALUES (?1, ?2, '', ?3, ?4, ?5, ?6, ?7, CASE WHEN ?7 IS NULL THEN NULL ELSE ?6 END)
+ON CONFLICT (integration_id, key, job_id) DO UPDATE SET
+    outcome = excluded.outcome, reason = excluded.reason, event_job = excluded.event_job,
     at_ms = excluded.at_ms,
     enqueued_job = coalesce(excluded.enqueued_job, objects.enqueued_job),
     enqueued_at_ms = coalesce(excluded.enqueued_at_ms, objects.enqueued_at_ms)";
@@ -289,11 +292,14 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         if version >= SCHEMA_VERSION {
             return Ok(());
         }
-        let has_ledger: bool = conn.query_row(
-            "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = 'ledger'",
-            [],
-            |row| row.get(0),
-        )?;
+        let has_table = |name: &str| {
+            conn.query_row(
+                "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+                [name],
+                |row| row.get::<_, bool>(0),
+            )
+        };
+        let has_ledger = has_table("ledger")?;
         if version < 2 && has_ledger {
             conn.execute_batch(MIGRATE_1_TO_2)?;
         }
@@ -304,9 +310,16 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         if ledger_by_id {
             conn.execute_batch("ALTER TABLE ledger RENAME TO ledger_by_id")?;
         }
+        let history_v5 = version < 6 && has_table("objects")?;
+        if history_v5 {
+            conn.execute_batch("ALTER TABLE objects RENAME TO objects_v5")?;
+        }
         conn.execute_batch(SCHEMA)?;
         if ledger_by_id {
             conn.execute_batch(MIGRATE_LEDGER_TO_6)?;
+        }
+        if history_v5 {
+            conn.execute_batch(MIGRATE_HISTORY_TO_6)?;
         }
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
     })();
@@ -338,16 +351,26 @@ fn migrate_ledger_to_4(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 /// Versions 2 to 5's ledger, keyed by job id alone and renamed `ledger_by_id`, moved into
-/// version 6's, keyed by object key then job id. Every entry was made with its job, in the same
-/// transaction, and the job's message names its key; an entry whose job is not found stays in
-/// `ledger_by_id`, which the commit reads as long as it has any entry, so nothing remembered is
-/// forgotten.
+/// version 6's `objects`, keyed by integration, object key and job id. Every entry was made with
+/// its job, in the same transaction, and the job's message names both; an entry whose job is
+/// not found stays in `ledger_by_id`, which the commit reads as long as it has any entry, so
+/// nothing remembered is forgotten.
 const MIGRATE_LEDGER_TO_6: &str = "
-INSERT OR IGNORE INTO ledger (key, job_id, made_at_ms)
-    SELECT json_extract(jobs.body, '$.key'), ledger_by_id.job_id, ledger_by_id.made_at_ms
+INSERT OR IGNORE INTO objects (integration_id, key, job_id, made_at_ms)
+    SELECT json_extract(jobs.body, '$.integration_id'), json_extract(jobs.body, '$.key'),
+           ledger_by_id.job_id, ledger_by_id.made_at_ms
     FROM jobs JOIN ledger_by_id ON ledger_by_id.job_id = jobs.job_id
     WHERE json_valid(jobs.body);
-DELETE FROM ledger_by_id WHERE job_id IN (SELECT job_id FROM ledger);
+DELETE FROM ledger_by_id WHERE job_id IN (SELECT job_id FROM objects WHERE job_id <> '');
+";
+/// Versions 3 to 5's history of each key (renamed `objects_v5`) moved into version 6's
+/// `objects`, as each key's row with no job id.
+const MIGRATE_HISTORY_TO_6: &str = "
+INSERT INTO objects (integration_id, key, job_id, outcome, reason, event_job, at_ms,
+                     enqueued_job, enqueued_at_ms)
+    SELECT integration_id, key, '', outcome, reason, job_id, at_ms, enqueued_job, enqueued_at_ms
+    FROM objects_v5;
+DROP TABLE objects_v5;
 ";
 
 /// One request's commit, owned, on its way to the writer thread.
@@ -490,15 +513,24 @@ fn commit_one(
         let answer = if by_id.remembers(tx, &row.job_id, forgotten)? {
             Committed::Duplicate
         } else if room == Some(0) {
-            if tx
-                .prepare_cached(REMEMBERED)?
-                .exists(params![row.key, row.job_id, forgotten])?
-            {
+            if tx.prepare_cached(REMEMBERED)?.exists(params![
+                row.integration_id,
+                row.key,
+                row.job_id,
+                forgotten
+            ])? {
                 Committed::Duplicate
             } else {
                 Committed::RateLimited
             }
-        } else if record.execute(params![row.key, row.job_id, now_ms, forgotten])? == 1 {
+        } else if record.execute(params![
+            row.integration_id,
+            row.key,
+            row.job_id,
+            now_ms,
+            forgotten
+        ])? == 1
+        {
             enqueue.execute(params![row.job_id, row.body])?;
             room = room.map(|room| room - 1);
             made += 1;
@@ -706,17 +738,23 @@ impl JobRecords for Sqlite {
         jobs: &[&IngestJob],
         at: LedgerTime,
     ) -> Result<Vec<Recorded>, BackendError> {
-        let ids: Vec<(String, String)> = jobs
+        let ids: Vec<[String; 3]> = jobs
             .iter()
-            .map(|job| (job.key.clone(), job.job_id.clone()))
+            .map(|job| {
+                [
+                    job.integration_id.clone(),
+                    job.key.clone(),
+                    job.job_id.clone(),
+                ]
+            })
             .collect();
         let forgotten = at.forgotten_before().timestamp_millis();
         self.run(move |conn| {
             let by_id = LedgerById(conn.query_row(HAS_LEDGER_BY_ID, [], |row| row.get(0))?);
             let mut known = conn.prepare_cached(REMEMBERED)?;
             ids.iter()
-                .map(|(key, id)| {
-                    let found = known.exists(params![key, id, forgotten])?
+                .map(|[integration, key, id]| {
+                    let found = known.exists(params![integration, key, id, forgotten])?
                         || by_id.remembers(conn, id, forgotten)?;
                     Ok(if found {
                         Recorded::Enqueued
@@ -777,6 +815,7 @@ impl Cursors for Sqlite {
 
 /// One job as the commit writes it: its ledger key and its queue message.
 struct JobRow {
+    integration_id: String,
     job_id: String,
     body: String,
     key: String,
@@ -791,6 +830,7 @@ impl Intake for Sqlite {
             .jobs
             .iter()
             .map(|job| JobRow {
+                integration_id: job.integration_id.clone(),
                 job_id: job.job_id.clone(),
                 body: job.message(self.schema),
                 key: job.key.clone(),
@@ -823,8 +863,12 @@ impl Intake for Sqlite {
     }
 
     async fn probe(&self) -> Result<(), BackendError> {
-        self.run(|conn| conn.query_row("SELECT count(*) FROM ledger LIMIT 1", [], |_| Ok(())))
-            .await
+        self.run(|conn| {
+            conn.prepare_cached("SELECT 1 FROM objects LIMIT 1")?
+                .exists([])
+                .map(|_| ())
+        })
+        .await
     }
 }
 
@@ -860,8 +904,8 @@ impl History for Sqlite {
         let found = self
             .run(move |conn| {
                 conn.prepare_cached(
-                    "SELECT key, outcome, reason, job_id, at_ms, enqueued_job, enqueued_at_ms
-                     FROM objects WHERE integration_id = ?1 AND key = ?2",
+                    "SELECT key, outcome, reason, event_job, at_ms, enqueued_job, enqueued_at_ms
+                     FROM objects WHERE integration_id = ?1 AND key = ?2 AND job_id = ''",
                 )?
                 .query_row(params![id, key], |row| {
                     let enqueued: Option<(String, i64)> =
@@ -1315,7 +1359,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_version_5_ledger_is_ordered_by_key_and_forgets_nothing() {
+    async fn a_version_5_ledger_and_history_move_into_objects_and_nothing_is_forgotten() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("relay.db");
         let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
@@ -1331,7 +1375,18 @@ mod tests {
                      WITHOUT ROWID;
                  CREATE TABLE jobs (seq INTEGER PRIMARY KEY, job_id TEXT NOT NULL,
                      body TEXT NOT NULL);
+                 CREATE TABLE objects (integration_id TEXT NOT NULL, key TEXT NOT NULL,
+                     outcome TEXT NOT NULL, reason TEXT, job_id TEXT, at_ms INTEGER NOT NULL,
+                     enqueued_job TEXT, enqueued_at_ms INTEGER,
+                     PRIMARY KEY (integration_id, key)) WITHOUT ROWID;
                  PRAGMA user_version = 5;",
+            )
+            .unwrap();
+            let seen_at = Utc::now().trunc_subsecs(3);
+            conn.execute(
+                "INSERT INTO objects VALUES ('int_test', 'a.pdf', 'duplicate', NULL, 'ja', ?1,
+                     'ja', ?2)",
+                params![seen_at.timestamp_millis() + 5, seen_at.timestamp_millis()],
             )
             .unwrap();
             for job in [&a, &b, &lost] {
@@ -1364,9 +1419,19 @@ mod tests {
             }
         };
         assert_eq!(
-            rows("SELECT key || ' ' || job_id FROM ledger ORDER BY key").await,
+            rows("SELECT key || ' ' || job_id FROM objects WHERE job_id <> '' ORDER BY key").await,
             ["a.pdf ja", "b.pdf jb"],
             "each entry whose job names its key is in the keyed ledger, once"
+        );
+        let history = db.object("int_test", "a.pdf").await.unwrap().unwrap();
+        assert_eq!(
+            (history.last.outcome, history.last.job_id.as_deref()),
+            (Outcome::Duplicate, Some("ja"))
+        );
+        assert_eq!(
+            history.enqueued.unwrap().at + chrono::Duration::milliseconds(5),
+            history.last.at,
+            "the key's history is kept"
         );
         assert_eq!(rows("SELECT job_id FROM ledger_by_id").await, ["jl"]);
         let later = t0 + chrono::Duration::days(1);
