@@ -65,7 +65,7 @@ def test_only_an_r2_integration_has_a_worker(receiver, tmp_path):
     r2 = receiver.create("r2", "uploads")
     missing = receiver.cli("worker", "package", r2["id"], "--out", str(tmp_path / "w"),
                            "--bundle", str(tmp_path / "nowhere"), check=False)
-    assert missing.returncode == 1 and "worker-build --release" in missing.stderr
+    assert missing.returncode == 1 and "worker-build --profile worker-release" in missing.stderr
 
 
 def test_create_writes_the_worker_folder_with_the_integration(receiver, tmp_path):
@@ -82,5 +82,5 @@ def test_create_writes_the_worker_folder_with_the_integration(receiver, tmp_path
     before = receiver.cli("integrations", "list")
     refused = receiver.cli("integrations", "create", "--provider", "r2", "--bucket", "photos",
                            "--worker-out", str(tmp_path / "other"), check=False)
-    assert refused.returncode == 1 and "worker-build --release" in refused.stderr
+    assert refused.returncode == 1 and "worker-build --profile worker-release" in refused.stderr
     assert receiver.cli("integrations", "list") == before

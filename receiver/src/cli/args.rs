@@ -131,7 +131,7 @@ pub struct PackageArgs {
     pub out: PathBuf,
     /// The prebuilt bundle (`index.js`, `index_bg.wasm`, `worker/shim.mjs`): the worker's
     /// release build, `worker/build` in a checkout after `scripts/test` or
-    /// `cd worker && worker-build --release`.
+    /// `cd worker && worker-build --profile worker-release`.
     #[arg(long, env = env::WORKER_BUNDLE_DIR, default_value = "worker/build")]
     pub bundle: PathBuf,
     #[command(flatten)]

@@ -79,8 +79,9 @@ impl Bundle {
                     .with_context(|| {
                         format!(
                             "cannot read the worker bundle's {} in {}: build it with \
-                             `cd worker && worker-build --release` in a checkout, or point \
-                             --bundle (RELAY_WORKER_BUNDLE) at a release's bundle folder",
+                             `cd worker && worker-build --profile worker-release` in a \
+                             checkout, or point --bundle (RELAY_WORKER_BUNDLE) at a release's \
+                             bundle folder",
                             name,
                             dir.display()
                         )
