@@ -56,8 +56,10 @@ CREATE TABLE IF NOT EXISTS integrations (
     id   TEXT PRIMARY KEY,
     body TEXT NOT NULL            -- the Integration as JSON
 );
--- What is known of each object key, its rows side by side in one B-tree: a new job's ledger
--- entry and its key's history land on the same page, and one folder's uploads on a few pages.
+-- What is known of each object key, its rows side by side in one B-tree, so one folder's
+-- uploads share a few pages. A job's ledger entry is also its key's last word until a later
+-- event that makes no job writes the key's history row (which a new job then deletes): a new
+-- job costs one row here, as in a ledger alone.
 CREATE TABLE IF NOT EXISTS objects (
     integration_id TEXT NOT NULL,
     key            TEXT NOT NULL,
@@ -68,8 +70,8 @@ CREATE TABLE IF NOT EXISTS objects (
     reason         TEXT,
     event_job      TEXT,
     at_ms          INTEGER,
-    enqueued_job   TEXT,           -- history: the key's last job, kept through later events
-    enqueued_at_ms INTEGER,
+    enqueued_job   TEXT,           -- history: the key's last job as `History::record` wrote it
+    enqueued_at_ms INTEGER,        --   (the commit leaves it to the entries)
     PRIMARY KEY (integration_id, key, job_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS ledger_by_id (  -- before 6: entries whose key was not found
@@ -170,6 +172,16 @@ ON CONFLICT (integration_id, key, job_id) DO UPDATE SET
     at_ms = excluded.at_ms,
     enqueued_job = coalesce(excluded.enqueued_job, objects.enqueued_job),
     enqueued_at_ms = coalesce(excluded.enqueued_at_ms, objects.enqueued_at_ms)";
+/// A new job is its key's last word: ?1 integration, ?2 key.
+const FORGET_LAST_WORD: &str =
+    "DELETE FROM objects WHERE integration_id = ?1 AND key = ?2 AND job_id = ''";
+/// A key's history row and its newest ledger entry, if any: ?1 integration, ?2 key.
+const OBJECT: &str = "
+SELECT key, outcome, reason, event_job, at_ms, enqueued_job, enqueued_at_ms FROM objects
+WHERE integration_id = ?1 AND key = ?2 AND job_id = ''";
+const NEWEST_ENTRY: &str = "
+SELECT job_id, made_at_ms FROM objects
+WHERE integration_id = ?1 AND key = ?2 AND job_id <> '' ORDER BY made_at_ms DESC LIMIT 1";
 const RECORD_LAST: &str = "
 INSERT INTO last_seen (integration_id, outcome, reason, key, job_id, at_ms)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -566,18 +578,38 @@ fn commit_one(
         &pending.hour,
         &settlement.usage(),
     )?;
-    record_history(tx, &pending.integration_id, &settlement.history())?;
+    record_history(
+        tx,
+        &pending.integration_id,
+        &settlement.history(),
+        Entries::Written,
+    )?;
     Ok(committed)
+}
+
+/// Whether the accepted events' ledger entries are written in the same transaction.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Entries {
+    /// The commit's: each new job's entry is its key's last word.
+    Written,
+    /// `History::record`'s: the events alone, each written as its key's row.
+    NotWritten,
 }
 
 fn record_history(
     tx: &rusqlite::Transaction,
     integration_id: &str,
     events: &[Seen],
+    entries: Entries,
 ) -> rusqlite::Result<()> {
     let mut object = tx.prepare_cached(RECORD_OBJECT)?;
     for seen in events.iter().filter(|seen| seen.kept_per_key()) {
         let enqueued = match seen.outcome {
+            Outcome::Accepted if entries == Entries::Written => {
+                tx.prepare_cached(FORGET_LAST_WORD)?
+                    .execute(params![integration_id, seen.key])?;
+                continue;
+            }
             Outcome::Accepted => seen.job_id.as_deref(),
             _ => None,
         };
@@ -892,7 +924,8 @@ fn seen_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Seen>> {
 impl History for Sqlite {
     async fn record(&self, integration_id: &str, events: &[Seen]) -> Result<(), BackendError> {
         let (id, events) = (integration_id.to_owned(), events.to_vec());
-        self.write(move |tx| record_history(tx, &id, &events)).await
+        self.write(move |tx| record_history(tx, &id, &events, Entries::NotWritten))
+            .await
     }
 
     async fn object(
@@ -901,29 +934,52 @@ impl History for Sqlite {
         key: &str,
     ) -> Result<Option<ObjectHistory>, BackendError> {
         let (id, key) = (integration_id.to_owned(), key.to_owned());
-        let found = self
+        let (row, entry) = self
             .run(move |conn| {
-                conn.prepare_cached(
-                    "SELECT key, outcome, reason, event_job, at_ms, enqueued_job, enqueued_at_ms
-                     FROM objects WHERE integration_id = ?1 AND key = ?2 AND job_id = ''",
-                )?
-                .query_row(params![id, key], |row| {
-                    let enqueued: Option<(String, i64)> =
-                        row.get::<_, Option<String>>(5)?.zip(row.get(6)?);
-                    Ok((seen_row(row)?, enqueued))
-                })
-                .optional()
+                let row = conn
+                    .prepare_cached(OBJECT)?
+                    .query_row(params![id, key], |row| {
+                        let enqueued: Option<(String, i64)> =
+                            row.get::<_, Option<String>>(5)?.zip(row.get(6)?);
+                        Ok((seen_row(row)?, enqueued))
+                    })
+                    .optional()?;
+                let entry = conn
+                    .prepare_cached(NEWEST_ENTRY)?
+                    .query_row(params![id, key], |row| {
+                        Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                    })
+                    .optional()?;
+                Ok((row.map(|row| (key.clone(), row)), entry.map(|e| (key, e))))
             })
             .await?;
         let cutoff = Utc::now() - HISTORY_RETENTION;
-        Ok(found.and_then(|(last, enqueued)| {
-            let last = last.filter(|seen| seen.at > cutoff)?;
-            let enqueued = enqueued.and_then(|(job_id, at_ms)| {
-                let at = DateTime::from_timestamp_millis(at_ms).filter(|at| *at > cutoff)?;
-                Some(Enqueued { job_id, at })
-            });
-            Some(ObjectHistory { last, enqueued })
-        }))
+        let enqueued_of = |(job_id, at_ms): (String, i64)| {
+            let at = DateTime::from_timestamp_millis(at_ms).filter(|at| *at > cutoff)?;
+            Some(Enqueued { job_id, at })
+        };
+        let entry = entry.and_then(|(key, made)| Some((key, enqueued_of(made)?)));
+        // The key's row, if any, is its last word: a new job deletes it. Otherwise the newest
+        // entry is, an acceptance.
+        let (last, row_enqueued) = match row {
+            Some((_, (last, enqueued))) => (last, enqueued.and_then(enqueued_of)),
+            None => (
+                entry.as_ref().map(|(key, job)| Seen {
+                    key: key.clone(),
+                    outcome: Outcome::Accepted,
+                    reason: None,
+                    job_id: Some(job.job_id.clone()),
+                    at: job.at,
+                }),
+                None,
+            ),
+        };
+        let last = last.filter(|seen| seen.at > cutoff);
+        let enqueued = [row_enqueued, entry.map(|(_, job)| job)]
+            .into_iter()
+            .flatten()
+            .max_by_key(|job| job.at);
+        Ok(last.map(|last| ObjectHistory { last, enqueued }))
     }
 
     async fn last_seen(
@@ -1098,7 +1154,7 @@ mod tests {
     fn commit<'a>(jobs: &[&'a IngestJob], now: DateTime<Utc>) -> Commit<'a> {
         Commit {
             horizon: HORIZON,
-            integration_id: "int_1",
+            integration_id: "int_test", // the sample jobs' integration
             jobs: jobs.to_vec(),
             settled: vec![Settled {
                 key: Some("a.txt".into()),
@@ -1127,7 +1183,7 @@ mod tests {
         assert_eq!(ids, ["a", "b"]);
 
         let day = t0.date_naive();
-        let usage = db.usage("int_1", day, day).await.unwrap();
+        let usage = db.usage("int_test", day, day).await.unwrap();
         let expected = UsageCounts::from([
             (key("accepted"), 2),
             (key("duplicate/duplicate"), 1),
@@ -1187,7 +1243,7 @@ mod tests {
         db.commit(&commit(&[&a], t1)).await.unwrap();
 
         // The redelivery at t1 repeats the job: the key's last word stays the job.
-        let history = db.object("int_1", "in/a.pdf").await.unwrap().unwrap();
+        let history = db.object("int_test", "in/a.pdf").await.unwrap().unwrap();
         assert_eq!(
             (history.last.outcome, history.last.reason, history.last.at),
             (Outcome::Accepted, None, t0.trunc_subsecs(3))
@@ -1197,13 +1253,13 @@ mod tests {
             (enqueued.job_id.as_str(), enqueued.at),
             ("j_a", t0.trunc_subsecs(3))
         );
-        let skipped = db.object("int_1", "a.txt").await.unwrap().unwrap();
+        let skipped = db.object("int_test", "a.txt").await.unwrap().unwrap();
         assert_eq!(skipped.last.reason, Some(Reason::SuffixFiltered));
         assert_eq!(skipped.enqueued, None);
-        assert_eq!(db.object("int_1", "in/b.pdf").await.unwrap(), None);
-        assert_eq!(db.object("int_2", "in/a.pdf").await.unwrap(), None);
+        assert_eq!(db.object("int_test", "in/b.pdf").await.unwrap(), None);
+        assert_eq!(db.object("int_other", "in/a.pdf").await.unwrap(), None);
 
-        let last = db.last_seen("int_1").await.unwrap();
+        let last = db.last_seen("int_test").await.unwrap();
         let keys: Vec<(Outcome, &str)> =
             last.values().map(|s| (s.outcome, s.key.as_str())).collect();
         assert_eq!(
@@ -1215,6 +1271,66 @@ mod tests {
             ]
         );
         assert_eq!(last[&Outcome::Skipped].at, t1.trunc_subsecs(3));
+    }
+
+    #[tokio::test]
+    async fn a_keys_last_word_follows_its_events_whether_they_make_a_job_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Sqlite::open(&dir.path().join("relay.db")).unwrap();
+        let c = sample_job("j_c", "in/c.pdf");
+        let t0 = Utc::now().trunc_subsecs(3) - chrono::Duration::minutes(5);
+        let minutes = |n| t0 + chrono::Duration::minutes(n);
+        let settled = |outcome, reason| Settled {
+            key: Some("in/c.pdf".into()),
+            outcome,
+            reason: Some(reason),
+            job_id: None,
+        };
+        let alone = |event: Settled, now| Commit {
+            jobs: vec![],
+            settled: vec![event],
+            ..commit(&[], now)
+        };
+        let last = |db: &Sqlite| {
+            let db = db.clone();
+            async move {
+                let history = db.object("int_test", "in/c.pdf").await.unwrap().unwrap();
+                let enqueued = history.enqueued.map(|job| (job.job_id, job.at));
+                (history.last.outcome, history.last.at, enqueued)
+            }
+        };
+
+        db.commit(&alone(
+            settled(Outcome::Rejected, Reason::BucketMismatch),
+            t0,
+        ))
+        .await
+        .unwrap();
+        assert_eq!(last(&db).await, (Outcome::Rejected, t0, None));
+
+        let with_job = Commit {
+            settled: vec![],
+            ..commit(&[&c], minutes(1))
+        };
+        db.commit(&with_job).await.unwrap();
+        let job = Some(("j_c".to_owned(), minutes(1)));
+        assert_eq!(
+            last(&db).await,
+            (Outcome::Accepted, minutes(1), job.clone()),
+            "the job replaces the rejection as the key's last word"
+        );
+
+        db.commit(&alone(
+            settled(Outcome::Skipped, Reason::SuffixFiltered),
+            minutes(2),
+        ))
+        .await
+        .unwrap();
+        assert_eq!(
+            last(&db).await,
+            (Outcome::Skipped, minutes(2), job),
+            "a later skip is the last word, and the key's job is still named"
+        );
     }
 
     #[tokio::test]
