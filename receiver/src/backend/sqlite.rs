@@ -933,9 +933,10 @@ impl History for Sqlite {
         integration_id: &str,
         key: &str,
     ) -> Result<Option<ObjectHistory>, BackendError> {
-        let (id, key) = (integration_id.to_owned(), key.to_owned());
+        let (id, owned_key) = (integration_id.to_owned(), key.to_owned());
         let (row, entry) = self
             .run(move |conn| {
+                let key = owned_key;
                 let row = conn
                     .prepare_cached(OBJECT)?
                     .query_row(params![id, key], |row| {
@@ -950,7 +951,7 @@ impl History for Sqlite {
                         Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
                     })
                     .optional()?;
-                Ok((row.map(|row| (key.clone(), row)), entry.map(|e| (key, e))))
+                Ok((row, entry))
             })
             .await?;
         let cutoff = Utc::now() - HISTORY_RETENTION;
@@ -958,14 +959,14 @@ impl History for Sqlite {
             let at = DateTime::from_timestamp_millis(at_ms).filter(|at| *at > cutoff)?;
             Some(Enqueued { job_id, at })
         };
-        let entry = entry.and_then(|(key, made)| Some((key, enqueued_of(made)?)));
+        let entry = entry.and_then(enqueued_of);
         // The key's row, if any, is its last word: a new job deletes it. Otherwise the newest
         // entry is, an acceptance.
         let (last, row_enqueued) = match row {
-            Some((_, (last, enqueued))) => (last, enqueued.and_then(enqueued_of)),
+            Some((last, enqueued)) => (last, enqueued.and_then(enqueued_of)),
             None => (
-                entry.as_ref().map(|(key, job)| Seen {
-                    key: key.clone(),
+                entry.as_ref().map(|job| Seen {
+                    key: key.to_owned(),
                     outcome: Outcome::Accepted,
                     reason: None,
                     job_id: Some(job.job_id.clone()),
@@ -975,7 +976,7 @@ impl History for Sqlite {
             ),
         };
         let last = last.filter(|seen| seen.at > cutoff);
-        let enqueued = [row_enqueued, entry.map(|(_, job)| job)]
+        let enqueued = [row_enqueued, entry]
             .into_iter()
             .flatten()
             .max_by_key(|job| job.at);
