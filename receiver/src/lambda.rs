@@ -15,9 +15,7 @@ use std::sync::Arc;
 /// moment (an environment without an extension is stopped without one).
 pub(crate) async fn flush_on_shutdown(buffer: Arc<BufferedUsage>) {
     lambda_http::lambda_runtime::spawn_graceful_shutdown_handler(move || async move {
-        if let Err(err) = buffer.flush().await {
-            crate::telemetry::log_backend_error(&err);
-        }
+        buffer.flush_or_log().await;
     })
     .await;
 }

@@ -435,9 +435,9 @@ struct LedgerById(bool);
 
 impl LedgerById {
     /// Whether `ledger_by_id` remembers `job_id` (false when it is empty).
-    fn remembers(self, tx: &Connection, job_id: &str, forgotten: i64) -> rusqlite::Result<bool> {
+    fn remembers(self, conn: &Connection, job_id: &str, forgotten: i64) -> rusqlite::Result<bool> {
         Ok(self.0
-            && tx
+            && conn
                 .prepare_cached(REMEMBERED_BY_ID)?
                 .exists(params![job_id, forgotten])?)
     }

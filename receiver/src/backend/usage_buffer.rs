@@ -105,7 +105,9 @@ impl BufferedUsage {
         });
     }
 
-    async fn flush_before_reading(&self) {
+    /// Writes every count waiting, and logs a failure (the counts then wait for the next
+    /// flush): before a read, and when the process ends.
+    pub async fn flush_or_log(&self) {
         if let Err(err) = self.flush().await {
             crate::telemetry::log_backend_error(&err);
         }
@@ -156,7 +158,7 @@ impl UsageLog for BufferedUsage {
         since: NaiveDate,
         until: NaiveDate,
     ) -> Result<BTreeMap<NaiveDate, UsageCounts>, BackendError> {
-        self.flush_before_reading().await;
+        self.flush_or_log().await;
         self.inner.usage(integration_id, since, until).await
     }
 
@@ -165,7 +167,7 @@ impl UsageLog for BufferedUsage {
         integration_id: &str,
         since: DateTime<Utc>,
     ) -> Result<UsageCounts, BackendError> {
-        self.flush_before_reading().await;
+        self.flush_or_log().await;
         self.inner.recent(integration_id, since).await
     }
 }

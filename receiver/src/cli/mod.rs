@@ -124,9 +124,7 @@ async fn dispatch(cli: Cli, runtime: Runtime) -> CliResult {
     // The counts of what this process did, before it ends (a Lambda's are flushed on its
     // SIGTERM, as it never gets here).
     if let Some(buffer) = usage_buffer {
-        if let Err(err) = buffer.flush().await {
-            telemetry::log_backend_error(&err);
-        }
+        buffer.flush_or_log().await;
     }
     result
 }

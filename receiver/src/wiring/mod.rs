@@ -16,7 +16,7 @@ use crate::backend::secretsmanager::SecretsManagerKey;
 #[cfg(feature = "embedded")]
 use crate::backend::sqlite::Sqlite;
 use crate::backend::sqs::SqsQueue;
-use crate::backend::usage_buffer::BufferedUsage;
+use crate::backend::usage_buffer::{BufferedUsage, USAGE_FLUSH_EVERY};
 use crate::backend::{Backends, MasterKeySource, MAX_REQUEST_TIME, SQS_FIFO_DEDUP_WINDOW};
 use crate::env;
 use clap::{Args, ValueEnum};
@@ -68,7 +68,8 @@ pub struct BackendArgs {
     /// How long usage counts wait in memory before they are written, with --backend aws (0s to
     /// 60s; 0s writes each request's). One write per process per interval instead of one per
     /// request; `status` in another process sees a count up to that late.
-    #[arg(long, global = true, env = env::USAGE_FLUSH, default_value = "10s")]
+    #[arg(long, global = true, env = env::USAGE_FLUSH,
+          default_value_t = USAGE_FLUSH_EVERY.into())]
     pub usage_flush: humantime::Duration,
 }
 
