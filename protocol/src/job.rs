@@ -162,22 +162,74 @@ impl IngestJob {
         self
     }
 
-    /// The message a queue carries, in `schema`: v1 leaves the route out.
+    /// The message a queue carries, in `schema`: v1 leaves the route out. Written from a
+    /// borrowed view of the job (no copy of its strings), field for field as the job itself
+    /// serialises.
     pub fn message(&self, schema: JobSchema) -> String {
-        let written = match schema {
-            JobSchema::V2 => IngestJob {
-                schema: SCHEMA.to_owned(),
-                routing: Some(self.routing.clone().unwrap_or_default()),
-                ..self.clone()
-            },
-            JobSchema::V1 => IngestJob {
-                schema: JobSchema::V1.as_str().to_owned(),
-                routing: None,
-                ..self.clone()
+        let routing = self.routing.as_ref();
+        let view = Message {
+            schema: schema.as_str(),
+            job_id: &self.job_id,
+            integration_id: &self.integration_id,
+            provider: self.provider,
+            account: self.account.as_deref(),
+            region: self.region.as_deref(),
+            bucket: &self.bucket,
+            key: &self.key,
+            key_encoding: self.key_encoding,
+            size: self.size,
+            etag: self.etag.as_deref(),
+            version_id: self.version_id.as_deref(),
+            sequencer: self.sequencer.as_deref(),
+            action: &self.action,
+            event_time: &self.event_time,
+            received_at: &self.received_at,
+            source_event_id: &self.source_event_id,
+            route: match schema {
+                JobSchema::V2 => Some(MessageRoute {
+                    route: routing.and_then(|r| r.route.as_deref()),
+                    params: routing.map(|r| &r.params).unwrap_or(&NO_PARAMS),
+                    output_prefix: routing.and_then(|r| r.output_prefix.as_deref()),
+                }),
+                JobSchema::V1 => None,
             },
         };
-        serde_json::to_string(&written).expect("a job serialises")
+        serde_json::to_string(&view).expect("a job serialises")
     }
+}
+
+static NO_PARAMS: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+
+/// [`IngestJob`] as a message, borrowed: the same fields in the same order.
+#[derive(Serialize)]
+struct Message<'a> {
+    schema: &'a str,
+    job_id: &'a str,
+    integration_id: &'a str,
+    provider: Provider,
+    account: Option<&'a str>,
+    region: Option<&'a str>,
+    bucket: &'a str,
+    key: &'a str,
+    key_encoding: KeyEncoding,
+    size: Option<u64>,
+    etag: Option<&'a str>,
+    version_id: Option<&'a str>,
+    sequencer: Option<&'a str>,
+    action: &'a str,
+    event_time: &'a str,
+    received_at: &'a str,
+    source_event_id: &'a str,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    route: Option<MessageRoute<'a>>,
+}
+
+/// [`Routing`], borrowed.
+#[derive(Serialize)]
+struct MessageRoute<'a> {
+    route: Option<&'a str>,
+    params: &'a std::collections::BTreeMap<String, String>,
+    output_prefix: Option<&'a str>,
 }
 
 #[cfg(test)]
@@ -237,6 +289,46 @@ mod tests {
         );
         assert_eq!("v1".parse(), Ok(JobSchema::V1));
         assert!("v3".parse::<JobSchema>().is_err());
+    }
+
+    #[test]
+    fn a_message_is_the_job_itself_serialised_in_its_schema_byte_for_byte() {
+        // The job serialised whole, as a consumer reading `IngestJob` would write it back: the
+        // borrowed view must name the same fields, in the same order, with the same values.
+        let whole = |job: &IngestJob, schema: JobSchema| {
+            let written = IngestJob {
+                schema: schema.as_str().to_owned(),
+                routing: match schema {
+                    JobSchema::V2 => Some(job.routing.clone().unwrap_or_default()),
+                    JobSchema::V1 => None,
+                },
+                ..job.clone()
+            };
+            serde_json::to_string(&written).unwrap()
+        };
+        let full = IngestJob {
+            account: Some("acct \"quoted\"".into()),
+            region: Some("eu-west-1".into()),
+            size: Some(7),
+            etag: Some("e".into()),
+            version_id: Some("v".into()),
+            sequencer: Some("0a".into()),
+            key: "dir/naïve\nkey".into(),
+            ..sample()
+        };
+        let routed = IngestJob {
+            routing: Some(Routing {
+                route: Some("invoices/".into()),
+                params: [("tier".to_owned(), "premium".to_owned())].into(),
+                output_prefix: Some("out/".into()),
+            }),
+            ..full.clone()
+        };
+        for job in [sample(), full, routed] {
+            for schema in [JobSchema::V1, JobSchema::V2] {
+                assert_eq!(job.message(schema), whole(&job, schema), "{schema:?}");
+            }
+        }
     }
 
     #[test]

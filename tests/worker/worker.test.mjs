@@ -190,7 +190,7 @@ async function startWorker(bindings, bundle = packagedBundle) {
         modules: true,
         script: `export default {
           async queue(batch, env) {
-            for (const m of batch.messages) { await env.SEEN.put(m.body.object.key, JSON.stringify(m.body)); m.ack(); }
+            for (const m of batch.messages) { await env.SEEN.put(String(m.body.object.key), JSON.stringify(m.body)); m.ack(); }
           },
         };`,
         compatibilityDate: "2026-01-01",
@@ -375,6 +375,21 @@ describe("the worker in workerd against the real receiver", () => {
     assert.equal(await deadLettered(mf, "in/big.pdf"), null, "skipped events are not dead-lettered");
     // The worker filtered the delete itself: only three events reached the receiver.
     assert.equal((await receiver.loggedRequests(1))[0].events, 3);
+  });
+
+  test("a notification the worker cannot read reaches the dead-letter queue as it came, never acked unseen", async () => {
+    // A key that is not text: whatever the action, the worker forwards it and the receiver names
+    // it malformed_event; neither is dropped by the worker's own action filter.
+    const put = message({ ...notification("in/x.pdf"), object: { key: 12345, size: 1, eTag: "ab" } });
+    const deleted = message({ ...notification("in/y.pdf", { action: "DeleteObject" }), object: { key: 67890 } });
+    const result = await runBatch(mf, [put, deleted]);
+
+    assert.deepEqual(sorted(result.explicitAcks), sorted([put.id, deleted.id]));
+    assert.deepEqual(result.retryMessages, []);
+    assert.deepEqual(receiver.jobs(), []);
+    assert.equal((await receiver.loggedRequests(1))[0].events, 2, "both reached the receiver");
+    assert.deepEqual(await deadLettered(mf, "12345"), put.body);
+    assert.deepEqual(await deadLettered(mf, "67890"), deleted.body);
   });
 
   test("with the receiver down every message is retried with a delay growing with its age, then accepted once", async () => {

@@ -15,6 +15,7 @@ use relay_protocol::wire::{
 use relay_protocol::{Disposition, Outcome, Reason};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// The wait when `RECEIVER_TIMEOUT_SECONDS` is not set.
@@ -254,27 +255,40 @@ impl Config {
         })
     }
 
-    /// Why a notification is not forwarded, or `None` to forward it. A notification whose
-    /// action or key cannot be read is forwarded: the receiver names it `malformed_event` and
-    /// it is dead-lettered, never silently dropped.
+    /// Why a notification (its JSON text) is not forwarded, or `None` to forward it. A
+    /// notification whose action or key cannot be read as text is forwarded: the receiver
+    /// names it `malformed_event` and it is dead-lettered, never silently dropped.
     /// An action outside `FORWARD_ACTIONS` is named `not_object_created`, and the key filters
     /// are the receiver's own ([`key_filter`]), so a log line reads the same on both sides.
-    pub fn filter(&self, notification: &serde_json::Value) -> Option<Reason> {
-        let action = notification.get("action").and_then(|a| a.as_str())?;
-        if !self.actions.iter().any(|a| a == action) {
+    pub fn filter(&self, notification: &str) -> Option<Reason> {
+        let read: Filterable<'_> = serde_json::from_str(notification).ok()?;
+        let action = read.action?;
+        if !self.actions.iter().any(|a| *a == action) {
             return Some(Reason::NotObjectCreated);
         }
-        let key = notification
-            .get("object")
-            .and_then(|o| o.get("key"))
-            .and_then(|k| k.as_str())?;
+        let key = read.object?.key?;
         // A test event (`connect-r2`'s, under the test key prefix) reaches the receiver
         // whatever the filters, which answers it without making a job.
-        if is_test_key(key) {
+        if is_test_key(&key) {
             return None;
         }
-        key_filter(self.prefix.as_deref(), &self.suffixes, key)
+        key_filter(self.prefix.as_deref(), &self.suffixes, &key)
     }
+}
+
+/// What the filters read of a notification; every other field is skipped unread.
+#[derive(Deserialize)]
+struct Filterable<'a> {
+    #[serde(borrow, default)]
+    action: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    object: Option<FilterableObject<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FilterableObject<'a> {
+    #[serde(borrow, default)]
+    key: Option<Cow<'a, str>>,
 }
 
 /// Which queue a batch comes from: the bucket's notifications, or the dead-letter queue being
@@ -427,7 +441,8 @@ mod tests {
         filtered.push(("KEY_PREFIX", "in/"));
         filtered.push(("KEY_SUFFIXES", ".pdf"));
         let config = Config::from_vars(vars(&filtered)).unwrap();
-        let notification = |key: &str| json!({"action": "PutObject", "object": {"key": key}});
+        let notification =
+            |key: &str| json!({"action": "PutObject", "object": {"key": key}}).to_string();
         let test_key = format!("{TEST_KEY_PREFIX}abc");
         assert_eq!(config.filter(&notification(&test_key)), None);
         assert_eq!(
@@ -528,7 +543,9 @@ mod tests {
         let mut v = good();
         v.extend([("KEY_PREFIX", "in/"), ("KEY_SUFFIXES", ".pdf, .png")]);
         let config = Config::from_vars(vars(&v)).unwrap();
-        let n = |action: &str, key: &str| json!({"action": action, "object": {"key": key}});
+        let n = |action: &str, key: &str| {
+            json!({"action": action, "object": {"key": key}, "size": 1.5e3}).to_string()
+        };
         assert_eq!(config.filter(&n("PutObject", "in/a.pdf")), None);
         assert_eq!(
             config.filter(&n("DeleteObject", "in/a.pdf")),
@@ -542,7 +559,25 @@ mod tests {
             config.filter(&n("PutObject", "in/a.txt")),
             Some(Reason::SuffixFiltered)
         );
-        assert_eq!(config.filter(&json!({"unexpected": true})), None);
+        // A key written with escapes is read as its text.
+        assert_eq!(
+            config.filter(r#"{"action":"PutObject","object":{"key":"in\/a\u002epdf"}}"#),
+            None
+        );
+        assert_eq!(
+            config.filter(r#"{"action":"PutObject","object":{"key":"in\/a\u002etxt"}}"#),
+            Some(Reason::SuffixFiltered)
+        );
+        // What cannot be read is forwarded, for the receiver to name.
+        for unreadable in [
+            r#"{"unexpected": true}"#,
+            r#"{"action": 5, "object": {"key": "in/a.txt"}}"#,
+            r#"{"action": "PutObject", "object": {"key": ["in/a.txt"]}}"#,
+            r#"{"action": "PutObject", "object": "in/a.txt"}"#,
+            "not json",
+        ] {
+            assert_eq!(config.filter(unreadable), None, "{unreadable}");
+        }
     }
 
     #[test]

@@ -65,11 +65,38 @@ mod shell {
             .ok()
     }
 
-    fn age_seconds(message: &Message<Value>, now_ms: u64) -> f64 {
+    /// A queue message and its body as JSON text: one `JSON.stringify` in the runtime, not a
+    /// walk over the JS object field by field into Rust values. The text goes on to the receiver
+    /// as it is.
+    struct Delivery {
+        message: RawMessage,
+        body: Box<RawValue>,
+    }
+
+    impl Delivery {
+        fn read(message: RawMessage) -> Result<Self> {
+            let text = js_sys::JSON::stringify(&message.body())
+                .ok()
+                .and_then(|text| text.as_string())
+                .ok_or_else(|| Error::RustError("a message body is not JSON".into()))?;
+            let body = RawValue::from_string(text)?;
+            Ok(Delivery { message, body })
+        }
+    }
+
+    impl std::ops::Deref for Delivery {
+        type Target = RawMessage;
+
+        fn deref(&self) -> &RawMessage {
+            &self.message
+        }
+    }
+
+    fn age_seconds(message: &RawMessage, now_ms: u64) -> f64 {
         now_ms.saturating_sub(message.timestamp().as_millis()) as f64 / 1000.0
     }
 
-    fn retry(message: &Message<Value>, now_ms: u64, max_delay: u32, reason: &str) -> u32 {
+    fn retry(message: &RawMessage, now_ms: u64, max_delay: u32, reason: &str) -> u32 {
         let delay = backoff_seconds(age_seconds(message, now_ms), max_delay);
         message.retry_with_options(
             &QueueRetryOptionsBuilder::new()
@@ -83,8 +110,11 @@ mod shell {
     }
 
     #[event(queue)]
-    pub async fn queue(batch: MessageBatch<Value>, env: Env, _ctx: Context) -> Result<()> {
-        let messages = batch.messages()?;
+    pub async fn queue(batch: MessageBatch<()>, env: Env, _ctx: Context) -> Result<()> {
+        let messages = batch
+            .raw_iter()
+            .map(Delivery::read)
+            .collect::<Result<Vec<_>>>()?;
         let now_ms = Date::now().as_millis();
         let queue = batch.queue();
         let source = Source::of(&queue);
@@ -145,7 +175,7 @@ mod shell {
 
     /// A configuration error: every message is retried (never dropped) and each error logged.
     fn retry_for_config(
-        messages: &[Message<Value>],
+        messages: &[Delivery],
         errors: &[ConfigError],
         now_ms: u64,
         max_delay: u32,
@@ -166,12 +196,12 @@ mod shell {
     /// Acks what the filters drop; answers the messages to forward.
     fn ack_filtered<'a>(
         config: &Config,
-        messages: &'a [Message<Value>],
+        messages: &'a [Delivery],
         counts: &mut BTreeMap<&str, u32>,
-    ) -> Vec<&'a Message<Value>> {
+    ) -> Vec<&'a Delivery> {
         let mut forwarded = Vec::new();
         for message in messages {
-            match config.filter(message.body()) {
+            match config.filter(message.body.get()) {
                 Some(reason) => {
                     message.ack();
                     *counts.entry("filtered").or_default() += 1;
@@ -188,7 +218,7 @@ mod shell {
     /// The one signed request of a batch: the receiver's results, or (status, reason) to retry.
     async fn forward(
         config: &Config,
-        messages: &[&Message<Value>],
+        messages: &[&Delivery],
         ids: &[String],
         now_ms: u64,
     ) -> std::result::Result<Answer, (u16, String)> {
@@ -212,22 +242,17 @@ mod shell {
     /// The batch as one Standard Webhooks–signed POST to the events URL.
     fn signed_request(
         config: &Config,
-        messages: &[&Message<Value>],
+        messages: &[&Delivery],
         ids: &[String],
         now_ms: u64,
     ) -> std::result::Result<Request, (u16, String)> {
-        let raw: Vec<Box<RawValue>> = messages
-            .iter()
-            .map(|m| serde_json::value::to_raw_value(m.body()))
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| (0, format!("unserializable_body: {e}")))?;
         let batch = WorkerBatch {
             events: ids
                 .iter()
-                .zip(&raw)
-                .map(|(id, notification)| BatchEvent {
+                .zip(messages)
+                .map(|(id, message)| BatchEvent {
                     id: Cow::Borrowed(id.as_str()),
-                    notification,
+                    notification: &message.body,
                 })
                 .collect(),
         };
@@ -291,7 +316,7 @@ mod shell {
     /// Carries out one message's action; answers the word it is counted under.
     async fn settle(
         env: &Env,
-        message: &Message<Value>,
+        message: &RawMessage,
         action: Action,
         now_ms: u64,
         max_delay: u32,
@@ -320,7 +345,7 @@ mod shell {
                 // The original notification goes to the dead-letter queue, as delivered (its JS
                 // value, not a re-serialisation), so it can be replayed into the events queue once
                 // the cause is fixed; the reason is in the log.
-                let raw = RawMessageBuilder::new(message.raw_body())
+                let raw = RawMessageBuilder::new(message.body())
                     .build_with_content_type(QueueContentType::Json);
                 let sent = match env.queue(WORKER_DLQ_BINDING) {
                     Ok(dlq) => dlq.send_raw(raw).await,
