@@ -6,17 +6,18 @@ use relay_protocol::decide::{is_test_key, key_filter};
 use relay_protocol::event::r2::CREATE_ACTIONS;
 use relay_protocol::webhook::{SigningKey, SECRET_PREFIX};
 use relay_protocol::wire::{
-    is_bundle_version, BUNDLE_FROM_SOURCE, WORKER_DEAD_LETTER_QUEUE, WORKER_SECRET_NAME,
-    WORKER_VAR_ACTIONS as VAR_ACTIONS, WORKER_VAR_ALLOW_INSECURE as VAR_ALLOW_INSECURE,
-    WORKER_VAR_BUNDLE, WORKER_VAR_INTEGRATION_ID, WORKER_VAR_KEY_PREFIX as VAR_PREFIX,
-    WORKER_VAR_KEY_SUFFIXES as VAR_SUFFIXES, WORKER_VAR_MAX_RETRY_DELAY as VAR_MAX_RETRY_DELAY,
-    WORKER_VAR_RECEIVER_URL, WORKER_VAR_TIMEOUT as VAR_TIMEOUT,
+    is_bundle_version, BUNDLE_FROM_SOURCE, WORKER_DEAD_LETTER_QUEUE, WORKER_QUEUE,
+    WORKER_SECRET_NAME, WORKER_VAR_ACTIONS as VAR_ACTIONS,
+    WORKER_VAR_ALLOW_INSECURE as VAR_ALLOW_INSECURE, WORKER_VAR_BUNDLE, WORKER_VAR_INTEGRATION_ID,
+    WORKER_VAR_KEY_PREFIX as VAR_PREFIX, WORKER_VAR_KEY_SUFFIXES as VAR_SUFFIXES,
+    WORKER_VAR_MAX_RETRY_DELAY as VAR_MAX_RETRY_DELAY, WORKER_VAR_RECEIVER_URL,
+    WORKER_VAR_TIMEOUT as VAR_TIMEOUT,
 };
 use relay_protocol::{Disposition, Outcome, Reason};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// The wait when `RECEIVER_TIMEOUT_SECONDS` is not set.
 pub const DEFAULT_TIMEOUT_SECONDS: u32 = 30;
@@ -399,6 +400,154 @@ pub fn batch_id(message_ids: &[String]) -> String {
     format!("batch_{hex}")
 }
 
+/// Every line the worker logs (`npx wrangler tail` shows them), one JSON object each: `message`
+/// names the event and the other fields are its own. docs/customers-r2.md lists them; a test
+/// holds that list to this type.
+#[derive(Debug, Serialize)]
+#[serde(tag = "message", rename_all = "snake_case")]
+pub enum LogLine<'a> {
+    /// One per batch, whatever became of it.
+    Batch(BatchLine<'a>),
+    /// The worker's filters dropped the message; it is acked.
+    MessageFiltered { id: &'a str, reason: &'a str },
+    /// The message is retried after `delay_seconds`.
+    MessageRetry {
+        id: &'a str,
+        reason: &'a str,
+        delay_seconds: u32,
+    },
+    /// A replayed dead letter the receiver rejected again: kept on the dead-letter queue.
+    MessageKept {
+        id: &'a str,
+        reason: &'a str,
+        delay_seconds: u32,
+    },
+    /// The receiver rejected the message: it went to the dead-letter queue and is acked.
+    MessageDeadLettered { id: &'a str, reason: &'a str },
+    /// Sending to the dead-letter queue failed: the message is retried instead.
+    DeadLetterFailed {
+        id: &'a str,
+        reason: &'a str,
+        error: &'a str,
+    },
+    /// The configuration is wrong (never the secret's value): every message is retried.
+    ConfigError { error: &'a str, detail: &'a str },
+    /// The receiver answered with an error status: the batch is retried.
+    ReceiverRefused {
+        status: u16,
+        reason: &'a str,
+        receiver_host: &'a str,
+    },
+    /// The receiver's 200 answer could not be read: the batch is retried.
+    ReceiverAnswerUnreadable { error: &'a str },
+    /// The request failed before an answer: the batch is retried.
+    ReceiverUnreachable {
+        receiver_host: &'a str,
+        error: &'a str,
+    },
+    /// No answer within `RECEIVER_TIMEOUT_SECONDS`: the request is aborted and the batch retried.
+    ReceiverTimeout {
+        receiver_host: &'a str,
+        timeout_seconds: u32,
+    },
+}
+
+/// A batch's line: where it came from, how much was forwarded and what became of each message.
+#[derive(Debug, Serialize)]
+pub struct BatchLine<'a> {
+    /// Absent when the configuration could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub integration_id: Option<&'a str>,
+    pub queue: &'a str,
+    pub source: &'a str,
+    pub messages: usize,
+    pub forwarded: usize,
+    /// The receiver's status, when the batch was sent (0: no answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receiver_status: Option<u16>,
+    /// Why nothing was sent, when that was the configuration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+    /// Messages per outcome word (`accepted`, `filtered`, `retried`, `kept`…).
+    pub counts: &'a BTreeMap<&'a str, u32>,
+}
+
+impl LogLine<'_> {
+    /// The line as the worker writes it.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// The batches one isolate consumed from a queue, for `/healthz`.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Consumed {
+    pub batches: u64,
+    pub messages: u64,
+    pub last_batch_at_ms: u64,
+}
+
+/// What `/healthz` answers: 200 with the configuration when it is usable, 503 with its
+/// problems otherwise. Never the secret, only whether it is set.
+#[derive(Debug, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Health<'a> {
+    Ok {
+        bundle: String,
+        max_retry_delay_seconds: u32,
+        integration_id: &'a str,
+        receiver_host: &'a str,
+        secret_set: bool,
+        actions: &'a [String],
+        prefix: Option<&'a str>,
+        suffixes: &'a [String],
+        receiver_timeout_seconds: u32,
+        queues: Queues<'a>,
+    },
+    Misconfigured {
+        bundle: String,
+        integration_id: Option<String>,
+        secret_set: bool,
+        problems: Vec<String>,
+        queues: Queues<'a>,
+    },
+}
+
+impl Health<'_> {
+    pub fn status_code(&self) -> u16 {
+        match self {
+            Health::Ok { .. } => 200,
+            Health::Misconfigured { .. } => 503,
+        }
+    }
+}
+
+/// What the worker can know of its queues: their contract names, and what this isolate
+/// consumed. Whether the dead-letter queue's delivery is paused is the queue's setting: a batch
+/// from it here means it is not.
+#[derive(Debug, Serialize)]
+pub struct Queues<'a> {
+    events: &'static str,
+    dead_letters: &'static str,
+    dead_letter_replay: &'static str,
+    consumed_by_this_isolate: &'a BTreeMap<String, Consumed>,
+}
+
+impl<'a> Queues<'a> {
+    pub fn new(consumed: &'a BTreeMap<String, Consumed>) -> Self {
+        Queues {
+            events: WORKER_QUEUE,
+            dead_letters: WORKER_DEAD_LETTER_QUEUE,
+            dead_letter_replay: if consumed.contains_key(WORKER_DEAD_LETTER_QUEUE) {
+                "delivering: this isolate consumed a batch from the dead-letter queue"
+            } else {
+                "no batch from the dead-letter queue in this isolate (paused, or nothing to replay)"
+            },
+            consumed_by_this_isolate: consumed,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -536,6 +685,130 @@ mod tests {
         let errors = Config::from_vars(vars(&v)).unwrap_err();
         assert_eq!(errors, [ConfigError::SecretNotWhsec]);
         assert!(!errors[0].to_string().contains("hunter2"));
+    }
+
+    /// One of each line the worker logs.
+    fn every_log_line<'a>(counts: &'a BTreeMap<&'a str, u32>) -> Vec<LogLine<'a>> {
+        let lines = vec![
+            LogLine::Batch(BatchLine {
+                integration_id: Some("int_x"),
+                queue: WORKER_QUEUE,
+                source: Source::Events.as_str(),
+                messages: 3,
+                forwarded: 2,
+                receiver_status: Some(200),
+                reason: None,
+                counts,
+            }),
+            LogLine::MessageFiltered {
+                id: "m1",
+                reason: "prefix_filtered",
+            },
+            LogLine::MessageRetry {
+                id: "m2",
+                reason: "transport_error",
+                delay_seconds: 10,
+            },
+            LogLine::MessageKept {
+                id: "m3",
+                reason: "bucket_mismatch",
+                delay_seconds: 43_200,
+            },
+            LogLine::MessageDeadLettered {
+                id: "m4",
+                reason: "bucket_mismatch",
+            },
+            LogLine::DeadLetterFailed {
+                id: "m5",
+                reason: "bucket_mismatch",
+                error: "e",
+            },
+            LogLine::ConfigError {
+                error: "missing_var",
+                detail: "RECEIVER_URL is not set",
+            },
+            LogLine::ReceiverRefused {
+                status: 401,
+                reason: "invalid_secret",
+                receiver_host: "h",
+            },
+            LogLine::ReceiverAnswerUnreadable { error: "e" },
+            LogLine::ReceiverUnreachable {
+                receiver_host: "h",
+                error: "e",
+            },
+            LogLine::ReceiverTimeout {
+                receiver_host: "h",
+                timeout_seconds: 30,
+            },
+        ];
+        // A new kind of line stops compiling here until it has a sample above.
+        for line in &lines {
+            match line {
+                LogLine::Batch(_)
+                | LogLine::MessageFiltered { .. }
+                | LogLine::MessageRetry { .. }
+                | LogLine::MessageKept { .. }
+                | LogLine::MessageDeadLettered { .. }
+                | LogLine::DeadLetterFailed { .. }
+                | LogLine::ConfigError { .. }
+                | LogLine::ReceiverRefused { .. }
+                | LogLine::ReceiverAnswerUnreadable { .. }
+                | LogLine::ReceiverUnreachable { .. }
+                | LogLine::ReceiverTimeout { .. } => {}
+            }
+        }
+        lines
+    }
+
+    #[test]
+    fn the_customers_guide_lists_every_log_line_with_its_fields() {
+        let guide = include_str!("../../docs/customers-r2.md");
+        let counts = BTreeMap::from([("accepted", 2), ("filtered", 1)]);
+        for line in every_log_line(&counts) {
+            let json: serde_json::Value = serde_json::from_str(&line.to_json()).unwrap();
+            let fields = json.as_object().unwrap();
+            let name = fields["message"].as_str().unwrap();
+            let row = guide
+                .lines()
+                .find(|row| row.starts_with(&format!("| `{name}` |")))
+                .unwrap_or_else(|| panic!("docs/customers-r2.md has no row for `{name}`"));
+            for field in fields.keys().filter(|field| *field != "message") {
+                assert!(
+                    row.contains(&format!("`{field}`")),
+                    "`{name}`'s row names `{field}`"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_batch_line_says_where_it_came_from_and_what_became_of_each_message() {
+        let counts = BTreeMap::from([("accepted", 2), ("filtered", 1)]);
+        let line = every_log_line(&counts).remove(0).to_json();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&line).unwrap(),
+            json!({"message": "batch", "integration_id": "int_x", "queue": WORKER_QUEUE,
+                   "source": "events", "messages": 3, "forwarded": 2, "receiver_status": 200,
+                   "counts": {"accepted": 2, "filtered": 1}})
+        );
+        // Unconfigured: no integration to name, the reason instead of an answer.
+        let retried = BTreeMap::from([("retried", 3)]);
+        let unconfigured = LogLine::Batch(BatchLine {
+            integration_id: None,
+            queue: WORKER_QUEUE,
+            source: "events",
+            messages: 3,
+            forwarded: 0,
+            receiver_status: None,
+            reason: Some("config_error"),
+            counts: &retried,
+        });
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&unconfigured.to_json()).unwrap(),
+            json!({"message": "batch", "queue": WORKER_QUEUE, "source": "events", "messages": 3,
+                   "forwarded": 0, "reason": "config_error", "counts": {"retried": 3}})
+        );
     }
 
     #[test]

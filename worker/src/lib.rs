@@ -16,8 +16,9 @@ pub mod core;
 #[cfg(target_arch = "wasm32")]
 mod shell {
     use crate::core::{
-        backoff_seconds, batch_id, bundle_version, plan, retry_cap, Action, Answer, Config,
-        ConfigError, ErrorWord, Source, MAX_RETRY_SECONDS,
+        backoff_seconds, batch_id, bundle_version, plan, retry_cap, Action, Answer, BatchLine,
+        Config, ConfigError, Consumed, ErrorWord, Health, LogLine, Queues, Source,
+        MAX_RETRY_SECONDS,
     };
     use futures_util::future::{select, Either};
     use relay_protocol::webhook;
@@ -26,7 +27,6 @@ mod shell {
     };
     use relay_protocol::Outcome;
     use serde_json::value::RawValue;
-    use serde_json::{json, Map, Value};
     use std::borrow::Cow;
     use std::cell::RefCell;
     use std::collections::BTreeMap;
@@ -39,7 +39,7 @@ mod shell {
         /// and secrets only change with a new deployment, which starts new isolates.
         static CONFIG: RefCell<Option<Rc<Config>>> = const { RefCell::new(None) };
         /// The batches this isolate consumed from each queue, for `/healthz`.
-        static SEEN: RefCell<Map<String, Value>> = RefCell::new(Map::new());
+        static SEEN: RefCell<BTreeMap<String, Consumed>> = const { RefCell::new(BTreeMap::new()) };
     }
 
     /// The configuration, read and checked on the isolate's first batch; errors are not kept,
@@ -53,8 +53,8 @@ mod shell {
         Ok(config)
     }
 
-    fn log(line: Value) {
-        console_log!("{}", line);
+    fn log(line: LogLine<'_>) {
+        console_log!("{}", line.to_json());
     }
 
     /// A var or a secret, whichever the name is bound as.
@@ -103,9 +103,11 @@ mod shell {
                 .with_delay_seconds(delay)
                 .build(),
         );
-        log(
-            json!({"message": "message_retry", "id": message.id(), "reason": reason, "delay_seconds": delay}),
-        );
+        log(LogLine::MessageRetry {
+            id: &message.id(),
+            reason,
+            delay_seconds: delay,
+        });
         delay
     }
 
@@ -119,26 +121,43 @@ mod shell {
         let queue = batch.queue();
         let source = Source::of(&queue);
         SEEN.with_borrow_mut(|seen| {
-            let count = |name: &str| seen.get(&queue).and_then(|q| q[name].as_u64()).unwrap_or(0);
-            let entry = json!({
-                "batches": count("batches") + 1,
-                "messages": count("messages") + messages.len() as u64,
-                "last_batch_at_ms": now_ms,
-            });
-            seen.insert(queue.clone(), entry);
+            let consumed = seen.entry(queue.clone()).or_default();
+            consumed.batches += 1;
+            consumed.messages += messages.len() as u64;
+            consumed.last_batch_at_ms = now_ms;
         });
         let max_delay = retry_cap(read(&env, WORKER_VAR_MAX_RETRY_DELAY));
         let config = match config(&env) {
             Ok(config) => config,
             Err(errors) => {
                 retry_for_config(&messages, &errors, now_ms, max_delay);
+                let counts = BTreeMap::from([("retried", messages.len() as u32)]);
+                log(LogLine::Batch(BatchLine {
+                    integration_id: None,
+                    queue: &queue,
+                    source: source.as_str(),
+                    messages: messages.len(),
+                    forwarded: 0,
+                    receiver_status: None,
+                    reason: Some("config_error"),
+                    counts: &counts,
+                }));
                 return Ok(());
             }
         };
         let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
         let forwarded = ack_filtered(&config, &messages, &mut counts);
         if forwarded.is_empty() {
-            log(json!({"message": "batch", "messages": messages.len(), "counts": counts}));
+            log(LogLine::Batch(BatchLine {
+                integration_id: Some(&config.integration_id),
+                queue: &queue,
+                source: source.as_str(),
+                messages: messages.len(),
+                forwarded: 0,
+                receiver_status: None,
+                reason: None,
+                counts: &counts,
+            }));
             return Ok(());
         }
         let ids: Vec<String> = forwarded.iter().map(|m| m.id()).collect();
@@ -160,15 +179,15 @@ mod shell {
                 status
             }
         };
-        log(json!({
-            "message": "batch",
-            "integration_id": config.integration_id,
-            "queue": queue,
-            "source": source.as_str(),
-            "messages": messages.len(),
-            "forwarded": forwarded.len(),
-            "receiver_status": status,
-            "counts": counts,
+        log(LogLine::Batch(BatchLine {
+            integration_id: Some(&config.integration_id),
+            queue: &queue,
+            source: source.as_str(),
+            messages: messages.len(),
+            forwarded: forwarded.len(),
+            receiver_status: Some(status),
+            reason: None,
+            counts: &counts,
         }));
         Ok(())
     }
@@ -181,16 +200,14 @@ mod shell {
         max_delay: u32,
     ) {
         for error in errors {
-            log(
-                json!({"message": "config_error", "error": error.code(), "detail": error.to_string()}),
-            );
+            log(LogLine::ConfigError {
+                error: error.code(),
+                detail: &error.to_string(),
+            });
         }
         for message in messages {
             retry(message, now_ms, max_delay, "config_error");
         }
-        log(
-            json!({"message": "batch", "messages": messages.len(), "retried": messages.len(), "reason": "config_error"}),
-        );
     }
 
     /// Acks what the filters drop; answers the messages to forward.
@@ -205,9 +222,10 @@ mod shell {
                 Some(reason) => {
                     message.ack();
                     *counts.entry("filtered").or_default() += 1;
-                    log(
-                        json!({"message": "message_filtered", "id": message.id(), "reason": reason.as_str()}),
-                    );
+                    log(LogLine::MessageFiltered {
+                        id: &message.id(),
+                        reason: reason.as_str(),
+                    });
                 }
                 None => forwarded.push(message),
             }
@@ -228,13 +246,17 @@ mod shell {
             let reason = serde_json::from_str::<ErrorWord>(&text)
                 .map(|e| e.error)
                 .unwrap_or_else(|_| format!("http_{status}"));
-            log(
-                json!({"message": "receiver_refused", "status": status, "reason": reason, "receiver_host": config.receiver_host}),
-            );
+            log(LogLine::ReceiverRefused {
+                status,
+                reason: &reason,
+                receiver_host: &config.receiver_host,
+            });
             return Err((status, reason));
         }
         serde_json::from_str::<Answer>(&text).map_err(|e| {
-            log(json!({"message": "receiver_answer_unreadable", "error": e.to_string()}));
+            log(LogLine::ReceiverAnswerUnreadable {
+                error: &e.to_string(),
+            });
             (status, "unreadable_answer".to_owned())
         })
     }
@@ -298,16 +320,18 @@ mod shell {
         match outcome {
             Either::Left((Ok(answer), _)) => Ok(answer),
             Either::Left((Err(e), _)) => {
-                log(
-                    json!({"message": "receiver_unreachable", "receiver_host": config.receiver_host, "error": e.to_string()}),
-                );
+                log(LogLine::ReceiverUnreachable {
+                    receiver_host: &config.receiver_host,
+                    error: &e.to_string(),
+                });
                 Err((0, "transport_error".into()))
             }
             Either::Right(_) => {
                 controller.abort();
-                log(
-                    json!({"message": "receiver_timeout", "receiver_host": config.receiver_host, "timeout_seconds": config.timeout_seconds}),
-                );
+                log(LogLine::ReceiverTimeout {
+                    receiver_host: &config.receiver_host,
+                    timeout_seconds: config.timeout_seconds,
+                });
                 Err((0, "receiver_timeout".into()))
             }
         }
@@ -336,9 +360,11 @@ mod shell {
                         .with_delay_seconds(MAX_RETRY_SECONDS)
                         .build(),
                 );
-                log(
-                    json!({"message": "message_kept", "id": message.id(), "reason": reason, "delay_seconds": MAX_RETRY_SECONDS}),
-                );
+                log(LogLine::MessageKept {
+                    id: &message.id(),
+                    reason: &reason,
+                    delay_seconds: MAX_RETRY_SECONDS,
+                });
                 "kept"
             }
             Action::DeadLetter { reason } => {
@@ -354,15 +380,18 @@ mod shell {
                 match sent {
                     Ok(()) => {
                         message.ack();
-                        log(
-                            json!({"message": "message_dead_lettered", "id": message.id(), "reason": reason}),
-                        );
+                        log(LogLine::MessageDeadLettered {
+                            id: &message.id(),
+                            reason: &reason,
+                        });
                         Outcome::Rejected.as_str()
                     }
                     Err(e) => {
-                        log(
-                            json!({"message": "dead_letter_failed", "id": message.id(), "reason": reason, "error": e.to_string()}),
-                        );
+                        log(LogLine::DeadLetterFailed {
+                            id: &message.id(),
+                            reason: &reason,
+                            error: &e.to_string(),
+                        });
                         retry(message, now_ms, max_delay, "dead_letter_failed");
                         Outcome::RetryLater.as_str()
                     }
@@ -377,47 +406,34 @@ mod shell {
             return Response::error("not found", 404);
         }
         let secret_set = read(&env, relay_protocol::wire::WORKER_SECRET_NAME).is_some();
-        // What the worker can know of its queues: their contract names, and what this isolate
-        // consumed. Whether the dead-letter queue's delivery is paused is the queue's setting:
-        // a batch from it here means it is not.
-        let seen = SEEN.with_borrow(Map::clone);
-        let queues = json!({
-            "events": wire::WORKER_QUEUE,
-            "dead_letters": wire::WORKER_DEAD_LETTER_QUEUE,
-            "dead_letter_replay": if seen.contains_key(wire::WORKER_DEAD_LETTER_QUEUE) {
-                "delivering: this isolate consumed a batch from the dead-letter queue"
-            } else {
-                "no batch from the dead-letter queue in this isolate (paused, or nothing to replay)"
-            },
-            "consumed_by_this_isolate": seen,
-        });
+        let consumed = SEEN.with_borrow(BTreeMap::clone);
+        let queues = Queues::new(&consumed);
         // The prebuilt bundle's version when packaged (`worker package`); a build from source
         // has none.
         let bundle = bundle_version(read(&env, wire::WORKER_VAR_BUNDLE));
-        let body = match Config::from_vars(|name| read(&env, name)) {
-            Ok(config) => json!({
-                "status": "ok",
-                "bundle": bundle,
-                "max_retry_delay_seconds": config.max_retry_seconds,
-                "integration_id": config.integration_id,
-                "receiver_host": config.receiver_host,
-                "secret_set": secret_set,
-                "actions": config.actions,
-                "prefix": config.prefix,
-                "suffixes": config.suffixes,
-                "receiver_timeout_seconds": config.timeout_seconds,
-                "queues": queues,
-            }),
-            Err(errors) => json!({
-                "status": "misconfigured",
-                "bundle": bundle,
-                "integration_id": read(&env, relay_protocol::wire::WORKER_VAR_INTEGRATION_ID),
-                "secret_set": secret_set,
-                "problems": errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
-                "queues": queues,
-            }),
+        let config = Config::from_vars(|name| read(&env, name));
+        let body = match &config {
+            Ok(config) => Health::Ok {
+                bundle,
+                max_retry_delay_seconds: config.max_retry_seconds,
+                integration_id: &config.integration_id,
+                receiver_host: &config.receiver_host,
+                secret_set,
+                actions: &config.actions,
+                prefix: config.prefix.as_deref(),
+                suffixes: &config.suffixes,
+                receiver_timeout_seconds: config.timeout_seconds,
+                queues,
+            },
+            Err(errors) => Health::Misconfigured {
+                bundle,
+                integration_id: read(&env, relay_protocol::wire::WORKER_VAR_INTEGRATION_ID),
+                secret_set,
+                problems: errors.iter().map(|e| e.to_string()).collect(),
+                queues,
+            },
         };
-        let status = if body["status"] == "ok" { 200 } else { 503 };
+        let status = body.status_code();
         Ok(Response::from_json(&body)?.with_status(status))
     }
 }
