@@ -472,6 +472,31 @@ pub struct BatchLine<'a> {
     pub counts: &'a BTreeMap<&'a str, u32>,
 }
 
+impl<'a> BatchLine<'a> {
+    /// A batch of `messages` from `queue`, nothing forwarded yet.
+    pub fn new(
+        queue: &'a str,
+        source: Source,
+        messages: usize,
+        counts: &'a BTreeMap<&'a str, u32>,
+    ) -> Self {
+        BatchLine {
+            integration_id: None,
+            queue,
+            source: source.as_str(),
+            messages,
+            forwarded: 0,
+            receiver_status: None,
+            reason: None,
+            counts,
+        }
+    }
+}
+
+/// Why a batch was retried whole when the configuration cannot be read: in the batch's line and
+/// in each message's `message_retry` (each problem has its own `config_error` line).
+pub const CONFIG_ERROR: &str = "config_error";
+
 impl LogLine<'_> {
     /// The line as the worker writes it.
     pub fn to_json(&self) -> String {
@@ -795,14 +820,8 @@ mod tests {
         // Unconfigured: no integration to name, the reason instead of an answer.
         let retried = BTreeMap::from([("retried", 3)]);
         let unconfigured = LogLine::Batch(BatchLine {
-            integration_id: None,
-            queue: WORKER_QUEUE,
-            source: "events",
-            messages: 3,
-            forwarded: 0,
-            receiver_status: None,
-            reason: Some("config_error"),
-            counts: &retried,
+            reason: Some(CONFIG_ERROR),
+            ..BatchLine::new(WORKER_QUEUE, Source::Events, 3, &retried)
         });
         assert_eq!(
             serde_json::from_str::<serde_json::Value>(&unconfigured.to_json()).unwrap(),

@@ -17,7 +17,7 @@ pub mod core;
 mod shell {
     use crate::core::{
         backoff_seconds, batch_id, bundle_version, plan, retry_cap, Action, Answer, BatchLine,
-        Config, ConfigError, Consumed, ErrorWord, Health, LogLine, Queues, Source,
+        Config, ConfigError, Consumed, ErrorWord, Health, LogLine, Queues, Source, CONFIG_ERROR,
         MAX_RETRY_SECONDS,
     };
     use futures_util::future::{select, Either};
@@ -133,14 +133,8 @@ mod shell {
                 retry_for_config(&messages, &errors, now_ms, max_delay);
                 let counts = BTreeMap::from([("retried", messages.len() as u32)]);
                 log(LogLine::Batch(BatchLine {
-                    integration_id: None,
-                    queue: &queue,
-                    source: source.as_str(),
-                    messages: messages.len(),
-                    forwarded: 0,
-                    receiver_status: None,
-                    reason: Some("config_error"),
-                    counts: &counts,
+                    reason: Some(CONFIG_ERROR),
+                    ..BatchLine::new(&queue, source, messages.len(), &counts)
                 }));
                 return Ok(());
             }
@@ -150,13 +144,7 @@ mod shell {
         if forwarded.is_empty() {
             log(LogLine::Batch(BatchLine {
                 integration_id: Some(&config.integration_id),
-                queue: &queue,
-                source: source.as_str(),
-                messages: messages.len(),
-                forwarded: 0,
-                receiver_status: None,
-                reason: None,
-                counts: &counts,
+                ..BatchLine::new(&queue, source, messages.len(), &counts)
             }));
             return Ok(());
         }
@@ -181,13 +169,9 @@ mod shell {
         };
         log(LogLine::Batch(BatchLine {
             integration_id: Some(&config.integration_id),
-            queue: &queue,
-            source: source.as_str(),
-            messages: messages.len(),
             forwarded: forwarded.len(),
             receiver_status: Some(status),
-            reason: None,
-            counts: &counts,
+            ..BatchLine::new(&queue, source, messages.len(), &counts)
         }));
         Ok(())
     }
@@ -206,7 +190,7 @@ mod shell {
             });
         }
         for message in messages {
-            retry(message, now_ms, max_delay, "config_error");
+            retry(message, now_ms, max_delay, CONFIG_ERROR);
         }
     }
 
