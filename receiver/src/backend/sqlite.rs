@@ -17,7 +17,9 @@
 //! another in ONE transaction, then answers each request. So concurrent requests share one
 //! commit's WAL writes instead of paying for one each, and no request is answered before its
 //! jobs are committed. Within the group they are applied in order, so a job two of them carry is
-//! new for the first and a duplicate for the second, as it would be one transaction apart. If
+//! new for the first and a duplicate for the second, as it would be one transaction apart. The
+//! usage counts and the last event per outcome are added up across the group and written once
+//! at its end (`Tallies`), ending as the requests one by one would have left them. If
 //! the transaction fails, nothing of the group is written and every request in it is answered
 //! with the error (the senders retry; nothing is lost).
 
@@ -448,10 +450,12 @@ fn commit_group(conn: &mut Connection, group: Vec<PendingCommit>, by_id: LedgerB
     let started = std::time::Instant::now();
     let written = (|| {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut tallies = Tallies::default();
         let answers = group
             .iter()
-            .map(|pending| commit_one(&tx, pending, by_id))
+            .map(|pending| commit_one(&tx, pending, by_id, &mut tallies))
             .collect::<rusqlite::Result<Vec<_>>>()?;
+        tallies.write(&tx)?;
         tx.commit()?;
         Ok::<_, rusqlite::Error>(answers)
     })();
@@ -488,6 +492,7 @@ fn commit_one(
     tx: &rusqlite::Transaction,
     pending: &PendingCommit,
     by_id: LedgerById,
+    tallies: &mut Tallies,
 ) -> rusqlite::Result<Vec<Committed>> {
     let mut record = tx.prepare_cached(RECORD_JOB)?;
     let mut enqueue = tx.prepare_cached(ENQUEUE_JOB)?;
@@ -572,19 +577,50 @@ fn commit_one(
         .iter()
         .map(|row| (row.key.as_str(), row.job_id.as_str()));
     let settlement = Settlement::new(pending.settled.clone(), jobs, &committed, pending.now);
-    add_usage(
-        tx,
+    let history = settlement.history();
+    record_keys(tx, &pending.integration_id, &history, Entries::Written)?;
+    tallies.add(
         &pending.integration_id,
         &pending.hour,
         &settlement.usage(),
-    )?;
-    record_history(
-        tx,
-        &pending.integration_id,
-        &settlement.history(),
-        Entries::Written,
-    )?;
+        history,
+    );
     Ok(committed)
+}
+
+/// A group's usage counts and last event per outcome, added up across its requests and written
+/// once at the end of its transaction: each row is one statement per group, not per request,
+/// and ends as it would have after each request's own.
+#[derive(Default)]
+struct Tallies {
+    /// Per (integration, usage hour).
+    usage: BTreeMap<(String, String), UsageCounts>,
+    /// Per integration: its events in order, of which the last per outcome is kept.
+    last: BTreeMap<String, Vec<Seen>>,
+}
+
+impl Tallies {
+    fn add(&mut self, integration_id: &str, hour: &str, usage: &UsageCounts, events: Vec<Seen>) {
+        let counts = self
+            .usage
+            .entry((integration_id.to_owned(), hour.to_owned()))
+            .or_default();
+        super::add_counts(counts, usage);
+        self.last
+            .entry(integration_id.to_owned())
+            .or_default()
+            .extend(events);
+    }
+
+    fn write(&self, tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
+        for ((integration_id, hour), counts) in &self.usage {
+            add_usage(tx, integration_id, hour, counts)?;
+        }
+        for (integration_id, events) in &self.last {
+            record_last(tx, integration_id, events)?;
+        }
+        Ok(())
+    }
 }
 
 /// Whether the accepted events' ledger entries are written in the same transaction.
@@ -596,7 +632,8 @@ enum Entries {
     NotWritten,
 }
 
-fn record_history(
+/// Each key's last word (see [`Entries`]).
+fn record_keys(
     tx: &rusqlite::Transaction,
     integration_id: &str,
     events: &[Seen],
@@ -623,6 +660,15 @@ fn record_history(
             enqueued,
         ])?;
     }
+    Ok(())
+}
+
+/// The last of `events` per outcome.
+fn record_last(
+    tx: &rusqlite::Transaction,
+    integration_id: &str,
+    events: &[Seen],
+) -> rusqlite::Result<()> {
     let mut last = tx.prepare_cached(RECORD_LAST)?;
     for (outcome, seen) in Seen::last_per_outcome(events) {
         last.execute(params![
@@ -855,9 +901,15 @@ struct JobRow {
     key_id: String,
 }
 
-#[async_trait]
-impl Intake for Sqlite {
-    async fn commit(&self, commit: &Commit<'_>) -> Result<Vec<Committed>, BackendError> {
+impl Sqlite {
+    /// `commit` owned, for the writer thread, and where its answer will come.
+    fn pending(
+        &self,
+        commit: &Commit<'_>,
+    ) -> (
+        PendingCommit,
+        tokio::sync::oneshot::Receiver<Result<Vec<Committed>, BackendError>>,
+    ) {
         let rows = commit
             .jobs
             .iter()
@@ -885,6 +937,14 @@ impl Intake for Sqlite {
             first_versions_only: commit.first_versions_only,
             answer,
         };
+        (pending, answered)
+    }
+}
+
+#[async_trait]
+impl Intake for Sqlite {
+    async fn commit(&self, commit: &Commit<'_>) -> Result<Vec<Committed>, BackendError> {
+        let (pending, answered) = self.pending(commit);
         let stopped = || err("the writer thread has stopped");
         self.commits.send(pending).map_err(|_| stopped())?;
         answered.await.map_err(|_| stopped())?
@@ -924,8 +984,11 @@ fn seen_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Seen>> {
 impl History for Sqlite {
     async fn record(&self, integration_id: &str, events: &[Seen]) -> Result<(), BackendError> {
         let (id, events) = (integration_id.to_owned(), events.to_vec());
-        self.write(move |tx| record_history(tx, &id, &events, Entries::NotWritten))
-            .await
+        self.write(move |tx| {
+            record_keys(tx, &id, &events, Entries::NotWritten)?;
+            record_last(tx, &id, &events)
+        })
+        .await
     }
 
     async fn object(
@@ -1203,6 +1266,87 @@ mod tests {
         assert_eq!(
             db.commit(&commit(&[&a], past_horizon)).await.unwrap(),
             [Committed::Enqueued]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_group_ends_as_its_requests_would_one_by_one() {
+        // Three requests in one group, against the same requests committed one at a time: the
+        // answers, the usage counts (two hours) and the last event per outcome must agree.
+        let (a, b) = (job("a"), job("b"));
+        let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let next_hour = t0 + chrono::Duration::hours(1);
+        let requests = [
+            commit(&[&a], t0),
+            commit(&[&a, &b], t0),
+            commit(&[&b], next_hour),
+        ];
+        let (grouped_dir, alone_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let grouped = Sqlite::open(&grouped_dir.path().join("relay.db")).unwrap();
+        let alone = Sqlite::open(&alone_dir.path().join("relay.db")).unwrap();
+
+        let mut conn = connect(&grouped_dir.path().join("relay.db")).unwrap();
+        let (group, answers): (Vec<_>, Vec<_>) = requests
+            .iter()
+            .map(|request| grouped.pending(request))
+            .unzip();
+        commit_group(&mut conn, group, LedgerById(false));
+        let mut grouped_answers = Vec::new();
+        for answer in answers {
+            grouped_answers.push(answer.await.unwrap().unwrap());
+        }
+        let mut alone_answers = Vec::new();
+        for request in &requests {
+            alone_answers.push(alone.commit(request).await.unwrap());
+        }
+        assert_eq!(grouped_answers, alone_answers);
+        assert_eq!(
+            grouped_answers,
+            [
+                vec![Committed::Enqueued],
+                vec![Committed::Duplicate, Committed::Enqueued],
+                vec![Committed::Duplicate]
+            ]
+        );
+
+        let usage = |db: Sqlite| async move {
+            let mut hours = db
+                .usage_rows("int_test", "2023".into(), "2024".into())
+                .await
+                .unwrap();
+            hours.sort();
+            (hours, db.last_seen("int_test").await.unwrap())
+        };
+        let (grouped, alone) = (usage(grouped).await, usage(alone).await);
+        assert_eq!(grouped, alone);
+        let (hours, last) = grouped;
+        assert_eq!(last[&Outcome::Accepted].job_id.as_deref(), Some("b"));
+        assert_eq!(
+            last[&Outcome::Duplicate].at,
+            next_hour,
+            "the group's last duplicate"
+        );
+        let in_hour = |hour: DateTime<Utc>| {
+            hours
+                .iter()
+                .filter(|(at, _, _)| *at == usage_hour(hour))
+                .map(|(_, name, count)| (name.to_string(), *count))
+                .collect::<BTreeMap<_, _>>()
+        };
+        assert_eq!(
+            in_hour(t0),
+            BTreeMap::from([
+                ("accepted".to_owned(), 2),
+                ("duplicate/duplicate".to_owned(), 1),
+                ("skipped/suffix_filtered".to_owned(), 2)
+            ])
+        );
+        assert_eq!(
+            in_hour(next_hour),
+            BTreeMap::from([
+                ("duplicate/duplicate".to_owned(), 1),
+                ("skipped/suffix_filtered".to_owned(), 1)
+            ])
         );
     }
 
