@@ -111,6 +111,8 @@ mod shell {
         delay
     }
 
+    /// The batch's type parameter is never used: the bodies are read raw ([`Delivery::read`]),
+    /// so workers-rs deserialises nothing.
     #[event(queue)]
     pub async fn queue(batch: MessageBatch<()>, env: Env, _ctx: Context) -> Result<()> {
         let messages = batch
