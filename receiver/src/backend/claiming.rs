@@ -6,8 +6,8 @@
 //! [`super::CLAIM_LEASE`]; see docs/contract.md for what the pipeline sees in that case.
 
 use super::{
-    BackendError, Claim, Commit, Committed, Delivery, First, History, Intake, Ledger, LedgerTime,
-    Queue, UsageLog, DEFAULT_RATE_WINDOW,
+    BackendError, Claim, ClaimToken, Commit, Committed, Delivery, First, History, Intake, Ledger,
+    LedgerTime, Queue, UsageLog, DEFAULT_RATE_WINDOW,
 };
 use crate::events::{EnqueueFailed, EnqueueRefused};
 use crate::telemetry::log_backend_error as log_error;
@@ -34,11 +34,21 @@ pub struct Claiming {
 enum Before {
     /// `--overwrites ignore`, and another version has the key.
     OtherVersion,
-    /// The ledger read first says it was made.
-    Made,
-    /// Claimed, then sent.
+    /// Claimed (or read first), then sent.
     Claim,
 }
+
+/// A claimed job's answer from the ledger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Answer {
+    /// The ledger read first says it was made: no claim, no write.
+    Made,
+    Claimed(Claim),
+}
+
+/// How many jobs a commit claims before it decides whether to read the rest first: one wave of
+/// DynamoDB's claims in flight at once, so a batch of new jobs takes no longer for it.
+const FIRST_WAVE: usize = 16;
 
 /// The jobs whose step is `wanted`.
 fn pick<'j>(jobs: &[&'j IngestJob], before: &[Before], wanted: Before) -> Vec<&'j IngestJob> {
@@ -76,10 +86,9 @@ impl Claiming {
     }
 
     /// Claim, send, complete: each job's answer, in order. Under `--overwrites ignore` a job
-    /// first claims its key; a key another version holds is not claimed at all. When the
-    /// integration's last commit here was mostly duplicates, the ledger is read before the
-    /// claims (half a read unit a job) and the jobs it has made are answered `duplicate` with
-    /// no write at all; a claim would have cost a write unit each.
+    /// first claims its key; a key another version holds is not claimed at all. Jobs the ledger
+    /// already has are answered `duplicate`, most of them read rather than claimed
+    /// ([`Self::claim_or_read`]).
     async fn claim_and_send(
         &self,
         jobs: &[&IngestJob],
@@ -99,42 +108,29 @@ impl Claiming {
                 }
             }
         }
-        if self.expects_duplicates(commit.integration_id) {
-            let candidates = pick(jobs, &before, Before::Claim);
-            let made = self.ledger.made(&candidates, at).await?;
-            answered_for_each(&made, &candidates, "reads")?;
-            let mut made = made.into_iter();
-            for step in before.iter_mut().filter(|step| **step == Before::Claim) {
-                if made.next() == Some(true) {
-                    *step = Before::Made;
-                }
-            }
-        }
-        let ours = pick(jobs, &before, Before::Claim);
+        let candidates = pick(jobs, &before, Before::Claim);
         let token = Alphanumeric.sample_string(&mut rand::rng(), 16);
-        let claims = if ours.is_empty() {
-            Vec::new()
-        } else {
-            self.ledger.claim(&ours, at, &token).await?
-        };
-        answered_for_each(&claims, &ours, "claims")?;
-        let claimed: Vec<&IngestJob> = ours
+        let answers = self
+            .claim_or_read(&candidates, commit.integration_id, at, &token)
+            .await?;
+        let claimed: Vec<&IngestJob> = candidates
             .iter()
-            .zip(&claims)
-            .filter(|(_, claim)| **claim == Claim::Claimed)
+            .zip(&answers)
+            .filter(|(_, answer)| **answer == Answer::Claimed(Claim::Claimed))
             .map(|(job, _)| *job)
             .collect();
         let mut sent = self.send_claimed(&claimed, &token, at).await.into_iter();
-        let mut claims = claims.iter();
+        let mut answers = answers.iter();
         let committed: Vec<Committed> = before
             .iter()
             .map(|step| match step {
                 Before::OtherVersion => Committed::OverwriteIgnored,
-                Before::Made => Committed::Duplicate,
-                Before::Claim => match claims.next() {
-                    Some(Claim::Claimed) => sent.next().unwrap_or(Committed::Failed),
-                    Some(Claim::Done) => Committed::Duplicate,
-                    Some(Claim::InFlight) => Committed::InFlight,
+                Before::Claim => match answers.next() {
+                    Some(Answer::Claimed(Claim::Claimed)) => {
+                        sent.next().unwrap_or(Committed::Failed)
+                    }
+                    Some(Answer::Made | Answer::Claimed(Claim::Done)) => Committed::Duplicate,
+                    Some(Answer::Claimed(Claim::InFlight)) => Committed::InFlight,
                     None => Committed::Failed,
                 },
             })
@@ -160,6 +156,100 @@ impl Claiming {
             }
         }
         Ok(committed)
+    }
+
+    /// Each job's claim, or `Made` where the ledger read first says so. A commit claims a first
+    /// wave and, when that wave was mostly duplicates, reads the rest before claiming what it did
+    /// not find (half a read unit a job, where a failed claim costs a write unit). After a
+    /// mostly-duplicate commit (a redelivered batch, a re-run backfill, or S3's redeliveries one
+    /// event at a time) the integration's next commit reads everything first. A read that lags
+    /// a write only costs a claim, never a second job. When a claim fails, the claims already
+    /// won are given back, so the retry is not told `in_flight` for a whole lease.
+    async fn claim_or_read(
+        &self,
+        jobs: &[&IngestJob],
+        integration_id: &str,
+        at: LedgerTime,
+        token: &ClaimToken,
+    ) -> Result<Vec<Answer>, BackendError> {
+        let (mut answers, rest, read_first) = if self.expects_duplicates(integration_id) {
+            (Vec::new(), jobs, true)
+        } else {
+            let (first, rest) = jobs.split_at(jobs.len().min(FIRST_WAVE));
+            let claims = self.claim(first, at, token).await?;
+            let done = claims.iter().filter(|c| **c == Claim::Done).count();
+            let answers = claims.into_iter().map(Answer::Claimed).collect();
+            (answers, rest, done * 2 > first.len())
+        };
+        match self.claim_rest(rest, read_first, at, token).await {
+            Ok(more) => {
+                answers.extend(more);
+                Ok(answers)
+            }
+            Err(err) => {
+                let won: Vec<&str> = jobs
+                    .iter()
+                    .zip(&answers)
+                    .filter(|(_, answer)| **answer == Answer::Claimed(Claim::Claimed))
+                    .map(|(job, _)| job.job_id.as_str())
+                    .collect();
+                if !won.is_empty() {
+                    if let Err(release) = self.ledger.release(&won, token).await {
+                        log_error(&release);
+                    }
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// `jobs` claimed, or first read and only the ones not found claimed.
+    async fn claim_rest(
+        &self,
+        jobs: &[&IngestJob],
+        read_first: bool,
+        at: LedgerTime,
+        token: &ClaimToken,
+    ) -> Result<Vec<Answer>, BackendError> {
+        if !read_first || jobs.is_empty() {
+            let claims = self.claim(jobs, at, token).await?;
+            return Ok(claims.into_iter().map(Answer::Claimed).collect());
+        }
+        let made = self.ledger.made(jobs, at).await?;
+        answered_for_each(&made, jobs, "reads")?;
+        let unmade: Vec<&IngestJob> = jobs
+            .iter()
+            .zip(&made)
+            .filter(|(_, made)| !**made)
+            .map(|(job, _)| *job)
+            .collect();
+        let mut claims = self.claim(&unmade, at, token).await?.into_iter();
+        Ok(made
+            .iter()
+            .map(|made| {
+                if *made {
+                    Answer::Made
+                } else {
+                    // `claim` answered for each: a missing answer would be retried, not dropped.
+                    Answer::Claimed(claims.next().unwrap_or(Claim::InFlight))
+                }
+            })
+            .collect())
+    }
+
+    /// The ledger's claims of `jobs`, one for each (none asked for none).
+    async fn claim(
+        &self,
+        jobs: &[&IngestJob],
+        at: LedgerTime,
+        token: &ClaimToken,
+    ) -> Result<Vec<Claim>, BackendError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let claims = self.ledger.claim(jobs, at, token).await?;
+        answered_for_each(&claims, jobs, "claims")?;
+        Ok(claims)
     }
 
     fn expects_duplicates(&self, integration_id: &str) -> bool {
@@ -336,5 +426,154 @@ fn answered_for_each<T>(
             "ledger",
             format!("{} {what} for {} jobs", answers.len(), jobs.len()),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::memory::{
+        sample_job, Asked, MemoryHistory, MemoryLedger, MemoryQueue, MemoryUsage,
+    };
+    use chrono::{DateTime, Utc};
+
+    struct Receiver {
+        ledger: Arc<MemoryLedger>,
+        queue: Arc<MemoryQueue>,
+        intake: Claiming,
+    }
+
+    fn receiver() -> Receiver {
+        let ledger = Arc::new(MemoryLedger::default());
+        let queue = Arc::new(MemoryQueue::default());
+        let intake = Claiming::new(
+            ledger.clone(),
+            queue.clone(),
+            Arc::new(MemoryUsage::default()),
+            Arc::new(MemoryHistory::default()),
+        );
+        Receiver {
+            ledger,
+            queue,
+            intake,
+        }
+    }
+
+    fn jobs(keys: std::ops::Range<usize>) -> Vec<IngestJob> {
+        keys.map(|i| sample_job(&format!("j_{i}"), &format!("in/{i:03}.pdf")))
+            .collect()
+    }
+
+    impl Receiver {
+        /// Commits `jobs` as one request and answers what each became, with the claims and reads
+        /// it took.
+        async fn commit(&self, jobs: &[IngestJob]) -> (Vec<Committed>, Asked) {
+            let before = self.ledger.asked();
+            let committed = self.try_commit(jobs).await.unwrap();
+            let after = self.ledger.asked();
+            let asked = Asked {
+                claims: after.claims - before.claims,
+                reads: after.reads - before.reads,
+            };
+            (committed, asked)
+        }
+
+        async fn try_commit(&self, jobs: &[IngestJob]) -> Result<Vec<Committed>, BackendError> {
+            let commit = Commit {
+                integration_id: "int_1",
+                jobs: jobs.iter().collect(),
+                settled: Vec::new(),
+                now: DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap(),
+                horizon: Duration::days(400),
+                limit: None,
+                first_versions_only: false,
+            };
+            self.intake.commit(&commit).await
+        }
+    }
+
+    fn count(committed: &[Committed], wanted: Committed) -> usize {
+        committed.iter().filter(|c| **c == wanted).count()
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_batch_claims_one_wave_and_reads_the_rest() {
+        let receiver = receiver();
+        let batch = jobs(0..100);
+        let (committed, asked) = receiver.commit(&batch).await;
+        assert_eq!(count(&committed, Committed::Enqueued), 100);
+        assert_eq!(
+            asked,
+            Asked {
+                claims: 100,
+                reads: 0
+            },
+            "new jobs are claimed, never read"
+        );
+
+        // Redelivered: the first wave's claims find the jobs made, so the rest are read (half a
+        // read unit each on DynamoDB) where each claim would have been a write unit.
+        let (committed, asked) = receiver.commit(&batch).await;
+        assert_eq!(count(&committed, Committed::Duplicate), 100);
+        assert_eq!(
+            asked,
+            Asked {
+                claims: FIRST_WAVE,
+                reads: 100 - FIRST_WAVE
+            }
+        );
+
+        // Once a commit was mostly duplicates, the next reads everything first.
+        let (committed, asked) = receiver.commit(&batch).await;
+        assert_eq!(count(&committed, Committed::Duplicate), 100);
+        assert_eq!(
+            asked,
+            Asked {
+                claims: 0,
+                reads: 100
+            }
+        );
+        assert_eq!(receiver.queue.jobs().len(), 100, "each job sent once");
+    }
+
+    #[tokio::test]
+    async fn new_jobs_behind_a_wave_of_duplicates_are_each_made_once() {
+        let receiver = receiver();
+        receiver.commit(&jobs(0..20)).await;
+        // The first 20 were made: the first wave is all duplicates, so the rest are read first;
+        // the 4 made among them are answered from the read, the 80 new ones claimed and sent.
+        let (committed, asked) = receiver.commit(&jobs(0..100)).await;
+        assert_eq!(count(&committed, Committed::Duplicate), 20);
+        assert_eq!(count(&committed, Committed::Enqueued), 80);
+        assert!(committed[20..].iter().all(|c| *c == Committed::Enqueued));
+        assert_eq!(
+            asked,
+            Asked {
+                claims: FIRST_WAVE + 80,
+                reads: 100 - FIRST_WAVE
+            }
+        );
+        assert_eq!(receiver.queue.jobs().len(), 100);
+        // Not mostly duplicates: the next commit claims again before it reads.
+        let (committed, asked) = receiver.commit(&jobs(100..110)).await;
+        assert_eq!(count(&committed, Committed::Enqueued), 10);
+        assert_eq!(asked.reads, 0);
+    }
+
+    #[tokio::test]
+    async fn a_claim_that_fails_after_the_first_wave_gives_the_wave_back() {
+        let receiver = receiver();
+        let batch = jobs(0..40);
+        receiver.ledger.fail_claim_of(Some("j_30"));
+        assert!(receiver.try_commit(&batch).await.is_err());
+        assert!(
+            receiver.queue.jobs().is_empty(),
+            "nothing is sent from a failed commit"
+        );
+        // The retry finds no claim left pending by the failed one: every job is made now, not
+        // answered in flight for a whole lease.
+        receiver.ledger.fail_claim_of(None);
+        let (committed, _) = receiver.commit(&batch).await;
+        assert_eq!(count(&committed, Committed::Enqueued), 40);
     }
 }

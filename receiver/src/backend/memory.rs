@@ -140,6 +140,30 @@ pub struct MemoryLedger {
     admitted: Mutex<HashMap<(String, i64), u64>>,
     /// Each key's job under `--overwrites ignore`, and when it was claimed.
     firsts: Mutex<HashMap<String, (String, DateTime<Utc>)>>,
+    /// How many jobs were claimed and read (`made`), as DynamoDB would bill them.
+    asked: Mutex<Asked>,
+    /// A claim call that asks for this job fails whole, as a throttled conditional put fails
+    /// DynamoDB's.
+    fail_claim_of: Mutex<Option<String>>,
+}
+
+/// The jobs a [`MemoryLedger`] was asked to claim, and to read before a claim.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Asked {
+    pub claims: usize,
+    pub reads: usize,
+}
+
+impl MemoryLedger {
+    /// The jobs claimed and read so far.
+    pub fn asked(&self) -> Asked {
+        *self.asked.lock().unwrap()
+    }
+
+    /// From now on, a claim call that asks for `job_id` fails and claims nothing.
+    pub fn fail_claim_of(&self, job_id: Option<&str>) {
+        *self.fail_claim_of.lock().unwrap() = job_id.map(str::to_owned);
+    }
 }
 
 #[async_trait]
@@ -173,6 +197,12 @@ impl Ledger for MemoryLedger {
         at: LedgerTime,
         token: &ClaimToken,
     ) -> Result<Vec<Claim>, BackendError> {
+        if let Some(failing) = &*self.fail_claim_of.lock().unwrap() {
+            if jobs.iter().any(|job| job.job_id == *failing) {
+                return Err(BackendError::new("memory", "claim refused"));
+            }
+        }
+        self.asked.lock().unwrap().claims += jobs.len();
         let now = at.now;
         let mut map = self.entries.lock().unwrap();
         let claims = jobs
@@ -256,6 +286,7 @@ impl Ledger for MemoryLedger {
             .collect())
     }
     async fn made(&self, jobs: &[&IngestJob], at: LedgerTime) -> Result<Vec<bool>, BackendError> {
+        self.asked.lock().unwrap().reads += jobs.len();
         let map = self.entries.lock().unwrap();
         Ok(jobs
             .iter()
