@@ -9,12 +9,13 @@
 //! Transactions start `IMMEDIATE` (they take the write lock at once): a deferred one that reads
 //! and then upgrades can fail with "database is locked" at once, whatever the busy timeout, when
 //! another process (a second `serve`, the CLI) writes to the same file. WAL mode lets readers go
-//! on meanwhile. Statements are prepared once per connection and cached. Calls run on tokio's
-//! blocking pool so a slow disk never stalls the HTTP server's threads.
+//! on meanwhile. Statements are prepared once per connection and cached. Reads run on tokio's
+//! blocking pool.
 //!
-//! Commits go to a writer thread of their own, with its own connection ("group commit"): it
-//! takes every commit waiting at that moment (up to [`GROUP_MAX`]) and runs them one after
-//! another in ONE transaction, then answers each request. So concurrent requests share one
+//! Commits wait for one writer with its own connection ("group commit"), which takes every
+//! commit waiting at that moment (up to [`GROUP_MAX`]) and runs them one after another in ONE
+//! transaction, then answers each request. It runs on a thread of the async runtime that has
+//! nothing else to do (about to park), or on its own thread when none has (`Writer`). So concurrent requests share one
 //! commit's WAL writes instead of paying for one each, and no request is answered before its
 //! jobs are committed. Within the group they are applied in order, so a job two of them carry is
 //! new for the first and a duplicate for the second, as it would be one transaction apart. The
@@ -195,16 +196,23 @@ ON CONFLICT (integration_id, day, name) DO UPDATE SET count = count + excluded.c
 
 /// The most request commits one transaction takes.
 pub const GROUP_MAX: usize = 64;
-/// The page cache of a connection, in KiB.
-const CACHE_KIB: i64 = 64 * 1024;
+/// The page cache of a connection, in KiB: SQLite's default. The file's pages stay in the
+/// kernel's cache anyway, and a bigger one costs each commit: SQLite scans the cache's hash table
+/// as a write transaction ends. 64 MiB made `serve` about a tenth slower on both workloads
+/// (measured 2026-11-30 in paired runs; docs/performance.md).
+const CACHE_KIB: i64 = 2 * 1024;
 /// How often the checkpointer copies committed WAL frames into the database file. A page
 /// written many times between two checkpoints is copied once: under a steady load, once a
 /// second instead of five times made `serve` 13% faster on 100-event batches (scripts/bench).
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The WAL size past which the checkpointer stops writers for a moment to start the WAL over;
-/// also the size a WAL file is cut back to once it starts over (`journal_size_limit`).
+/// The WAL size past which the checkpointer stops writers for a moment to start the WAL over.
 const WAL_BOUND_BYTES: i64 = 64 * 1024 * 1024;
+/// The size a WAL file is cut back to once it starts over (`journal_size_limit`): more than a
+/// second's writes under full load (about 200 MB), so a busy WAL is written over in place.
+/// Cut back to [`WAL_BOUND_BYTES`], the file lost its pages past that from the kernel's cache
+/// every second and grew them again: about a tenth of `serve`'s time on single events.
+const WAL_KEPT_BYTES: i64 = 4 * WAL_BOUND_BYTES;
 
 /// Checkpoints the WAL every [`CHECKPOINT_EVERY`] on its own connection, for as long as the
 /// connection `alive` points to exists (see [`checkpoint`]). If the thread or its connection
@@ -259,8 +267,8 @@ fn checkpoint(conn: &Connection, bound: i64) -> rusqlite::Result<()> {
 #[derive(Clone)]
 pub struct Sqlite {
     conn: Arc<Mutex<Connection>>,
-    /// The writer thread's queue of commits.
-    commits: std::sync::mpsc::Sender<PendingCommit>,
+    /// The group committer.
+    commits: Arc<WriterHandle>,
     /// The schema jobs are written in (`--job-schema`).
     schema: JobSchema,
     /// How long one window of `--max-jobs-per-minute` lasts.
@@ -281,14 +289,13 @@ fn connect(path: &Path) -> Result<Connection, BackendError> {
         .map_err(err)?;
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(err)?;
-    // A batch's keys can be anywhere in the ledger and the history: keep their pages in memory.
     conn.pragma_update(None, "cache_size", -CACHE_KIB)
         .map_err(err)?;
     // Checkpoints (copying the WAL into the file, with an fsync) run on a thread of their own,
     // not inside a request's commit.
     conn.pragma_update(None, "wal_autocheckpoint", 0)
         .map_err(err)?;
-    conn.pragma_update(None, "journal_size_limit", WAL_BOUND_BYTES)
+    conn.pragma_update(None, "journal_size_limit", WAL_KEPT_BYTES)
         .map_err(err)?;
     Ok(conn)
 }
@@ -402,32 +409,172 @@ struct PendingCommit {
     answer: tokio::sync::oneshot::Sender<Result<Vec<Committed>, BackendError>>,
 }
 
-/// Starts the writer thread on `conn`; it ends when every sender is gone.
-fn spawn_writer(
-    mut conn: Connection,
-) -> Result<std::sync::mpsc::Sender<PendingCommit>, BackendError> {
-    let (sender, receiver) = std::sync::mpsc::channel::<PendingCommit>();
-    // Nothing writes `ledger_by_id` after the migration, so once read this stays true.
-    let by_id = LedgerById(
-        conn.query_row(HAS_LEDGER_BY_ID, [], |row| row.get(0))
-            .map_err(err)?,
-    );
-    std::thread::Builder::new()
-        .name("sqlite-writer".into())
-        .spawn(move || {
-            while let Ok(first) = receiver.recv() {
-                let mut group = vec![first];
-                while group.len() < GROUP_MAX {
-                    match receiver.try_recv() {
-                        Ok(next) => group.push(next),
-                        Err(_) => break,
-                    }
+/// The group committer: the commits waiting, and the one connection that writes them.
+///
+/// Whoever finds the connection free runs what waits, up to [`GROUP_MAX`] commits in one
+/// transaction: a thread of the async runtime just before it parks ([`commit_before_park`]),
+/// or, when none does in time, the writer's own thread ([`FALLBACK_AFTER`]). A runtime thread
+/// parks when it has no task left to run, so every request it could read has joined the group
+/// by then, and the commit costs no hand-off between threads. On one core the hand-offs to a
+/// writer thread (waking it, then the runtime back) were a sixth of the time.
+struct Writer {
+    waiting: Mutex<Waiting>,
+    /// Wakes the writer's thread: a commit came while it was idle, or the last handle went.
+    wake: std::sync::Condvar,
+    conn: Mutex<Connection>,
+    by_id: LedgerById,
+}
+
+#[derive(Default)]
+struct Waiting {
+    commits: Vec<PendingCommit>,
+    /// The writer's thread waits for a commit with no timeout.
+    idle: bool,
+    /// Every [`Sqlite`] handle is gone: the thread commits what waits, then ends.
+    closed: bool,
+}
+
+/// How long a commit waits, at most, for a runtime thread to park before the writer's thread
+/// runs it (a runtime busy on every thread, or a caller outside one).
+const FALLBACK_AFTER: std::time::Duration = std::time::Duration::from_millis(1);
+/// How many of those intervals in a row find nothing waiting before the writer's thread waits
+/// with no timeout: a second.
+const IDLE_AFTER: u32 = 1000;
+
+/// The writers in this process, for [`commit_before_park`].
+static WRITERS: Mutex<Vec<std::sync::Weak<Writer>>> = Mutex::new(Vec::new());
+
+/// Runs the commits waiting for any embedded backend in this process, if its connection is free.
+/// The async runtime calls it on a thread that is about to park (`on_thread_park`); answering
+/// the commits wakes their requests, so the thread runs them instead of parking.
+pub fn commit_before_park() {
+    let writers: Vec<Arc<Writer>> = match WRITERS.lock() {
+        Ok(mut writers) => {
+            writers.retain(|writer| writer.strong_count() > 0);
+            writers
+                .iter()
+                .filter_map(std::sync::Weak::upgrade)
+                .collect()
+        }
+        Err(_) => return,
+    };
+    for writer in writers {
+        writer.run_waiting();
+    }
+}
+
+impl Writer {
+    /// A writer on `conn`, which [`commit_before_park`] serves, with no thread of its own yet.
+    fn new(conn: Connection) -> Result<Arc<Self>, BackendError> {
+        // Nothing writes `ledger_by_id` after the migration, so once read this stays true.
+        let by_id = LedgerById(
+            conn.query_row(HAS_LEDGER_BY_ID, [], |row| row.get(0))
+                .map_err(err)?,
+        );
+        let writer = Arc::new(Writer {
+            waiting: Mutex::default(),
+            wake: std::sync::Condvar::new(),
+            conn: Mutex::new(conn),
+            by_id,
+        });
+        if let Ok(mut writers) = WRITERS.lock() {
+            writers.push(Arc::downgrade(&writer));
+        }
+        Ok(writer)
+    }
+
+    /// Starts the writer's thread on `conn`; it ends once the returned handle is dropped.
+    fn spawn(conn: Connection) -> Result<WriterHandle, BackendError> {
+        let writer = Writer::new(conn)?;
+        let thread = writer.clone();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || thread.run_thread())
+            .map_err(|e| err(format!("cannot start the writer thread: {e}")))?;
+        Ok(WriterHandle(writer))
+    }
+
+    /// Queues `commit`, waking the writer's thread if it sleeps.
+    fn push(&self, commit: PendingCommit) -> Result<(), BackendError> {
+        let mut waiting = self
+            .waiting
+            .lock()
+            .map_err(|_| err("the writer has stopped"))?;
+        waiting.commits.push(commit);
+        if waiting.idle {
+            waiting.idle = false;
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Commits everything waiting, group by group, unless another thread is writing (it
+    /// takes what waits when it is done).
+    fn run_waiting(&self) {
+        let Ok(mut conn) = self.conn.try_lock() else {
+            return;
+        };
+        loop {
+            let group: Vec<PendingCommit> = match self.waiting.lock() {
+                Ok(mut waiting) if !waiting.commits.is_empty() => {
+                    let take = waiting.commits.len().min(GROUP_MAX);
+                    waiting.commits.drain(..take).collect()
                 }
-                commit_group(&mut conn, group, by_id);
+                _ => return,
+            };
+            commit_group(&mut conn, group, self.by_id);
+        }
+    }
+
+    /// The writer's thread: runs what waited [`FALLBACK_AFTER`] without a runtime thread
+    /// taking it, and sleeps once nothing came for [`IDLE_AFTER`] intervals.
+    fn run_thread(&self) {
+        let mut quiet = 0;
+        loop {
+            let Ok(mut waiting) = self.waiting.lock() else {
+                return;
+            };
+            if waiting.commits.is_empty() && waiting.closed {
+                return;
             }
-        })
-        .map_err(|e| err(format!("cannot start the writer thread: {e}")))?;
-    Ok(sender)
+            if quiet >= IDLE_AFTER && waiting.commits.is_empty() {
+                waiting.idle = true;
+                waiting = match self.wake.wait_while(waiting, |w| w.idle && !w.closed) {
+                    Ok(waiting) => waiting,
+                    Err(_) => return,
+                };
+                quiet = 0;
+            }
+            let closed = waiting.closed;
+            if !closed {
+                waiting = match self.wake.wait_timeout(waiting, FALLBACK_AFTER) {
+                    Ok((waiting, _)) => waiting,
+                    Err(_) => return,
+                };
+            }
+            let something = !waiting.commits.is_empty();
+            drop(waiting);
+            if something {
+                quiet = 0;
+                self.run_waiting();
+            } else {
+                quiet += 1;
+            }
+        }
+    }
+}
+
+/// The [`Sqlite`] handles' share of the writer: when the last is dropped, the writer's thread
+/// commits what waits and ends, closing its connection.
+struct WriterHandle(Arc<Writer>);
+
+impl Drop for WriterHandle {
+    fn drop(&mut self) {
+        if let Ok(mut waiting) = self.0.waiting.lock() {
+            waiting.closed = true;
+        }
+        self.0.wake.notify_one();
+    }
 }
 
 /// Whether the file has entries from before version 6 that the ledger could not place by key,
@@ -688,7 +835,7 @@ impl Sqlite {
     pub fn open(path: &Path) -> Result<Self, BackendError> {
         let conn = connect(path)?;
         migrate(&conn).map_err(err)?;
-        let commits = spawn_writer(connect(path)?)?;
+        let commits = Arc::new(Writer::spawn(connect(path)?)?);
         let conn = Arc::new(Mutex::new(conn));
         spawn_checkpointer(path, Arc::downgrade(&conn));
         Ok(Sqlite {
@@ -945,9 +1092,8 @@ impl Sqlite {
 impl Intake for Sqlite {
     async fn commit(&self, commit: &Commit<'_>) -> Result<Vec<Committed>, BackendError> {
         let (pending, answered) = self.pending(commit);
-        let stopped = || err("the writer thread has stopped");
-        self.commits.send(pending).map_err(|_| stopped())?;
-        answered.await.map_err(|_| stopped())?
+        self.commits.0.push(pending)?;
+        answered.await.map_err(|_| err("the writer has stopped"))?
     }
 
     fn rate_window(&self) -> chrono::Duration {
@@ -1267,6 +1413,48 @@ mod tests {
             db.commit(&commit(&[&a], past_horizon)).await.unwrap(),
             [Committed::Enqueued]
         );
+    }
+
+    #[tokio::test]
+    async fn a_runtime_thread_about_to_park_commits_every_request_waiting_in_one_group() {
+        // A writer with no thread of its own: only `commit_before_park` can run what waits.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.db");
+        let db = Sqlite::open(&path).unwrap();
+        let writer = Writer::new(connect(&path).unwrap()).unwrap();
+        let (a, b, c) = (job("a"), job("b"), job("c"));
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let requests = [
+            commit(&[&a], now),
+            commit(&[&b, &a], now),
+            commit(&[&c], now),
+        ];
+        let mut answers = Vec::new();
+        for request in &requests {
+            let (pending, answer) = db.pending(request);
+            assert!(writer.push(pending).is_ok());
+            answers.push(answer);
+        }
+        assert!(
+            answers.iter_mut().all(|a| a.try_recv().is_err()),
+            "nothing runs it yet"
+        );
+
+        commit_before_park();
+        let answered: Vec<Vec<Committed>> = answers
+            .into_iter()
+            .map(|mut answer| answer.try_recv().unwrap().unwrap())
+            .collect();
+        assert_eq!(
+            answered,
+            [
+                vec![Committed::Enqueued],
+                vec![Committed::Enqueued, Committed::Duplicate],
+                vec![Committed::Enqueued]
+            ]
+        );
+        assert_eq!(job_ids(&db).await, ["a", "b", "c"]);
+        assert!(writer.waiting.lock().unwrap().commits.is_empty());
     }
 
     #[tokio::test]

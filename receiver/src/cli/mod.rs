@@ -57,8 +57,12 @@ use std::process::ExitCode;
 /// Runs the command the process was started with; on Lambda, with no command, `serve`.
 pub fn run(cli: Cli) -> ExitCode {
     let runtime = Runtime::from_env();
-    let result = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
+    let mut tokio = tokio::runtime::Builder::new_multi_thread();
+    tokio.enable_all();
+    // The embedded backend's group commits run on a runtime thread that has nothing else to do.
+    #[cfg(feature = "embedded")]
+    tokio.on_thread_park(crate::backend::sqlite::commit_before_park);
+    let result = tokio
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
         .and_then(|tokio| tokio.block_on(dispatch(cli, runtime)));
