@@ -13,7 +13,12 @@
 //! - `handler_sqlite_all_accepted`: the whole handler on the embedded SQLite backend, every
 //!   event a new object.
 //!
-//! `scripts/bench` prints each per event and as a ratio to the baseline and the floor.
+//! `scripts/bench` prints each per event and as a ratio to the baseline and the floor. All run
+//! on the allocator the binary runs on (mimalloc, `src/main.rs`).
+
+#[cfg(feature = "server")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use bucket_relay::backend::claiming::Claiming;
 use bucket_relay::backend::memory::{
@@ -120,7 +125,10 @@ fn answer_each(
 }
 
 fn bench(c: &mut Criterion) {
+    // As `bucket-relay` builds its runtime: the embedded backend's group commits run on the
+    // thread when it has nothing else to do.
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .on_thread_park(bucket_relay::backend::sqlite::commit_before_park)
         .build()
         .unwrap();
     let body = batch_body();

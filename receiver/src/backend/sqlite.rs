@@ -415,9 +415,11 @@ struct PendingCommit {
 /// Whoever finds the connection free runs what waits, up to [`GROUP_MAX`] commits in one
 /// transaction: a thread of the async runtime just before it parks ([`commit_before_park`]),
 /// or, when none does in time, the writer's own thread ([`FALLBACK_AFTER`]). A runtime thread
-/// parks when it has no task left to run, so every request it could read has joined the group
+/// parks when it has no task left to run, so every request it has read has joined the group
 /// by then, and the commit costs no hand-off between threads. On one core the hand-offs to a
-/// writer thread (waking it, then the runtime back) were a sixth of the time.
+/// writer thread (waking it, then the runtime back) were a sixth of the time. The price: a
+/// commit held up by a slow disk holds that runtime thread too (the others go on; the
+/// checkpoints' fsyncs stay on a thread of their own).
 struct Writer {
     waiting: Mutex<Waiting>,
     /// Wakes the writer's thread: a commit came while it was idle, or the last handle went.
@@ -433,7 +435,7 @@ struct WriterConn {
 }
 
 /// How often the writer writes an integration's last event per outcome (`last_seen`): one page
-/// less in each group's transaction between two, about 3% more single events. Read in this
+/// less in each group's transaction between two, about 5% more single events. Read in this
 /// process, it is written first; another process (`integrations show` beside `serve`) may read
 /// one up to this much older, and a crash may lose what it had not written. The usage counts
 /// are not deferred: they are written with their jobs.
@@ -658,12 +660,15 @@ impl Writer {
     }
 }
 
-/// The [`Sqlite`] handles' share of the writer: when the last is dropped, the writer's thread
-/// commits what waits and ends, closing its connection.
+/// The [`Sqlite`] handles' share of the writer: when the last is dropped, the last events
+/// waiting are written, and the writer's thread commits what waits and ends, closing its
+/// connection.
 struct WriterHandle(Arc<Writer>);
 
 impl Drop for WriterHandle {
     fn drop(&mut self) {
+        // The last events waiting are written now: a process that stops cleanly loses none.
+        self.0.write_last(|_| true);
         if let Ok(mut waiting) = self.0.waiting.lock() {
             waiting.closed = true;
         }
@@ -931,18 +936,9 @@ fn record_last(
     integration_id: &str,
     events: &[Seen],
 ) -> rusqlite::Result<()> {
-    let mut last = tx.prepare_cached(RECORD_LAST)?;
-    for (outcome, seen) in Seen::last_per_outcome(events) {
-        last.execute(params![
-            integration_id,
-            outcome.as_str(),
-            seen.reason.map(Reason::as_str),
-            seen.key,
-            seen.job_id,
-            seen.at.timestamp_millis(),
-        ])?;
-    }
-    Ok(())
+    let mut last = LastEvents::default();
+    last.add(integration_id, events);
+    last.write(tx)
 }
 
 impl Sqlite {
@@ -1642,6 +1638,17 @@ mod tests {
         let last = db.last_seen("int_test").await.unwrap();
         assert_eq!(last[&Outcome::Accepted].job_id.as_deref(), Some("c"));
         assert_eq!(in_file(&writer.conn).as_deref(), Some("c"));
+
+        // A backend dropped (the process stopping cleanly) writes what waits.
+        let d = job("d");
+        db.commits.0.conn.lock().unwrap().last.written =
+            Some(std::time::Instant::now() + LAST_EVENTS_EVERY);
+        db.commit(&commit(&[&d], t0 + chrono::Duration::seconds(3)))
+            .await
+            .unwrap();
+        assert_eq!(in_file(&writer.conn).as_deref(), Some("c"), "not due yet");
+        drop(db);
+        assert_eq!(in_file(&writer.conn).as_deref(), Some("d"));
     }
 
     #[tokio::test]
