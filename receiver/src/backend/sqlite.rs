@@ -227,7 +227,7 @@ fn spawn_checkpointer(path: &Path, alive: std::sync::Weak<Mutex<Connection>>) {
             let Ok(conn) = Connection::open(&path) else {
                 return;
             };
-            let _ = conn.busy_timeout(std::time::Duration::from_secs(5));
+            let _ = conn.busy_timeout(BUSY_TIMEOUT);
             while alive.strong_count() > 0 {
                 std::thread::sleep(CHECKPOINT_EVERY);
                 if let Err(e) = checkpoint(&conn, WAL_BOUND_BYTES) {
@@ -284,8 +284,7 @@ fn err(e: impl std::fmt::Display) -> BackendError {
 fn connect(path: &Path) -> Result<Connection, BackendError> {
     let conn =
         Connection::open(path).map_err(|e| err(format!("cannot open {}: {e}", path.display())))?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(err)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(err)?;
     conn.pragma_update(None, "synchronous", "NORMAL")
@@ -535,7 +534,7 @@ pub fn commit_before_park() {
         Err(_) => return,
     };
     for writer in writers {
-        writer.run_waiting();
+        writer.run_waiting(Busy::GiveBack);
     }
 }
 
@@ -589,7 +588,7 @@ impl Writer {
 
     /// Commits everything waiting, group by group, unless another thread is writing (it
     /// takes what waits when it is done).
-    fn run_waiting(&self) {
+    fn run_waiting(&self, busy: Busy) {
         let Ok(mut conn) = self.conn.try_lock() else {
             return;
         };
@@ -601,7 +600,13 @@ impl Writer {
                 }
                 _ => return,
             };
-            commit_group(&mut conn, group, self.by_id);
+            if let Some(group) = commit_group(&mut conn, group, self.by_id, busy) {
+                // Given back: first in line again, for the writer's thread, which waits.
+                if let Ok(mut waiting) = self.waiting.lock() {
+                    waiting.commits.splice(0..0, group);
+                }
+                return;
+            }
         }
     }
 
@@ -651,7 +656,7 @@ impl Writer {
             drop(waiting);
             if something {
                 quiet = 0;
-                self.run_waiting();
+                self.run_waiting(Busy::Wait);
             } else {
                 self.write_last(LastEvents::due);
                 quiet += 1;
@@ -692,12 +697,52 @@ impl LedgerById {
 }
 
 /// Commits a group in one transaction and answers each of its requests.
-fn commit_group(writer: &mut WriterConn, group: Vec<PendingCommit>, by_id: LedgerById) {
+/// What a group commit does when another connection holds the write lock (a checkpoint
+/// starting the WAL over, another process writing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Busy {
+    /// Waits for it, up to the busy timeout: the writer's own thread.
+    Wait,
+    /// Gives the group back at once: a runtime thread, which has requests to read meanwhile.
+    GiveBack,
+}
+
+/// How long a connection waits for another's lock before its statement fails.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+}
+
+/// Commits a group in one transaction and answers each of its requests; or, with
+/// [`Busy::GiveBack`] and the write lock taken, gives the group back unanswered.
+fn commit_group(
+    writer: &mut WriterConn,
+    group: Vec<PendingCommit>,
+    by_id: LedgerById,
+    busy: Busy,
+) -> Option<Vec<PendingCommit>> {
     let started = std::time::Instant::now();
     let write_last = writer.last.due();
     let WriterConn { conn, last } = writer;
+    let timeout = match busy {
+        Busy::Wait => BUSY_TIMEOUT,
+        Busy::GiveBack => std::time::Duration::ZERO,
+    };
+    let begun = conn
+        .busy_timeout(timeout)
+        .and_then(|()| conn.transaction_with_behavior(TransactionBehavior::Immediate));
+    let tx = match begun {
+        Ok(tx) => tx,
+        Err(e) if busy == Busy::GiveBack && is_busy(&e) => return Some(group),
+        Err(e) => {
+            for pending in group {
+                let _ = pending.answer.send(Err(err(&e)));
+            }
+            return None;
+        }
+    };
     let written = (|| {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut tallies = Tallies::default();
         let answers = group
             .iter()
@@ -745,6 +790,7 @@ fn commit_group(writer: &mut WriterConn, group: Vec<PendingCommit>, by_id: Ledge
             }
         }
     }
+    None
 }
 
 /// One request's jobs, usage counts and history, inside the group's transaction. The rate and
@@ -1574,6 +1620,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_runtime_thread_never_waits_for_the_write_lock_it_gives_the_group_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.db");
+        let db = Sqlite::open(&path).unwrap();
+        let writer = Writer::new(connect(&path).unwrap()).unwrap();
+        // Another connection holds the write lock, as a checkpoint starting the WAL over does.
+        let mut other = connect(&path).unwrap();
+        let held = other
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .unwrap();
+        let a = job("a");
+        let (pending, mut answer) = db.pending(&commit(&[&a], Utc::now()));
+        writer.push(pending).unwrap();
+
+        commit_before_park();
+        assert!(answer.try_recv().is_err(), "not answered, not failed");
+        assert_eq!(
+            writer.waiting.lock().unwrap().commits.len(),
+            1,
+            "given back"
+        );
+
+        drop(held);
+        commit_before_park();
+        assert_eq!(answer.try_recv().unwrap().unwrap(), [Committed::Enqueued]);
+        assert_eq!(job_ids(&db).await, ["a"]);
+    }
+
+    #[tokio::test]
     async fn the_last_event_per_outcome_is_written_once_a_second_and_before_any_read() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("relay.db");
@@ -1596,7 +1671,7 @@ mod tests {
         };
         let run = |writer: &mut WriterConn, request: &Commit<'_>| {
             let (pending, _answer) = db.pending(request);
-            commit_group(writer, vec![pending], LedgerById(false));
+            commit_group(writer, vec![pending], LedgerById(false), Busy::Wait);
         };
         run(&mut writer, &commit(&[&a], t0));
         assert_eq!(
@@ -1675,7 +1750,7 @@ mod tests {
             .iter()
             .map(|request| grouped.pending(request))
             .unzip();
-        commit_group(&mut conn, group, LedgerById(false));
+        commit_group(&mut conn, group, LedgerById(false), Busy::Wait);
         let mut grouped_answers = Vec::new();
         for answer in answers {
             grouped_answers.push(answer.await.unwrap().unwrap());
