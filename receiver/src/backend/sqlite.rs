@@ -490,6 +490,8 @@ impl WriterConn {
         if self.last.events.is_empty() {
             return Ok(());
         }
+        // A runtime thread's commit may have left the timeout at zero (`Busy::GiveBack`).
+        self.conn.busy_timeout(BUSY_TIMEOUT)?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
