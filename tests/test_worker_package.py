@@ -56,6 +56,9 @@ def test_a_packaged_worker_deploys_with_node_alone_and_holds_no_secret(receiver,
     assert deploy.returncode == 0, output
     assert "WARNING" not in output.upper().replace("WRANGLER", ""), output
     assert f'env.WORKER_BUNDLE ("{packaged["bundle_version"]}")' in output
+    # What wrangler would upload is the tested bundle itself, not a re-bundling of it.
+    for name in ("index.js", "index_bg.wasm"):
+        assert (tmp_path / "dist" / name).read_bytes() == (BUILD / name).read_bytes(), name
 
 
 def test_only_an_r2_integration_has_a_worker(receiver, tmp_path):

@@ -606,8 +606,11 @@ describe("the worker in workerd against the real receiver", () => {
     assert.deepEqual(receiver.jobs().map((j) => j.key), ["in/a.pdf"]);
   });
 
-  test("a missing secret or a plain-http receiver is a loud configuration error, never a drop", async () => {
-    for (const overrides of [{ [SECRET]: "" }, { [VARS.allow_insecure]: "false" }]) {
+  test("a missing secret, a plain-http receiver or a URL that is none is a loud configuration error, never a drop", async () => {
+    // The last is read by the runtime's own URL parser, the one fetch uses.
+    for (const [overrides, problem] of [[{ [SECRET]: "" }, "is not set"],
+      [{ [VARS.allow_insecure]: "false" }, "is not https"],
+      [{ [VARS.receiver_url]: "relay.example.com" }, "relay.example.com is not a URL"]]) {
       const broken = await startWorker(bindings(overrides));
       try {
         const result = await runBatch(broken, [message(notification("in/a.pdf"))]);
@@ -615,7 +618,10 @@ describe("the worker in workerd against the real receiver", () => {
         assert.equal(result.retryMessages.length, 1);
         const health = await broken.dispatchFetch("http://worker/healthz");
         assert.equal(health.status, 503);
-        assert.equal((await health.json()).status, "misconfigured");
+        const { status, problems } = await health.json();
+        assert.equal(status, "misconfigured");
+        assert.equal(problems.length, 1, JSON.stringify(problems));
+        assert.ok(problems[0].includes(problem), problems[0]);
       } finally {
         await broken.dispose();
       }
@@ -664,6 +670,7 @@ describe("the worker in workerd against the real receiver", () => {
     assert.equal(health.queues.dead_letters, DLQ);
     assert.equal(health.queues.consumed_by_this_isolate[DLQ].batches, 2);
     assert.equal(health.queues.consumed_by_this_isolate[DLQ].messages, 8);
+    assert.ok(health.queues.consumed_by_this_isolate[QUEUE].batches >= 1, "and the events queue's");
     assert.match(health.queues.dead_letter_replay, /^delivering/);
   });
 

@@ -17,8 +17,8 @@ pub mod core;
 mod shell {
     use crate::core::{
         backoff_seconds, batch_id, bundle_version, plan, retry_cap, Action, Answer, BatchLine,
-        Config, ConfigError, Consumed, ErrorWord, Health, LogLine, Queues, Source, CONFIG_ERROR,
-        MAX_RETRY_SECONDS,
+        Config, ConfigError, ConsumedByQueue, Counts, ErrorWord, Health, LogLine, Queues, Source,
+        CONFIG_ERROR, MAX_RETRY_SECONDS,
     };
     use futures_util::future::{select, Either};
     use relay_protocol::webhook;
@@ -29,7 +29,6 @@ mod shell {
     use serde_json::value::RawValue;
     use std::borrow::Cow;
     use std::cell::RefCell;
-    use std::collections::BTreeMap;
     use std::pin::pin;
     use std::rc::Rc;
     use worker::*;
@@ -39,7 +38,7 @@ mod shell {
         /// and secrets only change with a new deployment, which starts new isolates.
         static CONFIG: RefCell<Option<Rc<Config>>> = const { RefCell::new(None) };
         /// The batches this isolate consumed from each queue, for `/healthz`.
-        static SEEN: RefCell<BTreeMap<String, Consumed>> = const { RefCell::new(BTreeMap::new()) };
+        static SEEN: RefCell<ConsumedByQueue> = const { RefCell::new(ConsumedByQueue::new()) };
     }
 
     /// The configuration, read and checked on the isolate's first batch; errors are not kept,
@@ -48,13 +47,20 @@ mod shell {
         if let Some(config) = CONFIG.with_borrow(Option::clone) {
             return Ok(config);
         }
-        let config = Rc::new(Config::from_vars(|name| read(env, name))?);
+        let config = Rc::new(Config::from_vars(|name| read(env, name), parse_url)?);
         CONFIG.set(Some(Rc::clone(&config)));
         Ok(config)
     }
 
     fn log(line: LogLine<'_>) {
         console_log!("{}", line.to_json());
+    }
+
+    /// A URL's scheme and host as the runtime's own `URL` reads it: the parser `fetch` uses.
+    fn parse_url(url: &str) -> Option<(String, String)> {
+        let url = web_sys::Url::new(url).ok()?;
+        let protocol = url.protocol();
+        Some((protocol.strip_suffix(':')?.to_owned(), url.hostname()))
     }
 
     /// A var or a secret, whichever the name is bound as.
@@ -122,18 +128,13 @@ mod shell {
         let now_ms = Date::now().as_millis();
         let queue = batch.queue();
         let source = Source::of(&queue);
-        SEEN.with_borrow_mut(|seen| {
-            let consumed = seen.entry(queue.clone()).or_default();
-            consumed.batches += 1;
-            consumed.messages += messages.len() as u64;
-            consumed.last_batch_at_ms = now_ms;
-        });
+        SEEN.with_borrow_mut(|seen| seen.record(&queue, messages.len(), now_ms));
         let max_delay = retry_cap(read(&env, WORKER_VAR_MAX_RETRY_DELAY));
         let config = match config(&env) {
             Ok(config) => config,
             Err(errors) => {
                 retry_for_config(&messages, &errors, now_ms, max_delay);
-                let counts = BTreeMap::from([("retried", messages.len() as u32)]);
+                let counts = Counts::of("retried", messages.len() as u32);
                 log(LogLine::Batch(BatchLine {
                     reason: Some(CONFIG_ERROR),
                     ..BatchLine::new(&queue, source, messages.len(), &counts)
@@ -141,7 +142,7 @@ mod shell {
                 return Ok(());
             }
         };
-        let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
+        let mut counts = Counts::default();
         let forwarded = ack_filtered(&config, &messages, &mut counts);
         if forwarded.is_empty() {
             log(LogLine::Batch(BatchLine {
@@ -157,7 +158,7 @@ mod shell {
                     plan(source, &ids, &results).into_iter().zip(&forwarded)
                 {
                     let word = settle(&env, message, action, now_ms, max_delay).await;
-                    *counts.entry(word).or_default() += 1;
+                    counts.add(word, 1);
                 }
                 200
             }
@@ -165,7 +166,7 @@ mod shell {
                 for message in &forwarded {
                     retry(message, now_ms, max_delay, &reason);
                 }
-                *counts.entry("retried").or_default() += forwarded.len() as u32;
+                counts.add("retried", forwarded.len() as u32);
                 status
             }
         };
@@ -200,14 +201,14 @@ mod shell {
     fn ack_filtered<'a>(
         config: &Config,
         messages: &'a [Delivery],
-        counts: &mut BTreeMap<&str, u32>,
+        counts: &mut Counts,
     ) -> Vec<&'a Delivery> {
         let mut forwarded = Vec::new();
         for message in messages {
             match config.filter(message.body.get()) {
                 Some(reason) => {
                     message.ack();
-                    *counts.entry("filtered").or_default() += 1;
+                    counts.add("filtered", 1);
                     log(LogLine::MessageFiltered {
                         id: &message.id(),
                         reason: reason.as_str(),
@@ -392,12 +393,12 @@ mod shell {
             return Response::error("not found", 404);
         }
         let secret_set = read(&env, relay_protocol::wire::WORKER_SECRET_NAME).is_some();
-        let consumed = SEEN.with_borrow(BTreeMap::clone);
+        let consumed = SEEN.with_borrow(ConsumedByQueue::clone);
         let queues = Queues::new(&consumed);
         // The prebuilt bundle's version when packaged (`worker package`); a build from source
         // has none.
         let bundle = bundle_version(read(&env, wire::WORKER_VAR_BUNDLE));
-        let config = Config::from_vars(|name| read(&env, name));
+        let config = Config::from_vars(|name| read(&env, name), parse_url);
         let body = match &config {
             Ok(config) => Health::Ok {
                 bundle,
