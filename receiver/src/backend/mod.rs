@@ -47,6 +47,8 @@ pub mod secretsmanager;
 pub mod sqlite;
 pub mod sqs;
 pub mod usage_buffer;
+#[cfg(feature = "embedded")]
+mod wal_writes;
 
 pub use crate::keys::Keyring;
 use async_trait::async_trait;

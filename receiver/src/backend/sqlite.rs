@@ -224,7 +224,7 @@ fn spawn_checkpointer(path: &Path, alive: std::sync::Weak<Mutex<Connection>>) {
     let started = std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
         .spawn(move || {
-            let Ok(conn) = Connection::open(&path) else {
+            let Ok(conn) = open_file(&path) else {
                 return;
             };
             let _ = conn.busy_timeout(BUSY_TIMEOUT);
@@ -280,10 +280,21 @@ fn err(e: impl std::fmt::Display) -> BackendError {
     BackendError::new(BACKEND, e)
 }
 
+/// The file at `path`, through the VFS that writes each commit's WAL frames at once
+/// ([`super::wal_writes`]).
+fn open_file(path: &Path) -> rusqlite::Result<Connection> {
+    let vfs = super::wal_writes::register().map_err(|rc| {
+        rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rc),
+            Some("cannot register the WAL VFS".into()),
+        )
+    })?;
+    Connection::open_with_flags_and_vfs(path, rusqlite::OpenFlags::default(), vfs)
+}
+
 /// A connection to the file at `path`, set up as every connection here is.
 fn connect(path: &Path) -> Result<Connection, BackendError> {
-    let conn =
-        Connection::open(path).map_err(|e| err(format!("cannot open {}: {e}", path.display())))?;
+    let conn = open_file(path).map_err(|e| err(format!("cannot open {}: {e}", path.display())))?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(err)?;
