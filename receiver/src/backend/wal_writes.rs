@@ -14,8 +14,9 @@
 //! in the file are the same, and a commit has reached the kernel before SQLite reports it.
 //! Should the write at `xShmBarrier` fail (it cannot return an error, and what it holds is
 //! already being published), the process aborts rather than let readers see frames that are not
-//! in the file; that only happens if SQLite writes a commit in a shape this module does not
-//! recognise, and the unit tests hold the shape of this SQLite.
+//! in the file. Something is still gathered there only when a commit rewrote the checksums of
+//! frames it had written (a page written twice in one transaction) or SQLite writes a commit in
+//! a shape this module does not recognise; the unit tests hold the shape of this SQLite.
 
 use rusqlite::ffi;
 use std::collections::HashMap;
