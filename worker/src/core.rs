@@ -119,7 +119,7 @@ fn list(value: Option<String>) -> Vec<String> {
 /// Reads a URL as the WHATWG URL standard does: its scheme (without the colon) and host, or
 /// `None` when it is not an absolute URL with a host. The worker passes the runtime's own `URL`,
 /// the parser its `fetch` uses; the native tests pass the `url` crate, which follows the same
-/// standard. (A parser of its own would add about 3 KB gzip to the bundle.)
+/// standard. (`http::Uri`, before, was 3.7 KB of the bundle's gzip.)
 pub type ParseUrl = fn(&str) -> Option<(String, String)>;
 
 /// A receiver URL's problem, if any: https, or plain http to this machine when allowed.
@@ -478,7 +478,8 @@ pub struct BatchLine<'a> {
 }
 
 /// Messages per outcome word, written as a JSON object. A batch has a handful of words, so a
-/// list: a map type would add 3 KB to the bundle (docs/performance.md).
+/// list: with this and [`ConsumedByQueue`] as `BTreeMap`s the bundle was 5 KB bigger (gzip,
+/// docs/performance.md).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Counts(Vec<(&'static str, u32)>);
 
