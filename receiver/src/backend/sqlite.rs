@@ -709,7 +709,6 @@ impl LedgerById {
     }
 }
 
-/// Commits a group in one transaction and answers each of its requests.
 /// What a group commit does when another connection holds the write lock (a checkpoint
 /// starting the WAL over, another process writing).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

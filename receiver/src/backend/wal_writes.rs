@@ -178,39 +178,22 @@ unsafe extern "C" fn open(
     ffi::SQLITE_OK
 }
 
-unsafe extern "C" fn delete(vfs: *mut ffi::sqlite3_vfs, name: *const c_char, sync: c_int) -> c_int {
-    let real = real_vfs(vfs);
-    match (*real).xDelete {
-        Some(f) => f(real, name, sync),
-        None => ffi::SQLITE_ERROR,
-    }
+/// Calls the platform VFS's own method: the file-name calls this VFS does not change.
+macro_rules! forward_vfs {
+    ($name:ident, $method:ident, ($($arg:ident: $ty:ty),*)) => {
+        unsafe extern "C" fn $name(vfs: *mut ffi::sqlite3_vfs $(, $arg: $ty)*) -> c_int {
+            let real = real_vfs(vfs);
+            match (*real).$method {
+                Some(f) => f(real $(, $arg)*),
+                None => ffi::SQLITE_ERROR,
+            }
+        }
+    };
 }
 
-unsafe extern "C" fn access(
-    vfs: *mut ffi::sqlite3_vfs,
-    name: *const c_char,
-    flags: c_int,
-    out: *mut c_int,
-) -> c_int {
-    let real = real_vfs(vfs);
-    match (*real).xAccess {
-        Some(f) => f(real, name, flags, out),
-        None => ffi::SQLITE_ERROR,
-    }
-}
-
-unsafe extern "C" fn full_pathname(
-    vfs: *mut ffi::sqlite3_vfs,
-    name: *const c_char,
-    n: c_int,
-    out: *mut c_char,
-) -> c_int {
-    let real = real_vfs(vfs);
-    match (*real).xFullPathname {
-        Some(f) => f(real, name, n, out),
-        None => ffi::SQLITE_ERROR,
-    }
-}
+forward_vfs!(delete, xDelete, (name: *const c_char, sync: c_int));
+forward_vfs!(access, xAccess, (name: *const c_char, flags: c_int, out: *mut c_int));
+forward_vfs!(full_pathname, xFullPathname, (name: *const c_char, n: c_int, out: *mut c_char));
 
 fn shim<'a>(file: *mut ffi::sqlite3_file) -> &'a mut Shim {
     // SAFETY: SQLite hands these methods only files this VFS opened, which start with a `Shim`,
