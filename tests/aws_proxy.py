@@ -40,6 +40,32 @@ def operation_of(headers, path="", body=b"", method="POST"):
     return SERVICES.get(prefix, prefix or "other"), operation or "unknown"
 
 
+# Batch calls that IAM authorises as their single-message action (SQS's API reference, each
+# batch action's "permissions" note).
+IAM_ACTION = {"SendMessageBatch": "SendMessage", "DeleteMessageBatch": "DeleteMessage",
+              "ChangeMessageVisibilityBatch": "ChangeMessageVisibility"}
+
+
+def actions_of(service, operation, body):
+    """(IAM action, resource name) for a call to DynamoDB, SQS, Secrets Manager or KMS (JSON
+    bodies): a batch names each of its tables."""
+    if service not in ("dynamodb", "sqs", "secretsmanager", "kms"):
+        return set()
+    try:
+        request = json.loads(body or b"{}")
+    except ValueError:
+        return set()
+    names = set()
+    for field in ("TableName", "QueueUrl", "SecretId", "KeyId"):
+        if isinstance(request.get(field), str):
+            names.add(request[field])
+    names.update(request.get("RequestItems") or {})
+    for item in request.get("TransactItems") or []:
+        names.update(action["TableName"] for action in item.values() if "TableName" in action)
+    action = f"{service}:{IAM_ACTION.get(operation, operation)}"
+    return {(action, name) for name in names or {""}}
+
+
 def access_key_of(headers):
     """The access key id a SigV4 `Authorization` header names (`Credential=<id>/<date>/…`)."""
     authorization = headers.get("Authorization", "")
@@ -69,6 +95,7 @@ class CountingProxy:
         self.seen = []  # (service, operation, access key id, body) of S3 and STS calls
         self.denied = set()  # operations answered AccessDenied
         self.meter = None  # a DynamoMeter (dynamodb_meter.py): bills each DynamoDB call
+        self.made = set()  # (IAM action, resource name) of each call to the stack's own resources
 
     # --- control ---------------------------------------------------------------------------
     def start(self):
@@ -128,7 +155,8 @@ class CountingProxy:
 
     def deny(self, operation):
         """Answers `operation` (`ListObjectVersions`, `ListObjectsV2`, `HeadObject`, `AssumeRole`) with 403
-        AccessDenied, as AWS does for a role without the permission or a trust that does not fit."""
+        AccessDenied, as AWS does for a role without the permission or a trust that does not fit;
+        a DynamoDB operation (`DescribeTable`) with its 400 `AccessDeniedException`."""
         self.denied.add(operation)
 
     def calls(self, service, operation=None):
@@ -139,6 +167,13 @@ class CountingProxy:
     def reset_counts(self):
         with self.lock:
             self.counts.clear()
+            self.made.clear()
+
+    def actions(self):
+        """The IAM actions the calls since the last reset needed, each with the resource it named
+        (a table, a queue URL, a secret or key id): what a role policy must allow."""
+        with self.lock:
+            return set(self.made)
 
     def count(self, service, operation=None):
         with self.lock:
@@ -152,8 +187,13 @@ class CountingProxy:
         head = handler.command == "HEAD"
         with self.lock:
             self.counts[(service, operation)] += 1
+            self.made.update(actions_of(service, operation, body))
             if service in ("s3", "sts"):
                 self.seen.append((service, operation, access_key_of(handler.headers), body.decode(errors="replace")))
+        if operation in self.denied and service == "dynamodb":
+            self.answer(handler, 400, {"__type": "com.amazon.coral.service#AccessDeniedException",
+                                       "message": f"User is not authorized to perform: dynamodb:{operation}"})
+            return
         if operation in self.denied:
             # A HEAD answer has no body: S3 says 403 and nothing more.
             payload = b"" if head else STS_ACCESS_DENIED if service == "sts" else S3_ACCESS_DENIED

@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from relay_contract import ROOT
+from role_policy import denied
 from support import R2_ACCOUNT, Receiver, free_port, r2_event, s3_object_created, wait_for_config_change
 
 FUNCTION = "bucket-relay"
@@ -105,6 +106,7 @@ def test_the_poller_function_runs_one_tick_per_scheduled_invocation(tmp_path, aw
     cli.cli("integrations", "set-source", r2["id"], "--r2-access-key-id", "R2KEYPOLLER")
     s3.put_object(Bucket="uploads", Key="a.pdf", Body=b"x")
     env["RELAY_R2_ENDPOINT_URL"] = f"http://127.0.0.1:{aws_proxy.port}"
+    aws_proxy.reset_counts()  # what the operator's CLI did is not the poller's
 
     def ready(port):
         return invoke(port, SCHEDULER_EVENT).status_code == 200
@@ -120,6 +122,29 @@ def test_the_poller_function_runs_one_tick_per_scheduled_invocation(tmp_path, aw
     cursor = aws_stack.dynamodb.get_item(TableName=aws_stack.ledger_table,
                                          Key={"job_id": {"S": f"cursor#{r2['id']}#poll"}})
     assert "Item" in cursor
+    # Every call the poller made is one its role may make (moto does not enforce IAM).
+    assert denied(aws_proxy.actions(), "poller", aws_stack) == []
+
+
+def test_every_call_the_receiver_function_makes_is_one_its_role_allows(tmp_path, function_url, aws_stack,
+                                                                        aws_proxy):
+    cli = Receiver(tmp_path / "cli", tmp_path / "cli.log", env=aws_stack.receiver_env(aws_proxy.port))
+    r2 = cli.create("r2", "uploads")
+    s3 = cli.create("s3", "docs")
+    cli.url = function_url
+    aws_proxy.reset_counts()  # the CLI's writes are the operator's, not the function's
+
+    # New, redelivered, and redelivered again: after a batch of duplicates the function reads
+    # the ledger before it claims (BatchGetItem). Then S3's one event at a time, the same way.
+    events = [r2_event(f"in/{i}.pdf", message_id=f"m{i}") for i in range(20)]
+    for _ in range(3):
+        assert cli.post_batch(r2["id"], r2["secret"], events).status_code == 200
+    event = s3_object_created("reports/a.pdf")
+    for _ in range(3):
+        assert cli.post_eventbridge(s3["id"], s3["secret"], event).status_code == 200
+    made = aws_proxy.actions()
+    assert ("dynamodb:BatchGetItem", aws_stack.ledger_table) in made, made
+    assert denied(made, "receiver", aws_stack) == []
 
 
 def test_the_function_url_turns_signed_requests_into_sqs_jobs(tmp_path, function_url, aws_stack, aws_proxy):

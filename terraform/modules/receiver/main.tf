@@ -240,6 +240,7 @@ data "aws_iam_policy_document" "receiver" {
     sid = "ClaimCompleteAndCountInTheLedger"
     actions = [
       "dynamodb:GetItem",
+      "dynamodb:BatchGetItem", # a commit after mostly duplicates reads before it claims
       "dynamodb:PutItem",
       "dynamodb:UpdateItem",
       "dynamodb:DeleteItem",

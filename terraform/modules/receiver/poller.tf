@@ -42,6 +42,7 @@ data "aws_iam_policy_document" "poller" {
     sid = "ClaimCompleteCountAndKeepWatermarksInTheLedger"
     actions = [
       "dynamodb:GetItem",
+      "dynamodb:BatchGetItem", # a commit after mostly duplicates reads before it claims
       "dynamodb:PutItem",
       "dynamodb:UpdateItem",
       "dynamodb:DeleteItem",
