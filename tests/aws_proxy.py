@@ -96,6 +96,8 @@ class CountingProxy:
         self.denied = set()  # operations answered AccessDenied
         self.meter = None  # a DynamoMeter (dynamodb_meter.py): bills each DynamoDB call
         self.made = set()  # (IAM action, resource name) of each call to the stack's own resources
+        self.in_flight = collections.Counter()  # operation -> calls being answered now
+        self.most_in_flight = collections.Counter()  # operation -> the most at once since a reset
 
     # --- control ---------------------------------------------------------------------------
     def start(self):
@@ -168,6 +170,7 @@ class CountingProxy:
         with self.lock:
             self.counts.clear()
             self.made.clear()
+            self.most_in_flight.clear()
 
     def actions(self):
         """The IAM actions the calls since the last reset needed, each with the resource it named
@@ -221,6 +224,16 @@ class CountingProxy:
             failed_entries = request["Entries"][1::2]
             request["Entries"] = request["Entries"][0::2]
             body = json.dumps(request).encode()
+        with self.lock:
+            self.in_flight[operation] += 1
+            self.most_in_flight[operation] = max(self.most_in_flight[operation], self.in_flight[operation])
+        try:
+            self.pass_on(handler, service, operation, body, head, failed_entries)
+        finally:
+            with self.lock:
+                self.in_flight[operation] -= 1
+
+    def pass_on(self, handler, service, operation, body, head, failed_entries):
         headers = {k: v for k, v in handler.headers.items()
                    if k.lower() not in ("host", "connection", "content-length")}
         headers["Host"] = f"127.0.0.1:{self.upstream_port}"

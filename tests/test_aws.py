@@ -5,13 +5,14 @@ in front of moto, so tests can count its API calls and take "AWS" away and back.
 """
 
 import json
+import subprocess
 import threading
 
 import pytest
 import requests
 
-from support import (AwsStack, Receiver, r2_event, s3_object_created, signed_headers, valid_job,
-                     wait_for_config_change)
+from support import (R2_ACCOUNT, RELAY_BIN, AwsStack, Receiver, r2_event, s3_object_created,
+                     signed_headers, valid_job, wait_for_config_change)
 
 
 def bodies(messages):
@@ -73,6 +74,35 @@ def test_a_fifo_queue_gets_group_and_deduplication_ids(fifo_receiver, fifo_stack
     (message,) = fifo_stack.messages()
     assert message["Attributes"]["MessageGroupId"] == created["id"]
     assert message["Attributes"]["MessageDeduplicationId"] == results(response)[0]["job_id"]
+
+
+def test_a_batch_s_sends_go_out_at_once_to_a_standard_queue(aws_receiver, aws_stack, aws_proxy):
+    created = aws_receiver.create("r2", "uploads")
+    events = [r2_event(f"in/{i:03d}.pdf", message_id=f"m{i}") for i in range(100)]
+    aws_proxy.reset_counts()
+    answer = aws_receiver.post_batch(created["id"], created["secret"], events)
+    assert [r["outcome"] for r in results(answer)] == ["accepted"] * 100
+    # Ten SendMessageBatch calls, not one after another: the batch waits one round trip.
+    assert aws_proxy.count("sqs", "SendMessageBatch") == 10
+    assert aws_proxy.most_in_flight["SendMessageBatch"] > 1
+    assert sorted(j["key"] for j in bodies(aws_stack.messages())) == [f"in/{i:03d}.pdf" for i in range(100)]
+
+
+def test_a_fifo_queue_gets_a_batch_s_jobs_in_its_order(fifo_receiver, fifo_stack, aws_proxy):
+    created = fifo_receiver.create("r2", "uploads")
+    events = [r2_event(f"in/{i:03d}.pdf", message_id=f"m{i}") for i in range(40)]
+    aws_proxy.reset_counts()
+    fifo_receiver.post_batch(created["id"], created["secret"], events)
+    assert aws_proxy.most_in_flight["SendMessageBatch"] == 1
+    # One group (the integration): SQS hands its messages out in the order they were sent, the
+    # next ten once the last ten are deleted.
+    keys = []
+    while batch := fifo_stack.sqs.receive_message(QueueUrl=fifo_stack.queue_url, MaxNumberOfMessages=10,
+                                                  WaitTimeSeconds=0).get("Messages", []):
+        keys += [json.loads(m["Body"])["key"] for m in batch]
+        fifo_stack.sqs.delete_message_batch(QueueUrl=fifo_stack.queue_url, Entries=[
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)])
+    assert keys == [f"in/{i:03d}.pdf" for i in range(40)]
 
 
 def test_a_job_the_pipeline_keeps_failing_moves_to_the_dlq(aws_receiver, aws_stack):
@@ -423,3 +453,57 @@ def test_aws_going_away_mid_burst_loses_and_doubles_nothing(tmp_path, moto, aws_
         assert keys == expected
     finally:
         receiver.stop()
+
+
+def ledger_table(stack, **billing):
+    """The ledger table made again with `billing` (as an operator may provision it)."""
+    stack.dynamodb.delete_table(TableName=stack.ledger_table)
+    stack.dynamodb.create_table(TableName=stack.ledger_table, KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
+                                AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}], **billing)
+
+
+def test_a_backfill_on_dynamodb_holds_its_writes_to_half_the_ledger_table_s_capacity(tmp_path, aws_stack,
+                                                                                      aws_proxy, moto):
+    import boto3
+    env = {**aws_stack.receiver_env(aws_proxy.port), "RELAY_R2_SECRET_ACCESS_KEY": "r2-secret-for-the-pace-test",
+           "RELAY_R2_ENDPOINT_URL": f"http://127.0.0.1:{aws_proxy.port}"}
+    cli = Receiver(tmp_path / "cli", tmp_path / "cli.log", env=env)
+    s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{moto}", region_name="us-east-1")
+    s3.create_bucket(Bucket="uploads")
+    for i in range(5):
+        s3.put_object(Bucket="uploads", Key=f"in/{i}.pdf", Body=b"x")
+    r2 = cli.create("r2", "uploads", "--account", R2_ACCOUNT)
+    cli.cli("integrations", "set-source", r2["id"], "--r2-access-key-id", "R2KEYPACE")
+
+    # On demand, as the receiver module makes it: DynamoDB serves a new table's 4,000 write
+    # units a second at once (its warm throughput), and the backfill takes half.
+    done = cli.cli("backfill", r2["id"])
+    assert done["tally"]["jobs"] == 5
+    assert done["paced"] == {"write_units_per_second": 2000, "source": "warm_throughput", "table_units": 4000,
+                             "waited_s": 0.0}
+
+    # Provisioned at 40 write units: 20 for the backfill.
+    ledger_table(aws_stack, BillingMode="PROVISIONED",
+                 ProvisionedThroughput={"ReadCapacityUnits": 10, "WriteCapacityUnits": 40})
+    done = cli.cli("backfill", r2["id"])
+    assert done["tally"]["jobs"] == 5, "a new ledger remembers no job"
+    assert done["paced"]["source"] == "provisioned"
+    assert (done["paced"]["write_units_per_second"], done["paced"]["table_units"]) == (20, 40)
+
+    # On demand, warmed for a big backfill. (A maximum on-demand throughput below the warm one
+    # would be the capacity instead: moto does not keep one, a unit test reads it.)
+    ledger_table(aws_stack, BillingMode="PAY_PER_REQUEST",
+                 WarmThroughput={"ReadUnitsPerSecond": 12000, "WriteUnitsPerSecond": 10000})
+    paced = cli.cli("backfill", r2["id"])["paced"]
+    assert (paced["source"], paced["write_units_per_second"], paced["table_units"]) == ("warm_throughput", 5000,
+                                                                                        10000)
+
+    # The operator's rate wins; an operator who may not DescribeTable is told, and not paced.
+    assert cli.cli("backfill", r2["id"], "--write-units", "90")["paced"]["source"] == "flag"
+    aws_proxy.deny("DescribeTable")
+    result = subprocess.run([str(RELAY_BIN), "--data-dir", str(cli.data_dir), "--json", "backfill", r2["id"]],
+                            capture_output=True, text=True, timeout=60, env={**env, "RELAY_LOG": "warn"})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["paced"] is None
+    [line] = [json.loads(line) for line in result.stderr.splitlines() if "backfill_unpaced" in line]
+    assert line["integration_id"] == r2["id"] and "AccessDenied" in line["detail"], line

@@ -252,6 +252,22 @@ operator_events! {
         key: &'a str,
         job_id: &'a str,
     } => count_missed
+    /// A backfill holds its ledger writes to `write_units_per_second`: half the ledger table's
+    /// `table_units` (`source`: `provisioned` capacity, on-demand `warm_throughput`, or a
+    /// `max_throughput` set below it), or the operator's `--write-units` (`flag`). The live
+    /// path keeps the rest of the table.
+    BackfillPaced<'a> = "backfill_paced", INFO {
+        integration_id: &'a str,
+        write_units_per_second: u64,
+        source: &'a str,
+        table_units: Option<u64>,
+    }
+    /// The ledger table's capacity could not be read (`DescribeTable`; `detail` says why): the
+    /// backfill writes as fast as the table answers. `--write-units` sets a rate instead.
+    BackfillUnpaced<'a> = "backfill_unpaced", WARN {
+        integration_id: &'a str,
+        detail: String,
+    }
     /// A listing (poll tick, safety net, backfill, reconcile) met its integration's
     /// `--max-jobs-per-minute`: it waits for the next window, then makes the jobs left.
     RateLimitWait<'a> = "rate_limit_wait", INFO {

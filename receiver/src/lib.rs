@@ -30,6 +30,7 @@ mod integrations;
 mod item;
 mod keys;
 mod lambda;
+pub mod pace;
 mod poll;
 mod reconcile;
 mod sealed;

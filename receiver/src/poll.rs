@@ -23,8 +23,12 @@ use crate::backend::{
     error_chain, BackendError, Backends, Cursors, Intake, JobRecords, LedgerTime, MasterKeySource,
     Store,
 };
-use crate::events::{MissedByEvents, ObjectRejected, ObjectSkipped, PollFailed, PollTick};
+use crate::events::{
+    BackfillPaced, BackfillUnpaced, MissedByEvents, ObjectRejected, ObjectSkipped, PollFailed,
+    PollTick,
+};
 use crate::item::Item;
+use crate::pace::{Pace, PaceSource};
 use crate::settle::{hold_past_horizon, settle_within_rate};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use futures::StreamExt;
@@ -262,6 +266,20 @@ pub(crate) struct BackfillDone {
     pub(crate) total: RunTally,
     /// The key an interrupted run had reached, when this run resumed after it.
     pub(crate) resumed_after: Option<String>,
+    /// The rate its ledger writes were held to, and how long it waited for it.
+    pub(crate) paced: Option<Paced>,
+}
+
+/// A backfill's pace, as its report shows it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub(crate) struct Paced {
+    pub(crate) write_units_per_second: u64,
+    /// `provisioned`, `warm_throughput`, `max_throughput` (half the table's figure) or `flag`.
+    pub(crate) source: PaceSource,
+    /// The table's own figure (provisioned, warm or maximum units a second).
+    pub(crate) table_units: Option<u64>,
+    /// Seconds spent waiting for the rate.
+    pub(crate) waited_s: f64,
 }
 
 /// Runs poll ticks and backfills against the backends.
@@ -296,6 +314,8 @@ pub(crate) struct BackfillOptions {
     pub dry_run: bool,
     /// Make jobs of objects past the horizon that the ledger does not remember.
     pub past_horizon: bool,
+    /// Write units a second for the ledger (default: half its table's capacity).
+    pub write_units: Option<u64>,
 }
 
 impl Poller {
@@ -560,11 +580,18 @@ impl Poller {
             restart,
             dry_run,
             past_horizon,
+            write_units,
         } = options;
         let integration = self.load(id).await?;
         if integration.status == Status::Paused {
             return Err(RunError::Paused(id.to_owned()));
         }
+        let mut pace = if dry_run {
+            None
+        } else {
+            self.pace(id, write_units).await
+        };
+        let mut waited = std::time::Duration::ZERO;
         let scope = BackfillScope {
             prefix: scope.prefix.or_else(|| integration.prefix.clone()),
             since: scope.since,
@@ -617,6 +644,7 @@ impl Poller {
             self.backfill_limits.check(pages, started)?;
             let last_key = current.last_key.clone();
             let mut taken_here = RunTally::default();
+            let page_began = started.elapsed();
             let (next, taken) = tokio::join!(
                 listing.next_page(),
                 self.take_page(&run, current, &in_scope, &mut taken_here)
@@ -635,6 +663,14 @@ impl Poller {
             }
             progress.page(&this_run, started.elapsed().as_secs_f64());
             page = next?;
+            if let Some(pace) = pace.as_mut().filter(|_| page.is_some()) {
+                let units = Pace::page_units(taken_here.jobs, taken_here.duplicates);
+                let wait = pace.charge(units, page_began, started.elapsed());
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                    waited += wait;
+                }
+            }
         }
         if !dry_run {
             self.cursors.save(id, BACKFILL_CURSOR, None).await?;
@@ -643,7 +679,43 @@ impl Poller {
             run: this_run,
             total: cursor.tally,
             resumed_after,
+            paced: pace.map(|pace| Paced {
+                write_units_per_second: pace.units_per_second(),
+                source: pace.source(),
+                table_units: pace.table_units(),
+                waited_s: waited.as_secs_f64(),
+            }),
         })
+    }
+
+    /// The backfill's pace: `write_units` if given, else half what the ledger's table reports.
+    /// A capacity that cannot be read (the operator may not `DescribeTable`) is said, and the
+    /// backfill runs unpaced.
+    async fn pace(&self, id: &str, write_units: Option<u64>) -> Option<Pace> {
+        let capacity = if write_units.is_some() {
+            None
+        } else {
+            match self.records.write_capacity().await {
+                Ok(capacity) => capacity,
+                Err(error) => {
+                    BackfillUnpaced {
+                        integration_id: id,
+                        detail: error_chain(&error),
+                    }
+                    .emit();
+                    None
+                }
+            }
+        };
+        let pace = Pace::of(capacity, write_units)?;
+        BackfillPaced {
+            integration_id: id,
+            write_units_per_second: pace.units_per_second(),
+            source: pace.source().as_str(),
+            table_units: pace.table_units(),
+        }
+        .emit();
+        Some(pace)
     }
 
     /// Puts one page's objects that `wanted` keeps through the decision and settles them
@@ -1271,6 +1343,52 @@ mod tests {
         let tally = rig.backfill(Some(&at(-60))).await.unwrap().run;
         assert_eq!((tally.listed, tally.considered, tally.jobs), (2, 1, 1));
         assert_eq!(rig.queued(), ["new"]);
+    }
+
+    #[tokio::test]
+    async fn a_paced_backfill_waits_between_pages_until_its_writes_are_within_its_rate() {
+        let rig = rig(Mode::Event, 10);
+        for i in 0..25 {
+            rig.bucket.put(&format!("k{i:02}"), &at(-30 + i));
+        }
+        let paced = |dry_run| BackfillOptions {
+            dry_run,
+            write_units: Some(30),
+            ..BackfillOptions::default()
+        };
+        let scope = BackfillScope::default;
+        let dry = (rig.poller)
+            .backfill(&rig.id, scope(), paced(true), &mut Silent)
+            .await
+            .unwrap();
+        assert_eq!(
+            (dry.run.jobs, dry.paced),
+            (25, None),
+            "a dry run writes nothing"
+        );
+
+        let done = (rig.poller)
+            .backfill(&rig.id, scope(), paced(false), &mut Silent)
+            .await
+            .unwrap();
+        assert_eq!(done.run.jobs, 25);
+        let pace = done.paced.unwrap();
+        assert_eq!(
+            (pace.write_units_per_second, pace.source, pace.table_units),
+            (30, PaceSource::Flag, None)
+        );
+        // Pages of 10, 10 and 5 new jobs, 3 write units each: a second of the rate for each full
+        // page. The first is within the burst, the second waits a second less what the pages
+        // took, and nothing follows the last.
+        assert!(pace.waited_s > 0.5 && pace.waited_s <= 1.0, "{pace:?}");
+        assert_eq!(rig.queued().len(), 25);
+    }
+
+    #[tokio::test]
+    async fn a_ledger_that_reports_no_capacity_is_not_paced() {
+        let rig = rig(Mode::Event, 10);
+        rig.bucket.put("k", &at(-1));
+        assert_eq!(rig.backfill(None).await.unwrap().paced, None);
     }
 
     #[tokio::test]

@@ -32,9 +32,11 @@ use super::{
     HISTORY_RETENTION,
 };
 use super::{First, RateLimit};
+use crate::pace::WriteCapacity;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, PutRequest, ReturnValue, ReturnValuesOnConditionCheckFailure, WriteRequest,
+    AttributeValue, BillingMode, PutRequest, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    TableDescription, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -797,6 +799,53 @@ impl JobRecords for DynamoLedger {
         }
         Ok(changed)
     }
+
+    /// `DescribeTable`: provisioned write capacity, or on demand the warm throughput (and the
+    /// maximum, when one is set).
+    async fn write_capacity(&self) -> Result<Option<WriteCapacity>, BackendError> {
+        let out = self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        let table = out
+            .table
+            .ok_or_else(|| err("DescribeTable answered without the table"))?;
+        Ok(Some(capacity_of(&table)))
+    }
+}
+
+/// A new on-demand table's warm write throughput, for a table described without one (AWS's
+/// developer guide, "Understanding DynamoDB warm throughput").
+const NEW_ON_DEMAND_WRITE_UNITS: u64 = 4000;
+
+/// The write capacity a `DescribeTable` answer describes. A table without a billing mode
+/// summary is provisioned (it predates on-demand); a maximum of -1 (removed) is no maximum.
+fn capacity_of(table: &TableDescription) -> WriteCapacity {
+    let positive = |units: Option<i64>| {
+        units
+            .and_then(|u| u64::try_from(u).ok())
+            .filter(|u| *u >= 1)
+    };
+    let mode = table
+        .billing_mode_summary()
+        .and_then(|summary| summary.billing_mode());
+    if mode == Some(&BillingMode::PayPerRequest) {
+        let warm = table
+            .warm_throughput()
+            .and_then(|warm| positive(warm.write_units_per_second()))
+            .unwrap_or(NEW_ON_DEMAND_WRITE_UNITS);
+        let max = table
+            .on_demand_throughput()
+            .and_then(|max| positive(max.max_write_request_units()));
+        return WriteCapacity::OnDemand { warm, max };
+    }
+    let units = table
+        .provisioned_throughput()
+        .and_then(|provisioned| positive(provisioned.write_capacity_units()));
+    WriteCapacity::Provisioned(units.unwrap_or(1))
 }
 
 impl DynamoLedger {
@@ -1116,5 +1165,75 @@ impl History for DynamoLedger {
             .filter_map(seen_from)
             .map(|seen| (seen.outcome, seen))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::types::{
+        BillingModeSummary, OnDemandThroughput, ProvisionedThroughputDescription,
+        TableWarmThroughputDescription,
+    };
+
+    fn on_demand() -> aws_sdk_dynamodb::types::builders::TableDescriptionBuilder {
+        TableDescription::builder().billing_mode_summary(
+            BillingModeSummary::builder()
+                .billing_mode(BillingMode::PayPerRequest)
+                .build(),
+        )
+    }
+
+    #[test]
+    fn an_on_demand_table_s_capacity_is_its_warm_throughput_and_its_maximum() {
+        let warm = TableWarmThroughputDescription::builder()
+            .write_units_per_second(12_000)
+            .build();
+        let table = on_demand()
+            .warm_throughput(warm.clone())
+            .on_demand_throughput(
+                OnDemandThroughput::builder()
+                    .max_write_request_units(500)
+                    .build(),
+            )
+            .build();
+        assert_eq!(
+            capacity_of(&table),
+            WriteCapacity::OnDemand {
+                warm: 12_000,
+                max: Some(500)
+            }
+        );
+        // -1 is how a maximum is removed; a table described without warm throughput is new.
+        let removed = on_demand()
+            .on_demand_throughput(
+                OnDemandThroughput::builder()
+                    .max_write_request_units(-1)
+                    .build(),
+            )
+            .build();
+        assert_eq!(
+            capacity_of(&removed),
+            WriteCapacity::OnDemand {
+                warm: NEW_ON_DEMAND_WRITE_UNITS,
+                max: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_table_without_a_billing_summary_is_provisioned() {
+        let provisioned = ProvisionedThroughputDescription::builder()
+            .write_capacity_units(25)
+            .read_capacity_units(5)
+            .build();
+        let table = TableDescription::builder()
+            .provisioned_throughput(provisioned)
+            .build();
+        assert_eq!(capacity_of(&table), WriteCapacity::Provisioned(25));
+        assert_eq!(
+            capacity_of(&TableDescription::builder().build()),
+            WriteCapacity::Provisioned(1)
+        );
     }
 }

@@ -810,6 +810,11 @@ pub trait JobRecords: Send + Sync {
     /// a ledger that kept every job 30 days. Idempotent; answers how many entries changed.
     /// A ledger that reads each entry's expiry from the horizon at read time has nothing to do.
     async fn restamp(&self, integrations: &[Integration]) -> Result<u64, BackendError>;
+    /// The ledger's write capacity as its database reports it (DynamoDB's `DescribeTable`),
+    /// which a backfill paces its writes to; `None` for a ledger without one (SQLite, memory).
+    async fn write_capacity(&self) -> Result<Option<crate::pace::WriteCapacity>, BackendError> {
+        Ok(None)
+    }
 }
 
 /// One queue's depth, as `status` shows it.

@@ -1,8 +1,9 @@
 //! SQS: the ingest queue on AWS.
 //!
-//! Jobs go out with `SendMessageBatch`, 10 per call, each with the message attributes
-//! `integration_id` and `provider`. Entries SQS reports as failed are sent once more; what still
-//! fails is answered per job, so the handler releases those claims and answers `retry_later`.
+//! Jobs go out with `SendMessageBatch`, 10 per call and up to 10 calls at once (one at a time to
+//! a FIFO queue), each with the message attributes `integration_id` and `provider`. Entries SQS
+//! reports as failed are sent once more; what still fails is answered per job, so the handler
+//! releases those claims and answers `retry_later`.
 //! An entry failed with `SenderFault` is not sent again: SQS refuses it as it is, and the event is
 //! answered `rejected` / `queue_refused`, to be dead-lettered and looked at.
 //! A test event's probe reads the queue's ARN (`GetQueueAttributes`), which sends nothing.
@@ -13,12 +14,17 @@ use super::{BackendError, Delivery, Queue};
 use async_trait::async_trait;
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use aws_sdk_sqs::Client;
+use futures::stream::{self, StreamExt};
 use relay_protocol::job::{JobSchema, ATTRIBUTE_INTEGRATION_ID, ATTRIBUTE_PROVIDER};
 use relay_protocol::IngestJob;
 
 const BACKEND: &str = "sqs";
 /// `SendMessageBatch`'s limit.
 pub const BATCH_MAX: usize = 10;
+/// `SendMessageBatch` calls in flight at once for one request to a standard queue: a worker's
+/// 100-event batch waits one round trip, not ten. A FIFO queue's go one after another, so a
+/// request's jobs keep their order in their group.
+const SEND_CONCURRENCY: usize = 10;
 
 pub struct SqsQueue {
     client: Client,
@@ -81,6 +87,14 @@ impl SqsQueue {
         entry.build().map_err(err)
     }
 
+    /// [`Self::send_chunk`]; a chunk that could not be sent at all fails its jobs alone (the
+    /// ones already on the queue stay accepted).
+    async fn send_chunk_or_fail(&self, jobs: &[&IngestJob]) -> Vec<Delivery> {
+        self.send_chunk(jobs)
+            .await
+            .unwrap_or_else(|e| vec![Delivery::Failed(e.to_string()); jobs.len()])
+    }
+
     /// Sends up to 10 jobs; answers per job, retrying failed entries once.
     async fn send_chunk(&self, jobs: &[&IngestJob]) -> Result<Vec<Delivery>, BackendError> {
         let mut answers = vec![Delivery::Failed("not sent".into()); jobs.len()];
@@ -131,17 +145,16 @@ impl SqsQueue {
 
 #[async_trait]
 impl Queue for SqsQueue {
+    /// The chunks go out [`SEND_CONCURRENCY`] at once (one at a time to a FIFO queue); the
+    /// answers come back in the jobs' order.
     async fn send(&self, jobs: &[&IngestJob]) -> Result<Vec<Delivery>, BackendError> {
-        let mut answers = Vec::with_capacity(jobs.len());
-        for chunk in jobs.chunks(BATCH_MAX) {
-            match self.send_chunk(chunk).await {
-                Ok(chunk_answers) => answers.extend(chunk_answers),
-                // A chunk that could not be sent at all fails its jobs alone: the ones already
-                // on the queue stay accepted.
-                Err(e) => answers.extend(vec![Delivery::Failed(e.to_string()); chunk.len()]),
-            }
-        }
-        Ok(answers)
+        let in_flight = if self.fifo { 1 } else { SEND_CONCURRENCY };
+        let chunks: Vec<_> = jobs
+            .chunks(BATCH_MAX)
+            .map(|chunk| self.send_chunk_or_fail(chunk))
+            .collect();
+        let answers: Vec<Vec<Delivery>> = stream::iter(chunks).buffered(in_flight).collect().await;
+        Ok(answers.into_iter().flatten().collect())
     }
 
     /// `GetQueueAttributes` for the queue's ARN: it answers only for a queue that exists and

@@ -236,6 +236,10 @@ pub struct BackfillArgs {
     /// job for (left alone as `beyond_horizon` otherwise: each may have been a job once).
     #[arg(long)]
     pub past_horizon: bool,
+    /// Write units a second the backfill may use in the ledger (on DynamoDB, a new job is 3).
+    /// Default: half the table's capacity as DynamoDB reports it, so live events keep the rest.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=40_000_000))]
+    pub write_units: Option<u64>,
 }
 
 #[derive(Args, Debug)]

@@ -3,7 +3,8 @@
 
 use super::args::{BackfillArgs, PollArgs};
 use super::common::{load, Checked, CliResult, Printer, Report, Safe};
-use crate::poll::{BackfillOptions, BackfillScope, Poller, Progress, RunError, RunTally};
+use crate::pace::PaceSource;
+use crate::poll::{BackfillOptions, BackfillScope, Paced, Poller, Progress, RunError, RunTally};
 use crate::wiring::Wired;
 use anyhow::{anyhow, bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -70,6 +71,7 @@ pub(crate) async fn backfill(wired: Wired, printer: Printer, args: BackfillArgs)
                 restart: args.restart,
                 dry_run: args.dry_run,
                 past_horizon: args.past_horizon,
+                write_units: args.write_units,
             },
             progress.as_mut(),
         )
@@ -88,6 +90,7 @@ pub(crate) async fn backfill(wired: Wired, printer: Printer, args: BackfillArgs)
         resumed_after: done.resumed_after,
         tally: done.run,
         total: done.total,
+        paced: done.paced,
     })
 }
 
@@ -266,6 +269,8 @@ struct Backfill {
     tally: RunTally,
     /// Every run of this backfill (the same as `tally` unless it resumed).
     total: RunTally,
+    /// The rate its ledger writes were held to (DynamoDB), and the time it waited for it.
+    paced: Option<Paced>,
 }
 
 impl Report for Backfill {
@@ -305,6 +310,24 @@ impl Report for Backfill {
                 total.jobs,
                 total.duplicates,
                 total.skipped_total()
+            )?;
+        }
+        if let Some(paced) = &self.paced {
+            let of = match paced.table_units {
+                Some(units) => format!(
+                    "half the ledger table's {units} {} write units a second",
+                    match paced.source {
+                        PaceSource::Provisioned => "provisioned",
+                        PaceSource::MaxThroughput => "maximum",
+                        _ => "warm",
+                    }
+                ),
+                None => "--write-units".to_owned(),
+            };
+            writeln!(
+                out,
+                "Ledger writes held to {} write units a second ({of}); waited {:.1} s for it.",
+                paced.write_units_per_second, paced.waited_s
             )?;
         }
         Ok(())
