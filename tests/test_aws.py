@@ -470,25 +470,27 @@ def test_a_backfill_on_dynamodb_holds_its_writes_to_half_the_ledger_table_s_capa
     cli = Receiver(tmp_path / "cli", tmp_path / "cli.log", env=env)
     s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{moto}", region_name="us-east-1")
     s3.create_bucket(Bucket="uploads")
-    for i in range(5):
-        s3.put_object(Bucket="uploads", Key=f"in/{i}.pdf", Body=b"x")
+    for i in range(25):
+        s3.put_object(Bucket="uploads", Key=f"in/{i:02d}.pdf", Body=b"x")
     r2 = cli.create("r2", "uploads", "--account", R2_ACCOUNT)
     cli.cli("integrations", "set-source", r2["id"], "--r2-access-key-id", "R2KEYPACE")
 
     # On demand, as the receiver module makes it: DynamoDB serves a new table's 4,000 write
     # units a second at once (its warm throughput), and the backfill takes half.
     done = cli.cli("backfill", r2["id"])
-    assert done["tally"]["jobs"] == 5
+    assert done["tally"]["jobs"] == 25
     assert done["paced"] == {"write_units_per_second": 2000, "source": "warm_throughput", "table_units": 4000,
                              "waited_s": 0.0}
 
-    # Provisioned at 40 write units: 20 for the backfill.
+    # Provisioned at 40 write units: 20 for the backfill, in parts of 10 objects (30 units, a
+    # second and a half each). The second part waits half a second, the third a second and a half.
     ledger_table(aws_stack, BillingMode="PROVISIONED",
                  ProvisionedThroughput={"ReadCapacityUnits": 10, "WriteCapacityUnits": 40})
     done = cli.cli("backfill", r2["id"])
-    assert done["tally"]["jobs"] == 5, "a new ledger remembers no job"
-    assert done["paced"]["source"] == "provisioned"
-    assert (done["paced"]["write_units_per_second"], done["paced"]["table_units"]) == (20, 40)
+    assert done["tally"]["jobs"] == 25, "a new ledger remembers no job"
+    paced = done["paced"]
+    assert (paced["source"], paced["write_units_per_second"], paced["table_units"]) == ("provisioned", 20, 40)
+    assert 1.0 < paced["waited_s"] <= 2.0, paced
 
     # On demand, warmed for a big backfill. (A maximum on-demand throughput below the warm one
     # would be the capacity instead: moto does not keep one, a unit test reads it.)

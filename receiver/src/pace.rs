@@ -2,9 +2,10 @@
 //! listing of a million objects leaves the live event path the rest of the table. Pure: the
 //! capacity comes in as the database reported it, time as a duration since the run started.
 //!
-//! A backfill charges each page its write units once the page is committed, and waits before the
-//! next page while it is more than [`BURST`] ahead of its rate. The price of a page is the cost
-//! model's (docs/operators.md): a new job writes its claim, its done marker and its history
+//! A backfill settles each listed page in parts of about a second of its rate
+//! ([`Pace::part_len`]), charges each part its write units once it is committed, and waits
+//! before the next part while it is more than [`BURST`] ahead of its rate (never after the last). The price of a part is the
+//! cost model's (docs/operators.md): a new job writes its claim, its done marker and its history
 //! item; a duplicate at most one failed claim (read first, most cost half a read unit instead).
 
 use std::time::Duration;
@@ -23,8 +24,10 @@ pub enum WriteCapacity {
 pub const UNITS_PER_JOB: u64 = 3;
 /// A duplicate's, at most: a claim that found the job made.
 pub const UNITS_PER_DUPLICATE: u64 = 1;
-/// How far ahead of its rate a backfill may run: a page is committed at once.
+/// How far ahead of its rate a backfill may run: a part of a page is committed at once.
 pub const BURST: Duration = Duration::from_secs(1);
+/// The fewest objects a paced backfill settles at once.
+pub const MIN_PART: usize = 10;
 
 /// Where a pace's rate came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -101,18 +104,30 @@ impl Pace {
         self.table_units
     }
 
-    /// The write units a committed page of `jobs` new jobs and `duplicates` spent.
-    pub fn page_units(jobs: u64, duplicates: u64) -> u64 {
+    /// How many listed objects to settle at once: about a second of the pace in new jobs (10
+    /// at least, so a small table is not written one object at a time).
+    pub fn part_len(&self) -> usize {
+        usize::try_from(self.units_per_second / UNITS_PER_JOB)
+            .unwrap_or(usize::MAX)
+            .max(MIN_PART)
+    }
+
+    /// The write units `jobs` new jobs and `duplicates` spent.
+    pub fn units_of(jobs: u64, duplicates: u64) -> u64 {
         jobs.saturating_mul(UNITS_PER_JOB)
             .saturating_add(duplicates.saturating_mul(UNITS_PER_DUPLICATE))
     }
 
-    /// Charges `units` written from `began` until `now` (both since the run started); answers
-    /// how long to wait before writing more: zero while the run is at most [`BURST`] ahead of
-    /// its rate. Units spread over a page that took long are paid for by the time it took.
-    pub fn charge(&mut self, units: u64, began: Duration, now: Duration) -> Duration {
+    /// Charges `units` written from `began` (since the run started) until now: units spread
+    /// over a part that took long are paid for by the time it took.
+    pub fn charge(&mut self, units: u64, began: Duration) {
         let cost = Duration::from_secs_f64(units as f64 / self.units_per_second as f64);
         self.paid_at = self.paid_at.max(began) + cost;
+    }
+
+    /// How long to wait at `now` (since the run started) before writing more: zero while the
+    /// run is at most [`BURST`] ahead of its rate.
+    pub fn wait(&self, now: Duration) -> Duration {
         self.paid_at.saturating_sub(now + BURST)
     }
 }
@@ -181,33 +196,53 @@ mod tests {
     }
 
     #[test]
-    fn a_page_within_one_second_of_the_rate_goes_on_and_one_beyond_it_waits_the_excess() {
+    fn a_part_within_one_second_of_the_rate_goes_on_and_one_beyond_it_waits_the_excess() {
         let mut pace = Pace::of(Some(WriteCapacity::Provisioned(200)), None).unwrap();
-        // 100 units a second: a 100-unit page is one second's worth, within the burst.
-        assert_eq!(pace.charge(100, S(0), S(0)), Duration::ZERO);
+        // 100 units a second: a 100-unit part is one second's worth, within the burst.
+        pace.charge(100, S(0));
+        assert_eq!(pace.wait(S(0)), Duration::ZERO);
         // Another at once: two seconds' worth, one beyond the burst.
-        assert_eq!(pace.charge(100, S(0), S(0)), S(1));
-        // After that second, the run is one second ahead: the next page waits one more.
-        assert_eq!(pace.charge(100, S(1), S(1)), S(1));
+        pace.charge(100, S(0));
+        assert_eq!(pace.wait(S(0)), S(1));
+        // After that second, the run is one second ahead: the next part waits one more.
+        pace.charge(100, S(1));
+        assert_eq!(pace.wait(S(1)), S(1));
         // A run that fell behind (a slow listing) is not owed the time it lost.
-        assert_eq!(pace.charge(100, S(60), S(60)), Duration::ZERO);
-        assert_eq!(pace.charge(150, S(60), S(60)), Duration::from_millis(1500));
+        pace.charge(100, S(60));
+        assert_eq!(pace.wait(S(60)), Duration::ZERO);
+        pace.charge(150, S(60));
+        assert_eq!(pace.wait(S(60)), Duration::from_millis(1500));
     }
 
     #[test]
-    fn a_page_that_took_longer_than_its_units_cost_goes_on_at_once() {
+    fn a_part_that_took_longer_than_its_units_cost_goes_on_at_once() {
         let mut pace = Pace::of(Some(WriteCapacity::Provisioned(200)), None).unwrap();
         // 300 units written over 7 seconds: 43 a second, well within 100.
-        assert_eq!(pace.charge(300, S(0), S(7)), Duration::ZERO);
-        // The same written in a second is two seconds beyond the burst.
+        pace.charge(300, S(0));
+        assert_eq!(pace.wait(S(7)), Duration::ZERO);
+        // The same written in a moment is two seconds beyond the burst.
         let mut pace = Pace::of(Some(WriteCapacity::Provisioned(200)), None).unwrap();
-        assert_eq!(pace.charge(300, S(0), S(0)), S(2));
+        pace.charge(300, S(0));
+        assert_eq!(pace.wait(S(0)), S(2));
     }
 
     #[test]
-    fn a_page_is_charged_three_units_a_new_job_and_one_a_duplicate() {
-        assert_eq!(Pace::page_units(1000, 0), 3000);
-        assert_eq!(Pace::page_units(0, 1000), 1000);
-        assert_eq!(Pace::page_units(u64::MAX, 1), u64::MAX);
+    fn a_part_is_about_a_second_of_the_rate_in_new_jobs_and_never_fewer_than_ten() {
+        let part = |units| Pace::of(None, Some(units)).unwrap().part_len();
+        assert_eq!(part(2000), 666);
+        assert_eq!(part(30), MIN_PART);
+        assert_eq!(part(1), MIN_PART);
+        assert_eq!(
+            part(40_000_000),
+            13_333_333,
+            "a page (1,000) then goes whole"
+        );
+    }
+
+    #[test]
+    fn a_part_is_charged_three_units_a_new_job_and_one_a_duplicate() {
+        assert_eq!(Pace::units_of(1000, 0), 3000);
+        assert_eq!(Pace::units_of(0, 1000), 1000);
+        assert_eq!(Pace::units_of(u64::MAX, 1), u64::MAX);
     }
 }

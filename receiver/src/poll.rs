@@ -282,6 +282,49 @@ pub(crate) struct Paced {
     pub(crate) waited_s: f64,
 }
 
+/// A backfill's [`Pace`] on the clock: charges each settled part its write units, and waits
+/// before the next while the run is ahead of its rate.
+pub(crate) struct Pacer {
+    pace: Pace,
+    started: Instant,
+    waited: std::time::Duration,
+}
+
+impl Pacer {
+    fn new(pace: Pace) -> Self {
+        Pacer {
+            pace,
+            started: Instant::now(),
+            waited: std::time::Duration::ZERO,
+        }
+    }
+
+    /// Waits while the run is more than a second ahead of its pace.
+    async fn wait_turn(&mut self) {
+        let wait = self.pace.wait(self.started.elapsed());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+            self.waited += wait;
+        }
+    }
+
+    /// Charges `items`, settled from `began` (since the run started) until now.
+    fn charge(&mut self, items: &[Item], began: std::time::Duration) {
+        let count = |outcome| items.iter().filter(|item| item.outcome == outcome).count() as u64;
+        let units = Pace::units_of(count(Outcome::Accepted), count(Outcome::Duplicate));
+        self.pace.charge(units, began);
+    }
+
+    fn report(self) -> Paced {
+        Paced {
+            write_units_per_second: self.pace.units_per_second(),
+            source: self.pace.source(),
+            table_units: self.pace.table_units(),
+            waited_s: self.waited.as_secs_f64(),
+        }
+    }
+}
+
 /// Runs poll ticks and backfills against the backends.
 pub(crate) struct Poller {
     store: Arc<dyn Store>,
@@ -514,7 +557,7 @@ impl Poller {
             }
             let (next, taken) = tokio::join!(
                 listing.next_page(),
-                self.take_page(&run, current, &recent, &mut tally)
+                self.take_page(&run, current, &recent, &mut tally, None)
             );
             taken?;
             page = next?;
@@ -586,12 +629,11 @@ impl Poller {
         if integration.status == Status::Paused {
             return Err(RunError::Paused(id.to_owned()));
         }
-        let mut pace = if dry_run {
+        let mut pacer = if dry_run {
             None
         } else {
-            self.pace(id, write_units).await
+            self.pace(id, write_units).await.map(Pacer::new)
         };
-        let mut waited = std::time::Duration::ZERO;
         let scope = BackfillScope {
             prefix: scope.prefix.or_else(|| integration.prefix.clone()),
             since: scope.since,
@@ -644,10 +686,9 @@ impl Poller {
             self.backfill_limits.check(pages, started)?;
             let last_key = current.last_key.clone();
             let mut taken_here = RunTally::default();
-            let page_began = started.elapsed();
             let (next, taken) = tokio::join!(
                 listing.next_page(),
-                self.take_page(&run, current, &in_scope, &mut taken_here)
+                self.take_page(&run, current, &in_scope, &mut taken_here, pacer.as_mut())
             );
             // What a failed page did is counted too: its committed jobs are on the queue.
             this_run.add(&taken_here);
@@ -663,14 +704,6 @@ impl Poller {
             }
             progress.page(&this_run, started.elapsed().as_secs_f64());
             page = next?;
-            if let Some(pace) = pace.as_mut().filter(|_| page.is_some()) {
-                let units = Pace::page_units(taken_here.jobs, taken_here.duplicates);
-                let wait = pace.charge(units, page_began, started.elapsed());
-                if !wait.is_zero() {
-                    tokio::time::sleep(wait).await;
-                    waited += wait;
-                }
-            }
         }
         if !dry_run {
             self.cursors.save(id, BACKFILL_CURSOR, None).await?;
@@ -679,12 +712,7 @@ impl Poller {
             run: this_run,
             total: cursor.tally,
             resumed_after,
-            paced: pace.map(|pace| Paced {
-                write_units_per_second: pace.units_per_second(),
-                source: pace.source(),
-                table_units: pace.table_units(),
-                waited_s: waited.as_secs_f64(),
-            }),
+            paced: pacer.map(Pacer::report),
         })
     }
 
@@ -726,6 +754,7 @@ impl Poller {
         page: Page,
         wanted: &(dyn Fn(&ListedObject) -> bool + Sync),
         tally: &mut RunTally,
+        mut pacer: Option<&mut Pacer>,
     ) -> Result<(), RunError> {
         let integration = run.integration;
         let from = ListedFrom {
@@ -771,7 +800,23 @@ impl Poller {
             tally.jobs += items.iter().filter(|item| item.job.is_some()).count() as u64;
             return Ok(());
         }
-        settle_within_rate(self.intake.as_ref(), integration, &mut items, now).await?;
+        // Paced, a page goes in parts of about a second of the pace each, waiting between them.
+        let part = pacer
+            .as_ref()
+            .map_or(items.len(), |pacer| pacer.pace.part_len());
+        for part in items.chunks_mut(part.max(1)) {
+            let began = match pacer.as_deref_mut() {
+                Some(pacer) => {
+                    pacer.wait_turn().await;
+                    Some(pacer.started.elapsed())
+                }
+                None => None,
+            };
+            settle_within_rate(self.intake.as_ref(), integration, part, now).await?;
+            if let (Some(pacer), Some(began)) = (pacer.as_deref_mut(), began) {
+                pacer.charge(part, began);
+            }
+        }
         let mut unsettled = 0;
         for item in items.iter().filter(|item| item.job.is_some()) {
             match item.outcome {
@@ -1346,8 +1391,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_paced_backfill_waits_between_pages_until_its_writes_are_within_its_rate() {
-        let rig = rig(Mode::Event, 10);
+    async fn a_paced_backfill_settles_a_page_in_parts_that_keep_within_its_rate() {
+        let rig = rig(Mode::Event, 1000);
         for i in 0..25 {
             rig.bucket.put(&format!("k{i:02}"), &at(-30 + i));
         }
@@ -1377,9 +1422,9 @@ mod tests {
             (pace.write_units_per_second, pace.source, pace.table_units),
             (30, PaceSource::Flag, None)
         );
-        // Pages of 10, 10 and 5 new jobs, 3 write units each: a second of the rate for each full
-        // page. The first is within the burst, the second waits a second less what the pages
-        // took, and nothing follows the last.
+        // One page, settled in parts of 10, 10 and 5 new jobs (3 write units each: a second of
+        // the rate for each full part). The first two are within the burst, the third waits a
+        // second less what the parts took, and nothing waits after the last.
         assert!(pace.waited_s > 0.5 && pace.waited_s <= 1.0, "{pace:?}");
         assert_eq!(rig.queued().len(), 25);
     }
