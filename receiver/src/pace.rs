@@ -4,9 +4,10 @@
 //!
 //! A backfill settles each listed page in parts of about a second of its rate
 //! ([`Pace::part_len`]), charges each part its write units once it is committed, and waits
-//! before the next part while it is more than [`BURST`] ahead of its rate (never after the last). The price of a part is the
-//! cost model's (docs/operators.md): a new job writes its claim, its done marker and its history
-//! item; a duplicate at most one failed claim (read first, most cost half a read unit instead).
+//! before the next part while it is more than [`BURST`] ahead of its rate (never after the
+//! last). The price of a part is the cost model's (docs/operators.md): a new job writes its
+//! claim, its done marker and its history item; a duplicate at most one failed claim (read
+//! first, most cost half a read unit instead).
 
 use std::time::Duration;
 
