@@ -30,9 +30,8 @@ pub const BURST: Duration = Duration::from_secs(1);
 /// The fewest objects a paced backfill settles at once.
 pub const MIN_PART: usize = 10;
 
-/// Where a pace's rate came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+/// Where a pace's rate came from. Written as [`PaceSource::as_str`] in logs and reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PaceSource {
     /// Half the table's provisioned write capacity.
     Provisioned,
@@ -52,6 +51,22 @@ impl PaceSource {
             PaceSource::MaxThroughput => "max_throughput",
             PaceSource::Flag => "flag",
         }
+    }
+
+    /// The table's figure the rate is half of, in words (`None` for `--write-units`).
+    pub fn table_figure(self) -> Option<&'static str> {
+        match self {
+            PaceSource::Provisioned => Some("provisioned"),
+            PaceSource::WarmThroughput => Some("warm"),
+            PaceSource::MaxThroughput => Some("maximum"),
+            PaceSource::Flag => None,
+        }
+    }
+}
+
+impl serde::Serialize for PaceSource {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 

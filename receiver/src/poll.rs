@@ -299,13 +299,15 @@ impl Pacer {
         }
     }
 
-    /// Waits while the run is more than a second ahead of its pace.
-    async fn wait_turn(&mut self) {
+    /// Waits while the run is more than a second ahead of its pace; answers when the next part
+    /// begins (since the run started).
+    async fn wait_turn(&mut self) -> std::time::Duration {
         let wait = self.pace.wait(self.started.elapsed());
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
             self.waited += wait;
         }
+        self.started.elapsed()
     }
 
     /// Charges `items`, settled from `began` (since the run started) until now.
@@ -806,10 +808,7 @@ impl Poller {
             .map_or(items.len(), |pacer| pacer.pace.part_len());
         for part in items.chunks_mut(part.max(1)) {
             let began = match pacer.as_deref_mut() {
-                Some(pacer) => {
-                    pacer.wait_turn().await;
-                    Some(pacer.started.elapsed())
-                }
+                Some(pacer) => Some(pacer.wait_turn().await),
                 None => None,
             };
             settle_within_rate(self.intake.as_ref(), integration, part, now).await?;

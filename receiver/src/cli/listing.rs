@@ -3,7 +3,6 @@
 
 use super::args::{BackfillArgs, PollArgs};
 use super::common::{load, Checked, CliResult, Printer, Report, Safe};
-use crate::pace::PaceSource;
 use crate::poll::{BackfillOptions, BackfillScope, Paced, Poller, Progress, RunError, RunTally};
 use crate::wiring::Wired;
 use anyhow::{anyhow, bail, Context};
@@ -313,16 +312,11 @@ impl Report for Backfill {
             )?;
         }
         if let Some(paced) = &self.paced {
-            let of = match paced.table_units {
-                Some(units) => format!(
-                    "half the ledger table's {units} {} write units a second",
-                    match paced.source {
-                        PaceSource::Provisioned => "provisioned",
-                        PaceSource::MaxThroughput => "maximum",
-                        _ => "warm",
-                    }
-                ),
-                None => "--write-units".to_owned(),
+            let of = match (paced.table_units, paced.source.table_figure()) {
+                (Some(units), Some(figure)) => {
+                    format!("half the ledger table's {units} {figure} write units a second")
+                }
+                _ => "--write-units".to_owned(),
             };
             writeln!(
                 out,
