@@ -85,6 +85,8 @@ def test_a_batch_s_sends_go_out_at_once_to_a_standard_queue(aws_receiver, aws_st
     # Ten SendMessageBatch calls, not one after another: the batch waits one round trip.
     assert aws_proxy.count("sqs", "SendMessageBatch") == 10
     assert aws_proxy.most_in_flight["SendMessageBatch"] > 1
+    # Its claims: sixteen at once, as many as a request has ever had in flight.
+    assert aws_proxy.most_in_flight["PutItem"] <= 16
     assert sorted(j["key"] for j in bodies(aws_stack.messages())) == [f"in/{i:03d}.pdf" for i in range(100)]
 
 
@@ -94,15 +96,20 @@ def test_a_fifo_queue_gets_a_batch_s_jobs_in_its_order(fifo_receiver, fifo_stack
     aws_proxy.reset_counts()
     fifo_receiver.post_batch(created["id"], created["secret"], events)
     assert aws_proxy.most_in_flight["SendMessageBatch"] == 1
-    # One group (the integration): SQS hands its messages out in the order they were sent, the
-    # next ten once the last ten are deleted.
+    assert drained_keys(fifo_stack) == [f"in/{i:03d}.pdf" for i in range(40)]
+
+
+def drained_keys(stack):
+    """The keys of the jobs on `stack`'s queue, received and deleted. A FIFO queue's are one group
+    (the integration), so SQS hands them out in the order they were sent, the next ten once the
+    last ten are deleted."""
     keys = []
-    while batch := fifo_stack.sqs.receive_message(QueueUrl=fifo_stack.queue_url, MaxNumberOfMessages=10,
-                                                  WaitTimeSeconds=0).get("Messages", []):
+    while batch := stack.sqs.receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10,
+                                             WaitTimeSeconds=0).get("Messages", []):
         keys += [json.loads(m["Body"])["key"] for m in batch]
-        fifo_stack.sqs.delete_message_batch(QueueUrl=fifo_stack.queue_url, Entries=[
+        stack.sqs.delete_message_batch(QueueUrl=stack.queue_url, Entries=[
             {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)])
-    assert keys == [f"in/{i:03d}.pdf" for i in range(40)]
+    return keys
 
 
 def test_a_job_the_pipeline_keeps_failing_moves_to_the_dlq(aws_receiver, aws_stack):
@@ -462,18 +469,26 @@ def ledger_table(stack, **billing):
                                 AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}], **billing)
 
 
-def test_a_backfill_on_dynamodb_holds_its_writes_to_half_the_ledger_table_s_capacity(tmp_path, aws_stack,
-                                                                                      aws_proxy, moto):
+def r2_bucket_on_aws_backends(tmp_path, stack, aws_proxy, moto, objects):
+    """An R2 integration over a bucket of `objects` objects on moto, its ledger and queue on
+    `stack`, every call through the counting proxy: the CLI and the integration."""
     import boto3
-    env = {**aws_stack.receiver_env(aws_proxy.port), "RELAY_R2_SECRET_ACCESS_KEY": "r2-secret-for-the-pace-test",
+    env = {**stack.receiver_env(aws_proxy.port), "RELAY_R2_SECRET_ACCESS_KEY": "r2-secret-for-the-backfill-test",
            "RELAY_R2_ENDPOINT_URL": f"http://127.0.0.1:{aws_proxy.port}"}
     cli = Receiver(tmp_path / "cli", tmp_path / "cli.log", env=env)
     s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{moto}", region_name="us-east-1")
     s3.create_bucket(Bucket="uploads")
-    for i in range(25):
-        s3.put_object(Bucket="uploads", Key=f"in/{i:02d}.pdf", Body=b"x")
+    for i in range(objects):
+        s3.put_object(Bucket="uploads", Key=f"in/{i:03d}.pdf", Body=b"x")
     r2 = cli.create("r2", "uploads", "--account", R2_ACCOUNT)
     cli.cli("integrations", "set-source", r2["id"], "--r2-access-key-id", "R2KEYPACE")
+    return cli, r2
+
+
+def test_a_backfill_on_dynamodb_holds_its_writes_to_half_the_ledger_table_s_capacity(tmp_path, aws_stack,
+                                                                                      aws_proxy, moto):
+    cli, r2 = r2_bucket_on_aws_backends(tmp_path, aws_stack, aws_proxy, moto, 25)
+    env = cli.env
 
     # On demand, as the receiver module makes it: DynamoDB serves a new table's 4,000 write
     # units a second at once (its warm throughput), and the backfill takes half.
@@ -509,3 +524,33 @@ def test_a_backfill_on_dynamodb_holds_its_writes_to_half_the_ledger_table_s_capa
     assert json.loads(result.stdout)["paced"] is None
     [line] = [json.loads(line) for line in result.stderr.splitlines() if "backfill_unpaced" in line]
     assert line["integration_id"] == r2["id"] and "AccessDenied" in line["detail"], line
+
+
+def test_a_backfill_on_a_warmed_table_commits_as_many_jobs_at_once_as_its_pace_needs(tmp_path, aws_stack,
+                                                                                     aws_proxy, moto):
+    cli, r2 = r2_bucket_on_aws_backends(tmp_path, aws_stack, aws_proxy, moto, 400)
+    everything = [f"in/{i:03d}.pdf" for i in range(400)]
+    # A new on-demand table: half its 4,000 units is about 670 new jobs a second, what one commit
+    # of 100 after another makes at DynamoDB's few milliseconds a call (16 claims in flight).
+    aws_proxy.reset_counts()
+    assert cli.cli("backfill", r2["id"])["tally"]["jobs"] == 400
+    assert aws_proxy.most_in_flight["PutItem"] <= 16, aws_proxy.most_in_flight
+    assert sorted(drained_keys(aws_stack)) == everything
+    # Warmed to 40,000: 6,666 jobs a second, seven commits at once. The page's four go together.
+    ledger_table(aws_stack, BillingMode="PAY_PER_REQUEST",
+                 WarmThroughput={"ReadUnitsPerSecond": 12000, "WriteUnitsPerSecond": 40000})
+    aws_proxy.reset_counts()
+    assert cli.cli("backfill", r2["id"])["tally"]["jobs"] == 400, "a new ledger remembers no job"
+    assert 16 < aws_proxy.most_in_flight["PutItem"] <= 64, aws_proxy.most_in_flight
+    assert sorted(drained_keys(aws_stack)) == everything
+
+
+def test_a_backfill_into_a_fifo_queue_keeps_the_listing_s_order(tmp_path, fifo_stack, aws_proxy, moto):
+    cli, r2 = r2_bucket_on_aws_backends(tmp_path, fifo_stack, aws_proxy, moto, 250)
+    ledger_table(fifo_stack, BillingMode="PAY_PER_REQUEST",
+                 WarmThroughput={"ReadUnitsPerSecond": 12000, "WriteUnitsPerSecond": 40000})
+    aws_proxy.reset_counts()
+    assert cli.cli("backfill", r2["id"])["tally"]["jobs"] == 250
+    # Paced for seven commits at once, but one at a time: the group gets the listing's order.
+    assert aws_proxy.most_in_flight["PutItem"] <= 16
+    assert drained_keys(fifo_stack) == [f"in/{i:03d}.pdf" for i in range(250)]

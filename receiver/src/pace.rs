@@ -3,8 +3,9 @@
 //! capacity comes in as the database reported it, time as a duration since the run started.
 //!
 //! A backfill settles each listed page in parts of about a second of its rate
-//! ([`Pace::part_len`]), charges each part its write units once it is committed, and waits
-//! before the next part while it is more than [`BURST`] ahead of its rate (never after the
+//! ([`Pace::part_len`]), with as many commits in flight as that rate needs
+//! ([`Pace::commits_at_once`]), charges each part its write units once it is committed, and
+//! waits before the next part while it is more than [`BURST`] ahead of its rate (never after the
 //! last). The price of a part is the cost model's (docs/operators.md): a new job writes its
 //! claim, its done marker and its history item; a duplicate at most one failed claim (read
 //! first, most cost half a read unit instead).
@@ -29,6 +30,10 @@ pub const UNITS_PER_DUPLICATE: u64 = 1;
 pub const BURST: Duration = Duration::from_secs(1);
 /// The fewest objects a paced backfill settles at once.
 pub const MIN_PART: usize = 10;
+/// New jobs a second one commit after another makes on DynamoDB: a commit of 100 is about ten
+/// round trips (its claims 16 at once, then the sends, done markers and history), some 100 ms at
+/// the few milliseconds DynamoDB takes a call.
+pub const JOBS_PER_SECOND_PER_COMMIT: u64 = 1_000;
 
 /// Where a pace's rate came from. Written as [`PaceSource::as_str`] in logs and reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,6 +133,16 @@ impl Pace {
             .max(MIN_PART)
     }
 
+    /// How many commits to have in flight at once to keep up with the pace in new jobs: one for
+    /// a new on-demand table's half (about 670 jobs a second), more for a table warmed or
+    /// provisioned beyond it (the intake may take fewer: a FIFO queue one).
+    pub fn commits_at_once(&self) -> usize {
+        let jobs = self.units_per_second / UNITS_PER_JOB;
+        usize::try_from(jobs.div_ceil(JOBS_PER_SECOND_PER_COMMIT))
+            .unwrap_or(usize::MAX)
+            .max(1)
+    }
+
     /// The write units `jobs` new jobs and `duplicates` spent.
     pub fn units_of(jobs: u64, duplicates: u64) -> u64 {
         jobs.saturating_mul(UNITS_PER_JOB)
@@ -153,6 +168,17 @@ mod tests {
     use super::*;
 
     const S: fn(u64) -> Duration = Duration::from_secs;
+
+    #[test]
+    fn a_faster_pace_keeps_more_commits_in_flight() {
+        let on_demand = |warm| Pace::of(Some(WriteCapacity::OnDemand { warm, max: None }), None);
+        // A new on-demand table: half of 4,000 units is 666 new jobs a second, one commit's worth.
+        assert_eq!(on_demand(4_000).unwrap().commits_at_once(), 1);
+        // Warmed to 10,000 and 40,000 (the default table quota): 1,666 and 6,666 jobs a second.
+        assert_eq!(on_demand(10_000).unwrap().commits_at_once(), 2);
+        assert_eq!(on_demand(40_000).unwrap().commits_at_once(), 7);
+        assert_eq!(Pace::of(None, Some(1)).unwrap().commits_at_once(), 1);
+    }
 
     #[test]
     fn a_backfill_takes_half_the_table_and_the_live_path_keeps_the_rest() {

@@ -811,7 +811,10 @@ impl Poller {
                 Some(pacer) => Some(pacer.wait_turn().await),
                 None => None,
             };
-            settle_within_rate(self.intake.as_ref(), integration, part, now).await?;
+            let at_once = pacer
+                .as_ref()
+                .map_or(1, |pacer| pacer.pace.commits_at_once());
+            settle_within_rate(self.intake.as_ref(), integration, part, now, at_once).await?;
             if let (Some(pacer), Some(began)) = (pacer.as_deref_mut(), began) {
                 pacer.charge(part, began);
             }

@@ -207,7 +207,7 @@ impl PageCheck<'_> {
         let Some(intake) = self.intake.filter(|_| !missing.is_empty()) else {
             return Ok(());
         };
-        settle_within_rate(intake, self.integration, &mut missing, now).await?;
+        settle_within_rate(intake, self.integration, &mut missing, now, 1).await?;
         for item in &missing {
             match item.outcome {
                 Outcome::Accepted => found.repaired += 1,

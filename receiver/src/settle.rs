@@ -5,9 +5,9 @@
 //! An event the decision refused is settled already; an event with a job goes through the
 //! [`Intake`] (dedupe and enqueue, exactly once), and the intake's answer becomes its outcome
 //! ([`Committed::outcome`]). Two events of one call naming the same job are one job: the later
-//! copies are duplicates. Jobs are committed [`MAX_JOBS_PER_COMMIT`] at a time, and the events
-//! settled before the ledger are recorded with the first commit, so their usage counts and
-//! history are written once.
+//! copies are duplicates. Jobs are committed [`MAX_JOBS_PER_COMMIT`] at a time, up to
+//! [`Intake::commits_at_once`] commits in flight, and the events settled before the ledger are
+//! recorded with the first commit, so their usage counts and history are written once.
 
 use crate::backend::{
     BackendError, Commit, Committed, Intake, JobRecords, LedgerTime, RateLimit, Recorded, Settled,
@@ -15,37 +15,42 @@ use crate::backend::{
 use crate::events::RateLimitWait;
 use crate::item::Item;
 use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt};
 use relay_protocol::admission::{Overwrites, Window};
 use relay_protocol::wire::MAX_EVENTS_PER_REQUEST;
 use relay_protocol::{IngestJob, Integration, Outcome, Reason};
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The most jobs one commit carries: a request's most events, so one request is one commit.
 pub(crate) const MAX_JOBS_PER_COMMIT: usize = MAX_EVENTS_PER_REQUEST;
 
 /// Settles every item: those with a job through `intake` (remembered for the integration's
-/// horizon), the others as decided. On `Err` the
-/// items whose commit failed (and those after it) are settled `retry_later` /
-/// `backend_unavailable`, so nothing is acked without a word on it; the caller logs or stops.
+/// horizon), the others as decided, one commit at a time. On `Err` the items whose commit failed (and
+/// those of the commits not begun after it) are settled `retry_later` / `backend_unavailable`,
+/// so nothing is acked without a word on it; the caller logs or stops.
 pub(crate) async fn settle(
     intake: &dyn Intake,
     integration: &Integration,
     items: &mut [Item],
     now: DateTime<Utc>,
 ) -> Result<(), BackendError> {
-    settle_where(intake, integration, items, now, |_| true).await
+    settle_where(intake, integration, items, now, 1, |_| true).await
 }
 
-/// Settles like [`settle`], then waits out the integration's rate: what a listing's window had
-/// no room for is settled again as each next window opens, until nothing is left
-/// `rate_limited`. So a listing slows to the limit instead of failing or skipping objects.
+/// Settles like [`settle`] with up to `at_once` commits in flight (a listing's page is several:
+/// a paced backfill's [`crate::pace::Pace::commits_at_once`]), then waits out the
+/// integration's rate: what a listing's window had no room for is settled again as each next
+/// window opens, until nothing is left `rate_limited`. So a listing slows to the limit instead
+/// of failing or skipping objects.
 pub(crate) async fn settle_within_rate(
     intake: &dyn Intake,
     integration: &Integration,
     items: &mut [Item],
     now: DateTime<Utc>,
+    at_once: usize,
 ) -> Result<(), BackendError> {
-    settle(intake, integration, items, now).await?;
+    settle_where(intake, integration, items, now, at_once, |_| true).await?;
     let limited = |item: &Item| item.reason == Some(Reason::RateLimited);
     loop {
         let waiting = items.iter().filter(|item| limited(item)).count();
@@ -62,16 +67,18 @@ pub(crate) async fn settle_within_rate(
         }
         .emit();
         tokio::time::sleep(wait).await;
-        settle_where(intake, integration, items, Utc::now(), limited).await?;
+        settle_where(intake, integration, items, Utc::now(), at_once, limited).await?;
     }
 }
 
-/// [`settle`] for the items `wanted` picks; the others are left as they are.
+/// [`settle`] for the items `wanted` picks, `at_once` commits in flight (as many as the intake
+/// takes); the others are left as they are.
 async fn settle_where(
     intake: &dyn Intake,
     integration: &Integration,
     items: &mut [Item],
     now: DateTime<Utc>,
+    at_once: usize,
     wanted: impl Fn(&Item) -> bool,
 ) -> Result<(), BackendError> {
     let mut seen = HashSet::new();
@@ -104,34 +111,47 @@ async fn settle_where(
         // Nothing to enqueue, but the settled events still count.
         groups.push(&[]);
     }
-    let mut failure = None;
-    for group in groups {
-        let committed = match failure {
-            Some(_) => Vec::new(),
-            None => {
-                let commit = Commit {
-                    integration_id: &integration.id,
-                    jobs: group
-                        .iter()
-                        .filter_map(|&index| items[index].job.as_deref())
-                        .collect(),
-                    settled: std::mem::take(&mut settled),
-                    now,
-                    horizon: integration.horizon(),
-                    limit,
-                    first_versions_only: integration.overwrites == Overwrites::Ignore,
-                };
-                match intake.commit(&commit).await {
-                    Ok(committed) => committed,
-                    Err(err) => {
-                        failure = Some(err);
-                        Vec::new()
-                    }
+    // Once a commit fails, the commits not yet begun are not begun: their events are retried.
+    let failed = AtomicBool::new(false);
+    let commits: Vec<_> = groups
+        .iter()
+        .map(|group| {
+            let commit = Commit {
+                integration_id: &integration.id,
+                jobs: group
+                    .iter()
+                    .filter_map(|&index| items[index].job.as_deref())
+                    .collect(),
+                settled: std::mem::take(&mut settled),
+                now,
+                horizon: integration.horizon(),
+                limit,
+                first_versions_only: integration.overwrites == Overwrites::Ignore,
+            };
+            let failed = &failed;
+            async move {
+                if failed.load(Ordering::Relaxed) {
+                    return Ok(Vec::new());
                 }
+                let committed = intake.commit(&commit).await;
+                failed.fetch_or(committed.is_err(), Ordering::Relaxed);
+                committed
             }
-        };
-        // An answer missing for a job (an outage, or a backend answering short) is a failure:
-        // the event is retried rather than acked without a word on it.
+        })
+        .collect();
+    let answers: Vec<Result<Vec<Committed>, BackendError>> = stream::iter(commits)
+        .buffered(at_once.min(intake.commits_at_once()).max(1))
+        .collect()
+        .await;
+    let mut failure = None;
+    for (group, answer) in groups.iter().zip(answers) {
+        let committed = answer.unwrap_or_else(|err| {
+            failure.get_or_insert(err);
+            Vec::new()
+        });
+        // An answer missing for a job (an outage, a commit not begun after one failed, or a
+        // backend answering short) is a failure: the event is retried rather than acked without
+        // a word on it.
         for (position, &index) in group.iter().enumerate() {
             let result = committed
                 .get(position)
@@ -239,6 +259,64 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(again[0].outcome, Outcome::Duplicate);
+    }
+
+    /// An intake that takes two commits at once (asked for three), answers each after a moment,
+    /// and fails at once the commit whose first job is `k200`: how many were in flight at most,
+    /// and begun.
+    #[derive(Default)]
+    struct TwoAtOnce {
+        in_flight: std::sync::atomic::AtomicUsize,
+        most: std::sync::atomic::AtomicUsize,
+        begun: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Intake for TwoAtOnce {
+        async fn commit(&self, commit: &Commit<'_>) -> Result<Vec<Committed>, BackendError> {
+            self.begun.fetch_add(1, Ordering::SeqCst);
+            if commit.jobs.first().is_some_and(|job| job.key == "k200") {
+                return Err(BackendError::new("test", "the ledger is unavailable"));
+            }
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            Ok(vec![Committed::Enqueued; commit.jobs.len()])
+        }
+
+        fn rate_window(&self) -> chrono::Duration {
+            crate::backend::DEFAULT_RATE_WINDOW
+        }
+
+        fn commits_at_once(&self) -> usize {
+            2
+        }
+
+        async fn probe(&self) -> Result<(), BackendError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_page_s_commits_go_at_once_and_none_begins_after_one_failed() {
+        let intake = TwoAtOnce::default();
+        // Five commits of 100: the first two at once, the third fails, the last two never begin.
+        let mut items: Vec<Item> = (0..500)
+            .map(|i| item(&i.to_string(), &format!("k{i}")))
+            .collect();
+        let result = settle_within_rate(&intake, &integration(), &mut items, Utc::now(), 3).await;
+        assert!(result.is_err());
+        assert_eq!(intake.most.load(Ordering::SeqCst), 2);
+        assert_eq!(intake.begun.load(Ordering::SeqCst), 3);
+        let outcomes = |range: std::ops::Range<usize>| -> HashSet<(Outcome, Option<Reason>)> {
+            items[range].iter().map(|i| (i.outcome, i.reason)).collect()
+        };
+        assert_eq!(outcomes(0..200), HashSet::from([(Outcome::Accepted, None)]));
+        assert_eq!(
+            outcomes(200..500),
+            HashSet::from([(Outcome::RetryLater, Some(Reason::BackendUnavailable))])
+        );
     }
 
     #[tokio::test]
@@ -372,7 +450,7 @@ mod tests {
                 .map(|i| item(&i.to_string(), &format!("listed/{i}")))
                 .collect();
             let started = std::time::Instant::now();
-            settle_within_rate(intake.as_ref(), &integration, &mut items, Utc::now())
+            settle_within_rate(intake.as_ref(), &integration, &mut items, Utc::now(), 1)
                 .await
                 .unwrap();
             assert_eq!(

@@ -24,6 +24,8 @@ pub struct Claiming {
     usage: Arc<dyn UsageLog>,
     history: Arc<dyn History>,
     rate_window: Duration,
+    /// Commits of one call in flight at once ([`Intake::commits_at_once`]).
+    commits_at_once: usize,
     /// Integrations whose last commit in this process was mostly duplicates (a redelivered
     /// batch, a re-run backfill): their next commit reads before it claims.
     duplicate_heavy: Mutex<HashSet<String>>,
@@ -50,6 +52,12 @@ enum Answer {
 /// DynamoDB's claims in flight at once, so a batch of new jobs takes no longer for it.
 const FIRST_WAVE: usize = 16;
 
+/// The most commits of a listing's page in flight at once, when the queue need not keep their
+/// order: eight commits of 100 jobs, each claiming 16 at once, put 128 claims in flight, some
+/// 8,000 new jobs a second at DynamoDB's few milliseconds a call. A backfill asks for as many as
+/// its pace needs ([`crate::pace::Pace::commits_at_once`]).
+const COMMITS_AT_ONCE: usize = 8;
+
 /// The jobs whose step is `wanted`.
 fn pick<'j>(jobs: &[&'j IngestJob], before: &[Before], wanted: Before) -> Vec<&'j IngestJob> {
     jobs.iter()
@@ -72,6 +80,7 @@ impl Claiming {
             usage,
             history,
             rate_window: DEFAULT_RATE_WINDOW,
+            commits_at_once: COMMITS_AT_ONCE,
             duplicate_heavy: Mutex::default(),
         }
     }
@@ -81,6 +90,16 @@ impl Claiming {
     pub fn with_rate_window(self, rate_window: Duration) -> Self {
         Claiming {
             rate_window,
+            ..self
+        }
+    }
+
+    /// One commit at a time, for a queue that keeps its messages' order (FIFO): a listing's
+    /// jobs reach it in the listing's order.
+    #[must_use]
+    pub fn in_order(self) -> Self {
+        Claiming {
+            commits_at_once: 1,
             ..self
         }
     }
@@ -405,6 +424,10 @@ impl Intake for Claiming {
 
     fn rate_window(&self) -> Duration {
         self.rate_window
+    }
+
+    fn commits_at_once(&self) -> usize {
+        self.commits_at_once
     }
 
     async fn probe(&self) -> Result<(), BackendError> {

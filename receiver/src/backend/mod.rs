@@ -424,6 +424,12 @@ pub trait Intake: Send + Sync {
     async fn commit(&self, commit: &Commit<'_>) -> Result<Vec<Committed>, BackendError>;
     /// How long one window of `--max-jobs-per-minute` lasts here ([`DEFAULT_RATE_WINDOW`]).
     fn rate_window(&self) -> Duration;
+    /// The most commits of one call (a listing's page) this intake takes at once. One keeps the
+    /// call's jobs in order on the queue; more let a ledger that claims one job per round trip
+    /// keep up with a backfill's pace.
+    fn commits_at_once(&self) -> usize {
+        1
+    }
     /// Whether the ledger and the queue answer, with nothing written: what a test event checks.
     async fn probe(&self) -> Result<(), BackendError>;
 }

@@ -61,6 +61,11 @@ impl SqsQueue {
         }
     }
 
+    /// Whether the queue hands out messages in the order they were sent (FIFO, per group).
+    pub fn keeps_order(&self) -> bool {
+        self.fifo
+    }
+
     /// Writes jobs in `schema` (v2 unless told v1).
     #[must_use]
     pub fn with_job_schema(mut self, schema: JobSchema) -> Self {

@@ -186,13 +186,17 @@ async fn aws_backends(args: &BackendArgs, aws: &AwsConfig) -> anyhow::Result<Cho
             .with_job_schema(args.job_schema),
     );
     let usage = Arc::new(BufferedUsage::new(ledger.clone(), args.usage_flush()?));
+    let intake = Claiming::new(ledger.clone(), queue.clone(), usage.clone(), ledger.clone())
+        .with_rate_window(args.rate_window()?);
+    let intake = if queue.keeps_order() {
+        intake.in_order()
+    } else {
+        intake
+    };
     Ok(Chosen {
         backends: Backends {
             store: Arc::new(DynamoStore::new(dynamodb, name(&args.integrations_table))),
-            intake: Arc::new(
-                Claiming::new(ledger.clone(), queue.clone(), usage.clone(), ledger.clone())
-                    .with_rate_window(args.rate_window()?),
-            ),
+            intake: Arc::new(intake),
             usage: usage.clone(),
             cursors: ledger.clone(),
             history: ledger.clone(),
