@@ -5,9 +5,10 @@
 //! An event the decision refused is settled already; an event with a job goes through the
 //! [`Intake`] (dedupe and enqueue, exactly once), and the intake's answer becomes its outcome
 //! ([`Committed::outcome`]). Two events of one call naming the same job are one job: the later
-//! copies are duplicates. Jobs are committed [`MAX_JOBS_PER_COMMIT`] at a time, up to
-//! [`Intake::commits_at_once`] commits in flight, and the events settled before the ledger are
-//! recorded with the first commit, so their usage counts and history are written once.
+//! copies are duplicates. Jobs are committed [`MAX_JOBS_PER_COMMIT`] at a time (a listing's
+//! several at once, as many as its caller asks and [`Intake::commits_at_once`] allows), and the
+//! events settled before the ledger are recorded with the first commit, so their usage counts and
+//! history are written once.
 
 use crate::backend::{
     BackendError, Commit, Committed, Intake, JobRecords, LedgerTime, RateLimit, Recorded, Settled,
@@ -26,9 +27,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub(crate) const MAX_JOBS_PER_COMMIT: usize = MAX_EVENTS_PER_REQUEST;
 
 /// Settles every item: those with a job through `intake` (remembered for the integration's
-/// horizon), the others as decided, one commit at a time. On `Err` the items whose commit failed (and
-/// those of the commits not begun after it) are settled `retry_later` / `backend_unavailable`,
-/// so nothing is acked without a word on it; the caller logs or stops.
+/// horizon), the others as decided, one commit at a time. On `Err` the items whose commit failed
+/// (and those of the commits not begun after it) are settled `retry_later` /
+/// `backend_unavailable`, so nothing is acked without a word on it; the caller logs or stops.
 pub(crate) async fn settle(
     intake: &dyn Intake,
     integration: &Integration,
