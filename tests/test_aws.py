@@ -495,7 +495,7 @@ def test_a_backfill_on_dynamodb_holds_its_writes_to_half_the_ledger_table_s_capa
     done = cli.cli("backfill", r2["id"])
     assert done["tally"]["jobs"] == 25
     assert done["paced"] == {"write_units_per_second": 2000, "source": "warm_throughput", "table_units": 4000,
-                             "waited_s": 0.0}
+                             "commits_at_once": 1, "waited_s": 0.0}
 
     # Provisioned at 40 write units: 20 for the backfill, in parts of 10 objects (30 units, a
     # second and a half each). The second part waits half a second, the third a second and a half.
@@ -540,7 +540,9 @@ def test_a_backfill_on_a_warmed_table_commits_as_many_jobs_at_once_as_its_pace_n
     ledger_table(aws_stack, BillingMode="PAY_PER_REQUEST",
                  WarmThroughput={"ReadUnitsPerSecond": 12000, "WriteUnitsPerSecond": 40000})
     aws_proxy.reset_counts()
-    assert cli.cli("backfill", r2["id"])["tally"]["jobs"] == 400, "a new ledger remembers no job"
+    done = cli.cli("backfill", r2["id"])
+    assert done["tally"]["jobs"] == 400, "a new ledger remembers no job"
+    assert done["paced"]["commits_at_once"] == 7
     assert 16 < aws_proxy.most_in_flight["PutItem"] <= 64, aws_proxy.most_in_flight
     assert sorted(drained_keys(aws_stack)) == everything
 
@@ -550,7 +552,8 @@ def test_a_backfill_into_a_fifo_queue_keeps_the_listing_s_order(tmp_path, fifo_s
     ledger_table(fifo_stack, BillingMode="PAY_PER_REQUEST",
                  WarmThroughput={"ReadUnitsPerSecond": 12000, "WriteUnitsPerSecond": 40000})
     aws_proxy.reset_counts()
-    assert cli.cli("backfill", r2["id"])["tally"]["jobs"] == 250
+    done = cli.cli("backfill", r2["id"])
+    assert done["tally"]["jobs"] == 250 and done["paced"]["commits_at_once"] == 1
     # Paced for seven commits at once, but one at a time: the group gets the listing's order.
     assert aws_proxy.most_in_flight["PutItem"] <= 16
     assert drained_keys(fifo_stack) == [f"in/{i:03d}.pdf" for i in range(250)]

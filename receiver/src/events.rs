@@ -255,12 +255,14 @@ operator_events! {
     /// A backfill holds its ledger writes to `write_units_per_second`: half the ledger table's
     /// `table_units` (`source`: `provisioned` capacity, on-demand `warm_throughput`, or a
     /// `max_throughput` set below it), or the operator's `--write-units` (`flag`). The live
-    /// path keeps the rest of the table.
+    /// path keeps the rest of the table. `commits_at_once`: commits of 100 jobs in flight, one
+    /// per 1,000 new jobs a second of the rate (one at a time to a FIFO queue).
     BackfillPaced<'a> = "backfill_paced", INFO {
         integration_id: &'a str,
         write_units_per_second: u64,
         source: &'a str,
         table_units: Option<u64>,
+        commits_at_once: usize,
     }
     /// The ledger table's capacity could not be read (`DescribeTable`; `detail` says why): the
     /// backfill writes as fast as the table answers. `--write-units` sets a rate instead.

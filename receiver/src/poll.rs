@@ -278,6 +278,8 @@ pub(crate) struct Paced {
     pub(crate) source: PaceSource,
     /// The table's own figure (provisioned, warm or maximum units a second).
     pub(crate) table_units: Option<u64>,
+    /// Commits of 100 jobs in flight at once: as many as the rate needs and the queue allows.
+    pub(crate) commits_at_once: usize,
     /// Seconds spent waiting for the rate.
     pub(crate) waited_s: f64,
 }
@@ -286,13 +288,16 @@ pub(crate) struct Paced {
 /// before the next while the run is ahead of its rate.
 pub(crate) struct Pacer {
     pace: Pace,
+    /// The pace's commits in flight, as many as the intake takes.
+    commits_at_once: usize,
     started: Instant,
     waited: std::time::Duration,
 }
 
 impl Pacer {
-    fn new(pace: Pace) -> Self {
+    fn new(pace: Pace, intake: &dyn Intake) -> Self {
         Pacer {
+            commits_at_once: pace.commits_at_once().min(intake.commits_at_once()).max(1),
             pace,
             started: Instant::now(),
             waited: std::time::Duration::ZERO,
@@ -322,6 +327,7 @@ impl Pacer {
             write_units_per_second: self.pace.units_per_second(),
             source: self.pace.source(),
             table_units: self.pace.table_units(),
+            commits_at_once: self.commits_at_once,
             waited_s: self.waited.as_secs_f64(),
         }
     }
@@ -634,7 +640,7 @@ impl Poller {
         let mut pacer = if dry_run {
             None
         } else {
-            self.pace(id, write_units).await.map(Pacer::new)
+            self.pace(id, write_units).await
         };
         let scope = BackfillScope {
             prefix: scope.prefix.or_else(|| integration.prefix.clone()),
@@ -721,7 +727,7 @@ impl Poller {
     /// The backfill's pace: `write_units` if given, else half what the ledger's table reports.
     /// A capacity that cannot be read (the operator may not `DescribeTable`) is said, and the
     /// backfill runs unpaced.
-    async fn pace(&self, id: &str, write_units: Option<u64>) -> Option<Pace> {
+    async fn pace(&self, id: &str, write_units: Option<u64>) -> Option<Pacer> {
         let capacity = if write_units.is_some() {
             None
         } else {
@@ -737,15 +743,16 @@ impl Poller {
                 }
             }
         };
-        let pace = Pace::of(capacity, write_units)?;
+        let pacer = Pacer::new(Pace::of(capacity, write_units)?, self.intake.as_ref());
         BackfillPaced {
             integration_id: id,
-            write_units_per_second: pace.units_per_second(),
-            source: pace.source().as_str(),
-            table_units: pace.table_units(),
+            write_units_per_second: pacer.pace.units_per_second(),
+            source: pacer.pace.source().as_str(),
+            table_units: pacer.pace.table_units(),
+            commits_at_once: pacer.commits_at_once,
         }
         .emit();
-        Some(pace)
+        Some(pacer)
     }
 
     /// Puts one page's objects that `wanted` keeps through the decision and settles them
@@ -811,9 +818,7 @@ impl Poller {
                 Some(pacer) => Some(pacer.wait_turn().await),
                 None => None,
             };
-            let at_once = pacer
-                .as_ref()
-                .map_or(1, |pacer| pacer.pace.commits_at_once());
+            let at_once = pacer.as_ref().map_or(1, |pacer| pacer.commits_at_once);
             settle_within_rate(self.intake.as_ref(), integration, part, now, at_once).await?;
             if let (Some(pacer), Some(began)) = (pacer.as_deref_mut(), began) {
                 pacer.charge(part, began);

@@ -318,9 +318,14 @@ impl Report for Backfill {
                 }
                 _ => "--write-units".to_owned(),
             };
+            let commits = match paced.commits_at_once {
+                1 => "one commit of 100 jobs at a time".to_owned(),
+                n => format!("{n} commits of 100 jobs at once"),
+            };
             writeln!(
                 out,
-                "Ledger writes held to {} write units a second ({of}); waited {:.1} s for it.",
+                "Ledger writes held to {} write units a second ({of}), {commits}; waited {:.1} s \
+                 for it.",
                 paced.write_units_per_second, paced.waited_s
             )?;
         }
